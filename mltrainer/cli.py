@@ -1,0 +1,268 @@
+"""The `mlt` command line: click commands that parse, call library code, and render.
+
+Errors surface in one place (`MltGroup.invoke`): an `MltError` becomes one line, a fix, and its
+exit code; anything else is exit 1, with the traceback only under `--debug`. Heavy modules
+(torch, pandas, sklearn) are imported inside commands, never here: `mlt status` and `mlt --help`
+stay fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mltrainer import __version__
+from mltrainer.errors import EXIT_UNEXPECTED, MltError
+from mltrainer.output import Output
+from mltrainer.project import Project
+
+EXIT_INTERRUPTED = 130
+
+
+class MltGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MltError as exc:
+            out = _output(ctx)
+            out.error(exc.message, exc.hint, exc.to_dict())
+            if ctx.meta.get("mlt.debug"):
+                traceback.print_exc(file=sys.stderr)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _output(ctx).error("interrupted", None, {"error": "interrupted", "exit_code": 130})
+            ctx.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # the one place an unexpected failure is turned into exit 1
+            out = _output(ctx)
+            if ctx.meta.get("mlt.debug"):
+                traceback.print_exc(file=sys.stderr)
+            out.error(
+                f"unexpected failure: {type(exc).__name__}: {exc}",
+                "re-run with --debug for the traceback, and report it",
+                {"error": type(exc).__name__, "message": str(exc), "exit_code": EXIT_UNEXPECTED},
+            )
+            ctx.exit(EXIT_UNEXPECTED)
+
+
+def _output(ctx: click.Context) -> Output:
+    root = ctx.find_root()
+    return Output(json_mode=bool(root.meta.get("mlt.json")))
+
+
+def common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """-C/--dir, --json and --debug on every command (also accepted before the command)."""
+
+    @click.option("-C", "--dir", "directory", type=click.Path(file_okay=False), default=None,
+                  help="Project directory (default: the current one).")
+    @click.option("--json", "json_mode", is_flag=True, default=False,
+                  help="Print one machine-readable JSON object to stdout.")
+    @click.option("--debug", is_flag=True, default=False, help="Show tracebacks on errors.")
+    @click.pass_context
+    @functools.wraps(fn)
+    def wrapper(ctx: click.Context, directory: str | None, json_mode: bool, debug: bool,
+                **kwargs: Any) -> Any:
+        meta = ctx.find_root().meta
+        meta["mlt.json"] = json_mode or meta.get("mlt.json", False)
+        meta["mlt.debug"] = debug or meta.get("mlt.debug", False)
+        directory = directory or meta.get("mlt.dir")
+        out = Output(json_mode=meta["mlt.json"])
+        return fn(out=out, project=Project.at(directory), **kwargs)
+
+    return wrapper
+
+
+@click.group(cls=MltGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-C", "--dir", "directory", type=click.Path(file_okay=False), default=None,
+              help="Project directory (default: the current one).")
+@click.option("--json", "json_mode", is_flag=True, default=False,
+              help="Print one machine-readable JSON object to stdout.")
+@click.option("--debug", is_flag=True, default=False, help="Show tracebacks on errors.")
+@click.version_option(__version__, prog_name="mlt")
+@click.pass_context
+def cli(ctx: click.Context, directory: str | None, json_mode: bool, debug: bool) -> None:
+    """mlt: train PyTorch models reproducibly through five gated phases.
+
+    \b
+    mlt init my-proj --example digits && cd my-proj
+    mlt plan → mlt train-baseline → mlt diagnose → mlt optimize → mlt finalize
+    mlt status shows where the project stands and the next command.
+    """
+    ctx.meta["mlt.dir"], ctx.meta["mlt.json"], ctx.meta["mlt.debug"] = directory, json_mode, debug
+
+
+def main() -> None:
+    cli(prog_name="mlt")
+
+
+# ---------------------------------------------------------------- project and status
+
+
+@cli.command()
+@click.argument("target", required=False, type=click.Path(file_okay=False))
+@click.option("--example", default="digits", show_default=True,
+              help="Which example config to start from (digits, breast_cancer, diabetes).")
+@common
+def init(out: Output, project: Project, target: str | None, example: str) -> None:
+    """Create a project: mlt.yaml from an example, and the .mlt/ state folder."""
+    from mltrainer.commands import init_project
+
+    result = init_project(Project.at(target) if target else project, example)
+    out.info(f"created [bold]{result['config']}[/] from example '{example}'")
+    out.info(f"next: cd {result['root']} && [bold]mlt plan[/]")
+    out.result(result)
+
+
+@cli.command()
+@common
+def status(out: Output, project: Project) -> None:
+    """Every phase, its status and why, and the next command."""
+    from mltrainer.commands import project_status
+
+    result = project_status(project)
+    out.info(f"[bold]{result['name']}[/] — {result['root']}")
+    for ph in result["phases"]:
+        out.info(f"  {ph['name']:<9} {out.status_word(ph['status']):<28} [dim]{ph['reason']}[/]")
+    out.info(f"next: [bold]{result['next']}[/]" if result["next"] else "every phase has passed")
+    out.result(result)
+
+
+# ---------------------------------------------------------------- phases
+
+
+def _run_phase(out: Output, project: Project, name: str, **options: Any) -> dict[str, Any]:
+    from mltrainer.commands import run_phase
+
+    result = run_phase(project, name, out=out, **options)
+    out.gate(result)
+    out.result(result)
+    return result
+
+
+@cli.command()
+@common
+def plan(out: Output, project: Project) -> None:
+    """Phase 1: seeds, environment, data fingerprints and split, baselines, determinism."""
+    result = _run_phase(out, project, "plan")
+    if not result["gate"]["passed"]:
+        sys.exit(3)
+
+
+# ---------------------------------------------------------------- gates by hand
+
+
+@cli.command()
+@click.argument("phase")
+@click.argument("item")
+@click.option("--by", "by", required=True, help="Who signs off (a name or an email).")
+@click.option("--note", default=None, help="What was reviewed.")
+@common
+def signoff(out: Output, project: Project, phase: str, item: str, by: str, note: str | None
+            ) -> None:
+    """Sign off a manual gate item."""
+    from mltrainer.commands import signoff_item
+
+    result = signoff_item(project, phase, item, by, note)
+    out.info(f"signed off {phase}/{item} by {by}")
+    out.gate(result)
+    out.result(result)
+
+
+@cli.command()
+@click.argument("phase")
+@click.argument("item")
+@click.option("--reason", required=True, help="Why the item may be skipped (recorded forever).")
+@click.option("--by", "by", default=None, help="Who waives it.")
+@common
+def waive(out: Output, project: Project, phase: str, item: str, reason: str, by: str | None
+          ) -> None:
+    """Waive a gate item, with a reason that every later report prints."""
+    from mltrainer.commands import waive_item
+
+    result = waive_item(project, phase, item, reason, by)
+    out.info(f"waived {phase}/{item}: {reason}")
+    out.gate(result)
+    out.result(result)
+
+
+@cli.command()
+@click.argument("phase", required=False)
+@common
+def report(out: Output, project: Project, phase: str | None) -> None:
+    """Re-render the gate reports (all phases that have one, or PHASE) and print their paths."""
+    from mltrainer.commands import render_reports
+
+    paths = render_reports(project, phase)
+    for p in paths:
+        click.echo(p, err=out.json_mode)
+    out.result({"reports": paths})
+
+
+# ---------------------------------------------------------------- config
+
+
+@cli.group(cls=MltGroup)
+def config() -> None:
+    """Check mlt.yaml, or print its JSON Schema."""
+
+
+@config.command("validate")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@common
+def config_validate(out: Output, project: Project, path: str | None) -> None:
+    """Validate mlt.yaml (or PATH)."""
+    from mltrainer.config import load_config
+
+    target = Path(path) if path else project.config_path
+    cfg = load_config(target)
+    out.info(f"[green]valid[/]: {target} (config sha256 {cfg.fingerprint()[:12]})")
+    out.result({"valid": True, "path": str(target), "fingerprint": cfg.fingerprint()})
+
+
+@config.command("schema")
+@common
+def config_schema(out: Output, project: Project) -> None:
+    """Print the JSON Schema of mlt.yaml (for editors)."""
+    from mltrainer.config import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@cli.command()
+@click.argument("topic")
+@common
+def explain(out: Output, project: Project, topic: str) -> None:
+    """Print the guide of a phase (plan, baseline, ...) or the playbook of a finding."""
+    from mltrainer.commands import explain_topic
+
+    text = explain_topic(topic)
+    click.echo(text, err=out.json_mode)
+    out.result({"topic": topic, "text": text})
+
+
+@cli.command()
+@click.option("--dir", "target", default="mlt-demo", show_default=True,
+              type=click.Path(file_okay=False), help="Where to create the demo project.")
+@click.option("--json", "json_mode", is_flag=True, default=False,
+              help="Print one machine-readable JSON object to stdout.")
+@click.option("--debug", is_flag=True, default=False, help="Show tracebacks on errors.")
+@click.pass_context
+def demo(ctx: click.Context, target: str, json_mode: bool, debug: bool) -> None:
+    """Create a project from the embedded digits example and run every phase that exists."""
+    from mltrainer.commands import run_demo
+
+    meta = ctx.find_root().meta
+    meta["mlt.json"] = json_mode or meta.get("mlt.json", False)
+    meta["mlt.debug"] = debug or meta.get("mlt.debug", False)
+    out = Output(json_mode=meta["mlt.json"])
+    result = run_demo(Path(target), out)
+    out.result(result)
+

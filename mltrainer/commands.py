@@ -1,0 +1,184 @@
+"""What each CLI command does, as library functions that return data (the CLI renders it)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from mltrainer.config import load_config
+from mltrainer.errors import BadInputError
+from mltrainer.output import Output, TrainingProgress
+from mltrainer.project import Project
+from mltrainer.resources import example_config
+from mltrainer.state import Signoff, Waiver, audit, load_state
+from mltrainer.workflow import PHASE_NAMES, PHASES, current_phase, next_command, phase_def, phase_views
+
+PHASE_MODULES = {"plan": "plan", "baseline": "baseline"}  # phase name -> mltrainer.phases.<module>
+ALIASES = {"train-baseline": "baseline", "1": "plan", "2": "baseline", "3": "diagnose",
+           "4": "optimize", "5": "finalize"}
+
+
+def phase_name(name: str) -> str:
+    name = ALIASES.get(name, name)
+    if name not in PHASE_NAMES:
+        raise BadInputError(
+            f"no phase named {name!r}", hint=f"phases are: {', '.join(PHASE_NAMES)}"
+        )
+    return name
+
+
+def init_project(project: Project, example: str) -> dict[str, Any]:
+    text = example_config(example)  # unknown example → exit 2 before anything is written
+    if project.config_path.exists():
+        raise BadInputError(
+            f"{project.config_path} already exists: this is already an mlt project",
+            hint="edit it, or choose another directory for `mlt init`",
+        )
+    project.root.mkdir(parents=True, exist_ok=True)
+    project.config_path.write_text(text, encoding="utf-8")
+    project.mlt_dir.mkdir(exist_ok=True)
+    gitignore = project.root / ".gitignore"
+    if not gitignore.exists():
+        gitignore.write_text("runs/\nartifacts/\n.mlt/lock\n", encoding="utf-8")
+    audit(project, "init", example=example)
+    return {"root": str(project.root), "config": str(project.config_path), "example": example}
+
+
+def project_status(project: Project) -> dict[str, Any]:
+    from mltrainer.fingerprints import current_fingerprints
+
+    cfg = load_config(project.config_path)
+    state = load_state(project)
+    fps = current_fingerprints(project, cfg)
+    views = phase_views(state, fps)
+    return {
+        "name": cfg.name,
+        "root": str(project.root),
+        "current": current_phase(state, fps),
+        "phases": [{"name": v.name, "status": v.status, "reason": v.reason} for v in views],
+        "next": next_command(state, fps),
+    }
+
+
+def run_phase(project: Project, name: str, *, out: Output | None = None, **options: Any
+              ) -> dict[str, Any]:
+    from mltrainer.phases.runner import execute_phase
+
+    module = PHASE_MODULES.get(name)
+    if module is None:
+        raise BadInputError(f"phase {name!r} is not available in this version of mlt")
+    body = importlib.import_module(f"mltrainer.phases.{module}").run
+    progress = TrainingProgress(out, phase_def(name).command) if out is not None else None
+    return execute_phase(project, name, body, options=options,
+                         progress=progress.on_event if progress else None)
+
+
+def _gate_item(phase: str, item: str) -> dict[str, Any]:
+    from mltrainer.gates import checklist_items
+
+    items = {i["id"]: i for i in checklist_items(phase)}
+    if item not in items:
+        raise BadInputError(
+            f"the {phase} gate has no item {item!r}", hint=f"its items: {', '.join(items)}"
+        )
+    return items[item]
+
+
+def signoff_item(project: Project, phase: str, item: str, by: str, note: str | None
+                 ) -> dict[str, Any]:
+    from mltrainer.phases.runner import rejudge
+
+    phase = phase_name(phase)
+    spec = _gate_item(phase, item)
+    if not spec.get("manual"):
+        raise BadInputError(
+            f"{phase}/{item} is checked automatically and cannot be signed off",
+            hint=f"fix what it measures and re-run, or `mlt waive {phase} {item} --reason TEXT`",
+        )
+    if not by.strip():
+        raise BadInputError("--by must name who signs off")
+
+    def change(state: Any) -> None:
+        rec = state.phases.get(phase)
+        artifact = rec.outcome.get("artifact_hash") if rec else None
+        state.signoffs.setdefault(phase, {})[item] = Signoff(by=by, note=note,
+                                                              artifact_hash=artifact)
+        audit(project, "signoff", phase=phase, item=item, by=by, note=note,
+              artifact_hash=artifact)
+
+    return rejudge(project, phase, change, f"mlt signoff {phase} {item}")
+
+
+def waive_item(project: Project, phase: str, item: str, reason: str, by: str | None
+               ) -> dict[str, Any]:
+    from mltrainer.phases.runner import rejudge
+
+    phase = phase_name(phase)
+    _gate_item(phase, item)
+    if len(reason.strip()) < 10:
+        raise BadInputError(
+            f"--reason {reason!r} is too short to explain a waiver",
+            hint="say why skipping this item is acceptable (at least 10 characters)",
+        )
+
+    def change(state: Any) -> None:
+        state.waivers.setdefault(phase, {})[item] = Waiver(reason=reason.strip(), by=by)
+        audit(project, "waiver", phase=phase, item=item, reason=reason.strip(), by=by)
+
+    return rejudge(project, phase, change, f"mlt waive {phase} {item}")
+
+
+def render_reports(project: Project, phase: str | None) -> list[str]:
+    from mltrainer.fingerprints import current_fingerprints
+    from mltrainer.report import render_phase_report
+
+    cfg = load_config(project.config_path)
+    state = load_state(project)
+    fps = current_fingerprints(project, cfg)
+    names = [phase_name(phase)] if phase else list(PHASE_NAMES)
+    done = [n for n in names if state.phases.get(n) and state.phases[n].gate is not None]
+    if phase and not done:
+        raise BadInputError(f"phase {names[0]} has no gate result yet",
+                            hint=f"run `{phase_def(names[0]).command}` first")
+    return [project.relative(render_phase_report(project, state, n, fps)) for n in done]
+
+
+def explain_topic(topic: str) -> str:
+    from mltrainer.resources import load_playbook, phase_guide, playbook_ids
+
+    name = ALIASES.get(topic, topic)
+    for p in PHASES:
+        if name in (p.name, p.guide):
+            return phase_guide(p.guide)
+    if topic in playbook_ids():
+        pb = load_playbook(topic)
+        return f"# {pb.meta.get('title', topic)}\n\n{pb.body}"
+    raise BadInputError(
+        f"nothing to explain for {topic!r}",
+        hint=f"phases: {', '.join(PHASE_NAMES)}; findings: {', '.join(playbook_ids())}",
+    )
+
+
+def run_demo(target: Path, out: Output) -> dict[str, Any]:
+    """A fresh project from the embedded digits example, through every phase that exists."""
+    project = Project.at(target)
+    if project.root.exists() and any(project.root.iterdir()):
+        raise BadInputError(
+            f"{project.root} exists and is not empty",
+            hint="choose another place with `mlt demo --dir PATH`, or remove it",
+        )
+    init_project(project, "digits")
+    out.info(f"demo project: [bold]{project.root}[/]")
+    results = []
+    for name in PHASE_MODULES:
+        out.info(f"\n[bold]$ {phase_def(name).command}[/]")
+        result = run_phase(project, name, out=out)
+        out.gate(result)
+        results.append(result)
+        if not result["gate"]["passed"]:
+            break
+    status = project_status(project)
+    out.info(f"\nreports in {project.reports_dir}; next: [bold]{status['next']}[/]")
+    return {"root": str(project.root), "phases": results, "status": status}
+

@@ -1,0 +1,301 @@
+"""mlt.yaml as pydantic models: every field validated and described (with its unit).
+
+`load_config` is the one way to read a config file; its errors name the file, the field path,
+the bad value and the fix, and an unknown key gets a "did you mean".
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mltrainer.errors import ConfigError
+
+CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "roc_auc")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(_Strict):
+    val: float = Field(0.15, gt=0.0, lt=1.0, description="Share of rows for validation (0–1).")
+    test: float = Field(0.15, gt=0.0, lt=1.0, description="Share of rows for the locked test split (0–1).")
+    stratify: bool = Field(
+        True, description="Keep class proportions equal across splits (classification only)."
+    )
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> SplitConfig:
+        if self.val + self.test >= 0.9:
+            raise ValueError(
+                f"val + test must leave at least 10% of rows for training but is "
+                f"{self.val + self.test:.2f}"
+            )
+        return self
+
+
+class DataConfig(_Strict):
+    source: str = Field(
+        ...,
+        description="Where the data comes from: sklearn:<name> (digits, breast_cancer, wine, "
+        "iris, diabetes), a path to a .csv or .npz file (relative to mlt.yaml), or "
+        "python:<module>:<function> returning (X, y) or a DataFrame with the target column.",
+    )
+    target: str | None = Field(
+        None, description="The target column (CSV and DataFrame sources). Ignored otherwise."
+    )
+    drop: list[str] = Field(
+        default_factory=list, description="Columns to drop before training (ids, leaks)."
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig, description="How rows are split.")
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        if v.startswith(("sklearn:", "python:")) or v.endswith((".csv", ".npz")):
+            return v
+        raise ValueError(
+            "must be sklearn:<name>, python:<module>:<function>, or a path ending in .csv or .npz"
+        )
+
+
+class ModelConfig(_Strict):
+    kind: str = Field(
+        "mlp", description="mlp | cnn | python:<module>:<function> (a factory returning an nn.Module)."
+    )
+    hidden: list[int] = Field(
+        default_factory=lambda: [256, 128],
+        description="Hidden layer widths (units) of the mlp; for the cnn, the width of its head.",
+    )
+    channels: list[int] = Field(
+        default_factory=lambda: [16, 32], description="Convolution channels per block (cnn only)."
+    )
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout probability (0–1).")
+    activation: Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu"] = Field(
+        "relu", description="Hidden activation of the built-in models."
+    )
+    norm: Literal["none", "batch", "layer"] = Field(
+        "none", description="Normalisation after each hidden layer of the built-in models."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Extra keyword arguments passed to a python: factory."
+    )
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        if v in ("mlp", "cnn") or (v.startswith("python:") and v.count(":") == 2):
+            return v
+        raise ValueError("must be mlp, cnn or python:<module>:<function>")
+
+    @field_validator("hidden", "channels")
+    @classmethod
+    def _positive_widths(cls, v: list[int]) -> list[int]:
+        bad = [w for w in v if w < 1]
+        if bad:
+            raise ValueError(f"widths must be at least 1 but got {bad[0]}")
+        return v
+
+
+class EarlyStoppingConfig(_Strict):
+    patience: int = Field(5, ge=0, description="Epochs without improvement before stopping; 0 = off.")
+    min_delta: float = Field(0.0, ge=0.0, description="Smallest change of the goal metric that counts.")
+
+
+class TrainingConfig(_Strict):
+    epochs: int = Field(30, ge=1, le=100_000, description="Maximum number of epochs.")
+    batch_size: int = Field(64, ge=1, description="Rows per optimisation step.")
+    optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="Optimiser.")
+    lr: float = Field(1e-3, gt=0.0, description="Peak learning rate.")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum (sgd only).")
+    weight_decay: float = Field(1e-4, ge=0.0, description="Weight decay (L2 for adam/sgd).")
+    scheduler: Literal["none", "cosine", "step", "plateau"] = Field(
+        "cosine", description="Learning-rate schedule after warmup."
+    )
+    warmup_epochs: int = Field(0, ge=0, description="Epochs of linear lr warmup (0 = none).")
+    step_size: int = Field(10, ge=1, description="Epochs between lr drops (step scheduler).")
+    gamma: float = Field(0.1, gt=0.0, le=1.0, description="lr factor at each drop (step, plateau).")
+    grad_clip: float | None = Field(
+        1.0, gt=0.0, description="Clip the global gradient norm to this value; null = no clipping."
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="fp32, bf16 autocast (CPU and GPU) or fp16 with a scaler (GPU only)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto picks CUDA when present."
+    )
+    grad_stats_every: int = Field(
+        10, ge=0, description="Steps between per-layer gradient statistics; 0 = off."
+    )
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+
+
+class GoalConfig(_Strict):
+    metric: Literal["accuracy", "f1_macro", "roc_auc", "rmse", "mae", "r2"] = Field(
+        "accuracy", description="The metric every gate judges by (on validation, test at the end)."
+    )
+    target: float = Field(..., description="The value of the metric that counts as done.")
+
+
+class DiagnoseConfig(_Strict):
+    thresholds: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Per-detector threshold overrides: thresholds.<finding_id>.<name>; the "
+        "defaults are documented in each playbook (diagnostics/<id>.md).",
+    )
+
+
+class OptimizeConfig(_Strict):
+    trials: int = Field(20, ge=1, description="Trials per optimize iteration.")
+    timeout: float | None = Field(None, gt=0, description="Seconds per iteration; null = no limit.")
+    seeds: int = Field(5, ge=2, description="Seeds to compare best trial and baseline over.")
+    max_iterations: int = Field(3, ge=1, le=10, description="Optimize iterations allowed in total.")
+    space: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Extra search ranges: '<field.path>': {type: float|int|categorical, low, "
+        "high, log, choices}.",
+    )
+    storage: str | None = Field(
+        None, description="Optuna storage URL; null = a journal file in .mlt/."
+    )
+
+
+class FinalizeConfig(_Strict):
+    retrain: bool = Field(True, description="Retrain on train+val for the chosen epoch count.")
+    bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples for test intervals.")
+
+
+class TrackingConfig(_Strict):
+    report_to: list[Literal["tensorboard", "mlflow", "trackio"]] = Field(
+        default_factory=list, description="Trackers that receive params and metrics as well."
+    )
+
+
+class MltConfig(_Strict):
+    name: str = Field(..., min_length=1, description="Project name (used in reports).")
+    task: Literal["classification", "regression"] = Field(..., description="What is predicted.")
+    seed: int = Field(42, ge=0, description="The seed every random number derives from.")
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    goal: GoalConfig
+    diagnose: DiagnoseConfig = Field(default_factory=DiagnoseConfig)
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
+    finalize: FinalizeConfig = Field(default_factory=FinalizeConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _metric_fits_task(self) -> MltConfig:
+        allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        if self.goal.metric not in allowed:
+            raise ValueError(
+                f"goal.metric {self.goal.metric!r} does not fit task {self.task!r}; "
+                f"use one of {', '.join(allowed)}"
+            )
+        return self
+
+    @property
+    def greater_is_better(self) -> bool:
+        return self.goal.metric not in LOWER_IS_BETTER
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON of the whole config: what a gate judged."""
+        return sha256_json(self.model_dump(mode="json"))
+
+
+def sha256_json(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def json_schema() -> dict[str, Any]:
+    schema = MltConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "mlt.yaml"
+    return schema
+
+
+def load_config(path: Path) -> MltConfig:
+    """Read and validate a config file, or raise ConfigError naming file, field, value and fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: no such config file",
+            hint="run `mlt init` to create a project, or pass -C DIR to point at one",
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of fields (name, task, data, ...) but got "
+            f"{type(raw).__name__}",
+            hint="see `mlt config schema` for the fields",
+        )
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict[str, Any], source: str = "mlt.yaml") -> MltConfig:
+    try:
+        return MltConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe_error(err, raw) for err in exc.errors()]
+        first = lines[0]
+        more = "" if len(lines) == 1 else "; also: " + "; ".join(lines[1:])
+        raise ConfigError(
+            f"{source}: {first}{more}",
+            hint="fix the field in the file, then check it with `mlt config validate`",
+            errors=lines,
+        ) from None
+
+
+def _describe_error(err: dict[str, Any], raw: dict[str, Any]) -> str:
+    loc = [str(p) for p in err["loc"]]
+    path = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        known = _fields_at(loc[:-1])
+        guess = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.5)
+        tip = f"; did you mean '{'.'.join(loc[:-1] + guess)}'?" if guess else ""
+        return f"unknown field '{path}'{tip} (known here: {', '.join(sorted(known))})"
+    if err["type"] == "missing":
+        return f"field '{path}' is required but missing"
+    value = _value_at(raw, err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"field '{path}' has bad value {value!r}: {msg}"
+
+
+def _fields_at(loc: list[str]) -> list[str]:
+    model: Any = MltConfig
+    for part in loc:
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}).keys())
+
+
+def _value_at(raw: Any, loc: tuple[Any, ...]) -> Any:
+    cur = raw
+    for part in loc:
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
+            cur = cur[part]
+        else:
+            return None
+    return cur

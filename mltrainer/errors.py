@@ -1,0 +1,90 @@
+"""One exception root, and the one map from exceptions to exit codes.
+
+Library code raises these; only the CLI catches them (in one place) and turns them into a
+one-line message, the command to run next, and an exit code:
+
+    0 done · 1 unexpected failure · 2 bad input or config · 3 refused by a gate or by state
+    4 training stopped by a detector
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_BAD_INPUT = 2
+EXIT_REFUSED = 3
+EXIT_DETECTOR_STOP = 4
+
+
+class MltError(Exception):
+    """Root of every error mlt raises on purpose. `hint` says how to fix it (often a command)."""
+
+    exit_code = EXIT_UNEXPECTED
+
+    def __init__(self, message: str, hint: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "error": type(self).__name__,
+            "message": self.message,
+            "exit_code": self.exit_code,
+        }
+        if self.hint:
+            out["hint"] = self.hint
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+class BadInputError(MltError):
+    """Bad input: a wrong config field, a missing or malformed file. Exit 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ConfigError(BadInputError):
+    """mlt.yaml (or another config file) does not validate."""
+
+
+class DataError(BadInputError):
+    """A data source cannot be loaded or does not have the shape the config says."""
+
+
+class StateCorruptError(BadInputError):
+    """.mlt/state.json or another persisted file cannot be read."""
+
+
+class CheckpointError(BadInputError):
+    """A checkpoint is missing, truncated or corrupted."""
+
+
+class RefusedError(MltError):
+    """Refused by a gate or by the project's state. Exit 3."""
+
+    exit_code = EXIT_REFUSED
+
+
+class GateRefusedError(RefusedError):
+    """A phase was asked to run before the gates it depends on passed (or while they are stale)."""
+
+
+class LockHeldError(RefusedError):
+    """Another mlt command holds the project lock."""
+
+
+class TestSplitLockedError(RefusedError):
+    """Something other than the finalize phase asked for the test split."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+
+class DetectorStopError(MltError):
+    """A detector stopped training (e.g. a non-finite loss). Exit 4."""
+
+    exit_code = EXIT_DETECTOR_STOP

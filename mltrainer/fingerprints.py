@@ -1,0 +1,49 @@
+"""What a passed gate judged: fingerprints of the config, the data and the code.
+
+Cheap by design (no torch, no data load): `mlt status` computes them on every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from mltrainer import __version__
+from mltrainer.config import MltConfig
+from mltrainer.project import Project
+from mltrainer.workflow import fingerprint_view
+
+
+def module_source_hash(spec_str: str, root: Path) -> str | None:
+    """sha256 of the source file of `python:<module>:<fn>`'s module, found without running it."""
+    module = spec_str.split(":")[1]
+    sys.path.insert(0, str(root))
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    finally:
+        sys.path.remove(str(root))
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        return None
+    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
+
+
+def code_fingerprint(cfg: MltConfig, root: Path) -> str:
+    """mltrainer's version plus the source of a user model factory, when the config names one."""
+    parts = [f"mltrainer=={__version__}"]
+    if cfg.model.kind.startswith("python:"):
+        parts.append(f"model={module_source_hash(cfg.model.kind, root)}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def current_fingerprints(project: Project, cfg: MltConfig) -> dict[str, dict[str, str]]:
+    from mltrainer.data import source_fingerprint
+
+    return fingerprint_view(
+        cfg.model_dump(mode="json"),
+        source_fingerprint(cfg, project.root),
+        code_fingerprint(cfg, project.root),
+    )

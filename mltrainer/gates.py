@@ -1,0 +1,80 @@
+"""Checklist gates: load `checklists/<phase>.yaml`, judge every item, keep the evidence.
+
+Auto items run their registered check; manual items stay `pending` until `mlt signoff`; a waived
+item counts as met and carries its reason into every later report. A check that raises is a
+failed item whose evidence says why (never a crashed gate).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mltrainer.checks import CheckResult, GateContext, registry
+from mltrainer.errors import BadInputError
+from mltrainer.resources import load_checklist
+from mltrainer.state import GateItem, GateResult, ProjectState
+
+
+def checklist_items(phase: str) -> list[dict[str, Any]]:
+    items = load_checklist(phase)["items"]
+    checks = registry()
+    for item in items:
+        if "id" not in item or "text" not in item:
+            raise BadInputError(f"checklists/{phase}.yaml: every item needs 'id' and 'text': {item}")
+        if "check" in item and item["check"] not in checks:
+            raise BadInputError(
+                f"checklists/{phase}.yaml: item {item['id']!r} names unknown check "
+                f"{item['check']!r}",
+                hint=f"known checks: {', '.join(sorted(checks))}",
+            )
+        if "check" not in item and not item.get("manual"):
+            raise BadInputError(
+                f"checklists/{phase}.yaml: item {item['id']!r} needs 'check: <id>' or 'manual: true'"
+            )
+    return items
+
+
+def item_ids(phase: str) -> list[str]:
+    return [i["id"] for i in load_checklist(phase)["items"]]
+
+
+def evaluate_gate(ctx: GateContext) -> GateResult:
+    checks = registry()
+    state: ProjectState = ctx.state
+    results = []
+    for item in checklist_items(ctx.phase):
+        waiver = state.waivers.get(ctx.phase, {}).get(item["id"])
+        signoff = state.signoffs.get(ctx.phase, {}).get(item["id"])
+        required = bool(item.get("required", True))
+        if "check" in item:
+            kind = "auto"
+            try:
+                res = checks[item["check"]](ctx, item)
+            except Exception as exc:  # a broken check fails its item, visibly, with the error
+                res = CheckResult(False, {"error": f"{type(exc).__name__}: {exc}"})
+            status = "pass" if res.passed else "fail"
+            evidence = dict(res.evidence)
+            if "threshold" in item:
+                evidence.setdefault("threshold", item["threshold"])
+        else:
+            kind = "manual"
+            valid = signoff is not None and _signoff_valid(signoff.artifact_hash, ctx.outcome)
+            status = "pass" if valid else "pending"
+            evidence = {"signed_off_by": signoff.by, "at": signoff.at} if valid else {}
+            if signoff is not None and not valid:
+                evidence["voided"] = "the artifact changed after the sign-off"
+        if waiver is not None and status in ("fail", "pending"):
+            status = "waived"
+        results.append(
+            GateItem(
+                id=item["id"], text=item["text"], kind=kind, status=status, required=required,
+                evidence=evidence, waiver=waiver, signoff=signoff if kind == "manual" else None,
+            )
+        )
+    passed = all(not r.required or r.status in ("pass", "waived") for r in results)
+    return GateResult(phase=ctx.phase, passed=passed, items=results)
+
+
+def _signoff_valid(signed_hash: str | None, outcome: dict[str, Any]) -> bool:
+    current = outcome.get("artifact_hash")
+    return signed_hash is None or current is None or signed_hash == current

@@ -1,0 +1,121 @@
+"""The one output sink of the CLI: human text to stderr through rich, one JSON object to stdout.
+
+In `--json` mode stdout carries exactly one object (the command's result, or the error), so an
+AI assistant can parse it; people read stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+STATUS_STYLE = {
+    "passed": "green", "pass": "green", "ready": "cyan", "locked": "dim", "running": "yellow",
+    "blocked": "red", "fail": "red", "failed": "red", "pending": "yellow", "waived": "magenta",
+    "skipped": "dim", "stale": "yellow",
+}
+
+
+class Output:
+    def __init__(self, json_mode: bool = False, quiet: bool = False) -> None:
+        self.json_mode = json_mode
+        self.quiet = quiet
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            self.err.print(text)
+
+    def plain(self, text: str) -> None:
+        if not self.quiet:
+            self.err.print(escape(text))
+
+    def result(self, obj: dict[str, Any]) -> None:
+        if self.json_mode:
+            sys.stdout.write(json.dumps(obj, default=str) + "\n")
+            sys.stdout.flush()
+
+    def error(self, message: str, hint: str | None, payload: dict[str, Any]) -> None:
+        self.err.print(f"[bold red]error:[/] {escape(message)}")
+        if hint:
+            self.err.print(f"  [dim]fix:[/] {escape(hint)}")
+        if self.json_mode:
+            sys.stdout.write(json.dumps(payload, default=str) + "\n")
+            sys.stdout.flush()
+
+    def status_word(self, status: str) -> str:
+        return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+    def gate(self, result: dict[str, Any]) -> None:
+        gate = result.get("gate") or {}
+        if not gate:
+            return
+        verdict = "[green]passed[/]" if gate["passed"] else "[red]blocked[/]"
+        self.info(f"[bold]{result['phase']}[/] gate {verdict}")
+        for item in gate["items"]:
+            extra = "" if item.get("required", True) else " [dim](informational)[/]"
+            self.info(f"  {self.status_word(item['status']):>20}  {escape(item['id'])}{extra}"
+                      f"  [dim]{escape(_short(item['evidence']))}[/]")
+        if result.get("report"):
+            self.info(f"report: {result['report']}")
+        if result.get("next"):
+            self.info(f"next: [bold]{result['next']}[/]")
+
+
+def _short(evidence: dict[str, Any], limit: int = 100) -> str:
+    text = ", ".join(f"{k}={_fmt(v)}" for k, v in evidence.items() if not isinstance(v, (dict, list)))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+class TrainingProgress:
+    """A subscriber that shows training as it goes: a rich progress bar on a TTY, plain periodic
+    lines otherwise (logs, CI, an assistant's pipe). Never writes to stdout."""
+
+    def __init__(self, out: Output, label: str, every_s: float = 5.0) -> None:
+        self.out, self.label, self.every_s = out, label, every_s
+        self.tty = out.err.is_terminal and not out.quiet
+        self._progress: Any = None
+        self._task: Any = None
+        self._last = 0.0
+        self._epochs = 0
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "start":
+            self._epochs = int(event.get("epochs") or 0)
+            if self.tty:
+                from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+                self._progress = Progress(
+                    TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(), console=self.out.err, transient=False,
+                )
+                self._progress.start()
+                self._task = self._progress.add_task(self.label, total=self._epochs or None,
+                                                     info="")
+        elif kind == "epoch":
+            val = event.get("val") or {}
+            info = f"epoch {event['epoch']} loss {_fmt(event.get('train_loss'))} " + " ".join(
+                f"{k} {_fmt(v)}" for k, v in val.items()
+            )
+            if self._progress is not None:
+                self._progress.update(self._task, completed=event["epoch"], info=info)
+            elif not self.out.quiet and time.monotonic() - self._last >= self.every_s:
+                self._last = time.monotonic()
+                self.out.plain(f"{self.label}: {info}")
+        elif kind == "end":
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+            self.out.plain(f"{self.label}: stopped at epoch {event.get('epoch')} "
+                           f"({event.get('reason')})")
+        return None

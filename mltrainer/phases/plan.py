@@ -1,0 +1,62 @@
+"""Phase 1, `mlt plan`: fix seeds and flags, capture the environment, load, fingerprint and split
+the data, compute trivial baselines, prove the test split is locked, and verify determinism by
+training a few steps twice through the engine's own step function."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mltrainer.errors import TestSplitLockedError
+from mltrainer.phases.runner import PhaseContext
+from mltrainer.state import atomic_write_text
+
+DETERMINISM_STEPS = 20  # optimisation steps per probe run: enough to touch every code path
+
+
+def run(ctx: PhaseContext) -> dict[str, Any]:
+    from mltrainer.data import prepare_data, trivial_baseline
+    from mltrainer.engine import determinism_probe, seed_everything, set_deterministic
+    from mltrainer.env import capture_environment
+
+    cfg, project = ctx.cfg, ctx.project
+    bundle = prepare_data(cfg, project.root, audit=ctx.audit)  # bad data → exit 2, state kept
+    seed_everything(cfg.seed)
+    flags = set_deterministic()
+    env = capture_environment(project.root)
+    atomic_write_text(project.mlt_dir / "env.json", _json(env))
+
+    try:
+        bundle.test(phase="plan")
+        lock = {"locked": False}
+    except TestSplitLockedError as exc:
+        lock = {"locked": True, "refusal": exc.message}
+
+    baseline = trivial_baseline(bundle, cfg.goal.metric)
+    probe = determinism_probe(cfg, bundle, steps=DETERMINISM_STEPS)
+    return {
+        "seed": cfg.seed,
+        "seeded": ["python", "numpy", "torch"],
+        "deterministic_flags": flags,
+        "environment": {
+            "python": env["python"], "torch": env["torch"]["version"], "device": env["device"],
+            "platform": env["platform"], "git": env.get("git"), "file": ".mlt/env.json",
+        },
+        "data": {
+            "source": bundle.source,
+            "spec": bundle.spec.to_dict(),
+            "fingerprints": bundle.fingerprints,
+            "split": bundle.split_info,
+            "duplicates": bundle.duplicates,
+        },
+        "test_lock": lock,
+        "goal": {"metric": cfg.goal.metric, "target": cfg.goal.target,
+                 "greater_is_better": cfg.greater_is_better},
+        "trivial_baseline": baseline,
+        "determinism": probe,
+    }
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=2, default=str) + "\n"

@@ -1,0 +1,195 @@
+"""The one way a phase runs: refuse out-of-order, run the body, judge the gate, save, report.
+
+Every phase command goes through `execute_phase`. It holds the project lock, refuses (exit 3)
+when the phase's needs are unmet or stale, and on bad input (exit 2) puts the state file, its
+backup and the audit log back exactly as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mltrainer.checks import GateContext
+from mltrainer.config import MltConfig, load_config
+from mltrainer.errors import BadInputError, GateRefusedError, MltError
+from mltrainer.fingerprints import current_fingerprints
+from mltrainer.gates import evaluate_gate
+from mltrainer.project import Project
+from mltrainer.state import (
+    GateResult,
+    ProjectState,
+    audit,
+    load_state,
+    now,
+    project_lock,
+    save_state,
+)
+from mltrainer.workflow import next_command, phase_def, satisfied_alternative, unmet_needs
+
+
+@dataclass
+class PhaseContext:
+    project: Project
+    cfg: MltConfig
+    state: ProjectState
+    fingerprints: dict[str, dict[str, str]]
+    options: dict[str, Any] = field(default_factory=dict)
+    progress: Callable[[dict[str, Any]], None] | None = None
+
+    def audit(self, record: dict[str, Any]) -> None:
+        event = record.pop("event", "note")
+        audit(self.project, event, phase=record.pop("phase", None), **record)
+
+
+PhaseBody = Callable[[PhaseContext], dict[str, Any]]
+
+
+class _Snapshot:
+    """The bytes of state.json, its backup and the audit log's length, to put back on bad input."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.files = {
+            p: (p.read_bytes() if p.exists() else None)
+            for p in (project.state_path, project.state_path.with_name("state.json.bak"))
+        }
+        self.audit_len = project.audit_path.stat().st_size if project.audit_path.exists() else None
+
+    def restore(self) -> None:
+        for path, blob in self.files.items():
+            if blob is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(blob)
+        if self.audit_len is None:
+            self.project.audit_path.unlink(missing_ok=True)
+        else:
+            with open(self.project.audit_path, "r+b") as fh:
+                fh.truncate(self.audit_len)
+
+
+def refusal(name: str, state: ProjectState, fps: dict[str, dict[str, str]]) -> GateRefusedError:
+    p = phase_def(name)
+    unmet = unmet_needs(name, state, fps)
+    first_cmd = next((line.split("`")[1] for line in unmet if "`" in line), None)
+    return GateRefusedError(
+        f"`{p.command}` refused: " + "; ".join(unmet),
+        hint=f"run `{first_cmd}`" if first_cmd else None,
+        unmet=unmet,
+    )
+
+
+def execute_phase(
+    project: Project,
+    name: str,
+    body: PhaseBody,
+    *,
+    options: dict[str, Any] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    config_path: Path | None = None,
+) -> dict[str, Any]:
+    p = phase_def(name)
+    cfg = load_config(config_path or project.config_path)
+    with project_lock(project, p.command):
+        state = load_state(project)
+        fps = current_fingerprints(project, cfg)
+        alt = satisfied_alternative(name, state, fps)
+        if alt is None:
+            err = refusal(name, state, fps)
+            audit(project, "refused", phase=name, unmet=err.details["unmet"])
+            raise err
+        snapshot = _Snapshot(project)
+        rec = state.phase(name)
+        previous = rec.model_copy(deep=True)
+        rec.status, rec.started_at, rec.error = "running", now(), None
+        save_state(project, state)
+        audit(project, "phase_started", phase=name, path=list(alt))
+        ctx = PhaseContext(project, cfg, state, fps, dict(options or {}), progress)
+        try:
+            outcome = body(ctx)
+        except BadInputError:
+            snapshot.restore()
+            raise
+        except (MltError, KeyboardInterrupt, Exception) as exc:
+            # The phase failed (or was interrupted) after it started: record that it did.
+            msg = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}" or "interrupted"
+            _finish_failed(project, state, name, previous, msg)
+            raise
+        outcome.setdefault("path", "fast" if "goal_met" in alt else "typical")
+        gate = evaluate_gate(GateContext(name, cfg, outcome, state, project))
+        rec.gate, rec.outcome, rec.finished_at = gate, outcome, now()
+        rec.runs += 1
+        rec.status = "passed" if gate.passed else "blocked"
+        rec.fingerprints = fps[name]  # what was judged; staleness only reads it once passed
+        for skipped in outcome.pop("skipped_phases", []):
+            srec = state.phase(skipped)
+            if srec.status not in ("passed",):
+                srec.status, srec.outcome = "skipped", {"note": f"skipped: {name} took the fast path"}
+        save_state(project, state)
+        audit(project, "gate", phase=name, passed=gate.passed,
+              items={i.id: i.status for i in gate.items})
+    return phase_result(project, state, fps, name, gate)
+
+
+def _finish_failed(
+    project: Project, state: ProjectState, name: str, previous: Any, message: str
+) -> None:
+    rec = state.phase(name)
+    rec.status, rec.error, rec.finished_at = "failed", message, now()
+    rec.gate = previous.gate
+    with contextlib.suppress(Exception):
+        save_state(project, state)
+        audit(project, "phase_failed", phase=name, error=message)
+
+
+def phase_result(
+    project: Project,
+    state: ProjectState,
+    fps: dict[str, dict[str, str]],
+    name: str,
+    gate: GateResult,
+) -> dict[str, Any]:
+    """The DESIGN.md `--json` object of a phase command, after rendering its report."""
+    from mltrainer.report import render_phase_report
+
+    report = render_phase_report(project, state, name, fps)
+    return {
+        "phase": name,
+        "gate": {
+            "passed": gate.passed,
+            "items": [
+                {"id": i.id, "text": i.text, "kind": i.kind, "status": i.status,
+                 "required": i.required, "evidence": i.evidence,
+                 **({"waiver": i.waiver.model_dump()} if i.waiver else {})}
+                for i in gate.items
+            ],
+        },
+        "report": project.relative(report),
+        "next": next_command(state, fps),
+    }
+
+
+def rejudge(project: Project, name: str, change: Callable[[ProjectState], None], command: str
+            ) -> dict[str, Any]:
+    """Apply a sign-off or waiver (`change`) and judge the phase's gate again on its recorded
+    outcome. The phase does not re-run: its measured evidence stays as it was."""
+    cfg = load_config(project.config_path)
+    with project_lock(project, command):
+        state = load_state(project)
+        fps = current_fingerprints(project, cfg)
+        change(state)
+        rec = state.phases.get(name)
+        if rec is None or rec.gate is None or rec.status not in ("passed", "blocked"):
+            save_state(project, state)
+            return {"phase": name, "gate": None, "report": None, "next": next_command(state, fps)}
+        gate = evaluate_gate(GateContext(name, cfg, rec.outcome, state, project))
+        rec.gate = gate
+        rec.status = "passed" if gate.passed else "blocked"
+        save_state(project, state)
+        audit(project, "gate", phase=name, passed=gate.passed, rejudged=True,
+              items={i.id: i.status for i in gate.items})
+    return phase_result(project, state, fps, name, gate)

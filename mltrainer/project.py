@@ -1,0 +1,78 @@
+"""Where things live in a user's project. The one place that knows the layout."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG_NAME = "mlt.yaml"
+OPTIMIZED_CONFIG_NAME = "mlt.optimized.yaml"
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+
+    @classmethod
+    def at(cls, directory: str | os.PathLike[str] | None = None) -> Project:
+        return cls(Path(directory or ".").resolve())
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def optimized_config_path(self) -> Path:
+        return self.root / OPTIMIZED_CONFIG_NAME
+
+    @property
+    def mlt_dir(self) -> Path:
+        return self.root / ".mlt"
+
+    @property
+    def state_path(self) -> Path:
+        return self.mlt_dir / "state.json"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.mlt_dir / "audit.jsonl"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.mlt_dir / "lock"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.root / "artifacts"
+
+    def is_initialized(self) -> bool:
+        return self.config_path.is_file()
+
+    def new_run_dir(self, kind: str) -> Path:
+        """A fresh `runs/<id>/` that no earlier run used: the folder is created exclusively."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{secrets.token_hex(2)}"
+            path = self.runs_dir / run_id
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return path
+
+    def relative(self, path: Path) -> str:
+        try:
+            return str(Path(path).resolve().relative_to(self.root))
+        except ValueError:
+            return str(path)

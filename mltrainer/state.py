@@ -1,0 +1,220 @@
+"""Persisted project state: `.mlt/state.json`, the project lock, and `.mlt/audit.jsonl`.
+
+The state is a versioned pydantic model written atomically (temp file, fsync, rename, fsync of
+the folder), so a crash leaves either the old state or the new one, never half of each. The
+previous state is kept as `state.json.bak`. The audit log is append-only, one JSON object a line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from mltrainer.errors import LockHeldError, StateCorruptError
+from mltrainer.project import Project
+
+SCHEMA_VERSION = 1
+
+PhaseStatus = Literal[
+    "locked", "ready", "running", "passed", "blocked", "failed", "skipped", "stale"
+]
+ItemStatus = Literal["pass", "fail", "pending", "waived"]
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Waiver(BaseModel):
+    reason: str
+    by: str | None = None
+    at: str = Field(default_factory=now)
+
+
+class Signoff(BaseModel):
+    by: str
+    at: str = Field(default_factory=now)
+    note: str | None = None
+    artifact_hash: str | None = None  # a changed artifact voids the sign-off
+
+
+class GateItem(BaseModel):
+    id: str
+    text: str
+    kind: Literal["auto", "manual"]
+    status: ItemStatus
+    required: bool = True
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    waiver: Waiver | None = None
+    signoff: Signoff | None = None
+
+
+class GateResult(BaseModel):
+    phase: str
+    passed: bool
+    items: list[GateItem]
+    judged_at: str = Field(default_factory=now)
+
+    def unmet(self) -> list[GateItem]:
+        return [i for i in self.items if i.required and i.status in ("fail", "pending")]
+
+
+class PhaseRecord(BaseModel):
+    status: PhaseStatus = "ready"
+    started_at: str | None = None
+    finished_at: str | None = None
+    gate: GateResult | None = None
+    fingerprints: dict[str, str] = Field(default_factory=dict)  # what the passed gate judged
+    outcome: dict[str, Any] = Field(default_factory=dict)  # the phase's measured results
+    error: str | None = None
+    runs: int = 0  # how many times the phase ran (optimize counts its iterations with it)
+
+
+class ProjectState(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    created_at: str = Field(default_factory=now)
+    phases: dict[str, PhaseRecord] = Field(default_factory=dict)
+    waivers: dict[str, dict[str, Waiver]] = Field(default_factory=dict)
+    signoffs: dict[str, dict[str, Signoff]] = Field(default_factory=dict)
+
+    def phase(self, name: str) -> PhaseRecord:
+        return self.phases.setdefault(name, PhaseRecord())
+
+
+def load_state(project: Project) -> ProjectState:
+    """The saved state, a fresh one when none was saved yet, or StateCorruptError (exit 2)."""
+    path = project.state_path
+    if not path.exists():
+        return ProjectState()
+    fix = (
+        f"restore it from {path.name}.bak (the state before the last change) or move it away "
+        "to start the phases over; .mlt/audit.jsonl keeps the history"
+    )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StateCorruptError(f"{path}: not valid JSON ({exc})", hint=fix) from None
+    if not isinstance(raw, dict):
+        raise StateCorruptError(f"{path}: expected a JSON object", hint=fix)
+    version = raw.get("schema_version")
+    if not isinstance(version, int):
+        raise StateCorruptError(f"{path}: no integer schema_version", hint=fix)
+    if version > SCHEMA_VERSION:
+        raise StateCorruptError(
+            f"{path}: written by a newer mlt (schema {version}, this mlt reads up to "
+            f"{SCHEMA_VERSION})",
+            hint="upgrade mltrainer",
+        )
+    raw = _migrate(raw)
+    try:
+        return ProjectState.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise StateCorruptError(f"{path}: field '{where}': {err['msg']}", hint=fix) from None
+
+
+def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older schema up to SCHEMA_VERSION, one step at a time (none yet: v1 is first)."""
+    raw["schema_version"] = SCHEMA_VERSION
+    return raw
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save_state(project: Project, state: ProjectState) -> None:
+    path = project.state_path
+    if path.exists():
+        atomic_write_text(path.with_name(path.name + ".bak"), path.read_text(encoding="utf-8"))
+    atomic_write_text(path, state.model_dump_json(indent=2) + "\n")
+
+
+def audit(project: Project, event: str, **fields: Any) -> dict[str, Any]:
+    """Append one event to .mlt/audit.jsonl, durably. Returns the record written."""
+    record = {"time": now(), "event": event, **fields}
+    project.mlt_dir.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=False, default=str) + "\n"
+    with open(project.audit_path, "a", encoding="utf-8") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return record
+
+
+def read_audit(project: Project) -> list[dict[str, Any]]:
+    if not project.audit_path.exists():
+        return []
+    out = []
+    for line in project.audit_path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            out.append(json.loads(line))
+    return out
+
+
+@contextlib.contextmanager
+def project_lock(project: Project, command: str) -> Iterator[None]:
+    """Hold `.mlt/lock` for the duration of a command that writes project state.
+
+    An flock is released by the kernel when its holder dies, so a crashed command never leaves
+    the project locked; the file's content only says who holds it, for the message.
+    """
+    project.mlt_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(project.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        holder = _read_holder(project.lock_path)
+        raise LockHeldError(
+            f"another mlt command holds {project.lock_path}: "
+            f"`{holder.get('command', '?')}` (pid {holder.get('pid', '?')} on "
+            f"{holder.get('host', '?')}, since {holder.get('since', '?')})",
+            hint="wait for it to finish, or stop that process; the lock frees itself when "
+            "its holder exits",
+            holder=holder,
+        ) from None
+    try:
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                "since": now()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _read_holder(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8") or "{}")
+        return data if isinstance(data, dict) else {}
+    except (OSError, json.JSONDecodeError):
+        return {}

@@ -1,0 +1,166 @@
+"""The metric stream: `runs/<id>/metrics.jsonl`, one JSON object a line, flushed as it goes.
+
+This module is public: people with their own training loop use `MetricWriter` to write a stream
+that `mlt diagnose --metrics FILE` understands. The engine writes through the same class.
+
+Events (fields may be added; readers ignore what they do not know):
+
+    {"type": "start", "run_id": str, "task": "classification"|"regression",
+     "metric": str, "greater_is_better": bool, "steps_per_epoch": int,
+     "baseline": {"<metric>": float, "loss": float} | absent,   # trivial baseline on val
+     "time": float}
+    {"type": "step", "epoch": int, "step": int, "loss": float, "lr": float,
+     "grad_norm": float,                      # the global norm BEFORE clipping
+     "layers": {"<param name>": {"grad_norm": float, "zero_frac": float}}  # every N steps only
+     "time": float}
+    {"type": "epoch", "epoch": int, "step": int, "train_loss": float, "val_loss": float,
+     "val": {"<metric>": float, ...}, "train": {"<metric>": float, ...} | absent,
+     "lr": float, "wall_time": float (seconds for the epoch), "peak_mem_mb": float, "time": float}
+    {"type": "end", "reason": str, "epoch": int, "step": int, "time": float}
+
+`epoch` counts from 1 (the first epoch is 1); `step` counts optimisation steps from 1 over the
+whole run. Non-finite floats are written as the strings "nan", "inf", "-inf" so the file stays
+strict JSON, and read back as floats.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from mltrainer.errors import BadInputError
+
+EVENT_TYPES = ("start", "step", "epoch", "end")
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and value in _NONFINITE:
+        return _NONFINITE[value]
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+class MetricWriter:
+    """Append events to a metrics.jsonl file, one line each, flushed after every write.
+
+    >>> with MetricWriter("metrics.jsonl", task="classification", metric="accuracy") as w:
+    ...     w.step(epoch=1, step=1, loss=0.7, lr=1e-3, grad_norm=1.2)
+    ...     w.epoch(epoch=1, step=10, train_loss=0.6, val_loss=0.65, val={"accuracy": 0.8}, lr=1e-3)
+
+    `fsync_every_epoch` makes each epoch event durable on disk (a crash loses at most the steps
+    of the epoch in progress) without paying an fsync per step.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        task: str | None = None,
+        metric: str | None = None,
+        greater_is_better: bool | None = None,
+        run_id: str | None = None,
+        fsync_every_epoch: bool = True,
+        write_start: bool = True,
+        **start_fields: Any,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._fsync = fsync_every_epoch
+        if write_start:
+            if greater_is_better is None and metric is not None:
+                greater_is_better = metric not in ("rmse", "mae")
+            self.write(
+                {
+                    "type": "start",
+                    "run_id": run_id,
+                    "task": task,
+                    "metric": metric,
+                    "greater_is_better": greater_is_better,
+                    **start_fields,
+                }
+            )
+
+    def write(self, event: dict[str, Any]) -> None:
+        if event.get("type") not in EVENT_TYPES:
+            raise ValueError(f"event type must be one of {EVENT_TYPES} but got {event.get('type')!r}")
+        event = {**event}
+        event.setdefault("time", time.time())
+        self._fh.write(json.dumps(_encode(event), separators=(",", ":")) + "\n")
+        self._fh.flush()
+        if self._fsync and event["type"] in ("epoch", "end"):
+            os.fsync(self._fh.fileno())
+
+    def step(self, *, epoch: int, step: int, loss: float, **fields: Any) -> None:
+        self.write({"type": "step", "epoch": epoch, "step": step, "loss": loss, **fields})
+
+    def epoch(self, *, epoch: int, step: int, **fields: Any) -> None:
+        self.write({"type": "epoch", "epoch": epoch, "step": step, **fields})
+
+    def end(self, *, reason: str, epoch: int, step: int, **fields: Any) -> None:
+        self.write({"type": "end", "reason": reason, "epoch": epoch, "step": step, **fields})
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> MetricWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_stream(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All events of a stream, in order. A torn last line (a crash mid-write) is skipped;
+    any other malformed line is bad input naming the file and line."""
+    return list(iter_stream(path))
+
+
+def iter_stream(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(
+            f"{path}: no such metrics file",
+            hint="pass the metrics.jsonl a run wrote (runs/<id>/metrics.jsonl) or one "
+            "written with mltrainer.stream.MetricWriter",
+        )
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                return  # torn final line from a crash: everything before it stands
+            raise BadInputError(
+                f"{path}: line {number} is not JSON",
+                hint="each line must be one JSON object (see mltrainer.stream for the format)",
+            ) from None
+        if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES:
+            raise BadInputError(
+                f"{path}: line {number} is not an event (needs \"type\" one of "
+                f"{', '.join(EVENT_TYPES)})",
+                hint="write streams with mltrainer.stream.MetricWriter",
+            )
+        yield _decode(event)

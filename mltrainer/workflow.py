@@ -1,0 +1,223 @@
+"""The phase graph as data; what may run now and, when not, why; staleness.
+
+    plan ─▶ baseline ─▶ diagnose ─▶ optimize ─▶ finalize
+                 └──────── goal met (fast path) ────────▶
+
+Each phase lists `needs`: alternatives (any one suffices), each a set of conditions (all must
+hold). A condition is a phase name (that phase passed and is not stale) or a flag that a
+passed phase recorded in its outcome (`goal_met`). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mltrainer.state import PhaseRecord, ProjectState
+
+
+@dataclass(frozen=True)
+class PhaseDef:
+    name: str
+    command: str
+    title: str
+    guide: str  # phases/<guide>/workflow.md
+    needs: tuple[tuple[str, ...], ...]
+    config_sections: tuple[str, ...]  # the parts of mlt.yaml whose change makes it stale
+
+
+_CORE = ("task", "seed", "data", "model", "training", "goal")
+
+PHASES: tuple[PhaseDef, ...] = (
+    PhaseDef("plan", "mlt plan", "Plan", "1_plan", (), _CORE),
+    PhaseDef("baseline", "mlt train-baseline", "Baseline", "2_baseline", (("plan",),),
+             (*_CORE, "diagnose")),
+    PhaseDef("diagnose", "mlt diagnose", "Diagnose", "3_diagnose", (("baseline",),),
+             (*_CORE, "diagnose")),
+    PhaseDef("optimize", "mlt optimize", "Optimize", "4_optimize", (("diagnose",),),
+             (*_CORE, "diagnose", "optimize")),
+    PhaseDef("finalize", "mlt finalize", "Finalize", "5_finalize",
+             (("baseline", "goal_met"), ("optimize",)),  # fast path | typical path
+             (*_CORE, "diagnose", "optimize", "finalize")),
+)
+PHASE_NAMES = tuple(p.name for p in PHASES)
+FLAGS = {"goal_met": "baseline"}  # flag -> the phase whose outcome records it
+
+
+def phase_def(name: str) -> PhaseDef:
+    for p in PHASES:
+        if p.name == name:
+            return p
+    raise KeyError(name)
+
+
+def upstream(name: str) -> list[str]:
+    """Every phase `name` can depend on, transitively."""
+    seen: list[str] = []
+    for alt in phase_def(name).needs:
+        for cond in alt:
+            dep = FLAGS.get(cond, cond)
+            if dep not in seen:
+                seen.append(dep)
+                seen.extend(d for d in upstream(dep) if d not in seen)
+    return seen
+
+
+@dataclass(frozen=True)
+class PhaseView:
+    name: str
+    status: str
+    reason: str
+
+
+def stale_reasons(
+    name: str, state: ProjectState, current: dict[str, dict[str, str]]
+) -> list[str]:
+    """Why a passed phase no longer holds: a fingerprint it judged changed, or a phase it
+    depends on was re-run after it or is stale itself."""
+    rec = state.phases.get(name)
+    if rec is None or rec.status not in ("passed", "stale"):
+        return []
+    reasons = [
+        f"{kind} changed since it passed"
+        for kind, value in rec.fingerprints.items()
+        if kind in current.get(name, {}) and current[name][kind] != value
+    ]
+    for dep in _direct_deps(name, state):
+        dep_rec = state.phases.get(dep)
+        if dep_rec is None:
+            continue
+        if dep_rec.finished_at and rec.finished_at and dep_rec.finished_at > rec.finished_at:
+            reasons.append(f"{dep} was re-run after it")
+        elif stale_reasons(dep, state, current):
+            reasons.append(f"{dep} is stale")
+    return reasons
+
+
+def _direct_deps(name: str, state: ProjectState) -> list[str]:
+    """The phases this one actually stood on: the alternative that was satisfied when it ran."""
+    alts = phase_def(name).needs
+    used = state.phases.get(name)
+    path = used.outcome.get("path") if used else None
+    for alt in alts:
+        deps = [FLAGS.get(c, c) for c in alt]
+        if path is None or (path == "fast") == ("goal_met" in alt):
+            return list(dict.fromkeys(deps))
+    return []
+
+
+def _condition_holds(cond: str, state: ProjectState, current: dict[str, dict[str, str]]) -> bool:
+    if cond in FLAGS:
+        rec = state.phases.get(FLAGS[cond])
+        return bool(rec and rec.outcome.get(cond))
+    rec = state.phases.get(cond)
+    return bool(rec and rec.status == "passed" and not stale_reasons(cond, state, current))
+
+
+def satisfied_alternative(
+    name: str, state: ProjectState, current: dict[str, dict[str, str]]
+) -> tuple[str, ...] | None:
+    for alt in phase_def(name).needs or ((),):
+        if all(_condition_holds(c, state, current) for c in alt):
+            return alt
+    return None
+
+
+def phase_views(state: ProjectState, current: dict[str, dict[str, str]]) -> list[PhaseView]:
+    views = []
+    for p in PHASES:
+        rec: PhaseRecord | None = state.phases.get(p.name)
+        stale = stale_reasons(p.name, state, current)
+        if stale:
+            views.append(PhaseView(p.name, "stale", "; ".join(stale) + f": re-run `{p.command}`"))
+        elif rec and rec.status in ("passed", "skipped", "running", "failed", "blocked"):
+            views.append(PhaseView(p.name, rec.status, _recorded_reason(p, rec)))
+        elif satisfied_alternative(p.name, state, current) is not None:
+            views.append(PhaseView(p.name, "ready", f"run `{p.command}`"))
+        else:
+            views.append(PhaseView(p.name, "locked", "; ".join(unmet_needs(p.name, state, current))))
+    return views
+
+
+def _recorded_reason(p: PhaseDef, rec: PhaseRecord) -> str:
+    if rec.status == "blocked" and rec.gate:
+        ids = ", ".join(i.id for i in rec.gate.unmet())
+        return f"gate items not met: {ids}"
+    if rec.status == "failed":
+        return rec.error or "failed"
+    if rec.status == "running":
+        return rec.outcome.get("note") or "running (or stopped without finishing)"
+    if rec.status == "skipped":
+        return rec.outcome.get("note") or "skipped on the fast path"
+    return "gate passed"
+
+
+def unmet_needs(
+    name: str, state: ProjectState, current: dict[str, dict[str, str]]
+) -> list[str]:
+    """One line per unmet condition of the closest alternative, each naming its fix."""
+    best: list[str] | None = None
+    for alt in phase_def(name).needs:
+        lines = []
+        for cond in alt:
+            if _condition_holds(cond, state, current):
+                continue
+            lines.append(_describe_unmet(cond, state, current))
+        if best is None or len(lines) < len(best):
+            best = lines
+    return best or []
+
+
+def _describe_unmet(cond: str, state: ProjectState, current: dict[str, dict[str, str]]) -> str:
+    if cond == "goal_met":
+        return "the baseline did not meet the goal (fast path closed): run `mlt diagnose`"
+    p = phase_def(cond)
+    rec = state.phases.get(cond)
+    if rec is None or rec.status in ("ready", "locked"):
+        return f"{cond} has not passed: run `{p.command}`"
+    stale = stale_reasons(cond, state, current)
+    if stale:
+        return f"{cond} is stale ({'; '.join(stale)}): re-run `{p.command}`"
+    if rec.status == "blocked" and rec.gate:
+        items = ", ".join(f"{i.id} ({i.status})" for i in rec.gate.unmet())
+        return (
+            f"{cond} gate blocked on {items}: fix and re-run `{p.command}`, or "
+            f"`mlt signoff {cond} ITEM --by NAME` / `mlt waive {cond} ITEM --reason TEXT`"
+        )
+    return f"{cond} is {rec.status}: run `{p.command}`"
+
+
+def next_command(state: ProjectState, current: dict[str, dict[str, str]]) -> str | None:
+    """The command a user should run next, or None when everything passed."""
+    views = {v.name: v for v in phase_views(state, current)}
+    for p in PHASES:
+        v = views[p.name]
+        if v.status in ("stale", "blocked", "failed", "running"):
+            return p.command
+        if v.status == "ready":
+            if p.name in ("diagnose", "optimize") and views["finalize"].status == "ready":
+                return "mlt finalize"  # fast path open: diagnose is optional
+            return p.command
+    return None
+
+
+def current_phase(state: ProjectState, current: dict[str, dict[str, str]]) -> str | None:
+    cmd = next_command(state, current)
+    for p in PHASES:
+        if p.command == cmd:
+            return p.name
+    return None
+
+
+def fingerprint_view(cfg_json: dict[str, Any], data_fp: str, code_fp: str) -> dict[str, dict[str, str]]:
+    """Current fingerprints per phase: each phase judges only the config sections it uses."""
+    from mltrainer.config import sha256_json
+
+    return {
+        p.name: {
+            "config": sha256_json({k: cfg_json.get(k) for k in p.config_sections}),
+            "data": data_fp,
+            "code": code_fp,
+        }
+        for p in PHASES
+    }

@@ -1,0 +1,94 @@
+"""mlt.yaml validation: the errors a user sees name the file, field, value and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mltrainer.config import json_schema, load_config, parse_config
+from mltrainer.errors import ConfigError
+from mltrainer.resources import example_config
+
+
+def _example() -> dict:
+    return yaml.safe_load(example_config("digits"))
+
+
+def _write(tmp_path: Path, data: dict | str) -> Path:
+    path = tmp_path / "mlt.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("name", ["digits", "breast_cancer", "diabetes"])
+def test_examples_validate(name: str) -> None:
+    cfg = parse_config(yaml.safe_load(example_config(name)))
+    assert cfg.name and cfg.goal.metric
+
+
+def test_example_carries_the_design_contract_values() -> None:
+    cfg = parse_config(_example())
+    assert cfg.training.early_stopping.patience == 5
+    assert cfg.model.hidden == [256, 128]
+    assert cfg.data.split.stratify is True
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c["training"].__setitem__("lrr", 0.1), "did you mean 'training.lr'"),
+        (lambda c: c.__setitem__("modle", {}), "did you mean 'model'"),
+        (lambda c: c["training"].__setitem__("lr", -1), "training.lr"),
+        (lambda c: c["training"].__setitem__("optimizer", "adamx"), "'adamx'"),
+        (lambda c: c["goal"].__setitem__("metric", "rmse"), "does not fit task"),
+        (lambda c: c["data"].__setitem__("source", "digits"), "sklearn:<name>"),
+        (lambda c: c["data"]["split"].__setitem__("val", 0.8), "at least 10% of rows"),
+        (lambda c: c["model"].__setitem__("hidden", [64, 0]), "model.hidden"),
+        (lambda c: c.pop("goal"), "'goal' is required"),
+        (lambda c: c["training"].__setitem__("epochs", "many"), "'many'"),
+    ],
+)
+def test_bad_config_names_field_value_and_fix(tmp_path: Path, mutate, expected: str) -> None:
+    data = _example()
+    mutate(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in err.value.message
+    assert expected in err.value.message
+    assert err.value.exit_code == 2
+    assert "mlt config validate" in (err.value.hint or "")
+
+
+def test_invalid_yaml_gives_line_number(tmp_path: Path) -> None:
+    path = _write(tmp_path, "name: x\ntask: [classification\n")
+    with pytest.raises(ConfigError, match="line"):
+        load_config(path)
+
+
+def test_missing_file_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "mlt.yaml")
+
+
+def test_fingerprint_changes_with_content_not_formatting(tmp_path: Path) -> None:
+    data = _example()
+    a = parse_config(data).fingerprint()
+    assert parse_config(yaml.safe_load(yaml.safe_dump(data, default_flow_style=True))).fingerprint() == a
+    data["training"]["lr"] = 0.002
+    assert parse_config(data).fingerprint() != a
+
+
+def test_schema_documents_every_field() -> None:
+    schema = json_schema()
+    training = schema["$defs"]["TrainingConfig"]["properties"]
+    assert training["lr"]["default"] == 1e-3
+    undocumented = [
+        f"{name}.{field}"
+        for name, model in schema["$defs"].items()
+        for field, prop in model.get("properties", {}).items()
+        if not prop.get("description") and "$ref" not in prop and "allOf" not in prop
+    ]
+    assert undocumented == []
