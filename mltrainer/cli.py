@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from mltrainer import __version__
-from mltrainer.errors import EXIT_UNEXPECTED, MltError
+from mltrainer.errors import EXIT_DETECTOR_STOP, EXIT_REFUSED, EXIT_UNEXPECTED, MltError
 from mltrainer.output import Output
 from mltrainer.project import Project
 
@@ -142,18 +142,53 @@ def _run_phase(out: Output, project: Project, name: str, **options: Any) -> dict
     from mltrainer.commands import run_phase
 
     result = run_phase(project, name, out=out, **options)
+    if "findings" in result:
+        out.findings(result["findings"])
     out.gate(result)
     out.result(result)
     return result
+
+
+def _exit_for(result: dict[str, Any]) -> None:
+    """3 when the gate blocked, 4 when a detector stopped training; 0 otherwise."""
+    if (result.get("run") or {}).get("stopped_reason", "").startswith("detector:"):
+        sys.exit(EXIT_DETECTOR_STOP)
+    if not result["gate"]["passed"]:
+        sys.exit(EXIT_REFUSED)
 
 
 @cli.command()
 @common
 def plan(out: Output, project: Project) -> None:
     """Phase 1: seeds, environment, data fingerprints and split, baselines, determinism."""
-    result = _run_phase(out, project, "plan")
-    if not result["gate"]["passed"]:
-        sys.exit(3)
+    _exit_for(_run_phase(out, project, "plan"))
+
+
+@cli.command("train-baseline")
+@click.option("--resume", is_flag=True, default=False,
+              help="Continue the last baseline run from its last checkpoint.")
+@common
+def train_baseline(out: Output, project: Project, resume: bool) -> None:
+    """Phase 2: train the configured model, watched by the detectors; judge it."""
+    _exit_for(_run_phase(out, project, "baseline", resume=resume))
+
+
+@cli.command()
+@click.option("--metrics", "metrics", type=click.Path(dir_okay=False), default=None,
+              help="Diagnose this metrics.jsonl instead of the baseline run's (works outside a "
+              "project too: then no gate is judged).")
+@common
+def diagnose(out: Output, project: Project, metrics: str | None) -> None:
+    """Phase 3: run the detectors over the metric stream; findings, playbooks, recommendations."""
+    from mltrainer.commands import diagnose_standalone
+
+    if metrics and not project.is_initialized():
+        result = diagnose_standalone(Path(metrics))
+        out.findings(result["findings"])
+        out.result(result)
+        return
+    result = _run_phase(out, project, "diagnose", metrics=metrics)
+    _exit_for(result)
 
 
 # ---------------------------------------------------------------- gates by hand

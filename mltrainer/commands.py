@@ -14,7 +14,7 @@ from mltrainer.resources import example_config
 from mltrainer.state import Signoff, Waiver, audit, load_state
 from mltrainer.workflow import PHASE_NAMES, PHASES, current_phase, next_command, phase_def, phase_views
 
-PHASE_MODULES = {"plan": "plan", "baseline": "baseline"}  # phase name -> mltrainer.phases.<module>
+PHASE_MODULES = {"plan": "plan", "baseline": "baseline", "diagnose": "diagnose"}  # phase name -> mltrainer.phases.<module>
 ALIASES = {"train-baseline": "baseline", "1": "plan", "2": "baseline", "3": "diagnose",
            "4": "optimize", "5": "finalize"}
 
@@ -72,6 +72,13 @@ def run_phase(project: Project, name: str, *, out: Output | None = None, **optio
     progress = TrainingProgress(out, phase_def(name).command) if out is not None else None
     return execute_phase(project, name, body, options=options,
                          progress=progress.on_event if progress else None)
+
+
+def diagnose_standalone(path: Path) -> dict[str, Any]:
+    """`mlt diagnose --metrics FILE` outside a project: findings only, no gate, no state."""
+    from mltrainer.phases.diagnose import diagnose_stream
+
+    return diagnose_stream(path, {})
 
 
 def _gate_item(phase: str, item: str) -> dict[str, Any]:

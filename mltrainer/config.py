@@ -212,6 +212,19 @@ class MltConfig(_Strict):
         return sha256_json(self.model_dump(mode="json"))
 
 
+def config_field(path: str) -> Any:
+    """The pydantic FieldInfo at a dotted path such as `training.lr`; KeyError when none."""
+    model: Any = MltConfig
+    field = None
+    for part in path.split("."):
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            raise KeyError(path)
+        field = fields[part]
+        model = field.annotation
+    return field
+
+
 def sha256_json(obj: Any) -> str:
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(blob).hexdigest()

@@ -88,3 +88,9 @@ class DetectorStopError(MltError):
     """A detector stopped training (e.g. a non-finite loss). Exit 4."""
 
     exit_code = EXIT_DETECTOR_STOP
+
+
+class InterruptedRunError(MltError):
+    """Training was interrupted (Ctrl-C / SIGTERM) after saving a checkpoint. Exit 130."""
+
+    exit_code = 130

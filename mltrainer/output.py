@@ -48,6 +48,27 @@ class Output:
             sys.stdout.write(json.dumps(payload, default=str) + "\n")
             sys.stdout.flush()
 
+    def findings(self, findings: list[dict[str, Any]]) -> None:
+        """Each finding with its evidence and onset, then its playbook rendered for the terminal."""
+        if self.quiet:
+            return
+        if not findings:
+            self.info("[green]no finding[/]: the detectors saw nothing wrong")
+            return
+        from rich.markdown import Markdown
+        from rich.panel import Panel
+
+        from mltrainer.resources import load_playbook
+
+        for f in findings:
+            onset = f.get("onset", {})
+            self.info(f"\n[bold]{escape(f['id'])}[/] ({f.get('severity')}) at epoch "
+                      f"{onset.get('epoch')}, step {onset.get('step')}: {escape(f.get('message', ''))}")
+            self.info(f"  [dim]evidence: {escape(_short(f.get('evidence', {}), 300))}[/]")
+            if f.get("playbook"):
+                body = load_playbook(f["id"]).body
+                self.err.print(Panel(Markdown(body), title=f["playbook"], expand=False))
+
     def status_word(self, status: str) -> str:
         return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
 

@@ -34,7 +34,7 @@ class GateContext:
 
 CheckFn = Callable[[GateContext, dict[str, Any]], CheckResult]
 CHECKS: dict[str, CheckFn] = {}
-_MODULES = ("plan", "baseline")  # one module of checks per phase, imported on first use
+_MODULES = ("plan", "baseline", "diagnose")  # one module of checks per phase, imported on first use
 
 
 def check(check_id: str) -> Callable[[CheckFn], CheckFn]:

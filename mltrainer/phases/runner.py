@@ -45,6 +45,7 @@ class PhaseContext:
         audit(self.project, event, phase=record.pop("phase", None), **record)
 
 
+_TOP_LEVEL = ("run", "findings", "test", "exports")
 PhaseBody = Callable[[PhaseContext], dict[str, Any]]
 
 
@@ -170,6 +171,8 @@ def phase_result(
         },
         "report": project.relative(report),
         "next": next_command(state, fps),
+        # Phase-specific results the DESIGN contract puts at the top level of `--json`.
+        **{k: v for k, v in state.phase(name).outcome.items() if k in _TOP_LEVEL},
     }
 
 

@@ -1,0 +1,71 @@
+"""Phase 3, `mlt diagnose`: run the detectors over the baseline run's metric stream (or any
+stream given with `--metrics FILE`), attach each finding's playbook and turn its structured
+recommendations into concrete config changes and search ranges for `mlt optimize`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mltrainer.errors import BadInputError
+from mltrainer.phases.runner import PhaseContext
+
+
+def diagnose_stream(path: Path, thresholds: dict[str, dict[str, float]],
+                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Findings (with evidence and playbook) of one metrics.jsonl; no project needed."""
+    from mltrainer.detectors import DetectorContext, run_detectors
+    from mltrainer.stream import read_stream
+
+    events = read_stream(path)
+    if not any(e["type"] in ("step", "epoch") for e in events):
+        raise BadInputError(f"{path}: holds no step or epoch events to diagnose",
+                            hint="point --metrics at a stream a training run wrote")
+    start = next((e for e in events if e["type"] == "start"), None)
+    context = DetectorContext.from_start_event(start or {"type": "start"}, overrides or {})
+    findings = run_detectors(events, thresholds, context)
+    return {
+        "stream": str(path),
+        "events": {k: sum(1 for e in events if e["type"] == k) for k in ("step", "epoch")},
+        "findings": [with_playbook(f.to_dict()) for f in findings],
+    }
+
+
+def with_playbook(finding: dict[str, Any]) -> dict[str, Any]:
+    from mltrainer.resources import load_playbook
+
+    try:
+        pb = load_playbook(finding["id"])
+    except BadInputError:
+        return {**finding, "playbook": None, "recommendations": []}
+    return {**finding, "playbook": pb.path, "title": pb.meta.get("title", finding["id"]),
+            "recommendations": list(pb.meta.get("recommendations") or [])}
+
+
+def run(ctx: PhaseContext) -> dict[str, Any]:
+    cfg, project = ctx.cfg, ctx.project
+    metrics = ctx.options.get("metrics")
+    baseline = ctx.state.phases["baseline"].outcome
+    if metrics:
+        path = Path(metrics)
+        path = path if path.is_absolute() else Path.cwd() / path
+    else:
+        path = project.root / baseline["run"]["dir"] / "metrics.jsonl"
+    overrides = {"task": cfg.task, "metric": cfg.goal.metric,
+                 "greater_is_better": cfg.greater_is_better,
+                 "baseline": ctx.state.phases["plan"].outcome.get("trivial_baseline")}
+    result = diagnose_stream(path, cfg.diagnose.thresholds, overrides)
+    result["stream"] = project.relative(path)
+    result["recommendations"] = merge_recommendations(result["findings"])
+    return result
+
+
+def merge_recommendations(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per config path, listing every finding that asked for it (severest first)."""
+    order = {"critical": 0, "warning": 1, "info": 2}
+    merged: dict[str, dict[str, Any]] = {}
+    for f in sorted(findings, key=lambda f: order.get(f.get("severity", "info"), 3)):
+        for rec in f.get("recommendations", []):
+            entry = merged.setdefault(rec["path"], {**rec, "findings": []})
+            entry["findings"].append(f["id"])
+    return list(merged.values())

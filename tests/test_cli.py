@@ -1,0 +1,190 @@
+"""The CLI end to end: init, status, plan, refusals, staleness, bad input, waivers, sign-offs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from mltrainer.cli import cli
+
+
+def mlt(*args: str, cwd: Path | None = None) -> tuple[int, dict | None, str]:
+    """Run the CLI in-process with --json; return (exit code, parsed stdout, stderr)."""
+    runner = CliRunner()
+    res = runner.invoke(cli, [*args, "--json"], catch_exceptions=False)
+    out = res.stdout.strip()
+    return res.exit_code, (json.loads(out) if out else None), res.stderr
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A digits project after a passed `mlt plan` (copied by tests that change it)."""
+    root = tmp_path_factory.mktemp("planned") / "proj"
+    assert mlt("init", str(root), "--example", "digits")[0] == 0
+    code, result, err = mlt("plan", "-C", str(root))
+    assert code == 0, err
+    return root
+
+
+@pytest.fixture
+def project(planned: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "proj"
+    shutil.copytree(planned, dest)
+    return dest
+
+
+def files_snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes()
+            for p in sorted((root / ".mlt").rglob("*")) if p.is_file() and p.name != "lock"}
+
+
+def test_init_then_status_shows_plan_ready(tmp_path: Path) -> None:
+    code, result, _ = mlt("init", str(tmp_path / "p"))
+    assert code == 0 and Path(result["config"]).is_file()
+    code, status, _ = mlt("status", "-C", str(tmp_path / "p"))
+    assert code == 0
+    assert [p["status"] for p in status["phases"]] == ["ready", "locked", "locked", "locked",
+                                                       "locked"]
+    assert status["next"] == "mlt plan" and status["current"] == "plan"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["init", "{d}", "--example", "nope"], "no example named 'nope'"),
+        (["plan", "-C", "{d}/missing"], "no such config file"),
+        (["waive", "plan", "seeds_fixed", "--reason", "short", "-C", "{d}/p"], "too short"),
+        (["signoff", "plan", "seeds_fixed", "--by", "ana", "-C", "{d}/p"], "checked automatically"),
+        (["waive", "plan", "no_such_item", "--reason", "a long enough reason", "-C", "{d}/p"],
+         "has no item"),
+        (["explain", "nothing"], "nothing to explain"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path, args: list[str], fragment: str
+                                               ) -> None:
+    mlt("init", str(tmp_path / "p"))
+    before = files_snapshot(tmp_path / "p")
+    code, result, err = mlt(*[a.replace("{d}", str(tmp_path)) for a in args])
+    assert code == 2, err
+    assert fragment in result["message"]
+    assert "Traceback" not in err
+    assert files_snapshot(tmp_path / "p") == before
+
+
+def test_phase_out_of_order_exits_3_naming_the_fix(tmp_path: Path) -> None:
+    mlt("init", str(tmp_path / "p"))
+    code, result, err = mlt("train-baseline", "-C", str(tmp_path / "p"))
+    assert code == 3
+    assert "plan has not passed: run `mlt plan`" in result["message"]
+    assert result["hint"] == "run `mlt plan`"
+
+
+def test_plan_end_to_end_on_digits(planned: Path) -> None:
+    state = json.loads((planned / ".mlt" / "state.json").read_text())
+    plan = state["phases"]["plan"]
+    assert plan["status"] == "passed"
+    items = {i["id"]: i for i in plan["gate"]["items"]}
+    assert all(i["status"] == "pass" for i in items.values()), items
+    assert items["determinism_verified"]["evidence"]["identical"] is True
+    assert items["no_duplicate_rows_across_splits"]["evidence"]["across_splits"] == 0
+    sizes = items["split_recorded"]["evidence"]["sizes"]
+    assert sum(sizes.values()) == 1797
+    assert 0.05 < items["trivial_baseline"]["evidence"]["accuracy"] < 0.2  # majority of 10 classes
+    report = (planned / "reports" / "plan.md").read_text()
+    assert report.startswith("# Plan gate — PASSED")
+    assert "Next: `mlt train-baseline`" in report
+    audit = [json.loads(x) for x in (planned / ".mlt" / "audit.jsonl").read_text().splitlines()]
+    events = [a["event"] for a in audit]
+    assert "test_split_denied" in events and events[-1] == "gate"
+    assert (planned / ".mlt" / "env.json").is_file()
+
+
+def test_status_json_after_plan(planned: Path) -> None:
+    code, status, _ = mlt("status", "-C", str(planned))
+    assert code == 0
+    assert status["phases"][0] == {"name": "plan", "status": "passed", "reason": "gate passed"}
+    assert status["next"] == "mlt train-baseline"
+
+
+def test_config_change_makes_plan_stale_and_baseline_refuse(project: Path) -> None:
+    cfg = yaml.safe_load((project / "mlt.yaml").read_text())
+    cfg["seed"] = 7
+    (project / "mlt.yaml").write_text(yaml.safe_dump(cfg))
+    _, status, _ = mlt("status", "-C", str(project))
+    assert status["phases"][0]["status"] == "stale"
+    assert "config changed" in status["phases"][0]["reason"]
+    code, result, _ = mlt("train-baseline", "-C", str(project))
+    assert code == 3 and "stale" in result["message"]
+
+
+def test_unrelated_config_change_keeps_plan_fresh(project: Path) -> None:
+    cfg = yaml.safe_load((project / "mlt.yaml").read_text())
+    cfg["finalize"] = {"retrain": False}
+    (project / "mlt.yaml").write_text(yaml.safe_dump(cfg))
+    _, status, _ = mlt("status", "-C", str(project))
+    assert status["phases"][0]["status"] == "passed"
+
+
+def test_corrupted_state_file_is_exit_2_without_traceback(project: Path) -> None:
+    (project / ".mlt" / "state.json").write_text('{"schema_version": 1, "phases": {"plan": ')
+    code, result, err = mlt("status", "-C", str(project))
+    assert code == 2
+    assert "state.json" in result["message"] and "not valid JSON" in result["message"]
+    assert "state.json.bak" in result["hint"]
+    assert "Traceback" not in err
+
+
+def test_waiver_is_recorded_and_reported(project: Path) -> None:
+    code, result, _ = mlt("waive", "plan", "classes_in_every_split", "--reason",
+                          "rare class accepted by the data owner", "--by", "ana",
+                          "-C", str(project))
+    assert code == 0
+    report = (project / "reports" / "plan.md").read_text()
+    assert "rare class accepted by the data owner" in report
+    audit = (project / ".mlt" / "audit.jsonl").read_text()
+    assert '"event": "waiver"' in audit and "rare class accepted" in audit
+
+
+def test_bad_csv_leaves_state_exactly_as_it_was(project: Path) -> None:
+    (project / "data.csv").write_text("a,b,label\n1,2\n3,4,5,6\n")
+    cfg = yaml.safe_load((project / "mlt.yaml").read_text())
+    cfg["data"]["source"] = "data.csv"
+    (project / "mlt.yaml").write_text(yaml.safe_dump(cfg))
+    before = files_snapshot(project)
+    code, result, err = mlt("plan", "-C", str(project))
+    assert code == 2, err
+    assert "data.csv" in result["message"]
+    assert files_snapshot(project) == before
+
+
+def test_report_rerenders_existing_reports(project: Path) -> None:
+    (project / "reports" / "plan.md").unlink()
+    code, result, _ = mlt("report", "-C", str(project))
+    assert code == 0 and result["reports"] == ["reports/plan.md"]
+    assert (project / "reports" / "plan.md").is_file()
+
+
+_NO_TORCH = """
+import sys
+from mltrainer.cli import cli
+try:
+    cli(sys.argv[1:], prog_name="mlt")
+except SystemExit:
+    pass
+print("TORCH_IMPORTED" if "torch" in sys.modules else "NO_TORCH", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["status"], ["status", "--json"]])
+def test_status_and_help_do_not_import_torch(planned: Path, args: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-c", _NO_TORCH, *args, "-C", str(planned)]
+                          if args[0] == "status" else [sys.executable, "-c", _NO_TORCH, *args],
+                          capture_output=True, text=True, timeout=60)
+    assert "NO_TORCH" in proc.stderr, proc.stderr
