@@ -130,7 +130,7 @@ def status(out: Output, project: Project) -> None:
     result = project_status(project)
     out.info(f"[bold]{result['name']}[/] — {result['root']}")
     for ph in result["phases"]:
-        out.info(f"  {ph['name']:<9} {out.status_word(ph['status']):<28} [dim]{ph['reason']}[/]")
+        out.info(f"  {ph['name']:<9} {out.status_word(ph['status'], 8)} [dim]{ph['reason']}[/]")
     out.info(f"next: [bold]{result['next']}[/]" if result["next"] else "every phase has passed")
     out.result(result)
 

@@ -69,8 +69,8 @@ class Output:
                 body = load_playbook(f["id"]).body
                 self.err.print(Panel(Markdown(body), title=f["playbook"], expand=False))
 
-    def status_word(self, status: str) -> str:
-        return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+    def status_word(self, status: str, width: int = 0) -> str:
+        return f"[{STATUS_STYLE.get(status, 'white')}]{status:<{width}}[/]"
 
     def gate(self, result: dict[str, Any]) -> None:
         gate = result.get("gate") or {}
@@ -80,7 +80,7 @@ class Output:
         self.info(f"[bold]{result['phase']}[/] gate {verdict}")
         for item in gate["items"]:
             extra = "" if item.get("required", True) else " [dim](informational)[/]"
-            self.info(f"  {self.status_word(item['status']):>20}  {escape(item['id'])}{extra}"
+            self.info(f"  {self.status_word(item['status'], 7)}  {escape(item['id'])}{extra}"
                       f"  [dim]{escape(_short(item['evidence']))}[/]")
         if result.get("report"):
             self.info(f"report: {result['report']}")
