@@ -191,6 +191,43 @@ def diagnose(out: Output, project: Project, metrics: str | None) -> None:
     _exit_for(result)
 
 
+@cli.command()
+@click.option("--storage", default=None,
+              help="Optuna storage URL (e.g. postgresql://...) shared by several workers; "
+              "default: a journal file in .mlt/.")
+@click.option("--trials", type=int, default=None, help="Trials for this worker (default: "
+              "optimize.trials from mlt.yaml).")
+@click.option("--stop", "decision", flag_value="stop", default=None,
+              help="Record the decision to stop searching and finalize with the better config.")
+@common
+def optimize(out: Output, project: Project, storage: str | None, trials: int | None,
+             decision: str | None) -> None:
+    """Phase 4: targeted Optuna search over what diagnose recommended, compared across seeds."""
+    _exit_for(_run_phase(out, project, "optimize", storage=storage, trials=trials,
+                         decision=decision))
+
+
+@cli.command()
+@common
+def finalize(out: Output, project: Project) -> None:
+    """Phase 5: production training, the one test evaluation, verified exports, readiness gate."""
+    _exit_for(_run_phase(out, project, "finalize"))
+
+
+@cli.command()
+@click.argument("input_csv", type=click.Path(dir_okay=False))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the predictions (CSV).")
+@common
+def predict(out: Output, project: Project, input_csv: str, out_path: str) -> None:
+    """Run the exported ONNX model, with its preprocessing, on raw rows of a CSV."""
+    from mltrainer.finalizing.predict import predict_csv
+
+    result = predict_csv(project, Path(input_csv), Path(out_path))
+    out.info(f"wrote {result['rows']} predictions to {result['out']}")
+    out.result(result)
+
+
 # ---------------------------------------------------------------- gates by hand
 
 

@@ -14,7 +14,8 @@ from mltrainer.resources import example_config
 from mltrainer.state import Signoff, Waiver, audit, load_state
 from mltrainer.workflow import PHASE_NAMES, PHASES, current_phase, next_command, phase_def, phase_views
 
-PHASE_MODULES = {"plan": "plan", "baseline": "baseline", "diagnose": "diagnose"}  # phase name -> mltrainer.phases.<module>
+PHASE_MODULES = {"plan": "plan", "baseline": "baseline", "diagnose": "diagnose",
+                 "optimize": "optimize", "finalize": "finalize"}  # phase name -> mltrainer.phases.<module>
 ALIASES = {"train-baseline": "baseline", "1": "plan", "2": "baseline", "3": "diagnose",
            "4": "optimize", "5": "finalize"}
 

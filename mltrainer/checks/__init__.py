@@ -8,6 +8,7 @@ a bare bool. The checklists in `checklists/<phase>.yaml` name checks by id.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,6 @@ class GateContext:
 
 CheckFn = Callable[[GateContext, dict[str, Any]], CheckResult]
 CHECKS: dict[str, CheckFn] = {}
-_MODULES = ("plan", "baseline", "diagnose")  # one module of checks per phase, imported on first use
 
 
 def check(check_id: str) -> Callable[[CheckFn], CheckFn]:
@@ -48,6 +48,7 @@ def check(check_id: str) -> Callable[[CheckFn], CheckFn]:
 
 
 def registry() -> dict[str, CheckFn]:
-    for name in _MODULES:
-        importlib.import_module(f"mltrainer.checks.{name}")
+    """Every check, after importing each module of this package (one per phase)."""
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"mltrainer.checks.{info.name}")
     return CHECKS

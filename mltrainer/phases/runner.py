@@ -39,6 +39,7 @@ class PhaseContext:
     fingerprints: dict[str, dict[str, str]]
     options: dict[str, Any] = field(default_factory=dict)
     progress: Callable[[dict[str, Any]], None] | None = None
+    path: str = "typical"  # "fast" when the phase runs on the fast path (baseline met the goal)
 
     def audit(self, record: dict[str, Any]) -> None:
         event = record.pop("event", "note")
@@ -109,7 +110,8 @@ def execute_phase(
         rec.status, rec.started_at, rec.error = "running", now(), None
         save_state(project, state)
         audit(project, "phase_started", phase=name, path=list(alt))
-        ctx = PhaseContext(project, cfg, state, fps, dict(options or {}), progress)
+        ctx = PhaseContext(project, cfg, state, fps, dict(options or {}), progress,
+                           path="fast" if "goal_met" in alt else "typical")
         try:
             outcome = body(ctx)
         except BadInputError:
@@ -120,7 +122,7 @@ def execute_phase(
             msg = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}" or "interrupted"
             _finish_failed(project, state, name, previous, msg)
             raise
-        outcome.setdefault("path", "fast" if "goal_met" in alt else "typical")
+        outcome.setdefault("path", ctx.path)
         gate = evaluate_gate(GateContext(name, cfg, outcome, state, project))
         rec.gate, rec.outcome, rec.finished_at = gate, outcome, now()
         rec.runs += 1

@@ -1,0 +1,68 @@
+"""The data layer: sources, the split, fingerprints, preprocessing, the test-split lock.
+
+    bundle = prepare_data(cfg, root, audit=...)   # load → split by content → fit on train
+    bundle.train.X, bundle.val.y, bundle.test(phase="finalize")
+    source_fingerprint(cfg, root)                 # cheap: `mlt status` calls it every time
+
+Importing this package is cheap on purpose: `source_fingerprint` needs only the standard
+library, and everything that imports pandas or scikit-learn loads on first attribute access.
+No torch anywhere in this package.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from mltrainer.data._python import PythonSource  # registers python:<module>:<function>
+from mltrainer.data._sources import (
+    SKLEARN_DATASETS,
+    SOURCES,
+    DataSource,
+    RawData,
+    register_source,
+    source_fingerprint,
+)
+
+if TYPE_CHECKING:
+    from mltrainer.data._baseline import trivial_baseline
+    from mltrainer.data._bundle import DataBundle, DataSpec, Split, prepare_data
+    from mltrainer.data._preprocess import Preprocessor
+
+_LAZY = {
+    "prepare_data": "mltrainer.data._bundle",
+    "DataBundle": "mltrainer.data._bundle",
+    "DataSpec": "mltrainer.data._bundle",
+    "Split": "mltrainer.data._bundle",
+    "Preprocessor": "mltrainer.data._preprocess",
+    "trivial_baseline": "mltrainer.data._baseline",
+}
+
+__all__ = [
+    "SKLEARN_DATASETS",
+    "SOURCES",
+    "DataBundle",
+    "DataSource",
+    "DataSpec",
+    "Preprocessor",
+    "PythonSource",
+    "RawData",
+    "Split",
+    "prepare_data",
+    "register_source",
+    "source_fingerprint",
+    "trivial_baseline",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mltrainer.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,210 @@
+"""`prepare_data`: load → check → split → fingerprint → fit preprocessing on train; and the
+`DataBundle` it returns, which hands out the test split to `mlt finalize` and nobody else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mltrainer.config import MltConfig
+from mltrainer.data._preprocess import Preprocessor
+from mltrainer.data._sources import source_for
+from mltrainer.data._split import (
+    SPLITS,
+    duplicate_evidence,
+    extend_digests,
+    grouped_split,
+    row_digests,
+    sequence_fingerprint,
+    set_fingerprint,
+)
+from mltrainer.data._table import check_features, encode_target, select_columns
+from mltrainer.errors import DataError, TestSplitLockedError
+
+TEST_PHASE = "finalize"  # the one phase allowed to read the test split
+AuditFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model needs to know about the data: shapes, labels, names."""
+
+    task: str
+    n_features: int
+    n_classes: int | None
+    feature_names: list[str]
+    image_shape: tuple[int, ...] | None = None
+    class_labels: list[Any] | None = None
+    target: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "n_features": self.n_features,
+            "n_classes": self.n_classes,
+            "feature_names": list(self.feature_names),
+            "image_shape": list(self.image_shape) if self.image_shape is not None else None,
+            "class_labels": list(self.class_labels) if self.class_labels is not None else None,
+            "target": self.target,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataSpec:
+        shape = data.get("image_shape")
+        labels = data.get("class_labels")
+        n_classes = data.get("n_classes")
+        return cls(
+            task=str(data["task"]),
+            n_features=int(data["n_features"]),
+            n_classes=int(n_classes) if n_classes is not None else None,
+            feature_names=[str(n) for n in data.get("feature_names", [])],
+            image_shape=tuple(int(d) for d in shape) if shape is not None else None,
+            class_labels=list(labels) if labels is not None else None,
+            target=data.get("target"),
+        )
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split, ready to train on. `X` is preprocessed (float32, no NaN); `encoded` is the
+    same rows before scaling (the exported graph's input); `raw_index` are source row numbers."""
+
+    X: np.ndarray
+    y: np.ndarray
+    raw_index: np.ndarray
+    encoded: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+class DataBundle:
+    """The prepared data. The test split is held back: `test(phase)` releases it to finalize."""
+
+    def __init__(
+        self,
+        *,
+        spec: DataSpec,
+        train: Split,
+        val: Split,
+        test: Split,
+        fingerprints: dict[str, str],
+        split_info: dict[str, Any],
+        duplicates: dict[str, int],
+        preprocessor: Preprocessor,
+        source: str,
+        audit: AuditFn | None = None,
+    ) -> None:
+        self.spec = spec
+        self.train = train
+        self.val = val
+        self._test = test
+        self.fingerprints = fingerprints
+        self.split_info = split_info
+        self.duplicates = duplicates
+        self.preprocessor = preprocessor
+        self.source = source
+        self._audit = audit
+
+    def test(self, phase: str) -> Split:
+        """The test split, for `phase == "finalize"` only; anything else is refused and audited."""
+        if phase == TEST_PHASE:
+            return self._test
+        if self._audit is not None:
+            self._audit({"event": "test_split_denied", "phase": phase,
+                         "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        raise TestSplitLockedError(
+            f"the test split is locked until `mlt finalize` (requested by phase {phase!r})",
+            hint="judge models on the validation split; `mlt finalize` evaluates the test "
+                 "split once",
+            phase=phase,
+        )
+
+    def __repr__(self) -> str:
+        sizes = self.split_info.get("sizes", {})
+        return (f"DataBundle(source={self.source!r}, task={self.spec.task!r}, "
+                f"n_features={self.spec.n_features}, sizes={sizes})")
+
+
+def prepare_data(cfg: MltConfig, root: Path, *, audit: AuditFn | None = None) -> DataBundle:
+    """Load the configured source, split it by content and seed, fit preprocessing on train.
+
+    Raises DataError (exit 2) naming the source and what is wrong; touches no file.
+    """
+    where = cfg.data.source
+    raw = source_for(where).load(cfg, Path(root))
+    features, target = select_columns(raw.frame, raw.target, drop=list(cfg.data.drop),
+                                      target_required=raw.target_required, where=where)
+    check_features(features, where, raw.row_lines)
+    y, class_labels = encode_target(target, cfg.task, where, raw.row_lines)
+
+    digests = row_digests(features)
+    full = extend_digests(digests, target)
+    stratify = cfg.task == "classification" and cfg.data.split.stratify
+    plan = grouped_split(digests, y if stratify else None, seed=cfg.seed,
+                         val=cfg.data.split.val, test=cfg.data.split.test, where=where)
+    schema = {"columns": [str(c) for c in features.columns], "target": str(target.name)}
+    fingerprints = {"data": raw.data_hash or sequence_fingerprint(full, schema)}
+    fingerprints.update({name: set_fingerprint(full[idx], schema)
+                         for name, idx in plan.indices().items()})
+
+    preprocessor = Preprocessor()
+    try:
+        preprocessor.fit(features.iloc[plan.train])
+    except DataError as exc:
+        raise DataError(f"{where}: {exc.message}", hint=exc.hint) from None
+    splits = {name: _make_split(features, y, idx, preprocessor)
+              for name, idx in plan.indices().items()}
+
+    n_features = preprocessor.n_features
+    image_shape = raw.image_shape
+    if image_shape is not None and int(np.prod(image_shape)) != n_features:
+        image_shape = None  # columns were dropped: the rows are no longer images
+    spec = DataSpec(
+        task=cfg.task, n_features=n_features,
+        n_classes=len(class_labels) if class_labels is not None else None,
+        feature_names=preprocessor.feature_names, image_shape=image_shape,
+        class_labels=class_labels, target=str(target.name),
+    )
+    return DataBundle(
+        spec=spec, train=splits["train"], val=splits["val"], test=splits["test"],
+        fingerprints=fingerprints,
+        split_info=_split_info(cfg, plan, y, class_labels, len(features)),
+        duplicates=duplicate_evidence(digests, plan, full),
+        preprocessor=preprocessor, source=where, audit=audit,
+    )
+
+
+def _make_split(features: pd.DataFrame, y: np.ndarray, idx: np.ndarray,
+                pre: Preprocessor) -> Split:
+    encoded = pre.encode(features.iloc[idx])
+    return Split(X=pre.scale(encoded), y=y[idx], raw_index=idx.astype(np.int64), encoded=encoded)
+
+
+def _split_info(cfg: MltConfig, plan: Any, y: np.ndarray, class_labels: list[Any] | None,
+                n_rows: int) -> dict[str, Any]:
+    idx = plan.indices()
+    info: dict[str, Any] = {
+        "sizes": {name: len(idx[name]) for name in SPLITS},
+        "fractions": {name: round(len(idx[name]) / n_rows, 4) for name in SPLITS},
+        "requested": {"val": cfg.data.split.val, "test": cfg.data.split.test},
+        "distinct_rows": dict(plan.groups),
+        "seed": cfg.seed,
+        "stratified": plan.stratified,
+        "method": "identical feature rows (sha256) are kept together in one split",
+    }
+    if plan.note:
+        info["stratify_note"] = plan.note
+    if class_labels is not None:
+        info["class_counts"] = {
+            name: {str(label): int(count) for label, count in
+                   zip(class_labels, np.bincount(y[idx[name]], minlength=len(class_labels)))}
+            for name in SPLITS
+        }
+    return info

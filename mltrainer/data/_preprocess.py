@@ -1,0 +1,227 @@
+"""Preprocessing fitted on the train split only, in two halves that live in different places.
+
+`encode` (outside the model graph): text categories one-hot, numbers passed raw with NaN kept.
+`scale` (inside the exported graph, built by the export code from `scale_params`): NaN → the
+train median, then (x - mean) / std. Keeping the NaN fill and the scaling in the graph means a
+deployed model takes the same encoded rows the training code saw, missing values included.
+
+Arithmetic is float32 with float32 parameters, exactly what a torch module holding the same
+parameters computes, so the exported graph reproduces training inputs bitwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mltrainer.errors import DataError, StateCorruptError
+
+FORMAT_VERSION = 1
+MAX_CATEGORIES = 1000  # distinct values of one text column: more would explode the one-hot width
+_ID_LIKE_MIN = 50  # distinct values from which a mostly-unique text column counts as an id
+_ID_LIKE_SHARE = 0.5  # share of distinct values among non-missing cells that looks like an id
+_F32_EPS = float(np.finfo(np.float32).eps)
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One input column: `numeric` (one feature) or `category` (one feature per category)."""
+
+    name: str
+    kind: str  # "numeric" | "category"
+    categories: tuple[str, ...] = field(default=())
+
+    def feature_names(self) -> list[str]:
+        if self.kind == "numeric":
+            return [self.name]
+        return [f"{self.name}={c}" for c in self.categories]
+
+
+class Preprocessor:
+    """Fit on train, then `encode` / `scale` / `transform` any frame with the same columns.
+
+    A category not seen in training, or a missing category, encodes as all zeros in that
+    column's one-hot block (there is no "other" column: unseen means "none of the known").
+    """
+
+    def __init__(self) -> None:
+        self.columns: list[ColumnSpec] = []
+        self._fill: np.ndarray | None = None
+        self._mean: np.ndarray | None = None
+        self._std: np.ndarray | None = None
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._fill is not None
+
+    def fit(self, frame: pd.DataFrame) -> Preprocessor:
+        """Learn columns, categories and scale parameters from `frame` (the train split)."""
+        if len(frame) == 0:
+            raise DataError("cannot fit preprocessing on an empty train split")
+        self.columns = [_column_spec(str(name), frame[name]) for name in frame.columns]
+        encoded = self.encode(frame).astype(np.float64)
+        numeric = self._numeric_mask()
+        fill = np.zeros(encoded.shape[1])
+        mean = np.zeros(encoded.shape[1])
+        std = np.ones(encoded.shape[1])
+        for j in np.flatnonzero(numeric):
+            col = encoded[:, j]
+            seen = col[~np.isnan(col)]
+            fill[j] = float(np.median(seen)) if len(seen) else 0.0
+            filled = np.where(np.isnan(col), fill[j], col)
+            mean[j] = float(filled.mean())
+            spread = float(filled.std())
+            # numerically constant (at float32 precision) → 1, so the column maps to ~0
+            std[j] = spread if spread > _F32_EPS * max(1.0, abs(mean[j])) else 1.0
+        self._fill, self._mean, self._std = (
+            a.astype(np.float32) for a in (fill, mean, std)
+        )
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [n for c in self.columns for n in c.feature_names()]
+
+    @property
+    def n_features(self) -> int:
+        return sum(1 if c.kind == "numeric" else len(c.categories) for c in self.columns)
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """(N, F) float32: one-hot categories (unseen/missing → zeros), raw numbers, NaN kept."""
+        missing = [c.name for c in self.columns if c.name not in frame.columns]
+        if missing:
+            raise DataError(
+                f"the frame lacks column(s) {', '.join(map(repr, missing))} the preprocessing "
+                f"was fitted with"
+            )
+        out = np.zeros((len(frame), self.n_features), dtype=np.float32)
+        j = 0
+        for spec in self.columns:
+            col = frame[spec.name]
+            if spec.kind == "numeric":
+                out[:, j] = _as_float(col, spec.name)
+                j += 1
+                continue
+            width = len(spec.categories)
+            if width:
+                codes = pd.Index(spec.categories).get_indexer(col.astype(str))
+                codes[col.isna().to_numpy()] = -1
+                rows = np.flatnonzero(codes >= 0)
+                out[rows, j + codes[rows]] = 1.0
+            j += width
+        return out
+
+    @property
+    def scale_params(self) -> dict[str, list[float]]:
+        """{"fill", "mean", "std"} over the encoded columns, each exactly float32-representable."""
+        self._require_fitted()
+        return {k: [float(v) for v in a] for k, a in
+                (("fill", self._fill), ("mean", self._mean), ("std", self._std))}
+
+    def scale(self, encoded: np.ndarray) -> np.ndarray:
+        """((NaN → fill) - mean) / std in float32: what the exported graph computes."""
+        self._require_fitted()
+        x = np.asarray(encoded, dtype=np.float32)
+        x = np.where(np.isnan(x), self._fill, x)
+        return ((x - self._mean) / self._std).astype(np.float32, copy=False)
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.scale(self.encode(frame))
+
+    def unscale(self, scaled: np.ndarray) -> np.ndarray:
+        """Approximate inverse of `scale` (NaN fills stay filled): encoded-space inputs for
+        checking an exported graph that contains the scaling."""
+        self._require_fitted()
+        x = np.asarray(scaled, dtype=np.float32)
+        return (x * self._std + self._mean).astype(np.float32, copy=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: saved as runs/<id>/preprocess.json and read back with `from_dict`."""
+        self._require_fitted()
+        return {
+            "format": "mltrainer.preprocessor",
+            "version": FORMAT_VERSION,
+            "columns": [
+                {"name": c.name, "kind": c.kind, **(
+                    {"categories": list(c.categories)} if c.kind == "category" else {})}
+                for c in self.columns
+            ],
+            "unknown_category": "zeros",
+            "missing_category": "zeros",
+            "missing_numeric": "fill",
+            "feature_names": self.feature_names,
+            **self.scale_params,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
+        try:
+            if data.get("version") != FORMAT_VERSION:
+                raise ValueError(f"unsupported version {data.get('version')!r}")
+            pre = cls()
+            pre.columns = [
+                ColumnSpec(str(c["name"]), _kind(c["kind"]),
+                           tuple(str(v) for v in c.get("categories", ())))
+                for c in data["columns"]
+            ]
+            arrays = [np.asarray(data[k], dtype=np.float32) for k in ("fill", "mean", "std")]
+            if any(a.shape != (pre.n_features,) for a in arrays):
+                raise ValueError(f"fill/mean/std must each hold {pre.n_features} values")
+            if list(data.get("feature_names", pre.feature_names)) != pre.feature_names:
+                raise ValueError("feature_names do not match the columns")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateCorruptError(f"not a valid preprocessor record: {exc}",
+                                    hint="re-run the phase that wrote it") from None
+        pre._fill, pre._mean, pre._std = arrays
+        return pre
+
+    def _numeric_mask(self) -> np.ndarray:
+        return np.array([c.kind == "numeric" for c in self.columns for _ in c.feature_names()],
+                        dtype=bool)
+
+    def _require_fitted(self) -> None:
+        if not self.is_fitted:
+            raise RuntimeError("Preprocessor used before fit() or from_dict()")
+
+
+def _kind(value: Any) -> str:
+    if value not in ("numeric", "category"):
+        raise ValueError(f"unknown column kind {value!r}")
+    return str(value)
+
+
+def _column_spec(name: str, col: pd.Series) -> ColumnSpec:
+    if pd.api.types.is_bool_dtype(col) or (
+        pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_complex_dtype(col)
+    ):
+        return ColumnSpec(name, "numeric")
+    present = col.dropna()
+    categories = sorted(set(present.astype(str)))
+    if len(categories) > MAX_CATEGORIES or (
+        len(categories) >= _ID_LIKE_MIN and len(categories) > _ID_LIKE_SHARE * len(present)
+    ):
+        raise DataError(
+            f"text column {name!r} has {len(categories)} distinct values in {len(present)} "
+            f"train rows: it looks like an identifier or free text, not a category",
+            hint=f"add {name!r} to data.drop in mlt.yaml",
+        )
+    return ColumnSpec(name, "category", tuple(categories))
+
+
+def _as_float(col: pd.Series, name: str) -> np.ndarray:
+    try:
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        bad = next((v for v in col if not _is_number(v)), None)
+        raise DataError(f"column {name!r} must be numeric but holds {bad!r}") from None
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return value is None
+    return True

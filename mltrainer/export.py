@@ -1,0 +1,59 @@
+"""Export, parity and latency: what `mlt finalize` calls to ship a model verified.
+
+    deployable = build_deployable(model, preprocessor.scale_params, task)   # NaN fill + scale
+    records = export_all(deployable, val_X[:16], project.artifacts)        # onnx, ts, pt2
+    parity = check_parity(records, deployable, test_X, task)              # fresh processes
+    latency = measure_latency(deployable, records, test_X[0])             # p50/p95, ms
+
+The model's input is the encoded feature matrix, float32 (N, F): numeric columns raw (NaN
+allowed), categoricals already one-hot. Everything here returns data and prints nothing.
+The implementation lives in `mltrainer.exporting` (one module per concern, and a worker
+that must stay importable without torch).
+"""
+
+from __future__ import annotations
+
+from mltrainer.exporting._deployable import (
+    TASKS,
+    DeployableModel,
+    ScaleModule,
+    build_deployable,
+)
+from mltrainer.exporting._formats import (
+    EXPORTERS,
+    FORMATS,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    Exporter,
+    ExportRecord,
+    export_all,
+)
+from mltrainer.exporting._latency import RUNTIMES, measure_latency
+from mltrainer.exporting._parity import (
+    DEFAULT_TOLERANCE,
+    check_parity,
+    compare_outputs,
+    parity_batch_sizes,
+)
+from mltrainer.exporting._runners import load_runner
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "EXPORTERS",
+    "FORMATS",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "RUNTIMES",
+    "TASKS",
+    "DeployableModel",
+    "ExportRecord",
+    "Exporter",
+    "ScaleModule",
+    "build_deployable",
+    "check_parity",
+    "compare_outputs",
+    "export_all",
+    "load_runner",
+    "measure_latency",
+    "parity_batch_sizes",
+]

@@ -1,0 +1,117 @@
+"""Latency: p50/p95 per runtime and batch size, after warm-up, numpy in and numpy out.
+
+In-process is fine here (parity is where the fresh process matters). Every runtime gets the
+same thread budget, torch's current one, so the numbers compare engines, not thread counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from mltrainer.exporting._capture import captured
+from mltrainer.exporting._deployable import DeployableModel
+from mltrainer.exporting._formats import ExportRecord
+from mltrainer.exporting._runners import Runner, load_runner, torch_runner
+
+# Which runtime runs which export format.
+RUNTIMES: dict[str, str] = {"onnx": "onnxruntime", "torchscript": "torchscript", "pt2": "pt2"}
+
+
+def time_runner(runner: Runner, x: np.ndarray, warmup: int, iters: int) -> dict[str, float]:
+    """Milliseconds per call: p50, p95, mean, min, max over `iters` calls after `warmup`."""
+    for _ in range(warmup):
+        runner(x)
+    samples = np.empty(iters, dtype=np.float64)
+    for i in range(iters):
+        start = time.perf_counter_ns()
+        runner(x)
+        samples[i] = (time.perf_counter_ns() - start) / 1e6
+    return {
+        "p50_ms": float(np.percentile(samples, 50)),
+        "p95_ms": float(np.percentile(samples, 95)),
+        "mean_ms": float(samples.mean()),
+        "min_ms": float(samples.min()),
+        "max_ms": float(samples.max()),
+    }
+
+
+def _measure(
+    runner: Runner, inputs: dict[int, np.ndarray], warmup: int, iters: int
+) -> dict[str, dict[str, float]]:
+    return {str(b): time_runner(runner, x, warmup, iters) for b, x in inputs.items()}
+
+
+def measure_latency(
+    deployable: DeployableModel,
+    records: Sequence[ExportRecord],
+    example_row: np.ndarray,
+    *,
+    batch_sizes: Sequence[int] = (1, 64),
+    warmup: int = 10,
+    iters: int = 100,
+) -> dict[str, Any]:
+    """Latency of PyTorch eager and of each ok export, at each batch size (the row repeated).
+
+    Returns {"unit", "batch_sizes", "warmup", "iters", "torch_num_threads",
+    "torch_num_interop_threads", "onnxruntime_session_options", "runtimes": {name: {"format",
+    "ok", "error", "batches": {"<b>": {"p50_ms", "p95_ms", ...}}, "info"}}}.
+    """
+    if warmup < 0 or iters < 1:
+        raise ValueError(f"warmup must be >= 0 and iters >= 1 but got {warmup} and {iters}")
+    if any(b < 1 for b in batch_sizes):
+        raise ValueError(f"batch sizes must be >= 1 but got {list(batch_sizes)}")
+    row = np.asarray(example_row, dtype=np.float32).reshape(1, -1)
+    inputs = {int(b): np.ascontiguousarray(np.repeat(row, int(b), axis=0)) for b in batch_sizes}
+    threads = torch.get_num_threads()
+    deployable.eval()
+    runtimes: dict[str, dict[str, Any]] = {}
+    runtimes["eager"] = {
+        "format": None,
+        "ok": True,
+        "error": None,
+        "batches": _measure(torch_runner(deployable), inputs, warmup, iters),
+        "info": {"runtime": "torch eager", "version": torch.__version__, "num_threads": threads},
+    }
+    session_options: dict[str, Any] | None = None
+    for record in records:
+        name = RUNTIMES.get(record.format, record.format)
+        entry: dict[str, Any] = {
+            "format": record.format,
+            "ok": False,
+            "error": None,
+            "batches": {},
+            "info": None,
+        }
+        runtimes[name] = entry
+        if not record.ok:
+            entry["error"] = f"export not available: {record.error}"
+            continue
+        warnings_seen: list[str] = []
+        try:
+            with captured(warnings_seen):
+                # Torch runtimes (threads=None) keep torch's setting as it is; ORT gets the
+                # same count instead of its default of one thread per core.
+                pin = threads if record.format == "onnx" else None
+                runner, info = load_runner(record.format, record.path, threads=pin)
+                entry["batches"] = _measure(runner, inputs, warmup, iters)
+            entry["info"] = {**info, "warnings": warnings_seen}
+            entry["ok"] = True
+            if record.format == "onnx":
+                session_options = info["session_options"]
+        except Exception as exc:  # one runtime failing must not hide the others
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+    return {
+        "unit": "ms",
+        "batch_sizes": [int(b) for b in batch_sizes],
+        "warmup": warmup,
+        "iters": iters,
+        "torch_num_threads": threads,
+        "torch_num_interop_threads": torch.get_num_interop_threads(),
+        "onnxruntime_session_options": session_options,
+        "runtimes": runtimes,
+    }
