@@ -133,6 +133,10 @@ class TrainingProgress:
             elif not self.out.quiet and time.monotonic() - self._last >= self.every_s:
                 self._last = time.monotonic()
                 self.out.plain(f"{self.label}: {info}")
+        elif kind == "trial":
+            self.out.plain(
+                f"trial {event.get('number')}: {event.get('state')} value "
+                f"{_fmt(event.get('value'))}, best so far {_fmt(event.get('best'))}")
         elif kind == "end":
             if self._progress is not None:
                 self._progress.stop()
