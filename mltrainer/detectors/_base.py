@@ -1,0 +1,359 @@
+"""The detector contract: a `Detector` reads metric-stream events one by one and returns a
+`Finding` the first time its rule holds. Everything else in `mltrainer.detectors` builds on it.
+
+A detector is a small state machine over the events of `mltrainer.stream` (plain dicts; no
+torch). It is fed every event in order, live during training (through `DetectorSubscriber`) or
+afterwards from a file (through `run_detectors`); both paths call the same `update`, so they
+agree by construction. Its state is JSON-safe (`state_dict`), so a resumed run detects exactly
+what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any, ClassVar
+
+from mltrainer.config import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS
+from mltrainer.errors import ConfigError, StateCorruptError
+
+SEVERITIES = ("critical", "warning", "info")
+STATE_VERSION = 1
+
+# How a threshold value is checked (declared per name in `Detector.kinds`; default "positive").
+_KIND_RULES: dict[str, tuple[Any, str]] = {
+    "positive": (lambda v: v > 0, "a number above 0"),
+    "nonnegative": (lambda v: v >= 0, "a number of at least 0"),
+    "fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    "count": (lambda v: v >= 1 and float(v).is_integer(), "a whole number of at least 1"),
+}
+
+
+def finite(value: Any) -> float | None:
+    """`value` as a float when it is a finite number; None for None, NaN, ±inf, bools, text."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def is_nonfinite(value: Any) -> bool:
+    """True for a number that is NaN or ±inf (a missing value is not non-finite)."""
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def encode_json(value: Any) -> Any:
+    """Non-finite floats as the strings "nan", "inf", "-inf" (as in the metric stream); deques
+    and tuples as lists. The result is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, Mapping):
+        return {str(k): encode_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, deque)):
+        return [encode_json(v) for v in value]
+    return value
+
+
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def decode_json(value: Any) -> Any:
+    if isinstance(value, str) and value in _NONFINITE:
+        return _NONFINITE[value]
+    if isinstance(value, dict):
+        return {k: decode_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_json(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a detector found: its id, how bad, where it began, the numbers, one line of text.
+
+    `onset` is {"epoch": int | None, "step": int | None}: where the problem began (which may be
+    before the event that confirmed it). `evidence` holds the measured values next to the
+    thresholds they were judged against.
+    """
+
+    id: str
+    severity: str
+    onset: dict[str, int | None]
+    evidence: dict[str, Any]
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON form (non-finite numbers become "nan"/"inf"/"-inf")."""
+        return encode_json(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        try:
+            onset = data.get("onset") or {}
+            return cls(
+                id=str(data["id"]),
+                severity=str(data["severity"]),
+                onset={"epoch": onset.get("epoch"), "step": onset.get("step")},
+                evidence=decode_json(dict(data.get("evidence") or {})),
+                message=str(data.get("message", "")),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise StateCorruptError(f"not a finding: {data!r} ({exc})") from None
+
+
+@dataclass(frozen=True)
+class DetectorContext:
+    """What a detector knows about the run beyond its events.
+
+    Built from the stream's start event (`from_start_event`); fields left None are filled from
+    a start event when one arrives, and `task`/`metric` are inferred from the first epoch's
+    `val` keys when no start event said them. `baseline` is the trivial baseline measured on
+    val by `mlt plan`, e.g. {"accuracy": 0.1, "loss": 2.30}.
+    """
+
+    task: str | None = None
+    metric: str | None = None
+    greater_is_better: bool | None = None
+    steps_per_epoch: int | None = None
+    baseline: dict[str, float] | None = None
+
+    @classmethod
+    def from_start_event(
+        cls, event: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+    ) -> DetectorContext:
+        """The context a start event describes; `overrides` (same field names) win over it."""
+        return cls(**{**cls._fields_of(event), **dict(overrides or {})})
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> DetectorContext:
+        return cls(**cls._fields_of(data or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return encode_json(asdict(self))
+
+    def filled_from(self, event: Mapping[str, Any]) -> DetectorContext:
+        """This context with its None fields taken from a start event."""
+        found = self._fields_of(event)
+        changes = {k: v for k, v in found.items() if getattr(self, k) is None and v is not None}
+        return replace(self, **changes) if changes else self
+
+    def inferred_from_epoch(self, event: Mapping[str, Any]) -> DetectorContext:
+        """Guess task and metric from an epoch event's `val` keys (streams with no start)."""
+        val = event.get("val")
+        if self.metric is not None or not isinstance(val, Mapping):
+            return self
+        for metric in (*CLASSIFICATION_METRICS, *REGRESSION_METRICS):
+            if metric in val:
+                task = "classification" if metric in CLASSIFICATION_METRICS else "regression"
+                return replace(
+                    self,
+                    task=self.task or task,
+                    metric=metric,
+                    greater_is_better=(
+                        self.greater_is_better
+                        if self.greater_is_better is not None
+                        else metric not in LOWER_IS_BETTER
+                    ),
+                )
+        return self
+
+    @property
+    def baseline_loss(self) -> float | None:
+        value = finite((self.baseline or {}).get("loss"))
+        return value if value is not None and value > 0 else None
+
+    @property
+    def baseline_metric(self) -> float | None:
+        return finite((self.baseline or {}).get(self.metric)) if self.metric else None
+
+    @staticmethod
+    def _fields_of(data: Mapping[str, Any]) -> dict[str, Any]:
+        baseline = data.get("baseline")
+        steps = data.get("steps_per_epoch")
+        gib = data.get("greater_is_better")
+        return {
+            "task": data.get("task") if isinstance(data.get("task"), str) else None,
+            "metric": data.get("metric") if isinstance(data.get("metric"), str) else None,
+            "greater_is_better": gib if isinstance(gib, bool) else None,
+            "steps_per_epoch": steps if isinstance(steps, int) and not isinstance(steps, bool)
+            else None,
+            "baseline": decode_json(dict(baseline)) if isinstance(baseline, Mapping) else None,
+        }
+
+
+class Detector(ABC):
+    """One finding's rule over the metric stream. Subclasses implement `_observe` only.
+
+    Class attributes:
+        id, severity: the finding id (also the playbook's name) and "critical"|"warning"|"info".
+        defaults: threshold name -> default value; each can be overridden through
+            `diagnose.thresholds.<id>.<name>` and must equal the playbook's front matter.
+        kinds: threshold name -> "positive" (the default), "nonnegative", "fraction" or
+            "count" (a whole number >= 1, available to `_observe` as an int).
+        watches: the event types `_observe` is given ("start" is handled here).
+        stops_training: when True, the online subscriber stops training when it fires.
+        _state_fields: the attributes that make up the detector's running state; they must hold
+            JSON-safe values (numbers, strings, None, lists, dicts, deques of those).
+
+    The base class handles: threshold validation (eagerly, in `__init__`), firing at most once
+    per run, filling the context from the start event and inferring it from the first epoch,
+    the reference loss (see `reference_loss`), and `state_dict`/`load_state_dict`.
+    """
+
+    id: ClassVar[str]
+    severity: ClassVar[str]
+    defaults: ClassVar[dict[str, float]]
+    kinds: ClassVar[dict[str, str]] = {}
+    watches: ClassVar[frozenset[str]] = frozenset({"step", "epoch"})
+    stops_training: ClassVar[bool] = False
+    _state_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, context: DetectorContext | None = None, **thresholds: float) -> None:
+        self.thresholds: dict[str, float] = self.validate_thresholds(thresholds)
+        self.context = context if context is not None else DetectorContext()
+        self.fired = False
+        self.initial_loss: float | None = None  # first finite step loss (or epoch train loss)
+        self._seen_step = False
+        self._setup()
+
+    # -- to implement --------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        """Create the running state (the attributes named in `_state_fields`)."""
+
+    @abstractmethod
+    def _observe(self, event: dict[str, Any]) -> Finding | None:
+        """Judge one event (its type is in `watches`); return a Finding when the rule holds.
+
+        Contract:
+          * Called for every watched event, in stream order, until a finding is returned; never
+            again after that (the base class keeps a fired detector quiet).
+          * Fields may be missing (someone else's training loop) or non-finite. A value that is
+            missing, None, NaN or ±inf must be skipped: it never satisfies a rule and never
+            enters a running statistic. Non-finite values are `nan_loss`'s to report, and only
+            `nan_loss` reads them.
+          * Cheap: it runs on every training step; keep the work per step O(1) or O(window).
+        """
+
+    # -- the public surface --------------------------------------------------------------------
+
+    def update(self, event: dict[str, Any]) -> Finding | None:
+        """Feed one event; returns a Finding the first time the rule holds, otherwise None."""
+        if self.fired:
+            return None
+        kind = event.get("type")
+        if kind == "step":
+            if self.initial_loss is None:
+                self.initial_loss = finite(event.get("loss"))
+            self._seen_step = True
+        elif kind == "epoch":
+            if self.context.metric is None:
+                self.context = self.context.inferred_from_epoch(event)
+            if self.initial_loss is None and not self._seen_step:
+                self.initial_loss = finite(event.get("train_loss"))
+        elif kind == "start":
+            self.context = self.context.filled_from(event)
+        if kind not in self.watches:
+            return None
+        finding = self._observe(event)
+        if finding is not None:
+            self.fired = True
+        return finding
+
+    def reference_loss(self) -> tuple[float | None, str]:
+        """The loss level "no learning" sits at, and where it came from: the trivial baseline's
+        val loss when the context has one ("baseline"), else the first finite step loss, or
+        the first epoch's train loss in a stream without steps ("initial")."""
+        base = self.context.baseline_loss
+        if base is not None:
+            return base, "baseline"
+        return self.initial_loss, "initial"
+
+    def state_dict(self) -> dict[str, Any]:
+        """The running state as strict JSON (round-trips through `load_state_dict`)."""
+        return {
+            "version": STATE_VERSION,
+            "id": self.id,
+            "fired": self.fired,
+            "initial_loss": self.initial_loss,
+            "seen_step": self._seen_step,
+            "context": self.context.to_dict(),
+            "thresholds": dict(self.thresholds),
+            "state": {name: encode_json(getattr(self, name)) for name in self._state_fields},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what `state_dict` returned. The thresholds stay those given to __init__."""
+        if not isinstance(state, Mapping) or state.get("id") != self.id:
+            found = state.get("id") if isinstance(state, Mapping) else type(state).__name__
+            raise StateCorruptError(f"detector state for {self.id!r} expected but got {found!r}")
+        if state.get("version") != STATE_VERSION:
+            raise StateCorruptError(
+                f"detector state of {self.id!r} has version {state.get('version')!r}; "
+                f"this mlt reads version {STATE_VERSION}"
+            )
+        saved = state.get("state") or {}
+        missing = [name for name in self._state_fields if name not in saved]
+        if missing:
+            raise StateCorruptError(f"detector state of {self.id!r} lacks {', '.join(missing)}")
+        self._setup()  # fresh containers (deques keep their maxlen), then fill them
+        for name in self._state_fields:
+            value = decode_json(saved[name])
+            current = getattr(self, name)
+            if isinstance(current, deque):
+                value = deque(value, maxlen=current.maxlen)
+            setattr(self, name, value)
+        self.fired = bool(state.get("fired"))
+        self.initial_loss = finite(decode_json(state.get("initial_loss")))
+        self._seen_step = bool(state.get("seen_step"))
+        self.context = DetectorContext.from_dict(state.get("context"))
+        self._after_load()
+
+    def _after_load(self) -> None:
+        """Rebuild derived structures (caches, sorted copies) after `load_state_dict`."""
+
+    # -- helpers for subclasses ----------------------------------------------------------------
+
+    def finding(
+        self, onset_epoch: int | None, onset_step: int | None, message: str, **evidence: Any
+    ) -> Finding:
+        return Finding(
+            id=self.id,
+            severity=self.severity,
+            onset={"epoch": onset_epoch, "step": onset_step},
+            evidence=evidence,
+            message=message,
+        )
+
+    @classmethod
+    def validate_thresholds(cls, given: Mapping[str, Any]) -> dict[str, float]:
+        """Defaults overlaid with `given`; unknown names and bad values raise ConfigError."""
+        merged: dict[str, float] = dict(cls.defaults)
+        for name, value in given.items():
+            where = f"diagnose.thresholds.{cls.id}.{name}"
+            if name not in cls.defaults:
+                guess = difflib.get_close_matches(str(name), list(cls.defaults), n=1, cutoff=0.5)
+                tip = f"; did you mean '{guess[0]}'?" if guess else ""
+                raise ConfigError(
+                    f"{where}: unknown threshold{tip} (known: {', '.join(cls.defaults)})",
+                    hint=f"`mlt explain {cls.id}` lists the thresholds and their defaults",
+                )
+            kind = cls.kinds.get(name, "positive")
+            check, wording = _KIND_RULES[kind]
+            number = finite(value)
+            if number is None or not check(number):
+                raise ConfigError(
+                    f"{where} must be {wording} but got {value!r}",
+                    hint=f"the default is {cls.defaults[name]!r} (see diagnostics/{cls.id}.md)",
+                )
+            merged[name] = int(number) if kind == "count" else number
+        for name, value in list(merged.items()):
+            if cls.kinds.get(name) == "count":
+                merged[name] = int(value)
+        return merged
+

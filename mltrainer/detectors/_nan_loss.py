@@ -1,0 +1,65 @@
+"""nan_loss: a loss or gradient norm stopped being a number. Training stops at that step.
+
+Rule (Keras `TerminateOnNaN`, Lightning `EarlyStopping(check_finite=True)`): a step whose `loss`
+is NaN or ±inf fires at once; a step whose unclipped `grad_norm` is non-finite fires once that
+has happened on `grad_steps` consecutive steps (1 = at once; raise it for fp16 with a gradient
+scaler, which skips a few overflowing steps on purpose); an epoch whose `train_loss` or
+`val_loss` is non-finite fires at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from mltrainer.detectors._base import Detector, Finding
+from mltrainer.detectors._base import is_nonfinite as _bad
+
+
+class NanLossDetector(Detector):
+    id: ClassVar[str] = "nan_loss"
+    severity: ClassVar[str] = "critical"
+    stops_training: ClassVar[bool] = True
+    defaults: ClassVar[dict[str, float]] = {"grad_steps": 1}
+    kinds: ClassVar[dict[str, str]] = {"grad_steps": "count"}
+    _state_fields: ClassVar[tuple[str, ...]] = ("grad_run", "grad_run_epoch", "grad_run_step")
+
+    def _setup(self) -> None:
+        self.grad_run = 0  # consecutive steps with a non-finite grad_norm
+        self.grad_run_epoch: int | None = None
+        self.grad_run_step: int | None = None
+
+    def _observe(self, event: dict[str, Any]) -> Finding | None:
+        epoch, step = event.get("epoch"), event.get("step")
+        if event["type"] == "step":
+            loss = event.get("loss")
+            if _bad(loss):
+                return self._fire(epoch, step, "loss", loss, "step")
+            grad = event.get("grad_norm")
+            if not _bad(grad):
+                self.grad_run = 0
+                return None
+            if self.grad_run == 0:
+                self.grad_run_epoch, self.grad_run_step = epoch, step
+            self.grad_run += 1
+            if self.grad_run >= self.thresholds["grad_steps"]:
+                return self._fire(
+                    self.grad_run_epoch, self.grad_run_step, "grad_norm", grad, "step",
+                    consecutive_steps=self.grad_run,
+                )
+            return None
+        for name in ("train_loss", "val_loss"):
+            if _bad(event.get(name)):
+                return self._fire(epoch, step, name, event[name], "epoch")
+        return None
+
+    def _fire(
+        self, epoch: int | None, step: int | None, name: str, value: float, where: str,
+        **extra: Any,
+    ) -> Finding:
+        place = f"step {step}" if where == "step" else f"the end of epoch {epoch}"
+        return self.finding(
+            epoch, step,
+            f"{name} became {value} at {place}; training stopped there",
+            field=name, value=value, event=where, grad_steps=self.thresholds["grad_steps"],
+            **extra,
+        )

@@ -1,0 +1,155 @@
+"""overfitting: the model keeps fitting its training data while validation gets worse.
+
+Rules (either fires):
+
+* val_loss: for `patience` consecutive epochs, `val_loss` is above its minimum so far by at
+  least `rise` (relative) and `rise_atol` x the reference loss (absolute, so the wiggles of a
+  near-zero loss never count), while `train_loss` is below its value at that minimum, and the
+  val metric has fallen from its best by at least `metric_drop` (absolute for accuracy,
+  f1_macro, roc_auc, r2; relative for rmse, mae) - SageMaker `Overtraining`/`Overfit`,
+  Keras/Lightning `EarlyStopping` on val loss with patience. The metric condition keeps the
+  harmless kind apart: a val loss that creeps up on a few confidently wrong rows while the
+  val metric holds (common on small val sets) costs nothing. Onset: the epoch after the minimum.
+* metric_gap (classification, when epoch events carry `train` metrics): once the model fits its
+  training data (`train_loss` at most `fitted_loss` x the reference loss), the train metric
+  exceeds the val metric by at least `metric_gap` for `patience` consecutive epochs
+  (AUTOTRAINER flags a train/test accuracy gap of 0.07-0.1). Onset: the first of them.
+
+Without a metric in the events, the val_loss rule judges the losses alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from mltrainer.detectors._base import Detector, Finding, finite
+
+
+class OverfittingDetector(Detector):
+    id: ClassVar[str] = "overfitting"
+    severity: ClassVar[str] = "warning"
+    defaults: ClassVar[dict[str, float]] = {
+        "rise": 0.2,
+        "rise_atol": 0.01,
+        "metric_drop": 0.03,
+        "patience": 3,
+        "metric_gap": 0.1,
+        "fitted_loss": 0.5,
+    }
+    kinds: ClassVar[dict[str, str]] = {
+        "rise_atol": "nonnegative",
+        "metric_drop": "nonnegative",
+        "patience": "count",
+    }
+    watches: ClassVar[frozenset[str]] = frozenset({"epoch"})
+    _state_fields: ClassVar[tuple[str, ...]] = (
+        "best", "after_best", "best_metric", "rise_run", "gap_run"
+    )
+
+    def _setup(self) -> None:
+        self.best: list[Any] | None = None  # [epoch, step, val_loss, train_loss at it]
+        self.after_best: list[Any] | None = None  # [epoch, step] of the epoch after the minimum
+        self.best_metric: float | None = None  # best val metric so far
+        self.rise_run = 0
+        self.gap_run: list[Any] = [0, None, None, []]  # [length, epoch, step, gaps]
+
+    def _observe(self, event: dict[str, Any]) -> Finding | None:
+        metric = self._val_metric(event)
+        drop = self._drop(metric)
+        finding = self._judge_val_loss(event, metric, drop)
+        if metric is not None and (drop is None or drop < 0):
+            self.best_metric = metric
+        if finding is None and self.context.task == "classification":
+            finding = self._judge_gap(event)
+        return finding
+
+    def _val_metric(self, event: dict[str, Any]) -> float | None:
+        val, metric = event.get("val"), self.context.metric
+        return finite(val.get(metric)) if metric and isinstance(val, Mapping) else None
+
+    def _drop(self, metric: float | None) -> float | None:
+        """How far `metric` is below the best so far (relative for lower-is-better metrics);
+        negative when it is a new best; None when there is nothing to compare."""
+        best = self.best_metric
+        if metric is None or best is None:
+            return None
+        if self.context.greater_is_better is False:
+            return (metric - best) / best if best > 0 else metric - best
+        return best - metric
+
+    def _judge_val_loss(
+        self, event: dict[str, Any], metric: float | None, drop: float | None
+    ) -> Finding | None:
+        val, train = finite(event.get("val_loss")), finite(event.get("train_loss"))
+        epoch, step = event.get("epoch"), event.get("step")
+        if val is None:
+            return None
+        if self.best is None or val < self.best[2]:
+            self.best, self.after_best, self.rise_run = [epoch, step, val, train], None, 0
+            return None
+        if self.after_best is None:
+            self.after_best = [epoch, step]
+        best_epoch, _, best_val, train_at_best = self.best
+        ref = self.reference_loss()[0] or best_val
+        limit = max(best_val * (1 + self.thresholds["rise"]),
+                    best_val + self.thresholds["rise_atol"] * ref)
+        train_falling = train is None or train_at_best is None or train < train_at_best
+        metric_fell = metric is None or (drop is not None and drop >= self.thresholds["metric_drop"])
+        if val < limit or not train_falling or not metric_fell:
+            self.rise_run = 0
+            return None
+        self.rise_run += 1
+        if self.rise_run < self.thresholds["patience"]:
+            return None
+        return self.finding(
+            self.after_best[0], self.after_best[1],
+            f"val loss rose from its minimum {best_val:.4g} (epoch {best_epoch}) to {val:.4g} "
+            f"for {self.rise_run} epochs while the train loss kept falling"
+            + self._metric_words(metric, drop),
+            rule="val_loss", best_val_loss=best_val, best_epoch=best_epoch, val_loss=val,
+            rise=(val - best_val) / best_val if best_val else None, min_rise=self.thresholds["rise"],
+            limit=limit, train_loss_at_best=train_at_best, train_loss=train,
+            metric=self.context.metric if metric is not None else None, val_metric=metric,
+            best_val_metric=self.best_metric, metric_drop=drop,
+            min_metric_drop=self.thresholds["metric_drop"],
+            consecutive_epochs=self.rise_run, patience=self.thresholds["patience"],
+        )
+
+    def _metric_words(self, metric: float | None, drop: float | None) -> str:
+        if metric is None or drop is None or self.best_metric is None:
+            return ""
+        name = self.context.metric
+        if self.context.greater_is_better is False:
+            return f"; val {name} {metric:.4g} is {drop:.1%} worse than its best {self.best_metric:.4g}"
+        return f"; val {name} {metric:.4g} is {drop:.3g} below its best {self.best_metric:.4g}"
+
+    def _judge_gap(self, event: dict[str, Any]) -> Finding | None:
+        metric = self.context.metric
+        train_m, val_m = event.get("train"), event.get("val")
+        if not metric or not isinstance(train_m, Mapping) or not isinstance(val_m, Mapping):
+            return None
+        tr, va = finite(train_m.get(metric)), finite(val_m.get(metric))
+        if tr is None or va is None:
+            return None
+        gap = (tr - va) if self.context.greater_is_better is not False else (va - tr)
+        run = self.gap_run
+        train, ref = finite(event.get("train_loss")), self.reference_loss()[0]
+        fitted = train is not None and ref is not None and train <= self.thresholds["fitted_loss"] * ref
+        if gap < self.thresholds["metric_gap"] or not fitted:
+            self.gap_run = [0, None, None, []]
+            return None
+        if run[0] == 0:
+            run[1], run[2] = event.get("epoch"), event.get("step")
+        run[0] += 1
+        run[3].append(gap)
+        if run[0] < self.thresholds["patience"]:
+            return None
+        return self.finding(
+            run[1], run[2],
+            f"train {metric} {tr:.4g} exceeds val {metric} {va:.4g} by {gap:.3g} (limit "
+            f"{self.thresholds['metric_gap']:g}) for {run[0]} epochs since epoch {run[1]}",
+            rule="metric_gap", metric=metric, train_metric=tr, val_metric=va, gap=gap,
+            gaps=list(run[3]), metric_gap=self.thresholds["metric_gap"],
+            consecutive_epochs=run[0], patience=self.thresholds["patience"],
+        )
