@@ -124,6 +124,10 @@ class TrainingConfig(_Strict):
     warmup_epochs: int = Field(0, ge=0, description="Epochs of linear lr warmup (0 = none).")
     step_size: int = Field(10, ge=1, description="Epochs between lr drops (step scheduler).")
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="lr factor at each drop (step, plateau).")
+    plateau_patience: int = Field(
+        2, ge=0, description="Epochs without improvement of the goal metric on val before the "
+        "plateau scheduler multiplies lr by gamma (plateau only)."
+    )
     grad_clip: float | None = Field(
         1.0, gt=0.0, description="Clip the global gradient norm to this value; null = no clipping."
     )
@@ -260,7 +264,22 @@ def load_config(path: Path) -> MltConfig:
             f"{type(raw).__name__}",
             hint="see `mlt config schema` for the fields",
         )
-    return parse_config(raw, source=str(path))
+    cfg = parse_config(raw, source=str(path))
+    _check_thresholds(cfg, str(path))
+    return cfg
+
+
+def _check_thresholds(cfg: MltConfig, source: str) -> None:
+    """Threshold names and values are owned by the detectors: ask them, so a typo under
+    diagnose.thresholds fails at load time (every command), not after a training run."""
+    if not cfg.diagnose.thresholds:
+        return
+    from mltrainer.detectors import build_detectors  # no torch; imported late (it imports us)
+
+    try:
+        build_detectors(None, cfg.diagnose.thresholds)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from None
 
 
 def parse_config(raw: dict[str, Any], source: str = "mlt.yaml") -> MltConfig:

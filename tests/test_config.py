@@ -92,3 +92,26 @@ def test_schema_documents_every_field() -> None:
         if not prop.get("description") and "$ref" not in prop and "allOf" not in prop
     ]
     assert undocumented == []
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "expected"),
+    [
+        ({"overfiting": {"patience": 3}}, "did you mean 'overfitting'"),
+        ({"overfitting": {"patiense": 3}}, "did you mean 'patience'"),
+        ({"overfitting": {"patience": -1}}, "-1"),
+    ],
+)
+def test_bad_detector_threshold_fails_at_load(tmp_path: Path, thresholds, expected) -> None:
+    data = _example()
+    data["diagnose"] = {"thresholds": thresholds}
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in err.value.message and expected in err.value.message
+
+
+def test_detector_threshold_override_loads(tmp_path: Path) -> None:
+    data = _example()
+    data["diagnose"] = {"thresholds": {"overfitting": {"patience": 4}}}
+    assert load_config(_write(tmp_path, data)).diagnose.thresholds["overfitting"]["patience"] == 4
