@@ -1,0 +1,323 @@
+"""The training loop: `Trainer(cfg, bundle, run_dir, ...).fit(resume=None) -> RunResult`.
+
+Per step: one `TrainStep` (shared with `determinism_probe`), one step event to the stream and
+to every subscriber. Per epoch: val loss and metrics, best/early-stopping bookkeeping, one
+checkpoint, one epoch event. A subscriber's non-None return stops the loop right there with
+that reason; so does SIGINT/SIGTERM (reason "interrupted", after writing `interrupt.pt`).
+
+Resuming restores model, optimiser, schedule, scaler, early stopping, history, every RNG (last,
+after everything that draws from them was built) and the position inside the epoch, so on the
+CPU a resumed run ends with parameters bitwise equal to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from mltrainer.config import MltConfig
+from mltrainer.engine.batching import to_tensor
+from mltrainer.engine.checkpoint import (
+    CheckpointWriter,
+    epoch_name,
+    load_checkpoint,
+    remove_stale_temporaries,
+)
+from mltrainer.engine.inference import evaluate
+from mltrainer.engine.metrics import is_better
+from mltrainer.engine.result import RunResult
+from mltrainer.engine.runfolder import (
+    infer_root,
+    refuse_reusing,
+    refuse_rewriting_history,
+    write_run_files,
+)
+from mltrainer.engine.runstate import Progress, restore_training, training_payload
+from mltrainer.engine.seeding import deterministic_mode, nondeterministic_op_error
+from mltrainer.engine.signals import InterruptFlag, catch_interrupts
+from mltrainer.engine.step import (
+    TrainingParts,
+    build_training,
+    check_bundle,
+    parameters_finite,
+    resolve_device,
+)
+from mltrainer.engine.stopping import EarlyStopping
+from mltrainer.stream import MetricWriter
+
+
+class Subscriber(Protocol):
+    """Receives every event. A subscriber may also have `state_dict() -> dict` (strict JSON)
+    and `load_state_dict(state)`: then its state goes into every checkpoint and is restored on
+    resume (matched by class), so a resumed run's detectors see what an uninterrupted one's do.
+    """
+
+    def on_event(self, event: dict[str, Any]) -> str | None:
+        """Called with every event, in order; a non-None return stops training with it as
+        the stop reason (e.g. "detector:nan_loss"). The return value for "end" is ignored."""
+
+
+def peak_mem_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+class Trainer:
+    """One training run into `run_dir` (usually `Project.new_run_dir(kind)`).
+
+    `bundle` is the data layer's DataBundle or anything with its shape: `.spec`, `.train.X/.y`,
+    `.val.X/.y` (X float32 (N, F), preprocessed; y class indices or float targets). The test
+    split is never touched. `subscribers` receive every event (see `Subscriber`); `baseline`
+    (the trivial baseline's val metrics) goes into the start event for the detectors. `root`
+    is the project root for `python:` model factories and env.json (default: the parent of
+    `runs/`). Configuration problems (fp16 on a CPU, a device that is not there, data that does
+    not fit the spec) are refused here, before any work.
+    """
+
+    def __init__(self, cfg: MltConfig, bundle: Any, run_dir: Path, *,
+                 subscribers: Sequence[Subscriber] = (), baseline: dict[str, Any] | None = None,
+                 kind: str = "baseline", root: Path | None = None,
+                 background_checkpoints: bool = True) -> None:
+        self.cfg = cfg
+        self.bundle = bundle
+        self.run_dir = Path(run_dir)
+        self.subscribers = list(subscribers)
+        self.baseline = baseline
+        self.kind = kind
+        self.root = Path(root) if root is not None else infer_root(self.run_dir)
+        self.device = resolve_device(cfg.training)  # refuse fp16-on-CPU etc. before any work
+        check_bundle(bundle)
+        self.fingerprint = cfg.fingerprint()
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.metric = cfg.goal.metric
+        self._background = background_checkpoints
+        self._writer: MetricWriter | None = None
+        self._stream_fd = -1
+        self._interrupt_written = False
+
+    # -- the public entry point ---------------------------------------------------------------
+
+    def fit(self, resume: Path | None = None) -> RunResult:
+        """Train from scratch, or continue from the checkpoint `resume`; see the module doc.
+        Returns with `stopped_reason` "interrupted" after SIGINT/SIGTERM (never raises for it).
+        """
+        started = time.perf_counter()
+        self._interrupt_written = False
+        ckpt = None
+        if resume is not None:
+            ckpt = load_checkpoint(resume, expected_fingerprint=self.fingerprint)
+            refuse_rewriting_history(self.run_dir, Path(resume), ckpt)
+        else:
+            refuse_reusing(self.run_dir)
+        write_run_files(self.run_dir, self.cfg, self.root, str(self.device))
+        remove_stale_temporaries(self.ckpt_dir)
+        with deterministic_mode() as flags:
+            parts = build_training(self.cfg, self.bundle, self.root, self.device)
+            es = self.cfg.training.early_stopping
+            stopper = EarlyStopping(es.patience, es.min_delta, self.cfg.greater_is_better)
+            progress = (restore_training(ckpt, parts, stopper, self.subscribers)
+                        if ckpt is not None else Progress())
+            try:
+                reason = self._run(parts, progress, stopper, resume, ckpt, started)
+            except RuntimeError as exc:
+                error = nondeterministic_op_error(exc)
+                if error is None:
+                    raise
+                raise error from exc
+        return self._result(progress, reason, flags, started)
+
+    def _run(self, parts: TrainingParts, progress: Progress, stopper: EarlyStopping,
+             resume: Path | None, ckpt: dict[str, Any] | None, started: float) -> str:
+        """Open the stream and the checkpoint writer, run the loop, always end the stream."""
+        val = (to_tensor(self.bundle.val.X, self.device, torch.float32),
+               to_tensor(self.bundle.val.y, self.device,
+                         torch.float32 if self.cfg.task == "regression" else torch.int64))
+        ckpts = CheckpointWriter(self.ckpt_dir, background=self._background)
+        # The stream is fsynced by the checkpoint writer's thread after each epoch's checkpoint
+        # (an fsync costs ~1-2 ms here, a tenth of a digits epoch) and once at the end; every
+        # line is flushed to the OS as it is written, so a kill -9 loses none of them.
+        self._writer = MetricWriter(self.run_dir / "metrics.jsonl", write_start=False,
+                                    fsync_every_epoch=False)
+        self._stream_fd = os.open(self.run_dir / "metrics.jsonl", os.O_RDONLY)
+        try:
+            with catch_interrupts() as interrupt:
+                reason = self._emit(self._start_event(parts, resume, ckpt))
+                if reason is None:
+                    reason = self._loop(parts, progress, stopper, ckpts, interrupt, val,
+                                        started)
+            ckpts.wait()
+            epoch = progress.epoch + (1 if progress.position else 0)
+            self._emit({"type": "end", "reason": reason, "epoch": epoch, "step": progress.step})
+            self._fsync_stream()
+            return reason
+        except BaseException as exc:
+            with contextlib.suppress(BaseException):
+                ckpts.wait()
+            with contextlib.suppress(Exception):
+                why = "aborted" if isinstance(exc, KeyboardInterrupt) else (
+                    f"error:{type(exc).__name__}")
+                self._writer.end(reason=why, epoch=progress.epoch, step=progress.step)
+            raise
+        finally:
+            self._writer.close()
+            os.close(self._stream_fd)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _loop(self, parts: TrainingParts, p: Progress, stopper: EarlyStopping,
+              ckpts: CheckpointWriter, interrupt: InterruptFlag,
+              val: tuple[torch.Tensor, torch.Tensor], started: float) -> str:
+        tcfg = self.cfg.training
+        spe = parts.batches.steps_per_epoch
+        every = tcfg.grad_stats_every
+        while p.epoch < tcfg.epochs:
+            epoch_no = p.epoch + 1
+            if p.position == 0:
+                p.order = parts.batches.new_order()
+                p.loss_sum, p.loss_count, p.epoch_elapsed = 0.0, 0, 0.0
+            epoch_start = time.perf_counter() - p.epoch_elapsed
+            reason: str | None = None
+            for index in range(p.position, spe):
+                xb, yb = parts.batches.batch(p.order, index)
+                stats = parts.wants_layer_stats(p.step, every)
+                out = parts.step(p.step, xb, yb, layer_stats=stats)
+                # one device sync per step for both numbers the event needs
+                loss, grad_norm = torch.stack([out.loss.float(), out.grad_norm.float()]).tolist()
+                p.step, p.position, p.last_lr = p.step + 1, index + 1, out.lr
+                p.loss_sum += loss
+                p.loss_count += 1
+                event: dict[str, Any] = {"type": "step", "epoch": epoch_no, "step": p.step,
+                                         "loss": loss, "lr": out.lr, "grad_norm": grad_norm}
+                if out.layer_stats is not None and out.layer_names is not None:
+                    event["layers"] = {
+                        name: {"grad_norm": norm, "zero_frac": zeros}
+                        for name, (norm, zeros) in zip(out.layer_names, out.layer_stats.tolist(),
+                                                        strict=True)
+                    }
+                reason = self._emit(event)
+                if reason is None and interrupt.requested:
+                    reason = "interrupted"
+                if reason is not None:
+                    p.epoch_elapsed = time.perf_counter() - epoch_start
+                    self._save_midway(parts, p, stopper, ckpts, reason, started)
+                    return reason
+
+            val_loss, val_metrics = evaluate(parts.model, *val, parts.loss_fn, self.cfg.task,
+                                             self.bundle.val.y)
+            value = val_metrics[self.metric]
+            finite = parameters_finite(parts.model)
+            improved = finite and is_better(value, p.best_metric, self.cfg.greater_is_better)
+            if improved:
+                p.best_metric, p.best_epoch = value, epoch_no
+            decision = stopper.update(value)
+            parts.schedule.on_epoch_end(value)
+            train_loss = p.loss_sum / max(1, p.loss_count)
+            p.epoch, p.position, p.order = epoch_no, 0, None
+            p.history.append({"epoch": epoch_no, "train_loss": train_loss, "val_loss": val_loss,
+                              "val": val_metrics, "lr": p.last_lr})
+            name = None
+            if finite:  # never a checkpoint with non-finite weights: best/last stay as they were
+                name = epoch_name(epoch_no)
+                links = ["last.pt", "best.pt"] if improved else ["last.pt"]
+                ckpts.save(self._payload(parts, p, stopper, started), name, exclusive=True,
+                           links=links, after=self._fsync_stream)
+            reason = self._emit({
+                "type": "epoch", "epoch": epoch_no, "step": p.step, "train_loss": train_loss,
+                "val_loss": val_loss, "val": val_metrics, "lr": p.last_lr,
+                "wall_time": time.perf_counter() - epoch_start,
+                "peak_mem_mb": peak_mem_mb(self.device), "checkpoint": name,
+                "best_epoch": p.best_epoch,
+            })
+            if reason is None and decision.should_stop:
+                reason = "early_stopping"
+            if reason is None and interrupt.requested:
+                reason = "interrupted"
+                self._save_midway(parts, p, stopper, ckpts, reason, started)
+            if reason is not None:
+                return reason
+        return "completed"
+
+    def _save_midway(self, parts: TrainingParts, p: Progress, stopper: EarlyStopping,
+                     ckpts: CheckpointWriter, reason: str, started: float) -> None:
+        """At an interrupt or a subscriber's stop: the exact position, if the weights are
+        finite (a stop for a non-finite loss keeps the last finite checkpoints instead)."""
+        if not parameters_finite(parts.model):
+            return
+        payload = self._payload(parts, p, stopper, started)
+        if reason == "interrupted":
+            ckpts.save(payload, "interrupt.pt", links=["last.pt"])
+            self._interrupt_written = True
+        else:
+            ckpts.save(payload, "last.pt")
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _fsync_stream(self) -> None:
+        with contextlib.suppress(OSError):
+            os.fsync(self._stream_fd)
+
+    def _emit(self, event: dict[str, Any]) -> str | None:
+        event["time"] = time.time()
+        assert self._writer is not None
+        self._writer.write(event)
+        reason = None
+        for sub in self.subscribers:
+            answer = sub.on_event(event)
+            if answer is not None and reason is None and event["type"] != "end":
+                reason = str(answer)
+        return reason
+
+    def _start_event(self, parts: TrainingParts, resume: Path | None,
+                     ckpt: dict[str, Any] | None) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "type": "start", "run_id": self.run_dir.name, "task": self.cfg.task,
+            "metric": self.metric, "greater_is_better": self.cfg.greater_is_better,
+            "steps_per_epoch": parts.batches.steps_per_epoch, "epochs": self.cfg.training.epochs,
+            "kind": self.kind, "device": str(self.device), "seed": self.cfg.seed,
+            "n_train": len(self.bundle.train.y), "n_val": len(self.bundle.val.y),
+            "config_fingerprint": self.fingerprint,
+        }
+        if self.baseline is not None:
+            event["baseline"] = self.baseline
+        if ckpt is not None and resume is not None:
+            event["resumed_from"] = {"checkpoint": str(resume), "epoch": int(ckpt["epoch"]),
+                                     "step": int(ckpt["step"])}
+        return event
+
+    def _payload(self, parts: TrainingParts, p: Progress, stopper: EarlyStopping,
+                 started: float) -> dict[str, Any]:
+        meta = {"config_fingerprint": self.fingerprint, "run_id": self.run_dir.name,
+                "kind": self.kind, "task": self.cfg.task, "model_kind": self.cfg.model.kind}
+        return training_payload(parts, p, stopper, self.subscribers, meta=meta,
+                                wall_time_s=p.wall_time_s + time.perf_counter() - started)
+
+    def _result(self, p: Progress, reason: str, flags: dict[str, Any], started: float
+                ) -> RunResult:
+        best = self.ckpt_dir / "best.pt"
+        last = self.ckpt_dir / "last.pt"
+        checkpoints: dict[str, str | None] = {
+            "best": str(best) if best.is_file() else None,
+            "last": str(last) if last.is_file() else None,
+        }
+        if self._interrupt_written:
+            checkpoints["interrupt"] = str(self.ckpt_dir / "interrupt.pt")
+        val = p.history[p.best_epoch - 1]["val"] if p.best_epoch else {}
+        return RunResult(
+            run_id=self.run_dir.name, run_dir=str(self.run_dir), best_epoch=p.best_epoch,
+            best_metric=p.best_metric, val=dict(val), epochs_run=p.epoch,
+            final_epoch=p.epoch + (1 if p.position else 0), final_step=p.step,
+            stopped_reason=reason, device=str(self.device), checkpoints=checkpoints,
+            wall_time_s=p.wall_time_s + time.perf_counter() - started,
+            history=[dict(h) for h in p.history], kind=self.kind, metric=self.metric,
+            deterministic=flags,
+        )

@@ -1,0 +1,64 @@
+"""The run folder around the loop: its files written once, and the refusals that keep a run
+from being overwritten."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mltrainer.config import MltConfig
+from mltrainer.errors import CheckpointError
+from mltrainer.state import atomic_write_text
+
+
+def infer_root(run_dir: Path) -> Path:
+    """The project root of `<root>/runs/<id>`; the cwd for a run folder elsewhere."""
+    run_dir = Path(run_dir).resolve()
+    return run_dir.parent.parent if run_dir.parent.name == "runs" else Path.cwd()
+
+
+def write_run_files(run_dir: Path, cfg: MltConfig, root: Path, device: str) -> None:
+    """config.resolved.yaml and env.json, written once per run folder (kept on resume)."""
+    from mltrainer.env import capture_environment
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / "config.resolved.yaml"
+    if not config_path.exists():
+        atomic_write_text(config_path, yaml.safe_dump(cfg.model_dump(mode="json"),
+                                                      sort_keys=False))
+    env_path = run_dir / "env.json"
+    if not env_path.exists():
+        env = capture_environment(root)
+        env["training_device"] = device
+        atomic_write_text(env_path, json.dumps(env, indent=2, default=str) + "\n")
+
+
+def refuse_reusing(run_dir: Path) -> None:
+    """A fresh start into a folder that already holds a run is refused."""
+    used = [p.name for p in (run_dir / "metrics.jsonl", run_dir / "checkpoints") if p.exists()]
+    if used:
+        raise CheckpointError(
+            f"{run_dir}: already holds a run ({', '.join(used)}); a run is never overwritten",
+            hint="resume it (fit(resume=find_resume_checkpoint(run_dir)), `--resume` on the "
+            "command line) or train into a new run folder",
+        )
+
+
+def refuse_rewriting_history(run_dir: Path, resume: Path, ckpt: dict[str, Any]) -> None:
+    """Resuming from an epoch older than the folder's newest epoch file is refused."""
+    later = sorted(p.name for p in (run_dir / "checkpoints").glob("epoch-*.pt")
+                   if (epoch_of(p) or 0) > int(ckpt["epoch"]))
+    if later:
+        raise CheckpointError(
+            f"{resume}: resuming from epoch {ckpt['epoch']} into {run_dir} would rewrite its "
+            f"later epochs ({', '.join(later)}); a run is never overwritten",
+            hint="resume from the run's newest checkpoint (last.pt), or into a new run folder",
+        )
+
+
+def epoch_of(path: Path) -> int | None:
+    stem = path.name.removeprefix("epoch-").removesuffix(".pt")
+    return int(stem) if stem.isdigit() else None

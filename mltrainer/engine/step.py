@@ -1,0 +1,189 @@
+"""The one optimisation step, and the one way its parts are built.
+
+`build_training()` seeds and builds model, optimiser, schedule, scaler and batches; `TrainStep`
+runs one step. `Trainer.fit()` and `determinism_probe()` both use exactly these two, so the
+probe verifies the code path training runs, not a copy of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mltrainer.config import MltConfig, TrainingConfig
+from mltrainer.engine.batching import InMemoryBatches
+from mltrainer.engine.schedule import LrSchedule, build_optimizer
+from mltrainer.engine.seeding import seed_everything
+from mltrainer.errors import ConfigError, DataError
+from mltrainer.models import build_model, n_outputs
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def resolve_device(cfg: TrainingConfig) -> torch.device:
+    """`auto` → CUDA when available; refuses what this machine or precision cannot do."""
+    cuda = torch.cuda.is_available()
+    if cfg.device == "cuda" and not cuda:
+        raise ConfigError("training.device is 'cuda' but torch sees no CUDA device",
+                          hint="set training.device: auto (or cpu)")
+    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and cuda)
+                          else "cpu")
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            "training.precision 'fp16' needs a CUDA device (fp16 with a gradient scaler is "
+            "GPU-only) but training runs on the CPU",
+            hint="use training.precision: bf16 (autocast works on the CPU) or fp32",
+        )
+    return device
+
+
+def loss_function(task: str) -> LossFn:
+    if task == "classification":
+        return lambda out, y: F.cross_entropy(out.float(), y)
+    # regression: the model returns (N, 1) (or (N,)); the loss compares (N,) with (N,)
+    return lambda out, y: F.mse_loss(out.float().reshape(-1), y)
+
+
+def check_bundle(bundle: Any) -> None:
+    """The data fits the spec: 2-D float features of spec.n_features columns, labels in range."""
+    spec = bundle.spec
+    for name in ("train", "val"):
+        split = getattr(bundle, name)
+        X, y = np.asarray(split.X), np.asarray(split.y)
+        if X.ndim != 2 or X.shape[1] != spec.n_features:
+            raise DataError(f"{name}.X has shape {X.shape} but the spec says "
+                            f"{spec.n_features} features")
+        if len(X) != len(y) or len(X) == 0:
+            raise DataError(f"{name} split has {len(X)} rows of X and {len(y)} of y")
+        if spec.task == "classification" and (y.min() < 0 or y.max() >= n_outputs(spec)):
+            raise DataError(f"{name}.y holds class indices outside 0..{n_outputs(spec) - 1}")
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor  # 0-d, detached
+    grad_norm: torch.Tensor  # 0-d, global L2 norm before clipping
+    lr: float
+    layer_stats: torch.Tensor | None  # (n_params_with_grad, 2): grad L2 norm, share of zeros
+    layer_names: list[str] | None
+
+
+class TrainStep:
+    """One optimisation step: lr from the schedule, forward (autocast), backward (scaled for
+    fp16), per-layer statistics when asked, global norm, clipping, optimiser step."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 schedule: LrSchedule, loss_fn: LossFn, cfg: TrainingConfig,
+                 device: torch.device, scaler: torch.amp.GradScaler | None) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.loss_fn = loss_fn
+        self.grad_clip = cfg.grad_clip
+        self.scaler = scaler
+        self.named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if cfg.precision == "fp32":
+            self.autocast: Callable[[], Any] = contextlib.nullcontext
+        else:
+            dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float16
+            self.autocast = lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+    def __call__(self, step: int, xb: torch.Tensor, yb: torch.Tensor, *,
+                 layer_stats: bool = False) -> StepOutput:
+        lr = self.schedule.apply(self.optimizer, step)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss = self.loss_fn(self.model(xb), yb)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)  # norms and clipping see true gradients
+        else:
+            loss.backward()
+        named = [(n, p.grad) for n, p in self.named if p.grad is not None]
+        grads = [g for _, g in named]
+        # the same arithmetic whether or not statistics are taken: watching never changes
+        # the trajectory, not even in the last bit
+        norms = per_tensor_norms(grads, loss.device)
+        norm = torch.linalg.vector_norm(norms)
+        stats = layer_statistics(grads, norms) if layer_stats and grads else None
+        if self.grad_clip is not None and grads:
+            # clip with the norm computed above (one pass over the gradients, not two); the
+            # same arithmetic as torch.nn.utils.clip_grad_norm_
+            coef = torch.clamp(self.grad_clip / (norm + 1e-6), max=1.0)
+            torch._foreach_mul_(grads, coef.to(grads[0].device))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skips the update when gradients are not finite
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return StepOutput(loss.detach(), norm, lr, stats,
+                          [n for n, _ in named] if stats is not None else None)
+
+
+def per_tensor_norms(grads: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """(n,) float32: the L2 norm of each gradient, in one fused pass; (0,) when none."""
+    if not grads:
+        return torch.zeros(0, device=device)
+    return torch.stack(torch._foreach_norm(grads)).float()
+
+
+def layer_statistics(grads: list[torch.Tensor], norms: torch.Tensor) -> torch.Tensor:
+    """(n, 2): per-tensor L2 norm and share of exact zeros. One more fused pass and no sync
+    (the caller reads it with one .tolist() when it writes the event)."""
+    nonzero = torch.stack(torch._foreach_norm(grads, 0)).float()  # L0 "norm": count of non-zeros
+    sizes = torch.tensor([g.numel() for g in grads], dtype=torch.float32, device=norms.device)
+    return torch.stack([norms, 1.0 - nonzero / sizes], dim=1)
+
+
+def parameters_finite(model: nn.Module) -> bool:
+    """All parameters and buffers finite: one fused max-abs pass (which, unlike an L2 norm,
+    cannot overflow for huge finite values) and one sync."""
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    if not tensors:
+        return True
+    return bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors, math.inf))).all())
+
+
+@dataclass
+class TrainingParts:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: LrSchedule
+    scaler: torch.amp.GradScaler | None
+    batches: InMemoryBatches
+    step: TrainStep
+    loss_fn: LossFn
+    device: torch.device
+
+    def wants_layer_stats(self, step_index: int, every: int) -> bool:
+        """Per-layer statistics on every `every`-th step (1-based), never when every is 0."""
+        return every > 0 and (step_index + 1) % every == 0
+
+
+def build_training(cfg: MltConfig, bundle: Any, root: Path | None = None,
+                   device: torch.device | None = None) -> TrainingParts:
+    """Seed, then build everything a run needs, in an order that never changes (the model's
+    init draws from the seeded global RNG; the shuffle has its own generator)."""
+    check_bundle(bundle)
+    device = device or resolve_device(cfg.training)
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, bundle.spec, root=root).to(device)
+    model.train()
+    optimizer = build_optimizer(model.parameters(), cfg.training)
+    batches = InMemoryBatches(bundle.train.X, bundle.train.y, cfg.training.batch_size, device,
+                              cfg.seed, regression=cfg.task == "regression")
+    schedule = LrSchedule(cfg.training, batches.steps_per_epoch, cfg.greater_is_better)
+    scaler = torch.amp.GradScaler("cuda") if cfg.training.precision == "fp16" else None
+    loss_fn = loss_function(cfg.task)
+    step = TrainStep(model, optimizer, schedule, loss_fn, cfg.training, device, scaler)
+    return TrainingParts(model, optimizer, schedule, scaler, batches, step, loss_fn, device)
+

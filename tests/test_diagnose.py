@@ -1,0 +1,123 @@
+"""`mlt diagnose` end to end, `--metrics` on a foreign stream, and a run stopped by nan_loss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from mltrainer.cli import cli
+from mltrainer.stream import MetricWriter
+
+pytestmark = pytest.mark.slow
+
+
+def mlt(*args: str) -> tuple[int, dict | None, str]:
+    res = CliRunner().invoke(cli, [*args, "--json"], catch_exceptions=False)
+    out = res.stdout.strip()
+    return res.exit_code, (json.loads(out) if out else None), res.stderr
+
+
+def make_project(root: Path, **training: object) -> Path:
+    assert mlt("init", str(root), "--example", "breast_cancer")[0] == 0
+    cfg = yaml.safe_load((root / "mlt.yaml").read_text())
+    cfg["model"]["hidden"] = [32]
+    cfg["training"].update({"epochs": 6, **training})
+    (root / "mlt.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = mlt("plan", "-C", str(root))
+    assert code == 0, err
+    return root
+
+
+def test_diagnose_after_a_stalled_baseline(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", lr=1e-6, optimizer="sgd", momentum=0.0,
+                        early_stopping={"patience": 0, "min_delta": 0.0})
+    code, result, _ = mlt("train-baseline", "-C", str(root))
+    assert code == 3  # the model learned nothing: the gate blocks on the trivial baseline
+    assert {i["id"]: i["status"] for i in result["gate"]["items"]}["beats_trivial_baseline"] \
+        == "fail"
+    code, status, _ = mlt("status", "-C", str(root))
+    assert status["phases"][1]["status"] == "blocked"
+    assert mlt("diagnose", "-C", str(root))[0] == 3  # refused: baseline gate not passed
+
+
+def test_diagnose_finds_and_recommends(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", lr=0.02, optimizer="sgd", momentum=0.0,
+                        early_stopping={"patience": 0, "min_delta": 0.0})
+    cfg = yaml.safe_load((root / "mlt.yaml").read_text())
+    cfg["goal"]["target"] = 0.999  # the goal stays out of reach: diagnose is next
+    (root / "mlt.yaml").write_text(yaml.safe_dump(cfg))
+    assert mlt("plan", "-C", str(root))[0] == 0
+    code, result, err = mlt("train-baseline", "-C", str(root))
+    assert code == 0, err
+    assert result["next"] == "mlt diagnose"
+    code, result, err = mlt("diagnose", "-C", str(root))
+    assert code == 0, err
+    assert result["phase"] == "diagnose" and result["gate"]["passed"]
+    for f in result["findings"]:
+        assert f["evidence"] and f["playbook"] == f"diagnostics/{f['id']}.md"
+        assert set(f["onset"]) == {"epoch", "step"}
+    report = (root / "reports" / "diagnose.md").read_text()
+    assert report.startswith("# Diagnose gate — PASSED")
+    assert ("No finding" in report) == (not result["findings"])
+
+
+def _hand_written_loop(path: Path, lr: float) -> None:
+    """Someone else's training loop, writing the documented stream through MetricWriter."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    X = torch.tensor(rng.normal(size=(256, 8)), dtype=torch.float32)
+    y = (X[:, 0] > 0).long()
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    step = 0
+    with MetricWriter(path, task="classification", metric="accuracy") as w:
+        for epoch in range(1, 9):
+            losses = []
+            for i in range(0, 256, 32):
+                step += 1
+                loss = torch.nn.functional.cross_entropy(model(X[i:i + 32]), y[i:i + 32])
+                opt.zero_grad()
+                loss.backward()
+                norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
+                opt.step()
+                losses.append(float(loss.detach()))
+                w.step(epoch=epoch, step=step, loss=float(loss.detach()), lr=lr, grad_norm=norm)
+            with torch.no_grad():
+                acc = float((model(X).argmax(1) == y).float().mean())
+            w.epoch(epoch=epoch, step=step, train_loss=float(np.mean(losses)),
+                    val_loss=float(np.mean(losses)), val={"accuracy": acc}, lr=lr)
+
+
+def test_metrics_flag_outside_a_project(tmp_path: Path) -> None:
+    healthy, broken = tmp_path / "healthy.jsonl", tmp_path / "broken.jsonl"
+    _hand_written_loop(healthy, lr=0.1)
+    _hand_written_loop(broken, lr=1e4)
+    code, result, _ = mlt("diagnose", "--metrics", str(healthy), "-C", str(tmp_path))
+    assert code == 0 and result["findings"] == []
+    code, result, _ = mlt("diagnose", "--metrics", str(broken), "-C", str(tmp_path))
+    assert code == 0
+    assert result["findings"], "a diverging loop must produce a finding"
+    assert all(f["playbook"] for f in result["findings"])
+
+
+def test_non_finite_loss_stops_training_with_exit_4(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", lr=1e6, optimizer="sgd", momentum=0.0, grad_clip=None,
+                        early_stopping={"patience": 0, "min_delta": 0.0})
+    code, result, err = mlt("train-baseline", "-C", str(root))
+    assert code == 4, err
+    assert result["run"]["stopped_reason"] == "detector:nan_loss"
+    items = {i["id"]: i for i in result["gate"]["items"]}
+    assert items["all_losses_finite"]["status"] == "fail"
+    run_dir = root / "runs" / result["run"]["id"]
+    for ckpt in (run_dir / "checkpoints").glob("*.pt"):
+        state = torch.load(ckpt, weights_only=True)
+        assert all(torch.isfinite(t).all() for t in state["model"].values()), ckpt
+    state = json.loads((root / ".mlt" / "state.json").read_text())
+    assert any(f["id"] == "nan_loss" for f in state["phases"]["baseline"]["outcome"]
+               ["online_findings"])
