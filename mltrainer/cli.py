@@ -195,8 +195,8 @@ def diagnose(out: Output, project: Project, metrics: str | None) -> None:
 @click.option("--storage", default=None,
               help="Optuna storage URL (e.g. postgresql://...) shared by several workers; "
               "default: a journal file in .mlt/.")
-@click.option("--trials", type=int, default=None, help="Trials for this worker (default: "
-              "optimize.trials from mlt.yaml).")
+@click.option("--trials", type=int, default=None, help="Trials the study should reach in total, "
+              "across all workers sharing it (default: optimize.trials from mlt.yaml).")
 @click.option("--stop", "decision", flag_value="stop", default=None,
               help="Record the decision to stop searching and finalize with the better config.")
 @common

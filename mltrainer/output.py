@@ -137,6 +137,10 @@ class TrainingProgress:
             self.out.plain(
                 f"trial {event.get('number')}: {event.get('state')} value "
                 f"{_fmt(event.get('value'))}, best so far {_fmt(event.get('best'))}")
+        elif kind == "seed_run":
+            self.out.plain(
+                f"seeds comparison {event.get('index')}/{event.get('total')}: "
+                f"{event.get('config')} seed {event.get('seed')} → {_fmt(event.get('value'))}")
         elif kind == "end":
             if self._progress is not None:
                 self._progress.stop()

@@ -61,11 +61,12 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
 
 
 def merge_recommendations(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per config path, listing every finding that asked for it (severest first)."""
+    """One entry per (config path, kind), listing every finding that asked for it, severest
+    first; a `set` and a `search` on the same field both stay."""
     order = {"critical": 0, "warning": 1, "info": 2}
     merged: dict[str, dict[str, Any]] = {}
     for f in sorted(findings, key=lambda f: order.get(f.get("severity", "info"), 3)):
         for rec in f.get("recommendations", []):
-            entry = merged.setdefault(rec["path"], {**rec, "findings": []})
+            entry = merged.setdefault(f"{rec['path']}|{rec.get('kind')}", {**rec, "findings": []})
             entry["findings"].append(f["id"])
     return list(merged.values())

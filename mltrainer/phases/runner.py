@@ -15,7 +15,7 @@ from typing import Any
 
 from mltrainer.checks import GateContext
 from mltrainer.config import MltConfig, load_config
-from mltrainer.errors import BadInputError, GateRefusedError, MltError
+from mltrainer.errors import BadInputError, GateRefusedError, MltError, RefusedError
 from mltrainer.fingerprints import current_fingerprints
 from mltrainer.gates import evaluate_gate
 from mltrainer.project import Project
@@ -61,12 +61,14 @@ class _Snapshot:
         }
         self.audit_len = project.audit_path.stat().st_size if project.audit_path.exists() else None
 
-    def restore(self) -> None:
+    def restore(self, keep_audit: bool = False) -> None:
         for path, blob in self.files.items():
             if blob is None:
                 path.unlink(missing_ok=True)
             else:
                 path.write_bytes(blob)
+        if keep_audit:
+            return
         if self.audit_len is None:
             self.project.audit_path.unlink(missing_ok=True)
         else:
@@ -116,6 +118,12 @@ def execute_phase(
             outcome = body(ctx)
         except BadInputError:
             snapshot.restore()
+            raise
+        except RefusedError as exc:
+            # Refused before it changed anything (an iteration cap, the test-split lock): the
+            # phase keeps the status it had; only the refusal is added to the audit log.
+            snapshot.restore(keep_audit=True)
+            audit(project, "refused", phase=name, reason=exc.message)
             raise
         except (MltError, KeyboardInterrupt, Exception) as exc:
             # The phase failed (or was interrupted) after it started: record that it did.

@@ -1,0 +1,261 @@
+"""Phase 4, `mlt optimize`: a targeted Optuna search over what diagnose recommended, then the
+best trial's config against the baseline's across seeds, with confidence intervals.
+
+One run of the phase is one iteration (at most `optimize.max_iterations`, counted on the current
+baseline run): build the space (`mltrainer.optimizing.space`), open or join the iteration's study
+(`study`), run trials ask-and-tell around the Trainer until the study holds the requested number
+(`search`), compare over seeds (`compare`) and write `mlt.optimized.yaml` (`config_file`).
+`mlt optimize --stop` searches no more: it records the decision to finalize with the better of
+the two configs of the last iteration.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mltrainer.config import MltConfig
+from mltrainer.errors import BadInputError, DataError, GateRefusedError
+from mltrainer.phases.runner import PhaseContext
+from mltrainer.state import now
+
+
+def run(ctx: PhaseContext) -> dict[str, Any]:
+    previous = previous_iteration(ctx)
+    if ctx.options.get("decision") == "stop":
+        return _stop(ctx, previous)
+    iteration = int((previous or {}).get("iteration", 0)) + 1
+    cap = ctx.cfg.optimize.max_iterations
+    if iteration > cap:
+        raise GateRefusedError(
+            f"`mlt optimize` refused: {cap} search iteration(s) already ran on this baseline "
+            f"(optimize.max_iterations = {cap})",
+            hint="run `mlt optimize --stop` to finalize with the better of the baseline and the "
+            "best config found",
+            iteration=iteration, max_iterations=cap,
+        )
+    return _search(ctx, iteration, previous)
+
+
+def previous_iteration(ctx: PhaseContext) -> dict[str, Any] | None:
+    """The last recorded iteration's outcome, if it searched on the current baseline run (a new
+    baseline starts the count again: its findings, and so the space, are new)."""
+    rec = ctx.state.phases.get("optimize")
+    outcome = rec.outcome if rec is not None else {}
+    baseline_run = ctx.state.phases["baseline"].outcome.get("run", {}).get("id")
+    if not outcome.get("iteration") or outcome.get("baseline_run") != baseline_run:
+        return None
+    return outcome
+
+
+def _search(ctx: PhaseContext, iteration: int, previous: dict[str, Any] | None
+            ) -> dict[str, Any]:
+    from mltrainer.optimizing.compare import compare_seeds, comparison_seeds
+    from mltrainer.optimizing.search import (
+        TrialRunner,
+        best_record,
+        param_importances,
+        run_trials,
+        trial_records,
+    )
+    from mltrainer.optimizing.space import build_space, trial_config
+    from mltrainer.optimizing.study import (
+        existing_trials,
+        make_pruner,
+        make_sampler,
+        open_storage,
+        open_study,
+        sampler_seed,
+        study_name,
+    )
+
+    cfg, project = ctx.cfg, ctx.project
+    started_at = now()
+    target = _target(ctx)
+    diagnose = ctx.state.phases["diagnose"].outcome
+    findings = diagnose.get("findings") or []
+    space = build_space(cfg, findings, cfg.optimize.space, source=project.config_path.name)
+    bundle = _prepare(ctx)
+    trivial = ctx.state.phases["plan"].outcome.get("trivial_baseline")
+    url = ctx.options.get("storage") or cfg.optimize.storage
+    storage, storage_info = open_storage(url, project)
+    name = study_name(cfg, iteration)
+    seed = sampler_seed(cfg, iteration, existing_trials(storage, name), shared=bool(url))
+    sampler, sampler_info = make_sampler(target, seed)
+    pruner, pruner_info = make_pruner(target, cfg.training.epochs)
+    study = open_study(storage, name, cfg.greater_is_better, sampler, pruner)
+    base_raw = cfg.model_dump(mode="json")
+    runner = TrialRunner(project, bundle, base_raw, space, cfg.goal.metric, storage, trivial)
+    enqueue = ((previous or {}).get("best") or {}).get("optuna_params")
+    summary = run_trials(study, runner, target, timeout_s=cfg.optimize.timeout,
+                         enqueue=enqueue, on_trial=ctx.progress)
+    records = trial_records(study, space, base_raw)
+    best = best_record(records, cfg.greater_is_better)
+
+    comparison, chosen, chosen_raw = None, "baseline", base_raw
+    if best is not None:
+        best_cfg = trial_config(base_raw, best["params"], source=f"trial {best['number']}")
+        comparison = compare_seeds(
+            project, bundle, {"optimized": best_cfg, "baseline": cfg},
+            comparison_seeds(cfg, cfg.optimize.seeds), trivial_baseline=trivial,
+            trained=((previous or {}).get("comparison") or {}).get("trained"),
+            on_run=ctx.progress)
+        if is_optimized_better(comparison):
+            chosen, chosen_raw = "optimized", best_cfg.model_dump(mode="json")
+
+    n = summary["counts"]
+    outcome: dict[str, Any] = {
+        "iteration": iteration, "max_iterations": cfg.optimize.max_iterations,
+        "started_at": started_at, "decision": None,
+        "baseline_run": ctx.state.phases["baseline"].outcome.get("run", {}).get("id"),
+        "metric": cfg.goal.metric, "greater_is_better": cfg.greater_is_better,
+        "requested_trials": target, "timeout_s": cfg.optimize.timeout,
+        "study": {"name": name, "stopped": summary["stopped"], "ran_here": len(summary["ran"]),
+                  "recovered_dead_trials": summary["recovered"],
+                  "elapsed_s": round(summary["elapsed_s"], 3), "counts": n},
+        "storage": storage_info, "sampler": sampler_info, "pruner": pruner_info,
+        "space": space.to_dict(),
+        "importances": param_importances(study, cfg.seed),
+        "importance_evaluator": f"FanovaImportanceEvaluator(seed={cfg.seed})",
+        "diagnose_findings": [f["id"] for f in findings],
+        "trials": [{k: r[k] for k in ("number", "state", "value", "params", "run_id",
+                                      "pruned_at", "error")}
+                   | {"host": (r.get("worker") or {}).get("host")} for r in records],
+        "best": best and {k: best[k] for k in ("number", "value", "params", "optuna_params",
+                                               "run_id", "best_epoch", "val", "stopped_reason")},
+        "comparison": comparison,
+        "run": best and {"id": best["run_id"], "best_epoch": best["best_epoch"],
+                         "val": best["val"], "stopped_reason": best["stopped_reason"],
+                         "dir": f"runs/{best['run_id']}"},
+        "data": {"splits_used": ["train", "val"],
+                 "sizes": {"train": len(bundle.train.y), "val": len(bundle.val.y)},
+                 "fingerprints": {k: bundle.fingerprints[k] for k in ("train", "val")}},
+    }
+    outcome.update(_decide(ctx, outcome, chosen, chosen_raw, space=space))
+    outcome["iterations"] = [*(previous or {}).get("iterations", []), {
+        "iteration": iteration, "study": name, "counts": n,
+        "best_value": best and best["value"], "chosen": chosen,
+        "improvement": (comparison or {}).get("improvement")}]
+    ctx.audit({"event": "optimize_iteration", "phase": "optimize", "iteration": iteration,
+               "study": name, "counts": n, "chosen": chosen})
+    return outcome
+
+
+def _stop(ctx: PhaseContext, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """`--stop`: no new search; the last iteration's better config is the one to finalize."""
+    if previous is None:
+        raise BadInputError(
+            "`mlt optimize --stop`: no optimize iteration has run on the current baseline, so "
+            "there is nothing to decide between",
+            hint="run `mlt optimize` first",
+        )
+    outcome = {k: v for k, v in previous.items() if k != "iterations"}
+    outcome["decision"], outcome["decided_at"] = "stop", now()
+    chosen, chosen_raw = previous.get("chosen"), previous.get("chosen_config")
+    if chosen != "optimized" or not chosen_raw:  # nothing recorded to ship but the baseline
+        chosen, chosen_raw = "baseline", ctx.cfg.model_dump(mode="json")
+    changes = list(previous.get("changes") or []) if chosen == "optimized" else []
+    outcome.update(_decide(ctx, outcome, chosen, chosen_raw, changes=changes))
+    outcome["iterations"] = list(previous.get("iterations", []))
+    ctx.audit({"event": "optimize_decision", "phase": "optimize", "decision": "stop",
+               "iteration": previous["iteration"], "chosen": chosen})
+    return outcome
+
+
+def _decide(ctx: PhaseContext, outcome: dict[str, Any], chosen: str,
+            chosen_raw: dict[str, Any], *, space: Any = None,
+            changes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write mlt.optimized.yaml for the chosen config; return the outcome fields about it."""
+    from mltrainer.optimizing.config_file import changes_between, write_optimized_config
+
+    cfg = ctx.cfg
+    if changes is None:
+        changes = changes_between(cfg.model_dump(mode="json"), chosen_raw, space)
+    goal = goal_status(cfg, outcome.get("comparison"), chosen)
+    written = write_optimized_config(ctx.project, chosen_raw, changes,
+                                     header=_header(outcome, chosen, changes))
+    return {"chosen": chosen, "chosen_config": chosen_raw, "changes": changes, "goal": goal,
+            "config_path": written["path"], "config_sha256": written["config_sha256"]}
+
+
+def is_optimized_better(comparison: dict[str, Any] | None) -> bool:
+    """The better of the two by mean over seeds (oriented so that positive = better)."""
+    if not comparison:
+        return False
+    if comparison.get("improvement"):
+        return comparison["improvement"]["diff"] > 0
+    opt, base = comparison["optimized"].get("mean"), comparison["baseline"].get("mean")
+    if opt is None or base is None:
+        return False
+    return opt > base if comparison["greater_is_better"] else opt < base
+
+
+def goal_status(cfg: MltConfig, comparison: dict[str, Any] | None, chosen: str
+                ) -> dict[str, Any]:
+    mean = ((comparison or {}).get(chosen) or {}).get("mean")
+    met = mean is not None and math.isfinite(mean) and (
+        mean >= cfg.goal.target if cfg.greater_is_better else mean <= cfg.goal.target)
+    return {"metric": cfg.goal.metric, "target": cfg.goal.target, "chosen_mean": mean,
+            "met_by_chosen": bool(met)}
+
+
+def _header(outcome: dict[str, Any], chosen: str, changes: list[dict[str, Any]]) -> list[str]:
+    comp = outcome.get("comparison") or {}
+    metric = outcome["metric"]
+    lines = [
+        "mlt.optimized.yaml: the configuration `mlt finalize` trains, written by `mlt optimize`",
+        f"at {now()}. mlt.yaml is left as it was (the baseline); do not edit it to match.",
+        (f"Iteration {outcome['iteration']} of {outcome['max_iterations']}, Optuna study "
+         f"{outcome['study']['name']}: trials {_counts_text(outcome['study']['counts'])}."),
+    ]
+    for label in ("optimized", "baseline"):
+        side = comp.get(label) or {}
+        if side.get("n"):
+            lines.append(f"{label}: val {metric} mean {side['mean']:.4f} (std {side['std']:.4f}, "
+                         f"95% CI [{side['ci'][0]:.4f}, {side['ci'][1]:.4f}]) over {side['n']} "
+                         f"seeds")
+    imp = comp.get("improvement")
+    if imp:
+        lines.append(f"improvement ({imp['orientation']}): {imp['diff']:+.4f}, 95% CI "
+                     f"[{imp['ci'][0]:+.4f}, {imp['ci'][1]:+.4f}]")
+    lines.append(f"chosen: {chosen}" + ("  (decision: `mlt optimize --stop`)"
+                                        if outcome.get("decision") == "stop" else ""))
+    if changes:
+        lines += ["", "Changes from mlt.yaml (each also marked on its line below):"]
+        lines += [f"  {c['path']}: {_short(c['baseline'])} -> {_short(c['value'])}  "
+                  f"({', '.join(c['findings'])})" for c in changes]
+    else:
+        lines += ["", "No change: this is mlt.yaml's configuration (nothing beat the baseline)."]
+    return [*lines, ""]
+
+
+def _counts_text(n: dict[str, int]) -> str:
+    return (f"{n.get('complete', 0)} complete, {n.get('pruned', 0)} pruned, "
+            f"{n.get('fail', 0)} failed")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _target(ctx: PhaseContext) -> int:
+    trials = ctx.options.get("trials")
+    if trials is None:
+        return ctx.cfg.optimize.trials
+    if int(trials) < 1:
+        raise BadInputError(f"--trials must be at least 1 but got {trials}",
+                            hint="leave it out to use optimize.trials from mlt.yaml")
+    return int(trials)
+
+
+def _prepare(ctx: PhaseContext) -> Any:
+    from mltrainer.data import prepare_data
+
+    bundle = prepare_data(ctx.cfg, ctx.project.root, audit=ctx.audit)
+    plan = ctx.state.phases["plan"].outcome
+    if bundle.fingerprints != plan["data"]["fingerprints"]:
+        raise DataError(
+            "the data no longer matches what `mlt plan` recorded (split hashes differ)",
+            hint="re-run `mlt plan`",
+        )
+    return bundle
