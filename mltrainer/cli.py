@@ -267,15 +267,21 @@ def waive(out: Output, project: Project, phase: str, item: str, reason: str, by:
 
 @cli.command()
 @click.argument("phase", required=False)
+@click.option("--open", "open_browser", is_flag=True, default=False,
+              help="Open the HTML report (or the index) in a browser.")
 @common
-def report(out: Output, project: Project, phase: str | None) -> None:
+def report(out: Output, project: Project, phase: str | None, open_browser: bool) -> None:
     """Re-render the gate reports (all phases that have one, or PHASE) and print their paths."""
     from mltrainer.commands import render_reports
 
-    paths = render_reports(project, phase)
-    for p in paths:
+    result = render_reports(project, phase)
+    for p in result["reports"] + result["html"] + [result["index"]]:
         click.echo(p, err=out.json_mode)
-    out.result({"reports": paths})
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(Path(result["open"]).resolve().as_uri())
+    out.result(result)
 
 
 # ---------------------------------------------------------------- config

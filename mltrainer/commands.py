@@ -138,9 +138,10 @@ def waive_item(project: Project, phase: str, item: str, reason: str, by: str | N
     return rejudge(project, phase, change, f"mlt waive {phase} {item}")
 
 
-def render_reports(project: Project, phase: str | None) -> list[str]:
+def render_reports(project: Project, phase: str | None) -> dict[str, Any]:
+    """Re-render the gate reports (Markdown and HTML) and the index; their paths."""
     from mltrainer.fingerprints import current_fingerprints
-    from mltrainer.report import render_phase_report
+    from mltrainer.report import index_path, render_index, render_phase_report, report_path
 
     cfg = load_config(project.config_path)
     state = load_state(project)
@@ -150,7 +151,12 @@ def render_reports(project: Project, phase: str | None) -> list[str]:
     if phase and not done:
         raise BadInputError(f"phase {names[0]} has no gate result yet",
                             hint=f"run `{phase_def(names[0]).command}` first")
-    return [project.relative(render_phase_report(project, state, n, fps)) for n in done]
+    reports = [project.relative(render_phase_report(project, state, n, fps)) for n in done]
+    render_index(project, state, fps)
+    html = [project.relative(report_path(project, n, "html")) for n in done]
+    target = report_path(project, done[0], "html") if phase else index_path(project)
+    return {"reports": reports, "html": html, "index": project.relative(index_path(project)),
+            "open": str(target)}
 
 
 def explain_topic(topic: str) -> str:

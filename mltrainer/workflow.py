@@ -117,10 +117,15 @@ def _condition_holds(cond: str, state: ProjectState, current: dict[str, dict[str
 def satisfied_alternative(
     name: str, state: ProjectState, current: dict[str, dict[str, str]]
 ) -> tuple[str, ...] | None:
-    for alt in phase_def(name).needs or ((),):
-        if all(_condition_holds(c, state, current) for c in alt):
-            return alt
-    return None
+    """The alternative that lets `name` run; when several hold, the one that stands on the
+    furthest phase (finalize after a passed optimize ships optimize's choice, not the baseline)."""
+    held = [alt for alt in phase_def(name).needs or ((),)
+            if all(_condition_holds(c, state, current) for c in alt)]
+    return max(held, key=_reach, default=None)
+
+
+def _reach(alt: tuple[str, ...]) -> int:
+    return max((PHASE_NAMES.index(FLAGS.get(c, c)) for c in alt), default=-1)
 
 
 def phase_views(state: ProjectState, current: dict[str, dict[str, str]]) -> list[PhaseView]:

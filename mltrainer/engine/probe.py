@@ -60,14 +60,19 @@ def determinism_probe(cfg: MltConfig, bundle: Any, steps: int = 20, *,
             return {"steps": steps, "identical": False, "max_abs_diff": None,
                     "params_sha256": [None, None], "error": error.message,
                     "deterministic_flags": flags}
-    identical = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    diffs = [(a[k].double() - b[k].double()).abs().max().item()
+    # Bitwise: equal byte patterns, so two runs that both diverged to the same NaNs count as
+    # identical (torch.equal says NaN != NaN); the finite-ness is a separate question.
+    hashes = [_sha256(a), _sha256(b)]
+    identical = a.keys() == b.keys() and hashes[0] == hashes[1]
+    diffs = [(a[k].double() - b[k].double()).abs().nan_to_num(nan=0.0).max().item()
              for k in a if k in b and a[k].is_floating_point() and a[k].numel()]
     return {
         "steps": steps,
         "identical": bool(identical),
         "max_abs_diff": float(max(diffs, default=0.0)),
-        "params_sha256": [_sha256(a), _sha256(b)],
+        "non_finite_params": int(sum((~torch.isfinite(t)).sum().item()
+                                     for t in a.values() if t.is_floating_point())),
+        "params_sha256": hashes,
         "n_tensors": len(a),
         "device": str(next(iter(a.values())).device) if a else "cpu",
         "deterministic_flags": flags,

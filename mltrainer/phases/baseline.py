@@ -45,7 +45,8 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
     detectors = _online_detectors(ctx, plan)
     subscribers = [s for s in (detectors, _Progress(ctx.progress)) if s is not None]
     result = Trainer(cfg, bundle, run_dir, subscribers=subscribers,
-                     baseline=plan["trivial_baseline"], kind=RUN_KIND).fit(resume=resume)
+                     baseline=plan["trivial_baseline"], kind=RUN_KIND,
+                     root=project.root).fit(resume=resume)
     if result.stopped_reason == "interrupted":
         raise InterruptedRunError(
             f"training interrupted at epoch {result.final_epoch} (step {result.final_step}); "
@@ -86,7 +87,8 @@ def summarize_run(ctx: PhaseContext, result: Any, bundle: Any, detectors: Any) -
     reload: dict[str, Any] = {"checkpoint": None}
     best_ckpt = result.checkpoints.get("best")
     if best_ckpt:
-        model = load_model_from_checkpoint(Path(best_ckpt), cfg, bundle.spec)
+        model = load_model_from_checkpoint(Path(best_ckpt), cfg, bundle.spec,
+                                           root=ctx.project.root)
         outputs = predict(model, bundle.val.X)
         again = compute_metrics(cfg.task, bundle.val.y, outputs)
         reload = {"checkpoint": ctx.project.relative(Path(best_ckpt)),

@@ -32,7 +32,7 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
         lock = {"locked": True, "refusal": exc.message}
 
     baseline = trivial_baseline(bundle, cfg.goal.metric)
-    probe = determinism_probe(cfg, bundle, steps=DETERMINISM_STEPS)
+    probe = determinism_probe(cfg, bundle, steps=DETERMINISM_STEPS, root=project.root)
     return {
         "seed": cfg.seed,
         "seeded": ["python", "numpy", "torch"],

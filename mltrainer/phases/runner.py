@@ -46,7 +46,7 @@ class PhaseContext:
         audit(self.project, event, phase=record.pop("phase", None), **record)
 
 
-_TOP_LEVEL = ("run", "findings", "test", "exports")
+_TOP_LEVEL = ("run", "findings", "test", "exports", "artifact_hash", "reused_test_result")
 PhaseBody = Callable[[PhaseContext], dict[str, Any]]
 
 

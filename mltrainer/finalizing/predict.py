@@ -1,0 +1,139 @@
+"""`mlt predict INPUT.csv --out preds.csv`: the shipped model on raw rows.
+
+The rows go through the data layer's own strict CSV reader and `Preprocessor.encode` (rebuilt
+from the artifact's preprocess.json), exactly the column handling training used; the current
+artifact's `model.onnx` runs in onnxruntime, as a deployment would. Columns the model does not
+use (the target, dropped ids) are ignored; a missing model column is a DataError (exit 2).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mltrainer.errors import DataError, RefusedError, StateCorruptError
+from mltrainer.finalizing.artifacts import PREPROCESS_FORMAT, read_latest, verify_folder
+from mltrainer.project import Project
+from mltrainer.state import atomic_write_text
+
+PROB_PREFIX = "prob_"  # column name prefix of the per-class probabilities
+
+
+def current_artifact(project: Project) -> tuple[Path, dict[str, Any]]:
+    """The folder `artifacts/latest.json` points at, verified, and its preprocess.json."""
+    latest = read_latest(project)
+    if latest is None:
+        raise RefusedError(
+            f"no exported model in {project.relative(project.artifacts_dir)} "
+            f"(no {project.relative(project.artifacts_dir / 'latest.json')})",
+            hint="run `mlt finalize` first",
+        )
+    folder = project.root / latest["dir"]
+    check = verify_folder(folder) if folder.is_dir() else {"intact": False}
+    if not check["intact"]:
+        raise StateCorruptError(
+            f"{latest['dir']}: the artifact's files do not match its manifest "
+            f"(missing {check.get('missing')}, changed {check.get('mismatched')})",
+            hint="restore the folder, or re-run `mlt finalize` to export anew",
+        )
+    doc = json.loads((folder / "preprocess.json").read_text(encoding="utf-8"))
+    if doc.get("format") != PREPROCESS_FORMAT:
+        raise StateCorruptError(f"{latest['dir']}/preprocess.json: not an mlt preprocessing "
+                                f"record", hint="re-run `mlt finalize`")
+    return folder, doc
+
+
+def _as_category_text(col: Any) -> Any:
+    """A category column pandas parsed as numbers ("1", "2" → 1.0, 2.0 with a gap) back to the
+    text training saw ("1", "2"), so the one-hot lookup matches."""
+    import pandas as pd
+
+    if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return col
+    def text(v: Any) -> Any:
+        if pd.isna(v):
+            return None
+        return str(int(v)) if float(v).is_integer() else str(v)
+    return col.map(text).astype(object)
+
+
+def encode_csv(path: Path, preprocessor: Any) -> tuple[np.ndarray, list[str], int]:
+    """(encoded float32 rows, ignored columns, row count); DataError naming the file otherwise."""
+    from mltrainer.data._csv import read_csv_frame
+    from mltrainer.data._table import check_features
+
+    where = str(path)
+    if not path.is_file():
+        raise DataError(f"{where}: no such file", hint="pass the path of a CSV file to predict on")
+    frame, _, lines = read_csv_frame(path, where)
+    wanted = [c.name for c in preprocessor.columns]
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        spare = [c for c in frame.columns if c not in wanted]
+        named = []
+        for name in missing:
+            guess = difflib.get_close_matches(name, spare, n=1, cutoff=0.6)
+            named.append(f"{name!r}" + (f" (did you mean {guess[0]!r}?)" if guess else ""))
+        raise DataError(
+            f"{where}: missing column(s) {', '.join(named)} the model needs "
+            f"(the file has: {', '.join(frame.columns)})",
+            hint=f"the model reads columns {', '.join(wanted)}; other columns are ignored",
+        )
+    features = frame[wanted].copy()
+    check_features(features, where, lines)
+    for c in preprocessor.columns:
+        if c.kind == "category":
+            features[c.name] = _as_category_text(features[c.name])
+    try:
+        encoded = preprocessor.encode(features)
+    except DataError as exc:
+        raise DataError(f"{where}: {exc.message}", hint=exc.hint) from None
+    ignored = [c for c in frame.columns if c not in wanted]
+    return encoded, ignored, len(frame)
+
+
+def predict_csv(project: Project, input_path: Path, out_path: Path) -> dict[str, Any]:
+    """Predict every row of `input_path` into `out_path`; returns {"rows", "out", ...}."""
+    import onnxruntime as ort
+    import pandas as pd
+
+    from mltrainer.data import Preprocessor
+    from mltrainer.engine.metrics import softmax
+
+    folder, doc = current_artifact(project)
+    preprocessor = Preprocessor.from_dict(doc["preprocessor"])
+    encoded, ignored, rows = encode_csv(Path(input_path), preprocessor)
+    session = ort.InferenceSession(str(folder / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    (outputs,) = session.run([doc["output"]["name"]], {doc["input"]["name"]: encoded})
+    outputs = np.asarray(outputs, dtype=np.float64)
+    out = doc["output"]
+    if out["task"] == "regression":
+        table = pd.DataFrame({"prediction": outputs.reshape(rows)})
+    else:
+        labels = list(out["class_labels"])
+        probs = softmax(outputs.reshape(rows, -1))
+        table = pd.DataFrame({"prediction": [labels[i] for i in probs.argmax(axis=1)]})
+        for j, label in enumerate(labels):
+            table[f"{PROB_PREFIX}{label}"] = probs[:, j]
+    atomic_write_text(Path(out_path), table.to_csv(index=False))
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    return {"rows": rows, "out": str(out_path), "artifact": project.relative(folder),
+            "artifact_hash": manifest["artifact_hash"], "task": out["task"],
+            "columns": list(table.columns), "ignored_columns": ignored,
+            "finalize_status": _finalize_status(project)}
+
+
+def _finalize_status(project: Project) -> str | None:
+    """The finalize gate's status: predictions from an artifact nobody signed off say so."""
+    from mltrainer.state import load_state
+
+    try:
+        rec = load_state(project).phases.get("finalize")
+    except StateCorruptError:
+        return None
+    return rec.status if rec is not None else None
