@@ -197,7 +197,13 @@ def next_command(state: ProjectState, current: dict[str, dict[str, str]]) -> str
     views = {v.name: v for v in phase_views(state, current)}
     for p in PHASES:
         v = views[p.name]
-        if v.status in ("stale", "blocked", "failed", "running"):
+        if v.status == "blocked":
+            rec = state.phases[p.name]
+            unmet = rec.gate.unmet() if rec.gate else []
+            if unmet and all(i.kind == "manual" for i in unmet):
+                return f"mlt signoff {p.name} {unmet[0].id} --by NAME"  # only people are missing
+            return p.command
+        if v.status in ("stale", "failed", "running"):
             return p.command
         if v.status == "ready":
             if p.name in ("diagnose", "optimize") and views["finalize"].status == "ready":
@@ -209,7 +215,7 @@ def next_command(state: ProjectState, current: dict[str, dict[str, str]]) -> str
 def current_phase(state: ProjectState, current: dict[str, dict[str, str]]) -> str | None:
     cmd = next_command(state, current)
     for p in PHASES:
-        if p.command == cmd:
+        if cmd is not None and (cmd == p.command or cmd.startswith(f"mlt signoff {p.name} ")):
             return p.name
     return None
 

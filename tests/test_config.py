@@ -30,8 +30,8 @@ def test_examples_validate(name: str) -> None:
 
 def test_example_carries_the_design_contract_values() -> None:
     cfg = parse_config(_example())
-    assert cfg.training.early_stopping.patience == 5
-    assert cfg.model.hidden == [256, 128]
+    assert cfg.data.source == "sklearn:digits" and cfg.goal.target == 0.97
+    assert cfg.model.kind == "cnn" and cfg.training.early_stopping.patience == 10
     assert cfg.data.split.stratify is True
 
 

@@ -159,7 +159,7 @@ def test_fast_path_ends_with_verified_exports_waiting_only_on_signoffs(
     assert all(v["status"] == "pass" for v in auto.values()), {
         k: v["evidence"] for k, v in auto.items() if v["status"] != "pass"}
     assert all(items[m]["status"] == "pending" for m in MANUAL)
-    assert result["next"] == "mlt finalize"
+    assert result["next"] == "mlt signoff finalize data_governance_licence --by NAME"
 
     test = result["test"]
     assert set(test["metrics"]) == set(test["ci95"]) == {"accuracy", "f1_macro", "roc_auc"}

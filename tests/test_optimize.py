@@ -468,7 +468,7 @@ def diagnosed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("optimize") / "proj"
     assert mlt("init", str(root), "--example", "digits")[0] == 0
     raw = yaml.safe_load((root / "mlt.yaml").read_text())
-    raw["model"]["hidden"] = [16]
+    raw["model"] = {"kind": "mlp", "hidden": [16], "dropout": 0.1}
     raw["training"].update({"epochs": 8, "lr": 2e-4, "grad_stats_every": 0})
     raw["optimize"] = {"trials": 4, "seeds": 2, "max_iterations": 1}
     (root / "mlt.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
