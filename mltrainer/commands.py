@@ -13,7 +13,14 @@ from mltrainer.output import Output, TrainingProgress
 from mltrainer.project import Project
 from mltrainer.resources import example_config
 from mltrainer.state import Signoff, Waiver, audit, load_state
-from mltrainer.workflow import PHASE_NAMES, PHASES, current_phase, next_command, phase_def, phase_views
+from mltrainer.workflow import (
+    PHASE_NAMES,
+    PHASES,
+    current_phase,
+    next_command,
+    phase_def,
+    phase_views,
+)
 
 PHASE_MODULES = {"plan": "plan", "baseline": "baseline", "diagnose": "diagnose",
                  "optimize": "optimize", "finalize": "finalize"}  # phase name -> mltrainer.phases.<module>

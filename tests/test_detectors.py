@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mltrainer.config import MltConfig
+from mltrainer.config import MltConfig, config_field
 from mltrainer.detectors import (
     FINDING_IDS,
     REGISTRY,
@@ -485,19 +485,6 @@ def test_cost_per_step_event() -> None:
 # -- playbooks -----------------------------------------------------------------------------------
 
 
-def _resolve(path: str) -> Any:
-    """The pydantic field a dotted mlt.yaml path names (KeyError when there is none)."""
-    model: Any = MltConfig
-    info = None
-    for part in path.split("."):
-        fields = getattr(model, "model_fields", None)
-        if not fields or part not in fields:
-            raise KeyError(path)
-        info = fields[part]
-        model = info.annotation
-    return info
-
-
 MINIMAL = {"name": "t", "task": "classification", "data": {"source": "sklearn:digits"},
            "goal": {"metric": "accuracy", "target": 0.9}}
 
@@ -528,7 +515,7 @@ def test_playbook_recommendations_are_valid_config(finding_id: str) -> None:
     base = MltConfig.model_validate(MINIMAL).model_dump(mode="json")
     for rec in recommendations:
         assert rec["kind"] in ("set", "search") and rec["reason"]
-        _resolve(rec["path"])
+        config_field(rec["path"])
         if rec["kind"] == "set":
             assert rec["op"] in ("set", "multiply")
             raw = json.loads(json.dumps(base))
@@ -549,7 +536,7 @@ def test_playbook_recommendations_are_valid_config(finding_id: str) -> None:
 
 def test_resolve_refuses_unknown_paths() -> None:
     with pytest.raises(KeyError):
-        _resolve("training.learning_rate")
+        config_field("training.learning_rate")
 
 
 # -- a real training loop writing through MetricWriter --------------------------------------------

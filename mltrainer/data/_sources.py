@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from mltrainer.errors import DataError
+from mltrainer.hashing import sha256_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,14 +99,6 @@ def source_fingerprint(cfg: MltConfig, root: Path) -> str:
     python: sha256 of the module's source file, found without executing it.
     """
     return source_for(cfg.data.source).fingerprint(cfg, Path(root))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_path(source: str, root: Path) -> Path:

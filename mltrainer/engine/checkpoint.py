@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from mltrainer.errors import CheckpointError
+from mltrainer.state import fsync_dir
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "config_fingerprint", "model", "optimizer", "rng", "epoch", "step")
@@ -105,15 +106,6 @@ def remove_stale_temporaries(directory: Path) -> list[str]:
             path.unlink()
             removed.append(path.name)
     return removed
-
-
-def fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class CheckpointWriter:

@@ -7,7 +7,6 @@ the warnings the exporter emitted, and for ONNX the full checker's verdict.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import traceback
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ import torch
 from mltrainer.errors import BadInputError
 from mltrainer.exporting._capture import captured, strip_ansi
 from mltrainer.exporting._deployable import DeployableModel
+from mltrainer.hashing import sha256_file
 
 INPUT_NAME = "features"
 OUTPUT_NAME = "outputs"
@@ -167,14 +167,6 @@ EXPORTERS: dict[str, Exporter] = {
     for exporter in (OnnxExporter(), TorchScriptExporter(), Pt2Exporter())
 }
 FORMATS: tuple[str, ...] = tuple(EXPORTERS)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def trace_example(example: np.ndarray, n_features: int | None = None) -> torch.Tensor:

@@ -33,6 +33,7 @@ import numpy as np
 
 from mltrainer.config import sha256_json
 from mltrainer.errors import MltError
+from mltrainer.hashing import sha256_file
 from mltrainer.project import Project
 from mltrainer.state import atomic_write_text, now
 
@@ -86,14 +87,6 @@ def model_key(weights_sha256: str, preprocess: dict[str, Any], formats: list[str
 
     return sha256_json({"weights": weights_sha256, "preprocess": preprocess, "formats": formats,
                         "exporters": package_versions(EXPORTER_PACKAGES)})
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def artifact_hash(file_hashes: dict[str, str]) -> str:

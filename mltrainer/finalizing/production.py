@@ -22,7 +22,7 @@ from torch import nn
 
 from mltrainer.config import MltConfig, load_config
 from mltrainer.errors import CheckpointError, ConfigError
-from mltrainer.phases.runner import PhaseContext
+from mltrainer.phases.runner import PhaseContext, ProgressForwarder
 
 RUN_KIND = "final"  # runs/<time>-final-<hex>
 PROBE_STEPS = 10  # optimisation steps trained twice to prove the seed reproduces the weights
@@ -115,17 +115,6 @@ def non_finite_weights(model: nn.Module) -> dict[str, Any]:
     return {"values": n, "non_finite": sum(bad.values()), "tensors_with_non_finite": bad}
 
 
-class _Progress:
-    """Forwards the engine's events to the CLI's progress display, labelled as finalize."""
-
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        if self.fn is not None:
-            self.fn(event)
-
-
 def source_epochs(chosen: ChosenConfig) -> int:
     best = chosen.run.get("best_epoch")
     return int(best) if isinstance(best, int) and best >= 1 else chosen.cfg.training.epochs
@@ -157,7 +146,7 @@ def produce_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any
     prod_cfg = production_config(chosen.cfg, epochs)
     data = train_plus_val(bundle)
     run_dir = ctx.project.new_run_dir(RUN_KIND)
-    result = Trainer(prod_cfg, data, run_dir, subscribers=[_Progress(ctx.progress)],
+    result = Trainer(prod_cfg, data, run_dir, subscribers=[ProgressForwarder(ctx.progress)],
                      kind=RUN_KIND, root=root).fit()
     last = result.checkpoints.get("last")
     if not last:

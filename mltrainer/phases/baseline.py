@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mltrainer.errors import CheckpointError, DataError, InterruptedRunError
-from mltrainer.phases.runner import PhaseContext
+from mltrainer.phases.runner import PhaseContext, ProgressForwarder
 
 RUN_KIND = "baseline"
 
@@ -43,7 +43,7 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
         run_dir = project.new_run_dir(RUN_KIND)
 
     detectors = _online_detectors(ctx, plan)
-    subscribers = [s for s in (detectors, _Progress(ctx.progress)) if s is not None]
+    subscribers = [s for s in (detectors, ProgressForwarder(ctx.progress)) if s is not None]
     result = Trainer(cfg, bundle, run_dir, subscribers=subscribers,
                      baseline=plan["trivial_baseline"], kind=RUN_KIND,
                      root=project.root).fit(resume=resume)
@@ -66,16 +66,6 @@ def _online_detectors(ctx: PhaseContext, plan: dict[str, Any]) -> Any:
         steps_per_epoch=None, baseline=plan["trivial_baseline"],
     )
     return DetectorSubscriber(build_detectors(dctx, ctx.cfg.diagnose.thresholds))
-
-
-class _Progress:
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        if self.fn is not None:
-            self.fn(event)
-        return None
 
 
 def summarize_run(ctx: PhaseContext, result: Any, bundle: Any, detectors: Any) -> dict[str, Any]:

@@ -46,6 +46,18 @@ class PhaseContext:
         audit(self.project, event, phase=record.pop("phase", None), **record)
 
 
+class ProgressForwarder:
+    """A training subscriber that hands every event to the CLI's progress display (if any)
+    and never asks the loop to stop."""
+
+    def __init__(self, fn: Callable[[dict[str, Any]], None] | None) -> None:
+        self.fn = fn
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        if self.fn is not None:
+            self.fn(event)
+
+
 _TOP_LEVEL = ("run", "findings", "test", "exports", "artifact_hash", "reused_test_result")
 PhaseBody = Callable[[PhaseContext], dict[str, Any]]
 
