@@ -796,3 +796,22 @@ def test_plateau_schedule_drops_after_patience() -> None:
     restored = LrSchedule(cfg, steps_per_epoch=10, greater_is_better=True)
     restored.load_state_dict(schedule.state_dict())
     assert restored.lr_at(40) == 0.5 and restored.state_dict() == schedule.state_dict()
+
+
+@pytest.mark.parametrize(
+    ("signal_name", "subscriber_reason", "expected"),
+    [
+        (None, None, None),
+        (None, "pruned", "pruned"),
+        ("SIGINT", None, "interrupted"),
+        ("SIGINT", "pruned", "interrupted"),  # the user's Ctrl-C is never swallowed
+        ("SIGTERM", "detector:nan_loss", "detector:nan_loss"),  # bad weights: the detector wins
+    ],
+)
+def test_interrupt_precedence_over_subscriber_stops(signal_name, subscriber_reason, expected):
+    from mltrainer.engine.loop import _with_interrupt
+    from mltrainer.engine.signals import InterruptFlag
+
+    flag = InterruptFlag()
+    flag.signal_name = signal_name
+    assert _with_interrupt(subscriber_reason, flag) == expected

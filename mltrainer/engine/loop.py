@@ -52,6 +52,7 @@ from mltrainer.engine.step import (
 )
 from mltrainer.engine.stopping import EarlyStopping
 from mltrainer.stream import MetricWriter
+from mltrainer.tracking import trackers_for
 
 
 class Subscriber(Protocol):
@@ -97,6 +98,8 @@ class Trainer:
         self.root = Path(root) if root is not None else infer_root(self.run_dir)
         self.device = resolve_device(cfg.training)  # refuse fp16-on-CPU etc. before any work
         check_bundle(bundle)
+        # tracking.report_to: trackers are subscribers too (a missing extra is a ConfigError)
+        self.subscribers += trackers_for(cfg, self.run_dir, self.root)
         self.fingerprint = cfg.fingerprint()
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.metric = cfg.goal.metric
@@ -204,9 +207,7 @@ class Trainer:
                         for name, (norm, zeros) in zip(out.layer_names, out.layer_stats.tolist(),
                                                         strict=True)
                     }
-                reason = self._emit(event)
-                if reason is None and interrupt.requested:
-                    reason = "interrupted"
+                reason = _with_interrupt(self._emit(event), interrupt)
                 if reason is not None:
                     p.epoch_elapsed = time.perf_counter() - epoch_start
                     self._save_midway(parts, p, stopper, ckpts, reason, started)
@@ -240,7 +241,7 @@ class Trainer:
             })
             if reason is None and decision.should_stop:
                 reason = "early_stopping"
-            if reason is None and interrupt.requested:
+            elif _with_interrupt(reason, interrupt) == "interrupted":
                 reason = "interrupted"
                 self._save_midway(parts, p, stopper, ckpts, reason, started)
             if reason is not None:
@@ -321,3 +322,12 @@ class Trainer:
             history=[dict(h) for h in p.history], kind=self.kind, metric=self.metric,
             deterministic=flags,
         )
+
+
+def _with_interrupt(reason: str | None, interrupt: InterruptFlag) -> str | None:
+    """A Ctrl-C/SIGTERM outranks a subscriber's ordinary stop (an optimize trial's "pruned"),
+    so the user's interrupt is never swallowed; a detector's stop (the weights may be bad)
+    still outranks it."""
+    if interrupt.requested and (reason is None or not reason.startswith("detector:")):
+        return "interrupted"
+    return reason
