@@ -1,0 +1,464 @@
+"""How well the online detectors find faults injected into real mlt training runs.
+
+Every scenario of `bench/scenarios.py` (healthy runs, and runs with a known fault for each of
+the eight findings) is trained by mlt's own `Trainer` on bundled data, with the detectors
+online exactly as `mlt train-baseline` runs them: a `DetectorSubscriber` over
+`build_detectors(DetectorContext(task, metric, greater_is_better, baseline=trivial_baseline))`
+with the default thresholds. Nothing in mltrainer is changed; faults that start mid-run reach
+the engine through the bench-only hook in `scenarios.capture_parts`.
+
+Per finding it prints recall, precision, the detection latency after the fault's onset and
+the false-positive rate on healthy runs, beside the targets; and the detectors' share of the
+fit time (time inside `DetectorSubscriber.on_event`, measured with perf_counter, over the
+wall time of `Trainer.fit()`).
+
+    python bench/detectors.py [--quick] [--out DIR] [--repeats N] [--only REGEX] [-v]
+                              [--keep-runs]
+
+Per-run results go to DIR/detectors.jsonl (default bench/out/, git-ignored). Run by hand, not
+in CI: the full set (every scenario with 3 seeds, ~340 runs) takes 2.5-6 minutes on one CPU
+thread depending on the machine's load, --quick (one seed, ~113 runs) 1-2 minutes.
+
+Counting:
+  * A run's primary label is the finding its fault must produce; `allowed` findings may fire
+    too (e.g. exploding_gradients before nan_loss). A finding that is neither, or that fires
+    before the fault's onset, is a false positive; every finding on a healthy run is one.
+  * recall(f)     = runs labelled f in which f fired at or after the onset / runs labelled f
+  * precision(f)  = firings of f on runs labelled f (at or after onset) / all firings of f
+                    that are not an allowed secondary
+  * latency       = where the detector fired (the event it returned the finding on) minus the
+                    fault's onset, in steps and in epochs (see scenarios.py for the onset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))          # scenarios, bench_factories
+sys.path.insert(1, str(BENCH.parent))  # mltrainer from the checkout
+
+from scenarios import HEALTHY, Scenario, build_scenarios, capture_parts
+
+DEFAULT_REPEATS = 3
+TARGETS = {"recall": 0.95, "healthy_fp": 0.05, "nan_latency_steps": 0, "latency_epochs": 3,
+           "overhead": 0.02}
+
+
+@dataclass
+class Firing:
+    id: str
+    event: str  # the event type the finding came back on
+    epoch: int | None
+    step: int | None
+    onset: dict[str, int | None]
+    rule: str | None  # which of the detector's rules fired, when it has several
+    message: str
+
+
+@dataclass
+class TimedDetectors:
+    """A DetectorSubscriber, timed: the engine calls this, this calls the subscriber."""
+
+    inner: Any
+    seconds: float = 0.0
+    calls: int = 0
+    step_seconds: float = 0.0
+    step_calls: int = 0
+    firings: list[Firing] = field(default_factory=list)
+    last_step: int = 0
+
+    def on_event(self, event: dict[str, Any]) -> str | None:
+        before = len(self.inner.findings)
+        t0 = time.perf_counter()
+        answer = self.inner.on_event(event)
+        spent = time.perf_counter() - t0
+        self.seconds += spent
+        self.calls += 1
+        kind = event.get("type")
+        if kind == "step":
+            self.step_seconds += spent
+            self.step_calls += 1
+        step = event.get("step")
+        if isinstance(step, int):
+            self.last_step = step
+        for finding in self.inner.findings[before:]:
+            self.firings.append(Firing(finding.id, str(kind), event.get("epoch"),
+                                       step if isinstance(step, int) else self.last_step,
+                                       dict(finding.onset), finding.evidence.get("rule"),
+                                       finding.message))
+        return answer
+
+    # checkpoints save the subscriber's state (matched by class): pass it through
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
+
+
+def _nonfinite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def stream_facts(path: Path, onset_step: int) -> dict[str, Any]:
+    """What the run's own metrics.jsonl says, independent of the detectors (the fault's
+    footprint: how far gradient norm and loss rose after the onset over their level before it
+    (the first 5 steps for a fault present from the start), where val loss bottomed out)."""
+    from mltrainer.stream import read_stream
+
+    events = read_stream(path)
+    start = next((e for e in events if e.get("type") == "start"), {})
+    steps = [e for e in events if e.get("type") == "step"]
+    epochs = [e for e in events if e.get("type") == "epoch"]
+    first_bad = next((e["step"] for e in steps
+                      if _nonfinite(e.get("loss")) or _nonfinite(e.get("grad_norm"))), None)
+    vals = [(e["epoch"], e["val_loss"]) for e in epochs if not _nonfinite(e.get("val_loss"))]
+    best_val_epoch = min(vals, key=lambda pair: pair[1])[0] if vals else None
+    end = events[-1] if events and events[-1].get("type") == "end" else {}
+
+    def rise(name: str) -> float | None:
+        values = [(e["step"], e.get(name)) for e in steps
+                  if isinstance(e.get(name), float) and math.isfinite(e[name])]
+        before = [v for s, v in values if s < onset_step][-5:] or [v for _, v in values[:5]]
+        after = [v for s, v in values if s >= onset_step]
+        if not before or not after or statistics.median(before) <= 0:
+            return None
+        return max(after) / statistics.median(before)
+
+    return {
+        "steps_per_epoch": start.get("steps_per_epoch"),
+        "steps": steps[-1]["step"] if steps else 0,
+        "epochs": len(epochs),
+        "first_nonfinite_step": first_bad,
+        "best_val_loss_epoch": best_val_epoch,
+        "end_reason": end.get("reason"),
+        "final_train_loss": epochs[-1].get("train_loss") if epochs else None,
+        "final_val": epochs[-1].get("val") if epochs else None,
+        "grad_norm_rise": rise("grad_norm"),
+        "loss_rise": rise("loss"),
+    }
+
+
+def epoch_of(step: int, steps_per_epoch: int) -> int:
+    return (step - 1) // steps_per_epoch + 1
+
+
+def run_scenario(scn: Scenario, workdir: Path) -> dict[str, Any]:
+    from mltrainer.config import parse_config
+    from mltrainer.data import prepare_data, trivial_baseline
+    from mltrainer.detectors import (
+        DetectorContext,
+        DetectorSubscriber,
+        build_detectors,
+        run_detectors,
+    )
+    from mltrainer.engine import Trainer
+
+    cfg = parse_config(scn.config, source=scn.name)
+    bundle = prepare_data(cfg, BENCH)
+    baseline = trivial_baseline(bundle, cfg.goal.metric)
+    # exactly what `mlt train-baseline` builds (mltrainer/phases/baseline.py)
+    context = DetectorContext(task=cfg.task, metric=cfg.goal.metric,
+                              greater_is_better=cfg.greater_is_better, steps_per_epoch=None,
+                              baseline=baseline)
+    timed = TimedDetectors(DetectorSubscriber(build_detectors(context,
+                                                              cfg.diagnose.thresholds)))
+    run_dir = workdir / scn.name
+    with capture_parts(scn.injection):
+        t0 = time.perf_counter()
+        result = Trainer(cfg, bundle, run_dir, subscribers=[timed], baseline=baseline,
+                         root=BENCH).fit()
+        fit_s = time.perf_counter() - t0
+    facts = stream_facts(run_dir / "metrics.jsonl", scn.onset_step)
+    # the offline path (`mlt diagnose` on the written stream) must find the same
+    offline = run_detectors(run_dir / "metrics.jsonl", cfg.diagnose.thresholds, context)
+    offline_agrees = ([(f.id, f.onset) for f in offline]
+                      == [(f.id, f.onset) for f in timed.inner.findings])
+    spe = int(facts["steps_per_epoch"] or 1)
+
+    onset_step = scn.onset_step
+    onset_source = "injection" if scn.injection is not None else "start"
+    if scn.label == "nan_loss":
+        if facts["first_nonfinite_step"] is not None:
+            onset_step, onset_source = facts["first_nonfinite_step"], "first_nonfinite"
+        else:
+            onset_source = "no_nonfinite_value"
+    onset_epoch = epoch_of(onset_step, spe)
+
+    findings = []
+    for f in timed.firings:
+        fired_step = f.step or 0
+        fired_epoch = f.epoch if isinstance(f.epoch, int) else epoch_of(max(fired_step, 1), spe)
+        if scn.label == HEALTHY:
+            verdict = "fp"
+        elif fired_step < onset_step:
+            verdict = "fp_before_onset"
+        elif f.id == scn.label:
+            verdict = "tp"
+        elif f.id in scn.allowed:
+            verdict = "allowed"
+        else:
+            verdict = "fp"
+        row: dict[str, Any] = {
+            "id": f.id, "verdict": verdict, "event": f.event, "fired_epoch": fired_epoch,
+            "fired_step": fired_step, "reported_onset": f.onset, "rule": f.rule,
+            "message": f.message,
+        }
+        if verdict in ("tp", "allowed"):
+            row["latency_steps"] = fired_step - onset_step
+            row["latency_epochs"] = fired_epoch - onset_epoch
+        findings.append(row)
+    detected = any(r["verdict"] == "tp" for r in findings)
+    record: dict[str, Any] = {
+        "scenario": scn.name, "label": scn.label, "allowed": sorted(scn.allowed),
+        "dataset": scn.dataset, "model": scn.model, "seed": scn.config["seed"],
+        "note": scn.note,
+        "injection": scn.injection.describe() if scn.injection is not None else None,
+        "onset": {"step": onset_step, "epoch": onset_epoch, "source": onset_source},
+        "detected": detected if scn.label != HEALTHY else None,
+        "findings": findings,
+        "stopped_reason": result.stopped_reason, "best_metric": result.best_metric,
+        "trivial": {k: baseline[k] for k in ("accuracy", "loss") if k in baseline},
+        "offline_agrees": offline_agrees,
+        "fit_s": fit_s, "detector_s": timed.seconds, "detector_calls": timed.calls,
+        "detector_step_s": timed.step_seconds, "step_events": timed.step_calls,
+        **facts,
+    }
+    if scn.label == "overfitting" and facts["best_val_loss_epoch"] is not None:
+        # when overfitting became observable: the epoch after the run's lowest val loss
+        visible = facts["best_val_loss_epoch"] + 1
+        record["symptom_onset_epoch"] = visible
+        for row in findings:
+            if row["verdict"] == "tp":
+                row["latency_epochs_from_symptom"] = row["fired_epoch"] - visible
+    return record
+
+
+# -- the summary -------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _latency_key(finding_id: str) -> tuple[str, str, int]:
+    if finding_id == "nan_loss":
+        return "latency_steps", "steps", TARGETS["nan_latency_steps"]
+    return "latency_epochs", "epochs", TARGETS["latency_epochs"]
+
+
+def _fired(record: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{f['id']}@e{f['fired_epoch']}/s{f['fired_step']}"
+        + ("" if f["verdict"] == "tp" else f"({f['verdict']})")
+        for f in record["findings"]
+    ) or "nothing"
+
+
+def family(name: str) -> str:
+    return re.sub(r"-s\d+$", "", name)
+
+
+def summarize(records: list[dict[str, Any]], finding_ids: tuple[str, ...]) -> str:
+    lines: list[str] = []
+    healthy = [r for r in records if r["label"] == HEALTHY]
+    labelled: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r["label"] != HEALTHY:
+            labelled[r["label"]].append(r)
+    counts: dict[str, Counter[str]] = {v: Counter() for v in ("tp", "allowed", "fp")}
+    for r in records:
+        for f in r["findings"]:
+            counts["fp" if f["verdict"].startswith("fp") else f["verdict"]][f["id"]] += 1
+    healthy_fp = Counter(f["id"] for r in healthy for f in r["findings"])
+    n_h = len(healthy)
+
+    head = (f"{'finding':<20} {'runs':>4} {'recall':>6} {'prec':>5} {'TP':>4} {'FP':>3} "
+            f"{'2nd':>4}  {'latency':<7} {'med':>5} {'max':>4} {'on-time':>7}  "
+            f"{'steps med':>9} {'max':>4}  {'healthy FP':>11}  below target")
+    target_row = (f"{'(target)':<20} {'':>4} {'>=' + str(TARGETS['recall']):>6} {'':>5} "
+                  f"{'':>4} {'':>3} {'':>4}  {'':<7} {'':>5} {'<=3':>4} {'':>7}  {'':>9} "
+                  f"{'':>4}  {'':>3} {'<=' + str(TARGETS['healthy_fp']):>8}")
+    lines += [head, target_row, "-" * len(head)]
+    for fid in finding_ids:
+        runs = labelled.get(fid, [])
+        recall = sum(r["detected"] for r in runs) / len(runs) if runs else None
+        tp, fp = counts["tp"][fid], counts["fp"][fid]
+        precision = tp / (tp + fp) if tp + fp else None
+        key, unit, limit = _latency_key(fid)
+        lats = [f[key] for r in runs for f in r["findings"] if f["verdict"] == "tp"]
+        on_time = sum(1 for x in lats if x <= limit) / len(runs) if runs else None
+        steps = [f["latency_steps"] for r in runs for f in r["findings"] if f["verdict"] == "tp"]
+        share = healthy_fp[fid] / n_h if n_h else None
+        lines.append(
+            f"{fid:<20} {len(runs):>4} {_fmt(recall):>6} {_fmt(precision):>5} {tp:>4} {fp:>3} "
+            f"{counts['allowed'][fid]:>4}  {unit:<7} "
+            f"{_fmt(statistics.median(lats) if lats else None, '.1f'):>5} "
+            f"{_fmt(max(lats) if lats else None, 'd'):>4} {_fmt(on_time):>7}  "
+            f"{_fmt(statistics.median(steps) if steps else None, '.1f'):>9} "
+            f"{_fmt(max(steps) if steps else None, 'd'):>4}  "
+            f"{healthy_fp[fid]:>3}/{n_h:<3} {_fmt(share):>4}  "
+            + ", ".join(name for name, bad in (
+                ("recall", recall is not None and recall < TARGETS["recall"]),
+                ("latency", bool(lats) and max(lats) > limit),
+                ("healthy FP", share is not None and share > TARGETS["healthy_fp"]),
+            ) if bad)
+        )
+    lines.append("-" * len(head))
+    lines.append(
+        f"targets: recall >= {TARGETS['recall']} | healthy FP <= {TARGETS['healthy_fp']} (any "
+        f"finding and per finding) | latency max: nan_loss {TARGETS['nan_latency_steps']} "
+        f"steps, others {TARGETS['latency_epochs']} epochs after the onset | precision: none"
+    )
+    lines.append(
+        "  TP/FP: firings counted for precision; 2nd: allowed secondary firings (not counted); "
+        "on-time: share of the labelled runs detected within the latency target; steps: the "
+        "latency in steps"
+    )
+    rules = Counter(f"{f['id']}:{f['rule']}" for r in records for f in r["findings"]
+                    if f["verdict"] == "tp" and f.get("rule"))
+    if rules:
+        lines.append("  rules that caught the labelled faults: "
+                     + ", ".join(f"{k} x{v}" for k, v in sorted(rules.items())))
+    any_fp = sum(1 for r in healthy if r["findings"])
+    lines.append(
+        f"healthy runs with ANY finding: {any_fp}/{n_h} = {_fmt(any_fp / n_h if n_h else None)}"
+        f" (target <= {TARGETS['healthy_fp']})"
+        + (": " + ", ".join(f"{k} x{v}" for k, v in healthy_fp.most_common()) if any_fp else "")
+    )
+    sym = [f["latency_epochs_from_symptom"] for r in labelled.get("overfitting", [])
+           for f in r["findings"] if "latency_epochs_from_symptom" in f]
+    if sym:
+        lines.append(
+            "overfitting latency counted from the epoch after the run's lowest val loss (where "
+            f"it becomes visible) instead of epoch 1: median {statistics.median(sym):.1f}, "
+            f"max {max(sym)} epochs"
+        )
+    fit = sum(r["fit_s"] for r in records)
+    det = sum(r["detector_s"] for r in records)
+    shares = sorted(r["detector_s"] / r["fit_s"] for r in records if r["fit_s"] > 0)
+    step_us = (sum(r["detector_step_s"] for r in records)
+               / max(1, sum(r["step_events"] for r in records)) * 1e6)
+    if records:
+        lines.append(
+            f"detector overhead: {det:.2f} s in DetectorSubscriber.on_event of {fit:.1f} s in "
+            f"Trainer.fit = {det / fit:.2%} (target <= {TARGETS['overhead']:.0%}); per run "
+            f"median {statistics.median(shares):.2%}, max {shares[-1]:.2%}; "
+            f"{step_us:.0f} us per step event"
+        )
+    if healthy:
+        h_fit = sum(r["fit_s"] for r in healthy)
+        h_det = sum(r["detector_s"] for r in healthy)
+        lines.append(f"  healthy runs alone: {h_det:.2f} s of {h_fit:.1f} s = {h_det / h_fit:.2%}")
+    disagree = [r["scenario"] for r in records if not r["offline_agrees"]]
+    lines.append(
+        "offline run_detectors(metrics.jsonl) gives the online findings on "
+        f"{len(records) - len(disagree)}/{len(records)} runs"
+        + (f" (differs: {', '.join(disagree)})" if disagree else "")
+    )
+
+    lines += ["", "by scenario (seeds pooled): detected/runs, median latency, what else fired"]
+    families: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        families[family(r["scenario"])].append(r)
+    for name, runs in families.items():
+        label = runs[0]["label"]
+        others = Counter(f"{f['id']}{'' if f['verdict'] == 'allowed' else '!'}"
+                         for r in runs for f in r["findings"] if f["verdict"] != "tp")
+        extra = ", ".join(f"{k} x{v}" for k, v in sorted(others.items())) or "-"
+        if label == HEALTHY:
+            lines.append(f"  {name:<36} {'healthy':<20} {'':>5} {'':>12}  {extra}")
+            continue
+        key, unit, _ = _latency_key(label)
+        lats = [f[key] for r in runs for f in r["findings"] if f["verdict"] == "tp"]
+        hit = sum(r["detected"] for r in runs)
+        lat = f"{statistics.median(lats):.1f} {unit}" if lats else "-"
+        lines.append(f"  {name:<36} {label:<20} {hit:>2}/{len(runs):<2} {lat:>12}  {extra}")
+    lines.append("  (! marks a false positive; the rest are allowed secondaries)")
+
+    misses = [r for r in records if r["label"] != HEALTHY and not r["detected"]]
+    if misses:
+        lines += ["", "missed (scenario [fault] -> what fired instead):"]
+        lines += [f"  {r['scenario']} [{r['note']}] -> {_fired(r)}" for r in misses]
+    fps = [(r, f) for r in records for f in r["findings"] if f["verdict"].startswith("fp")]
+    if fps:
+        lines += ["", "false positives (scenario: finding @ where it fired: its message):"]
+        lines += [f"  {r['scenario']}: {f['id']}@e{f['fired_epoch']}/s{f['fired_step']}"
+                  f"{' (before the onset)' if f['verdict'] == 'fp_before_onset' else ''}: "
+                  f"{f['message']}" for r, f in fps]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Benchmark mlt's online detectors on real training runs with injected "
+        "faults (run by hand, not in CI).")
+    parser.add_argument("--quick", action="store_true",
+                        help="every scenario with one seed (about a third of the full run)")
+    parser.add_argument("--out", type=Path, default=BENCH / "out",
+                        help="where detectors.jsonl goes (default: bench/out, git-ignored)")
+    parser.add_argument("--repeats", type=int, default=None, metavar="N",
+                        help="seeds per scenario (default: 3; 1 with --quick)")
+    parser.add_argument("--only", metavar="REGEX", help="only the scenarios whose name matches")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print every run's findings as it finishes (stderr)")
+    parser.add_argument("--keep-runs", action="store_true",
+                        help="keep the run folders (metrics.jsonl, checkpoints) in OUT/runs/")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)  # a shared 2-core machine; also what the timings assume
+    from mltrainer.detectors import FINDING_IDS
+
+    repeats = args.repeats or (1 if args.quick else DEFAULT_REPEATS)
+    scenarios = build_scenarios(repeats)
+    if args.only:
+        scenarios = [s for s in scenarios if re.search(args.only, s.name)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_path = args.out / "detectors.jsonl"
+    records: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mlt-detector-bench-") as tmp, \
+            open(out_path, "w", encoding="utf-8") as out:
+        workdir = Path(tmp)
+        if args.keep_runs:
+            workdir = args.out / "runs"
+            shutil.rmtree(workdir, ignore_errors=True)
+        for index, scn in enumerate(scenarios, start=1):
+            record = run_scenario(scn, workdir)
+            records.append(record)
+            out.write(json.dumps(record, default=str) + "\n")
+            out.flush()
+            mark = "" if scn.label == HEALTHY else (" ok" if record["detected"] else " MISSED")
+            if args.verbose or mark == " MISSED":
+                print(f"[{index}/{len(scenarios)}] {scn.name:<40} {scn.label:<19} onset "
+                      f"s{record['onset']['step']} {record['fit_s']:.1f}s "
+                      f"end={record['end_reason']}{mark}: {_fired(record)}",
+                      file=sys.stderr, flush=True)
+            elif index % 20 == 0:
+                print(f"[{index}/{len(scenarios)}] {time.perf_counter() - started:.0f} s",
+                      file=sys.stderr, flush=True)
+    elapsed = time.perf_counter() - started
+    n_h = sum(r["label"] == HEALTHY for r in records)
+    print(f"{len(records)} runs ({n_h} healthy, {repeats} seed(s) per scenario) in "
+          f"{elapsed:.0f} s; per-run results in {out_path}\n")
+    print(summarize(records, FINDING_IDS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
