@@ -219,8 +219,9 @@ class MltConfig(_Strict):
         return self.goal.metric not in LOWER_IS_BETTER
 
     def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of the whole config: what a gate judged."""
-        return sha256_json(self.model_dump(mode="json"))
+        """sha256 of the canonical JSON of the config, less `tracking` (where metrics are also
+        sent changes nothing a run computes, so it must not block a resume)."""
+        return sha256_json(self.model_dump(mode="json", exclude={"tracking"}))
 
 
 def config_field(path: str) -> Any:
