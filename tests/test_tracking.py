@@ -191,8 +191,7 @@ def trackio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     for var in ("TRACKIO_SPACE_ID", "TRACKIO_SERVER_URL"):
         monkeypatch.delenv(var, raising=False)
     module = pytest.importorskip(
-        "trackio", reason="the trackio extra: pip install 'mltrainer[trackio]' (not in [test]: "
-        "trackio needs pillow<13, constraints.txt pins 13)")
+        "trackio", reason="the trackio extra: pip install 'mltrainer[trackio]'")
     import trackio.sqlite_storage
     import trackio.utils
 
