@@ -4,8 +4,10 @@
                  └──────── goal met (fast path) ────────▶
 
 Each phase lists `needs`: alternatives (any one suffices), each a set of conditions (all must
-hold). A condition is a phase name (that phase passed and is not stale) or a flag that a
-passed phase recorded in its outcome (`goal_met`). Nothing here imports torch.
+hold). A condition is a phase name (that phase passed and is not stale), `ran:<phase>` (its
+gate was judged, passed or blocked, and it is not stale: diagnose exists to explain a baseline
+that failed), or a flag that a phase recorded in its outcome (`goal_met`). Nothing here
+imports torch.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ PHASES: tuple[PhaseDef, ...] = (
     PhaseDef("plan", "mlt plan", "Plan", "1_plan", (), _CORE),
     PhaseDef("baseline", "mlt train-baseline", "Baseline", "2_baseline", (("plan",),),
              (*_CORE, "diagnose")),
-    PhaseDef("diagnose", "mlt diagnose", "Diagnose", "3_diagnose", (("baseline",),),
+    PhaseDef("diagnose", "mlt diagnose", "Diagnose", "3_diagnose", (("ran:baseline",),),
              (*_CORE, "diagnose")),
     PhaseDef("optimize", "mlt optimize", "Optimize", "4_optimize", (("diagnose",),),
              (*_CORE, "diagnose", "optimize")),
@@ -42,6 +44,11 @@ PHASES: tuple[PhaseDef, ...] = (
 )
 PHASE_NAMES = tuple(p.name for p in PHASES)
 FLAGS = {"goal_met": "baseline"}  # flag -> the phase whose outcome records it
+
+
+def _phase_of(cond: str) -> str:
+    """The phase a condition is about."""
+    return FLAGS.get(cond) or cond.removeprefix("ran:")
 
 
 def phase_def(name: str) -> PhaseDef:
@@ -56,7 +63,7 @@ def upstream(name: str) -> list[str]:
     seen: list[str] = []
     for alt in phase_def(name).needs:
         for cond in alt:
-            dep = FLAGS.get(cond, cond)
+            dep = _phase_of(cond)
             if dep not in seen:
                 seen.append(dep)
                 seen.extend(d for d in upstream(dep) if d not in seen)
@@ -76,7 +83,7 @@ def stale_reasons(
     """Why a passed phase no longer holds: a fingerprint it judged changed, or a phase it
     depends on was re-run after it or is stale itself."""
     rec = state.phases.get(name)
-    if rec is None or rec.status not in ("passed", "stale"):
+    if rec is None or rec.status not in ("passed", "blocked"):
         return []
     reasons = [
         f"{kind} changed since it passed"
@@ -100,13 +107,18 @@ def _direct_deps(name: str, state: ProjectState) -> list[str]:
     used = state.phases.get(name)
     path = used.outcome.get("path") if used else None
     for alt in alts:
-        deps = [FLAGS.get(c, c) for c in alt]
+        deps = [_phase_of(c) for c in alt]
         if path is None or (path == "fast") == ("goal_met" in alt):
             return list(dict.fromkeys(deps))
     return []
 
 
 def _condition_holds(cond: str, state: ProjectState, current: dict[str, dict[str, str]]) -> bool:
+    if cond.startswith("ran:"):
+        rec = state.phases.get(_phase_of(cond))
+        judged = rec is not None and (rec.status == "passed"
+                                      or (rec.status == "blocked" and rec.gate is not None))
+        return judged and not stale_reasons(_phase_of(cond), state, current)
     if cond in FLAGS:
         rec = state.phases.get(FLAGS[cond])
         return bool(rec and rec.outcome.get(cond))
@@ -125,7 +137,7 @@ def satisfied_alternative(
 
 
 def _reach(alt: tuple[str, ...]) -> int:
-    return max((PHASE_NAMES.index(FLAGS.get(c, c)) for c in alt), default=-1)
+    return max((PHASE_NAMES.index(_phase_of(c)) for c in alt), default=-1)
 
 
 def phase_views(state: ProjectState, current: dict[str, dict[str, str]]) -> list[PhaseView]:
@@ -176,10 +188,11 @@ def unmet_needs(
 def _describe_unmet(cond: str, state: ProjectState, current: dict[str, dict[str, str]]) -> str:
     if cond == "goal_met":
         return "the baseline did not meet the goal (fast path closed): run `mlt diagnose`"
+    ran_only, cond = cond.startswith("ran:"), _phase_of(cond)
     p = phase_def(cond)
     rec = state.phases.get(cond)
     if rec is None or rec.status in ("ready", "locked"):
-        return f"{cond} has not passed: run `{p.command}`"
+        return f"{cond} has {'not run' if ran_only else 'not passed'}: run `{p.command}`"
     stale = stale_reasons(cond, state, current)
     if stale:
         return f"{cond} is stale ({'; '.join(stale)}): re-run `{p.command}`"
@@ -202,6 +215,9 @@ def next_command(state: ProjectState, current: dict[str, dict[str, str]]) -> str
             unmet = rec.gate.unmet() if rec.gate else []
             if unmet and all(i.kind == "manual" for i in unmet):
                 return f"mlt signoff {p.name} {unmet[0].id} --by NAME"  # only people are missing
+            if any(views[d.name].status in ("ready", "passed") for d in PHASES
+                   if _stands_on(d, p.name)):
+                continue  # a blocked baseline is what diagnose explains: go there next
             return p.command
         if v.status in ("stale", "failed", "running"):
             return p.command
@@ -210,6 +226,10 @@ def next_command(state: ProjectState, current: dict[str, dict[str, str]]) -> str
                 return "mlt finalize"  # fast path open: diagnose is optional
             return p.command
     return None
+
+
+def _stands_on(phase: PhaseDef, name: str) -> bool:
+    return any(f"ran:{name}" in alt for alt in phase.needs)
 
 
 def current_phase(state: ProjectState, current: dict[str, dict[str, str]]) -> str | None:

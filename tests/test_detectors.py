@@ -181,6 +181,20 @@ CASES: dict[str, Case] = {
     "gradient norm drifts past the ceiling": Case(Run(
         grad_norm=lambda e, s: 1.1**s, stop_after_step=80),
         {"exploding_gradients": (8, 73)}, {"exploding_gradients": {"factor": 1e6}}, "ceiling"),
+    "gradient norm flickers above 10x (3 of 5 steps)": Case(Run(
+        grad_norm=lambda e, s: 30.0 if s in (41, 43, 45) else 1.0, stop_after_step=45),
+        {"exploding_gradients": (5, 41)}, rule="ratio"),
+    "healthy, a lone gradient spike every fourth step": Case(Run(
+        grad_norm=lambda e, s: 30.0 if s % 4 == 0 else 1.0 + 0.2 * _jitter(s)), {}),
+    "bad init: loss and gradient norm far above the baseline from step 1": Case(Run(
+        step_loss=lambda e, s: 4000.0 * 0.97**s, grad_norm=lambda e, s: 8000.0 * 0.98**s,
+        stop_after_step=12),
+        {"exploding_gradients": (1, 1)}, rule="loss_scale"),
+    "healthy, regression on large-scale targets": Case(Run(
+        metric="rmse", task="regression", baseline={"rmse": 100.0, "loss": 1e4},
+        train_loss=lambda e: 1.8e4 * 0.55**e + 200, val_loss=lambda e: 1.8e4 * 0.6**e + 1e3,
+        val_metric=lambda e: (1.8e4 * 0.6**e + 1e3) ** 0.5, train_metric=None,
+        grad_norm=lambda e, s: 5000.0 * 0.99**s), {}),
     "step loss diverges": Case(Run(
         step_loss=lambda e, s: 15.0 if s > 50 else HEALTHY_TRAIN(e), stop_after_step=55),
         {"exploding_gradients": (6, 51)}, rule="divergence"),
@@ -220,6 +234,23 @@ CASES: dict[str, Case] = {
         val_metric=piecewise(lambda e: min(0.95, HEALTHY_ACC(e)),
                              lambda e: 0.95 - 0.02 * (e - 6), 7)),
         {"overfitting": (7, 70)}, rule="val_loss"),
+    "val loss passes the baseline's while the metric holds": Case(Run(
+        val_loss=piecewise(HEALTHY_VAL, lambda e: HEALTHY_VAL(5) * 3.0 ** (e - 5), 6),
+        val_metric=lambda e: min(0.9, HEALTHY_ACC(e))),
+        {"overfitting": (6, 60)}, rule="val_loss"),
+    "val loss rises and the metric falls, but the train loss never fitted": Case(Run(
+        train_loss=lambda e: 1.2 + 1.1 * 0.8**e,
+        val_loss=piecewise(lambda e: 1.3 + 1.1 * 0.8**e,
+                           lambda e: (1.3 + 1.1 * 0.8**5) * (1 + 0.25 * (e - 5)), 6),
+        val_metric=piecewise(lambda e: 0.3 + 0.05 * e, lambda e: 0.55 - 0.04 * (e - 5), 6),
+        train_metric=lambda e: 0.3 + 0.05 * e), {}),
+    "val loss rises and the metric falls after the train loss jumped (unstable, not overfit)":
+    Case(Run(
+        train_loss=lambda e: 1.5 if e == 7 else HEALTHY_TRAIN(e),
+        val_loss=piecewise(HEALTHY_VAL, lambda e: HEALTHY_VAL(6) * (1 + 0.25 * (e - 6)), 7),
+        val_metric=piecewise(lambda e: min(0.95, HEALTHY_ACC(e)),
+                             lambda e: 0.95 - 0.02 * (e - 6), 7),
+        train_metric=None), {}),
     "train metric runs away from val": Case(Run(
         train_metric=piecewise(lambda e: HEALTHY_ACC(e) + 0.01, lambda e: 1.0, 5),
         val_metric=piecewise(HEALTHY_ACC, lambda e: 0.85, 5)),

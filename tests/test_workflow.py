@@ -67,6 +67,11 @@ MISS = {"goal_met": False}
          ["passed", "passed", "skipped", "skipped", "passed"], None),
         ({"plan": "passed", "baseline": "failed"},
          ["passed", "failed", "locked", "locked", "locked"], "mlt train-baseline"),
+        # a baseline that ran but did not beat the trivial one is what diagnose explains
+        ({"plan": "passed", "baseline": "blocked"},
+         ["passed", "blocked", "ready", "locked", "locked"], "mlt diagnose"),
+        ({"plan": "passed", "baseline": "blocked", "diagnose": "passed"},
+         ["passed", "blocked", "passed", "ready", "locked"], "mlt optimize"),
     ],
 )
 def test_status_and_next_for_every_transition(phases, expected, next_cmd) -> None:
@@ -84,6 +89,7 @@ def test_status_and_next_for_every_transition(phases, expected, next_cmd) -> Non
         ({"plan": "passed", "baseline": ("passed", MISS)}, "finalize",
          "did not meet the goal (fast path closed): run `mlt diagnose`"),
         ({"plan": "passed"}, "optimize", "diagnose has not passed"),
+        ({"plan": "passed"}, "diagnose", "baseline has not run: run `mlt train-baseline`"),
     ],
 )
 def test_out_of_order_is_refused_with_the_fix(phases, target, fragment) -> None:

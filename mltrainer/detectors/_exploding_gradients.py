@@ -1,17 +1,24 @@
 """exploding_gradients: the unclipped gradient norm (or the loss) blew up.
 
-Rules, each sustained for `patience` consecutive steps (onset: the first of them):
+Rules (onset: the first step that counted):
 
-* ratio: `grad_norm` > `factor` x the larger of (the median of the last `window` accepted
+* ratio (`patience` of the last `span` steps): `grad_norm` > `factor` x the larger of (the median of the last `window` accepted
   steps, the median of the first `min_history` steps). Flagged steps stay out of the median, so
   an explosion cannot raise its own bar; the early median keeps the bar from sinking with the
   tiny gradients of a converged model (after the run's own scale: Lightning `SpikeDetection`
   judges against a running mean, AUTOTRAINER flags a gradient ratio above 70).
-* ceiling: `grad_norm` > `max_norm` (or the early median, when a model starts above it).
-* divergence: the step `loss` > `divergence` x the starting loss (the larger of the first
-  step's loss and the trivial baseline's; Lightning `EarlyStopping(divergence_threshold)`).
+* ceiling (`patience` of the last `span` steps): `grad_norm` > `max_norm` (or the early
+  median, when a model starts above it). An explosion that flickers (a step or two back under
+  the bar between larger ones, common with plain SGD at a too-high learning rate) still counts.
+* divergence (`patience` consecutive steps): the step `loss` > `divergence` x the starting loss
+  (the larger of the first step's loss and the trivial baseline's; Lightning
+  `EarlyStopping(divergence_threshold)`).
+* loss_scale (`patience` consecutive steps): the step `loss` > `loss_scale` x the trivial
+  baseline's loss. Unlike the ratio, ceiling and divergence bars, which a model that starts
+  exploded (a bad initialisation) raises itself, this bar is set by the data alone.
 
-A stream without step events is judged on epoch `train_loss` with the divergence rule alone.
+A stream without step events is judged on epoch `train_loss` with the divergence and
+loss_scale rules.
 The ratio and ceiling rules start after `min_history` finite gradient norms.
 """
 
@@ -34,19 +41,26 @@ class ExplodingGradientsDetector(Detector):
         "patience": 3,
         "window": 50,
         "min_history": 5,
+        "span": 5,
+        "loss_scale": 100.0,
     }
     kinds: ClassVar[dict[str, str]] = {
-        "patience": "count", "window": "count", "min_history": "count"
+        "patience": "count", "window": "count", "min_history": "count", "span": "count"
     }
-    _state_fields: ClassVar[tuple[str, ...]] = ("history", "early_median", "grad_run", "loss_run")
+    _state_fields: ClassVar[tuple[str, ...]] = (
+        "history", "early_median", "grad_seen", "grad_hits", "loss_run", "scale_run"
+    )
 
     def _setup(self) -> None:
         self.history: deque[float] = deque(maxlen=int(self.thresholds["window"]))
         self._sorted: list[float] = []
         self.early_median: float | None = None
+        self.grad_seen = 0  # finite gradient norms judged so far
+        # flagged gradient steps among the last `span`: [index, epoch, step, value, bar, rule]
+        self.grad_hits: list[list[Any]] = []
         # a run: [length, onset epoch, onset step, peak value, bar it was judged against, rule]
-        self.grad_run: list[Any] = [0, None, None, 0.0, 0.0, ""]
         self.loss_run: list[Any] = [0, None, None, 0.0, 0.0, "divergence"]
+        self.scale_run: list[Any] = [0, None, None, 0.0, 0.0, "loss_scale"]
 
     def _after_load(self) -> None:
         self._sorted = sorted(self.history)
@@ -61,12 +75,16 @@ class ExplodingGradientsDetector(Detector):
             if finding is not None:
                 return finding
         loss = finite(event.get("loss"))
-        bar = self._divergence_bar()
-        if loss is None or bar is None:
+        if loss is None:
             return None
-        if loss > bar:
-            return self._extend(self.loss_run, epoch, step, loss, bar, "divergence")
-        self.loss_run[0] = 0
+        for run, bar in ((self.loss_run, self._divergence_bar()),
+                         (self.scale_run, self._scale_bar())):
+            if bar is not None and loss > bar:
+                finding = self._extend(run, epoch, step, loss, bar, run[5])
+                if finding is not None:
+                    return finding
+            else:
+                run[0] = 0
         return None
 
     def _judge_grad(self, grad: float, epoch: int | None, step: int | None) -> Finding | None:
@@ -74,10 +92,15 @@ class ExplodingGradientsDetector(Detector):
             median = self._sorted[len(self._sorted) // 2]
             bar = self.thresholds["factor"] * max(median, self.early_median)
             ceiling = max(self.thresholds["max_norm"], self.early_median)
+            self.grad_seen += 1
+            span = self.thresholds["span"]
+            self.grad_hits = [h for h in self.grad_hits if h[0] > self.grad_seen - span]
             if grad > bar or grad > ceiling:
                 rule, limit = ("ratio", bar) if grad > bar else ("ceiling", ceiling)
-                return self._extend(self.grad_run, epoch, step, grad, limit, rule)
-        self.grad_run[0] = 0
+                self.grad_hits.append([self.grad_seen, epoch, step, grad, limit, rule])
+                if len(self.grad_hits) >= self.thresholds["patience"]:
+                    return self._fire_grad()
+                return None
         self._accept(grad)
         return None
 
@@ -102,9 +125,39 @@ class ExplodingGradientsDetector(Detector):
             return None
         return self._fire(run)
 
+    def _fire_grad(self) -> Finding:
+        hits = self.grad_hits
+        _, epoch, step, _, bar, rule = hits[0]
+        peak = max(h[3] for h in hits)
+        what = (
+            f"{self.thresholds['factor']:g}x the running median" if rule == "ratio"
+            else "the ceiling"
+        )
+        return self.finding(
+            epoch, step,
+            f"unclipped gradient norm exploded from step {step}: up to {peak:.4g}, above "
+            f"{bar:.4g} ({what}) on {len(hits)} of the last {self.thresholds['span']:g} steps",
+            rule=rule, peak_grad_norm=peak, limit=bar, flagged_steps=[h[2] for h in hits],
+            running_median=self._sorted[len(self._sorted) // 2] if self._sorted else None,
+            early_median=self.early_median, factor=self.thresholds["factor"],
+            max_norm=self.thresholds["max_norm"], patience=self.thresholds["patience"],
+            span=self.thresholds["span"],
+        )
+
     def _fire(self, run: list[Any]) -> Finding:
         length, epoch, step, peak, bar, rule = run
         patience = self.thresholds["patience"]
+        if rule == "loss_scale":
+            base = self.context.baseline_loss
+            return self.finding(
+                epoch, step,
+                f"loss far above the trivial baseline's from step {step}: up to {peak:.4g}, "
+                f"above {bar:.4g} ({self.thresholds['loss_scale']:g}x the baseline loss "
+                f"{base:.4g}) for {length} steps",
+                rule=rule, peak_loss=peak, limit=bar, baseline_loss=base,
+                loss_scale=self.thresholds["loss_scale"], consecutive_steps=length,
+                patience=patience,
+            )
         if rule == "divergence":
             start = self._start_loss()
             return self.finding(
@@ -116,19 +169,7 @@ class ExplodingGradientsDetector(Detector):
                 divergence=self.thresholds["divergence"], consecutive_steps=length,
                 patience=patience,
             )
-        what = (
-            f"{self.thresholds['factor']:g}x the running median" if rule == "ratio"
-            else "the ceiling"
-        )
-        return self.finding(
-            epoch, step,
-            f"unclipped gradient norm exploded from step {step}: up to {peak:.4g}, above "
-            f"{bar:.4g} ({what}) for {length} steps",
-            rule=rule, peak_grad_norm=peak, limit=bar,
-            running_median=self._sorted[len(self._sorted) // 2] if self._sorted else None,
-            early_median=self.early_median, factor=self.thresholds["factor"],
-            max_norm=self.thresholds["max_norm"], consecutive_steps=length, patience=patience,
-        )
+        raise AssertionError(f"unknown loss rule {rule!r}")
 
     def _start_loss(self) -> float | None:
         values = [v for v in (self.initial_loss, self.context.baseline_loss) if v is not None]
@@ -138,11 +179,28 @@ class ExplodingGradientsDetector(Detector):
         start = self._start_loss()
         return None if start is None else self.thresholds["divergence"] * start
 
+    def _scale_bar(self) -> float | None:
+        base = self.context.baseline_loss
+        return None if base is None else self.thresholds["loss_scale"] * base
+
     def _epoch_divergence(self, event: dict[str, Any]) -> Finding | None:
         loss, bar = finite(event.get("train_loss")), self._divergence_bar()
-        if loss is None or bar is None or loss <= bar:
+        if loss is None:
             return None
         epoch = event.get("epoch")
+        scale = self._scale_bar()
+        if scale is not None and loss > scale and (bar is None or loss <= bar):
+            return self.finding(
+                epoch, event.get("step"),
+                f"train loss in epoch {epoch} is {loss:.4g}, above {scale:.4g} "
+                f"({self.thresholds['loss_scale']:g}x the trivial baseline's loss "
+                f"{self.context.baseline_loss:.4g})",
+                rule="loss_scale", peak_loss=loss, limit=scale,
+                baseline_loss=self.context.baseline_loss,
+                loss_scale=self.thresholds["loss_scale"], consecutive_epochs=1,
+            )
+        if bar is None or loss <= bar:
+            return None
         return self.finding(
             epoch, event.get("step"),
             f"train loss diverged in epoch {epoch}: {loss:.4g}, above {bar:.4g} "

@@ -4,12 +4,17 @@ Rules (either fires):
 
 * val_loss: for `patience` consecutive epochs, `val_loss` is above its minimum so far by at
   least `rise` (relative) and `rise_atol` x the reference loss (absolute, so the wiggles of a
-  near-zero loss never count), while `train_loss` is below its value at that minimum, and the
-  val metric has fallen from its best by at least `metric_drop` (absolute for accuracy,
-  f1_macro, roc_auc, r2; relative for rmse, mae) - SageMaker `Overtraining`/`Overfit`,
+  near-zero loss never count), while the model fits its training data - `train_loss` is below
+  its value at that minimum and at most `fitted_loss` x the reference loss, and it descended
+  steadily (its value at the minimum was below the reference loss and it has not climbed back
+  above that value since; an unstable run whose val loss jumps is not overfitting) - and
+  either the val metric has fallen from its best by at least `metric_drop` (absolute for
+  accuracy, f1_macro, roc_auc, r2; relative for rmse, mae) or the val loss is above the
+  reference loss (worse than the trivial baseline) - SageMaker `Overtraining`/`Overfit`,
   Keras/Lightning `EarlyStopping` on val loss with patience. The metric condition keeps the
   harmless kind apart: a val loss that creeps up on a few confidently wrong rows while the
-  val metric holds (common on small val sets) costs nothing. Onset: the epoch after the minimum.
+  val metric holds (common on small val sets) costs nothing, unless it passes the baseline's
+  loss. Onset: the epoch after the minimum.
 * metric_gap (classification, when epoch events carry `train` metrics): once the model fits its
   training data (`train_loss` at most `fitted_loss` x the reference loss), the train metric
   exceeds the val metric by at least `metric_gap` for `patience` consecutive epochs
@@ -44,7 +49,7 @@ class OverfittingDetector(Detector):
     }
     watches: ClassVar[frozenset[str]] = frozenset({"epoch"})
     _state_fields: ClassVar[tuple[str, ...]] = (
-        "best", "after_best", "best_metric", "rise_run", "gap_run"
+        "best", "after_best", "best_metric", "rise_run", "gap_run", "train_peak"
     )
 
     def _setup(self) -> None:
@@ -52,6 +57,7 @@ class OverfittingDetector(Detector):
         self.after_best: list[Any] | None = None  # [epoch, step] of the epoch after the minimum
         self.best_metric: float | None = None  # best val metric so far
         self.rise_run = 0
+        self.train_peak: float | None = None  # highest train loss since the val loss minimum
         self.gap_run: list[Any] = [0, None, None, []]  # [length, epoch, step, gaps]
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
@@ -87,16 +93,31 @@ class OverfittingDetector(Detector):
             return None
         if self.best is None or val < self.best[2]:
             self.best, self.after_best, self.rise_run = [epoch, step, val, train], None, 0
+            self.train_peak = train
             return None
+        if train is not None:
+            self.train_peak = train if self.train_peak is None else max(self.train_peak, train)
         if self.after_best is None:
             self.after_best = [epoch, step]
         best_epoch, _, best_val, train_at_best = self.best
-        ref = self.reference_loss()[0] or best_val
+        known_ref = self.reference_loss()[0]
+        ref = known_ref or best_val
         limit = max(best_val * (1 + self.thresholds["rise"]),
                     best_val + self.thresholds["rise_atol"] * ref)
         train_falling = train is None or train_at_best is None or train < train_at_best
-        metric_fell = metric is None or (drop is not None and drop >= self.thresholds["metric_drop"])
-        if val < limit or not train_falling or not metric_fell:
+        fitted = (train is None or known_ref is None
+                  or train <= self.thresholds["fitted_loss"] * known_ref)
+        # a steady descent: the train loss has not climbed back above its value at the
+        # minimum since, and that value was already below the reference (an unstable run's
+        # train loss jumps; one that has not learned yet sits above the reference)
+        steady = train_at_best is None or (
+            (known_ref is None or train_at_best <= known_ref)
+            and (self.train_peak is None or self.train_peak <= train_at_best))
+        # past the trivial baseline's loss: the model predicts val worse than a constant would
+        past_baseline = known_ref is not None and val > known_ref
+        metric_fell = (metric is None or past_baseline
+                       or (drop is not None and drop >= self.thresholds["metric_drop"]))
+        if val < limit or not train_falling or not fitted or not steady or not metric_fell:
             self.rise_run = 0
             return None
         self.rise_run += 1
