@@ -1,11 +1,8 @@
 """Scoring the test split: every metric with a bootstrap interval, the paired difference against
 the trivial baseline, and for classification the confusion matrix and per-class metrics.
 
-The bootstrap calls a metric a few thousand times, so the metrics here are numpy versions of
-the engine's (`mltrainer.engine.metrics`), with the same edge cases (f1 over the labels that
-occur, zero division → 0; one-vs-rest macro AUC over the classes present, 0.5 below two
-classes; r2 of a constant target 1.0 when exact, else 0.0). `test_finalize` checks that their
-point values equal the engine's.
+The metric formulas are the engine's (`mltrainer.engine.metrics`, numpy, checked against
+scikit-learn there); this module only gives each one the (y, scores) shape the bootstrap calls.
 """
 
 from __future__ import annotations
@@ -15,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from mltrainer.engine.metrics import AUC_FALLBACK, metric_names, softmax
+from mltrainer.engine.metrics import f1_macro as _f1_macro
+from mltrainer.engine.metrics import metric_names, regression_metrics, softmax
+from mltrainer.engine.metrics import roc_auc as _roc_auc
 from mltrainer.stats import bootstrap_ci
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
@@ -26,67 +25,30 @@ def _labels_of(scores: np.ndarray) -> np.ndarray:
     return np.asarray(scores).argmax(axis=1)
 
 
+# Per-metric views of the engine's metric formulas (one implementation, numpy-fast enough to be
+# called a few thousand times by the bootstrap): scores are logits (N, C) or values (N,).
 def accuracy(y: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean(_labels_of(scores) == y))
 
 
 def f1_macro(y: np.ndarray, scores: np.ndarray) -> float:
-    pred = _labels_of(scores)
-    n = int(max(y.max(initial=0), pred.max(initial=0))) + 1
-    tp = np.bincount(y[pred == y], minlength=n).astype(float)
-    fp = np.bincount(pred, minlength=n) - tp
-    fn = np.bincount(y, minlength=n) - tp
-    present = np.union1d(np.unique(y), np.unique(pred))
-    denom = 2 * tp + fp + fn
-    f1 = np.divide(2 * tp, denom, out=np.zeros(n), where=denom > 0)
-    return float(f1[present].mean())
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties sharing their average rank (scipy's rankdata, whose import alone
-    costs seconds)."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    first = np.r_[True, xs[1:] != xs[:-1]]
-    starts = np.flatnonzero(first)
-    counts = np.diff(np.r_[starts, len(x)])
-    ranks = np.empty(len(x))
-    ranks[order] = (starts + (counts + 1) / 2.0)[np.cumsum(first) - 1]
-    return ranks
-
-
-def _auc(positive: np.ndarray, score: np.ndarray) -> float:
-    # Mann-Whitney U with average ranks for ties: exactly sklearn's roc_auc_score.
-    ranks = _average_ranks(score)
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return _f1_macro(y, _labels_of(scores), np.asarray(scores).shape[1])
 
 
 def roc_auc(y: np.ndarray, scores: np.ndarray) -> float:
-    probs = softmax(np.asarray(scores, dtype=np.float64))
-    present = np.unique(y)
-    if len(present) < 2:
-        return AUC_FALLBACK
-    if probs.shape[1] == 2:
-        return _auc(y == 1, probs[:, 1])
-    return float(np.mean([_auc(y == c, probs[:, c]) for c in present]))
+    return _roc_auc(y, softmax(np.asarray(scores, dtype=np.float64)))
 
 
 def rmse(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((y - pred) ** 2)))
+    return regression_metrics(y, pred)["rmse"]
 
 
 def mae(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(np.mean(np.abs(y - pred)))
+    return regression_metrics(y, pred)["mae"]
 
 
 def r2(y: np.ndarray, pred: np.ndarray) -> float:
-    ss_res = float(np.sum((y - pred) ** 2))
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    if ss_tot == 0.0:
-        return 1.0 if ss_res == 0.0 else 0.0
-    return 1.0 - ss_res / ss_tot
+    return regression_metrics(y, pred)["r2"]
 
 
 METRICS: dict[str, MetricFn] = {
