@@ -29,7 +29,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,23 +40,26 @@ EVENT_TYPES = ("start", "step", "epoch", "end")
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
-def _encode(value: Any) -> Any:
+def encode_json(value: Any) -> Any:
+    """Non-finite floats as the strings "nan", "inf", "-inf"; tuples, deques and other
+    sequences as lists; mapping keys as strings. The result is strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): encode_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, deque)):
+        return [encode_json(v) for v in value]
     return value
 
 
-def _decode(value: Any) -> Any:
+def decode_json(value: Any) -> Any:
+    """The inverse of `encode_json` for the non-finite floats."""
     if isinstance(value, str) and value in _NONFINITE:
         return _NONFINITE[value]
     if isinstance(value, dict):
-        return {k: _decode(v) for k, v in value.items()}
+        return {k: decode_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_decode(v) for v in value]
+        return [decode_json(v) for v in value]
     return value
 
 
@@ -105,7 +109,7 @@ class MetricWriter:
             raise ValueError(f"event type must be one of {EVENT_TYPES} but got {event.get('type')!r}")
         event = {**event}
         event.setdefault("time", time.time())
-        self._fh.write(json.dumps(_encode(event), separators=(",", ":")) + "\n")
+        self._fh.write(json.dumps(encode_json(event), separators=(",", ":")) + "\n")
         self._fh.flush()
         if self._fsync and event["type"] in ("epoch", "end"):
             os.fsync(self._fh.fileno())
@@ -163,4 +167,4 @@ def iter_stream(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 f"{', '.join(EVENT_TYPES)})",
                 hint="write streams with mltrainer.stream.MetricWriter",
             )
-        yield _decode(event)
+        yield decode_json(event)

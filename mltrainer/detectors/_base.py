@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from mltrainer.config import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS
 from mltrainer.errors import ConfigError, StateCorruptError
+from mltrainer.stream import decode_json, encode_json
 
 SEVERITIES = ("critical", "warning", "info")
 STATE_VERSION = 1
@@ -45,31 +46,6 @@ def finite(value: Any) -> float | None:
 def is_nonfinite(value: Any) -> bool:
     """True for a number that is NaN or ±inf (a missing value is not non-finite)."""
     return isinstance(value, float) and not math.isfinite(value)
-
-
-def encode_json(value: Any) -> Any:
-    """Non-finite floats as the strings "nan", "inf", "-inf" (as in the metric stream); deques
-    and tuples as lists. The result is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, Mapping):
-        return {str(k): encode_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, deque)):
-        return [encode_json(v) for v in value]
-    return value
-
-
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-
-
-def decode_json(value: Any) -> Any:
-    if isinstance(value, str) and value in _NONFINITE:
-        return _NONFINITE[value]
-    if isinstance(value, dict):
-        return {k: decode_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode_json(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)
