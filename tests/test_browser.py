@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from mltrainer.cli import cli
@@ -197,17 +196,10 @@ def _mlt(*args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """plan → train-baseline → diagnose on digits, trained hot enough to leave findings."""
+def reports(hot_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared hot digits project (conftest), copied, with a hostile waiver reason."""
     root = tmp_path_factory.mktemp("browser") / "proj"
-    _mlt("init", str(root), "--example", "digits")
-    cfg = yaml.safe_load((root / "mlt.yaml").read_text())
-    cfg["training"].update(epochs=12, lr=0.02, scheduler="none", weight_decay=0.0)
-    cfg["model"].update(hidden=[512, 512], dropout=0.0)
-    cfg["data"]["split"]["val"] = 0.5
-    (root / "mlt.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    for command in ("plan", "train-baseline", "diagnose"):
-        _mlt(command, "-C", str(root))
+    shutil.copytree(hot_digits, root)
     reason = "<script>alert(1)</script> & [x](javascript:alert(2))"
     _mlt("waive", "baseline", "goal_met", "--reason", reason, "-C", str(root))
     return root / "reports"

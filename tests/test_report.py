@@ -33,19 +33,8 @@ def mlt(*args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """digits through plan → train-baseline → diagnose, trained hot (lr 0.02, no schedule) so
-    that early stopping fires and the detectors have something to say."""
-    root = tmp_path_factory.mktemp("report") / "proj"
-    mlt("init", str(root), "--example", "digits")
-    cfg = yaml.safe_load((root / "mlt.yaml").read_text())
-    cfg["training"].update(epochs=12, lr=0.02, scheduler="none", weight_decay=0.0)
-    cfg["model"].update(hidden=[512, 512], dropout=0.0)
-    cfg["data"]["split"]["val"] = 0.5
-    (root / "mlt.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    for command in ("plan", "train-baseline", "diagnose"):
-        mlt(command, "-C", str(root))
-    return root
+def built(hot_digits: Path) -> Path:
+    return hot_digits
 
 
 @pytest.fixture
