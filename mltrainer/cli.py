@@ -221,7 +221,7 @@ def finalize(out: Output, project: Project) -> None:
 @common
 def predict(out: Output, project: Project, input_csv: str, out_path: str) -> None:
     """Run the exported ONNX model, with its preprocessing, on raw rows of a CSV."""
-    from mltrainer.finalizing.predict import predict_csv
+    from mltrainer.phases.finalize.predict import predict_csv
 
     result = predict_csv(project, Path(input_csv), Path(out_path))
     out.info(f"wrote {result['rows']} predictions to {result['out']}")

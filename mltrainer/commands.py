@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 from mltrainer.config import load_config
 from mltrainer.errors import BadInputError
 from mltrainer.output import Output, TrainingProgress
+from mltrainer.phases import BODIES
 from mltrainer.project import Project
+from mltrainer.runner import execute_phase, rejudge
 from mltrainer.resources import example_config
 from mltrainer.state import Signoff, Waiver, audit, load_state
 from mltrainer.workflow import (
@@ -22,8 +22,6 @@ from mltrainer.workflow import (
     phase_views,
 )
 
-PHASE_MODULES = {"plan": "plan", "baseline": "baseline", "diagnose": "diagnose",
-                 "optimize": "optimize", "finalize": "finalize"}  # phase name -> mltrainer.phases.<module>
 ALIASES = {"train-baseline": "baseline", "1": "plan", "2": "baseline", "3": "diagnose",
            "4": "optimize", "5": "finalize"}
 
@@ -73,12 +71,7 @@ def project_status(project: Project) -> dict[str, Any]:
 
 def run_phase(project: Project, name: str, *, out: Output | None = None, **options: Any
               ) -> dict[str, Any]:
-    from mltrainer.phases.runner import execute_phase
-
-    module = PHASE_MODULES.get(name)
-    if module is None or importlib.util.find_spec(f"mltrainer.phases.{module}") is None:
-        raise BadInputError(f"phase {name!r} is not available in this version of mlt")
-    body = importlib.import_module(f"mltrainer.phases.{module}").run
+    body = BODIES[phase_name(name)]
     progress = TrainingProgress(out, phase_def(name).command) if out is not None else None
     return execute_phase(project, name, body, options=options,
                          progress=progress.on_event if progress else None)
@@ -86,7 +79,7 @@ def run_phase(project: Project, name: str, *, out: Output | None = None, **optio
 
 def diagnose_standalone(path: Path) -> dict[str, Any]:
     """`mlt diagnose --metrics FILE` outside a project: findings only, no gate, no state."""
-    from mltrainer.phases.diagnose import diagnose_stream
+    from mltrainer.phases.diagnose.phase import diagnose_stream
 
     return diagnose_stream(path, {})
 
@@ -104,8 +97,6 @@ def _gate_item(phase: str, item: str) -> dict[str, Any]:
 
 def signoff_item(project: Project, phase: str, item: str, by: str, note: str | None
                  ) -> dict[str, Any]:
-    from mltrainer.phases.runner import rejudge
-
     phase = phase_name(phase)
     spec = _gate_item(phase, item)
     if not spec.get("manual"):
@@ -129,8 +120,6 @@ def signoff_item(project: Project, phase: str, item: str, by: str, note: str | N
 
 def waive_item(project: Project, phase: str, item: str, reason: str, by: str | None
                ) -> dict[str, Any]:
-    from mltrainer.phases.runner import rejudge
-
     phase = phase_name(phase)
     _gate_item(phase, item)
     if len(reason.strip()) < 10:
@@ -149,7 +138,7 @@ def waive_item(project: Project, phase: str, item: str, reason: str, by: str | N
 def render_reports(project: Project, phase: str | None) -> dict[str, Any]:
     """Re-render the gate reports (Markdown and HTML) and the index; their paths."""
     from mltrainer.fingerprints import current_fingerprints
-    from mltrainer.report import index_path, render_index, render_phase_report, report_path
+    from mltrainer.reporting import index_path, render_index, render_phase_report, report_path
 
     cfg = load_config(project.config_path)
     state = load_state(project)
@@ -196,8 +185,6 @@ def run_demo(target: Path, out: Output) -> dict[str, Any]:
     results = []
     name = "plan"
     while name is not None and name not in [r["phase"] for r in results]:
-        if importlib.util.find_spec(f"mltrainer.phases.{PHASE_MODULES[name]}") is None:
-            break  # a phase this build does not ship yet
         out.info(f"\n[bold]$ {phase_def(name).command}[/]")
         result = run_phase(project, name, out=out)
         out.gate(result)

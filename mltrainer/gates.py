@@ -1,4 +1,10 @@
-"""Checklist gates: load `checklists/<phase>.yaml`, judge every item, keep the evidence.
+"""Checklist gates: the check contract, `checklists/<phase>.yaml`, every item judged with evidence.
+
+A check is a small function, registered by id with `@check("<id>")` in its phase package's
+`checks.py`, that receives the gate context (the phase's outcome, the config, the saved state)
+and the checklist item (its `threshold` among others) and returns `CheckResult(passed,
+evidence)`: never a bare bool. `mltrainer.phases` imports every phase's checks statically, so
+the registry is complete wherever a phase can run.
 
 Auto items run their registered check; manual items stay `pending` until `mlt signoff`; a waived
 item counts as met and carries its reason into every later report. A check that raises is a
@@ -7,12 +13,49 @@ failed item whose evidence says why (never a crashed gate).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from mltrainer.checks import CheckResult, GateContext, registry
+from mltrainer.config import MltConfig
 from mltrainer.errors import BadInputError
+from mltrainer.project import Project
 from mltrainer.resources import load_checklist
 from mltrainer.state import GateItem, GateResult, ProjectState
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    passed: bool
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GateContext:
+    phase: str
+    cfg: MltConfig
+    outcome: dict[str, Any]  # what the phase measured, as it will be saved in the state
+    state: ProjectState
+    project: Project
+
+
+CheckFn = Callable[[GateContext, dict[str, Any]], CheckResult]
+CHECKS: dict[str, CheckFn] = {}
+
+
+def check(check_id: str) -> Callable[[CheckFn], CheckFn]:
+    def register(fn: CheckFn) -> CheckFn:
+        if check_id in CHECKS:
+            raise ValueError(f"check id {check_id!r} registered twice")
+        CHECKS[check_id] = fn
+        return fn
+
+    return register
+
+
+def registry() -> dict[str, CheckFn]:
+    """Every registered check (filled when `mltrainer.phases` imports the phases' checks)."""
+    return CHECKS
 
 
 def checklist_items(phase: str) -> list[dict[str, Any]]:

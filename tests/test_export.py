@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mltrainer.errors import BadInputError
-from mltrainer.export import (
+from mltrainer.exporting import (
     EXPORTERS,
     FORMATS,
     DeployableModel,

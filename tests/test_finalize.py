@@ -194,7 +194,7 @@ def test_fast_path_ends_with_verified_exports_waiting_only_on_signoffs(
 
 def test_model_card_has_metadata_sections_and_limitations_left_to_a_person(
         digits: tuple[Path, dict[str, Any]]) -> None:
-    from mltrainer.finalizing.card import PERSON_MARKER, REQUIRED_SECTIONS
+    from mltrainer.phases.finalize.card import PERSON_MARKER, REQUIRED_SECTIONS
 
     root, _ = digits
     text = (root / "artifacts" / "model_card.md").read_text()
@@ -219,7 +219,7 @@ def test_deployment_snippet_runs_against_the_artifact(digits: tuple[Path, dict[s
     from mltrainer.config import load_config
     from mltrainer.data import prepare_data
     from mltrainer.engine import load_model_from_checkpoint
-    from mltrainer.export import build_deployable
+    from mltrainer.exporting import build_deployable
 
     root, _ = digits
     outcome = state_outcome(root)
@@ -323,12 +323,12 @@ class _Shifted:
 
 
 def test_failing_parity_fails_its_gate_item(digits: tuple[Path, dict[str, Any]]) -> None:
-    from mltrainer.checks import GateContext
+    from mltrainer.gates import GateContext
     from mltrainer.config import load_config
     from mltrainer.data import prepare_data
     from mltrainer.engine import load_model_from_checkpoint
-    from mltrainer.export import build_deployable
-    from mltrainer.finalizing import artifacts, verification
+    from mltrainer.exporting import build_deployable
+    from mltrainer.phases.finalize import artifacts, verification
     from mltrainer.gates import evaluate_gate
     from mltrainer.project import Project
     from mltrainer.state import load_state
@@ -357,7 +357,7 @@ def test_failing_parity_fails_its_gate_item(digits: tuple[Path, dict[str, Any]])
 
 def test_tampered_artifact_fails_the_manifest_and_is_refused_by_predict(digits_copy: Path
                                                                         ) -> None:
-    from mltrainer.checks import GateContext, registry
+    from mltrainer.gates import GateContext, registry
     from mltrainer.config import load_config
     from mltrainer.project import Project
     from mltrainer.state import load_state
@@ -429,7 +429,7 @@ def test_predict_csv_with_text_categories_and_missing_values(
     from mltrainer.config import load_config
     from mltrainer.data import prepare_data
     from mltrainer.engine import load_model_from_checkpoint
-    from mltrainer.export import build_deployable
+    from mltrainer.exporting import build_deployable
 
     root, _ = tabular
     rows = "size,color,a,b,id\nS,red,0.5,1.0,7\nM,,,0.2,8\nL,purple,-1.0,-1.0,9\n,green,2.0,,10\n"
@@ -481,7 +481,7 @@ def test_checklist_has_24_items_grounded_in_the_rubric() -> None:
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_bootstrap_metrics_equal_the_engine_metrics(task: str) -> None:
     from mltrainer.engine import compute_metrics
-    from mltrainer.finalizing import scoring
+    from mltrainer.phases.finalize import scoring
 
     rng = np.random.default_rng(1)
     if task == "classification":
@@ -499,8 +499,8 @@ def test_bootstrap_metrics_equal_the_engine_metrics(task: str) -> None:
 def test_typical_path_ships_the_optimized_config(tmp_path: Path) -> None:
     from mltrainer.config import parse_config
     from mltrainer.errors import ConfigError
-    from mltrainer.finalizing.production import choose_config
-    from mltrainer.phases.runner import PhaseContext
+    from mltrainer.phases.finalize.production import choose_config
+    from mltrainer.runner import PhaseContext
     from mltrainer.project import Project
     from mltrainer.state import ProjectState
 

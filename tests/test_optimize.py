@@ -21,15 +21,15 @@ import sqlalchemy
 import yaml
 from click.testing import CliRunner
 
-from mltrainer.checks import GateContext
+from mltrainer.gates import GateContext
 from mltrainer.cli import cli
 from mltrainer.config import MltConfig, load_config, parse_config
 from mltrainer.errors import ConfigError, InterruptedRunError, TestSplitLockedError
-from mltrainer.optimizing.compare import summarize
-from mltrainer.optimizing.config_file import changes_between, render
-from mltrainer.optimizing.search import PruningSubscriber, TrialRunner, run_trials
-from mltrainer.optimizing.space import Param, SearchSpace, build_space, trial_config
-from mltrainer.optimizing.study import (
+from mltrainer.phases.optimize.compare import summarize
+from mltrainer.phases.optimize.config_file import changes_between, render
+from mltrainer.phases.optimize.search import PruningSubscriber, TrialRunner, run_trials
+from mltrainer.phases.optimize.space import Param, SearchSpace, build_space, trial_config
+from mltrainer.phases.optimize.study import (
     is_dead_worker,
     make_pruner,
     make_sampler,
@@ -166,7 +166,7 @@ def test_bad_user_space_entry_is_a_config_error_naming_it(path: str, spec: dict[
 def test_every_shipped_playbook_gives_a_space_of_valid_configs() -> None:
     """Contract over diagnostics/*.md: each finding's space is searchable, and every end of
     every range (every choice) makes a config that validates."""
-    from mltrainer.phases.diagnose import with_playbook
+    from mltrainer.phases.diagnose.phase import with_playbook
     from mltrainer.resources import playbook_ids
 
     cfg = base_cfg()
@@ -294,7 +294,7 @@ def test_invalid_trial_config_fails_the_trial_not_the_search(
 
 def test_trials_cannot_read_the_test_split(tiny: tuple[Project, MltConfig, Any],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from mltrainer.checks.optimize import trials_val_only
+    from mltrainer.phases.optimize.checks import trials_val_only
     from mltrainer.engine import Trainer
     from mltrainer.state import now
 
@@ -316,7 +316,7 @@ def test_trials_cannot_read_the_test_split(tiny: tuple[Project, MltConfig, Any],
 
 def test_seeds_comparison_reuses_runs_it_already_trained(
         tiny: tuple[Project, MltConfig, Any]) -> None:
-    from mltrainer.optimizing.compare import compare_seeds
+    from mltrainer.phases.optimize.compare import compare_seeds
 
     project, cfg, bundle = tiny
     better = trial_config(cfg.model_dump(mode="json"), {"training.lr": 3e-3}, "t")
@@ -335,9 +335,9 @@ WORKER = textwrap.dedent("""
     from pathlib import Path
     from mltrainer.config import load_config
     from mltrainer.data import prepare_data
-    from mltrainer.optimizing.search import TrialRunner, run_trials
-    from mltrainer.optimizing.space import build_space
-    from mltrainer.optimizing.study import (make_pruner, make_sampler, open_storage,
+    from mltrainer.phases.optimize.search import TrialRunner, run_trials
+    from mltrainer.phases.optimize.space import build_space
+    from mltrainer.phases.optimize.study import (make_pruner, make_sampler, open_storage,
                                             open_study, sampler_seed)
     from mltrainer.project import Project
 

@@ -18,7 +18,7 @@ from mltrainer.cli import cli
 from mltrainer.config import load_config
 from mltrainer.fingerprints import current_fingerprints
 from mltrainer.project import Project
-from mltrainer.report import environment, index_path, render_phase_report
+from mltrainer.reporting import environment, index_path, render_phase_report
 from mltrainer.reporting._figures import phase_figures
 from mltrainer.state import ProjectState, load_state
 

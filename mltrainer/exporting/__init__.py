@@ -1,6 +1,60 @@
-"""Export, parity and latency: the machinery behind `mltrainer.export`.
+"""Export, parity and latency, one package: what `mlt finalize` calls to ship a model verified.
 
-Deliberately empty: the fresh-process parity worker (`python -m mltrainer.exporting.worker`)
-imports this package, and an ONNX check must run in a process that never imported torch, which
-is what a deployment without torch looks like. The public API lives in `mltrainer.export`.
+    deployable = build_deployable(model, preprocessor.scale_params, task)   # NaN fill + scale
+    records = export_all(deployable, val_X[:16], project.artifacts)        # onnx, ts, pt2
+    parity = check_parity(records, deployable, test_X, task)              # fresh processes
+    latency = measure_latency(deployable, records, test_X[0])             # p50/p95, ms
+
+The model's input is the encoded feature matrix, float32 (N, F): numeric columns raw (NaN
+allowed), categoricals already one-hot. Everything here returns data and prints nothing.
+One private module per concern (`_deployable`, `_formats`, `_parity`, `_latency`, `_capture`);
+importing this package imports torch. Loading and running an export without torch (the
+fresh-process parity worker, `mlt predict`) is `mltrainer.runtime`.
 """
+
+from __future__ import annotations
+
+from mltrainer.exporting._deployable import (
+    TASKS,
+    DeployableModel,
+    ScaleModule,
+    build_deployable,
+)
+from mltrainer.exporting._formats import (
+    EXPORTERS,
+    FORMATS,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    Exporter,
+    ExportRecord,
+    export_all,
+)
+from mltrainer.exporting._latency import RUNTIMES, measure_latency
+from mltrainer.exporting._parity import (
+    DEFAULT_TOLERANCE,
+    check_parity,
+    compare_outputs,
+    parity_batch_sizes,
+)
+from mltrainer.runtime.runners import load_runner
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "EXPORTERS",
+    "FORMATS",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "RUNTIMES",
+    "TASKS",
+    "DeployableModel",
+    "ExportRecord",
+    "Exporter",
+    "ScaleModule",
+    "build_deployable",
+    "check_parity",
+    "compare_outputs",
+    "export_all",
+    "load_runner",
+    "measure_latency",
+    "parity_batch_sizes",
+]

@@ -16,7 +16,7 @@ import torch
 from mltrainer.exporting._capture import captured
 from mltrainer.exporting._deployable import DeployableModel
 from mltrainer.exporting._formats import ExportRecord
-from mltrainer.exporting._runners import Runner, load_runner, torch_runner
+from mltrainer.runtime.runners import Runner, load_runner, torch_runner
 
 # Which runtime runs which export format.
 RUNTIMES: dict[str, str] = {"onnx": "onnxruntime", "torchscript": "torchscript", "pt2": "pt2"}

@@ -130,7 +130,7 @@ def _start_worker(
     request_path = out_dir / "request.json"
     request_path.write_text(json.dumps(request))
     process = subprocess.Popen(
-        [sys.executable, "-m", "mltrainer.exporting.worker", str(request_path)],
+        [sys.executable, "-m", "mltrainer.runtime.worker", str(request_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

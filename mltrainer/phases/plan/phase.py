@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from mltrainer.errors import TestSplitLockedError
-from mltrainer.phases.runner import PhaseContext
+from mltrainer.runner import PhaseContext
 from mltrainer.state import atomic_write_text
 
 DETERMINISM_STEPS = 20  # optimisation steps per probe run: enough to touch every code path

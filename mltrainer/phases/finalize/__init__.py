@@ -1,4 +1,5 @@
-"""The finalize phase's machinery, one concern per module; `mltrainer.phases.finalize` runs them.
+"""The finalize phase's machinery, one concern per module: `phase.py` runs them;
+`checks.py` judges the gate.
 
     production.py   which config ships, and the model: retrained on train+val, or kept as is
     scoring.py      fast metrics for the bootstrap, confusion matrix, per-class metrics
@@ -9,3 +10,10 @@
     card.py         the model card and the deployment notes (templates/), their checks
     predict.py      `mlt predict`: raw CSV rows → the shipped ONNX model → predictions
 """
+
+from __future__ import annotations
+
+from mltrainer.phases.finalize import checks
+from mltrainer.phases.finalize.phase import run
+
+__all__ = ["checks", "run"]

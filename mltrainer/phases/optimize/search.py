@@ -20,8 +20,8 @@ import optuna
 from optuna.trial import TrialState
 
 from mltrainer.errors import ConfigError, InterruptedRunError, RefusedError
-from mltrainer.optimizing.space import SearchSpace, trial_config
-from mltrainer.optimizing.study import counts, fail_dead_trials, heartbeat, worker_info
+from mltrainer.phases.optimize.space import SearchSpace, trial_config
+from mltrainer.phases.optimize.study import counts, fail_dead_trials, heartbeat, worker_info
 from mltrainer.project import Project
 
 PRUNED = "pruned"

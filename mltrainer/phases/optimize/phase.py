@@ -2,7 +2,7 @@
 best trial's config against the baseline's across seeds, with confidence intervals.
 
 One run of the phase is one iteration (at most `optimize.max_iterations`, counted on the current
-baseline run): build the space (`mltrainer.optimizing.space`), open or join the iteration's study
+baseline run): build the space (`mltrainer.phases.optimize.space`), open or join the iteration's study
 (`study`), run trials ask-and-tell around the Trainer until the study holds the requested number
 (`search`), compare over seeds (`compare`) and write `mlt.optimized.yaml` (`config_file`).
 `mlt optimize --stop` searches no more: it records the decision to finalize with the better of
@@ -16,7 +16,7 @@ from typing import Any
 
 from mltrainer.config import MltConfig
 from mltrainer.errors import BadInputError, DataError, GateRefusedError
-from mltrainer.phases.runner import PhaseContext
+from mltrainer.runner import PhaseContext
 from mltrainer.state import now
 
 
@@ -50,16 +50,16 @@ def previous_iteration(ctx: PhaseContext) -> dict[str, Any] | None:
 
 def _search(ctx: PhaseContext, iteration: int, previous: dict[str, Any] | None
             ) -> dict[str, Any]:
-    from mltrainer.optimizing.compare import compare_seeds, comparison_seeds
-    from mltrainer.optimizing.search import (
+    from mltrainer.phases.optimize.compare import compare_seeds, comparison_seeds
+    from mltrainer.phases.optimize.search import (
         TrialRunner,
         best_record,
         param_importances,
         run_trials,
         trial_records,
     )
-    from mltrainer.optimizing.space import build_space, trial_config
-    from mltrainer.optimizing.study import (
+    from mltrainer.phases.optimize.space import build_space, trial_config
+    from mltrainer.phases.optimize.study import (
         existing_trials,
         make_pruner,
         make_sampler,
@@ -166,7 +166,7 @@ def _decide(ctx: PhaseContext, outcome: dict[str, Any], chosen: str,
             chosen_raw: dict[str, Any], *, space: Any = None,
             changes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write mlt.optimized.yaml for the chosen config; return the outcome fields about it."""
-    from mltrainer.optimizing.config_file import changes_between, write_optimized_config
+    from mltrainer.phases.optimize.config_file import changes_between, write_optimized_config
 
     cfg = ctx.cfg
     if changes is None:

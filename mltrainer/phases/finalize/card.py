@@ -1,6 +1,6 @@
 """The model card (Mitchell et al., "Model Cards for Model Reporting", 2019) and the deployment
 notes, rendered from `templates/model_card.md.j2` and `templates/DEPLOYMENT.md.j2` through the
-one Jinja environment of `mltrainer.report`.
+one Jinja environment of `mltrainer.reporting`.
 
 The card opens with a Hugging Face model-card metadata block (YAML between `---` lines). What a
 tool cannot know (intended use, factors, ethical considerations, limitations) is left to a
@@ -59,7 +59,7 @@ def hf_metadata(context: dict[str, Any]) -> str:
 
 
 def render_model_card(context: dict[str, Any]) -> str:
-    from mltrainer.report import environment
+    from mltrainer.reporting import environment
 
     return environment().get_template("model_card.md.j2").render(
         **context, metadata=hf_metadata(context), person=PERSON_MARKER,
@@ -67,7 +67,7 @@ def render_model_card(context: dict[str, Any]) -> str:
 
 
 def render_deployment(context: dict[str, Any]) -> str:
-    from mltrainer.report import environment
+    from mltrainer.reporting import environment
 
     return environment().get_template("DEPLOYMENT.md.j2").render(
         **context, snippet_marker=SNIPPET_MARKER)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mltrainer.checks import CheckResult, GateContext, check
+from mltrainer.gates import CheckResult, GateContext, check
 
 
 def _export(ctx: GateContext, fmt: str) -> dict[str, Any] | None:
@@ -42,7 +42,7 @@ def no_rows_shared_across_splits(ctx: GateContext, item: dict[str, Any]) -> Chec
 
 @check("test_evaluated_once")
 def test_evaluated_once(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    from mltrainer.finalizing.evaluation import audited_evaluations, load_evaluations
+    from mltrainer.phases.finalize.evaluation import audited_evaluations, load_evaluations
 
     ev = ctx.outcome["evaluation"]
     plan_lock = ctx.state.phases["plan"].outcome["data"]["fingerprints"]["test"]
@@ -60,7 +60,7 @@ def test_evaluated_once(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
 
 @check("tuning_used_validation_only")
 def tuning_used_validation_only(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    from mltrainer.finalizing.evaluation import test_access_outside_finalize
+    from mltrainer.phases.finalize.evaluation import test_access_outside_finalize
 
     scan = test_access_outside_finalize(ctx.project)
     return CheckResult(not scan["violations"], scan)
@@ -196,7 +196,7 @@ def deployment_snippet_runs(ctx: GateContext, item: dict[str, Any]) -> CheckResu
 
 @check("manifest_recorded")
 def manifest_recorded(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    from mltrainer.finalizing.artifacts import read_manifest, verify_folder
+    from mltrainer.phases.finalize.artifacts import read_manifest, verify_folder
 
     folder = ctx.project.root / ctx.outcome["artifact"]["dir"]
     manifest = read_manifest(folder) or {}
@@ -219,7 +219,7 @@ def manifest_recorded(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
 
 @check("model_card_complete")
 def model_card_complete(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    from mltrainer.finalizing.card import card_completeness
+    from mltrainer.phases.finalize.card import card_completeness
 
     path = ctx.project.root / ctx.outcome["model_card"]["path"]
     if not path.is_file():
@@ -230,7 +230,7 @@ def model_card_complete(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
 
 @check("previous_artifact_kept")
 def previous_artifact_kept(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    from mltrainer.finalizing.artifacts import previous_artifacts, read_latest
+    from mltrainer.phases.finalize.artifacts import previous_artifacts, read_latest
 
     previous = previous_artifacts(ctx.project, ctx.outcome["artifact_hash"])
     lost = [p["dir"] for p in previous if not p["intact"]]

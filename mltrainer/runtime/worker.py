@@ -1,4 +1,4 @@
-"""Fresh-process parity worker: `python -m mltrainer.exporting.worker REQUEST.json`.
+"""Fresh-process parity worker: `python -m mltrainer.runtime.worker REQUEST.json`.
 
 Loads one export the way a deployment would (onnxruntime / torch.jit.load / torch.export.load),
 runs it on the first b rows of the inputs for each requested batch size, and writes
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mltrainer.exporting._runners import load_runner
+from mltrainer.runtime.runners import load_runner
 
 
 def run_request(request: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m mltrainer.exporting.worker REQUEST.json", file=sys.stderr)
+        print("usage: python -m mltrainer.runtime.worker REQUEST.json", file=sys.stderr)
         return 2
     request = json.loads(Path(argv[0]).read_text())
     result = run_request(request)

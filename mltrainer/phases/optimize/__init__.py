@@ -1,4 +1,4 @@
-"""The pieces of `mlt optimize` (the phase body is `mltrainer.phases.optimize.run`):
+"""The pieces of `mlt optimize` (`phase.py` runs them; `checks.py` judges the gate):
 
 - `space`: diagnose's recommendations (+ `optimize.space`, or a default) as Optuna parameters;
   trial configs built from the baseline's dict and validated like mlt.yaml.
@@ -9,3 +9,10 @@
 
 Nothing here prints; nothing here reads the test split.
 """
+
+from __future__ import annotations
+
+from mltrainer.phases.optimize import checks
+from mltrainer.phases.optimize.phase import run
+
+__all__ = ["checks", "run"]

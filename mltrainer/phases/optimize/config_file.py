@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from mltrainer.config import parse_config, sha256_json
-from mltrainer.optimizing.space import DEFAULT, USER, SearchSpace, get_path
+from mltrainer.phases.optimize.space import DEFAULT, USER, SearchSpace, get_path
 from mltrainer.project import Project
 from mltrainer.state import atomic_write_text
 

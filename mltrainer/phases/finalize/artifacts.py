@@ -56,7 +56,7 @@ def preprocess_document(bundle: Any, output_shape: list[Any]) -> dict[str, Any]:
     Only the encoding happens outside the graph; the NaN fill and scaling parameters are
     recorded for reference but live inside every export (they must not be applied twice).
     """
-    from mltrainer.export import INPUT_NAME, OUTPUT_NAME
+    from mltrainer.exporting import INPUT_NAME, OUTPUT_NAME
 
     pre, spec = bundle.preprocessor, bundle.spec
     return {
@@ -142,7 +142,7 @@ def find_by_model_key(project: Project, key: str) -> Path | None:
 
 
 def records_from_manifest(folder: Path) -> list[Any]:
-    from mltrainer.export import ExportRecord
+    from mltrainer.exporting import ExportRecord
 
     manifest = read_manifest(folder) or {}
     return [ExportRecord(**{**r, "path": str(folder / Path(r["path"]).name)})
@@ -156,7 +156,7 @@ def create_artifact(project: Project, deployable: Any, example: np.ndarray,
 
     Returns (folder, export records with their final paths, artifact hash).
     """
-    from mltrainer.export import export_all
+    from mltrainer.exporting import export_all
 
     project.artifacts_dir.mkdir(parents=True, exist_ok=True)
     staging = project.artifacts_dir / f".staging-{secrets.token_hex(4)}"

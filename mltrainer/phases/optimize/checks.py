@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from mltrainer.checks import CheckResult, GateContext, check
+from mltrainer.gates import CheckResult, GateContext, check
 from mltrainer.config import config_field
 
 

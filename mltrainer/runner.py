@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mltrainer.checks import GateContext
+from mltrainer.gates import GateContext
 from mltrainer.config import MltConfig, load_config
 from mltrainer.errors import BadInputError, GateRefusedError, MltError, RefusedError
 from mltrainer.fingerprints import current_fingerprints
@@ -177,7 +177,7 @@ def phase_result(
     gate: GateResult,
 ) -> dict[str, Any]:
     """The DESIGN.md `--json` object of a phase command, after rendering its report."""
-    from mltrainer.report import render_phase_report
+    from mltrainer.reporting import render_phase_report
 
     report = render_phase_report(project, state, name, fps)
     return {

@@ -22,7 +22,7 @@ from torch import nn
 
 from mltrainer.config import MltConfig, load_config
 from mltrainer.errors import CheckpointError, ConfigError
-from mltrainer.phases.runner import PhaseContext, ProgressForwarder
+from mltrainer.runner import PhaseContext, ProgressForwarder
 
 RUN_KIND = "final"  # runs/<time>-final-<hex>
 PROBE_STEPS = 10  # optimisation steps trained twice to prove the seed reproduces the weights

@@ -17,7 +17,7 @@ import numpy as np
 
 from mltrainer.config import MltConfig, sha256_json
 from mltrainer.errors import StateCorruptError
-from mltrainer.finalizing import schema, scoring
+from mltrainer.phases.finalize import schema, scoring
 from mltrainer.project import Project
 from mltrainer.state import atomic_write_text, audit, now, read_audit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mltrainer.checks import CheckResult, GateContext, check
+from mltrainer.gates import CheckResult, GateContext, check
 
 
 @check("seeds_fixed")

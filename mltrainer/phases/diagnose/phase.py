@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mltrainer.errors import BadInputError
-from mltrainer.phases.runner import PhaseContext
+from mltrainer.runner import PhaseContext
 
 
 def diagnose_stream(path: Path, thresholds: dict[str, dict[str, float]],

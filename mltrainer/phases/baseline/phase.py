@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mltrainer.errors import CheckpointError, DataError, InterruptedRunError
-from mltrainer.phases.runner import PhaseContext, ProgressForwarder
+from mltrainer.runner import PhaseContext, ProgressForwarder
 
 RUN_KIND = "baseline"
 

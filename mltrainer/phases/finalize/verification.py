@@ -49,7 +49,7 @@ def parity_inputs(val_encoded: np.ndarray, preprocessor: Any) -> np.ndarray:
 def verify_exports(project: Project, deployable: Any, records: list[Any], inputs: np.ndarray,
                    task: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(one entry per export: file, checker, parity, latency; the full latency record)."""
-    from mltrainer.export import RUNTIMES, check_parity, measure_latency
+    from mltrainer.exporting import RUNTIMES, check_parity, measure_latency
 
     parity = check_parity(records, deployable, inputs, task)
     latency = measure_latency(deployable, records, inputs[0], batch_sizes=LATENCY_BATCHES,

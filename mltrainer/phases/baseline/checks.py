@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mltrainer.checks import CheckResult, GateContext, check
+from mltrainer.gates import CheckResult, GateContext, check
 
 
 def _run_dir(ctx: GateContext) -> Path:

@@ -2,7 +2,7 @@
 locked test split, exports into a versioned artifact folder verified in fresh processes, the
 model card and deployment notes, and the production-readiness gate (24 items).
 
-The steps, in order (each in `mltrainer.finalizing`):
+The steps, in order (each in `mltrainer.phases.finalize`):
 
 1. choose the config (fast path: the baseline's; typical: optimize's) and load the data, which
    must still be what `mlt plan` locked;
@@ -28,15 +28,15 @@ from mltrainer.errors import (
     RefusedError,
     StateCorruptError,
 )
-from mltrainer.phases.runner import PhaseContext
+from mltrainer.runner import PhaseContext
 
 SKIPPABLE = ("diagnose", "optimize")  # phases the fast path goes around
 
 
 def run(ctx: PhaseContext) -> dict[str, Any]:
     from mltrainer.data import prepare_data
-    from mltrainer.finalizing import evaluation
-    from mltrainer.finalizing.production import choose_config
+    from mltrainer.phases.finalize import evaluation
+    from mltrainer.phases.finalize.production import choose_config
 
     plan = ctx.state.phases["plan"].outcome
     chosen = choose_config(ctx)
@@ -74,8 +74,8 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
 
 def _train_and_evaluate(ctx: PhaseContext, chosen: Any, bundle: Any, key: str, lock_hash: str,
                         plan: dict[str, Any]) -> tuple[Any, Any, Any, dict[str, Any]]:
-    from mltrainer.finalizing import evaluation
-    from mltrainer.finalizing.production import produce_model, weights_sha256
+    from mltrainer.phases.finalize import evaluation
+    from mltrainer.phases.finalize.production import produce_model, weights_sha256
 
     model, run, train_cfg, train_data = produce_model(ctx, chosen, bundle)
     run["weights_sha256"] = weights_sha256(model)
@@ -91,7 +91,7 @@ def _recorded_model(ctx: PhaseContext, chosen: Any, bundle: Any, record: dict[st
                     ) -> tuple[Any, Any, Any]:
     """The model the recorded evaluation judged: from its checkpoint, or trained again and
     proven identical (weights hash). Anything else would need a second test evaluation."""
-    from mltrainer.finalizing.production import (
+    from mltrainer.phases.finalize.production import (
         produce_model,
         production_config,
         reload_recorded_model,
@@ -134,9 +134,9 @@ def _ship(ctx: PhaseContext, chosen: Any, bundle: Any, model: Any, train_cfg: An
     import numpy as np
 
     from mltrainer.engine import predict
-    from mltrainer.export import FORMATS, build_deployable
-    from mltrainer.finalizing import artifacts, card, schema, verification
-    from mltrainer.finalizing.production import non_finite_weights, probe_determinism
+    from mltrainer.exporting import FORMATS, build_deployable
+    from mltrainer.phases.finalize import artifacts, card, schema, verification
+    from mltrainer.phases.finalize.production import non_finite_weights, probe_determinism
 
     project, task = ctx.project, bundle.spec.task
     run = record["run"]
@@ -231,7 +231,7 @@ def _manifest(ctx: PhaseContext, chosen: Any, bundle: Any, train_cfg: Any,
 
     from mltrainer import __version__
     from mltrainer.env import git_commit, package_versions
-    from mltrainer.export import FORMATS
+    from mltrainer.exporting import FORMATS
 
     git = git_commit(ctx.project.root)
     return {
@@ -288,7 +288,7 @@ def _documents_context(ctx: PhaseContext, chosen: Any, bundle: Any, train_cfg: A
 def _run_deployment_snippet(folder: Path, deployable: Any, bundle: Any) -> dict[str, Any]:
     import json
 
-    from mltrainer.finalizing import card, verification
+    from mltrainer.phases.finalize import card, verification
 
     text = (folder / "DEPLOYMENT.md").read_text(encoding="utf-8")
     snippet = card.extract_snippet(text)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mltrainer.errors import DataError, RefusedError, StateCorruptError
-from mltrainer.finalizing.artifacts import PREPROCESS_FORMAT, read_latest, verify_folder
+from mltrainer.phases.finalize.artifacts import PREPROCESS_FORMAT, read_latest, verify_folder
 from mltrainer.project import Project
 from mltrainer.state import atomic_write_text
 

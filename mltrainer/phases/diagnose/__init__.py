@@ -1,0 +1,8 @@
+"""Phase 3, `mlt diagnose`: the body in `phase.py`, its gate's checks in `checks.py`."""
+
+from __future__ import annotations
+
+from mltrainer.phases.diagnose import checks
+from mltrainer.phases.diagnose.phase import run
+
+__all__ = ["checks", "run"]
