@@ -297,10 +297,10 @@ def config() -> None:
 @common
 def config_validate(out: Output, project: Project, path: str | None) -> None:
     """Validate mlt.yaml (or PATH)."""
-    from mltrainer.config import load_config
+    from mltrainer.runner import load_project_config
 
     target = Path(path) if path else project.config_path
-    cfg = load_config(target)
+    cfg = load_project_config(target)
     out.info(f"[green]valid[/]: {target} (config sha256 {cfg.fingerprint()[:12]})")
     out.result({"valid": True, "path": str(target), "fingerprint": cfg.fingerprint()})
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mltrainer.config import load_config
 from mltrainer.errors import BadInputError
 from mltrainer.output import Output, TrainingProgress
 from mltrainer.phases import BODIES
 from mltrainer.project import Project
-from mltrainer.runner import execute_phase, rejudge
 from mltrainer.resources import example_config
+from mltrainer.runner import execute_phase, load_project_config, rejudge
 from mltrainer.state import Signoff, Waiver, audit, load_state
 from mltrainer.workflow import (
     PHASE_NAMES,
@@ -56,7 +55,7 @@ def init_project(project: Project, example: str) -> dict[str, Any]:
 def project_status(project: Project) -> dict[str, Any]:
     from mltrainer.fingerprints import current_fingerprints
 
-    cfg = load_config(project.config_path)
+    cfg = load_project_config(project.config_path)
     state = load_state(project)
     fps = current_fingerprints(project, cfg)
     views = phase_views(state, fps)
@@ -140,7 +139,7 @@ def render_reports(project: Project, phase: str | None) -> dict[str, Any]:
     from mltrainer.fingerprints import current_fingerprints
     from mltrainer.reporting import index_path, render_index, render_phase_report, report_path
 
-    cfg = load_config(project.config_path)
+    cfg = load_project_config(project.config_path)
     state = load_state(project)
     fps = current_fingerprints(project, cfg)
     names = [phase_name(phase)] if phase else list(PHASE_NAMES)

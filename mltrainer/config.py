@@ -272,22 +272,7 @@ def load_config(path: Path) -> MltConfig:
             f"{type(raw).__name__}",
             hint="see `mlt config schema` for the fields",
         )
-    cfg = parse_config(raw, source=str(path))
-    _check_thresholds(cfg, str(path))
-    return cfg
-
-
-def _check_thresholds(cfg: MltConfig, source: str) -> None:
-    """Threshold names and values are owned by the detectors: ask them, so a typo under
-    diagnose.thresholds fails at load time (every command), not after a training run."""
-    if not cfg.diagnose.thresholds:
-        return
-    from mltrainer.detectors import build_detectors  # no torch; imported late (it imports us)
-
-    try:
-        build_detectors(None, cfg.diagnose.thresholds)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from None
+    return parse_config(raw, source=str(path))
 
 
 def parse_config(raw: dict[str, Any], source: str = "mlt.yaml") -> MltConfig:

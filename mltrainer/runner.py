@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mltrainer.gates import GateContext
 from mltrainer.config import MltConfig, load_config
-from mltrainer.errors import BadInputError, GateRefusedError, MltError, RefusedError
+from mltrainer.errors import BadInputError, ConfigError, GateRefusedError, MltError, RefusedError
 from mltrainer.fingerprints import current_fingerprints
-from mltrainer.gates import evaluate_gate
+from mltrainer.gates import GateContext, evaluate_gate
 from mltrainer.project import Project
 from mltrainer.state import (
     GateResult,
@@ -88,6 +87,21 @@ class _Snapshot:
                 fh.truncate(self.audit_len)
 
 
+def load_project_config(path: Path) -> MltConfig:
+    """`load_config` plus what only the layers above the config can judge: the detector
+    thresholds under `diagnose.thresholds` (owned by the detectors, so a typo fails at load
+    time, on every command, not after a training run)."""
+    cfg = load_config(path)
+    if cfg.diagnose.thresholds:
+        from mltrainer.detectors import build_detectors  # no torch
+
+        try:
+            build_detectors(None, cfg.diagnose.thresholds)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc.message}", hint=exc.hint) from None
+    return cfg
+
+
 def refusal(name: str, state: ProjectState, fps: dict[str, dict[str, str]]) -> GateRefusedError:
     p = phase_def(name)
     unmet = unmet_needs(name, state, fps)
@@ -109,7 +123,7 @@ def execute_phase(
     config_path: Path | None = None,
 ) -> dict[str, Any]:
     p = phase_def(name)
-    cfg = load_config(config_path or project.config_path)
+    cfg = load_project_config(config_path or project.config_path)
     with project_lock(project, p.command):
         state = load_state(project)
         fps = current_fingerprints(project, cfg)
@@ -202,7 +216,7 @@ def rejudge(project: Project, name: str, change: Callable[[ProjectState], None],
             ) -> dict[str, Any]:
     """Apply a sign-off or waiver (`change`) and judge the phase's gate again on its recorded
     outcome. The phase does not re-run: its measured evidence stays as it was."""
-    cfg = load_config(project.config_path)
+    cfg = load_project_config(project.config_path)
     with project_lock(project, command):
         state = load_state(project)
         fps = current_fingerprints(project, cfg)

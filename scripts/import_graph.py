@@ -43,7 +43,8 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def imports_of(path: Path, module: str, is_package: bool) -> set[str]:
+def imports_of(path: Path, module: str, is_package: bool, known: set[str]) -> set[str]:
+    """The mltrainer modules `path` imports; `from pkg import mod` is an edge to `pkg.mod`."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -58,7 +59,10 @@ def imports_of(path: Path, module: str, is_package: bool) -> set[str]:
             else:
                 name = node.module or ""
             if name.startswith("mltrainer"):
-                found.add(name)
+                subs = {f"{name}.{a.name}" for a in node.names} & known
+                found.update(subs or {name})
+                if len(subs) < len(node.names):
+                    found.add(name)
     return found
 
 
@@ -105,11 +109,12 @@ def main(argv: list[str]) -> int:
     edges: dict[str, set[str]] = defaultdict(set)
     unit_edges: dict[str, set[str]] = defaultdict(set)
     examples: dict[tuple[str, str], str] = {}
-    modules = 0
-    for path in sorted(root.rglob("*.py")):
+    paths = sorted(root.rglob("*.py"))
+    known = {module_name(p, root) for p in paths}
+    modules = len(paths)
+    for path in paths:
         mod = module_name(path, root)
-        modules += 1
-        for target in imports_of(path, mod, path.name == "__init__.py"):
+        for target in imports_of(path, mod, path.name == "__init__.py", known):
             edges[mod].add(target)
             a, b = unit_of(mod), unit_of(target)
             if a != b:

@@ -106,8 +106,10 @@ def test_bad_detector_threshold_fails_at_load(tmp_path: Path, thresholds, expect
     data = _example()
     data["diagnose"] = {"thresholds": thresholds}
     path = _write(tmp_path, data)
+    from mltrainer.runner import load_project_config
+
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_project_config(path)
     assert str(path) in err.value.message and expected in err.value.message
 
 

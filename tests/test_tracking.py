@@ -115,7 +115,7 @@ def test_tensorboard_receives_params_and_metrics(project: Path, bundle: Any) -> 
 def _mlflow_run(project: Path, run_id: str) -> tuple[Any, Any]:
     from mlflow.tracking import MlflowClient
 
-    from mltrainer.tracking.mlflow_tracker import tracking_uri
+    from mltrainer.tracking._mlflow import tracking_uri
 
     uri = tracking_uri(project)
     assert uri == f"sqlite:///{(project / '.mlt' / 'mlflow.db').resolve()}"
@@ -307,4 +307,4 @@ def test_params_metrics_and_stride() -> None:
                           "wall_time": 0.1}) == pytest.approx({
         "epoch": 2.0, "epoch/train_loss": 0.5, "epoch/val_loss": math.nan, "epoch/lr": 1e-3,
         "epoch/wall_time_s": 0.1, "val/accuracy": 0.9}, nan_ok=True)
-    assert trackers_for(make_config([]), Path("runs/x")) == []
+    assert trackers_for(make_config([]), Path("runs/x"), Path(".")) == []

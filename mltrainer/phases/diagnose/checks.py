@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mltrainer.gates import CheckResult, GateContext, check
 from mltrainer.config import config_field
+from mltrainer.gates import CheckResult, GateContext, check
 
 
 @check("stream_diagnosed")

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mltrainer.config import MltConfig, load_config
+from mltrainer.config import MltConfig
 from mltrainer.errors import CheckpointError, ConfigError
-from mltrainer.runner import PhaseContext, ProgressForwarder
+from mltrainer.runner import PhaseContext, ProgressForwarder, load_project_config
 
 RUN_KIND = "final"  # runs/<time>-final-<hex>
 PROBE_STEPS = 10  # optimisation steps trained twice to prove the seed reproduces the weights
@@ -61,7 +61,7 @@ def choose_config(ctx: PhaseContext) -> ChosenConfig:
             f"{rel}: optimize chose the optimized config but the file is missing",
             hint="re-run `mlt optimize` (it writes mlt.optimized.yaml)",
         )
-    return ChosenConfig(load_config(path), "optimized", ctx.project.relative(path),
+    return ChosenConfig(load_project_config(path), "optimized", ctx.project.relative(path),
                         dict(opt.get("run") or {}))
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from mltrainer.gates import CheckResult, GateContext, check
 from mltrainer.config import config_field
+from mltrainer.gates import CheckResult, GateContext, check
 
 
 def _stopped_on_baseline(outcome: dict[str, Any]) -> bool:

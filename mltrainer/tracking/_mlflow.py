@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mltrainer.tracking import Scalar, Tracker, require
+from mltrainer.tracking._base import Scalar, Tracker, require
 
 if TYPE_CHECKING:
     from mltrainer.config import MltConfig

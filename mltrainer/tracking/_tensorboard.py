@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mltrainer.tracking import Scalar, Tracker, require
+from mltrainer.tracking._base import Scalar, Tracker, require
 
 if TYPE_CHECKING:
     from mltrainer.config import MltConfig
