@@ -17,9 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from mltrainer import __version__
-from mltrainer.errors import EXIT_DETECTOR_STOP, EXIT_REFUSED, EXIT_UNEXPECTED, MltError
+from mltrainer.errors import (
+    EXIT_DETECTOR_STOP,
+    EXIT_REFUSED,
+    EXIT_UNEXPECTED,
+    BadInputError,
+    MltError,
+)
 from mltrainer.output import Output
 from mltrainer.project import Project
 
@@ -27,6 +34,10 @@ EXIT_INTERRUPTED = 130
 
 
 class MltGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """In the order they are declared: project, the five phases in order, then the rest."""
+        return list(self.commands)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -140,8 +151,11 @@ def status(out: Output, project: Project) -> None:
 
 def _run_phase(out: Output, project: Project, name: str, **options: Any) -> dict[str, Any]:
     from mltrainer.commands import run_phase
+    from mltrainer.output import TrainingProgress
+    from mltrainer.workflow import phase_def
 
-    result = run_phase(project, name, out=out, **options)
+    progress = TrainingProgress(out, phase_def(name).command)
+    result = run_phase(project, name, progress=progress.on_event, **options)
     if "findings" in result:
         out.findings(result["findings"])
     out.gate(result)
@@ -335,12 +349,34 @@ def explain(out: Output, project: Project, topic: str) -> None:
 @click.pass_context
 def demo(ctx: click.Context, target: str, json_mode: bool, debug: bool) -> None:
     """Create a project from the embedded digits example and run every phase that exists."""
-    from mltrainer.commands import run_demo
+    from mltrainer.commands import init_project, project_status, run_phase
+    from mltrainer.output import TrainingProgress
+    from mltrainer.workflow import phase_def
 
     meta = ctx.find_root().meta
     meta["mlt.json"] = json_mode or meta.get("mlt.json", False)
     meta["mlt.debug"] = debug or meta.get("mlt.debug", False)
     out = Output(json_mode=meta["mlt.json"])
-    result = run_demo(Path(target), out)
-    out.result(result)
+    project = Project.at(Path(target))
+    if project.root.exists() and any(project.root.iterdir()):
+        raise BadInputError(
+            f"{project.root} exists and is not empty",
+            hint="choose another place with `mlt demo --dir PATH`, or remove it",
+        )
+    init_project(project, "digits")
+    out.info(f"demo project: [bold]{escape(str(project.root))}[/]")
+    results: list[dict[str, Any]] = []
+    name: str | None = "plan"
+    while name is not None and name not in [r["phase"] for r in results]:
+        command = phase_def(name).command
+        out.info(f"\n[bold]$ {command}[/]")
+        result = run_phase(project, name, progress=TrainingProgress(out, command).on_event)
+        out.gate(result)
+        results.append(result)
+        if not result["gate"]["passed"]:
+            break
+        name = project_status(project)["current"]
+    status = project_status(project)
+    out.info(f"\nreports in {escape(str(project.reports_dir))}; next: [bold]{status['next']}[/]")
+    out.result({"root": str(project.root), "phases": results, "status": status})
 

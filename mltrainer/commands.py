@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mltrainer.errors import BadInputError
-from mltrainer.output import Output, TrainingProgress
-from mltrainer.phases import BODIES
+from mltrainer.phases import PHASES as PHASE_SPECS
 from mltrainer.project import Project
 from mltrainer.resources import example_config
 from mltrainer.runner import execute_phase, load_project_config, rejudge
@@ -68,12 +68,11 @@ def project_status(project: Project) -> dict[str, Any]:
     }
 
 
-def run_phase(project: Project, name: str, *, out: Output | None = None, **options: Any
+def run_phase(project: Project, name: str, *,
+              progress: Callable[[dict[str, Any]], None] | None = None, **options: Any
               ) -> dict[str, Any]:
-    body = BODIES[phase_name(name)]
-    progress = TrainingProgress(out, phase_def(name).command) if out is not None else None
-    return execute_phase(project, name, body, options=options,
-                         progress=progress.on_event if progress else None)
+    phase = PHASE_SPECS[phase_name(name)]
+    return execute_phase(project, phase, options=options, progress=progress)
 
 
 def diagnose_standalone(path: Path) -> dict[str, Any]:
@@ -114,7 +113,7 @@ def signoff_item(project: Project, phase: str, item: str, by: str, note: str | N
         audit(project, "signoff", phase=phase, item=item, by=by, note=note,
               artifact_hash=artifact)
 
-    return rejudge(project, phase, change, f"mlt signoff {phase} {item}")
+    return rejudge(project, PHASE_SPECS[phase], change, f"mlt signoff {phase} {item}")
 
 
 def waive_item(project: Project, phase: str, item: str, reason: str, by: str | None
@@ -131,7 +130,7 @@ def waive_item(project: Project, phase: str, item: str, reason: str, by: str | N
         state.waivers.setdefault(phase, {})[item] = Waiver(reason=reason.strip(), by=by)
         audit(project, "waiver", phase=phase, item=item, reason=reason.strip(), by=by)
 
-    return rejudge(project, phase, change, f"mlt waive {phase} {item}")
+    return rejudge(project, PHASE_SPECS[phase], change, f"mlt waive {phase} {item}")
 
 
 def render_reports(project: Project, phase: str | None) -> dict[str, Any]:
@@ -169,29 +168,3 @@ def explain_topic(topic: str) -> str:
         f"nothing to explain for {topic!r}",
         hint=f"phases: {', '.join(PHASE_NAMES)}; findings: {', '.join(playbook_ids())}",
     )
-
-
-def run_demo(target: Path, out: Output) -> dict[str, Any]:
-    """A fresh project from the embedded digits example, through every phase that exists."""
-    project = Project.at(target)
-    if project.root.exists() and any(project.root.iterdir()):
-        raise BadInputError(
-            f"{project.root} exists and is not empty",
-            hint="choose another place with `mlt demo --dir PATH`, or remove it",
-        )
-    init_project(project, "digits")
-    out.info(f"demo project: [bold]{project.root}[/]")
-    results = []
-    name = "plan"
-    while name is not None and name not in [r["phase"] for r in results]:
-        out.info(f"\n[bold]$ {phase_def(name).command}[/]")
-        result = run_phase(project, name, out=out)
-        out.gate(result)
-        results.append(result)
-        if not result["gate"]["passed"]:
-            break
-        name = project_status(project)["current"]
-    status = project_status(project)
-    out.info(f"\nreports in {project.reports_dir}; next: [bold]{status['next']}[/]")
-    return {"root": str(project.root), "phases": results, "status": status}
-

@@ -317,9 +317,7 @@ def _fields_at(loc: list[str]) -> list[str]:
 def _value_at(raw: Any, loc: tuple[Any, ...]) -> Any:
     cur = raw
     for part in loc:
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
+        if (isinstance(cur, dict) and part in cur) or (isinstance(cur, list) and isinstance(part, int) and part < len(cur)):
             cur = cur[part]
         else:
             return None

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
 
 from mltrainer.config import MltConfig
 from mltrainer.errors import BadInputError
 from mltrainer.project import Project
 from mltrainer.resources import load_checklist
 from mltrainer.state import GateItem, GateResult, ProjectState
+
+OutcomeT = TypeVar("OutcomeT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -31,15 +35,15 @@ class CheckResult:
 
 
 @dataclass
-class GateContext:
+class GateContext(Generic[OutcomeT]):
     phase: str
     cfg: MltConfig
-    outcome: dict[str, Any]  # what the phase measured, as it will be saved in the state
+    outcome: OutcomeT  # what the phase measured: its typed outcome (a `runner.Outcome`)
     state: ProjectState
     project: Project
 
 
-CheckFn = Callable[[GateContext, dict[str, Any]], CheckResult]
+CheckFn = Callable[[GateContext[Any], dict[str, Any]], CheckResult]
 CHECKS: dict[str, CheckFn] = {}
 
 
@@ -118,6 +122,6 @@ def evaluate_gate(ctx: GateContext) -> GateResult:
     return GateResult(phase=ctx.phase, passed=passed, items=results)
 
 
-def _signoff_valid(signed_hash: str | None, outcome: dict[str, Any]) -> bool:
-    current = outcome.get("artifact_hash")
+def _signoff_valid(signed_hash: str | None, outcome: BaseModel) -> bool:
+    current = getattr(outcome, "artifact_hash", None)
     return signed_hash is None or current is None or signed_hash == current

@@ -11,7 +11,9 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from mltrainer.config import MltConfig, load_config
 from mltrainer.errors import BadInputError, ConfigError, GateRefusedError, MltError, RefusedError
@@ -28,6 +30,56 @@ from mltrainer.state import (
     save_state,
 )
 from mltrainer.workflow import next_command, phase_def, satisfied_alternative, unmet_needs
+
+OutcomeT = TypeVar("OutcomeT", bound="Outcome")
+_RESERVED = ("phase", "gate", "report", "next")  # the keys every phase's `--json` starts with
+
+
+class Outcome(BaseModel):
+    """What a phase measured: its body fills it, its gate's checks read it, its report renders
+    it, `--json` serialises it (every field, at the top level) and the state saves it.
+
+    Each phase declares a subclass in `phases/<name>/outcome.py`. Unknown fields are refused,
+    so nothing travels between phases untyped; nested evidence blobs (a history, a search
+    space) are plain JSON values inside a typed field.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    phase: ClassVar[str]
+    path: str = "typical"  # "fast" when the phase ran on the fast path
+    # phases this one went around (the fast path); the runner marks them skipped, never saved
+    skipped_phases: list[str] = Field(default_factory=list, exclude=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        clash = [k for k in cls.model_fields if k in _RESERVED]
+        if clash:
+            raise TypeError(f"{cls.__name__}: outcome fields {clash} clash with --json's keys")
+
+    @classmethod
+    def of(cls: type[OutcomeT], state: ProjectState) -> OutcomeT:
+        """The phase's recorded outcome, typed (the phase must have run)."""
+        rec = state.phases.get(cls.phase)
+        if rec is None or not rec.outcome:
+            raise RefusedError(f"`{phase_def(cls.phase).command}` has no recorded outcome",
+                               hint=f"run `{phase_def(cls.phase).command}`")
+        return cls.model_validate(rec.outcome)
+
+    @classmethod
+    def recorded(cls: type[OutcomeT], state: ProjectState) -> OutcomeT | None:
+        """The recorded outcome, or None when the phase has none (never ran, or skipped)."""
+        rec = state.phases.get(cls.phase)
+        return cls.model_validate(rec.outcome) if rec is not None and rec.outcome else None
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A phase as the runner needs it: its body and the outcome type the body returns."""
+
+    name: str
+    run: Callable[[PhaseContext], Outcome]
+    outcome: type[Outcome]
 
 
 @dataclass
@@ -57,8 +109,6 @@ class ProgressForwarder:
             self.fn(event)
 
 
-_TOP_LEVEL = ("run", "findings", "test", "exports", "artifact_hash", "reused_test_result")
-PhaseBody = Callable[[PhaseContext], dict[str, Any]]
 
 
 class _Snapshot:
@@ -115,13 +165,13 @@ def refusal(name: str, state: ProjectState, fps: dict[str, dict[str, str]]) -> G
 
 def execute_phase(
     project: Project,
-    name: str,
-    body: PhaseBody,
+    phase: Phase,
     *,
     options: dict[str, Any] | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     config_path: Path | None = None,
 ) -> dict[str, Any]:
+    name = phase.name
     p = phase_def(name)
     cfg = load_project_config(config_path or project.config_path)
     with project_lock(project, p.command):
@@ -141,7 +191,7 @@ def execute_phase(
         ctx = PhaseContext(project, cfg, state, fps, dict(options or {}), progress,
                            path="fast" if "goal_met" in alt else "typical")
         try:
-            outcome = body(ctx)
+            outcome = phase.run(ctx)
         except BadInputError:
             snapshot.restore()
             raise
@@ -156,16 +206,20 @@ def execute_phase(
             msg = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}" or "interrupted"
             _finish_failed(project, state, name, previous, msg)
             raise
-        outcome.setdefault("path", ctx.path)
+        if not isinstance(outcome, phase.outcome):
+            raise TypeError(f"phase {name} returned {type(outcome).__name__}, "
+                            f"not its declared {phase.outcome.__name__}")
+        outcome.path = ctx.path
         gate = evaluate_gate(GateContext(name, cfg, outcome, state, project))
-        rec.gate, rec.outcome, rec.finished_at = gate, outcome, now()
+        rec.gate, rec.outcome, rec.finished_at = gate, outcome.model_dump(mode="json"), now()
         rec.runs += 1
         rec.status = "passed" if gate.passed else "blocked"
         rec.fingerprints = fps[name]  # what was judged; staleness only reads it once passed
-        for skipped in outcome.pop("skipped_phases", []):
+        for skipped in outcome.skipped_phases:
             srec = state.phase(skipped)
             if srec.status not in ("passed",):
-                srec.status, srec.outcome = "skipped", {"note": f"skipped: {name} took the fast path"}
+                srec.status, srec.outcome = "skipped", {}
+                srec.note = f"skipped: {name} took the fast path"
         save_state(project, state)
         audit(project, "gate", phase=name, passed=gate.passed,
               items={i.id: i.status for i in gate.items})
@@ -207,15 +261,17 @@ def phase_result(
         },
         "report": project.relative(report),
         "next": next_command(state, fps),
-        # Phase-specific results the DESIGN contract puts at the top level of `--json`.
-        **{k: v for k, v in state.phase(name).outcome.items() if k in _TOP_LEVEL},
+        # Everything the phase measured, as its outcome type declares it (DESIGN's `run`,
+        # `findings`, `test`, `exports` among them).
+        **state.phase(name).outcome,
     }
 
 
-def rejudge(project: Project, name: str, change: Callable[[ProjectState], None], command: str
-            ) -> dict[str, Any]:
+def rejudge(project: Project, phase: Phase, change: Callable[[ProjectState], None],
+            command: str) -> dict[str, Any]:
     """Apply a sign-off or waiver (`change`) and judge the phase's gate again on its recorded
     outcome. The phase does not re-run: its measured evidence stays as it was."""
+    name = phase.name
     cfg = load_project_config(project.config_path)
     with project_lock(project, command):
         state = load_state(project)
@@ -225,7 +281,8 @@ def rejudge(project: Project, name: str, change: Callable[[ProjectState], None],
         if rec is None or rec.gate is None or rec.status not in ("passed", "blocked"):
             save_state(project, state)
             return {"phase": name, "gate": None, "report": None, "next": next_command(state, fps)}
-        gate = evaluate_gate(GateContext(name, cfg, rec.outcome, state, project))
+        outcome = phase.outcome.model_validate(rec.outcome)
+        gate = evaluate_gate(GateContext(name, cfg, outcome, state, project))
         rec.gate = gate
         rec.status = "passed" if gate.passed else "blocked"
         save_state(project, state)

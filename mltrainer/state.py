@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from mltrainer.errors import LockHeldError, StateCorruptError
 from mltrainer.project import Project
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 PhaseStatus = Literal[
     "locked", "ready", "running", "passed", "blocked", "failed", "skipped", "stale"
@@ -74,8 +74,9 @@ class PhaseRecord(BaseModel):
     finished_at: str | None = None
     gate: GateResult | None = None
     fingerprints: dict[str, str] = Field(default_factory=dict)  # what the passed gate judged
-    outcome: dict[str, Any] = Field(default_factory=dict)  # the phase's measured results
+    outcome: dict[str, Any] = Field(default_factory=dict)  # its typed outcome, as JSON
     error: str | None = None
+    note: str | None = None  # why a phase is skipped (the fast path went around it)
     runs: int = 0  # how many times the phase ran (optimize counts its iterations with it)
 
 
@@ -124,7 +125,12 @@ def load_state(project: Project) -> ProjectState:
 
 
 def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older schema up to SCHEMA_VERSION, one step at a time (none yet: v1 is first)."""
+    """Bring an older schema up to SCHEMA_VERSION, one step at a time."""
+    if raw["schema_version"] < 2:  # v1 kept a skipped phase's note inside its outcome
+        for rec in (raw.get("phases") or {}).values():
+            outcome = rec.get("outcome") if isinstance(rec, dict) else None
+            if isinstance(outcome, dict) and set(outcome) == {"note"}:
+                rec["note"], rec["outcome"] = outcome["note"], {}
     raw["schema_version"] = SCHEMA_VERSION
     return raw
 

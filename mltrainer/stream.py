@@ -26,43 +26,16 @@ strict JSON, and read back as floats.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
-from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from mltrainer.errors import BadInputError
+from mltrainer.numbers import decode_json, encode_json
 
 EVENT_TYPES = ("start", "step", "epoch", "end")
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-
-
-def encode_json(value: Any) -> Any:
-    """Non-finite floats as the strings "nan", "inf", "-inf"; tuples, deques and other
-    sequences as lists; mapping keys as strings. The result is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, Mapping):
-        return {str(k): encode_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, deque)):
-        return [encode_json(v) for v in value]
-    return value
-
-
-def decode_json(value: Any) -> Any:
-    """The inverse of `encode_json` for the non-finite floats."""
-    if isinstance(value, str) and value in _NONFINITE:
-        return _NONFINITE[value]
-    if isinstance(value, dict):
-        return {k: decode_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode_json(v) for v in value]
-    return value
-
-
 class MetricWriter:
     """Append events to a metrics.jsonl file, one line each, flushed after every write.
 

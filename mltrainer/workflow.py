@@ -163,9 +163,9 @@ def _recorded_reason(p: PhaseDef, rec: PhaseRecord) -> str:
     if rec.status == "failed":
         return rec.error or "failed"
     if rec.status == "running":
-        return rec.outcome.get("note") or "running (or stopped without finishing)"
+        return rec.note or "running (or stopped without finishing)"
     if rec.status == "skipped":
-        return rec.outcome.get("note") or "skipped on the fast path"
+        return rec.note or "skipped on the fast path"
     return "gate passed"
 
 

@@ -8,9 +8,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +39,57 @@ def hot_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+
+
+# ------------------------------------------------------------------ gate checks as tables
+# Outcomes a real mlt run recorded (tests/data/state_v1_typical.json), typed, to build the
+# evidence that check tables feed their checks with.
+def recorded_outcome(phase: str, **changes: object) -> object:
+    """The recorded outcome of `phase`, typed, with dotted-path `changes` applied
+    (`recorded_outcome("plan", **{"data.duplicates.train_val": 3})`)."""
+    import copy
+    import json
+
+    from mltrainer.phases import PHASES
+
+    state = json.loads((Path(__file__).parent / "data" / "state_v1_typical.json").read_text())
+    raw = copy.deepcopy(state["phases"][phase]["outcome"])
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if isinstance(node, list):
+            node[int(leaf)] = value
+        else:
+            node[leaf] = value
+    return PHASES[phase].outcome.model_validate(raw)
+
+
+def judge(phase: str, check_id: str, outcome: object, tmp_path: Path,
+          threshold: object = None, **cfg_changes: object) -> object:
+    """Run one registered check of `phase` on `outcome`, in a project at tmp_path that holds
+    the recorded state; returns its CheckResult."""
+    import shutil
+
+    import yaml
+
+    from mltrainer.config import parse_config
+    from mltrainer.gates import GateContext, registry
+    from mltrainer.project import Project
+    from mltrainer.state import load_state
+
+    data = Path(__file__).parent / "data"
+    (tmp_path / ".mlt").mkdir(exist_ok=True)
+    shutil.copy(data / "state_v1_typical.json", tmp_path / ".mlt" / "state.json")
+    raw = yaml.safe_load((data / "state_v1.mlt.yaml").read_text())
+    for dotted, value in cfg_changes.items():
+        *parents, leaf = dotted.split("__")
+        node = raw
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    project = Project.at(tmp_path)
+    ctx = GateContext(phase, parse_config(raw), outcome, load_state(project), project)
+    item = {} if threshold is None else {"threshold": threshold}
+    return registry()[check_id](ctx, item)

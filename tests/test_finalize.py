@@ -323,13 +323,12 @@ class _Shifted:
 
 
 def test_failing_parity_fails_its_gate_item(digits: tuple[Path, dict[str, Any]]) -> None:
-    from mltrainer.gates import GateContext
     from mltrainer.config import load_config
     from mltrainer.data import prepare_data
     from mltrainer.engine import load_model_from_checkpoint
     from mltrainer.exporting import build_deployable
+    from mltrainer.gates import GateContext, evaluate_gate
     from mltrainer.phases.finalize import artifacts, verification
-    from mltrainer.gates import evaluate_gate
     from mltrainer.project import Project
     from mltrainer.state import load_state
 
@@ -347,7 +346,10 @@ def test_failing_parity_fails_its_gate_item(digits: tuple[Path, dict[str, Any]])
     assert exports[0]["passed"] is False and exports[0]["label_agreement"] == 1.0
     outcome["exports"][0] = exports[0]
 
-    gate = evaluate_gate(GateContext("finalize", cfg, outcome, state, project))
+    from mltrainer.phases.finalize import FinalizeOutcome
+
+    gate = evaluate_gate(GateContext("finalize", cfg, FinalizeOutcome.model_validate(outcome),
+                                     state, project))
     items = {i.id: i for i in gate.items}
     assert items["parity_onnx"].status == "fail"
     assert items["parity_onnx"].evidence["max_abs_diff"] > 1e-3
@@ -357,8 +359,8 @@ def test_failing_parity_fails_its_gate_item(digits: tuple[Path, dict[str, Any]])
 
 def test_tampered_artifact_fails_the_manifest_and_is_refused_by_predict(digits_copy: Path
                                                                         ) -> None:
-    from mltrainer.gates import GateContext, registry
     from mltrainer.config import load_config
+    from mltrainer.gates import GateContext, registry
     from mltrainer.project import Project
     from mltrainer.state import load_state
 
@@ -366,8 +368,10 @@ def test_tampered_artifact_fails_the_manifest_and_is_refused_by_predict(digits_c
     pre = digits_copy / outcome["artifact"]["dir"] / "preprocess.json"
     pre.write_text(pre.read_text().replace('"float32"', '"float64"', 1))
     project = Project.at(digits_copy)
-    ctx = GateContext("finalize", load_config(project.config_path), outcome,
-                      load_state(project), project)
+    from mltrainer.phases.finalize import FinalizeOutcome
+
+    ctx = GateContext("finalize", load_config(project.config_path),
+                      FinalizeOutcome.model_validate(outcome), load_state(project), project)
     res = registry()["manifest_recorded"](ctx, {})
     assert res.passed is False and res.evidence["mismatched"] == ["preprocess.json"]
     (digits_copy / "in.csv").write_text("x\n1\n")
@@ -500,18 +504,28 @@ def test_typical_path_ships_the_optimized_config(tmp_path: Path) -> None:
     from mltrainer.config import parse_config
     from mltrainer.errors import ConfigError
     from mltrainer.phases.finalize.production import choose_config
-    from mltrainer.runner import PhaseContext
     from mltrainer.project import Project
+    from mltrainer.runner import PhaseContext
     from mltrainer.state import ProjectState
 
     raw = {"name": "t", "task": "classification", "data": {"source": "sklearn:iris"},
            "goal": {"metric": "accuracy", "target": 0.9}}
     optimized = {**raw, "training": {"lr": 0.01}}
     (tmp_path / "mlt.optimized.yaml").write_text(yaml.safe_dump(optimized))
+    from mltrainer.phases.baseline import BaselineOutcome
+    from mltrainer.phases.baseline.outcome import RunSummary
+    from mltrainer.phases.optimize import OptimizeOutcome
+
     state = ProjectState()
-    state.phase("baseline").outcome = {"run": {"id": "b", "best_epoch": 7, "dir": "runs/b"}}
-    state.phase("optimize").outcome = {"chosen": "optimized", "config_path": "mlt.optimized.yaml",
-                                       "run": {"id": "o", "best_epoch": 12, "dir": "runs/o"}}
+    state.phase("baseline").outcome = BaselineOutcome(
+        run=RunSummary(id="b", best_epoch=7, dir="runs/b"), history=[], metric="accuracy",
+        best_metric=0.8, trivial_baseline={}, goal={}, goal_met=False, reload={},
+        online_findings=[], detector_stop=False).model_dump(mode="json")
+    state.phase("optimize").outcome = OptimizeOutcome(
+        iteration=1, max_iterations=3, started_at="t", baseline_run="b", metric="accuracy",
+        greater_is_better=True, requested_trials=1, study={}, storage={}, sampler={}, pruner={},
+        space={}, chosen="optimized", config_path="mlt.optimized.yaml",
+        run={"id": "o", "best_epoch": 12, "dir": "runs/o"}).model_dump(mode="json")
     ctx = PhaseContext(Project.at(tmp_path), parse_config(raw), state, {}, path="typical")
     chosen = choose_config(ctx)
     assert chosen.source == "optimized" and chosen.cfg.training.lr == 0.01

@@ -21,10 +21,10 @@ import sqlalchemy
 import yaml
 from click.testing import CliRunner
 
-from mltrainer.gates import GateContext
 from mltrainer.cli import cli
 from mltrainer.config import MltConfig, load_config, parse_config
 from mltrainer.errors import ConfigError, InterruptedRunError, TestSplitLockedError
+from mltrainer.gates import GateContext
 from mltrainer.phases.optimize.compare import summarize
 from mltrainer.phases.optimize.config_file import changes_between, render
 from mltrainer.phases.optimize.search import PruningSubscriber, TrialRunner, run_trials
@@ -294,8 +294,8 @@ def test_invalid_trial_config_fails_the_trial_not_the_search(
 
 def test_trials_cannot_read_the_test_split(tiny: tuple[Project, MltConfig, Any],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from mltrainer.phases.optimize.checks import trials_val_only
     from mltrainer.engine import Trainer
+    from mltrainer.phases.optimize.checks import trials_val_only
     from mltrainer.state import now
 
     project, cfg, bundle = tiny
@@ -309,7 +309,10 @@ def test_trials_cannot_read_the_test_split(tiny: tuple[Project, MltConfig, Any],
     with pytest.raises(TestSplitLockedError):
         run_trials(study, _runner(project, cfg, bundle, storage=storage), 1)
     assert study.get_trials()[0].state.name == "FAIL"  # never left RUNNING
-    outcome = {"started_at": started, "data": {"splits_used": ["train", "val"]}}
+    from mltrainer.phases.optimize import OptimizeOutcome
+
+    outcome = OptimizeOutcome.model_construct(started_at=started,
+                                              data={"splits_used": ["train", "val"]})
     result = trials_val_only(GateContext("optimize", cfg, outcome, ProjectState(), project), {})
     assert not result.passed and result.evidence["test_split_requests"] == 1
 

@@ -103,9 +103,8 @@ def test_second_command_is_told_who_holds_the_lock(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "locked"
-        with pytest.raises(LockHeldError) as err:
-            with project_lock(project, "mlt plan"):
-                pass
+        with pytest.raises(LockHeldError) as err, project_lock(project, "mlt plan"):
+            pass
         assert "mlt train-baseline" in err.value.message
         assert f"pid {proc.pid}" in err.value.message
         assert err.value.exit_code == 3

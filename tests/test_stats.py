@@ -34,7 +34,7 @@ def test_paired_bootstrap_against_a_trivial_baseline() -> None:
     y = rng.integers(0, 2, 300)
     good = np.where(rng.random(300) < 0.9, y, 1 - y)  # 90 % accurate
     majority = np.full(300, np.bincount(y).argmax())
-    acc = lambda t, p: float((t == p).mean())  # noqa: E731
+    acc = lambda t, p: float((t == p).mean())
     r = bootstrap_ci(acc, y, good, n_resamples=500, seed=3, baseline_score=majority)
     assert r["ci"][0] < r["value"] < r["ci"][1]
     assert r["diff_ci"][0] > 0.2  # far better than majority on every resample

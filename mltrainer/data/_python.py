@@ -72,7 +72,7 @@ class PythonSource(DataSource):
                 )
             try:
                 result = fn()
-            except Exception as exc:  # noqa: BLE001 - user code may raise anything: report it
+            except Exception as exc:
                 raise DataError(
                     f"{where}: {fn_name}() raised {type(exc).__name__}: {exc}"
                 ) from None
@@ -124,7 +124,7 @@ def _import_fresh(name: str, where: str) -> Any:
         importlib.invalidate_caches()
         module = sys.modules.get(name)
         return importlib.reload(module) if module is not None else importlib.import_module(name)
-    except Exception as exc:  # noqa: BLE001 - importing user code may raise anything
+    except Exception as exc:
         raise DataError(
             f"{where}: cannot import module {name!r}: {type(exc).__name__}: {exc}",
             hint="the module must be importable from the project root",

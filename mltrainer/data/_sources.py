@@ -177,7 +177,7 @@ class NpzSource(_FileSource):
                 X, y = archive["X"], archive["y"]
         except DataError:
             raise
-        except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, OSError, BadZipFile, ...
+        except Exception as exc:
             raise DataError(
                 f"{where}: not a readable .npz archive ({type(exc).__name__}: {exc})",
                 hint="save it with numpy.savez(path, X=features, y=target)",

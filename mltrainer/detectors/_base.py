@@ -11,7 +11,6 @@ what an uninterrupted one would.
 from __future__ import annotations
 
 import difflib
-import math
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ from typing import Any, ClassVar
 
 from mltrainer.config import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS
 from mltrainer.errors import ConfigError, StateCorruptError
-from mltrainer.stream import decode_json, encode_json
+from mltrainer.numbers import decode_json, encode_json, finite, is_nonfinite  # noqa: F401
 
 SEVERITIES = ("critical", "warning", "info")
 STATE_VERSION = 1
@@ -32,20 +31,6 @@ _KIND_RULES: dict[str, tuple[Any, str]] = {
     "fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
     "count": (lambda v: v >= 1 and float(v).is_integer(), "a whole number of at least 1"),
 }
-
-
-def finite(value: Any) -> float | None:
-    """`value` as a float when it is a finite number; None for None, NaN, ±inf, bools, text."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def is_nonfinite(value: Any) -> bool:
-    """True for a number that is NaN or ±inf (a missing value is not non-finite)."""
-    return isinstance(value, float) and not math.isfinite(value)
 
 
 @dataclass(frozen=True)

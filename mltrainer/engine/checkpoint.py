@@ -151,7 +151,7 @@ class CheckpointWriter:
     def _run(self, job: Callable[[], None]) -> None:
         try:
             job()
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the training thread by wait()
+        except BaseException as exc:
             self._error = exc
 
     def wait(self) -> None:
@@ -173,7 +173,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, expected_fingerprint: str |
                               hint="list the run's checkpoints/ folder for the files there")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, ...
+    except Exception as exc:
         text = str(exc).strip()
         reason = text.splitlines()[0][:160] if text else type(exc).__name__
         raise CheckpointError(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from mltrainer.numbers import encode_json
 
 STOP_REASONS = ("completed", "early_stopping", "interrupted")  # or "detector:<id>", any string
 
@@ -30,14 +31,4 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; non-finite floats as "nan"/"inf"/"-inf", as in the metric stream."""
-        return _json_safe(asdict(self))
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
+        return encode_json(asdict(self))

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from mltrainer.errors import MltError
+from mltrainer.numbers import as_float
 
 LOWER_IS_BETTER = ("rmse", "mae", "loss")
 
@@ -67,18 +68,7 @@ class RunCurves:
         return float(epoch) if isinstance(epoch, (int, float)) else None
 
 
-def num(value: Any) -> float:
-    """A float from a recorded value: non-finite strings ("nan", "inf") and None become floats."""
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return math.nan
-    return math.nan
+num = as_float  # the name the report code uses
 
 
 def greater_is_better(metric: str | None) -> bool:

@@ -54,14 +54,14 @@ def phase_figures(project: Project, state: ProjectState, phase: str) -> list[Rep
         # fail the command. What went wrong is printed in the report in the figure's place.
         try:
             wanted = section()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             figures.append(ReportFigure(phase, f"section{len(figures)}",
                                         "this phase's figures", b"", _why(exc)))
             continue
         for name, title, draw in wanted:
             try:
                 png = draw()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 figures.append(ReportFigure(phase, name, title, b"", _why(exc)))
                 continue
             if png:

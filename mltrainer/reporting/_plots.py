@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from mltrainer.numbers import as_float
 from mltrainer.reporting._curves import Marker, RunCurves
 
 DPI = 110  # 9.6 in wide → ~1050 px: sharp at the report's 960 px column, small as base64
@@ -250,7 +251,7 @@ def trial_history(trials: Sequence[dict[str, Any]], greater_is_better: bool, met
     """Every Optuna trial's value, the best so far, and where trials were pruned or failed."""
     done = [(int(t["number"]), num) for t in trials
             if str(t.get("state", "")).upper() == "COMPLETE"
-            and math.isfinite(num := _num(t.get("value")))]
+            and math.isfinite(num := as_float(t.get("value")))]
     if not done:
         return None
     with rc_context(_RC):
@@ -268,7 +269,7 @@ def trial_history(trials: Sequence[dict[str, Any]], greater_is_better: bool, met
         for state, marker, color in (("PRUNED", "v", COLORS["trivial"]),
                                      ("FAIL", "x", COLORS["critical"])):
             # A pruned trial shows its last reported value; a failed one sits on the floor.
-            rows = [(int(t["number"]), _num(t.get("value"))) for t in trials
+            rows = [(int(t["number"]), as_float(t.get("value"))) for t in trials
                     if str(t.get("state", "")).upper() == state]
             if rows:
                 ax.plot([n for n, _ in rows], [v if math.isfinite(v) else floor for _, v in rows],
@@ -284,7 +285,7 @@ def trial_history(trials: Sequence[dict[str, Any]], greater_is_better: bool, met
 
 def importances(values: dict[str, Any]) -> bytes | None:
     """Hyperparameter importances as horizontal bars, most important on top."""
-    items = sorted(((k, _num(v)) for k, v in values.items()), key=lambda kv: kv[1])
+    items = sorted(((k, as_float(v)) for k, v in values.items()), key=lambda kv: kv[1])
     items = [(k, v) for k, v in items if math.isfinite(v)]
     if not items:
         return None
@@ -302,7 +303,7 @@ def importances(values: dict[str, Any]) -> bytes | None:
 
 def confusion(matrix: Sequence[Sequence[Any]], labels: Sequence[Any] | None) -> bytes | None:
     """Counts per (true, predicted) class; colour is the share of each true class's rows."""
-    m = np.asarray([[_num(v) for v in row] for row in matrix], dtype=float)
+    m = np.asarray([[as_float(v) for v in row] for row in matrix], dtype=float)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
         return None
     n = m.shape[0]
@@ -326,13 +327,6 @@ def confusion(matrix: Sequence[Sequence[Any]], labels: Sequence[Any] | None) -> 
         ax.set_title("Confusion matrix (test)")
         fig.colorbar(image, ax=ax, shrink=0.8, label="share of true class")
         return _png(fig)
-
-
-def _num(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _natural(key: str) -> tuple[int, float, str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mltrainer.errors import ConfigError
+from mltrainer.numbers import number
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -86,28 +87,22 @@ def step_stride(steps_per_epoch: Any) -> int:
     return max(1, math.ceil(spe / STEP_POINTS_PER_EPOCH))
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
 def step_metrics(event: dict[str, Any]) -> dict[str, float]:
-    out = {f"step/{key}": _number(event.get(key)) for key in ("loss", "lr", "grad_norm")}
+    out = {f"step/{key}": number(event.get(key)) for key in ("loss", "lr", "grad_norm")}
     return {k: v for k, v in out.items() if v is not None}
 
 
 def epoch_metrics(event: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float | None] = {
-        "epoch": _number(event.get("epoch")),
-        "epoch/train_loss": _number(event.get("train_loss")),
-        "epoch/val_loss": _number(event.get("val_loss")),
-        "epoch/lr": _number(event.get("lr")),
-        "epoch/wall_time_s": _number(event.get("wall_time")),
+        "epoch": number(event.get("epoch")),
+        "epoch/train_loss": number(event.get("train_loss")),
+        "epoch/val_loss": number(event.get("val_loss")),
+        "epoch/lr": number(event.get("lr")),
+        "epoch/wall_time_s": number(event.get("wall_time")),
     }
     for split in ("val", "train"):
         for name, value in (event.get(split) or {}).items():
-            out[f"{split}/{name}"] = _number(value)
+            out[f"{split}/{name}"] = number(value)
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -157,7 +152,7 @@ class Tracker(ABC):
             return None
         try:
             self._dispatch(event)
-        except Exception as exc:  # noqa: BLE001 - a secondary sink must never end the run
+        except Exception as exc:
             self._off = True
             warnings.warn(
                 f"tracking: {self.name} failed on the {event.get('type')} event of run "
@@ -182,7 +177,7 @@ class Tracker(ABC):
             return
         elif kind == "step":
             step = int(event["step"])
-            loss = _number(event.get("loss"))
+            loss = number(event.get("loss"))
             if step % self.stride == 0 or (loss is not None and not math.isfinite(loss)):
                 self.log(step_metrics(event), step, event.get("time"))
         elif kind == "epoch":

@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from mltrainer.gates import CheckResult, GateContext, check
+from mltrainer.phases.baseline.outcome import BaselineOutcome
+
+Ctx = GateContext[BaselineOutcome]  # what every check here reads
 
 
-def _run_dir(ctx: GateContext) -> Path:
-    return ctx.project.root / ctx.outcome["run"]["dir"]
+def _run_dir(ctx: Ctx) -> Path:
+    return ctx.project.root / ctx.outcome.run.dir
 
 
 @check("all_losses_finite")
-def all_losses_finite(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
+def all_losses_finite(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     from mltrainer.stream import iter_stream
 
     steps = bad = 0
@@ -34,9 +37,9 @@ def all_losses_finite(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
 
 
 @check("val_metric_every_epoch")
-def val_metric_every_epoch(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
+def val_metric_every_epoch(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     metric = ctx.cfg.goal.metric
-    history = ctx.outcome.get("history", [])
+    history = ctx.outcome.history
     missing = [h["epoch"] for h in history
                if not isinstance(h.get("val", {}).get(metric), (int, float))
                or not math.isfinite(h["val"][metric])]
@@ -45,11 +48,11 @@ def val_metric_every_epoch(ctx: GateContext, item: dict[str, Any]) -> CheckResul
 
 
 @check("beats_trivial_baseline")
-def beats_trivial_baseline(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
+def beats_trivial_baseline(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     """Greater-is-better metrics: best − baseline ≥ margin. rmse/mae: relative reduction ≥ margin."""
     metric, margin = ctx.cfg.goal.metric, float(item.get("threshold", 0.0))
-    best = ctx.outcome.get("best_metric")
-    base = ctx.outcome.get("trivial_baseline", {}).get(metric)
+    best = ctx.outcome.best_metric
+    base = ctx.outcome.trivial_baseline.get(metric)
     if best is None or base is None or not math.isfinite(best):
         return CheckResult(False, {"metric": metric, "best": best, "trivial_baseline": base})
     if ctx.cfg.greater_is_better:
@@ -61,26 +64,26 @@ def beats_trivial_baseline(ctx: GateContext, item: dict[str, Any]) -> CheckResul
 
 
 @check("checkpoint_reproduces")
-def checkpoint_reproduces(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    reload = ctx.outcome.get("reload", {})
+def checkpoint_reproduces(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
+    reload = ctx.outcome.reload
     return CheckResult(bool(reload.get("identical")), dict(reload))
 
 
 @check("run_recorded")
-def run_recorded(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
+def run_recorded(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     run_dir = _run_dir(ctx)
     wanted = ["config.resolved.yaml", "env.json", "metrics.jsonl", "checkpoints/best.pt",
               "checkpoints/last.pt"]
     missing = [w for w in wanted if not (run_dir / w).is_file()]
     epochs = sorted(p.name for p in (run_dir / "checkpoints").glob("epoch-*.pt"))
-    return CheckResult(not missing, {"run": ctx.outcome["run"]["dir"], "missing": missing,
+    return CheckResult(not missing, {"run": ctx.outcome.run.dir, "missing": missing,
                                      "epoch_checkpoints": len(epochs)})
 
 
 @check("goal_met")
-def goal_met(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    return CheckResult(bool(ctx.outcome.get("goal_met")), {
-        "metric": ctx.cfg.goal.metric, "best": ctx.outcome.get("best_metric"),
+def goal_met(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
+    return CheckResult(ctx.outcome.goal_met, {
+        "metric": ctx.cfg.goal.metric, "best": ctx.outcome.best_metric,
         "target": ctx.cfg.goal.target,
-        "path": "fast path to `mlt finalize` open" if ctx.outcome.get("goal_met")
+        "path": "fast path to `mlt finalize` open" if ctx.outcome.goal_met
         else "goal not met: `mlt diagnose` is next"})

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from mltrainer.errors import CheckpointError, DataError, InterruptedRunError
+from mltrainer.numbers import same_value
+from mltrainer.phases.baseline.outcome import BaselineOutcome, RunSummary
+from mltrainer.phases.plan.outcome import PlanOutcome
 from mltrainer.runner import PhaseContext, ProgressForwarder
 
 RUN_KIND = "baseline"
@@ -18,14 +21,14 @@ def latest_run_dir(runs_dir: Path, kind: str) -> Path | None:
     return runs[-1] if runs else None
 
 
-def run(ctx: PhaseContext) -> dict[str, Any]:
+def run(ctx: PhaseContext) -> BaselineOutcome:
     from mltrainer.data import prepare_data
     from mltrainer.engine import Trainer, find_resume_checkpoint
 
     cfg, project = ctx.cfg, ctx.project
-    plan = ctx.state.phases["plan"].outcome
+    plan = PlanOutcome.of(ctx.state)
     bundle = prepare_data(cfg, project.root, audit=ctx.audit)
-    if bundle.fingerprints != plan["data"]["fingerprints"]:
+    if bundle.fingerprints != plan.data.fingerprints:
         raise DataError(
             "the data no longer matches what `mlt plan` recorded (split hashes differ)",
             hint="re-run `mlt plan`",
@@ -45,7 +48,7 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
     detectors = _online_detectors(ctx, plan)
     subscribers = [s for s in (detectors, ProgressForwarder(ctx.progress)) if s is not None]
     result = Trainer(cfg, bundle, run_dir, subscribers=subscribers,
-                     baseline=plan["trivial_baseline"], kind=RUN_KIND,
+                     baseline=plan.trivial_baseline, kind=RUN_KIND,
                      root=project.root).fit(resume=resume)
     if result.stopped_reason == "interrupted":
         raise InterruptedRunError(
@@ -56,19 +59,18 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
     return summarize_run(ctx, result, bundle, detectors)
 
 
-def _online_detectors(ctx: PhaseContext, plan: dict[str, Any]) -> Any:
-    try:
-        from mltrainer.detectors import DetectorContext, DetectorSubscriber, build_detectors
-    except ImportError:  # detectors not installed in this build: train without them
-        return None
+def _online_detectors(ctx: PhaseContext, plan: PlanOutcome) -> Any:
+    from mltrainer.detectors import DetectorContext, DetectorSubscriber, build_detectors
+
     dctx = DetectorContext(
         task=ctx.cfg.task, metric=ctx.cfg.goal.metric, greater_is_better=ctx.cfg.greater_is_better,
-        steps_per_epoch=None, baseline=plan["trivial_baseline"],
+        steps_per_epoch=None, baseline=plan.trivial_baseline,
     )
     return DetectorSubscriber(build_detectors(dctx, ctx.cfg.diagnose.thresholds))
 
 
-def summarize_run(ctx: PhaseContext, result: Any, bundle: Any, detectors: Any) -> dict[str, Any]:
+def summarize_run(ctx: PhaseContext, result: Any, bundle: Any, detectors: Any
+                  ) -> BaselineOutcome:
     """The outcome the gate judges: the run, its curves, the reload check, the goal."""
     from mltrainer.engine import compute_metrics, load_model_from_checkpoint, predict
 
@@ -83,27 +85,22 @@ def summarize_run(ctx: PhaseContext, result: Any, bundle: Any, detectors: Any) -
         again = compute_metrics(cfg.task, bundle.val.y, outputs)
         reload = {"checkpoint": ctx.project.relative(Path(best_ckpt)),
                   "recorded": result.val, "reloaded": again,
-                  "identical": all(again.get(k) == v or (_nan(v) and _nan(again.get(k)))
-                                   for k, v in result.val.items())}
+                  "identical": all(same_value(again.get(k), v) for k, v in result.val.items())}
     goal_met = best is not None and math.isfinite(best) and (
         best >= cfg.goal.target if cfg.greater_is_better else best <= cfg.goal.target)
     findings = [f.to_dict() for f in getattr(detectors, "findings", [])]
-    return {
-        "run": {"id": result.run_id, "best_epoch": result.best_epoch, "val": result.val,
-                "stopped_reason": result.stopped_reason, "epochs_run": result.epochs_run,
-                "wall_time_s": result.wall_time_s, "device": result.device,
-                "dir": ctx.project.relative(Path(result.run_dir))},
-        "history": result.history,
-        "metric": metric,
-        "best_metric": best,
-        "trivial_baseline": ctx.state.phases["plan"].outcome["trivial_baseline"],
-        "goal": {"metric": metric, "target": cfg.goal.target},
-        "goal_met": bool(goal_met),
-        "reload": reload,
-        "online_findings": findings,
-        "detector_stop": result.stopped_reason.startswith("detector:"),
-    }
-
-
-def _nan(v: Any) -> bool:
-    return isinstance(v, float) and math.isnan(v)
+    return BaselineOutcome(
+        run=RunSummary(id=result.run_id, best_epoch=result.best_epoch, val=result.val,
+                       stopped_reason=result.stopped_reason, epochs_run=result.epochs_run,
+                       wall_time_s=result.wall_time_s, device=result.device,
+                       dir=ctx.project.relative(Path(result.run_dir))),
+        history=result.history,
+        metric=metric,
+        best_metric=best,
+        trivial_baseline=PlanOutcome.of(ctx.state).trivial_baseline,
+        goal={"metric": metric, "target": cfg.goal.target},
+        goal_met=bool(goal_met),
+        reload=reload,
+        online_findings=findings,
+        detector_stop=result.stopped_reason.startswith("detector:"),
+    )

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from mltrainer.errors import BadInputError
+from mltrainer.phases.baseline.outcome import BaselineOutcome
+from mltrainer.phases.diagnose.outcome import DiagnoseOutcome
+from mltrainer.phases.plan.outcome import PlanOutcome
 from mltrainer.runner import PhaseContext
 
 
@@ -42,22 +45,22 @@ def with_playbook(finding: dict[str, Any]) -> dict[str, Any]:
             "recommendations": list(pb.meta.get("recommendations") or [])}
 
 
-def run(ctx: PhaseContext) -> dict[str, Any]:
+def run(ctx: PhaseContext) -> DiagnoseOutcome:
     cfg, project = ctx.cfg, ctx.project
     metrics = ctx.options.get("metrics")
-    baseline = ctx.state.phases["baseline"].outcome
+    baseline = BaselineOutcome.of(ctx.state)
     if metrics:
         path = Path(metrics)
         path = path if path.is_absolute() else Path.cwd() / path
     else:
-        path = project.root / baseline["run"]["dir"] / "metrics.jsonl"
+        path = project.root / baseline.run.dir / "metrics.jsonl"
     overrides = {"task": cfg.task, "metric": cfg.goal.metric,
                  "greater_is_better": cfg.greater_is_better,
-                 "baseline": ctx.state.phases["plan"].outcome.get("trivial_baseline")}
+                 "baseline": PlanOutcome.of(ctx.state).trivial_baseline}
     result = diagnose_stream(path, cfg.diagnose.thresholds, overrides)
-    result["stream"] = project.relative(path)
-    result["recommendations"] = merge_recommendations(result["findings"])
-    return result
+    return DiagnoseOutcome(stream=project.relative(path), events=result["events"],
+                           findings=result["findings"],
+                           recommendations=merge_recommendations(result["findings"]))
 
 
 def merge_recommendations(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from mltrainer.phases.finalize import checks
+from mltrainer.phases.finalize.outcome import FinalizeOutcome
 from mltrainer.phases.finalize.phase import run
 
-__all__ = ["checks", "run"]
+__all__ = ["FinalizeOutcome", "checks", "run"]

@@ -11,15 +11,19 @@ import math
 from typing import Any
 
 from mltrainer.gates import CheckResult, GateContext, check
+from mltrainer.phases.finalize.outcome import FinalizeOutcome
+from mltrainer.phases.plan.outcome import PlanOutcome
+
+Ctx = GateContext[FinalizeOutcome]  # what every check here reads
 
 
-def _export(ctx: GateContext, fmt: str) -> dict[str, Any] | None:
-    return next((e for e in ctx.outcome.get("exports", []) if e.get("format") == fmt), None)
+def _export(ctx: Ctx, fmt: str) -> dict[str, Any] | None:
+    return next((e for e in ctx.outcome.exports if e.get("format") == fmt), None)
 
 
 @check("schema_every_split")
-def schema_every_split(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    per = ctx.outcome["data"]["schema"]
+def schema_every_split(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
+    per = ctx.outcome.data["schema"]
     splits = ("train", "val", "test")
     failing = {s: per[s]["problems"] for s in splits if s in per and not per[s]["passed"]}
     missing = [s for s in splits if s not in per]
@@ -30,8 +34,8 @@ def schema_every_split(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
 
 
 @check("no_rows_shared_across_splits")
-def no_rows_shared_across_splits(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    data = ctx.outcome["data"]
+def no_rows_shared_across_splits(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
+    data = ctx.outcome.data
     dup = data["duplicates"]
     layer = {k: dup.get(k, 0) for k in ("train_val", "train_test", "val_test")}
     encoded = data["shared_encoded_rows"]
@@ -41,11 +45,11 @@ def no_rows_shared_across_splits(ctx: GateContext, item: dict[str, Any]) -> Chec
 
 
 @check("test_evaluated_once")
-def test_evaluated_once(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
+def test_evaluated_once(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     from mltrainer.phases.finalize.evaluation import audited_evaluations, load_evaluations
 
-    ev = ctx.outcome["evaluation"]
-    plan_lock = ctx.state.phases["plan"].outcome["data"]["fingerprints"]["test"]
+    ev = ctx.outcome.evaluation
+    plan_lock = PlanOutcome.of(ctx.state).data.fingerprints["test"]
     recorded = load_evaluations(ctx.project).get(ev["key"])
     audited = audited_evaluations(ctx.project, ev["key"])
     hashes_match = ev["test_hash"] == ev["lock_hash"] == plan_lock
@@ -53,13 +57,13 @@ def test_evaluated_once(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
     return CheckResult(ok, {
         "evaluations_of_this_config_and_data": len(audited),
         "evaluations_in_project": len(audited_evaluations(ctx.project)),
-        "evaluated_at": ev["evaluated_at"], "reused": ctx.outcome.get("reused_test_result"),
+        "evaluated_at": ev["evaluated_at"], "reused": ctx.outcome.reused_test_result,
         "test_hash": ev["test_hash"][:16], "plan_lock_hash": plan_lock[:16],
         "hash_matches_lock": hashes_match, "recorded_in": ev["file"]})
 
 
 @check("tuning_used_validation_only")
-def tuning_used_validation_only(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
+def tuning_used_validation_only(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     from mltrainer.phases.finalize.evaluation import test_access_outside_finalize
 
     scan = test_access_outside_finalize(ctx.project)
@@ -68,39 +72,39 @@ def tuning_used_validation_only(ctx: GateContext, item: dict[str, Any]) -> Check
 
 def _improvement(ctx: GateContext) -> tuple[str, dict[str, Any]]:
     metric = ctx.cfg.goal.metric
-    return metric, ctx.outcome["test"]["baseline_diff"][metric]
+    return metric, ctx.outcome.test["baseline_diff"][metric]
 
 
 @check("beats_trivial_baseline_on_test")
-def beats_trivial_baseline_on_test(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
+def beats_trivial_baseline_on_test(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     metric, diff = _improvement(ctx)
     lo = diff["improvement_ci95"][0]
     return CheckResult(lo > float(item.get("threshold", 0.0)), {
-        "metric": metric, "test": ctx.outcome["test"]["metrics"][metric],
+        "metric": metric, "test": ctx.outcome.test["metrics"][metric],
         "trivial_baseline": diff["baseline"], "improvement": diff["improvement"],
         "improvement_ci95": diff["improvement_ci95"]})
 
 
 @check("test_goal_met_with_confidence")
-def test_goal_met_with_confidence(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    goal = ctx.outcome["goal"]
+def test_goal_met_with_confidence(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
+    goal = ctx.outcome.goal
     metric, target = goal["metric"], float(goal["target"])
-    lo, hi = ctx.outcome["test"]["ci95"][metric]
+    lo, hi = ctx.outcome.test["ci95"][metric]
     bound, ok = (lo, lo >= target) if goal["greater_is_better"] else (hi, hi <= target)
     return CheckResult(bool(ok), {
-        "metric": metric, "test": ctx.outcome["test"]["metrics"][metric], "ci95": [lo, hi],
+        "metric": metric, "test": ctx.outcome.test["metrics"][metric], "ci95": [lo, hi],
         "bound_used": "lower" if goal["greater_is_better"] else "upper", "bound": bound,
         "target": target})
 
 
 @check("finite_weights_and_outputs")
-def finite_weights_and_outputs(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    fin = ctx.outcome["finite"]
+def finite_weights_and_outputs(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
+    fin = ctx.outcome.finite
     exports = {e["format"]: int(e.get("nonfinite_mismatch") or 0)
-               for e in ctx.outcome.get("exports", [])}
+               for e in ctx.outcome.exports}
     bad = (fin["weights"]["non_finite"] + fin["val_outputs_non_finite"]
            + (fin["test_outputs_non_finite"] or 0))
-    not_finite_exports = [e["format"] for e in ctx.outcome.get("exports", [])
+    not_finite_exports = [e["format"] for e in ctx.outcome.exports
                           if e.get("max_abs_diff") is not None
                           and not math.isfinite(e["max_abs_diff"])]
     return CheckResult(bad == 0 and not not_finite_exports and not any(exports.values()), {
@@ -112,14 +116,14 @@ def finite_weights_and_outputs(ctx: GateContext, item: dict[str, Any]) -> CheckR
 
 
 @check("seed_reproduces_weights")
-def seed_reproduces_weights(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    probe = ctx.outcome["determinism"]
+def seed_reproduces_weights(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
+    probe = ctx.outcome.determinism
     return CheckResult(bool(probe.get("identical")), dict(probe))
 
 
 @check("production_training_recorded")
-def production_training_recorded(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    run = ctx.outcome["run"]
+def production_training_recorded(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
+    run = ctx.outcome.run
     root = ctx.project.root
     ckpt = root / str(run.get("checkpoint") or "")
     wanted = ["config.resolved.yaml", "env.json", "metrics.jsonl"]
@@ -136,7 +140,7 @@ def production_training_recorded(ctx: GateContext, item: dict[str, Any]) -> Chec
 
 
 @check("onnx_checker")
-def onnx_checker(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
+def onnx_checker(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     onnx = _export(ctx, "onnx")
     checker = (onnx or {}).get("checker") or {}
     return CheckResult(bool(onnx and onnx["ok"] and checker.get("passed")), {
@@ -146,7 +150,7 @@ def onnx_checker(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
 
 
 @check("export_parity")
-def export_parity(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
+def export_parity(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     fmt = item.get("format")
     exp = _export(ctx, str(fmt))
     if exp is None:
@@ -160,8 +164,8 @@ def export_parity(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
 
 
 @check("exports_reload_in_fresh_process")
-def exports_reload_in_fresh_process(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    exports = ctx.outcome.get("exports", [])
+def exports_reload_in_fresh_process(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
+    exports = ctx.outcome.exports
     per = {e["format"]: {"reloaded": e["reloaded_in_fresh_process"],
                          "pid": (e.get("worker") or {}).get("pid"),
                          "torch_imported": (e.get("worker") or {}).get("torch_imported")}
@@ -172,8 +176,8 @@ def exports_reload_in_fresh_process(ctx: GateContext, item: dict[str, Any]) -> C
 
 
 @check("latency_and_size_recorded")
-def latency_and_size_recorded(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    exports = ctx.outcome.get("exports", [])
+def latency_and_size_recorded(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
+    exports = ctx.outcome.exports
     table = {e["format"]: {"size_bytes": e.get("size_bytes"),
                            "p50_ms": (e.get("latency_ms") or {}).get("p50"),
                            "p95_ms": (e.get("latency_ms") or {}).get("p95")}
@@ -187,18 +191,18 @@ def latency_and_size_recorded(ctx: GateContext, item: dict[str, Any]) -> CheckRe
 
 
 @check("deployment_snippet_runs")
-def deployment_snippet_runs(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
-    dep = ctx.outcome["deployment"]
+def deployment_snippet_runs(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
+    dep = ctx.outcome.deployment
     snip = dep["snippet"]
     return CheckResult(bool(snip.get("ran") and snip.get("matches")),
                        {"notes": dep["path"], **snip})
 
 
 @check("manifest_recorded")
-def manifest_recorded(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
+def manifest_recorded(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     from mltrainer.phases.finalize.artifacts import read_manifest, verify_folder
 
-    folder = ctx.project.root / ctx.outcome["artifact"]["dir"]
+    folder = ctx.project.root / ctx.outcome.artifact["dir"]
     manifest = read_manifest(folder) or {}
     verified = verify_folder(folder)
     env = manifest.get("environment", {})
@@ -208,9 +212,9 @@ def manifest_recorded(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
         "package_versions": bool(env.get("packages", {}).get("torch")),
         "git": "git" in env,
     }
-    same = manifest.get("artifact_hash") == ctx.outcome["artifact_hash"]
+    same = manifest.get("artifact_hash") == ctx.outcome.artifact_hash
     return CheckResult(all(have.values()) and verified["intact"] and same, {
-        "manifest": ctx.outcome["artifact"]["manifest"], **have,
+        "manifest": ctx.outcome.artifact["manifest"], **have,
         "git_commit": (env.get("git") or {}).get("commit"),
         "git_note": (env.get("git") or {}).get("why"),
         "files_intact": verified["intact"], "mismatched": verified.get("mismatched"),
@@ -218,24 +222,24 @@ def manifest_recorded(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
 
 
 @check("model_card_complete")
-def model_card_complete(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
+def model_card_complete(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     from mltrainer.phases.finalize.card import card_completeness
 
-    path = ctx.project.root / ctx.outcome["model_card"]["path"]
+    path = ctx.project.root / ctx.outcome.model_card["path"]
     if not path.is_file():
-        return CheckResult(False, {"path": ctx.outcome["model_card"]["path"], "missing": True})
+        return CheckResult(False, {"path": ctx.outcome.model_card["path"], "missing": True})
     found = card_completeness(path.read_text(encoding="utf-8"))
-    return CheckResult(found["complete"], {"path": ctx.outcome["model_card"]["path"], **found})
+    return CheckResult(found["complete"], {"path": ctx.outcome.model_card["path"], **found})
 
 
 @check("previous_artifact_kept")
-def previous_artifact_kept(ctx: GateContext, item: dict[str, Any]) -> CheckResult:
+def previous_artifact_kept(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     from mltrainer.phases.finalize.artifacts import previous_artifacts, read_latest
 
-    previous = previous_artifacts(ctx.project, ctx.outcome["artifact_hash"])
+    previous = previous_artifacts(ctx.project, ctx.outcome.artifact_hash)
     lost = [p["dir"] for p in previous if not p["intact"]]
     latest = read_latest(ctx.project) or {}
     return CheckResult(not lost, {
-        "current": ctx.outcome["artifact"]["dir"], "latest": latest.get("dir"),
+        "current": ctx.outcome.artifact["dir"], "latest": latest.get("dir"),
         "previous": [p["dir"] for p in previous], "lost_or_changed": lost,
         "note": "no earlier artifact: this is the first" if not previous else None})

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mltrainer.errors import (
     BadInputError,
@@ -28,20 +29,44 @@ from mltrainer.errors import (
     RefusedError,
     StateCorruptError,
 )
+from mltrainer.phases.finalize.outcome import FinalizeOutcome
+from mltrainer.phases.plan.outcome import PlanOutcome
 from mltrainer.runner import PhaseContext
+
+if TYPE_CHECKING:  # torch and the data layer load inside the phase, not on import
+    from torch import nn
+
+    from mltrainer.config import MltConfig
+    from mltrainer.data import DataBundle
+    from mltrainer.phases.finalize.production import ChosenConfig
 
 SKIPPABLE = ("diagnose", "optimize")  # phases the fast path goes around
 
 
-def run(ctx: PhaseContext) -> dict[str, Any]:
+@dataclass
+class Production:
+    """What ships, once the one test evaluation is recorded: the chosen config, the data, the
+    model and how it was trained, the evaluation record, and the plan it all stands on."""
+
+    chosen: ChosenConfig
+    bundle: DataBundle
+    model: nn.Module
+    train_cfg: MltConfig  # the config the model was trained with (epochs fixed for retraining)
+    train_data: DataBundle  # what it was trained on (train+val when retrained)
+    record: dict[str, Any]  # the evaluation record (.mlt/test_evaluations.json)
+    reused: bool  # the recorded evaluation was reused, the test split not opened again
+    plan: PlanOutcome
+
+
+def run(ctx: PhaseContext) -> FinalizeOutcome:
     from mltrainer.data import prepare_data
     from mltrainer.phases.finalize import evaluation
     from mltrainer.phases.finalize.production import choose_config
 
-    plan = ctx.state.phases["plan"].outcome
+    plan = PlanOutcome.of(ctx.state)
     chosen = choose_config(ctx)
     bundle = prepare_data(chosen.cfg, ctx.project.root, audit=ctx.audit)
-    locked = plan["data"]["fingerprints"]
+    locked = plan.data.fingerprints
     if bundle.fingerprints != locked:
         raise DataError(
             "the data no longer matches what `mlt plan` recorded and locked (split hashes "
@@ -68,12 +93,13 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
         model, train_cfg, train_data, record = _train_and_evaluate(ctx, chosen, bundle, key,
                                                                    locked["test"], plan)
     with _evaluation_stays_recorded():
-        return _ship(ctx, chosen, bundle, model, train_cfg, train_data, record,
-                     reused=reused, plan=plan)
+        return _ship(ctx, Production(chosen, bundle, model, train_cfg, train_data, record,
+                                     reused, plan))
 
 
-def _train_and_evaluate(ctx: PhaseContext, chosen: Any, bundle: Any, key: str, lock_hash: str,
-                        plan: dict[str, Any]) -> tuple[Any, Any, Any, dict[str, Any]]:
+def _train_and_evaluate(ctx: PhaseContext, chosen: ChosenConfig, bundle: DataBundle, key: str,
+                        lock_hash: str, plan: PlanOutcome
+                        ) -> tuple[nn.Module, MltConfig, DataBundle, dict[str, Any]]:
     from mltrainer.phases.finalize import evaluation
     from mltrainer.phases.finalize.production import produce_model, weights_sha256
 
@@ -82,13 +108,13 @@ def _train_and_evaluate(ctx: PhaseContext, chosen: Any, bundle: Any, key: str, l
     with _evaluation_stays_recorded():
         record = evaluation.evaluate_test_split(
             ctx.project, key=key, bundle=bundle, model=model, lock_hash=lock_hash,
-            baseline=plan["trivial_baseline"], bootstrap=ctx.cfg.finalize.bootstrap,
+            baseline=plan.trivial_baseline, bootstrap=ctx.cfg.finalize.bootstrap,
             seed=chosen.cfg.seed, run=run, chosen=chosen.to_dict())
     return model, train_cfg, train_data, record
 
 
-def _recorded_model(ctx: PhaseContext, chosen: Any, bundle: Any, record: dict[str, Any]
-                    ) -> tuple[Any, Any, Any]:
+def _recorded_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: DataBundle,
+                    record: dict[str, Any]) -> tuple[nn.Module, MltConfig, DataBundle]:
     """The model the recorded evaluation judged: from its checkpoint, or trained again and
     proven identical (weights hash). Anything else would need a second test evaluation."""
     from mltrainer.phases.finalize.production import (
@@ -128,9 +154,7 @@ def _evaluation_stays_recorded() -> Iterator[None]:
                        hint=exc.hint) from exc
 
 
-def _ship(ctx: PhaseContext, chosen: Any, bundle: Any, model: Any, train_cfg: Any,
-          train_data: Any, record: dict[str, Any], *, reused: bool, plan: dict[str, Any]
-          ) -> dict[str, Any]:
+def _ship(ctx: PhaseContext, prod: Production) -> FinalizeOutcome:
     import numpy as np
 
     from mltrainer.engine import predict
@@ -138,6 +162,8 @@ def _ship(ctx: PhaseContext, chosen: Any, bundle: Any, model: Any, train_cfg: An
     from mltrainer.phases.finalize import artifacts, card, schema, verification
     from mltrainer.phases.finalize.production import non_finite_weights, probe_determinism
 
+    chosen, bundle, model, record = prod.chosen, prod.bundle, prod.model, prod.record
+    train_cfg, train_data, reused = prod.train_cfg, prod.train_data, prod.reused
     project, task = ctx.project, bundle.spec.task
     run = record["run"]
     determinism = probe_determinism(train_cfg, train_data, project.root)
@@ -153,19 +179,20 @@ def _ship(ctx: PhaseContext, chosen: Any, bundle: Any, model: Any, train_cfg: An
     else:
         folder, records, digest = artifacts.create_artifact(
             project, deployable, bundle.val.encoded[:16], doc, key,
-            _manifest(ctx, chosen, bundle, train_cfg, record))
+            _manifest(ctx, prod))
     inputs = verification.parity_inputs(bundle.val.encoded, bundle.preprocessor)
     exports, latency = verification.verify_exports(project, deployable, records, inputs, task)
 
     rows = verification.example_rows(bundle.preprocessor)
-    context = _documents_context(ctx, chosen, bundle, train_cfg, record, exports, latency,
-                                 determinism, doc, rows, folder, digest, plan)
+    context = _documents_context(ctx, prod, {
+        "exports": exports, "latency": latency, "determinism": determinism, "preprocess": doc,
+        "example_rows": rows, "folder": folder, "digest": digest})
     artifacts.write_once(folder / "example_input.json", artifacts.canonical_json(rows))
     artifacts.write_once(folder / "model_card.md", card.render_model_card(context))
     artifacts.write_once(folder / "DEPLOYMENT.md", card.render_deployment(context))
     snippet = _run_deployment_snippet(folder, deployable, bundle)
     latest = artifacts.point_latest(project, folder, digest)
-    return {
+    return FinalizeOutcome.model_validate({
         "skipped_phases": _skipped(ctx),
         "chosen": chosen.to_dict(),
         "run": run,
@@ -177,7 +204,7 @@ def _ship(ctx: PhaseContext, chosen: Any, bundle: Any, model: Any, train_cfg: An
         "test": {**record["result"], "reused": reused, "evaluated_at": record["evaluated_at"]},
         "goal": {"metric": ctx.cfg.goal.metric, "target": ctx.cfg.goal.target,
                  "greater_is_better": ctx.cfg.greater_is_better},
-        "trivial_baseline": plan["trivial_baseline"],
+        "trivial_baseline": prod.plan.trivial_baseline,
         "data": {
             "source": bundle.source, "fingerprints": dict(bundle.fingerprints),
             "lock_hash": record["lock_hash"],
@@ -206,7 +233,7 @@ def _ship(ctx: PhaseContext, chosen: Any, bundle: Any, model: Any, train_cfg: An
         "model_card": {"path": project.relative(folder / "model_card.md"),
                        "copy": project.relative(project.artifacts_dir / "model_card.md")},
         "deployment": {"path": project.relative(folder / "DEPLOYMENT.md"), "snippet": snippet},
-    }
+    })
 
 
 def _skipped(ctx: PhaseContext) -> list[str]:
@@ -224,8 +251,7 @@ def _output_shape(deployable: Any, bundle: Any) -> list[int]:
     return [int(d) for d in out.shape[1:]]
 
 
-def _manifest(ctx: PhaseContext, chosen: Any, bundle: Any, train_cfg: Any,
-              record: dict[str, Any]) -> dict[str, Any]:
+def _manifest(ctx: PhaseContext, prod: Production) -> dict[str, Any]:
     import platform
     import sys
 
@@ -233,6 +259,7 @@ def _manifest(ctx: PhaseContext, chosen: Any, bundle: Any, train_cfg: Any,
     from mltrainer.env import git_commit, package_versions
     from mltrainer.exporting import FORMATS
 
+    chosen, bundle, train_cfg, record = prod.chosen, prod.bundle, prod.train_cfg, prod.record
     git = git_commit(ctx.project.root)
     return {
         "project": ctx.cfg.name, "task": bundle.spec.task, "formats": list(FORMATS),
@@ -251,37 +278,39 @@ def _manifest(ctx: PhaseContext, chosen: Any, bundle: Any, train_cfg: Any,
     }
 
 
-def _documents_context(ctx: PhaseContext, chosen: Any, bundle: Any, train_cfg: Any,
-                       record: dict[str, Any], exports: list[dict[str, Any]],
-                       latency: dict[str, Any], determinism: dict[str, Any],
-                       doc: dict[str, Any], rows: list[dict[str, Any]], folder: Path,
-                       digest: str, plan: dict[str, Any]) -> dict[str, Any]:
+def _documents_context(ctx: PhaseContext, prod: Production, shipped: dict[str, Any]
+                       ) -> dict[str, Any]:
+    """What the model card and DEPLOYMENT.md render: `prod` and what `_ship` measured
+    (exports, latency, determinism, preprocess, example_rows, folder, digest)."""
     from mltrainer.env import package_versions
     from mltrainer.state import now
 
-    env = plan.get("environment", {})
+    chosen, bundle, train_cfg, record, plan = (prod.chosen, prod.bundle, prod.train_cfg,
+                                               prod.record, prod.plan)
+    folder, digest, latency = shipped["folder"], shipped["digest"], shipped["latency"]
+    env = plan.environment
     return {
         "name": ctx.cfg.name, "task": bundle.spec.task, "created_at": now(),
         "artifact": {"hash": digest, "short": folder.name,
                      "dir": ctx.project.relative(folder)},
         "chosen": chosen.to_dict(), "run": record["run"],
         "data": {"source": bundle.source, "fingerprints": dict(bundle.fingerprints),
-                 "lock_hash": record["lock_hash"], "split": plan["data"]["split"],
+                 "lock_hash": record["lock_hash"], "split": plan.data.split,
                  "spec": bundle.spec.to_dict(), "duplicates": dict(bundle.duplicates)},
         "test": {**record["result"], "evaluated_at": record["evaluated_at"]},
         "goal": {"metric": ctx.cfg.goal.metric, "target": ctx.cfg.goal.target,
                  "greater_is_better": ctx.cfg.greater_is_better},
-        "baseline": plan["trivial_baseline"],
+        "baseline": plan.trivial_baseline,
         "training": {"model": train_cfg.model.model_dump(mode="json"),
                      "training": train_cfg.training.model_dump(mode="json"),
                      "seed": train_cfg.seed},
         "environment": {"python": env.get("python"), "torch": env.get("torch"),
                         "platform": env.get("platform"), "device": env.get("device"),
                         "packages": package_versions()},
-        "determinism": determinism, "exports": exports,
+        "determinism": shipped["determinism"], "exports": shipped["exports"],
         "latency": {"iters": latency["iters"], "threads": latency["torch_num_threads"],
                     "eager": latency["runtimes"]["eager"]["batches"]},
-        "preprocess": doc, "example_rows": rows,
+        "preprocess": shipped["preprocess"], "example_rows": shipped["example_rows"],
     }
 
 

@@ -45,16 +45,15 @@ class ChosenConfig:
 
 def choose_config(ctx: PhaseContext) -> ChosenConfig:
     """Fast path: the baseline's config and run. Typical path: optimize's choice."""
-    baseline = ctx.state.phases["baseline"].outcome
-    base_run = dict(baseline.get("run") or {})
-    if ctx.path == "fast" or "optimize" not in ctx.state.phases:
+    from mltrainer.phases.baseline.outcome import BaselineOutcome
+    from mltrainer.phases.optimize.outcome import OptimizeOutcome
+
+    base_run = BaselineOutcome.of(ctx.state).run.model_dump(mode="json")
+    opt = None if ctx.path == "fast" else OptimizeOutcome.recorded(ctx.state)
+    if opt is None or opt.chosen != "optimized":
         return ChosenConfig(ctx.cfg, "baseline", ctx.project.relative(ctx.project.config_path),
                             base_run)
-    opt = ctx.state.phases["optimize"].outcome
-    if opt.get("chosen") != "optimized":
-        return ChosenConfig(ctx.cfg, "baseline", ctx.project.relative(ctx.project.config_path),
-                            base_run)
-    rel = opt.get("config_path") or ctx.project.relative(ctx.project.optimized_config_path)
+    rel = opt.config_path or ctx.project.relative(ctx.project.optimized_config_path)
     path = ctx.project.root / rel
     if not path.is_file():
         raise ConfigError(
@@ -62,7 +61,7 @@ def choose_config(ctx: PhaseContext) -> ChosenConfig:
             hint="re-run `mlt optimize` (it writes mlt.optimized.yaml)",
         )
     return ChosenConfig(load_project_config(path), "optimized", ctx.project.relative(path),
-                        dict(opt.get("run") or {}))
+                        dict(opt.run or {}))
 
 
 def production_config(cfg: MltConfig, epochs: int) -> MltConfig:

@@ -13,6 +13,7 @@ Nothing here prints; nothing here reads the test split.
 from __future__ import annotations
 
 from mltrainer.phases.optimize import checks
+from mltrainer.phases.optimize.outcome import OptimizeOutcome
 from mltrainer.phases.optimize.phase import run
 
-__all__ = ["checks", "run"]
+__all__ = ["OptimizeOutcome", "checks", "run"]

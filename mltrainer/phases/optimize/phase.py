@@ -2,7 +2,7 @@
 best trial's config against the baseline's across seeds, with confidence intervals.
 
 One run of the phase is one iteration (at most `optimize.max_iterations`, counted on the current
-baseline run): build the space (`mltrainer.phases.optimize.space`), open or join the iteration's study
+baseline run): build the space (`space.py`), open or join the iteration's study
 (`study`), run trials ask-and-tell around the Trainer until the study holds the requested number
 (`search`), compare over seeds (`compare`) and write `mlt.optimized.yaml` (`config_file`).
 `mlt optimize --stop` searches no more: it records the decision to finalize with the better of
@@ -12,19 +12,29 @@ the two configs of the last iteration.
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from mltrainer.config import MltConfig
 from mltrainer.errors import BadInputError, DataError, GateRefusedError
+from mltrainer.phases.baseline.outcome import BaselineOutcome
+from mltrainer.phases.diagnose.outcome import DiagnoseOutcome
+from mltrainer.phases.optimize.outcome import OptimizeOutcome
+from mltrainer.phases.plan.outcome import PlanOutcome
 from mltrainer.runner import PhaseContext
 from mltrainer.state import now
 
+if TYPE_CHECKING:  # optuna and the data layer load inside the phase, not on import
+    from mltrainer.data import DataBundle
+    from mltrainer.phases.optimize.space import SearchSpace
+    from mltrainer.phases.optimize.study import IterationStudy
 
-def run(ctx: PhaseContext) -> dict[str, Any]:
+
+def run(ctx: PhaseContext) -> OptimizeOutcome:
     previous = previous_iteration(ctx)
     if ctx.options.get("decision") == "stop":
         return _stop(ctx, previous)
-    iteration = int((previous or {}).get("iteration", 0)) + 1
+    iteration = (previous.iteration if previous else 0) + 1
     cap = ctx.cfg.optimize.max_iterations
     if iteration > cap:
         raise GateRefusedError(
@@ -37,59 +47,42 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
     return _search(ctx, iteration, previous)
 
 
-def previous_iteration(ctx: PhaseContext) -> dict[str, Any] | None:
+def previous_iteration(ctx: PhaseContext) -> OptimizeOutcome | None:
     """The last recorded iteration's outcome, if it searched on the current baseline run (a new
     baseline starts the count again: its findings, and so the space, are new)."""
-    rec = ctx.state.phases.get("optimize")
-    outcome = rec.outcome if rec is not None else {}
-    baseline_run = ctx.state.phases["baseline"].outcome.get("run", {}).get("id")
-    if not outcome.get("iteration") or outcome.get("baseline_run") != baseline_run:
+    outcome = OptimizeOutcome.recorded(ctx.state)
+    if outcome is None or outcome.baseline_run != BaselineOutcome.of(ctx.state).run.id:
         return None
     return outcome
 
 
-def _search(ctx: PhaseContext, iteration: int, previous: dict[str, Any] | None
-            ) -> dict[str, Any]:
+def _search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | None
+            ) -> OptimizeOutcome:
     from mltrainer.phases.optimize.compare import compare_seeds, comparison_seeds
     from mltrainer.phases.optimize.search import (
         TrialRunner,
         best_record,
-        param_importances,
         run_trials,
         trial_records,
     )
     from mltrainer.phases.optimize.space import build_space, trial_config
-    from mltrainer.phases.optimize.study import (
-        existing_trials,
-        make_pruner,
-        make_sampler,
-        open_storage,
-        open_study,
-        sampler_seed,
-        study_name,
-    )
+    from mltrainer.phases.optimize.study import open_iteration_study
 
     cfg, project = ctx.cfg, ctx.project
     started_at = now()
     target = _target(ctx)
-    diagnose = ctx.state.phases["diagnose"].outcome
-    findings = diagnose.get("findings") or []
+    findings = DiagnoseOutcome.of(ctx.state).findings
     space = build_space(cfg, findings, cfg.optimize.space, source=project.config_path.name)
     bundle = _prepare(ctx)
-    trivial = ctx.state.phases["plan"].outcome.get("trivial_baseline")
-    url = ctx.options.get("storage") or cfg.optimize.storage
-    storage, storage_info = open_storage(url, project)
-    name = study_name(cfg, iteration)
-    seed = sampler_seed(cfg, iteration, existing_trials(storage, name), shared=bool(url))
-    sampler, sampler_info = make_sampler(target, seed)
-    pruner, pruner_info = make_pruner(target, cfg.training.epochs)
-    study = open_study(storage, name, cfg.greater_is_better, sampler, pruner)
+    trivial = PlanOutcome.of(ctx.state).trivial_baseline
+    it = open_iteration_study(cfg, project, ctx.options.get("storage") or cfg.optimize.storage,
+                              iteration, target)
     base_raw = cfg.model_dump(mode="json")
-    runner = TrialRunner(project, bundle, base_raw, space, cfg.goal.metric, storage, trivial)
-    enqueue = ((previous or {}).get("best") or {}).get("optuna_params")
-    summary = run_trials(study, runner, target, timeout_s=cfg.optimize.timeout,
+    runner = TrialRunner(project, bundle, base_raw, space, cfg.goal.metric, it.storage, trivial)
+    enqueue = ((previous.best if previous else None) or {}).get("optuna_params")
+    summary = run_trials(it.study, runner, target, timeout_s=cfg.optimize.timeout,
                          enqueue=enqueue, on_trial=ctx.progress)
-    records = trial_records(study, space, base_raw)
+    records = trial_records(it.study, space, base_raw)
     best = best_record(records, cfg.greater_is_better)
 
     comparison, chosen, chosen_raw = None, "baseline", base_raw
@@ -98,50 +91,74 @@ def _search(ctx: PhaseContext, iteration: int, previous: dict[str, Any] | None
         comparison = compare_seeds(
             project, bundle, {"optimized": best_cfg, "baseline": cfg},
             comparison_seeds(cfg, cfg.optimize.seeds), trivial_baseline=trivial,
-            trained=((previous or {}).get("comparison") or {}).get("trained"),
+            trained=((previous.comparison if previous else None) or {}).get("trained"),
             on_run=ctx.progress)
         if is_optimized_better(comparison):
             chosen, chosen_raw = "optimized", best_cfg.model_dump(mode="json")
 
-    n = summary["counts"]
-    outcome: dict[str, Any] = {
-        "iteration": iteration, "max_iterations": cfg.optimize.max_iterations,
-        "started_at": started_at, "decision": None,
-        "baseline_run": ctx.state.phases["baseline"].outcome.get("run", {}).get("id"),
-        "metric": cfg.goal.metric, "greater_is_better": cfg.greater_is_better,
-        "requested_trials": target, "timeout_s": cfg.optimize.timeout,
-        "study": {"name": name, "stopped": summary["stopped"], "ran_here": len(summary["ran"]),
-                  "recovered_dead_trials": summary["recovered"],
-                  "elapsed_s": round(summary["elapsed_s"], 3), "counts": n},
-        "storage": storage_info, "sampler": sampler_info, "pruner": pruner_info,
-        "space": space.to_dict(),
-        "importances": param_importances(study, cfg.seed),
-        "importance_evaluator": f"FanovaImportanceEvaluator(seed={cfg.seed})",
-        "diagnose_findings": [f["id"] for f in findings],
-        "trials": [{k: r[k] for k in ("number", "state", "value", "params", "run_id",
-                                      "pruned_at", "error")}
-                   | {"host": (r.get("worker") or {}).get("host")} for r in records],
-        "best": best and {k: best[k] for k in ("number", "value", "params", "optuna_params",
-                                               "run_id", "best_epoch", "val", "stopped_reason")},
-        "comparison": comparison,
-        "run": best and {"id": best["run_id"], "best_epoch": best["best_epoch"],
-                         "val": best["val"], "stopped_reason": best["stopped_reason"],
-                         "dir": f"runs/{best['run_id']}"},
-        "data": {"splits_used": ["train", "val"],
-                 "sizes": {"train": len(bundle.train.y), "val": len(bundle.val.y)},
-                 "fingerprints": {k: bundle.fingerprints[k] for k in ("train", "val")}},
-    }
-    outcome.update(_decide(ctx, outcome, chosen, chosen_raw, space=space))
-    outcome["iterations"] = [*(previous or {}).get("iterations", []), {
-        "iteration": iteration, "study": name, "counts": n,
+    search = SearchResult(it, summary, space, records, best, comparison)
+    outcome = _iteration_outcome(ctx, iteration, started_at, target, findings, search, bundle)
+    decided = _decide(ctx, outcome.model_dump(mode="json"), chosen, chosen_raw, space=space)
+    outcome = outcome.model_copy(update=decided)
+    outcome.iterations = [*(previous.iterations if previous else []), {
+        "iteration": iteration, "study": it.name, "counts": summary["counts"],
         "best_value": best and best["value"], "chosen": chosen,
         "improvement": (comparison or {}).get("improvement")}]
     ctx.audit({"event": "optimize_iteration", "phase": "optimize", "iteration": iteration,
-               "study": name, "counts": n, "chosen": chosen})
+               "study": it.name, "counts": summary["counts"], "chosen": chosen})
     return outcome
 
 
-def _stop(ctx: PhaseContext, previous: dict[str, Any] | None) -> dict[str, Any]:
+@dataclass
+class SearchResult:
+    """One iteration's search: its study, the run summary, the space, every trial, the best
+    one and its comparison with the baseline across seeds."""
+
+    it: IterationStudy
+    summary: dict[str, Any]  # counts, stopped, ran, recovered, elapsed_s (run_trials)
+    space: SearchSpace
+    records: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    comparison: dict[str, Any] | None
+
+
+def _iteration_outcome(ctx: PhaseContext, iteration: int, started_at: str, target: int,
+                       findings: list[dict[str, Any]], search: SearchResult, bundle: DataBundle
+                       ) -> OptimizeOutcome:
+    """What the search measured, before the decision about which config ships."""
+    from mltrainer.phases.optimize.search import param_importances
+
+    cfg = ctx.cfg
+    it, summary, space, best = search.it, search.summary, search.space, search.best
+    records, comparison = search.records, search.comparison
+    return OptimizeOutcome(
+        iteration=iteration, max_iterations=cfg.optimize.max_iterations,
+        started_at=started_at, baseline_run=BaselineOutcome.of(ctx.state).run.id,
+        metric=cfg.goal.metric, greater_is_better=cfg.greater_is_better,
+        requested_trials=target, timeout_s=cfg.optimize.timeout,
+        study={"name": it.name, "stopped": summary["stopped"], "ran_here": len(summary["ran"]),
+               "recovered_dead_trials": summary["recovered"],
+               "elapsed_s": round(summary["elapsed_s"], 3), "counts": summary["counts"]},
+        **it.info,
+        space=space.to_dict(),
+        importances=param_importances(it.study, cfg.seed),
+        importance_evaluator=f"FanovaImportanceEvaluator(seed={cfg.seed})",
+        diagnose_findings=[f["id"] for f in findings],
+        trials=[{k: r[k] for k in ("number", "state", "value", "params", "run_id", "pruned_at",
+                                   "error")} | {"host": (r.get("worker") or {}).get("host")}
+                for r in records],
+        best=best and {k: best[k] for k in ("number", "value", "params", "optuna_params",
+                                            "run_id", "best_epoch", "val", "stopped_reason")},
+        comparison=comparison,
+        run=best and {"id": best["run_id"], "best_epoch": best["best_epoch"], "val": best["val"],
+                      "stopped_reason": best["stopped_reason"], "dir": f"runs/{best['run_id']}"},
+        data={"splits_used": ["train", "val"],
+              "sizes": {"train": len(bundle.train.y), "val": len(bundle.val.y)},
+              "fingerprints": {k: bundle.fingerprints[k] for k in ("train", "val")}},
+    )
+
+
+def _stop(ctx: PhaseContext, previous: OptimizeOutcome | None) -> OptimizeOutcome:
     """`--stop`: no new search; the last iteration's better config is the one to finalize."""
     if previous is None:
         raise BadInputError(
@@ -149,17 +166,17 @@ def _stop(ctx: PhaseContext, previous: dict[str, Any] | None) -> dict[str, Any]:
             "there is nothing to decide between",
             hint="run `mlt optimize` first",
         )
-    outcome = {k: v for k, v in previous.items() if k != "iterations"}
+    outcome = previous.model_dump(mode="json", exclude={"iterations"})
     outcome["decision"], outcome["decided_at"] = "stop", now()
-    chosen, chosen_raw = previous.get("chosen"), previous.get("chosen_config")
+    chosen, chosen_raw = previous.chosen, previous.chosen_config
     if chosen != "optimized" or not chosen_raw:  # nothing recorded to ship but the baseline
         chosen, chosen_raw = "baseline", ctx.cfg.model_dump(mode="json")
-    changes = list(previous.get("changes") or []) if chosen == "optimized" else []
+    changes = list(previous.changes) if chosen == "optimized" else []
     outcome.update(_decide(ctx, outcome, chosen, chosen_raw, changes=changes))
-    outcome["iterations"] = list(previous.get("iterations", []))
+    outcome["iterations"] = list(previous.iterations)
     ctx.audit({"event": "optimize_decision", "phase": "optimize", "decision": "stop",
-               "iteration": previous["iteration"], "chosen": chosen})
-    return outcome
+               "iteration": previous.iteration, "chosen": chosen})
+    return OptimizeOutcome.model_validate(outcome)
 
 
 def _decide(ctx: PhaseContext, outcome: dict[str, Any], chosen: str,
@@ -252,8 +269,7 @@ def _prepare(ctx: PhaseContext) -> Any:
     from mltrainer.data import prepare_data
 
     bundle = prepare_data(ctx.cfg, ctx.project.root, audit=ctx.audit)
-    plan = ctx.state.phases["plan"].outcome
-    if bundle.fingerprints != plan["data"]["fingerprints"]:
+    if bundle.fingerprints != PlanOutcome.of(ctx.state).data.fingerprints:
         raise DataError(
             "the data no longer matches what `mlt plan` recorded (split hashes differ)",
             hint="re-run `mlt plan`",

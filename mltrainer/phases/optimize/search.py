@@ -78,7 +78,7 @@ class TrialRunner:
         except ConfigError as exc:  # an invalid combination: this trial fails, not the phase
             _fail(study, trial, exc.message)
             return
-        except Exception as exc:  # noqa: BLE001 - any error in training fails this trial only
+        except Exception as exc:
             _fail(study, trial, f"{type(exc).__name__}: {exc}")
             return
         trial.set_user_attr("mlt.best_epoch", result.best_epoch)

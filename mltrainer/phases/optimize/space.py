@@ -28,6 +28,7 @@ from typing import Any
 
 from mltrainer.config import MltConfig, config_field, parse_config
 from mltrainer.errors import ConfigError
+from mltrainer.numbers import finite
 
 SEARCHABLE = ("model.", "training.")
 USER = "user space"
@@ -222,7 +223,7 @@ def _resolve_set(rec: dict[str, Any], base: Any) -> Any:
     value = rec.get("value")
     if rec.get("op", "set") != "multiply":
         return value
-    if not _is_number(base) or not _is_number(value):
+    if finite(base) is None or finite(value) is None:
         return None
     product = base * value
     return round(product) if isinstance(base, int) else float(product)
@@ -240,9 +241,9 @@ def _to_param(w: _Wanted, base_raw: dict[str, Any], notes: list[str]) -> Param |
         for r in w.ranges:
             choices += list(r.get("choices") or []) or [r.get("low"), r.get("high")]
         return Param(type="categorical", choices=_unique([*choices, *w.values]), **common)
-    numeric = [v for v in w.values if _is_number(v)]
+    numeric = [v for v in w.values if finite(v) is not None]
     for v in w.values:
-        if not _is_number(v):
+        if finite(v) is None:
             notes.append(f"'{w.path}': recommended value {v!r} does not fit its numeric range")
     low = min([float(r["low"]) for r in w.ranges] + numeric)
     high = max([float(r["high"]) for r in w.ranges] + numeric)
@@ -306,7 +307,7 @@ def user_param(path: str, spec: Any, base_raw: dict[str, Any], source: str = "ml
         probes = [("choice", c) for c in param.choices or []]
     else:
         low, high, log = spec.get("low"), spec.get("high"), bool(spec.get("log", False))
-        if not _is_number(low) or not _is_number(high) or not low < high:
+        if finite(low) is None or finite(high) is None or not low < high:
             raise ConfigError(f"{where}: needs numbers low < high but got low={low!r}, "
                               f"high={high!r}", hint=hint)
         if log and low <= 0:
@@ -326,10 +327,6 @@ def user_param(path: str, spec: Any, base_raw: dict[str, Any], source: str = "ml
 
 
 # -- small helpers -----------------------------------------------------------------------------
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _encode(value: Any) -> Any:

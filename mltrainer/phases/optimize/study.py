@@ -21,6 +21,7 @@ import threading
 import warnings
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -80,7 +81,7 @@ def open_storage(url: str | None, project: Project) -> tuple[Any, dict[str, Any]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-    except Exception as exc:  # noqa: BLE001 - sqlalchemy: bad URL, no driver, no server
+    except Exception as exc:
         raise BadInputError(
             f"--storage {redact(url)!r}: cannot open it: {type(exc).__name__}: "
             f"{redact(str(exc))}",
@@ -141,6 +142,31 @@ def existing_trials(storage: Any, name: str) -> int:
     except KeyError:
         return 0
     return len(storage.get_all_trials(study_id, deepcopy=False))
+
+
+@dataclass
+class IterationStudy:
+    """The Optuna study of one optimize iteration, opened (or joined) and described."""
+
+    study: optuna.Study
+    storage: Any
+    name: str
+    info: dict[str, dict[str, Any]]  # storage (redacted URL), sampler, pruner: for the outcome
+
+
+def open_iteration_study(cfg: MltConfig, project: Project, url: str | None, iteration: int,
+                         trials: int) -> IterationStudy:
+    """Storage, name, seeded sampler and pruner of `iteration`'s study, and the study itself.
+    With a shared URL, every worker joining the study derives the same name and seed."""
+    storage, storage_info = open_storage(url, project)
+    name = study_name(cfg, iteration)
+    seed = sampler_seed(cfg, iteration, existing_trials(storage, name), shared=bool(url))
+    sampler, sampler_info = make_sampler(trials, seed)
+    pruner, pruner_info = make_pruner(trials, cfg.training.epochs)
+    study = open_study(storage, name, cfg.greater_is_better, sampler, pruner)
+    return IterationStudy(study, storage, name,
+                          {"storage": storage_info, "sampler": sampler_info,
+                           "pruner": pruner_info})
 
 
 def counts(study: optuna.Study) -> dict[str, int]:

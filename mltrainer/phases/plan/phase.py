@@ -7,13 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from mltrainer.errors import TestSplitLockedError
+from mltrainer.phases.plan.outcome import PlanData, PlanGoal, PlanOutcome
 from mltrainer.runner import PhaseContext
 from mltrainer.state import atomic_write_text
 
 DETERMINISM_STEPS = 20  # optimisation steps per probe run: enough to touch every code path
 
 
-def run(ctx: PhaseContext) -> dict[str, Any]:
+def run(ctx: PhaseContext) -> PlanOutcome:
     from mltrainer.data import prepare_data, trivial_baseline
     from mltrainer.engine import determinism_probe, seed_everything, set_deterministic
     from mltrainer.env import capture_environment
@@ -33,27 +34,23 @@ def run(ctx: PhaseContext) -> dict[str, Any]:
 
     baseline = trivial_baseline(bundle, cfg.goal.metric)
     probe = determinism_probe(cfg, bundle, steps=DETERMINISM_STEPS, root=project.root)
-    return {
-        "seed": cfg.seed,
-        "seeded": ["python", "numpy", "torch"],
-        "deterministic_flags": flags,
-        "environment": {
+    return PlanOutcome(
+        seed=cfg.seed,
+        seeded=["python", "numpy", "torch"],
+        deterministic_flags=flags,
+        environment={
             "python": env["python"], "torch": env["torch"]["version"], "device": env["device"],
             "platform": env["platform"], "git": env.get("git"), "file": ".mlt/env.json",
         },
-        "data": {
-            "source": bundle.source,
-            "spec": bundle.spec.to_dict(),
-            "fingerprints": bundle.fingerprints,
-            "split": bundle.split_info,
-            "duplicates": bundle.duplicates,
-        },
-        "test_lock": lock,
-        "goal": {"metric": cfg.goal.metric, "target": cfg.goal.target,
-                 "greater_is_better": cfg.greater_is_better},
-        "trivial_baseline": baseline,
-        "determinism": probe,
-    }
+        data=PlanData(source=bundle.source, spec=bundle.spec.to_dict(),
+                      fingerprints=bundle.fingerprints, split=bundle.split_info,
+                      duplicates=bundle.duplicates),
+        test_lock=lock,
+        goal=PlanGoal(metric=cfg.goal.metric, target=cfg.goal.target,
+                      greater_is_better=cfg.greater_is_better),
+        trivial_baseline=baseline,
+        determinism=probe,
+    )
 
 
 def _json(obj: Any) -> str:
