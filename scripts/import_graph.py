@@ -103,6 +103,17 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
     return groups
 
 
+def largest_function(paths: list[Path], root: Path) -> tuple[str, int]:
+    best = ("-", 0)
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = (node.end_lineno or node.lineno) - node.lineno + 1
+                if n > best[1]:
+                    best = (f"{module_name(path, root)}.{node.name}", n)
+    return best
+
+
 def main(argv: list[str]) -> int:
     root = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parent.parent / "mltrainer"
     layer_of = {u: i for i, (_, units) in enumerate(LAYERS) for u in units}
@@ -137,6 +148,11 @@ def main(argv: list[str]) -> int:
     print(f"upward imports: {len(upward)}")
     for a, b in upward:
         print(f"  {a} (layer {layer_of[a]}) -> {b} (layer {layer_of[b]}): {examples[(a, b)]}")
+    largest = max(paths, key=lambda p: len(p.read_text(encoding="utf-8").splitlines()))
+    fn_name, fn_lines = largest_function(paths, root)
+    print(f"largest module: {largest.relative_to(root.parent)} "
+          f"({len(largest.read_text(encoding='utf-8').splitlines())} lines); "
+          f"largest function: {fn_name} ({fn_lines} lines)")
     module_cycles = strongly_connected({m: set(t) for m, t in edges.items()})
     print(f"cycles between modules: {len(module_cycles)}")
     for group in module_cycles:
