@@ -142,3 +142,118 @@ def breast_cancer_small_noisy() -> tuple[np.ndarray, np.ndarray]:
 def wine_noisy() -> tuple[np.ndarray, np.ndarray]:
     """All 178 rows (89 to train on), 30% of the labels replaced by a random class."""
     return _slice("wine", 178, label_noise=0.3)
+
+
+# -- held-out families (bench/heldout.py only; never used to tune a threshold) -----------------
+
+
+class ResidualMLP(nn.Module):
+    """A stem Linear, `blocks` pre-norm residual blocks (LayerNorm -> Linear -> act -> Linear,
+    added to the input), a LayerNorm and a Linear head: the shape of a modern tabular MLP."""
+
+    def __init__(self, n_in: int, n_out: int, width: int, blocks: int, act: str) -> None:
+        super().__init__()
+        acts = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
+        self.stem = nn.Linear(n_in, width)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * width), acts[act](),
+                          nn.Linear(2 * width, width)) for _ in range(blocks))
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.head(self.norm(h))
+
+
+def residual_mlp(input_spec: dict[str, Any], output_spec: dict[str, Any], *, width: int = 64,
+                 blocks: int = 2, act: str = "gelu", init_gain: float | None = None
+                 ) -> nn.Module:
+    """A residual MLP; `init_gain` multiplies every Linear weight after the default init."""
+    model = ResidualMLP(input_spec["n_features"], output_spec["n_outputs"], width, blocks, act)
+    if init_gain is not None:
+        with torch.no_grad():
+            for lin in [m for m in model.modules() if isinstance(m, nn.Linear)]:
+                lin.weight.mul_(init_gain)
+    return model
+
+
+class Conv1dNet(nn.Module):
+    """Features read as a 1-D sequence: Conv1d -> ReLU per channel count, global average pool,
+    a Linear head. `bias_init` sets every conv bias (very negative: dead from the start)."""
+
+    def __init__(self, n_in: int, n_out: int, channels: list[int], kernel: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c in channels:
+            layers += [nn.Conv1d(c_in, c, kernel, padding=kernel // 2), nn.ReLU()]
+            c_in = c
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x.unsqueeze(1))
+        return self.head(h.mean(dim=2))
+
+
+def conv1d_net(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
+               channels: list[int] | None = None, kernel: int = 3,
+               bias_init: float | None = None) -> nn.Module:
+    model = Conv1dNet(input_spec["n_features"], output_spec["n_outputs"],
+                      list(channels or [16, 32]), kernel)
+    if bias_init is not None:
+        with torch.no_grad():
+            for conv in [m for m in model.modules() if isinstance(m, nn.Conv1d)]:
+                conv.bias.fill_(bias_init)
+    return model
+
+
+def deep_tanh(input_spec: dict[str, Any], output_spec: dict[str, Any], *, depth: int = 8,
+              width: int = 32, init_std: float = 0.05) -> nn.Module:
+    """`depth` tanh layers with weights drawn from N(0, init_std) (far below Xavier's
+    1/sqrt(width)): each layer shrinks the backward signal, the first layers get almost none."""
+    model = Stack(input_spec["n_features"], output_spec["n_outputs"], [width] * depth, nn.Tanh)
+    with torch.no_grad():
+        for lin in [m for m in model.net if isinstance(m, nn.Linear)]:
+            nn.init.normal_(lin.weight, 0.0, init_std)
+            nn.init.zeros_(lin.bias)
+    return model
+
+
+def moons() -> tuple[np.ndarray, np.ndarray]:
+    """600 two-moons points with noise 0.25 (2 features, 2 classes)."""
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(n_samples=600, noise=0.25, random_state=0)
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def clf4() -> tuple[np.ndarray, np.ndarray]:
+    """800 rows, 20 features (8 informative), 4 classes."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=800, n_features=20, n_informative=8, n_redundant=4,
+                               n_classes=4, class_sep=1.5, random_state=0)
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def friedman1() -> tuple[np.ndarray, np.ndarray]:
+    """Friedman #1 regression in raw units (800 rows, 10 features, y roughly 0-30, mean ~14)."""
+    from sklearn.datasets import make_friedman1
+
+    X, y = make_friedman1(n_samples=800, n_features=10, noise=1.0, random_state=0)
+    return X.astype(np.float32), y.astype(np.float32)
+
+
+def regression_raw() -> tuple[np.ndarray, np.ndarray]:
+    """A linear-plus-noise regression in raw units: 600 rows, 12 features (8 informative),
+    targets with mean ~50 and a spread of ~100."""
+    from sklearn.datasets import make_regression
+
+    X, y = make_regression(n_samples=600, n_features=12, n_informative=8, noise=15.0,
+                           bias=50.0, random_state=0)
+    return X.astype(np.float32), y.astype(np.float32)
+

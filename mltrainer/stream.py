@@ -13,10 +13,17 @@ Events (fields may be added; readers ignore what they do not know):
      "grad_norm": float,                      # the global norm BEFORE clipping
      "layers": {"<param name>": {"grad_norm": float, "zero_frac": float}}  # every N steps only
      "time": float}
-    {"type": "epoch", "epoch": int, "step": int, "train_loss": float, "val_loss": float,
-     "val": {"<metric>": float, ...}, "train": {"<metric>": float, ...} | absent,
+    {"type": "epoch", "epoch": int, "step": int,
+     "train_loss": float,                     # mean of the epoch's step losses (train mode)
+     "val_loss": float, "val": {"<metric>": float, ...},
+     "train": {"<metric>": float, ...} | absent,   # every metric of the task on training rows,
+     "train_eval_loss": float | absent,       #   and their loss, in eval mode at the epoch's end
      "lr": float, "wall_time": float (seconds for the epoch), "peak_mem_mb": float, "time": float}
     {"type": "end", "reason": str, "epoch": int, "step": int, "time": float}
+
+`train` and `train_eval_loss` are measured like `val` and `val_loss` (same model, same moment,
+eval mode) on a fixed subset of the training rows (mlt's engine: as many rows as val, at least
+2048 or all of train); a stream without them is judged on `train_loss` alone.
 
 `epoch` counts from 1 (the first epoch is 1); `step` counts optimisation steps from 1 over the
 whole run. Non-finite floats are written as the strings "nan", "inf", "-inf" so the file stays

@@ -1,8 +1,9 @@
 """The training loop: `Trainer(cfg, bundle, run_dir, ...).fit(resume=None) -> RunResult`.
 
 Per step: one `TrainStep` (shared with `determinism_probe`), one step event to the stream and
-to every subscriber. Per epoch: val loss and metrics, best/early-stopping bookkeeping, one
-checkpoint, one epoch event. A subscriber's non-None return stops the loop right there with
+to every subscriber. Per epoch: val loss and metrics, the same on a fixed subset of the
+training rows (`train_subset`), best/early-stopping bookkeeping, one checkpoint, one epoch
+event. A subscriber's non-None return stops the loop right there with
 that reason; so does SIGINT/SIGTERM (reason "interrupted", after writing `interrupt.pt`).
 
 Resuming restores model, optimiser, schedule, scaler, early stopping, history, every RNG (last,
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from mltrainer.config import MltConfig
@@ -64,6 +66,28 @@ class Subscriber(Protocol):
     def on_event(self, event: dict[str, Any]) -> str | None:
         """Called with every event, in order; a non-None return stops training with it as
         the stop reason (e.g. "detector:nan_loss"). The return value for "end" is ignored."""
+
+
+# Rows of the training split re-evaluated at every epoch's end for the train metrics.
+TRAIN_EVAL_MIN_ROWS = 2048
+
+
+def train_subset(n_train: int, n_val: int, seed: int) -> np.ndarray:
+    """The training rows whose loss and metrics every epoch event reports under `train`.
+
+    Why a fixed subset evaluated at the epoch's end, and not the metrics accumulated over the
+    epoch's batches: accumulated numbers mix the model of every step (the untrained start of
+    epoch 1 included) and are taken in train mode (dropout on, batch statistics), so a train
+    vs val gap measured from them is biased low exactly when it matters. The same rows, in eval
+    mode, at the same moment as val, compare like with like. Size: as many rows as val (the two
+    metrics then carry the same sampling noise), at least TRAIN_EVAL_MIN_ROWS (or all of
+    train): the cost is at most one more val pass. Drawn from its own generator, so the global
+    RNG (and with it the training trajectory) is untouched.
+    """
+    rows = min(n_train, max(n_val, TRAIN_EVAL_MIN_ROWS))
+    if rows == n_train:
+        return np.arange(n_train)
+    return np.sort(np.random.default_rng(seed).choice(n_train, size=rows, replace=False))
 
 
 def peak_mem_mb(device: torch.device) -> float:
@@ -142,9 +166,13 @@ class Trainer:
     def _run(self, parts: TrainingParts, progress: Progress, stopper: EarlyStopping,
              resume: Path | None, ckpt: dict[str, Any] | None, started: float) -> str:
         """Open the stream and the checkpoint writer, run the loop, always end the stream."""
+        y_dtype = torch.float32 if self.cfg.task == "regression" else torch.int64
         val = (to_tensor(self.bundle.val.X, self.device, torch.float32),
-               to_tensor(self.bundle.val.y, self.device,
-                         torch.float32 if self.cfg.task == "regression" else torch.int64))
+               to_tensor(self.bundle.val.y, self.device, y_dtype), self.bundle.val.y)
+        rows = train_subset(len(self.bundle.train.y), len(self.bundle.val.y), self.cfg.seed)
+        train_y = np.asarray(self.bundle.train.y)[rows]
+        train = (to_tensor(np.asarray(self.bundle.train.X)[rows], self.device, torch.float32),
+                 to_tensor(train_y, self.device, y_dtype), train_y)
         ckpts = CheckpointWriter(self.ckpt_dir, background=self._background)
         # The stream is fsynced by the checkpoint writer's thread after each epoch's checkpoint
         # (an fsync costs ~1-2 ms here, a tenth of a digits epoch) and once at the end; every
@@ -156,8 +184,8 @@ class Trainer:
             with catch_interrupts() as interrupt:
                 reason = self._emit(self._start_event(parts, resume, ckpt))
                 if reason is None:
-                    reason = self._loop(parts, progress, stopper, ckpts, interrupt, val,
-                                        started)
+                    reason = self._loop(parts, progress, stopper, ckpts, interrupt,
+                                        (val, train), started)
             ckpts.wait()
             epoch = progress.epoch + (1 if progress.position else 0)
             self._emit({"type": "end", "reason": reason, "epoch": epoch, "step": progress.step})
@@ -179,7 +207,7 @@ class Trainer:
 
     def _loop(self, parts: TrainingParts, p: Progress, stopper: EarlyStopping,
               ckpts: CheckpointWriter, interrupt: InterruptFlag,
-              val: tuple[torch.Tensor, torch.Tensor], started: float) -> str:
+              splits: tuple[tuple[Any, ...], tuple[Any, ...]], started: float) -> str:
         tcfg = self.cfg.training
         spe = parts.batches.steps_per_epoch
         every = tcfg.grad_stats_every
@@ -213,8 +241,10 @@ class Trainer:
                     self._save_midway(parts, p, stopper, ckpts, reason, started)
                     return reason
 
-            val_loss, val_metrics = evaluate(parts.model, *val, parts.loss_fn, self.cfg.task,
-                                             self.bundle.val.y)
+            val_loss, val_metrics = evaluate(parts.model, *splits[0][:2], parts.loss_fn,
+                                             self.cfg.task, splits[0][2])
+            train_eval_loss, train_metrics = evaluate(parts.model, *splits[1][:2], parts.loss_fn,
+                                                      self.cfg.task, splits[1][2])
             value = val_metrics[self.metric]
             finite = parameters_finite(parts.model)
             improved = finite and is_better(value, p.best_metric, self.cfg.greater_is_better)
@@ -225,7 +255,7 @@ class Trainer:
             train_loss = p.loss_sum / max(1, p.loss_count)
             p.epoch, p.position, p.order = epoch_no, 0, None
             p.history.append({"epoch": epoch_no, "train_loss": train_loss, "val_loss": val_loss,
-                              "val": val_metrics, "lr": p.last_lr})
+                              "val": val_metrics, "train": train_metrics, "lr": p.last_lr})
             name = None
             if finite:  # never a checkpoint with non-finite weights: best/last stay as they were
                 name = epoch_name(epoch_no)
@@ -234,7 +264,8 @@ class Trainer:
                            links=links, after=self._fsync_stream)
             reason = self._emit({
                 "type": "epoch", "epoch": epoch_no, "step": p.step, "train_loss": train_loss,
-                "val_loss": val_loss, "val": val_metrics, "lr": p.last_lr,
+                "val_loss": val_loss, "val": val_metrics, "train": train_metrics,
+                "train_eval_loss": train_eval_loss, "lr": p.last_lr,
                 "wall_time": time.perf_counter() - epoch_start,
                 "peak_mem_mb": peak_mem_mb(self.device), "checkpoint": name,
                 "best_epoch": p.best_epoch,
