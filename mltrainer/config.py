@@ -10,7 +10,7 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -30,7 +30,25 @@ LOWER_IS_BETTER = frozenset({"rmse", "mae"})
 
 
 class _Strict(BaseModel):
+    """Unknown keys are refused. A field named in `_off` is a feature that can be switched off:
+    null or false in mlt.yaml mean "off" and become the value listed there (the one meaning of
+    off everywhere: `early_stopping: null`, `grad_clip: false`, `scheduler: null`, ...)."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    _off: ClassVar[dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_or_false_is_off(cls, data: Any) -> Any:
+        if not cls._off or not isinstance(data, dict):
+            return data
+        return {k: (copy_off(cls._off[k]) if k in cls._off and (v is None or v is False) else v)
+                for k, v in data.items()}
+
+
+def copy_off(value: Any) -> Any:
+    """A fresh copy of an "off" value (a dict or list must not be shared between configs)."""
+    return json.loads(json.dumps(value))
 
 
 class SplitConfig(_Strict):
@@ -76,6 +94,8 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    _off: ClassVar[dict[str, Any]] = {"dropout": 0.0, "norm": "none"}
+
     kind: str = Field(
         "mlp", description="mlp | cnn | python:<module>:<function> (a factory returning an nn.Module)."
     )
@@ -86,12 +106,15 @@ class ModelConfig(_Strict):
     channels: list[int] = Field(
         default_factory=lambda: [16, 32], description="Convolution channels per block (cnn only)."
     )
-    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout probability (0–1).")
+    dropout: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Dropout probability (0–1); null/false = 0 (off)."
+    )
     activation: Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu"] = Field(
         "relu", description="Hidden activation of the built-in models."
     )
     norm: Literal["none", "batch", "layer"] = Field(
-        "none", description="Normalisation after each hidden layer of the built-in models."
+        "none", description="Normalisation after each hidden layer of the built-in models; "
+        "null/false = none."
     )
     params: dict[str, Any] = Field(
         default_factory=dict, description="Extra keyword arguments passed to a python: factory."
@@ -114,21 +137,30 @@ class ModelConfig(_Strict):
 
 
 class EarlyStoppingConfig(_Strict):
-    patience: int = Field(5, ge=0, description="Epochs without improvement before stopping; 0 = off.")
+    _off: ClassVar[dict[str, Any]] = {"patience": 0}
+
+    patience: int = Field(
+        5, ge=0, description="Epochs without improvement before stopping; 0, null or false = off."
+    )
     min_delta: float = Field(0.0, ge=0.0, description="Smallest change of the goal metric that counts.")
 
 
 class TrainingConfig(_Strict):
+    _off: ClassVar[dict[str, Any]] = {
+        "weight_decay": 0.0, "scheduler": "none", "warmup_epochs": 0, "grad_clip": None,
+        "grad_stats_every": 0, "early_stopping": {"patience": 0},
+    }
+
     epochs: int = Field(30, ge=1, le=100_000, description="Maximum number of epochs.")
     batch_size: int = Field(64, ge=1, description="Rows per optimisation step.")
     optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="Optimiser.")
     lr: float = Field(1e-3, gt=0.0, description="Peak learning rate.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum (sgd only).")
-    weight_decay: float = Field(1e-4, ge=0.0, description="Weight decay (L2 for adam/sgd).")
+    weight_decay: float = Field(1e-4, ge=0.0, description="Weight decay (L2 for adam/sgd); null/false = 0 (off).")
     scheduler: Literal["none", "cosine", "step", "plateau"] = Field(
-        "cosine", description="Learning-rate schedule after warmup."
+        "cosine", description="Learning-rate schedule after warmup; null/false = none (constant)."
     )
-    warmup_epochs: int = Field(0, ge=0, description="Epochs of linear lr warmup (0 = none).")
+    warmup_epochs: int = Field(0, ge=0, description="Epochs of linear lr warmup; 0, null or false = none.")
     step_size: int = Field(10, ge=1, description="Epochs between lr drops (step scheduler).")
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="lr factor at each drop (step, plateau).")
     plateau_patience: int = Field(
@@ -136,7 +168,7 @@ class TrainingConfig(_Strict):
         "plateau scheduler multiplies lr by gamma (plateau only)."
     )
     grad_clip: float | None = Field(
-        1.0, gt=0.0, description="Clip the global gradient norm to this value; null = no clipping."
+        1.0, gt=0.0, description="Clip the global gradient norm to this value; null/false = no clipping."
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="fp32, bf16 autocast (CPU and GPU) or fp16 with a scaler (GPU only)."
@@ -145,9 +177,13 @@ class TrainingConfig(_Strict):
         "auto", description="auto picks CUDA when present."
     )
     grad_stats_every: int = Field(
-        10, ge=0, description="Steps between per-layer gradient statistics; 0 = off."
+        10, ge=0, description="Steps between per-layer gradient statistics; 0, null or false = off."
     )
-    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    early_stopping: EarlyStoppingConfig = Field(
+        default_factory=EarlyStoppingConfig,
+        description="Stop when the goal metric on val has not improved for `patience` epochs; "
+        "null/false = off (the same as patience: 0).",
+    )
 
 
 class GoalConfig(_Strict):
@@ -166,8 +202,10 @@ class DiagnoseConfig(_Strict):
 
 
 class OptimizeConfig(_Strict):
+    _off: ClassVar[dict[str, Any]] = {"timeout": None, "storage": None}
+
     trials: int = Field(20, ge=1, description="Trials per optimize iteration.")
-    timeout: float | None = Field(None, gt=0, description="Seconds per iteration; null = no limit.")
+    timeout: float | None = Field(None, gt=0, description="Seconds per iteration; null/false = no limit.")
     seeds: int = Field(5, ge=2, description="Seeds to compare best trial and baseline over.")
     max_iterations: int = Field(3, ge=1, le=10, description="Optimize iterations allowed in total.")
     space: dict[str, dict[str, Any]] = Field(
@@ -176,7 +214,7 @@ class OptimizeConfig(_Strict):
         "high, log, choices}.",
     )
     storage: str | None = Field(
-        None, description="Optuna storage URL; null = a journal file in .mlt/."
+        None, description="Optuna storage URL; null/false = a journal file in .mlt/."
     )
 
 
@@ -186,8 +224,11 @@ class FinalizeConfig(_Strict):
 
 
 class TrackingConfig(_Strict):
+    _off: ClassVar[dict[str, Any]] = {"report_to": []}
+
     report_to: list[Literal["tensorboard", "mlflow", "trackio"]] = Field(
-        default_factory=list, description="Trackers that receive params and metrics as well."
+        default_factory=list, description="Trackers that receive params and metrics as well; "
+        "null/false = none."
     )
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from mltrainer.config import json_schema, load_config, parse_config
+from mltrainer.config import config_field, json_schema, load_config, parse_config
 from mltrainer.errors import ConfigError
 from mltrainer.resources import example_config
 
@@ -117,3 +118,44 @@ def test_detector_threshold_override_loads(tmp_path: Path) -> None:
     data = _example()
     data["diagnose"] = {"thresholds": {"overfitting": {"patience": 4}}}
     assert load_config(_write(tmp_path, data)).diagnose.thresholds["overfitting"]["patience"] == 4
+
+
+@pytest.mark.parametrize("off", [None, False])
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("training.early_stopping", {"patience": 0, "min_delta": 0.0}),
+        ("training.early_stopping.patience", 0),
+        ("training.grad_clip", None),
+        ("training.scheduler", "none"),
+        ("training.warmup_epochs", 0),
+        ("training.weight_decay", 0.0),
+        ("training.grad_stats_every", 0),
+        ("model.dropout", 0.0),
+        ("model.norm", "none"),
+        ("optimize.timeout", None),
+        ("optimize.storage", None),
+        ("tracking.report_to", []),
+    ],
+)
+def test_null_and_false_mean_off(off: Any, path: str, expected: Any) -> None:
+    """Every feature that can be off takes null or false for "off", with one meaning: the
+    same config (and fingerprint) as spelling the off value out."""
+    def with_value(value: Any) -> dict[str, Any]:
+        raw: dict[str, Any] = {"name": "x", "task": "classification",
+                               "data": {"source": "sklearn:iris"}, "goal": {"target": 0.9}}
+        *parents, leaf = path.split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+        return raw
+
+    cfg = parse_config(with_value(off))
+    value: Any = cfg
+    for part in path.split("."):
+        value = getattr(value, part)
+    dumped = value.model_dump() if hasattr(value, "model_dump") else value
+    assert dumped == expected
+    assert cfg.fingerprint() == parse_config(with_value(expected)).fingerprint()
+    assert "null" in str(config_field(path).description)  # the schema documents it
