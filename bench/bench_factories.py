@@ -144,6 +144,22 @@ def wine_noisy() -> tuple[np.ndarray, np.ndarray]:
     return _slice("wine", 178, label_noise=0.3)
 
 
+def friedman2() -> tuple[np.ndarray, np.ndarray]:
+    """Friedman #2 regression in raw units (600 rows, 4 features, y mean ~400, spread ~350)."""
+    from sklearn.datasets import make_friedman2
+
+    X, y = make_friedman2(n_samples=600, noise=20.0, random_state=1)
+    return X.astype(np.float32), y.astype(np.float32)
+
+
+def friedman3() -> tuple[np.ndarray, np.ndarray]:
+    """Friedman #3 regression in small raw units (600 rows, 4 features, y ~1.3 +- 0.3)."""
+    from sklearn.datasets import make_friedman3
+
+    X, y = make_friedman3(n_samples=600, noise=0.05, random_state=2)
+    return X.astype(np.float32), y.astype(np.float32)
+
+
 # -- held-out families (bench/heldout.py only; never used to tune a threshold) -----------------
 
 

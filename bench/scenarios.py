@@ -54,6 +54,16 @@ DATASETS: dict[str, dict[str, Any]] = {
     "breast_cancer": {"data": {"source": "sklearn:breast_cancer"},
                       "training": {"batch_size": 32}},
     "wine": {"data": {"source": "sklearn:wine"}, "training": {"batch_size": 16}},
+    # regression in raw units (tuning only; the held-out set has diabetes, Friedman #1 and
+    # make_regression)
+    "friedman2": {"task": "regression",
+                  "data": {"source": "python:bench_factories:friedman2",
+                           "split": {"stratify": False}},
+                  "training": {"batch_size": 32}, "goal": {"metric": "r2", "target": 0.8}},
+    "friedman3": {"task": "regression",
+                  "data": {"source": "python:bench_factories:friedman3",
+                           "split": {"stratify": False}},
+                  "training": {"batch_size": 32}, "goal": {"metric": "rmse", "target": 0.15}},
 }
 CNN: dict[str, Any] = {"model": {"kind": "cnn", "channels": [8, 16], "hidden": [64]}}
 
@@ -222,7 +232,7 @@ def build_scenarios(repeats: int = 1) -> list[Scenario]:
     """Every scenario of the benchmark, each `repeats` times over different seeds."""
     b = _Builder(repeats)
     for family in (_healthy, _nan_loss, _exploding, _vanishing, _dead_relu, _oscillation,
-                   _stall, _overfitting, _underfitting):
+                   _stall, _overfitting, _underfitting, _regression):
         family(b)
     return b.scenarios
 
@@ -427,3 +437,35 @@ def _underfitting(b: _Builder) -> None:
         b.add(f"under-bottleneck-{ds}", "underfitting", data(ds), NO_ES,
               factory("bottleneck", width=1, scale=0.01), seed=seed, allowed=UNDER_ALLOWED,
               note="a 1-unit tanh bottleneck")
+
+
+def _regression(b: _Builder) -> None:
+    """Regression in raw units: healthy runs and a few faults (the tuning set's share)."""
+    reg = {"model": {"hidden": [64, 32], "dropout": 0.0},
+           "training": {"epochs": 60, "lr": 3e-3, "early_stopping": {"patience": 10}}}
+    for seed in range(2):
+        b.add("healthy-friedman2-mlp", HEALTHY, data("friedman2"), reg, seed=seed)
+        b.add("healthy-friedman3-mlp", HEALTHY, data("friedman3"), reg, seed=seed)
+        b.add("healthy-friedman2-sgd", HEALTHY, data("friedman2"), reg, SGD, lr(0.01),
+              seed=seed)
+        b.add("healthy-friedman3-bn", HEALTHY, data("friedman3"), reg,
+              {"model": {"norm": "batch"}}, seed=seed)
+    for seed, ds in enumerate(["friedman2", "friedman3"]):
+        b.add(f"nan-poison-{ds}", "nan_loss", data(ds), reg, NO_ES, seed=seed,
+              injection=Injection("poison_weight", 30), note="one weight set to NaN")
+        b.add(f"explode-lr-{ds}", "exploding_gradients", data(ds), reg, NO_ES, NO_CLIP,
+              CONSTANT_LR, SGD, lr(1e-3), seed=seed, allowed=EXPLODING_ALLOWED,
+              injection=Injection("lr_scale", 60, 300.0), note="sgd lr x300 mid-run")
+        b.add(f"stall-tinylr-{ds}", "convergence_stall", data(ds), reg, NO_ES,
+              lr(1e-6, epochs=10), seed=seed, allowed=STALL_ALLOWED, note="adamw lr 1e-6")
+        b.add(f"vanish-sigmoid-{ds}", "vanishing_gradients", data(ds), reg, NO_ES,
+              factory("sigmoid_stack", depth=8, width=32), seed=seed,
+              allowed=VANISHING_ALLOWED, note="8 sigmoid layers of 32")
+        b.add(f"under-bottleneck-{ds}", "underfitting", data(ds), reg, NO_ES,
+              factory("bottleneck", width=1, scale=0.01), seed=seed, allowed=UNDER_ALLOWED,
+              note="a 1-unit tanh bottleneck")
+        b.add(f"overfit-smallsplit-{ds}", "overfitting", data(ds), NO_REG, NO_ES,
+              {"data": {"split": {"val": 0.45, "test": 0.44}},
+               "model": {"hidden": [512, 512]},
+               "training": {"epochs": 120, "batch_size": 16, "scheduler": "none"}},
+              seed=seed, note="10% train split, 2x512, no regularisation")

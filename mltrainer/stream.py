@@ -8,6 +8,8 @@ Events (fields may be added; readers ignore what they do not know):
     {"type": "start", "run_id": str, "task": "classification"|"regression",
      "metric": str, "greater_is_better": bool, "steps_per_epoch": int,
      "baseline": {"<metric>": float, "loss": float} | absent,   # trivial baseline on val
+     "goal_target": float | absent,           # the metric's value that counts as done
+     "n_val": int | absent,                   # val rows
      "time": float}
     {"type": "step", "epoch": int, "step": int, "loss": float, "lr": float,
      "grad_norm": float,                      # the global norm BEFORE clipping

@@ -50,12 +50,15 @@ class Run:
     val_loss: Callable[[int], float] = lambda e: 2.3 * 0.6**e + 0.1
     val_metric: Callable[[int], float] = lambda e: 0.97 - 0.8 * 0.5**e
     train_metric: Callable[[int], float] | None = lambda e: min(1.0, 0.98 - 0.8 * 0.5**e)
+    train_eval_loss: Callable[[int], float] | None = None  # the end-of-epoch model's
     step_loss: Callable[[int, int], float] | None = None  # (epoch, step); default: train_loss
     grad_norm: Callable[[int, int], float] = lambda e, s: 1.0 + 0.2 * _jitter(s)
     layers: Callable[[int, int], dict[str, dict[str, float]]] | None = None
     metric: str = "accuracy"
     task: str = "classification"
     baseline: dict[str, float] | None = field(default_factory=lambda: dict(BASELINE))
+    goal_target: float | None = None
+    n_val: int | None = None
     start: bool = True
     steps: bool = True
     stop_after_step: int | None = None  # the run ends after this step (a crash, a stop)
@@ -73,6 +76,10 @@ class Run:
             }
             if self.baseline is not None:
                 start["baseline"] = self.baseline
+            if self.goal_target is not None:
+                start["goal_target"] = self.goal_target
+            if self.n_val is not None:
+                start["n_val"] = self.n_val
             yield start
         step = 0
         for epoch in range(1, self.epochs + 1):
@@ -95,6 +102,8 @@ class Run:
                      "val": {self.metric: self.val_metric(epoch)}, "lr": 1e-3}
             if self.train_metric is not None:
                 event["train"] = {self.metric: self.train_metric(epoch)}
+            if self.train_eval_loss is not None:
+                event["train_eval_loss"] = self.train_eval_loss(epoch)
             yield event
             if epoch == self.stop_after_epoch:
                 yield {"type": "end", "reason": "stopped", "epoch": epoch, "step": step}
@@ -180,7 +189,8 @@ CASES: dict[str, Case] = {
         {"exploding_gradients": (5, 41)}, rule="ratio"),
     "gradient norm drifts past the ceiling": Case(Run(
         grad_norm=lambda e, s: 1.1**s, stop_after_step=80),
-        {"exploding_gradients": (8, 73)}, {"exploding_gradients": {"factor": 1e6}}, "ceiling"),
+        # the ceiling: max_norm 1000 x sqrt(starting loss 2.3) = 1517, passed at step 77
+        {"exploding_gradients": (8, 77)}, {"exploding_gradients": {"factor": 1e6}}, "ceiling"),
     "gradient norm flickers above 10x (3 of 5 steps)": Case(Run(
         grad_norm=lambda e, s: 30.0 if s in (41, 43, 45) else 1.0, stop_after_step=45),
         {"exploding_gradients": (5, 41)}, rule="ratio"),
@@ -244,30 +254,106 @@ CASES: dict[str, Case] = {
                            lambda e: (1.3 + 1.1 * 0.8**5) * (1 + 0.25 * (e - 5)), 6),
         val_metric=piecewise(lambda e: 0.3 + 0.05 * e, lambda e: 0.55 - 0.04 * (e - 5), 6),
         train_metric=lambda e: 0.3 + 0.05 * e), {}),
-    "val loss rises and the metric falls after the train loss jumped (unstable, not overfit)":
+    # one noisy train epoch after the minimum breaks the streak; it does not block the rule
+    # for the rest of the run (it did: issue 11)
+    "val loss rises and the metric falls; one noisy train epoch only delays the finding":
     Case(Run(
         train_loss=lambda e: 1.5 if e == 7 else HEALTHY_TRAIN(e),
         val_loss=piecewise(HEALTHY_VAL, lambda e: HEALTHY_VAL(6) * (1 + 0.25 * (e - 6)), 7),
         val_metric=piecewise(lambda e: min(0.95, HEALTHY_ACC(e)),
                              lambda e: 0.95 - 0.02 * (e - 6), 7),
-        train_metric=None), {}),
+        train_metric=None), {"overfitting": (7, 70)}, rule="val_loss"),
+    "val loss jumps while the train loss jumps too (unstable, not overfit)": Case(Run(
+        train_loss=piecewise(HEALTHY_TRAIN, lambda e: 0.2 if e % 2 else 1.4, 5),
+        val_loss=piecewise(HEALTHY_VAL, lambda e: 0.6 if e % 2 else 2.0, 5),
+        val_metric=piecewise(HEALTHY_ACC, lambda e: 0.8 if e % 2 else 0.5, 5),
+        train_metric=None), {"loss_oscillation": (5, 50)}),
+    # the textbook overfit of issue 11: the val loss minimum at epoch 1 (whose epoch-mean
+    # train loss still holds the untrained start, above the baseline's), then the train loss
+    # to ~0 and the val loss up 14x; with and without the end-of-epoch train loss
+    "textbook overfit, val minimum at epoch 1": Case(Run(
+        epochs=40, train_loss=lambda e: 2.5 if e == 1 else 0.5 * 0.7**e,
+        val_loss=lambda e: 0.3 * (1 + 13 * (e - 1) / 39),
+        val_metric=lambda e: 0.9 - 0.004 * e, train_metric=None),
+        {"overfitting": (2, 20)}, rule="val_loss"),
+    "textbook overfit, val minimum at epoch 1, end-of-epoch train loss": Case(Run(
+        epochs=40, train_loss=lambda e: 2.5 if e == 1 else 0.5 * 0.7**e,
+        train_eval_loss=lambda e: 0.4 * 0.7**e,
+        val_loss=lambda e: 0.3 * (1 + 13 * (e - 1) / 39),
+        val_metric=lambda e: 0.9 - 0.004 * e, train_metric=None),
+        {"overfitting": (2, 20)}, rule="val_loss"),
     "train metric runs away from val": Case(Run(
         train_metric=piecewise(lambda e: HEALTHY_ACC(e) + 0.01, lambda e: 1.0, 5),
-        val_metric=piecewise(HEALTHY_ACC, lambda e: 0.85, 5)),
+        val_metric=piecewise(HEALTHY_ACC, lambda e: 0.85, 5), n_val=300),
         {"overfitting": (5, 50)}, rule="metric_gap"),
+    # a gap of 0.12 on 25 val rows (3 rows) is within twice the sampling error (2 x 0.065)
+    "healthy, train metric ahead of val on a tiny val set": Case(Run(
+        train_metric=piecewise(lambda e: HEALTHY_ACC(e) + 0.01, lambda e: 1.0, 5),
+        val_metric=piecewise(HEALTHY_ACC, lambda e: 0.88, 5), n_val=25), {}),
     # underfitting (a flat loss at the baseline also stalls)
     "loss stays at the baseline": Case(Run(
         epochs=6, train_loss=lambda e: 2.28, val_loss=lambda e: 2.3, val_metric=lambda e: 0.11,
         train_metric=lambda e: 0.11),
-        {"underfitting": (1, 10), "convergence_stall": (2, 20)}),
+        {"underfitting": (2, 20), "convergence_stall": (2, 20)}),
     "loss stays where it started (no baseline)": Case(Run(
         epochs=6, baseline=None, train_loss=lambda e: 2.28, val_loss=lambda e: 2.3,
         val_metric=lambda e: 0.11, train_metric=lambda e: 0.11),
-        {"underfitting": (1, 10), "convergence_stall": (2, 20)}),
+        {"underfitting": (2, 20), "convergence_stall": (2, 20)}),
     "loss stays where it started (no start, no steps)": Case(Run(
         epochs=6, start=False, steps=False, train_loss=lambda e: 2.28, val_loss=lambda e: 2.3,
         val_metric=lambda e: 0.11, train_metric=lambda e: 0.11),
-        {"underfitting": (1, 10), "convergence_stall": (2, 20)}),
+        {"underfitting": (2, 20), "convergence_stall": (2, 20)}),
+    # over-regularised: the loss sits at the baseline's while the val metric clears the
+    # trivial one by far more than 0.05 (that exemption missed it: issue 11)
+    "loss flat at the baseline's, val metric well above trivial": Case(Run(
+        epochs=8, train_loss=lambda e: 2.2, val_loss=lambda e: 2.2, val_metric=lambda e: 0.35,
+        train_metric=lambda e: 0.36, goal_target=0.9),
+        {"underfitting": (2, 20), "convergence_stall": (2, 20)}),
+    # too little capacity: the loss is well below the baseline's (so not stalled), flat, and
+    # the training rows' accuracy is far from the goal
+    "too little capacity: flat, short of the goal on the training rows": Case(Run(
+        epochs=10, train_loss=lambda e: max(0.9, 2.3 * 0.5**e), val_loss=lambda e: 1.0,
+        val_metric=lambda e: 0.55, train_metric=lambda e: 0.57, goal_target=0.9),
+        {"underfitting": (3, 30)}, rule="short_of_goal"),
+    "healthy, flat and short of the goal but the train metric meets it": Case(Run(
+        epochs=10, train_loss=lambda e: max(0.9, 2.3 * 0.5**e), val_loss=lambda e: 1.0,
+        val_metric=lambda e: 0.85, train_metric=lambda e: 0.93, goal_target=0.9), {}),
+    # regression in raw units (diabetes-like: baseline MSE 5900, untrained loss ~29000 since
+    # the model must first learn the mean 152; gradients in the thousands): the loss falls
+    # slowly for epochs while above the baseline's - learning, not underfitting - and the
+    # gradient norm is large in absolute terms but ordinary for the scale
+    "healthy, raw-unit regression learning the mean": Case(Run(
+        epochs=20, metric="r2", task="regression",
+        baseline={"r2": -0.01, "rmse": 77.0, "loss": 5900.0},
+        step_loss=lambda e, s: 29000.0 * 0.93**s + 2800.0,
+        train_loss=lambda e: 29000.0 * 0.93 ** (10 * e - 5) + 2800.0,
+        train_eval_loss=lambda e: 29000.0 * 0.93 ** (10 * e) + 2800.0,
+        val_loss=lambda e: 29000.0 * 0.93 ** (10 * e) + 3100.0,
+        val_metric=lambda e: 1 - (29000.0 * 0.93 ** (10 * e) + 3100.0) / 5900.0,
+        train_metric=lambda e: 1 - (29000.0 * 0.93 ** (10 * e) + 2800.0) / 5900.0,
+        grad_norm=lambda e, s: 9000.0 * 0.97**s + 1500.0 * (1 + 0.3 * _jitter(s)),
+        goal_target=0.4), {}),
+    "healthy, raw-unit regression, slow start (lr small for the scale)": Case(Run(
+        epochs=12, metric="rmse", task="regression",
+        baseline={"rmse": 77.0, "loss": 5900.0},
+        train_loss=lambda e: 29000.0 * 0.8**e + 2500.0, val_loss=lambda e: 29000.0 * 0.8**e + 3000,
+        val_metric=lambda e: (29000.0 * 0.8**e + 3000) ** 0.5, train_metric=None,
+        grad_norm=lambda e, s: 3000.0 * (1 + 0.3 * _jitter(s))), {}),
+    # vanishing everywhere: a deep stack with a small init - every weight's gradient is tiny
+    # next to the head's bias, so the first/last weight ratio stays ~1 (missed: issue 11)
+    "every weight's gradient vanishes next to the head's bias": Case(Run(
+        layers=lambda e, s: {
+            "net.0.weight": {"grad_norm": 2e-5, "zero_frac": 0.0},
+            "net.0.bias": {"grad_norm": 1e-5, "zero_frac": 0.0},
+            "net.2.weight": {"grad_norm": 3e-5, "zero_frac": 0.0},
+            "net.2.bias": {"grad_norm": 1e-4, "zero_frac": 0.0},
+            "net.4.weight": {"grad_norm": 4e-5, "zero_frac": 0.0},
+            "net.4.bias": {"grad_norm": 0.3, "zero_frac": 0.0}}),
+        {"vanishing_gradients": (1, 5)}, rule="layer_ratio"),
+    "a dead layer's zero gradient is dead_relu's, not vanishing": Case(Run(
+        layers=lambda e, s: healthy_layers(
+            e, s, **({"net.2.weight": {"zero_frac": 1.0, "grad_norm": 0.0}} if s >= 50 else {}))),
+        {"dead_relu": (5, 50)}),
 }
 
 

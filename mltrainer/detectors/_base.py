@@ -33,6 +33,15 @@ _KIND_RULES: dict[str, tuple[Any, str]] = {
 }
 
 
+def fitted_loss(event: Mapping[str, Any]) -> float | None:
+    """How well the model of this epoch's end fits its training rows: `train_eval_loss` (the
+    loss on a fixed train subset in eval mode, measured like `val_loss`) when the stream has it,
+    else `train_loss` (the mean of the epoch's step losses, which in epoch 1 still includes the
+    untrained start and is taken with dropout on)."""
+    value = finite(event.get("train_eval_loss"))
+    return value if value is not None else finite(event.get("train_loss"))
+
+
 @dataclass(frozen=True)
 class Finding:
     """What a detector found: its id, how bad, where it began, the numbers, one line of text.
@@ -74,7 +83,9 @@ class DetectorContext:
     Built from the stream's start event (`from_start_event`); fields left None are filled from
     a start event when one arrives, and `task`/`metric` are inferred from the first epoch's
     `val` keys when no start event said them. `baseline` is the trivial baseline measured on
-    val by `mlt plan`, e.g. {"accuracy": 0.1, "loss": 2.30}.
+    val by `mlt plan`, e.g. {"accuracy": 0.1, "loss": 2.30}. `goal_target` is the value of the
+    metric that counts as done (`goal.target`); `n_val` the number of val rows (the sampling
+    noise of a val metric).
     """
 
     task: str | None = None
@@ -82,6 +93,8 @@ class DetectorContext:
     greater_is_better: bool | None = None
     steps_per_epoch: int | None = None
     baseline: dict[str, float] | None = None
+    goal_target: float | None = None
+    n_val: int | None = None
 
     @classmethod
     def from_start_event(
@@ -132,12 +145,24 @@ class DetectorContext:
     def baseline_metric(self) -> float | None:
         return finite((self.baseline or {}).get(self.metric)) if self.metric else None
 
+    def meets_goal(self, value: float | None) -> bool | None:
+        """Whether a value of the metric reaches the goal; None when either is unknown."""
+        if value is None or self.goal_target is None:
+            return None
+        if self.greater_is_better is False:
+            return value <= self.goal_target
+        return value >= self.goal_target
+
     @staticmethod
     def _fields_of(data: Mapping[str, Any]) -> dict[str, Any]:
         baseline = data.get("baseline")
         steps = data.get("steps_per_epoch")
         gib = data.get("greater_is_better")
+        n_val = data.get("n_val")
         return {
+            "goal_target": finite(data.get("goal_target")),
+            "n_val": n_val if isinstance(n_val, int) and not isinstance(n_val, bool) and n_val > 0
+            else None,
             "task": data.get("task") if isinstance(data.get("task"), str) else None,
             "metric": data.get("metric") if isinstance(data.get("metric"), str) else None,
             "greater_is_better": gib if isinstance(gib, bool) else None,
@@ -234,6 +259,13 @@ class Detector(ABC):
         if base is not None:
             return base, "baseline"
         return self.initial_loss, "initial"
+
+    def start_loss(self) -> float | None:
+        """The loss the run started from: the larger of the first step's loss and the trivial
+        baseline's. Its square root is the scale of the gradients: an MSE in raw units of
+        scale c has a loss of scale c**2 and gradients of scale c (cross-entropy: ~1)."""
+        values = [v for v in (self.initial_loss, self.context.baseline_loss) if v is not None]
+        return max(values) if values else None
 
     def state_dict(self) -> dict[str, Any]:
         """The running state as strict JSON (round-trips through `load_state_dict`)."""

@@ -1,10 +1,12 @@
 """convergence_stall: the train loss stopped going down while it is still high.
 
-Rule (SageMaker `LossNotDecreasing`, judged per epoch): the best epoch `train_loss` of the last
+Rule (SageMaker `LossNotDecreasing`, judged per epoch): the best epoch train loss of the last
 `window` epochs improves on the best loss before them by less than `min_improvement`
 (relative), while that best is still at least `high_loss` x the reference loss (the trivial
 baseline's, or the first step's). The second condition keeps a converged model - whose loss has
-flattened near zero - from counting as stalled. Onset: the first epoch of the window.
+flattened near zero - from counting as stalled. Onset: the first epoch of the window. The train
+loss is the end-of-epoch model's (`train_eval_loss`) when the stream has it, else the epoch
+mean (see `fitted_loss`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, ClassVar
 
-from mltrainer.detectors._base import Detector, Finding, finite
+from mltrainer.detectors._base import Detector, Finding, fitted_loss
 
 
 class ConvergenceStallDetector(Detector):
@@ -28,7 +30,7 @@ class ConvergenceStallDetector(Detector):
         self.best_before: float | None = None  # best train loss before the window
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
-        loss = finite(event.get("train_loss"))
+        loss = fitted_loss(event)
         if loss is None:
             return None
         if len(self.recent) >= self.thresholds["window"]:

@@ -7,9 +7,13 @@ Rules (onset: the first step that counted):
   an explosion cannot raise its own bar; the early median keeps the bar from sinking with the
   tiny gradients of a converged model (after the run's own scale: Lightning `SpikeDetection`
   judges against a running mean, AUTOTRAINER flags a gradient ratio above 70).
-* ceiling (`patience` of the last `span` steps): `grad_norm` > `max_norm` (or the early
-  median, when a model starts above it). An explosion that flickers (a step or two back under
-  the bar between larger ones, common with plain SGD at a too-high learning rate) still counts.
+* ceiling (`patience` of the last `span` steps): `grad_norm` > `max_norm` x the square root
+  of the starting loss (or the early median, when a model starts above it). The square root
+  makes the bar scale-free: a regression in raw units of scale c has losses of scale c**2 and
+  gradients of scale c, so an absolute bar fires on a healthy raw-unit run (cross-entropy
+  starts near 1-2.3: the bar is then ~max_norm). An explosion that flickers (a step or two
+  back under the bar between larger ones, common with plain SGD at a too-high learning rate)
+  still counts.
 * divergence (`patience` consecutive steps): the step `loss` > `divergence` x the starting loss
   (the larger of the first step's loss and the trivial baseline's; Lightning
   `EarlyStopping(divergence_threshold)`).
@@ -91,7 +95,7 @@ class ExplodingGradientsDetector(Detector):
         if len(self.history) >= self.thresholds["min_history"] and self.early_median is not None:
             median = self._sorted[len(self._sorted) // 2]
             bar = self.thresholds["factor"] * max(median, self.early_median)
-            ceiling = max(self.thresholds["max_norm"], self.early_median)
+            ceiling = max(self._ceiling(), self.early_median)
             self.grad_seen += 1
             span = self.thresholds["span"]
             self.grad_hits = [h for h in self.grad_hits if h[0] > self.grad_seen - span]
@@ -172,8 +176,11 @@ class ExplodingGradientsDetector(Detector):
         raise AssertionError(f"unknown loss rule {rule!r}")
 
     def _start_loss(self) -> float | None:
-        values = [v for v in (self.initial_loss, self.context.baseline_loss) if v is not None]
-        return max(values) if values else None
+        return self.start_loss()
+
+    def _ceiling(self) -> float:
+        start = self.start_loss()
+        return self.thresholds["max_norm"] * (start**0.5 if start is not None else 1.0)
 
     def _divergence_bar(self) -> float | None:
         start = self._start_loss()

@@ -4,31 +4,36 @@ Rules (either fires):
 
 * val_loss: for `patience` consecutive epochs, `val_loss` is above its minimum so far by at
   least `rise` (relative) and `rise_atol` x the reference loss (absolute, so the wiggles of a
-  near-zero loss never count), while the model fits its training data - `train_loss` is below
-  its value at that minimum and at most `fitted_loss` x the reference loss, and it descended
-  steadily (its value at the minimum was below the reference loss and it has not climbed back
-  above that value since; an unstable run whose val loss jumps is not overfitting) - and
-  either the val metric has fallen from its best by at least `metric_drop` (absolute for
-  accuracy, f1_macro, roc_auc, r2; relative for rmse, mae) or the val loss is above the
-  reference loss (worse than the trivial baseline) - SageMaker `Overtraining`/`Overfit`,
-  Keras/Lightning `EarlyStopping` on val loss with patience. The metric condition keeps the
-  harmless kind apart: a val loss that creeps up on a few confidently wrong rows while the
-  val metric holds (common on small val sets) costs nothing, unless it passes the baseline's
-  loss. Onset: the epoch after the minimum.
+  near-zero loss never count), while the model fits its training data better than it did at
+  that minimum - its train loss is below its value there and at most `fitted_loss` x the
+  reference loss - and either the val metric has fallen from its best by at least
+  `metric_drop` (absolute for accuracy, f1_macro, roc_auc, r2; relative for rmse, mae) or the
+  val loss is above the reference loss (worse than the trivial baseline) - SageMaker
+  `Overtraining`/`Overfit`, Keras/Lightning `EarlyStopping` on val loss with patience. The
+  metric condition keeps the harmless kind apart: a val loss that creeps up on a few
+  confidently wrong rows while the val metric holds (common on small val sets) costs nothing,
+  unless it passes the baseline's loss. Onset: the epoch after the minimum.
+  The train loss judged is the end-of-epoch model's (`train_eval_loss`, see `fitted_loss`)
+  when the stream has it: the epoch mean of epoch 1 still holds the untrained start, and one
+  noisy epoch after the minimum only breaks the streak, it never blocks the rule for the rest
+  of the run.
 * metric_gap (classification, when epoch events carry `train` metrics): once the model fits its
-  training data (`train_loss` at most `fitted_loss` x the reference loss), the train metric
-  exceeds the val metric by at least `metric_gap` for `patience` consecutive epochs
-  (AUTOTRAINER flags a train/test accuracy gap of 0.07-0.1). Onset: the first of them.
+  training data (train loss at most `fitted_loss` x the reference loss), the train metric
+  exceeds the val metric by at least `metric_gap` - and by at least twice the val metric's
+  sampling error, sqrt(v (1 - v) / n_val), so a handful of val rows cannot make a gap - for
+  `patience` consecutive epochs (AUTOTRAINER flags a train/test accuracy gap of 0.07-0.1).
+  Onset: the first of them.
 
 Without a metric in the events, the val_loss rule judges the losses alone.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from mltrainer.detectors._base import Detector, Finding, finite
+from mltrainer.detectors._base import Detector, Finding, finite, fitted_loss
 
 
 class OverfittingDetector(Detector):
@@ -49,7 +54,7 @@ class OverfittingDetector(Detector):
     }
     watches: ClassVar[frozenset[str]] = frozenset({"epoch"})
     _state_fields: ClassVar[tuple[str, ...]] = (
-        "best", "after_best", "best_metric", "rise_run", "gap_run", "train_peak"
+        "best", "after_best", "best_metric", "rise_run", "gap_run"
     )
 
     def _setup(self) -> None:
@@ -57,7 +62,6 @@ class OverfittingDetector(Detector):
         self.after_best: list[Any] | None = None  # [epoch, step] of the epoch after the minimum
         self.best_metric: float | None = None  # best val metric so far
         self.rise_run = 0
-        self.train_peak: float | None = None  # highest train loss since the val loss minimum
         self.gap_run: list[Any] = [0, None, None, []]  # [length, epoch, step, gaps]
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
@@ -87,16 +91,13 @@ class OverfittingDetector(Detector):
     def _judge_val_loss(
         self, event: dict[str, Any], metric: float | None, drop: float | None
     ) -> Finding | None:
-        val, train = finite(event.get("val_loss")), finite(event.get("train_loss"))
+        val, train = finite(event.get("val_loss")), fitted_loss(event)
         epoch, step = event.get("epoch"), event.get("step")
         if val is None:
             return None
         if self.best is None or val < self.best[2]:
             self.best, self.after_best, self.rise_run = [epoch, step, val, train], None, 0
-            self.train_peak = train
             return None
-        if train is not None:
-            self.train_peak = train if self.train_peak is None else max(self.train_peak, train)
         if self.after_best is None:
             self.after_best = [epoch, step]
         best_epoch, _, best_val, train_at_best = self.best
@@ -107,17 +108,11 @@ class OverfittingDetector(Detector):
         train_falling = train is None or train_at_best is None or train < train_at_best
         fitted = (train is None or known_ref is None
                   or train <= self.thresholds["fitted_loss"] * known_ref)
-        # a steady descent: the train loss has not climbed back above its value at the
-        # minimum since, and that value was already below the reference (an unstable run's
-        # train loss jumps; one that has not learned yet sits above the reference)
-        steady = train_at_best is None or (
-            (known_ref is None or train_at_best <= known_ref)
-            and (self.train_peak is None or self.train_peak <= train_at_best))
         # past the trivial baseline's loss: the model predicts val worse than a constant would
         past_baseline = known_ref is not None and val > known_ref
         metric_fell = (metric is None or past_baseline
                        or (drop is not None and drop >= self.thresholds["metric_drop"]))
-        if val < limit or not train_falling or not fitted or not steady or not metric_fell:
+        if val < limit or not train_falling or not fitted or not metric_fell:
             self.rise_run = 0
             return None
         self.rise_run += 1
@@ -155,9 +150,12 @@ class OverfittingDetector(Detector):
             return None
         gap = (tr - va) if self.context.greater_is_better is not False else (va - tr)
         run = self.gap_run
-        train, ref = finite(event.get("train_loss")), self.reference_loss()[0]
+        train, ref = fitted_loss(event), self.reference_loss()[0]
         fitted = train is not None and ref is not None and train <= self.thresholds["fitted_loss"] * ref
-        if gap < self.thresholds["metric_gap"] or not fitted:
+        n_val = self.context.n_val
+        noise = 2 * math.sqrt(max(va * (1 - va), 0.0) / n_val) if n_val and 0 <= va <= 1 else 0.0
+        bar = max(self.thresholds["metric_gap"], noise)
+        if gap < bar or not fitted:
             self.gap_run = [0, None, None, []]
             return None
         if run[0] == 0:
@@ -169,8 +167,9 @@ class OverfittingDetector(Detector):
         return self.finding(
             run[1], run[2],
             f"train {metric} {tr:.4g} exceeds val {metric} {va:.4g} by {gap:.3g} (limit "
-            f"{self.thresholds['metric_gap']:g}) for {run[0]} epochs since epoch {run[1]}",
+            f"{bar:.3g}) for {run[0]} epochs since epoch {run[1]}",
             rule="metric_gap", metric=metric, train_metric=tr, val_metric=va, gap=gap,
-            gaps=list(run[3]), metric_gap=self.thresholds["metric_gap"],
+            gaps=list(run[3]), metric_gap=self.thresholds["metric_gap"], limit=bar,
+            n_val=n_val,
             consecutive_epochs=run[0], patience=self.thresholds["patience"],
         )

@@ -1,13 +1,19 @@
-"""vanishing_gradients: the earliest layers barely receive a gradient.
+"""vanishing_gradients: some layers barely receive a gradient (the earliest ones, usually).
 
 Rules (onset: the first report or step of the streak):
 
-* layers: in the per-layer statistics (`layers`, every N steps), the gradient norm of the first
-  weight parameter divided by that of the last one is below `ratio` on `reports` consecutive
-  reports (AUTOTRAINER flags a first/last layer gradient ratio below 1e-3). Parameters are taken
-  in the stream's order (the model's registration order); only names ending in "weight" count
-  (all names when none do), embeddings are skipped (their gradients are sparse by design).
-* global: the global `grad_norm` is below `min_grad_norm` for `steps` consecutive steps while the
+* layers: in the per-layer statistics (`layers`, every N steps), the smallest gradient norm of
+  a weight parameter divided by the largest gradient norm of any parameter is below `ratio` on
+  `reports` consecutive reports (AUTOTRAINER flags a first/last layer gradient ratio below
+  1e-3). Every weight is judged, not only the first against the last: in a deep stack with a
+  small init the forward signal shrinks as much as the backward one, so every weight's
+  gradient - the last layer's too - is tiny next to the head's bias, and a first/last ratio
+  stays near 1. Only names ending in "weight" are judged (all names when none do); embeddings
+  are skipped (their gradients are sparse by design), and so are parameters whose gradient is
+  mostly exact zeros (`zero_frac` >= 0.5: dead units, `dead_relu`'s finding, not a vanishing
+  signal).
+* global: the global `grad_norm` is below `min_grad_norm` x the square root of the starting
+  loss (scale-free: see exploding_gradients' ceiling) for `steps` consecutive steps while the
   loss is still at least `loss_fraction` of the reference loss (SageMaker `VanishingGradient`
   judges gradients below 1e-7 in mean absolute value; a global norm below 1e-5 is that, or
   less, for a model of up to ~10^4 parameters) - a model that learned nothing and gets no signal.
@@ -20,15 +26,25 @@ from typing import Any, ClassVar
 
 from mltrainer.detectors._base import Detector, Finding, finite
 
-
-def first_and_last_weights(layers: Mapping[str, Any]) -> tuple[str, str] | None:
-    names = [n for n in layers if "embed" not in n.lower()]
-    weights = [n for n in names if n.endswith("weight")] or names
-    return (weights[0], weights[-1]) if len(weights) >= 2 else None
+DEAD_SHARE = 0.5  # a gradient at least this share exact zeros is dead units', not vanishing
 
 
-def _grad_norm(stats: Any) -> float | None:
-    return finite(stats.get("grad_norm")) if isinstance(stats, Mapping) else None
+def weakest_and_strongest(layers: Mapping[str, Any]) -> tuple[str, float, str, float] | None:
+    """(weight with the smallest gradient norm, its norm, parameter with the largest, its
+    norm), or None with fewer than two parameters to compare."""
+    norms = {}
+    for name, stats in layers.items():
+        if "embed" in name.lower() or not isinstance(stats, Mapping):
+            continue
+        norm, zeros = finite(stats.get("grad_norm")), finite(stats.get("zero_frac"))
+        if norm is not None and (zeros is None or zeros < DEAD_SHARE):
+            norms[name] = norm
+    if len(norms) < 2:
+        return None
+    weights = [n for n in norms if n.endswith("weight")] or list(norms)
+    weakest = min(weights, key=norms.__getitem__)
+    strongest = max(norms, key=norms.__getitem__)
+    return weakest, norms[weakest], strongest, norms[strongest]
 
 
 class VanishingGradientsDetector(Detector):
@@ -59,12 +75,10 @@ class VanishingGradientsDetector(Detector):
         return self._judge_global(event)
 
     def _judge_layers(self, layers: Mapping[str, Any], event: dict[str, Any]) -> Finding | None:
-        pair = first_and_last_weights(layers)
-        if pair is None:
-            return None
-        first, last = _grad_norm(layers[pair[0]]), _grad_norm(layers[pair[1]])
-        if first is None or last is None or last <= 0:
+        found = weakest_and_strongest(layers)
+        if found is None or found[3] <= 0:
             return None  # nothing to judge: neither extends nor breaks a streak
+        weak, first, strong, last = found
         ratio = first / last
         run = self.layer_run
         if ratio >= self.thresholds["ratio"]:
@@ -72,8 +86,8 @@ class VanishingGradientsDetector(Detector):
             return None
         if run[0] == 0:
             run[1], run[2], run[3] = event.get("epoch"), event.get("step"), ratio
-            run[4] = {"first_layer": pair[0], "last_layer": pair[1],
-                      "first_grad_norm": first, "last_grad_norm": last}
+            run[4] = {"weakest_layer": weak, "strongest_layer": strong,
+                      "weakest_grad_norm": first, "strongest_grad_norm": last}
         run[0] += 1
         run[3] = min(run[3], ratio)
         if run[0] < self.thresholds["reports"]:
@@ -81,12 +95,12 @@ class VanishingGradientsDetector(Detector):
         detail = run[4]
         return self.finding(
             run[1], run[2],
-            f"gradient of the first layer {detail['first_layer']} is {ratio:.2g}x that of the "
-            f"last layer {detail['last_layer']} (below {self.thresholds['ratio']:g}) on "
+            f"gradient of {detail['weakest_layer']} is {ratio:.2g}x that of "
+            f"{detail['strongest_layer']} (below {self.thresholds['ratio']:g}) on "
             f"{run[0]} reports since step {run[2]}",
             rule="layer_ratio", ratio=ratio, min_ratio=run[3], threshold=self.thresholds["ratio"],
             consecutive_reports=run[0], reports=self.thresholds["reports"],
-            latest_first_grad_norm=first, latest_last_grad_norm=last, **detail,
+            latest_weakest_grad_norm=first, latest_strongest_grad_norm=last, **detail,
         )
 
     def _judge_global(self, event: dict[str, Any]) -> Finding | None:
@@ -96,7 +110,9 @@ class VanishingGradientsDetector(Detector):
             return None
         run = self.global_run
         floor = self.thresholds["loss_fraction"] * ref
-        if grad >= self.thresholds["min_grad_norm"] or loss < floor:
+        start = self.start_loss()
+        bar = self.thresholds["min_grad_norm"] * (start**0.5 if start is not None else 1.0)
+        if grad >= bar or loss < floor:
             run[0] = 0
             return None
         if run[0] == 0:
@@ -107,11 +123,12 @@ class VanishingGradientsDetector(Detector):
             return None
         return self.finding(
             run[1], run[2],
-            f"global gradient norm below {self.thresholds['min_grad_norm']:g} for {run[0]} "
+            f"global gradient norm below {bar:.3g} for {run[0]} "
             f"steps since step {run[2]} while the loss ({loss:.4g}) is still above "
             f"{floor:.4g}",
             rule="global_norm", grad_norm=grad, min_seen=run[3],
-            min_grad_norm=self.thresholds["min_grad_norm"], loss=loss, loss_floor=floor,
+            min_grad_norm=self.thresholds["min_grad_norm"], limit=bar, loss=loss,
+            loss_floor=floor,
             reference_loss=ref, reference=source, consecutive_steps=run[0],
             steps=self.thresholds["steps"],
         )

@@ -317,7 +317,7 @@ class Trainer:
             "steps_per_epoch": parts.batches.steps_per_epoch, "epochs": self.cfg.training.epochs,
             "kind": self.kind, "device": str(self.device), "seed": self.cfg.seed,
             "n_train": len(self.bundle.train.y), "n_val": len(self.bundle.val.y),
-            "config_fingerprint": self.fingerprint,
+            "goal_target": self.cfg.goal.target, "config_fingerprint": self.fingerprint,
         }
         if self.baseline is not None:
             event["baseline"] = self.baseline
