@@ -325,6 +325,25 @@ def test_checkpoints_load_weights_only_and_hold_the_whole_state(short_run: tuple
     assert best["epoch"] == result.best_epoch
 
 
+def test_epoch_events_carry_train_metrics_of_the_epochs_model(short_run: tuple) -> None:
+    """Every epoch event has the task's metrics and loss on the training rows, measured like
+    val's: the epoch's end model in eval mode (digits' 1257 training rows: all of them)."""
+    run_dir, _result, cfg = short_run
+    epochs = [e for e in read_stream(run_dir / "metrics.jsonl") if e["type"] == "epoch"]
+    assert [sorted(e["train"]) for e in epochs] == [["accuracy", "f1_macro", "roc_auc"]] * 3
+    bundle = digits_bundle()
+    model = load_model_from_checkpoint(run_dir / "checkpoints" / "epoch-003.pt", cfg,
+                                       bundle.spec, device="cpu")
+    outputs = predict(model, bundle.train.X)
+    assert epochs[-1]["train"] == pytest.approx(compute_metrics("classification",
+                                                                bundle.train.y, outputs))
+    loss = torch.nn.functional.cross_entropy(torch.as_tensor(outputs),
+                                             torch.as_tensor(bundle.train.y))
+    assert epochs[-1]["train_eval_loss"] == pytest.approx(float(loss), rel=1e-5)
+    assert epochs[-1]["train_eval_loss"] < epochs[0]["train_loss"]  # not the epoch mean
+    assert _result.history[-1]["train"] == epochs[-1]["train"]
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [

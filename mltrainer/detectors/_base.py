@@ -262,10 +262,20 @@ class Detector(ABC):
 
     def start_loss(self) -> float | None:
         """The loss the run started from: the larger of the first step's loss and the trivial
-        baseline's. Its square root is the scale of the gradients: an MSE in raw units of
-        scale c has a loss of scale c**2 and gradients of scale c (cross-entropy: ~1)."""
+        baseline's."""
         values = [v for v in (self.initial_loss, self.context.baseline_loss) if v is not None]
         return max(values) if values else None
+
+    def gradient_scale(self) -> float:
+        """The scale of the gradients the task's loss makes, for bars on gradient norms.
+        Regression (MSE): the square root of the starting loss - targets in raw units of scale
+        c give losses of scale c**2 and gradients of scale c. Classification (cross-entropy):
+        1 - the gradient with respect to the logits, p - onehot, has a norm below sqrt(2)
+        whatever the data."""
+        start = self.start_loss()
+        if self.context.task != "regression" or start is None:
+            return 1.0
+        return start**0.5
 
     def state_dict(self) -> dict[str, Any]:
         """The running state as strict JSON (round-trips through `load_state_dict`)."""

@@ -7,11 +7,12 @@ Rules (onset: the first step that counted):
   an explosion cannot raise its own bar; the early median keeps the bar from sinking with the
   tiny gradients of a converged model (after the run's own scale: Lightning `SpikeDetection`
   judges against a running mean, AUTOTRAINER flags a gradient ratio above 70).
-* ceiling (`patience` of the last `span` steps): `grad_norm` > `max_norm` x the square root
-  of the starting loss (or the early median, when a model starts above it). The square root
-  makes the bar scale-free: a regression in raw units of scale c has losses of scale c**2 and
-  gradients of scale c, so an absolute bar fires on a healthy raw-unit run (cross-entropy
-  starts near 1-2.3: the bar is then ~max_norm). An explosion that flickers (a step or two
+* ceiling (`patience` of the last `span` steps): `grad_norm` > `max_norm` x the task's
+  gradient scale (or the early median, when a model starts above it). The scale
+  (`Detector.gradient_scale`) is 1 for classification and the square root of the starting
+  loss for regression: targets in raw units of scale c give losses of scale c**2 and
+  gradients of scale c, so an absolute bar fires on a healthy raw-unit run. An explosion that
+  flickers (a step or two
   back under the bar between larger ones, common with plain SGD at a too-high learning rate)
   still counts.
 * divergence (`patience` consecutive steps): the step `loss` > `divergence` x the starting loss
@@ -179,8 +180,7 @@ class ExplodingGradientsDetector(Detector):
         return self.start_loss()
 
     def _ceiling(self) -> float:
-        start = self.start_loss()
-        return self.thresholds["max_norm"] * (start**0.5 if start is not None else 1.0)
+        return self.thresholds["max_norm"] * self.gradient_scale()
 
     def _divergence_bar(self) -> float | None:
         start = self._start_loss()

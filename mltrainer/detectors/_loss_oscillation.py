@@ -8,7 +8,12 @@ Rules (either fires):
   `train_progress` (relative) over the same epochs: swings without a downward trend
   (AUTOTRAINER's unstable-loss rule counts alternating local extremes of at least 0.03 in
   accuracy). The train-loss condition keeps apart a run that overfits noisily but still
-  learns. Onset: the epoch of the first counted rise in the window.
+  learns. When the epochs carry `train_eval_loss` (the end-of-epoch model's loss on fixed
+  training rows), it must change direction as often, by moves that count the same way: an
+  optimiser thrown about by too high a learning rate moves the model's fit of its own
+  training rows too, while the wiggles of a converged model on a small val set (a few rows
+  flipping) leave the training rows' loss smooth. Onset: the epoch of the first counted rise
+  in the window.
 * spikes: `spikes` spikes within `spike_horizon` steps, a spike being `spike_steps`
   consecutive step losses each at least `spike_factor` x the mean of the last `spike_window`
   ordinary step losses and at least `spike_atol` x the reference loss above it (after
@@ -41,7 +46,7 @@ class LossOscillationDetector(Detector):
         "train_progress": 0.1,
         "spike_factor": 2.0,
         "spike_window": 10,
-        "spike_atol": 0.25,
+        "spike_atol": 0.5,
         "spike_steps": 2,
         "spikes": 3,
         "spike_horizon": 200,
@@ -63,7 +68,8 @@ class LossOscillationDetector(Detector):
 
     def _setup(self) -> None:
         window = int(self.thresholds["window"])
-        self.epochs: deque[list[Any]] = deque(maxlen=max(window, 2))  # [epoch, step, val, train]
+        # [epoch, step, val, train, train_eval]
+        self.epochs: deque[list[Any]] = deque(maxlen=max(window, 2))
         self.losses: deque[float] = deque(maxlen=int(self.thresholds["spike_window"]))
         self.elevated = 0  # consecutive steps above the spike bar
         self.spike_start: list[Any] = []  # [epoch, step, loss, running mean] of the first of them
@@ -76,7 +82,8 @@ class LossOscillationDetector(Detector):
         if val is None:
             return None
         self.epochs.append([event.get("epoch"), event.get("step"), val,
-                            finite(event.get("train_loss"))])
+                            finite(event.get("train_loss")),
+                            finite(event.get("train_eval_loss"))])
         if len(self.epochs) < self.thresholds["window"]:
             return None
         return self._judge_window()
@@ -87,15 +94,15 @@ class LossOscillationDetector(Detector):
             return None
         floor = self.thresholds["amplitude"] * ref
         rows = list(self.epochs)
-        moves = []  # (sign, index of the row where the move ended, size)
-        swing = self.thresholds["swing"]
-        for index, (before, after) in enumerate(pairwise(rows), start=1):
-            change = after[2] - before[2]
-            if abs(change) >= floor and abs(change) >= swing * min(before[2], after[2]):
-                moves.append((1 if change > 0 else -1, index, change))
-        changes = sum(1 for a, b in pairwise(moves) if a[0] != b[0])
+        moves = self._moves(rows, 2, floor)
+        changes = _direction_changes(moves)
         if changes < self.thresholds["sign_changes"]:
             return None
+        train_changes = None
+        if all(r[4] is not None for r in rows):
+            train_changes = _direction_changes(self._moves(rows, 4, floor))
+            if train_changes < self.thresholds["sign_changes"]:
+                return None  # the training rows' fit is smooth: val noise, not instability
         first_train, last_train = rows[0][3], rows[-1][3]
         progress = None
         if first_train is not None and last_train is not None and first_train > 0:
@@ -109,12 +116,25 @@ class LossOscillationDetector(Detector):
             onset_row[0], onset_row[1],
             f"val loss changed direction {changes} times in {len(rows)} epochs (mean move "
             f"{mean_swing:.3g}; moves of at least {floor:.3g} count) without a downward trend",
-            rule="epochs", sign_changes=changes, min_sign_changes=self.thresholds["sign_changes"],
+            rule="epochs", sign_changes=changes, train_sign_changes=train_changes,
+            min_sign_changes=self.thresholds["sign_changes"],
             val_losses=[r[2] for r in rows], epochs=[r[0] for r in rows],
             mean_move=mean_swing, min_move=floor, amplitude=self.thresholds["amplitude"],
             swing=self.thresholds["swing"], reference_loss=ref, reference=source, train_progress=progress,
             max_train_progress=self.thresholds["train_progress"],
         )
+
+    def _moves(self, rows: list[list[Any]], column: int, floor: float
+               ) -> list[tuple[int, int, float]]:
+        """(sign, index of the row where the move ended, size) of each epoch-to-epoch move of
+        `column` that counts: at least `floor` and `swing` x the lower of the two values."""
+        moves = []
+        swing = self.thresholds["swing"]
+        for index, (before, after) in enumerate(pairwise(rows), start=1):
+            change = after[column] - before[column]
+            if abs(change) >= floor and abs(change) >= swing * min(before[column], after[column]):
+                moves.append((1 if change > 0 else -1, index, change))
+        return moves
 
     def _judge_step(self, event: dict[str, Any]) -> Finding | None:
         loss = finite(event.get("loss"))
@@ -158,3 +178,7 @@ class LossOscillationDetector(Detector):
             spike_steps=self.thresholds["spike_steps"], reference_loss=ref,
             min_spikes=self.thresholds["spikes"], spike_horizon=self.thresholds["spike_horizon"],
         )
+
+
+def _direction_changes(moves: list[tuple[int, int, float]]) -> int:
+    return sum(1 for a, b in pairwise(moves) if a[0] != b[0])

@@ -1,15 +1,18 @@
 """underfitting: the model cannot fit its own training data, and has stopped getting better.
 
 Rule: from epoch `min_epochs` on, the train loss has flattened - the best of the last
-`patience` epochs improves on the best before them by less than `min_progress` (relative) -
+`patience` epochs improves on the best before them by less than `min_progress` (relative), and
+it is not accelerating (falling in every epoch of the window, by more in the last than in the
+first: a curve leaving a plateau, where one converging to a floor takes ever smaller steps) -
 while the fit is poor: the train loss is still at or above (1 - `loss_margin`) x the reference
 loss (no better than the trivial baseline `mlt plan` measured), or the train metric (epoch
-events' `train`) falls short of the goal (`goal_target` in the start event) - the model does
-not reach the goal even on the rows it learns from (the "high bias" diagnosis: compare the
-training error with the desired performance). A model whose train metric meets the goal is
-never underfitting; one whose loss is still falling is still learning (a raw-unit regression
-that spends its first epochs learning the target's mean, a tiny data set with two steps an
-epoch). Onset: the first epoch of the flat window.
+events' `train`) falls short of the goal (`goal_target` in the start event) by at least
+`metric_margin` (absolute for accuracy/f1_macro/roc_auc/r2, relative for rmse/mae) - the model
+does not reach the goal even on the rows it learns from (the "high bias" diagnosis: compare
+the training error with the desired performance). A model whose train metric meets the goal
+is never underfitting; one whose loss is still falling is still learning (a raw-unit
+regression that spends its first epochs learning the target's mean, a tiny data set with two
+steps an epoch). Onset: the first epoch of the flat window.
 
 All of it is scale-free: losses are judged against the reference loss and against their own
 earlier values, metrics against the goal. The train loss judged is the end-of-epoch model's
@@ -35,17 +38,19 @@ class UnderfittingDetector(Detector):
         "patience": 3,
         "loss_margin": 0.1,
         "min_progress": 0.05,
+        "metric_margin": 0.05,
     }
     kinds: ClassVar[dict[str, str]] = {
         "min_epochs": "count", "patience": "count", "loss_margin": "fraction",
-        "min_progress": "nonnegative",
+        "min_progress": "nonnegative", "metric_margin": "nonnegative",
     }
     watches: ClassVar[frozenset[str]] = frozenset({"epoch"})
     _state_fields: ClassVar[tuple[str, ...]] = ("recent", "best_before", "epochs_seen")
 
     def _setup(self) -> None:
-        self.recent: deque[list[Any]] = deque()  # [epoch, step, loss] of the last `patience`
-        self.best_before: float | None = None  # best train loss before them
+        # [epoch, step, loss] of the last `patience` epochs and the one before them
+        self.recent: deque[list[Any]] = deque()
+        self.best_before: float | None = None  # best train loss before those
         self.epochs_seen = 0
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
@@ -53,7 +58,8 @@ class UnderfittingDetector(Detector):
         train = fitted_loss(event)
         if train is None:
             return None
-        if len(self.recent) >= self.thresholds["patience"]:
+        patience = self.thresholds["patience"]
+        if len(self.recent) > patience:
             leaving = self.recent.popleft()[2]
             self.best_before = leaving if self.best_before is None else min(self.best_before,
                                                                              leaving)
@@ -61,26 +67,30 @@ class UnderfittingDetector(Detector):
         self.recent.append([epoch, event.get("step"), train])
         ref, source = self.reference_loss()
         seen = epoch if isinstance(epoch, int) else self.epochs_seen
-        if (ref is None or self.best_before is None or seen < self.thresholds["min_epochs"]
-                or len(self.recent) < self.thresholds["patience"]):
+        if ref is None or seen < self.thresholds["min_epochs"] or len(self.recent) <= patience:
             return None
-        best_now = min(row[2] for row in self.recent)
-        progress = (self.best_before - best_now) / self.best_before if self.best_before > 0 \
-            else 0.0
-        if progress >= self.thresholds["min_progress"]:
+        losses = [row[2] for row in self.recent]
+        before = min(losses[0], self.best_before) if self.best_before is not None else losses[0]
+        best_now = min(losses[1:])
+        progress = (before - best_now) / before if before > 0 else 0.0
+        steps = [a - b for a, b in zip(losses, losses[1:], strict=False)]
+        accelerating = all(d > 0 for d in steps) and steps[-1] > steps[0]
+        if progress >= self.thresholds["min_progress"] or accelerating:
             return None  # still learning
         metric = self.context.metric
         train_metric = self._train_metric(event)
         meets = self.context.meets_goal(train_metric)
+        short = self._short_of_goal(train_metric)
         limit = (1 - self.thresholds["loss_margin"]) * ref
         poor_loss = train >= limit
-        if meets or not (poor_loss or meets is False):
+        if meets or not (poor_loss or short):
             return None
-        first = self.recent[0]
+        first = self.recent[1]
         why = (f"train loss {train:.4g} is {train / ref:.0%} of the {source} loss {ref:.4g} "
                f"(needs below {limit:.4g})" if poor_loss else
                f"train {metric} {train_metric:.4g} falls short of the goal "
-               f"{self.context.goal_target:.4g} on the training rows")
+               f"{self.context.goal_target:.4g} on the training rows (by more than "
+               f"{self.thresholds['metric_margin']:g})")
         return self.finding(
             first[0], first[1],
             f"{why}, and the train loss improved by only {progress:.1%} over the last "
@@ -90,9 +100,19 @@ class UnderfittingDetector(Detector):
             limit=limit, loss_margin=self.thresholds["loss_margin"], metric=metric,
             train_metric=train_metric, goal_target=self.context.goal_target,
             progress=progress, min_progress=self.thresholds["min_progress"],
-            train_losses=[row[2] for row in self.recent], epochs=[row[0] for row in self.recent],
+            metric_margin=self.thresholds["metric_margin"],
+            train_losses=losses[1:], epochs=[row[0] for row in list(self.recent)[1:]],
             patience=self.thresholds["patience"], min_epochs=self.thresholds["min_epochs"],
         )
+
+    def _short_of_goal(self, value: float | None) -> bool:
+        """Whether the train metric misses the goal by at least `metric_margin`."""
+        goal, margin = self.context.goal_target, self.thresholds["metric_margin"]
+        if value is None or goal is None:
+            return False
+        if self.context.greater_is_better is False:
+            return value > goal * (1 + margin)
+        return value < goal - margin
 
     def _train_metric(self, event: dict[str, Any]) -> float | None:
         train, metric = event.get("train"), self.context.metric

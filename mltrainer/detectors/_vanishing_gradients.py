@@ -2,18 +2,20 @@
 
 Rules (onset: the first report or step of the streak):
 
-* layers: in the per-layer statistics (`layers`, every N steps), the smallest gradient norm of
-  a weight parameter divided by the largest gradient norm of any parameter is below `ratio` on
-  `reports` consecutive reports (AUTOTRAINER flags a first/last layer gradient ratio below
-  1e-3). Every weight is judged, not only the first against the last: in a deep stack with a
-  small init the forward signal shrinks as much as the backward one, so every weight's
-  gradient - the last layer's too - is tiny next to the head's bias, and a first/last ratio
-  stays near 1. Only names ending in "weight" are judged (all names when none do); embeddings
-  are skipped (their gradients are sparse by design), and so are parameters whose gradient is
-  mostly exact zeros (`zero_frac` >= 0.5: dead units, `dead_relu`'s finding, not a vanishing
-  signal).
-* global: the global `grad_norm` is below `min_grad_norm` x the square root of the starting
-  loss (scale-free: see exploding_gradients' ceiling) for `steps` consecutive steps while the
+* layers: in the per-layer statistics (`layers`, every N steps), the gradient norm of the
+  first weight parameter divided by the largest gradient norm of any parameter is below
+  `ratio` on `reports` consecutive reports (AUTOTRAINER flags a first/last layer gradient
+  ratio below 1e-3). Against the largest, not the last weight: in a deep stack with a small
+  init the forward signal shrinks as much as the backward one, so the last weight's gradient
+  is as tiny as the first's - only the head's bias still gets a signal - and a first/last
+  ratio stays near 1. Parameters are taken in the stream's order (the model's registration
+  order); only names ending in "weight" can be the first (all names when none do);
+  embeddings are skipped (their gradients are sparse by design), and so are parameters whose
+  gradient is mostly exact zeros (`zero_frac` >= 0.5: dead units, `dead_relu`'s finding, not
+  a vanishing signal).
+* global: the global `grad_norm` is below `min_grad_norm` x the task's gradient scale (1 for
+  classification, the square root of the starting loss for regression; see
+  `Detector.gradient_scale`) for `steps` consecutive steps while the
   loss is still at least `loss_fraction` of the reference loss (SageMaker `VanishingGradient`
   judges gradients below 1e-7 in mean absolute value; a global norm below 1e-5 is that, or
   less, for a model of up to ~10^4 parameters) - a model that learned nothing and gets no signal.
@@ -29,9 +31,9 @@ from mltrainer.detectors._base import Detector, Finding, finite
 DEAD_SHARE = 0.5  # a gradient at least this share exact zeros is dead units', not vanishing
 
 
-def weakest_and_strongest(layers: Mapping[str, Any]) -> tuple[str, float, str, float] | None:
-    """(weight with the smallest gradient norm, its norm, parameter with the largest, its
-    norm), or None with fewer than two parameters to compare."""
+def first_and_strongest(layers: Mapping[str, Any]) -> tuple[str, float, str, float] | None:
+    """(the first weight, its gradient norm, the parameter with the largest gradient norm,
+    that norm), or None with fewer than two parameters to compare."""
     norms = {}
     for name, stats in layers.items():
         if "embed" in name.lower() or not isinstance(stats, Mapping):
@@ -42,9 +44,8 @@ def weakest_and_strongest(layers: Mapping[str, Any]) -> tuple[str, float, str, f
     if len(norms) < 2:
         return None
     weights = [n for n in norms if n.endswith("weight")] or list(norms)
-    weakest = min(weights, key=norms.__getitem__)
     strongest = max(norms, key=norms.__getitem__)
-    return weakest, norms[weakest], strongest, norms[strongest]
+    return weights[0], norms[weights[0]], strongest, norms[strongest]
 
 
 class VanishingGradientsDetector(Detector):
@@ -75,10 +76,10 @@ class VanishingGradientsDetector(Detector):
         return self._judge_global(event)
 
     def _judge_layers(self, layers: Mapping[str, Any], event: dict[str, Any]) -> Finding | None:
-        found = weakest_and_strongest(layers)
+        found = first_and_strongest(layers)
         if found is None or found[3] <= 0:
             return None  # nothing to judge: neither extends nor breaks a streak
-        weak, first, strong, last = found
+        first_name, first, strong, last = found
         ratio = first / last
         run = self.layer_run
         if ratio >= self.thresholds["ratio"]:
@@ -86,8 +87,8 @@ class VanishingGradientsDetector(Detector):
             return None
         if run[0] == 0:
             run[1], run[2], run[3] = event.get("epoch"), event.get("step"), ratio
-            run[4] = {"weakest_layer": weak, "strongest_layer": strong,
-                      "weakest_grad_norm": first, "strongest_grad_norm": last}
+            run[4] = {"first_layer": first_name, "strongest_layer": strong,
+                      "first_grad_norm": first, "strongest_grad_norm": last}
         run[0] += 1
         run[3] = min(run[3], ratio)
         if run[0] < self.thresholds["reports"]:
@@ -95,12 +96,12 @@ class VanishingGradientsDetector(Detector):
         detail = run[4]
         return self.finding(
             run[1], run[2],
-            f"gradient of {detail['weakest_layer']} is {ratio:.2g}x that of "
+            f"gradient of the first layer {detail['first_layer']} is {ratio:.2g}x that of "
             f"{detail['strongest_layer']} (below {self.thresholds['ratio']:g}) on "
             f"{run[0]} reports since step {run[2]}",
             rule="layer_ratio", ratio=ratio, min_ratio=run[3], threshold=self.thresholds["ratio"],
             consecutive_reports=run[0], reports=self.thresholds["reports"],
-            latest_weakest_grad_norm=first, latest_strongest_grad_norm=last, **detail,
+            latest_first_grad_norm=first, latest_strongest_grad_norm=last, **detail,
         )
 
     def _judge_global(self, event: dict[str, Any]) -> Finding | None:
@@ -110,8 +111,7 @@ class VanishingGradientsDetector(Detector):
             return None
         run = self.global_run
         floor = self.thresholds["loss_fraction"] * ref
-        start = self.start_loss()
-        bar = self.thresholds["min_grad_norm"] * (start**0.5 if start is not None else 1.0)
+        bar = self.thresholds["min_grad_norm"] * self.gradient_scale()
         if grad >= bar or loss < floor:
             run[0] = 0
             return None
