@@ -2,18 +2,18 @@
 
 Rules (either fires):
 
-* epochs: over the last `window` epochs, the epoch-to-epoch moves of `val_loss` that count -
-  at least `amplitude` x the reference loss and at least `swing` x the lower of the two values -
-  change direction `sign_changes` times or more, while the train loss fell by less than
+* epochs: over the last `window` epochs, the epoch-to-epoch moves of `val_loss` - or of the
+  epoch-mean `train_loss` - that count (at least `amplitude` x the reference loss and at least
+  `swing` x the lower of the two values) change direction `sign_changes` times or more, while the train loss fell by less than
   `train_progress` (relative) over the same epochs: swings without a downward trend
   (AUTOTRAINER's unstable-loss rule counts alternating local extremes of at least 0.03 in
   accuracy). The train-loss condition keeps apart a run that overfits noisily but still
-  learns. When the epochs carry `train_eval_loss` (the end-of-epoch model's loss on fixed
-  training rows), it must change direction as often, by moves that count the same way: an
-  optimiser thrown about by too high a learning rate moves the model's fit of its own
-  training rows too, while the wiggles of a converged model on a small val set (a few rows
-  flipping) leave the training rows' loss smooth. Onset: the epoch of the first counted rise
-  in the window.
+  learns. The train loss counts on its own: an optimiser thrown about by too high a learning
+  rate makes the loss on the very rows it trains on go up and down by epochs, which a sound
+  one does not, however small or noisy the val set. Onset: the epoch of the first counted
+  rise in the window. On a val set of n_val rows a val-loss move must also be at least
+  2 x sqrt(2 / n_val) of the lower value (when the start event says n_val): the wobble a
+  mean over that many rows shows as the model jitters (0.3 on 90 rows, 0.17 on 270).
 * spikes: `spikes` spikes within `spike_horizon` steps, a spike being `spike_steps`
   consecutive step losses each at least `spike_factor` x the mean of the last `spike_window`
   ordinary step losses and at least `spike_atol` x the reference loss above it (after
@@ -41,7 +41,7 @@ class LossOscillationDetector(Detector):
     defaults: ClassVar[dict[str, float]] = {
         "window": 5,
         "sign_changes": 2,
-        "amplitude": 0.02,
+        "amplitude": 0.05,
         "swing": 0.1,
         "train_progress": 0.1,
         "spike_factor": 2.0,
@@ -68,8 +68,7 @@ class LossOscillationDetector(Detector):
 
     def _setup(self) -> None:
         window = int(self.thresholds["window"])
-        # [epoch, step, val, train, train_eval]
-        self.epochs: deque[list[Any]] = deque(maxlen=max(window, 2))
+        self.epochs: deque[list[Any]] = deque(maxlen=max(window, 2))  # [epoch, step, val, train]
         self.losses: deque[float] = deque(maxlen=int(self.thresholds["spike_window"]))
         self.elevated = 0  # consecutive steps above the spike bar
         self.spike_start: list[Any] = []  # [epoch, step, loss, running mean] of the first of them
@@ -82,8 +81,7 @@ class LossOscillationDetector(Detector):
         if val is None:
             return None
         self.epochs.append([event.get("epoch"), event.get("step"), val,
-                            finite(event.get("train_loss")),
-                            finite(event.get("train_eval_loss"))])
+                            finite(event.get("train_loss"))])
         if len(self.epochs) < self.thresholds["window"]:
             return None
         return self._judge_window()
@@ -94,15 +92,20 @@ class LossOscillationDetector(Detector):
             return None
         floor = self.thresholds["amplitude"] * ref
         rows = list(self.epochs)
-        moves = self._moves(rows, 2, floor)
+        series = "val_loss"
+        # a val loss is a mean over n_val rows: a per-row loss spread about as wide as its mean
+        # (squared Gaussian residuals: sqrt(2) x the mean) makes it wobble by ~sqrt(2 / n_val)
+        # of itself as the model jitters; a move must clear twice that to count
+        n_val = self.context.n_val
+        val_swing = max(self.thresholds["swing"], 2 * (2 / n_val) ** 0.5 if n_val else 0.0)
+        moves = self._moves(rows, 2, floor, val_swing)
         changes = _direction_changes(moves)
+        if changes < self.thresholds["sign_changes"] and all(r[3] is not None for r in rows):
+            series = "train_loss"
+            moves = self._moves(rows, 3, floor, self.thresholds["swing"])
+            changes = _direction_changes(moves)
         if changes < self.thresholds["sign_changes"]:
             return None
-        train_changes = None
-        if all(r[4] is not None for r in rows):
-            train_changes = _direction_changes(self._moves(rows, 4, floor))
-            if train_changes < self.thresholds["sign_changes"]:
-                return None  # the training rows' fit is smooth: val noise, not instability
         first_train, last_train = rows[0][3], rows[-1][3]
         progress = None
         if first_train is not None and last_train is not None and first_train > 0:
@@ -114,22 +117,24 @@ class LossOscillationDetector(Detector):
         mean_swing = sum(abs(m[2]) for m in moves) / len(moves)
         return self.finding(
             onset_row[0], onset_row[1],
-            f"val loss changed direction {changes} times in {len(rows)} epochs (mean move "
-            f"{mean_swing:.3g}; moves of at least {floor:.3g} count) without a downward trend",
-            rule="epochs", sign_changes=changes, train_sign_changes=train_changes,
+            f"{series.replace('_', ' ')} changed direction {changes} times in {len(rows)} "
+            f"epochs (mean move {mean_swing:.3g}; moves of at least {floor:.3g} count) "
+            "without a downward trend",
+            rule="epochs", series=series, sign_changes=changes,
             min_sign_changes=self.thresholds["sign_changes"],
-            val_losses=[r[2] for r in rows], epochs=[r[0] for r in rows],
+            val_losses=[r[2] for r in rows], train_losses=[r[3] for r in rows],
+            epochs=[r[0] for r in rows],
             mean_move=mean_swing, min_move=floor, amplitude=self.thresholds["amplitude"],
-            swing=self.thresholds["swing"], reference_loss=ref, reference=source, train_progress=progress,
-            max_train_progress=self.thresholds["train_progress"],
+            swing=self.thresholds["swing"], reference_loss=ref, reference=source,
+            train_progress=progress, max_train_progress=self.thresholds["train_progress"],
         )
 
-    def _moves(self, rows: list[list[Any]], column: int, floor: float
+    @staticmethod
+    def _moves(rows: list[list[Any]], column: int, floor: float, swing: float
                ) -> list[tuple[int, int, float]]:
         """(sign, index of the row where the move ended, size) of each epoch-to-epoch move of
         `column` that counts: at least `floor` and `swing` x the lower of the two values."""
         moves = []
-        swing = self.thresholds["swing"]
         for index, (before, after) in enumerate(pairwise(rows), start=1):
             change = after[column] - before[column]
             if abs(change) >= floor and abs(change) >= swing * min(before[column], after[column]):
