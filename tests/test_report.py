@@ -75,6 +75,15 @@ def test_the_verdict_comes_first_then_the_next_command(built: Path) -> None:
     assert order == sorted(order)
 
 
+def test_baseline_table_shows_train_metrics_beside_val(built: Path) -> None:
+    md = (built / "reports" / "baseline.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| epoch |"))
+    assert "| train accuracy |" in header and "| val accuracy |" in header
+    row = next(line for line in md.splitlines() if line.startswith("| 1"))
+    assert row.count("|") == header.count("|")
+    assert "- |" not in row.split("| val", 1)[0]  # train metric values are filled in
+
+
 def test_a_blocked_gate_says_why_and_how_to_unblock(project: Path) -> None:
     p, state, fps = context(project)
     gate = state.phases["baseline"].gate

@@ -173,7 +173,8 @@ def _metric_panel(ax: Any, c: RunCurves) -> None:
     if c.trivial is not None and lo - span <= c.trivial <= hi + span:
         ax.axhline(c.trivial, color=COLORS["trivial"], linestyle=":", linewidth=1.1,
                    label=f"trivial baseline {c.trivial:.3g}")
-    ax.set_title(f"val {name} ({'higher' if c.greater_is_better else 'lower'} is better)")
+    split = "train and val" if _finite(c.train_metric) else "val"
+    ax.set_title(f"{split} {name} ({'higher' if c.greater_is_better else 'lower'} is better)")
     _epoch_axis(ax, c)
     _markers(ax, c.markers, labelled=False)
 
