@@ -156,11 +156,15 @@ class TrainingConfig(_Strict):
     optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="Optimiser.")
     lr: float = Field(1e-3, gt=0.0, description="Peak learning rate.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum (sgd only).")
-    weight_decay: float = Field(1e-4, ge=0.0, description="Weight decay (L2 for adam/sgd); null/false = 0 (off).")
+    weight_decay: float = Field(
+        1e-4, ge=0.0, description="Weight decay (L2 for adam/sgd); null/false = 0 (off)."
+    )
     scheduler: Literal["none", "cosine", "step", "plateau"] = Field(
         "cosine", description="Learning-rate schedule after warmup; null/false = none (constant)."
     )
-    warmup_epochs: int = Field(0, ge=0, description="Epochs of linear lr warmup; 0, null or false = none.")
+    warmup_epochs: int = Field(
+        0, ge=0, description="Epochs of linear lr warmup; 0, null or false = none."
+    )
     step_size: int = Field(10, ge=1, description="Epochs between lr drops (step scheduler).")
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="lr factor at each drop (step, plateau).")
     plateau_patience: int = Field(
@@ -168,7 +172,8 @@ class TrainingConfig(_Strict):
         "plateau scheduler multiplies lr by gamma (plateau only)."
     )
     grad_clip: float | None = Field(
-        1.0, gt=0.0, description="Clip the global gradient norm to this value; null/false = no clipping."
+        1.0, gt=0.0,
+        description="Clip the global gradient norm to this value; null/false = no clipping.",
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="fp32, bf16 autocast (CPU and GPU) or fp16 with a scaler (GPU only)."
@@ -177,7 +182,8 @@ class TrainingConfig(_Strict):
         "auto", description="auto picks CUDA when present."
     )
     grad_stats_every: int = Field(
-        10, ge=0, description="Steps between per-layer gradient statistics; 0, null or false = off."
+        10, ge=0,
+        description="Steps between per-layer gradient statistics; 0, null or false = off.",
     )
     early_stopping: EarlyStoppingConfig = Field(
         default_factory=EarlyStoppingConfig,
@@ -205,7 +211,9 @@ class OptimizeConfig(_Strict):
     _off: ClassVar[dict[str, Any]] = {"timeout": None, "storage": None}
 
     trials: int = Field(20, ge=1, description="Trials per optimize iteration.")
-    timeout: float | None = Field(None, gt=0, description="Seconds per iteration; null/false = no limit.")
+    timeout: float | None = Field(
+        None, gt=0, description="Seconds per iteration; null/false = no limit."
+    )
     seeds: int = Field(5, ge=2, description="Seeds to compare best trial and baseline over.")
     max_iterations: int = Field(3, ge=1, le=10, description="Optimize iterations allowed in total.")
     space: dict[str, dict[str, Any]] = Field(

@@ -2,11 +2,12 @@
 
 Rules (onset: the first step that counted):
 
-* ratio (`patience` of the last `span` steps): `grad_norm` > `factor` x the larger of (the median of the last `window` accepted
-  steps, the median of the first `min_history` steps). Flagged steps stay out of the median, so
-  an explosion cannot raise its own bar; the early median keeps the bar from sinking with the
-  tiny gradients of a converged model (after the run's own scale: Lightning `SpikeDetection`
-  judges against a running mean, AUTOTRAINER flags a gradient ratio above 70).
+* ratio (`patience` of the last `span` steps): `grad_norm` > `factor` x the larger of (the
+  median of the last `window` accepted steps, the median of the first `min_history` steps).
+  Flagged steps stay out of the median, so an explosion cannot raise its own bar; the early
+  median keeps the bar from sinking with the tiny gradients of a converged model (after the
+  run's own scale: Lightning `SpikeDetection` judges against a running mean, AUTOTRAINER flags
+  a gradient ratio above 70).
 * ceiling (`patience` of the last `span` steps): `grad_norm` > `max_norm` x the task's
   gradient scale (or the early median, when a model starts above it). The scale
   (`Detector.gradient_scale`) is 1 for classification and the square root of the starting

@@ -124,7 +124,8 @@ class OverfittingDetector(Detector):
             f"for {self.rise_run} epochs while the train loss kept falling"
             + self._metric_words(metric, drop),
             rule="val_loss", best_val_loss=best_val, best_epoch=best_epoch, val_loss=val,
-            rise=(val - best_val) / best_val if best_val else None, min_rise=self.thresholds["rise"],
+            rise=(val - best_val) / best_val if best_val else None,
+            min_rise=self.thresholds["rise"],
             limit=limit, train_loss_at_best=train_at_best, train_loss=train,
             metric=self.context.metric if metric is not None else None, val_metric=metric,
             best_val_metric=self.best_metric, metric_drop=drop,
@@ -137,7 +138,8 @@ class OverfittingDetector(Detector):
             return ""
         name = self.context.metric
         if self.context.greater_is_better is False:
-            return f"; val {name} {metric:.4g} is {drop:.1%} worse than its best {self.best_metric:.4g}"
+            return (f"; val {name} {metric:.4g} is {drop:.1%} worse than its best "
+                    f"{self.best_metric:.4g}")
         return f"; val {name} {metric:.4g} is {drop:.3g} below its best {self.best_metric:.4g}"
 
     def _judge_gap(self, event: dict[str, Any]) -> Finding | None:
@@ -151,7 +153,8 @@ class OverfittingDetector(Detector):
         gap = (tr - va) if self.context.greater_is_better is not False else (va - tr)
         run = self.gap_run
         train, ref = fitted_loss(event), self.reference_loss()[0]
-        fitted = train is not None and ref is not None and train <= self.thresholds["fitted_loss"] * ref
+        fitted = (train is not None and ref is not None
+                  and train <= self.thresholds["fitted_loss"] * ref)
         n_val = self.context.n_val
         noise = 2 * math.sqrt(max(va * (1 - va), 0.0) / n_val) if n_val and 0 <= va <= 1 else 0.0
         bar = max(self.thresholds["metric_gap"], noise)

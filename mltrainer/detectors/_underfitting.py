@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any, ClassVar
 
 from mltrainer.detectors._base import Detector, Finding, finite, fitted_loss
@@ -73,7 +74,7 @@ class UnderfittingDetector(Detector):
         before = min(losses[0], self.best_before) if self.best_before is not None else losses[0]
         best_now = min(losses[1:])
         progress = (before - best_now) / before if before > 0 else 0.0
-        steps = [a - b for a, b in zip(losses, losses[1:], strict=False)]
+        steps = [a - b for a, b in pairwise(losses)]
         accelerating = all(d > 0 for d in steps) and steps[-1] > steps[0]
         if progress >= self.thresholds["min_progress"] or accelerating:
             return None  # still learning
