@@ -55,8 +55,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))          # scenarios, bench_factories
 sys.path.insert(1, str(BENCH.parent))  # mltrainer from the checkout
 
-from heldout import build_heldout
-from scenarios import HEALTHY, Scenario, build_scenarios, capture_parts
+from heldout import build_heldout  # noqa: E402  (found through the sys.path line above)
+from scenarios import HEALTHY, Scenario, build_scenarios, capture_parts  # noqa: E402
 
 DEFAULT_REPEATS = 2
 TARGETS = {"recall": 0.95, "healthy_fp": 0.05, "nan_latency_steps": 0, "latency_epochs": 3,

@@ -285,7 +285,8 @@ def _nan_loss(b: _Builder) -> None:
     # an lr blown up by 10^6 mid-run, no clipping: the weights overflow a few steps later
     for seed, (ds, at) in enumerate([("digits", 30), ("breast_cancer", 20), ("wine", 24)]):
         b.add(f"nan-lr-{ds}", "nan_loss", data(ds), NO_ES, NO_CLIP, CONSTANT_LR, SGD, lr(0.01),
-              seed=seed, allowed=NAN_ALLOWED, injection=Injection("lr_scale", at, 1e6), note="sgd lr x1e6 mid-run, no clipping")
+              seed=seed, allowed=NAN_ALLOWED, injection=Injection("lr_scale", at, 1e6),
+              note="sgd lr x1e6 mid-run, no clipping")
     # a huge lr from the start
     for seed, ds in enumerate(["digits", "breast_cancer", "wine"]):
         b.add(f"nan-hugelr-{ds}", "nan_loss", data(ds), NO_ES, NO_CLIP, CONSTANT_LR, SGD,
@@ -431,7 +432,8 @@ def _underfitting(b: _Builder) -> None:
     for seed, (ds, wd) in enumerate([("digits", 100.0), ("breast_cancer", 100.0),
                                      ("wine", 300.0), ("digits", 100.0), ("wine", 300.0)]):
         b.add(f"under-wd-{ds}", "underfitting", data(ds), NO_ES,
-              {"training": {"weight_decay": wd}}, seed=seed, allowed=UNDER_ALLOWED, note=f"adamw weight decay {wd:g}")
+              {"training": {"weight_decay": wd}}, seed=seed, allowed=UNDER_ALLOWED,
+              note=f"adamw weight decay {wd:g}")
     # under capacity: one saturated tanh unit between the input and the head
     for seed, ds in enumerate(["digits", "breast_cancer", "wine", "digits", "wine"]):
         b.add(f"under-bottleneck-{ds}", "underfitting", data(ds), NO_ES,

@@ -53,7 +53,9 @@ def copy_off(value: Any) -> Any:
 
 class SplitConfig(_Strict):
     val: float = Field(0.15, gt=0.0, lt=1.0, description="Share of rows for validation (0–1).")
-    test: float = Field(0.15, gt=0.0, lt=1.0, description="Share of rows for the locked test split (0–1).")
+    test: float = Field(
+        0.15, gt=0.0, lt=1.0, description="Share of rows for the locked test split (0–1)."
+    )
     stratify: bool = Field(
         True, description="Keep class proportions equal across splits (classification only)."
     )
@@ -97,7 +99,8 @@ class ModelConfig(_Strict):
     _off: ClassVar[dict[str, Any]] = {"dropout": 0.0, "norm": "none"}
 
     kind: str = Field(
-        "mlp", description="mlp | cnn | python:<module>:<function> (a factory returning an nn.Module)."
+        "mlp",
+        description="mlp | cnn | python:<module>:<function> (a factory returning an nn.Module).",
     )
     hidden: list[int] = Field(
         default_factory=lambda: [256, 128],
@@ -142,7 +145,9 @@ class EarlyStoppingConfig(_Strict):
     patience: int = Field(
         5, ge=0, description="Epochs without improvement before stopping; 0, null or false = off."
     )
-    min_delta: float = Field(0.0, ge=0.0, description="Smallest change of the goal metric that counts.")
+    min_delta: float = Field(
+        0.0, ge=0.0, description="Smallest change of the goal metric that counts."
+    )
 
 
 class TrainingConfig(_Strict):
@@ -166,7 +171,9 @@ class TrainingConfig(_Strict):
         0, ge=0, description="Epochs of linear lr warmup; 0, null or false = none."
     )
     step_size: int = Field(10, ge=1, description="Epochs between lr drops (step scheduler).")
-    gamma: float = Field(0.1, gt=0.0, le=1.0, description="lr factor at each drop (step, plateau).")
+    gamma: float = Field(
+        0.1, gt=0.0, le=1.0, description="lr factor at each drop (step, plateau)."
+    )
     plateau_patience: int = Field(
         2, ge=0, description="Epochs without improvement of the goal metric on val before the "
         "plateau scheduler multiplies lr by gamma (plateau only)."
@@ -215,7 +222,9 @@ class OptimizeConfig(_Strict):
         None, gt=0, description="Seconds per iteration; null/false = no limit."
     )
     seeds: int = Field(5, ge=2, description="Seeds to compare best trial and baseline over.")
-    max_iterations: int = Field(3, ge=1, le=10, description="Optimize iterations allowed in total.")
+    max_iterations: int = Field(
+        3, ge=1, le=10, description="Optimize iterations allowed in total."
+    )
     space: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Extra search ranges: '<field.path>': {type: float|int|categorical, low, "
@@ -366,7 +375,9 @@ def _fields_at(loc: list[str]) -> list[str]:
 def _value_at(raw: Any, loc: tuple[Any, ...]) -> Any:
     cur = raw
     for part in loc:
-        if (isinstance(cur, dict) and part in cur) or (isinstance(cur, list) and isinstance(part, int) and part < len(cur)):
+        in_dict = isinstance(cur, dict) and part in cur
+        in_list = isinstance(cur, list) and isinstance(part, int) and part < len(cur)
+        if in_dict or in_list:
             cur = cur[part]
         else:
             return None

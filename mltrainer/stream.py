@@ -50,7 +50,8 @@ class MetricWriter:
 
     >>> with MetricWriter("metrics.jsonl", task="classification", metric="accuracy") as w:
     ...     w.step(epoch=1, step=1, loss=0.7, lr=1e-3, grad_norm=1.2)
-    ...     w.epoch(epoch=1, step=10, train_loss=0.6, val_loss=0.65, val={"accuracy": 0.8}, lr=1e-3)
+    ...     w.epoch(epoch=1, step=10, train_loss=0.6, val_loss=0.65, val={"accuracy": 0.8},
+    ...             lr=1e-3)
 
     `fsync_every_epoch` makes each epoch event durable on disk (a crash loses at most the steps
     of the epoch in progress) without paying an fsync per step.
@@ -88,7 +89,8 @@ class MetricWriter:
 
     def write(self, event: dict[str, Any]) -> None:
         if event.get("type") not in EVENT_TYPES:
-            raise ValueError(f"event type must be one of {EVENT_TYPES} but got {event.get('type')!r}")
+            raise ValueError(
+                f"event type must be one of {EVENT_TYPES} but got {event.get('type')!r}")
         event = {**event}
         event.setdefault("time", time.time())
         self._fh.write(json.dumps(encode_json(event), separators=(",", ":")) + "\n")

@@ -77,7 +77,8 @@ def test_missing_file_is_bad_input(tmp_path: Path) -> None:
 def test_fingerprint_changes_with_content_not_formatting(tmp_path: Path) -> None:
     data = _example()
     a = parse_config(data).fingerprint()
-    assert parse_config(yaml.safe_load(yaml.safe_dump(data, default_flow_style=True))).fingerprint() == a
+    flow = yaml.safe_load(yaml.safe_dump(data, default_flow_style=True))
+    assert parse_config(flow).fingerprint() == a
     data["training"]["lr"] = 0.002
     assert parse_config(data).fingerprint() != a
 
