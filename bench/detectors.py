@@ -21,7 +21,7 @@ of `Trainer.fit()`).
                               [--repeats N] [--only REGEX] [--summarize JSONL] [-v] [--keep-runs]
 
 Per-run results go to DIR/detectors.jsonl (default bench/out/, git-ignored). Run by hand, not
-in CI: the full run (both sets, 2 seeds each: ~390 runs) takes ~12-15 minutes with --jobs 2 on
+in CI: the full run (both sets, 2 seeds each: ~390 runs) took 16 minutes with --jobs 2 on
 a shared 2-core machine; --quick (one seed: ~195 runs) about half that.
 
 Counting:
