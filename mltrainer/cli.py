@@ -171,20 +171,71 @@ def _exit_for(result: dict[str, Any]) -> None:
         sys.exit(EXIT_REFUSED)
 
 
+def torchrun_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--nproc/--nnodes/--node-rank/--rdzv-endpoint: torchrun's own options, passed through."""
+    for option in reversed([
+        click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Training processes on this machine (torchrun --nproc-per-node; one "
+                     "per GPU, or gloo processes on the CPU)."),
+        click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Machines taking part (torchrun --nnodes)."),
+        click.option("--node-rank", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="This machine's index, 0 on the machine that writes (torchrun "
+                     "--node-rank)."),
+        click.option("--rdzv-endpoint", default=None,
+                     help="HOST:PORT of node rank 0 for --nnodes > 1 (torchrun "
+                     "--rdzv-endpoint)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _launch_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The torchrun options, checked before anything runs (bad ones: exit 2, nothing written)."""
+    from mltrainer.engine.launch import Launch
+
+    options = {k: kwargs[k] for k in ("nproc", "nnodes", "node_rank", "rdzv_endpoint")}
+    Launch(**options)
+    return options
+
+
+def _join(out: Output, project: Project, kind: str, resume: bool, **kwargs: Any) -> bool:
+    """On a machine of node rank > 0: run this machine's processes only (no state, no
+    report: node rank 0 writes them). True when it did."""
+    if not kwargs["node_rank"]:
+        return False
+    from mltrainer.commands import join_training
+
+    result = join_training(project, kind, resume=resume, **_launch_options(kwargs))
+    out.info(f"node {result['node_rank']}: trained {result['nproc']} process(es) of "
+             f"{result['world_size']}; node 0 writes the run and the report")
+    out.result(result)
+    return True
+
+
 @cli.command()
+@torchrun_options
 @common
-def plan(out: Output, project: Project) -> None:
-    """Phase 1: seeds, environment, data fingerprints and split, baselines, determinism."""
-    _exit_for(_run_phase(out, project, "plan"))
+def plan(out: Output, project: Project, **launch: Any) -> None:
+    """Phase 1: seeds, environment, data fingerprints and split, baselines, determinism.
+
+    With --nproc N the determinism probe also runs twice under torchrun at that world size."""
+    _exit_for(_run_phase(out, project, "plan", **_launch_options(launch)))
 
 
 @cli.command("train-baseline")
 @click.option("--resume", is_flag=True, default=False,
               help="Continue the last baseline run from its last checkpoint.")
+@torchrun_options
 @common
-def train_baseline(out: Output, project: Project, resume: bool) -> None:
-    """Phase 2: train the configured model, watched by the detectors; judge it."""
-    _exit_for(_run_phase(out, project, "baseline", resume=resume))
+def train_baseline(out: Output, project: Project, resume: bool, **launch: Any) -> None:
+    """Phase 2: train the configured model, watched by the detectors; judge it.
+
+    With --nproc N (and --nnodes/--node-rank/--rdzv-endpoint) it trains under torchrun with
+    DistributedDataParallel; training.batch_size is per process."""
+    if _join(out, project, "baseline", resume, **launch):
+        return
+    _exit_for(_run_phase(out, project, "baseline", resume=resume, **_launch_options(launch)))
 
 
 @cli.command()
@@ -213,19 +264,36 @@ def diagnose(out: Output, project: Project, metrics: str | None) -> None:
               "across all workers sharing it (default: optimize.trials from mlt.yaml).")
 @click.option("--stop", "decision", flag_value="stop", default=None,
               help="Record the decision to stop searching and finalize with the better config.")
+@click.option("--worker", is_flag=True, default=False,
+              help="Only run trials in the shared study (--storage) until it has --trials; no "
+              "seeds comparison, no gate, no state change. Start one per extra machine.")
 @common
 def optimize(out: Output, project: Project, storage: str | None, trials: int | None,
-             decision: str | None) -> None:
+             decision: str | None, worker: bool) -> None:
     """Phase 4: targeted Optuna search over what diagnose recommended, compared across seeds."""
+    if worker:
+        from mltrainer.commands import optimize_worker
+
+        result = optimize_worker(project, out=out, storage=storage, trials=trials)
+        n = result["counts"]
+        out.info(f"worker: ran {len(result['ran_here'])} trial(s) here; study "
+                 f"{result['study']} has {n['complete']} complete, {n['pruned']} pruned, "
+                 f"{n['fail']} failed of {result['requested_trials']} requested")
+        out.info(f"next: [bold]{result['next']}[/]")
+        out.result(result)
+        return
     _exit_for(_run_phase(out, project, "optimize", storage=storage, trials=trials,
                          decision=decision))
 
 
 @cli.command()
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Production training in this many processes on this machine (torchrun, "
+              "DDP); training.batch_size is per process.")
 @common
-def finalize(out: Output, project: Project) -> None:
+def finalize(out: Output, project: Project, nproc: int) -> None:
     """Phase 5: production training, the one test evaluation, verified exports, readiness gate."""
-    _exit_for(_run_phase(out, project, "finalize"))
+    _exit_for(_run_phase(out, project, "finalize", nproc=nproc))
 
 
 @cli.command()

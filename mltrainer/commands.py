@@ -168,3 +168,39 @@ def explain_topic(topic: str) -> str:
         f"nothing to explain for {topic!r}",
         hint=f"phases: {', '.join(PHASE_NAMES)}; findings: {', '.join(playbook_ids())}",
     )
+
+
+def optimize_worker(project: Project, *, out: Output | None = None, **options: Any
+                    ) -> dict[str, Any]:
+    """`mlt optimize --worker`: trials in the shared study only (see phases.optimize)."""
+    from mltrainer.phases.optimize.phase import run_worker
+    from mltrainer.runner import read_only_context
+
+    progress = TrainingProgress(out, "mlt optimize --worker") if out is not None else None
+    ctx = read_only_context(project, "optimize", options=options,
+                            progress=progress.on_event if progress else None)
+    return run_worker(ctx)
+
+
+def join_training(project: Project, kind: str, *, resume: bool, nproc: int, nnodes: int,
+                  node_rank: int, rdzv_endpoint: str | None) -> dict[str, Any]:
+    """This machine's share (node rank > 0) of a training run that node rank 0 leads: the same
+    config and data from this machine's copy of the project; nothing is written here (process
+    0, on node 0, writes the run, the state and the report)."""
+    import tempfile
+
+    from mltrainer.engine.launch import Launch, run_job
+
+    cfg = load_project_config(project.config_path)
+    launch = Launch(nproc=nproc, nnodes=nnodes, node_rank=node_rank,
+                    rdzv_endpoint=rdzv_endpoint)
+    plan = load_state(project).phases.get("plan") if project.is_initialized() else None
+    expected = ((plan.outcome or {}).get("data") or {}).get("fingerprints") if plan else None
+    job = {"mode": "train", "config": cfg.model_dump(mode="json"), "root": str(project.root),
+           "run_dir": str(project.runs_dir / "node-rank-unused"), "kind": kind,
+           "resume": "on node rank 0" if resume else None,
+           "expected_fingerprints": expected, "detectors": None}
+    with tempfile.TemporaryDirectory(prefix="mlt-node-") as tmp:
+        run_job(job, launch, Path(tmp))
+    return {"node_rank": node_rank, "nproc": nproc, "world_size": launch.world_size,
+            "kind": kind}

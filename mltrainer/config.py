@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -157,7 +158,10 @@ class TrainingConfig(_Strict):
     }
 
     epochs: int = Field(30, ge=1, le=100_000, description="Maximum number of epochs.")
-    batch_size: int = Field(64, ge=1, description="Rows per optimisation step.")
+    batch_size: int = Field(
+        64, ge=1, description="Rows per forward pass, per process (an optimisation step takes "
+        "batch_size x grad_accum_steps x processes rows)."
+    )
     optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="Optimiser.")
     lr: float = Field(1e-3, gt=0.0, description="Peak learning rate.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="Momentum (sgd only).")
@@ -183,10 +187,27 @@ class TrainingConfig(_Strict):
         description="Clip the global gradient norm to this value; null/false = no clipping.",
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="fp32, bf16 autocast (CPU and GPU) or fp16 with a scaler (GPU only)."
+        "fp32", description="Numeric precision of the forward pass: fp32; bf16 autocast (CPU and "
+        "GPU, no scaler); fp16 autocast with a gradient scaler whose state is checkpointed (GPU "
+        "only)."
     )
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="auto picks CUDA when present."
+    device: str = Field(
+        "auto", description="auto | cpu | cuda | cuda:N | mps. auto takes the GPU when there is "
+        "one and says loudly when it falls back to the CPU; asking for a GPU that is not there "
+        "is refused before any work. Under --nproc each process takes cuda:<local rank>."
+    )
+    grad_accum_steps: int = Field(
+        1, ge=1, le=4096, description="Micro-batches of batch_size rows whose gradients add up "
+        "to one optimisation step (effective batch = batch_size x grad_accum_steps x processes)."
+    )
+    compile: bool = Field(
+        False, description="Run the forward pass through torch.compile (off by default; "
+        "recorded in the run record)."
+    )
+    keep_checkpoints: int | None = Field(
+        None, ge=0, description="Epoch checkpoints (epoch-NNN.pt) to keep besides best.pt and "
+        "last.pt: the N newest; null keeps all. optimize's trials and seed runs keep only best "
+        "and last unless this is set."
     )
     grad_stats_every: int = Field(
         10, ge=0,
@@ -197,6 +218,13 @@ class TrainingConfig(_Strict):
         description="Stop when the goal metric on val has not improved for `patience` epochs; "
         "null/false = off (the same as patience: 0).",
     )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        if re.fullmatch(r"auto|cpu|cuda|cuda:\d+|mps", v):
+            return v
+        raise ValueError("must be auto, cpu, cuda, cuda:N (N a device index) or mps")
 
 
 class GoalConfig(_Strict):
@@ -277,9 +305,11 @@ class MltConfig(_Strict):
         return self.goal.metric not in LOWER_IS_BETTER
 
     def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of the config, less `tracking` (where metrics are also
-        sent changes nothing a run computes, so it must not block a resume)."""
-        return sha256_json(self.model_dump(mode="json", exclude={"tracking"}))
+        """sha256 of the canonical JSON of the config, less `tracking` and
+        `training.keep_checkpoints` (where metrics are also sent and how many epoch files stay
+        on disk change nothing a run computes, so they must not block a resume)."""
+        return sha256_json(self.model_dump(
+            mode="json", exclude={"tracking": True, "training": {"keep_checkpoints"}}))
 
 
 def config_field(path: str) -> Any:

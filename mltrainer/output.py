@@ -113,6 +113,8 @@ class TrainingProgress:
         kind = event.get("type")
         if kind == "start":
             self._epochs = int(event.get("epochs") or 0)
+            if event.get("device_notice"):  # never a silent CPU run (even when quiet)
+                self.out.err.print(f"[bold yellow]warning:[/] {escape(event['device_notice'])}")
             if self.tty:
                 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

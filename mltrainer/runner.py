@@ -163,6 +163,22 @@ def refusal(name: str, state: ProjectState, fps: dict[str, dict[str, str]]) -> G
     )
 
 
+def read_only_context(project: Project, name: str, *, options: dict[str, Any] | None = None,
+                      progress: Callable[[dict[str, Any]], None] | None = None
+                      ) -> PhaseContext:
+    """What a phase body reads, for work that helps a phase without being it (an optimize
+    worker): the same refusal when the phase's needs are unmet, and no lock, no state
+    change, no gate, no report."""
+    cfg = load_project_config(project.config_path)
+    state = load_state(project)
+    fps = current_fingerprints(project, cfg)
+    alt = satisfied_alternative(name, state, fps)
+    if alt is None:
+        raise refusal(name, state, fps)
+    return PhaseContext(project, cfg, state, fps, dict(options or {}), progress,
+                        path="fast" if "goal_met" in alt else "typical")
+
+
 def execute_phase(
     project: Project,
     phase: Phase,

@@ -9,6 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -93,3 +95,48 @@ def judge(phase: str, check_id: str, outcome: object, tmp_path: Path,
     ctx = GateContext(phase, parse_config(raw), outcome, load_state(project), project)
     item = {} if threshold is None else {"threshold": threshold}
     return registry()[check_id](ctx, item)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The SQLAlchemy URL of a local PostgreSQL server that `scripts/postgres.sh` installs (as
+    root, when missing) and starts; skipped, saying why, only when it cannot be started.
+    MLT_TEST_POSTGRES_URL points the tests at another server instead."""
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.skip("psycopg is not installed: pip install -c constraints.txt -e '.[test]'")
+    url = os.environ.get("MLT_TEST_POSTGRES_URL")
+    if url:
+        return url
+    script = Path(__file__).resolve().parents[1] / "scripts" / "postgres.sh"
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        pytest.skip(f"PostgreSQL could not be started by scripts/postgres.sh: "
+                    f"{proc.stderr.strip()[-500:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Any:
+    """A fresh database with a role of its own whose password appears nowhere else (so a test
+    can look for it in every file and output); dropped afterwards."""
+    import secrets
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    admin = urlsplit(postgres_server)
+    token = secrets.token_hex(6)
+    role, password, db = f"mlt_t_{token}", f"Pw-{token}-secret", f"mlt_t_{token}"
+    dsn = postgres_server.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        conn.execute(f"GRANT {role} TO {admin.username}")
+        conn.execute(f"CREATE DATABASE {db} OWNER {role}")
+    yield SimpleNamespace(url=f"postgresql://{role}:{password}@{admin.hostname}:{admin.port}/{db}",
+                          password=password, db=db)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        conn.execute(f"DROP ROLE IF EXISTS {role}")

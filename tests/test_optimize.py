@@ -278,6 +278,24 @@ def test_dead_worker_detection_is_sure_or_silent() -> None:
     assert not is_dead_worker(None)
 
 
+@pytest.mark.parametrize(("attrs", "age_s", "orphan"), [
+    ({}, 10, False),  # just asked: its worker is recording itself
+    ({}, 3600, True),  # never recorded a worker, and an hour old: nobody will end it
+    ({"mlt.worker": {"host": "x", "pid": 1}}, 3600, False),  # a worker to judge instead
+])
+def test_a_trial_whose_worker_never_recorded_itself_is_failed_after_grace(
+        attrs: dict[str, Any], age_s: float, orphan: bool) -> None:
+    import datetime
+
+    import optuna
+
+    from mltrainer.phases.optimize.study import is_orphan
+
+    trial = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, user_attrs=attrs)
+    trial.datetime_start = datetime.datetime.now() - datetime.timedelta(seconds=age_s)
+    assert is_orphan(trial) is orphan
+
+
 def test_invalid_trial_config_fails_the_trial_not_the_search(
         tiny: tuple[Project, MltConfig, Any]) -> None:
     project, cfg, bundle = tiny

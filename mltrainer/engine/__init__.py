@@ -14,13 +14,13 @@ The engine never prints: progress reaches the CLI as events through subscribers.
 from __future__ import annotations
 
 from mltrainer.engine.checkpoint import find_resume_checkpoint, load_checkpoint
+from mltrainer.engine.devices import resolve_device
 from mltrainer.engine.inference import load_model_from_checkpoint, predict
 from mltrainer.engine.loop import Subscriber, Trainer
 from mltrainer.engine.metrics import compute_metrics, metric_names
 from mltrainer.engine.probe import determinism_probe
 from mltrainer.engine.result import RunResult
 from mltrainer.engine.seeding import seed_everything, set_deterministic
-from mltrainer.engine.step import resolve_device
 from mltrainer.engine.stopping import EarlyStopping, StopDecision
 
 __all__ = [

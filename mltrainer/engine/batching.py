@@ -2,6 +2,13 @@
 
 The shuffle order comes from a dedicated `torch.Generator`, so the order does not depend on how
 many random numbers the model drew (dropout, init), and its state goes into every checkpoint.
+
+One optimisation step takes `batch_size x accum x world` rows of the epoch's permutation (the
+same permutation on every process: same seed, same generator state). Process `rank` takes every
+`world`-th of them, as `torch.utils.data.DistributedSampler` shards an epoch (a short last step
+is padded from the start of the permutation so every process gets as many rows); `TrainStep`
+cuts its rows into `accum` micro-batches. So the union of what the processes and micro-batches
+see at step k is exactly what one process with `batch_size x accum x world` would see.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ class InMemoryBatches:
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, batch_size: int, device: torch.device,
-                 seed: int, regression: bool) -> None:
+                 seed: int, regression: bool, *, accum: int = 1, rank: int = 0,
+                 world: int = 1) -> None:
         if len(X) != len(y):
             raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
         if len(X) == 0:
@@ -34,8 +42,13 @@ class InMemoryBatches:
         self.y = to_tensor(y, device, torch.float32 if regression else torch.int64)
         self.n = len(X)
         self.batch_size = batch_size
-        rows = self.n - 1 if batch_size > 1 and self.n % batch_size == 1 and self.n > 1 else self.n
-        self.steps_per_epoch = math.ceil(rows / batch_size)
+        self.rank, self.world = rank, world
+        self.rows_per_step = step_rows = batch_size * accum * world
+        rows = self.n - 1 if step_rows > 1 and self.n % step_rows == 1 and self.n > 1 else self.n
+        if rows < world:
+            raise ValueError(f"the training split has {self.n} rows, fewer than the {world} "
+                             "processes that would share it")
+        self.steps_per_epoch = math.ceil(rows / step_rows)
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(seed + SHUFFLE_SEED_OFFSET)
         self._device = device
@@ -45,7 +58,13 @@ class InMemoryBatches:
         return torch.randperm(self.n, generator=self.generator).to(self._device)
 
     def batch(self, order: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = order[index * self.batch_size:(index + 1) * self.batch_size]
+        """This process's rows of optimisation step `index` of the epoch."""
+        idx = order[index * self.rows_per_step:(index + 1) * self.rows_per_step]
+        if self.world > 1:
+            short = -len(idx) % self.world
+            if short:  # pad as DistributedSampler does: every process gets as many rows
+                idx = torch.cat([idx, order[:short]])
+            idx = idx[self.rank::self.world]
         return self.X[idx], self.y[idx]
 
     def state_dict(self) -> dict[str, Any]:

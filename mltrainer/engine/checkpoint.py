@@ -98,6 +98,17 @@ def link_atomic(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def prune_epochs(directory: Path, keep: int) -> list[str]:
+    """Delete all but the `keep` newest epoch-NNN.pt files. best.pt and last.pt are links of
+    their own (or copies), so the content they name stays whatever is deleted here."""
+    epochs = sorted(directory.glob("epoch-*.pt"))
+    doomed = epochs[:len(epochs) - keep] if keep else epochs
+    for path in doomed:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return [p.name for p in doomed]
+
+
 def remove_stale_temporaries(directory: Path) -> list[str]:
     """Delete `.NAME.PID.TID.tmp` files a killed process left behind (never a checkpoint)."""
     removed = []
@@ -118,15 +129,20 @@ class CheckpointWriter:
     any. Call it before relying on the files (`fit` does before it returns).
     """
 
-    def __init__(self, directory: Path, *, background: bool = True) -> None:
+    def __init__(self, directory: Path, *, background: bool = True, keep: int | None = None,
+                 enabled: bool = True) -> None:
         self.directory = directory
         self.background = background
+        self.keep = keep  # epoch files to keep besides best/last; None = all
+        self.enabled = enabled  # False on processes other than 0: they write nothing
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
     def save(self, payload: dict[str, Any], name: str, *, exclusive: bool = False,
              links: Sequence[str] = (), after: Callable[[], None] | None = None) -> Path:
         path = self.directory / name
+        if not self.enabled:
+            return path
         data = serialize(payload)
         self.wait()
         if not self.background:
@@ -144,6 +160,8 @@ class CheckpointWriter:
         write_atomic(path, data, exclusive=exclusive, sync_dir=False)
         for link in links:
             link_atomic(path, self.directory / link)
+        if self.keep is not None and exclusive:
+            prune_epochs(self.directory, self.keep)
         fsync_dir(self.directory)  # one folder fsync makes the file and its links durable
         if after is not None:
             after()

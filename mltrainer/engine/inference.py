@@ -17,8 +17,9 @@ from torch import nn
 
 from mltrainer.config import MltConfig
 from mltrainer.engine.checkpoint import load_checkpoint
+from mltrainer.engine.devices import resolve_device
 from mltrainer.engine.metrics import compute_metrics
-from mltrainer.engine.step import LossFn, resolve_device
+from mltrainer.engine.step import LossFn
 from mltrainer.errors import CheckpointError
 from mltrainer.models import build_model
 

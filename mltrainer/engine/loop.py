@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,25 +31,23 @@ from mltrainer.engine.checkpoint import (
     load_checkpoint,
     remove_stale_temporaries,
 )
+from mltrainer.engine.devices import choose_device, peak_mem_mb, reset_peak_memory
+from mltrainer.engine.distributed import DistContext, check_world_size
 from mltrainer.engine.inference import evaluate
 from mltrainer.engine.metrics import is_better
+from mltrainer.engine.precision import is_out_of_memory, out_of_memory_error
 from mltrainer.engine.result import RunResult
 from mltrainer.engine.runfolder import (
     infer_root,
     refuse_reusing,
     refuse_rewriting_history,
+    set_aside_lost_events,
     write_run_files,
 )
 from mltrainer.engine.runstate import Progress, restore_training, training_payload
 from mltrainer.engine.seeding import deterministic_mode, nondeterministic_op_error
 from mltrainer.engine.signals import InterruptFlag, catch_interrupts
-from mltrainer.engine.step import (
-    TrainingParts,
-    build_training,
-    check_bundle,
-    parameters_finite,
-    resolve_device,
-)
+from mltrainer.engine.step import TrainingParts, build_training, check_bundle, parameters_finite
 from mltrainer.engine.stopping import EarlyStopping
 from mltrainer.stream import MetricWriter
 from mltrainer.tracking import trackers_for
@@ -90,13 +86,6 @@ def train_subset(n_train: int, n_val: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_train, size=rows, replace=False))
 
 
-def peak_mem_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
-
-
 class Trainer:
     """One training run into `run_dir` (usually `Project.new_run_dir(kind)`).
 
@@ -107,12 +96,17 @@ class Trainer:
     is the project root for `python:` model factories and env.json (default: the parent of
     `runs/`). Configuration problems (fp16 on a CPU, a device that is not there, data that does
     not fit the spec) are refused here, before any work.
+
+    `dist` (several processes under torchrun, `engine.distributed`) shards the batches, wraps
+    the model in DDP and makes process 0 the only writer. `keep_checkpoints` overrides
+    `training.keep_checkpoints` (optimize's trials keep only best and last).
     """
 
     def __init__(self, cfg: MltConfig, bundle: Any, run_dir: Path, *,
                  subscribers: Sequence[Subscriber] = (), baseline: dict[str, Any] | None = None,
                  kind: str = "baseline", root: Path | None = None,
-                 background_checkpoints: bool = True) -> None:
+                 background_checkpoints: bool = True, dist: DistContext | None = None,
+                 keep_checkpoints: int | None = None) -> None:
         self.cfg = cfg
         self.bundle = bundle
         self.run_dir = Path(run_dir)
@@ -120,10 +114,18 @@ class Trainer:
         self.baseline = baseline
         self.kind = kind
         self.root = Path(root) if root is not None else infer_root(self.run_dir)
-        self.device = resolve_device(cfg.training)  # refuse fp16-on-CPU etc. before any work
+        self.dist = dist or DistContext()
+        # refuse a missing GPU, fp16 on a CPU etc. before any work
+        self.device_choice = choose_device(
+            cfg.training, self.dist.local_rank if self.dist.active else None)
+        self.device = self.device_choice.device
         check_bundle(bundle)
-        # tracking.report_to: trackers are subscribers too (a missing extra is a ConfigError)
-        self.subscribers += trackers_for(cfg, self.run_dir, self.root)
+        if self.dist.is_main:  # tracking.report_to: trackers are subscribers too
+            self.subscribers += trackers_for(cfg, self.run_dir, self.root)
+        else:  # only process 0 watches and writes; the others follow its decisions
+            self.subscribers = []
+        self.keep_checkpoints = (keep_checkpoints if keep_checkpoints is not None
+                                 else cfg.training.keep_checkpoints)
         self.fingerprint = cfg.fingerprint()
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.metric = cfg.goal.metric
@@ -142,26 +144,55 @@ class Trainer:
         self._interrupt_written = False
         ckpt = None
         if resume is not None:
-            ckpt = load_checkpoint(resume, expected_fingerprint=self.fingerprint)
-            refuse_rewriting_history(self.run_dir, Path(resume), ckpt)
-        else:
+            if self.dist.is_main:  # the other processes (maybe on other machines) get a copy
+                ckpt = load_checkpoint(resume, expected_fingerprint=self.fingerprint)
+                check_world_size(ckpt, self.dist.world_size, resume)
+                refuse_rewriting_history(self.run_dir, Path(resume), ckpt)
+                set_aside_lost_events(self.run_dir, ckpt)
+            ckpt = self.dist.broadcast(ckpt)
+        elif self.dist.is_main:
             refuse_reusing(self.run_dir)
-        write_run_files(self.run_dir, self.cfg, self.root, str(self.device))
-        remove_stale_temporaries(self.ckpt_dir)
+        if self.dist.is_main:
+            write_run_files(self.run_dir, self.cfg, self.root, str(self.device),
+                            self._run_record())
+            remove_stale_temporaries(self.ckpt_dir)
         with deterministic_mode() as flags:
-            parts = build_training(self.cfg, self.bundle, self.root, self.device)
+            parts = build_training(self.cfg, self.bundle, self.root, self.device,
+                                   dist=self.dist if self.dist.active else None)
             es = self.cfg.training.early_stopping
             stopper = EarlyStopping(es.patience, es.min_delta, self.cfg.greater_is_better)
-            progress = (restore_training(ckpt, parts, stopper, self.subscribers)
+            progress = (restore_training(ckpt, parts, stopper, self.subscribers,
+                                         rank=self.dist.rank)
                         if ckpt is not None else Progress())
             try:
                 reason = self._run(parts, progress, stopper, resume, ckpt, started)
             except RuntimeError as exc:
+                if is_out_of_memory(exc):
+                    raise self._out_of_memory() from None
                 error = nondeterministic_op_error(exc)
                 if error is None:
                     raise
                 raise error from exc
         return self._result(progress, reason, flags, started)
+
+    def _run_record(self) -> dict[str, Any]:
+        """How this run trains, beyond the config: for env.json, the start event, the result."""
+        tcfg = self.cfg.training
+        return {
+            "device": str(self.device), "device_requested": self.device_choice.requested,
+            "device_notice": self.device_choice.notice, "precision": tcfg.precision,
+            "compile": tcfg.compile, "grad_accum_steps": tcfg.grad_accum_steps,
+            "world_size": self.dist.world_size, "backend": self.dist.backend,
+            "effective_batch_size": tcfg.batch_size * tcfg.grad_accum_steps
+            * self.dist.world_size,
+        }
+
+    def _out_of_memory(self) -> Exception:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        last = self.ckpt_dir / "last.pt"
+        kept = str(last) if last.is_file() else None
+        return out_of_memory_error(self.cfg.training, self.device, self.dist.world_size, kept)
 
     def _run(self, parts: TrainingParts, progress: Progress, stopper: EarlyStopping,
              resume: Path | None, ckpt: dict[str, Any] | None, started: float) -> str:
@@ -173,16 +204,19 @@ class Trainer:
         train_y = np.asarray(self.bundle.train.y)[rows]
         train = (to_tensor(np.asarray(self.bundle.train.X)[rows], self.device, torch.float32),
                  to_tensor(train_y, self.device, y_dtype), train_y)
-        ckpts = CheckpointWriter(self.ckpt_dir, background=self._background)
+        ckpts = CheckpointWriter(self.ckpt_dir, background=self._background,
+                                 keep=self.keep_checkpoints, enabled=self.dist.is_main)
         # The stream is fsynced by the checkpoint writer's thread after each epoch's checkpoint
         # (an fsync costs ~1-2 ms here, a tenth of a digits epoch) and once at the end; every
         # line is flushed to the OS as it is written, so a kill -9 loses none of them.
-        self._writer = MetricWriter(self.run_dir / "metrics.jsonl", write_start=False,
-                                    fsync_every_epoch=False)
-        self._stream_fd = os.open(self.run_dir / "metrics.jsonl", os.O_RDONLY)
+        if self.dist.is_main:
+            self._writer = MetricWriter(self.run_dir / "metrics.jsonl", write_start=False,
+                                        fsync_every_epoch=False)
+            self._stream_fd = os.open(self.run_dir / "metrics.jsonl", os.O_RDONLY)
         try:
             with catch_interrupts() as interrupt:
-                reason = self._emit(self._start_event(parts, resume, ckpt))
+                reason = self._decide(self._emit(self._start_event(parts, resume, ckpt)),
+                                      interrupt)
                 if reason is None:
                     reason = self._loop(parts, progress, stopper, ckpts, interrupt,
                                         (val, train), started)
@@ -197,11 +231,13 @@ class Trainer:
             with contextlib.suppress(Exception):
                 why = "aborted" if isinstance(exc, KeyboardInterrupt) else (
                     f"error:{type(exc).__name__}")
-                self._writer.end(reason=why, epoch=progress.epoch, step=progress.step)
+                if self._writer is not None:
+                    self._writer.end(reason=why, epoch=progress.epoch, step=progress.step)
             raise
         finally:
-            self._writer.close()
-            os.close(self._stream_fd)
+            if self._writer is not None:
+                self._writer.close()
+                os.close(self._stream_fd)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -217,13 +253,16 @@ class Trainer:
                 p.order = parts.batches.new_order()
                 p.loss_sum, p.loss_count, p.epoch_elapsed = 0.0, 0, 0.0
             epoch_start = time.perf_counter() - p.epoch_elapsed
+            reset_peak_memory(self.device)
             reason: str | None = None
             for index in range(p.position, spe):
                 xb, yb = parts.batches.batch(p.order, index)
                 stats = parts.wants_layer_stats(p.step, every)
                 out = parts.step(p.step, xb, yb, layer_stats=stats)
-                # one device sync per step for both numbers the event needs
-                loss, grad_norm = torch.stack([out.loss.float(), out.grad_norm.float()]).tolist()
+                # one device sync per step for both numbers the event needs (the loss averaged
+                # over the processes: their gradients were averaged too)
+                loss, grad_norm = torch.stack([self.dist.mean_loss(out.loss).float(),
+                                               out.grad_norm.float()]).tolist()
                 p.step, p.position, p.last_lr = p.step + 1, index + 1, out.lr
                 p.loss_sum += loss
                 p.loss_count += 1
@@ -235,7 +274,7 @@ class Trainer:
                         for name, (norm, zeros) in zip(out.layer_names, out.layer_stats.tolist(),
                                                         strict=True)
                     }
-                reason = _with_interrupt(self._emit(event), interrupt)
+                reason = self._decide(self._emit(event), interrupt)
                 if reason is not None:
                     p.epoch_elapsed = time.perf_counter() - epoch_start
                     self._save_midway(parts, p, stopper, ckpts, reason, started)
@@ -262,18 +301,17 @@ class Trainer:
                 links = ["last.pt", "best.pt"] if improved else ["last.pt"]
                 ckpts.save(self._payload(parts, p, stopper, started), name, exclusive=True,
                            links=links, after=self._fsync_stream)
-            reason = self._emit({
+            reason = self._decide(self._emit({
                 "type": "epoch", "epoch": epoch_no, "step": p.step, "train_loss": train_loss,
                 "val_loss": val_loss, "val": val_metrics, "train": train_metrics,
                 "train_eval_loss": train_eval_loss, "lr": p.last_lr,
                 "wall_time": time.perf_counter() - epoch_start,
                 "peak_mem_mb": peak_mem_mb(self.device), "checkpoint": name,
                 "best_epoch": p.best_epoch,
-            })
+            }), interrupt)
             if reason is None and decision.should_stop:
                 reason = "early_stopping"
-            elif _with_interrupt(reason, interrupt) == "interrupted":
-                reason = "interrupted"
+            elif reason == "interrupted":
                 self._save_midway(parts, p, stopper, ckpts, reason, started)
             if reason is not None:
                 return reason
@@ -295,12 +333,24 @@ class Trainer:
     # -- events -------------------------------------------------------------------------------
 
     def _fsync_stream(self) -> None:
+        if self._stream_fd < 0:  # not process 0: no stream here
+            return
         with contextlib.suppress(OSError):
             os.fsync(self._stream_fd)
 
+    def _decide(self, reason: str | None, interrupt: InterruptFlag) -> str | None:
+        """The stop reason every process agrees on (one collective under DDP): process 0's
+        subscribers and any process's Ctrl-C/SIGTERM, ranked by `_with_interrupt`."""
+        stop, interrupted = self.dist.agree(reason, interrupt.requested)
+        if not stop:
+            return None
+        # a process other than 0 has no subscribers and never reports its reason
+        return _with_interrupt(reason, interrupted) or "stopped_by_rank0"
+
     def _emit(self, event: dict[str, Any]) -> str | None:
         event["time"] = time.time()
-        assert self._writer is not None
+        if self._writer is None:  # not process 0: nothing is written or watched here
+            return None
         self._writer.write(event)
         reason = None
         for sub in self.subscribers:
@@ -318,6 +368,7 @@ class Trainer:
             "kind": self.kind, "device": str(self.device), "seed": self.cfg.seed,
             "n_train": len(self.bundle.train.y), "n_val": len(self.bundle.val.y),
             "goal_target": self.cfg.goal.target, "config_fingerprint": self.fingerprint,
+            **self._run_record(),
         }
         if self.baseline is not None:
             event["baseline"] = self.baseline
@@ -331,7 +382,8 @@ class Trainer:
         meta = {"config_fingerprint": self.fingerprint, "run_id": self.run_dir.name,
                 "kind": self.kind, "task": self.cfg.task, "model_kind": self.cfg.model.kind}
         return training_payload(parts, p, stopper, self.subscribers, meta=meta,
-                                wall_time_s=p.wall_time_s + time.perf_counter() - started)
+                                wall_time_s=p.wall_time_s + time.perf_counter() - started,
+                                dist=self.dist)
 
     def _result(self, p: Progress, reason: str, flags: dict[str, Any], started: float
                 ) -> RunResult:
@@ -351,14 +403,16 @@ class Trainer:
             stopped_reason=reason, device=str(self.device), checkpoints=checkpoints,
             wall_time_s=p.wall_time_s + time.perf_counter() - started,
             history=[dict(h) for h in p.history], kind=self.kind, metric=self.metric,
-            deterministic=flags,
+            deterministic=flags, device_notice=self.device_choice.notice,
+            world_size=self.dist.world_size,
         )
 
 
-def _with_interrupt(reason: str | None, interrupt: InterruptFlag) -> str | None:
+def _with_interrupt(reason: str | None, interrupted: Any) -> str | None:
     """A Ctrl-C/SIGTERM outranks a subscriber's ordinary stop (an optimize trial's "pruned"),
     so the user's interrupt is never swallowed; a detector's stop (the weights may be bad)
-    still outranks it."""
-    if interrupt.requested and (reason is None or not reason.startswith("detector:")):
+    still outranks it. `interrupted`: a bool, or an InterruptFlag."""
+    requested = getattr(interrupted, "requested", interrupted)
+    if requested and (reason is None or not reason.startswith("detector:")):
         return "interrupted"
     return reason

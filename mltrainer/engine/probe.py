@@ -13,13 +13,14 @@ from typing import Any
 import torch
 
 from mltrainer.config import MltConfig
+from mltrainer.engine.precision import is_out_of_memory, out_of_memory_error
 from mltrainer.engine.seeding import deterministic_mode, nondeterministic_op_error
 from mltrainer.engine.step import build_training
 
 
-def _train_steps(cfg: MltConfig, bundle: Any, steps: int, root: Path | None
-                 ) -> dict[str, torch.Tensor]:
-    parts = build_training(cfg, bundle, root)
+def _train_steps(cfg: MltConfig, bundle: Any, steps: int, root: Path | None,
+                 dist: Any = None) -> dict[str, torch.Tensor]:
+    parts = build_training(cfg, bundle, root, dist=dist)
     spe = parts.batches.steps_per_epoch
     every = cfg.training.grad_stats_every
     order = None
@@ -43,6 +44,39 @@ def _sha256(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def _out_of_memory(cfg: MltConfig) -> Exception:
+    from mltrainer.engine.devices import choose_device
+
+    device = choose_device(cfg.training).device
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return out_of_memory_error(cfg.training, device, 1, None)
+
+
+def distributed_probe_steps(cfg: MltConfig, bundle: Any, steps: int, root: Path | None,
+                            dist: Any) -> dict[str, Any]:
+    """One probe run inside a torchrun process (`engine.worker`, mode "probe"): the sha256
+    of the weights after `steps` DDP steps. `distributed_probe` runs it twice and compares."""
+    with deterministic_mode() as flags:
+        state = _train_steps(cfg, bundle, steps, root, dist=dist if dist.active else None)
+    return {"sha256": _sha256(state), "world_size": dist.world_size, "backend": dist.backend,
+            "deterministic_flags": flags}
+
+
+def distributed_probe(cfg: MltConfig, steps: int, root: Path, launch: Any, job_dir: Path,
+                      expected_fingerprints: dict[str, str] | None = None) -> dict[str, Any]:
+    """Evidence that the same seed at the same world size gives the same weights: the probe's
+    steps twice under torchrun (`launch`), compared bitwise by hash."""
+    from mltrainer.engine.launch import run_job
+
+    job = {"mode": "probe", "config": cfg.model_dump(mode="json"), "root": str(root),
+           "steps": steps, "expected_fingerprints": expected_fingerprints}
+    runs = [run_job(job, launch, job_dir / name) for name in ("a", "b")]
+    hashes = [r["sha256"] for r in runs]
+    return {"steps": steps, "identical": hashes[0] == hashes[1], "params_sha256": hashes,
+            "world_size": runs[0]["world_size"], "backend": runs[0]["backend"]}
+
+
 def determinism_probe(cfg: MltConfig, bundle: Any, steps: int = 20, *,
                       root: Path | None = None) -> dict[str, Any]:
     """Evidence: {"steps", "identical", "max_abs_diff", "params_sha256": [a, b], ...}."""
@@ -54,6 +88,8 @@ def determinism_probe(cfg: MltConfig, bundle: Any, steps: int = 20, *,
             a = _train_steps(cfg, bundle, steps, root)
             b = _train_steps(cfg, bundle, steps, root)
         except RuntimeError as exc:
+            if is_out_of_memory(exc):  # the configured batch does not fit: say so, exit 2
+                raise _out_of_memory(cfg) from None
             error = nondeterministic_op_error(exc)
             if error is None:
                 raise

@@ -28,6 +28,8 @@ class RunResult:
     kind: str = "baseline"
     metric: str = ""
     deterministic: dict[str, Any] = field(default_factory=dict)  # set_deterministic()'s flags
+    device_notice: str | None = None  # set when training.device auto fell back to the CPU
+    world_size: int = 1  # processes that trained it (torchrun / DDP)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; non-finite floats as "nan"/"inf"/"-inf", as in the metric stream."""

@@ -20,8 +20,10 @@ def infer_root(run_dir: Path) -> Path:
     return run_dir.parent.parent if run_dir.parent.name == "runs" else Path.cwd()
 
 
-def write_run_files(run_dir: Path, cfg: MltConfig, root: Path, device: str) -> None:
-    """config.resolved.yaml and env.json, written once per run folder (kept on resume)."""
+def write_run_files(run_dir: Path, cfg: MltConfig, root: Path, device: str,
+                    record: dict[str, Any] | None = None) -> None:
+    """config.resolved.yaml and env.json, written once per run folder (kept on resume);
+    `record` (device notice, precision, world size, ...) goes into env.json as `training`."""
     from mltrainer.env import capture_environment
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -33,6 +35,8 @@ def write_run_files(run_dir: Path, cfg: MltConfig, root: Path, device: str) -> N
     if not env_path.exists():
         env = capture_environment(root)
         env["training_device"] = device
+        if record is not None:
+            env["training"] = record
         atomic_write_text(env_path, json.dumps(env, indent=2, default=str) + "\n")
 
 
@@ -57,6 +61,32 @@ def refuse_rewriting_history(run_dir: Path, resume: Path, ckpt: dict[str, Any]) 
             f"later epochs ({', '.join(later)}); a run is never overwritten",
             hint="resume from the run's newest checkpoint (last.pt), or into a new run folder",
         )
+
+
+def set_aside_lost_events(run_dir: Path, ckpt: dict[str, Any]) -> int:
+    """Before a resume: move the stream's events from after the checkpoint (written by a
+    process killed before its next checkpoint, e.g. kill -9) to `metrics.lost.jsonl`, so the
+    stream holds every step once. Returns how many lines moved (0 after a clean stop)."""
+    stream = run_dir / "metrics.jsonl"
+    if not stream.is_file():
+        return 0
+    step, epoch = int(ckpt["step"]), int(ckpt["epoch"])
+    keep, lost = [], []
+    for line in stream.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            event = json.loads(line)
+        except ValueError:  # a torn last line
+            lost.append(line if line.endswith("\n") else line + "\n")
+            continue
+        kind = event.get("type")
+        late = ((kind in ("step", "end") and int(event.get("step", 0)) > step)
+                or (kind == "epoch" and int(event.get("epoch", 0)) > epoch))
+        (lost if late else keep).append(line)
+    if lost:
+        with open(run_dir / "metrics.lost.jsonl", "a", encoding="utf-8") as fh:
+            fh.writelines(lost)
+        atomic_write_text(stream, "".join(keep))
+    return len(lost)
 
 
 def epoch_of(path: Path) -> int | None:

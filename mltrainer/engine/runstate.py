@@ -39,14 +39,20 @@ class Progress:
 
 def training_payload(parts: TrainingParts, p: Progress, stopper: EarlyStopping,
                      subscribers: Sequence[Any], *, meta: dict[str, Any],
-                     wall_time_s: float) -> dict[str, Any]:
-    """The whole training state; `meta` adds config_fingerprint, run_id, kind, task, ..."""
+                     wall_time_s: float, dist: Any = None) -> dict[str, Any]:
+    """The whole training state; `meta` adds config_fingerprint, run_id, kind, task, ...
+
+    Under several processes (`dist`), every process calls this at the same point (gathering
+    the RNG states is a collective): process 0's RNGs are `rng`, all of them `rng_ranks`."""
+    rng = capture_rng_state(parts.batches.generator)
+    world = dist.world_size if dist is not None else 1
+    ranks = dist.gather_rng(rng) if dist is not None and world > 1 else None
     return {
         "format": FORMAT_VERSION, "mltrainer_version": __version__, **meta,
         "model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
         "schedule": parts.schedule.state_dict(),
         "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
-        "rng": capture_rng_state(parts.batches.generator),
+        "rng": rng, "world_size": world, "rng_ranks": ranks,
         "epoch": p.epoch, "step": p.step, "position": p.position,
         "order": p.order.cpu() if p.position and p.order is not None else None,
         "epoch_loss_sum": p.loss_sum, "epoch_loss_count": p.loss_count,
@@ -58,7 +64,7 @@ def training_payload(parts: TrainingParts, p: Progress, stopper: EarlyStopping,
 
 
 def restore_training(ckpt: dict[str, Any], parts: TrainingParts, stopper: EarlyStopping,
-                     subscribers: Sequence[Any]) -> Progress:
+                     subscribers: Sequence[Any], rank: int = 0) -> Progress:
     """Put a checkpoint's state back into freshly built parts; the RNGs last, since building
     the parts drew from them."""
     parts.model.load_state_dict(ckpt["model"])
@@ -70,7 +76,8 @@ def restore_training(ckpt: dict[str, Any], parts: TrainingParts, stopper: EarlyS
     restore_subscribers(subscribers, ckpt.get("subscribers"))
     position = int(ckpt["position"])
     order = ckpt["order"].to(parts.device) if position else None
-    restore_rng_state(ckpt["rng"], parts.batches.generator)
+    ranks = ckpt.get("rng_ranks")
+    restore_rng_state(ranks[rank] if ranks else ckpt["rng"], parts.batches.generator)
     return Progress(
         epoch=int(ckpt["epoch"]), step=int(ckpt["step"]), position=position, order=order,
         loss_sum=float(ckpt["epoch_loss_sum"]), loss_count=int(ckpt["epoch_loss_count"]),

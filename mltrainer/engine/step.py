@@ -21,29 +21,14 @@ from torch import nn
 
 from mltrainer.config import MltConfig, TrainingConfig
 from mltrainer.engine.batching import InMemoryBatches
+from mltrainer.engine.devices import choose_device, resolve_device
+from mltrainer.engine.precision import autocast_for, make_scaler
 from mltrainer.engine.schedule import LrSchedule, build_optimizer
 from mltrainer.engine.seeding import seed_everything
-from mltrainer.errors import ConfigError, DataError
+from mltrainer.errors import DataError
 from mltrainer.models import build_model, n_outputs
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def resolve_device(cfg: TrainingConfig) -> torch.device:
-    """`auto` → CUDA when available; refuses what this machine or precision cannot do."""
-    cuda = torch.cuda.is_available()
-    if cfg.device == "cuda" and not cuda:
-        raise ConfigError("training.device is 'cuda' but torch sees no CUDA device",
-                          hint="set training.device: auto (or cpu)")
-    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and cuda)
-                          else "cpu")
-    if cfg.precision == "fp16" and device.type != "cuda":
-        raise ConfigError(
-            "training.precision 'fp16' needs a CUDA device (fp16 with a gradient scaler is "
-            "GPU-only) but training runs on the CPU",
-            hint="use training.precision: bf16 (autocast works on the CPU) or fp32",
-        )
-    return device
 
 
 def loss_function(task: str) -> LossFn:
@@ -78,36 +63,66 @@ class StepOutput:
 
 
 class TrainStep:
-    """One optimisation step: lr from the schedule, forward (autocast), backward (scaled for
-    fp16), per-layer statistics when asked, global norm, clipping, optimiser step."""
+    """One optimisation step: lr from the schedule; forward (autocast) and backward (scaled
+    for fp16) over each micro-batch of `batch_size` rows; per-layer statistics when asked,
+    global norm, clipping, optimiser step.
+
+    With several micro-batches (grad_accum_steps), micro-batch j of the step's n rows adds
+    `len_j / n` of its mean loss's gradient, so the sum is the gradient of the mean over all n
+    rows: the same step as one batch of n rows (dropout masks and batch-norm statistics aside,
+    which are drawn per forward pass). Under DDP the gradients are synchronised on the last
+    micro-batch only (`no_sync` before), and DDP's average over processes completes the mean.
+    """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  schedule: LrSchedule, loss_fn: LossFn, cfg: TrainingConfig,
-                 device: torch.device, scaler: torch.amp.GradScaler | None) -> None:
+                 device: torch.device, scaler: torch.amp.GradScaler | None,
+                 forward: nn.Module | None = None) -> None:
         self.model = model
+        self.forward = forward if forward is not None else model  # DDP / compiled wrapper
         self.optimizer = optimizer
         self.schedule = schedule
         self.loss_fn = loss_fn
         self.grad_clip = cfg.grad_clip
+        self.micro_rows = cfg.batch_size
         self.scaler = scaler
         self.named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        if cfg.precision == "fp32":
-            self.autocast: Callable[[], Any] = contextlib.nullcontext
+        self.autocast: Callable[[], Any] = autocast_for(cfg.precision, device)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
         else:
-            dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float16
-            self.autocast = lambda: torch.autocast(device_type=device.type, dtype=dtype)
+            loss.backward()
+
+    def _accumulate(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """Forward and backward over the micro-batches; the mean loss over all rows."""
+        n = len(xb)
+        if n <= self.micro_rows:  # one pass: exactly the arithmetic of an unaccumulated step
+            with self.autocast():
+                loss = self.loss_fn(self.forward(xb), yb)
+            self._backward(loss)
+            return loss.detach()
+        starts = range(0, n, self.micro_rows)
+        no_sync = getattr(self.forward, "no_sync", contextlib.nullcontext)
+        total = torch.zeros((), device=xb.device)
+        for j, start in enumerate(starts):
+            xj, yj = xb[start:start + self.micro_rows], yb[start:start + self.micro_rows]
+            weight = len(xj) / n
+            with no_sync() if j < len(starts) - 1 else contextlib.nullcontext():
+                with self.autocast():
+                    loss = self.loss_fn(self.forward(xj), yj)
+                self._backward(loss * weight)
+            total += loss.detach().float() * weight
+        return total
 
     def __call__(self, step: int, xb: torch.Tensor, yb: torch.Tensor, *,
                  layer_stats: bool = False) -> StepOutput:
         lr = self.schedule.apply(self.optimizer, step)
         self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            loss = self.loss_fn(self.model(xb), yb)
+        loss = self._accumulate(xb, yb)
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)  # norms and clipping see true gradients
-        else:
-            loss.backward()
         named = [(n, p.grad) for n, p in self.named if p.grad is not None]
         grads = [g for _, g in named]
         # the same arithmetic whether or not statistics are taken: watching never changes
@@ -125,7 +140,7 @@ class TrainStep:
             self.scaler.update()
         else:
             self.optimizer.step()
-        return StepOutput(loss.detach(), norm, lr, stats,
+        return StepOutput(loss, norm, lr, stats,
                           [n for n, _ in named] if stats is not None else None)
 
 
@@ -163,6 +178,7 @@ class TrainingParts:
     step: TrainStep
     loss_fn: LossFn
     device: torch.device
+    forward: nn.Module | None = None  # what the step calls: the model, DDP- or compile-wrapped
 
     def wants_layer_stats(self, step_index: int, every: int) -> bool:
         """Per-layer statistics on every `every`-th step (1-based), never when every is 0."""
@@ -170,20 +186,32 @@ class TrainingParts:
 
 
 def build_training(cfg: MltConfig, bundle: Any, root: Path | None = None,
-                   device: torch.device | None = None) -> TrainingParts:
+                   device: torch.device | None = None, dist: Any = None) -> TrainingParts:
     """Seed, then build everything a run needs, in an order that never changes (the model's
-    init draws from the seeded global RNG; the shuffle has its own generator)."""
+    init draws from the seeded global RNG; the shuffle has its own generator). `dist` (an
+    `engine.distributed.DistContext`) shards the batches and wraps the model in DDP."""
     check_bundle(bundle)
-    device = device or resolve_device(cfg.training)
+    tcfg = cfg.training
+    if device is None:
+        device = (choose_device(tcfg, dist.local_rank).device if dist is not None
+                  else resolve_device(tcfg))
+    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
     seed_everything(cfg.seed)
     model = build_model(cfg.model, bundle.spec, root=root).to(device)
     model.train()
-    optimizer = build_optimizer(model.parameters(), cfg.training)
-    batches = InMemoryBatches(bundle.train.X, bundle.train.y, cfg.training.batch_size, device,
-                              cfg.seed, regression=cfg.task == "regression")
-    schedule = LrSchedule(cfg.training, batches.steps_per_epoch, cfg.greater_is_better)
-    scaler = torch.amp.GradScaler("cuda") if cfg.training.precision == "fp16" else None
+    optimizer = build_optimizer(model.parameters(), tcfg)
+    batches = InMemoryBatches(bundle.train.X, bundle.train.y, tcfg.batch_size, device,
+                              cfg.seed, regression=cfg.task == "regression",
+                              accum=tcfg.grad_accum_steps, rank=rank, world=world)
+    schedule = LrSchedule(tcfg, batches.steps_per_epoch, cfg.greater_is_better)
+    scaler = make_scaler(tcfg.precision, device)
     loss_fn = loss_function(cfg.task)
-    step = TrainStep(model, optimizer, schedule, loss_fn, cfg.training, device, scaler)
-    return TrainingParts(model, optimizer, schedule, scaler, batches, step, loss_fn, device)
+    forward: nn.Module = dist.wrap(model) if dist is not None and world > 1 else model
+    if tcfg.compile:
+        forward = torch.compile(forward)  # type: ignore[assignment]
+    if rank:  # every process its own dropout masks; process 0 draws as a single process would
+        torch.manual_seed(cfg.seed + rank)
+    step = TrainStep(model, optimizer, schedule, loss_fn, tcfg, device, scaler, forward)
+    return TrainingParts(model, optimizer, schedule, scaler, batches, step, loss_fn, device,
+                         forward)
 

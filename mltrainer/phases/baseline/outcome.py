@@ -20,6 +20,10 @@ class RunSummary(BaseModel):
     epochs_run: int | None = None
     wall_time_s: float | None = None
     device: str | None = None
+    device_notice: str | None = None  # set when training.device auto fell back to the CPU
+    world_size: int = 1  # training processes (torchrun / DDP)
+    precision: str | None = None  # fp32 | bf16 | fp16
+    grad_accum_steps: int | None = None  # micro-batches per optimisation step
     dir: str  # the run folder, relative to the project
 
 

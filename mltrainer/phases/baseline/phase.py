@@ -17,13 +17,16 @@ RUN_KIND = "baseline"
 
 
 def latest_run_dir(runs_dir: Path, kind: str) -> Path | None:
-    runs = sorted(p for p in runs_dir.glob(f"*-{kind}-*") if p.is_dir()) if runs_dir.is_dir() else []
+    if not runs_dir.is_dir():
+        return None
+    runs = sorted(p for p in runs_dir.glob(f"*-{kind}-*") if p.is_dir())
     return runs[-1] if runs else None
 
 
 def run(ctx: PhaseContext) -> BaselineOutcome:
     from mltrainer.data import prepare_data
     from mltrainer.engine import Trainer, find_resume_checkpoint
+    from mltrainer.engine.launch import Launch
 
     cfg, project = ctx.cfg, ctx.project
     plan = PlanOutcome.of(ctx.state)
@@ -33,6 +36,7 @@ def run(ctx: PhaseContext) -> BaselineOutcome:
             "the data no longer matches what `mlt plan` recorded (split hashes differ)",
             hint="re-run `mlt plan`",
         )
+    launch = Launch.from_options(ctx.options)
     resume = None
     if ctx.options.get("resume"):
         run_dir = latest_run_dir(project.runs_dir, RUN_KIND)
@@ -46,27 +50,46 @@ def run(ctx: PhaseContext) -> BaselineOutcome:
         run_dir = project.new_run_dir(RUN_KIND)
 
     detectors = _online_detectors(ctx, plan)
-    subscribers = [s for s in (detectors, ProgressForwarder(ctx.progress)) if s is not None]
-    result = Trainer(cfg, bundle, run_dir, subscribers=subscribers,
-                     baseline=plan.trivial_baseline, kind=RUN_KIND,
-                     root=project.root).fit(resume=resume)
+    if launch.is_distributed:
+        result = train_distributed(ctx, cfg, run_dir, resume, launch, kind=RUN_KIND,
+                                   baseline=plan.trivial_baseline, detectors=detectors,
+                                   expected=plan.data.fingerprints)
+    else:
+        subscribers = [s for s in (detectors, ProgressForwarder(ctx.progress)) if s is not None]
+        result = Trainer(cfg, bundle, run_dir, subscribers=subscribers,
+                         baseline=plan.trivial_baseline, kind=RUN_KIND,
+                         root=project.root).fit(resume=resume)
     if result.stopped_reason == "interrupted":
         raise InterruptedRunError(
             f"training interrupted at epoch {result.final_epoch} (step {result.final_step}); "
             f"checkpoint saved in {project.relative(run_dir)}/checkpoints",
-            hint="continue with `mlt train-baseline --resume`",
+            hint=f"continue with `mlt train-baseline --resume{launch.flags()}`",
         )
     return summarize_run(ctx, result, bundle, detectors)
 
 
 def _online_detectors(ctx: PhaseContext, plan: PlanOutcome) -> Any:
-    from mltrainer.detectors import DetectorContext, DetectorSubscriber, build_detectors
+    from mltrainer.engine.worker import online_detectors
 
-    dctx = DetectorContext(
-        task=ctx.cfg.task, metric=ctx.cfg.goal.metric, greater_is_better=ctx.cfg.greater_is_better,
-        steps_per_epoch=None, baseline=plan.trivial_baseline,
-    )
-    return DetectorSubscriber(build_detectors(dctx, ctx.cfg.diagnose.thresholds))
+    return online_detectors(ctx.cfg, plan.trivial_baseline, ctx.cfg.diagnose.thresholds)
+
+
+def train_distributed(ctx: PhaseContext, cfg: Any, run_dir: Path, resume: Path | None,
+                      launch: Any, *, kind: str, baseline: dict[str, Any] | None = None,
+                      detectors: Any = None, expected: dict[str, str] | None = None) -> Any:
+    """Train under torchrun (process 0 writes `run_dir`), following the stream for progress;
+    the detectors here see the finished stream (process 0's online ones stopped the run)."""
+    from mltrainer.engine.launch import train_processes
+    from mltrainer.stream import read_stream
+
+    result = train_processes(
+        cfg, run_dir, ctx.project.root, launch, kind=kind, resume=resume, baseline=baseline,
+        detectors=cfg.diagnose.thresholds if detectors is not None else None,
+        expected_fingerprints=expected, on_event=ProgressForwarder(ctx.progress).on_event)
+    if detectors is not None:
+        for event in read_stream(run_dir / "metrics.jsonl"):
+            detectors.on_event(event)
+    return result
 
 
 def summarize_run(ctx: PhaseContext, result: Any, bundle: Any, detectors: Any
@@ -93,8 +116,11 @@ def summarize_run(ctx: PhaseContext, result: Any, bundle: Any, detectors: Any
         run=RunSummary(id=result.run_id, best_epoch=result.best_epoch, val=result.val,
                        stopped_reason=result.stopped_reason, epochs_run=result.epochs_run,
                        wall_time_s=result.wall_time_s, device=result.device,
+                       device_notice=result.device_notice, world_size=result.world_size,
+                       precision=cfg.training.precision,
+                       grad_accum_steps=cfg.training.grad_accum_steps,
                        dir=ctx.project.relative(Path(result.run_dir))),
-        history=result.history,
+        history=with_peak_memory(result.history, Path(result.run_dir) / "metrics.jsonl"),
         metric=metric,
         best_metric=best,
         trivial_baseline=PlanOutcome.of(ctx.state).trivial_baseline,
@@ -104,3 +130,17 @@ def summarize_run(ctx: PhaseContext, result: Any, bundle: Any, detectors: Any
         online_findings=findings,
         detector_stop=result.stopped_reason.startswith("detector:"),
     )
+
+
+def with_peak_memory(history: list[dict[str, Any]], stream: Path) -> list[dict[str, Any]]:
+    """The run's epochs with each one's peak device memory (MiB) from the metric stream (a
+    measurement, so it is kept out of the run's history, which a resume reproduces exactly)."""
+    from mltrainer.stream import read_stream
+
+    peaks = {e["epoch"]: e.get("peak_mem_mb") for e in read_stream(stream)
+             if e["type"] == "epoch"} if stream.is_file() else {}
+    return [{**h, "peak_mem_mb": peaks.get(h["epoch"])} for h in history]
+
+
+def _nan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)

@@ -123,6 +123,7 @@ def produce_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any
                   ) -> tuple[nn.Module, dict[str, Any], MltConfig, Any]:
     """(model, run record, the config it was trained with, the bundle it was trained on)."""
     from mltrainer.engine import Trainer, load_model_from_checkpoint
+    from mltrainer.engine.launch import Launch, train_processes
 
     root = ctx.project.root
     epochs = source_epochs(chosen)
@@ -145,8 +146,13 @@ def produce_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any
     prod_cfg = production_config(chosen.cfg, epochs)
     data = train_plus_val(bundle)
     run_dir = ctx.project.new_run_dir(RUN_KIND)
-    result = Trainer(prod_cfg, data, run_dir, subscribers=[ProgressForwarder(ctx.progress)],
-                     kind=RUN_KIND, root=root).fit()
+    launch = Launch.from_options(ctx.options)
+    if launch.is_distributed:  # `mlt finalize --nproc N`: the same run under torchrun + DDP
+        result = train_processes(prod_cfg, run_dir, root, launch, kind=RUN_KIND, rows=data,
+                                 on_event=ProgressForwarder(ctx.progress).on_event)
+    else:
+        result = Trainer(prod_cfg, data, run_dir, subscribers=[ProgressForwarder(ctx.progress)],
+                         kind=RUN_KIND, root=root).fit()
     last = result.checkpoints.get("last")
     if not last:
         raise CheckpointError(
@@ -164,7 +170,7 @@ def produce_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any
            "checkpoint": ctx.project.relative(Path(last)), "train_rows": len(data.train),
            "trained_on": ["train", "val"], "early_stopping": "off",
            "stopped_reason": result.stopped_reason, "wall_time_s": result.wall_time_s,
-           "device": result.device,
+           "device": result.device, "world_size": result.world_size,
            "in_sample_val": {k: v for k, v in last_val.items()
                              if isinstance(v, float) and math.isfinite(v)}}
     return model, run, prod_cfg, data

@@ -34,6 +34,35 @@ def run(ctx: PhaseContext) -> OptimizeOutcome:
     previous = previous_iteration(ctx)
     if ctx.options.get("decision") == "stop":
         return _stop(ctx, previous)
+    return _search(ctx, _iteration(ctx, previous), previous)
+
+
+def run_worker(ctx: PhaseContext) -> dict[str, Any]:
+    """`mlt optimize --worker`: join this iteration's study (on a shared storage) and run trials
+    until it holds the requested number; no seeds comparison, no gate, no state change (the
+    `mlt optimize` that leads the iteration does those once the study has its trials)."""
+    from mltrainer.phases.optimize.search import run_trials
+
+    if not (ctx.options.get("storage") or ctx.cfg.optimize.storage):
+        raise BadInputError(
+            "`mlt optimize --worker` needs a storage that every worker shares",
+            hint="pass --storage postgresql://USER:PASSWORD@HOST/DB (or set optimize.storage "
+            "in mlt.yaml); on one machine a path ending in .journal works too")
+    previous = previous_iteration(ctx)
+    s = _open_search(ctx, _iteration(ctx, previous), previous)
+    summary = run_trials(s.it.study, s.runner, s.target, timeout_s=ctx.cfg.optimize.timeout,
+                         enqueue=s.enqueue, on_trial=ctx.progress)
+    return {"worker": True, "iteration": s.iteration, "study": s.it.name,
+            "storage": s.it.info["storage"], "requested_trials": s.target,
+            "ran_here": summary["ran"], "stopped": summary["stopped"],
+            "recovered_dead_trials": summary["recovered"], "counts": summary["counts"],
+            "elapsed_s": round(summary["elapsed_s"], 3),
+            "next": "mlt optimize" + (" --storage URL" if ctx.options.get("storage") else "")
+            + ": compares the best trial with the baseline across seeds and judges the gate"}
+
+
+def _iteration(ctx: PhaseContext, previous: OptimizeOutcome | None) -> int:
+    """The iteration to search next; past optimize.max_iterations it is refused."""
     iteration = (previous.iteration if previous else 0) + 1
     cap = ctx.cfg.optimize.max_iterations
     if iteration > cap:
@@ -44,7 +73,7 @@ def run(ctx: PhaseContext) -> OptimizeOutcome:
             "best config found",
             iteration=iteration, max_iterations=cap,
         )
-    return _search(ctx, iteration, previous)
+    return iteration
 
 
 def previous_iteration(ctx: PhaseContext) -> OptimizeOutcome | None:
@@ -56,20 +85,30 @@ def previous_iteration(ctx: PhaseContext) -> OptimizeOutcome | None:
     return outcome
 
 
-def _search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | None
-            ) -> OptimizeOutcome:
-    from mltrainer.phases.optimize.compare import compare_seeds, comparison_seeds
-    from mltrainer.phases.optimize.search import (
-        TrialRunner,
-        best_record,
-        run_trials,
-        trial_records,
-    )
-    from mltrainer.phases.optimize.space import build_space, trial_config
+@dataclass
+class _OpenSearch:
+    """An iteration's study, joined, and what its trials are built from: shared by the
+    command that leads the iteration and by every `--worker`."""
+
+    iteration: int
+    target: int
+    findings: list[dict[str, Any]]
+    space: SearchSpace
+    bundle: DataBundle
+    trivial: dict[str, Any]
+    it: IterationStudy
+    runner: Any
+    base_raw: dict[str, Any]
+    enqueue: dict[str, Any] | None
+
+
+def _open_search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | None
+                 ) -> _OpenSearch:
+    from mltrainer.phases.optimize.search import TrialRunner
+    from mltrainer.phases.optimize.space import build_space
     from mltrainer.phases.optimize.study import open_iteration_study
 
     cfg, project = ctx.cfg, ctx.project
-    started_at = now()
     target = _target(ctx)
     findings = DiagnoseOutcome.of(ctx.state).findings
     space = build_space(cfg, findings, cfg.optimize.space, source=project.config_path.name)
@@ -78,10 +117,37 @@ def _search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | None
     it = open_iteration_study(cfg, project, ctx.options.get("storage") or cfg.optimize.storage,
                               iteration, target)
     base_raw = cfg.model_dump(mode="json")
-    runner = TrialRunner(project, bundle, base_raw, space, cfg.goal.metric, it.storage, trivial)
+    # trials keep only best.pt and last.pt unless training.keep_checkpoints says otherwise
+    keep = 0 if cfg.training.keep_checkpoints is None else cfg.training.keep_checkpoints
+    runner = TrialRunner(project, bundle, base_raw, space, cfg.goal.metric, it.storage, trivial,
+                         keep_checkpoints=keep)
     enqueue = ((previous.best if previous else None) or {}).get("optuna_params")
-    summary = run_trials(it.study, runner, target, timeout_s=cfg.optimize.timeout,
-                         enqueue=enqueue, on_trial=ctx.progress)
+    return _OpenSearch(iteration, target, findings, space, bundle, trivial, it, runner,
+                       base_raw, enqueue)
+
+
+def _search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | None
+            ) -> OptimizeOutcome:
+    from mltrainer.phases.optimize.compare import compare_seeds, comparison_seeds
+    from mltrainer.phases.optimize.search import (
+        best_record,
+        run_trials,
+        trial_records,
+        wait_for_running,
+    )
+    from mltrainer.phases.optimize.space import trial_config
+    from mltrainer.phases.optimize.study import counts
+
+    cfg, project = ctx.cfg, ctx.project
+    started_at = now()
+    s = _open_search(ctx, iteration, previous)
+    target, findings, space, bundle, trivial, it, base_raw = (
+        s.target, s.findings, s.space, s.bundle, s.trivial, s.it, s.base_raw)
+    summary = run_trials(it.study, s.runner, target, timeout_s=cfg.optimize.timeout,
+                         enqueue=s.enqueue, on_trial=ctx.progress)
+    # trials other workers still run count towards the target: judge once they have ended
+    summary["recovered"] += wait_for_running(it.study)
+    summary["counts"] = counts(it.study)
     records = trial_records(it.study, space, base_raw)
     best = best_record(records, cfg.greater_is_better)
 

@@ -2,9 +2,9 @@
 
 The study is shared: workers (processes, or machines with a database storage) each loop until
 the study holds the requested number of finished trials (COMPLETE + PRUNED), counting trials
-other workers are running, so that together they stop at the number asked for (at most one
-extra trial per extra worker when two ask at the same instant). A trial that fails (an invalid
-combination of values, an error in training) is recorded and does not count.
+other workers are running, so that together they stop at exactly the number asked for (a trial
+asked at the same instant as another worker's last one is failed unrun as surplus). A trial that
+fails (an invalid combination of values, an error in training) is recorded and does not count.
 """
 
 from __future__ import annotations
@@ -65,11 +65,11 @@ class TrialRunner:
     metric: str
     storage: Any = None
     trivial_baseline: dict[str, Any] | None = None
+    keep_checkpoints: int | None = 0  # epoch files a trial keeps besides best.pt and last.pt
 
     def run(self, study: optuna.Study, trial: optuna.Trial) -> None:
         """Train one trial and tell the study how it ended. Only a refusal (the test split)
         or an interrupt escapes, after the trial was failed: it is never left RUNNING."""
-        trial.set_user_attr("mlt.worker", worker_info())
         try:
             result, pruned_at = self._train(trial)
         except (RefusedError, KeyboardInterrupt) as exc:
@@ -110,7 +110,8 @@ class TrialRunner:
         pruning = PruningSubscriber(trial, self.metric)
         with heartbeat(self.storage, trial):
             result = Trainer(cfg, self.bundle, run_dir, subscribers=[pruning],
-                             baseline=self.trivial_baseline, kind=RUN_KIND).fit()
+                             baseline=self.trivial_baseline, kind=RUN_KIND,
+                             keep_checkpoints=self.keep_checkpoints).fit()
         return result, pruning.pruned_at
 
 
@@ -146,6 +147,10 @@ def run_trials(study: optuna.Study, runner: TrialRunner, target: int, *,
             # Optuna warns that heartbeats are meant for study.optimize: heartbeat() beats here
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
             trial = study.ask()
+        trial.set_user_attr("mlt.worker", worker_info())  # first: who runs it, if it dies
+        if is_surplus(study, trial, target):
+            reason = "target"
+            break
         runner.run(study, trial)
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
         ran.append(trial.number)
@@ -156,6 +161,31 @@ def run_trials(study: optuna.Study, runner: TrialRunner, target: int, *,
         recovered += fail_dead_trials(study)
     return {"ran": ran, "stopped": reason, "recovered": recovered,
             "elapsed_s": time.monotonic() - started, "counts": counts(study)}
+
+
+def is_surplus(study: optuna.Study, trial: optuna.Trial, target: int) -> bool:
+    """True (and the trial is failed, with its reason) when trials numbered below `number`
+    that have not failed already make the target: another worker asked at the same instant.
+    Numbers are unique and ordered, so between them the workers keep exactly `target`."""
+    alive = [t for t in study.get_trials(deepcopy=False)
+             if t.number < trial.number and t.state != TrialState.FAIL]
+    if len(alive) < target:
+        return False
+    trial.set_user_attr("mlt.error", f"surplus: the study already had its {target} trials "
+                        "(another worker asked at the same instant); not run")
+    study.tell(trial, state=TrialState.FAIL)
+    return True
+
+
+def wait_for_running(study: optuna.Study, poll_s: float = 1.0) -> list[int]:
+    """Wait until no trial of the study is RUNNING (other workers finishing theirs), failing
+    those whose worker died on the way; their numbers are returned."""
+    recovered: list[int] = []
+    while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        recovered += fail_dead_trials(study)
+        if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            time.sleep(poll_s)
+    return recovered
 
 
 def _best_value(study: optuna.Study) -> float | None:

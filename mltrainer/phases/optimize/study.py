@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import threading
+import time
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -60,6 +61,39 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
+def scrub(text: str, url: str) -> str:
+    """`text` (an error message, a log line) with the URL's password replaced by ***."""
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
+def with_driver(url: str) -> str:
+    """`postgresql://` means psycopg2 to SQLAlchemy; mlt installs psycopg (3) with its `postgres`
+    and `test` extras, so a bare `postgresql://` takes that driver when psycopg2 is absent."""
+    import importlib.util
+
+    if (url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None
+            and importlib.util.find_spec("psycopg") is not None):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def _open_rdb(rdb: Any, url: str, attempts: int = 4) -> Any:
+    """RDBStorage creates its tables on first use; two workers starting together on an empty
+    database race to create them, and the loser sees a duplicate-object error: try again."""
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return rdb(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        except Exception as exc:
+            text = str(exc).lower()
+            if attempt == attempts - 1 or not ("already exists" in text or "duplicate" in text):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def open_storage(url: str | None, project: Project) -> tuple[Any, dict[str, Any]]:
     """The storage object and what to record about it (never a password)."""
     from optuna.storages import JournalStorage, RDBStorage
@@ -78,13 +112,11 @@ def open_storage(url: str | None, project: Project) -> tuple[Any, dict[str, Any]
             "ending in .journal; leave it out for .mlt/optuna.journal",
         )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        storage = _open_rdb(RDBStorage, with_driver(url))
     except Exception as exc:
         raise BadInputError(
             f"--storage {redact(url)!r}: cannot open it: {type(exc).__name__}: "
-            f"{redact(str(exc))}",
+            f"{scrub(str(exc), url)}",
             hint="check the URL, that the database is reachable and its driver installed",
         ) from None
     return storage, {"kind": "rdb", "url": redact(url), "heartbeat_s": HEARTBEAT_S,
@@ -209,6 +241,19 @@ def is_dead_worker(info: Any) -> bool:
     return started is not None and _start_time(pid) not in (None, started)
 
 
+def is_orphan(trial: optuna.trial.FrozenTrial, grace_s: float = GRACE_S) -> bool:
+    """A RUNNING trial that never said which worker runs it, older than the grace period: its
+    worker died between asking for it and recording itself (before any heartbeat, which
+    Optuna's stale-trial check needs), so nothing else would ever end it."""
+    import datetime
+
+    start = trial.datetime_start
+    if "mlt.worker" in trial.user_attrs or start is None:
+        return False
+    now = datetime.datetime.now(start.tzinfo) if start.tzinfo else datetime.datetime.now()
+    return (now - start).total_seconds() > grace_s
+
+
 def fail_dead_trials(study: optuna.Study) -> list[int]:
     """Fail RUNNING trials whose worker died (heartbeat on a database, process check here).
     Their numbers are returned; nothing else in the study changes."""
@@ -222,7 +267,8 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
             continue
         if t.state == TrialState.FAIL:
             failed.append(t.number)
-        elif t.state == TrialState.RUNNING and is_dead_worker(t.user_attrs.get("mlt.worker")):
+        elif t.state == TrialState.RUNNING and (is_dead_worker(t.user_attrs.get("mlt.worker"))
+                                                or is_orphan(t)):
             with contextlib.suppress(Exception):  # another worker may fail it first
                 study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
                 failed.append(t.number)

@@ -4,6 +4,8 @@ training a few steps twice through the engine's own step function."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from mltrainer.errors import TestSplitLockedError
@@ -17,6 +19,8 @@ DETERMINISM_STEPS = 20  # optimisation steps per probe run: enough to touch ever
 def run(ctx: PhaseContext) -> PlanOutcome:
     from mltrainer.data import prepare_data, trivial_baseline
     from mltrainer.engine import determinism_probe, seed_everything, set_deterministic
+    from mltrainer.engine.launch import Launch
+    from mltrainer.engine.probe import distributed_probe
     from mltrainer.env import capture_environment
 
     cfg, project = ctx.cfg, ctx.project
@@ -34,6 +38,12 @@ def run(ctx: PhaseContext) -> PlanOutcome:
 
     baseline = trivial_baseline(bundle, cfg.goal.metric)
     probe = determinism_probe(cfg, bundle, steps=DETERMINISM_STEPS, root=project.root)
+    launch = Launch.from_options(ctx.options)
+    if launch.is_distributed:  # `mlt plan --nproc N`: the same probe under torchrun, twice
+        with tempfile.TemporaryDirectory(prefix="probe-", dir=project.mlt_dir) as tmp:
+            probe["distributed"] = distributed_probe(cfg, DETERMINISM_STEPS, project.root,
+                                                     launch, Path(tmp), bundle.fingerprints)
+        probe["identical"] = bool(probe["identical"] and probe["distributed"]["identical"])
     return PlanOutcome(
         seed=cfg.seed,
         seeded=["python", "numpy", "torch"],
