@@ -273,8 +273,11 @@ def optimize(out: Output, project: Project, storage: str | None, trials: int | N
     """Phase 4: targeted Optuna search over what diagnose recommended, compared across seeds."""
     if worker:
         from mltrainer.commands import optimize_worker
+        from mltrainer.output import TrainingProgress
 
-        result = optimize_worker(project, out=out, storage=storage, trials=trials)
+        progress = TrainingProgress(out, "mlt optimize --worker")
+        result = optimize_worker(project, progress=progress.on_event, storage=storage,
+                                 trials=trials)
         n = result["counts"]
         out.info(f"worker: ran {len(result['ran_here'])} trial(s) here; study "
                  f"{result['study']} has {n['complete']} complete, {n['pruned']} pruned, "

@@ -170,16 +170,15 @@ def explain_topic(topic: str) -> str:
     )
 
 
-def optimize_worker(project: Project, *, out: Output | None = None, **options: Any
+def optimize_worker(project: Project, *,
+                    progress: Callable[[dict[str, Any]], None] | None = None, **options: Any
                     ) -> dict[str, Any]:
     """`mlt optimize --worker`: trials in the shared study only (see phases.optimize)."""
     from mltrainer.phases.optimize.phase import run_worker
     from mltrainer.runner import read_only_context
 
-    progress = TrainingProgress(out, "mlt optimize --worker") if out is not None else None
-    ctx = read_only_context(project, "optimize", options=options,
-                            progress=progress.on_event if progress else None)
-    return run_worker(ctx)
+    return run_worker(read_only_context(project, "optimize", options=options,
+                                        progress=progress))
 
 
 def join_training(project: Project, kind: str, *, resume: bool, nproc: int, nnodes: int,
