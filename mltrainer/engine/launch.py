@@ -93,7 +93,8 @@ def run_job(job: dict[str, Any], launch: Launch, job_dir: Path, *,
             stream: Path | None = None,
             on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run `job` under torchrun; forward the events of `stream` as they are written; return
-    process 0's result dict, or raise the error a process reported (its exit code kept)."""
+    process 0's result dict, or raise the error a process reported (its exit code kept). On a
+    machine of node rank > 0 (no process 0 here) a clean exit returns {}."""
     job_dir.mkdir(parents=True, exist_ok=True)
     for old in (*job_dir.glob("error-rank*.json"), *job_dir.glob("rank*.pid"),
                 job_dir / "result.json"):
@@ -109,6 +110,8 @@ def run_job(job: dict[str, Any], launch: Launch, job_dir: Path, *,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         interrupted = _wait(proc, follower)
     follower.poll()
+    if launch.node_rank > 0 and proc.returncode == 0 and not list(job_dir.glob("error-*")):
+        return {}
     return _outcome(job_dir, log_path, proc.returncode, interrupted)
 
 
