@@ -9,6 +9,11 @@ from pathlib import Path
 import pytest
 from conftest import judge, recorded_outcome
 
+REPLAY = {"dir": "runs/r", "metric": "accuracy", "val": 0.72, "source_val": 0.72,
+          "source_run": "runs/s", "wall_time_s": 1.5,
+          "lr": {"steps_compared": 24, "replay_steps": 24, "max_abs_diff": 0.0,
+                 "max_rel_diff": 0.0}}
+
 CASES = [
     ("schema_every_split", {}, None, True, {"problems": {}, "missing_splits": []}),
     ("schema_every_split", {"data.schema.test.passed": False,
@@ -28,6 +33,22 @@ CASES = [
     ("finite_weights_and_outputs", {"finite.test_outputs_non_finite": 1}, None, False, {}),
     ("seed_reproduces_weights", {}, None, True, {"identical": True}),
     ("seed_reproduces_weights", {"determinism.identical": False}, None, False, {}),
+    # the shipped recipe against the validated one (a replay on train alone)
+    ("shipped_recipe_reproduces_validation", {"run.retrained": False}, 0.01, True,
+     {"retrained": False}),
+    ("shipped_recipe_reproduces_validation", {}, 0.01, False, {"replay_val": None}),
+    ("shipped_recipe_reproduces_validation", {"run.replay": REPLAY}, 0.01, True,
+     {"gap": 0.0, "lr_matches": True, "cost_s": 1.5}),
+    ("shipped_recipe_reproduces_validation", {"run.replay": {**REPLAY, "val": 0.70}}, 0.01,
+     False, {"gap_kind": "absolute", "lr_matches": True}),
+    ("shipped_recipe_reproduces_validation", {"run.replay": {**REPLAY, "val": 0.715}}, 0.01,
+     True, {}),
+    ("shipped_recipe_reproduces_validation",  # a compressed schedule: another lr at some step
+     {"run.replay": {**REPLAY, "lr": {**REPLAY["lr"], "max_rel_diff": 0.37}}}, 0.01, False,
+     {"lr_matches": False, "gap": 0.0}),
+    ("shipped_recipe_reproduces_validation",  # the source stream ended before the replay's
+     {"run.replay": {**REPLAY, "lr": {**REPLAY["lr"], "steps_compared": 10}}}, 0.01, False,
+     {"lr_matches": False}),
 ]
 
 
@@ -47,3 +68,11 @@ def test_lower_is_better_goal_uses_the_upper_bound(tmp_path: Path) -> None:
     result = judge("finalize", "test_goal_met_with_confidence", outcome, tmp_path)
     assert not result.passed and result.evidence["bound_used"] == "upper"
     assert result.evidence["bound"] == 1.2
+
+
+def test_recipe_gap_is_relative_for_rmse(tmp_path: Path) -> None:
+    replay = {**REPLAY, "metric": "rmse", "val": 10.5, "source_val": 10.0}
+    result = judge("finalize", "shipped_recipe_reproduces_validation",
+                   recorded_outcome("finalize", **{"run.replay": replay}), tmp_path, 0.01)
+    assert not result.passed and result.evidence["gap"] == pytest.approx(0.05)
+    assert result.evidence["gap_kind"] == "relative"

@@ -153,7 +153,7 @@ def test_fast_path_ends_with_verified_exports_waiting_only_on_signoffs(
     root, result = digits
     assert result["phase"] == "finalize" and result["gate"]["passed"] is False
     items = items_of(result)
-    assert len(items) == 24
+    assert len(items) == 25
     auto = {k: v for k, v in items.items() if v["kind"] == "auto"}
     assert {k for k, v in items.items() if v["kind"] == "manual"} == set(MANUAL)
     assert all(v["status"] == "pass" for v in auto.values()), {
@@ -472,11 +472,11 @@ def test_predict_csv_with_text_categories_and_missing_values(
 # -- small units -----------------------------------------------------------------------------
 
 
-def test_checklist_has_24_items_grounded_in_the_rubric() -> None:
+def test_checklist_has_25_items_grounded_in_the_rubric() -> None:
     from mltrainer.gates import checklist_items
 
     items = checklist_items("finalize")
-    assert len(items) == 24 and len({i["id"] for i in items}) == 24
+    assert len(items) == 25 and len({i["id"] for i in items}) == 25
     assert sorted(i["id"] for i in items if i.get("manual")) == sorted(MANUAL)
     assert all(i.get("rubric") for i in items)
     assert {i["format"] for i in items if i.get("check") == "export_parity"} == set(FORMATS)
@@ -535,3 +535,46 @@ def test_typical_path_ships_the_optimized_config(tmp_path: Path) -> None:
     (tmp_path / "mlt.optimized.yaml").unlink()
     with pytest.raises(ConfigError, match="optimized config but the file is missing"):
         choose_config(ctx)
+
+
+def test_production_training_replays_the_source_runs_lr_at_every_step(tmp_path: Path) -> None:
+    """Source run: cosine over 6 epochs with a 1-epoch warmup, chosen at epoch 3. Production
+    (train+val, more steps an epoch) must give, at every step, the source run's lr at the same
+    point of its schedule (the source step scaled by the ratio of steps per epoch); the replay
+    on train alone must give it exactly, and the source run's val metric at epoch 3."""
+    from mltrainer.config import parse_config
+    from mltrainer.data import prepare_data
+    from mltrainer.engine import Trainer
+    from mltrainer.phases.finalize.production import ChosenConfig, produce_model, step_lrs
+    from mltrainer.project import Project
+    from mltrainer.runner import PhaseContext
+    from mltrainer.state import ProjectState
+
+    cfg = parse_config({
+        "name": "lr", "task": "classification", "data": {"source": "sklearn:iris"},
+        "model": {"hidden": [8], "dropout": 0.0}, "goal": {"target": 0.9},
+        "training": {"epochs": 6, "batch_size": 16, "lr": 0.01, "scheduler": "cosine",
+                     "warmup_epochs": 1}})
+    project = Project.at(tmp_path)
+    bundle = prepare_data(cfg, tmp_path)
+    source = Trainer(cfg, bundle, project.new_run_dir("baseline"), root=tmp_path).fit()
+    chosen = ChosenConfig(cfg, "baseline", "mlt.yaml", {
+        "id": source.run_id, "dir": project.relative(Path(source.run_dir)), "best_epoch": 3,
+        "val": source.history[2]["val"]})
+    ctx = PhaseContext(project, cfg, ProjectState(), {}, path="fast")
+    _, run, prod_cfg, _ = produce_model(ctx, chosen, bundle)
+
+    src = step_lrs(Path(source.run_dir) / "metrics.jsonl")
+    prod = step_lrs(tmp_path / run["dir"] / "metrics.jsonl")
+    spe_src, spe_prod = run["steps_per_epoch"]["source"], run["steps_per_epoch"]["production"]
+    assert spe_prod > spe_src and len(src) == 6 * spe_src and len(prod) == 3 * spe_prod
+    assert run["schedule_epochs"] == 6 and prod_cfg.training.epochs == 3
+    expected = np.interp(np.arange(len(prod)) * spe_src / spe_prod, np.arange(len(src)), src)
+    one_step = float(np.abs(np.diff(src)).max())  # the rounding of a step boundary, at most
+    assert float(np.abs(np.asarray(prod) - expected).max()) <= one_step + 1e-12
+    assert prod[-1] == pytest.approx(src[3 * spe_src - 1], abs=one_step)  # not compressed to 0
+
+    replay = run["replay"]
+    assert replay["lr"]["steps_compared"] == replay["lr"]["replay_steps"] == 3 * spe_src
+    assert replay["lr"]["max_rel_diff"] == 0.0
+    assert replay["val"] == replay["source_val"] == source.history[2]["val"]["accuracy"]

@@ -184,11 +184,13 @@ def train_processes(cfg: Any, run_dir: Path, root: Path, launch: Launch, *, kind
                     resume: Path | None = None, baseline: dict[str, Any] | None = None,
                     detectors: dict[str, Any] | None = None,
                     expected_fingerprints: dict[str, str] | None = None, rows: Any = None,
-                    on_event: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+                    on_event: Callable[[dict[str, Any]], None] | None = None,
+                    schedule_epochs: int | None = None) -> RunResult:
     """`Trainer(cfg, ...).fit(resume)` in `launch.world_size` processes; process 0 writes
     `run_dir` as a single process would. `detectors`: thresholds for process 0's online
     detectors (None: none); `rows`: a bundle whose train/val rows replace the prepared
-    splits (handed over as an .npz in `run_dir/launch/`)."""
+    splits (handed over as an .npz in `run_dir/launch/`); `schedule_epochs`: the lr
+    schedule's horizon (`Trainer`)."""
     import numpy as np
 
     job_dir = run_dir / "launch"
@@ -201,7 +203,8 @@ def train_processes(cfg: Any, run_dir: Path, root: Path, launch: Launch, *, kind
     job = {"mode": "train", "config": cfg.model_dump(mode="json"), "root": str(root),
            "run_dir": str(run_dir), "kind": kind, "resume": str(resume) if resume else None,
            "baseline": baseline, "detectors": detectors, "rows": str(rows_file) if rows_file
-           else None, "expected_fingerprints": expected_fingerprints}
+           else None, "expected_fingerprints": expected_fingerprints,
+           "schedule_epochs": schedule_epochs}
     return run_result(run_job(job, launch, job_dir, stream=run_dir / "metrics.jsonl",
                               on_event=on_event))
 

@@ -95,7 +95,8 @@ class Trainer:
     (the trivial baseline's val metrics) goes into the start event for the detectors. `root`
     is the project root for `python:` model factories and env.json (default: the parent of
     `runs/`). Configuration problems (fp16 on a CPU, a device that is not there, data that does
-    not fit the spec) are refused here, before any work.
+    not fit the spec) are refused here, before any work. `schedule_epochs` stretches the lr
+    schedule over more epochs than the run trains (`LrSchedule`'s horizon; finalize's replay).
 
     `dist` (several processes under torchrun, `engine.distributed`) shards the batches, wraps
     the model in DDP and makes process 0 the only writer. `keep_checkpoints` overrides
@@ -106,8 +107,10 @@ class Trainer:
                  subscribers: Sequence[Subscriber] = (), baseline: dict[str, Any] | None = None,
                  kind: str = "baseline", root: Path | None = None,
                  background_checkpoints: bool = True, dist: DistContext | None = None,
-                 keep_checkpoints: int | None = None) -> None:
+                 keep_checkpoints: int | None = None, schedule_epochs: int | None = None
+                 ) -> None:
         self.cfg = cfg
+        self.schedule_epochs = schedule_epochs
         self.bundle = bundle
         self.run_dir = Path(run_dir)
         self.subscribers = list(subscribers)
@@ -158,7 +161,8 @@ class Trainer:
             remove_stale_temporaries(self.ckpt_dir)
         with deterministic_mode() as flags:
             parts = build_training(self.cfg, self.bundle, self.root, self.device,
-                                   dist=self.dist if self.dist.active else None)
+                                   dist=self.dist if self.dist.active else None,
+                                   schedule_epochs=self.schedule_epochs)
             es = self.cfg.training.early_stopping
             stopper = EarlyStopping(es.patience, es.min_delta, self.cfg.greater_is_better)
             progress = (restore_training(ckpt, parts, stopper, self.subscribers,
@@ -370,6 +374,8 @@ class Trainer:
             "goal_target": self.cfg.goal.target, "config_fingerprint": self.fingerprint,
             **self._run_record(),
         }
+        if self.schedule_epochs is not None:
+            event["schedule_epochs"] = self.schedule_epochs
         if self.baseline is not None:
             event["baseline"] = self.baseline
         if ckpt is not None and resume is not None:

@@ -32,6 +32,11 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainingConfig
 class LrSchedule:
     """Linear warmup over `warmup_epochs`, then `none | cosine | step | plateau`.
 
+    The schedule spans `horizon_epochs` epochs (default: `cfg.epochs`) of `steps_per_epoch`
+    steps: a run may stop before its horizon and still get, at every step, the lr of the longer
+    run it replays (finalize's production training stops at the source run's best epoch, on
+    train+val: more steps per epoch stretch every part of the schedule by the same factor).
+
     - warmup: lr rises linearly per step from base/warmup_steps to base.
     - cosine: per step from base (end of warmup) towards 0 at the last step of the run.
     - step: multiplied by `gamma` every `step_size` epochs, counted from the first epoch.
@@ -39,12 +44,16 @@ class LrSchedule:
       the goal metric on val (NaN counts as no improvement).
     """
 
-    def __init__(self, cfg: TrainingConfig, steps_per_epoch: int, greater_is_better: bool
-                 ) -> None:
+    def __init__(self, cfg: TrainingConfig, steps_per_epoch: int, greater_is_better: bool,
+                 horizon_epochs: int | None = None) -> None:
+        if horizon_epochs is not None and horizon_epochs < cfg.epochs:
+            raise ValueError(f"horizon_epochs must be at least training.epochs ({cfg.epochs}) "
+                             f"but got {horizon_epochs}")
         self.kind = cfg.scheduler
         self.base_lr = cfg.lr
         self.steps_per_epoch = steps_per_epoch
-        self.total_steps = cfg.epochs * steps_per_epoch
+        self.horizon_epochs = horizon_epochs or cfg.epochs
+        self.total_steps = self.horizon_epochs * steps_per_epoch
         self.warmup_steps = cfg.warmup_epochs * steps_per_epoch
         self.step_size = cfg.step_size
         self.gamma = cfg.gamma

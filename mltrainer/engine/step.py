@@ -186,10 +186,12 @@ class TrainingParts:
 
 
 def build_training(cfg: MltConfig, bundle: Any, root: Path | None = None,
-                   device: torch.device | None = None, dist: Any = None) -> TrainingParts:
+                   device: torch.device | None = None, dist: Any = None,
+                   schedule_epochs: int | None = None) -> TrainingParts:
     """Seed, then build everything a run needs, in an order that never changes (the model's
     init draws from the seeded global RNG; the shuffle has its own generator). `dist` (an
-    `engine.distributed.DistContext`) shards the batches and wraps the model in DDP."""
+    `engine.distributed.DistContext`) shards the batches and wraps the model in DDP.
+    `schedule_epochs`: the lr schedule's horizon when it is longer than the run (`LrSchedule`)."""
     check_bundle(bundle)
     tcfg = cfg.training
     if device is None:
@@ -203,7 +205,8 @@ def build_training(cfg: MltConfig, bundle: Any, root: Path | None = None,
     batches = InMemoryBatches(bundle.train.X, bundle.train.y, tcfg.batch_size, device,
                               cfg.seed, regression=cfg.task == "regression",
                               accum=tcfg.grad_accum_steps, rank=rank, world=world)
-    schedule = LrSchedule(tcfg, batches.steps_per_epoch, cfg.greater_is_better)
+    schedule = LrSchedule(tcfg, batches.steps_per_epoch, cfg.greater_is_better,
+                          horizon_epochs=schedule_epochs)
     scaler = make_scaler(tcfg.precision, device)
     loss_fn = loss_function(cfg.task)
     forward: nn.Module = dist.wrap(model) if dist is not None and world > 1 else model

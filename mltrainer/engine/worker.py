@@ -90,6 +90,7 @@ def run(job: dict[str, Any], job_dir: Path) -> int:
         result = Trainer(cfg, bundle, Path(job["run_dir"]), subscribers=subscribers,
                          baseline=job.get("baseline"), kind=job["kind"], root=Path(job["root"]),
                          dist=dist, keep_checkpoints=job.get("keep_checkpoints"),
+                         schedule_epochs=job.get("schedule_epochs"),
                          ).fit(resume=Path(resume) if resume else None)
         if dist.is_main:
             _write(job_dir / "result.json", result.to_dict())

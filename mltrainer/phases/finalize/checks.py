@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from mltrainer.gates import CheckResult, GateContext, check
+from mltrainer.numbers import finite as finite_number
 from mltrainer.phases.finalize.outcome import FinalizeOutcome
 from mltrainer.phases.plan.outcome import PlanOutcome
 
@@ -137,6 +138,43 @@ def production_training_recorded(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
         "epochs": run.get("epochs"), "epochs_run": run.get("epochs_run"),
         "best_epoch_of_source_run": run.get("best_epoch"), "missing": missing,
         "weights_sha256": str(run.get("weights_sha256"))[:16]})
+
+
+LR_REL_TOLERANCE = 1e-9  # the same float arithmetic on both sides: equal up to rounding
+
+
+@check("shipped_recipe_reproduces_validation")
+def shipped_recipe_reproduces_validation(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
+    """The production recipe, replayed on train alone, gave the source run's lr at every step
+    and its val metric within the threshold (absolute; relative for rmse/mae)."""
+    run = ctx.outcome.run
+    if not run.get("retrained"):
+        return CheckResult(True, {"retrained": False, "checkpoint": run.get("checkpoint"),
+                                  "note": "ships the validated run's best checkpoint itself"})
+    replay = run.get("replay") or {}
+    tolerance = float(item.get("threshold", 0.01))
+    metric, val, source = replay.get("metric"), replay.get("val"), replay.get("source_val")
+    lr = replay.get("lr") or {}
+    evidence = {"replay_run": replay.get("dir"), "source_run": replay.get("source_run"),
+                "metric": metric, "source_val": source, "replay_val": val,
+                "tolerance": tolerance, "schedule_epochs": run.get("schedule_epochs"),
+                "epochs": run.get("epochs"), "steps_per_epoch": run.get("steps_per_epoch"),
+                "lr_steps_compared": lr.get("steps_compared"),
+                "lr_max_rel_diff": lr.get("max_rel_diff"),
+                "cost_s": replay.get("wall_time_s")}
+    if not replay or finite_number(val) is None or finite_number(source) is None:
+        return CheckResult(False, {**evidence, "error": "no replay of the production recipe on "
+                                   "train with a finite val metric to compare"})
+    gap = abs(val - source)
+    relative = metric in ("rmse", "mae")
+    if relative:
+        gap = gap / abs(source) if source else math.inf
+    lr_ok = (lr.get("steps_compared") == lr.get("replay_steps") and bool(lr.get("replay_steps"))
+             and lr.get("max_rel_diff") is not None
+             and lr["max_rel_diff"] <= LR_REL_TOLERANCE)
+    return CheckResult(gap <= tolerance and lr_ok, {
+        **evidence, "gap": gap, "gap_kind": "relative" if relative else "absolute",
+        "lr_matches": lr_ok})
 
 
 @check("onnx_checker")

@@ -1,6 +1,6 @@
 """Phase 5, `mlt finalize`: production training of the chosen config, the one evaluation of the
 locked test split, exports into a versioned artifact folder verified in fresh processes, the
-model card and deployment notes, and the production-readiness gate (24 items).
+model card and deployment notes, and the production-readiness gate (25 items).
 
 The steps, in order (each in `mltrainer.phases.finalize`):
 
@@ -88,6 +88,7 @@ def run(ctx: PhaseContext) -> FinalizeOutcome:
     reused = record is not None
     if record is not None:
         model, train_cfg, train_data = _recorded_model(ctx, chosen, bundle, record)
+        record = _with_replay(ctx, chosen, bundle, record, train_cfg)
         evaluation.note_reuse(ctx.project, record)
     else:
         model, train_cfg, train_data, record = _train_and_evaluate(ctx, chosen, bundle, key,
@@ -143,6 +144,18 @@ def _recorded_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: DataBundle,
                  "new model",
         )
     return model, train_cfg, train_data
+
+
+def _with_replay(ctx: PhaseContext, chosen: ChosenConfig, bundle: DataBundle,
+                 record: dict[str, Any], train_cfg: MltConfig) -> dict[str, Any]:
+    """A recorded retrained evaluation from before the recipe replay existed: replay it now
+    (train and val only), so the gate judges the recipe all the same."""
+    from mltrainer.phases.finalize.production import replay_on_train
+
+    run = record["run"]
+    if not run.get("retrained") or run.get("replay"):
+        return record
+    return {**record, "run": {**run, "replay": replay_on_train(ctx, chosen, bundle, train_cfg)}}
 
 
 @contextlib.contextmanager

@@ -1,11 +1,16 @@
 """Production training: which config ships, and the model that does.
 
 The fast path ships the baseline's `mlt.yaml`; the typical path ships what optimize chose
-(`mlt.optimized.yaml` when it chose "optimized"). By default the chosen config is trained again
-on train+val for the number of epochs its best run chose, with early stopping off (the epoch
-count is already decided, and val is no longer held out); `finalize.retrain: false` ships the
-best checkpoint of that run as it is. Preprocessing stays fitted on train alone: the scaling the
-model was tuned with is the scaling it ships with.
+(`mlt.optimized.yaml` when it chose "optimized"). With `finalize.retrain: true` the chosen config
+is trained again on train+val, replaying the validated recipe: the same config and seed, early
+stopping off (the epoch count is already decided, and val is no longer held out), stopped at the
+source run's best epoch, with the lr schedule spanning the source run's configured epochs (so
+cosine, step and warmup give the lr the source run had at the same point; train+val has more
+steps per epoch, which stretches the schedule by the ratio of the row counts). The same recipe
+is also replayed on train alone and scored on val (`replay_on_train`): the evidence that what
+ships reproduces what was validated. `finalize.retrain: false` ships the best checkpoint of
+the source run as it is. Preprocessing stays fitted on train alone: the scaling the model was
+tuned with is the scaling it ships with.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from mltrainer.errors import CheckpointError, ConfigError
 from mltrainer.runner import PhaseContext, ProgressForwarder, load_project_config
 
 RUN_KIND = "final"  # runs/<time>-final-<hex>
+REPLAY_KIND = "replay"  # runs/<time>-replay-<hex>: the production recipe on train alone
 PROBE_STEPS = 10  # optimisation steps trained twice to prove the seed reproduces the weights
 
 
@@ -65,7 +71,8 @@ def choose_config(ctx: PhaseContext) -> ChosenConfig:
 
 
 def production_config(cfg: MltConfig, epochs: int) -> MltConfig:
-    """`cfg` trained for exactly `epochs` epochs: early stopping off (patience 0)."""
+    """`cfg` trained for exactly `epochs` epochs: early stopping off (patience 0). Train it with
+    `schedule_epochs=cfg.training.epochs` (the schedule's horizon stays the source run's)."""
     data = cfg.model_dump(mode="json")
     data["training"]["epochs"] = int(epochs)
     data["training"]["early_stopping"]["patience"] = 0
@@ -144,15 +151,18 @@ def produce_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any
         return model, run, chosen.cfg, bundle
 
     prod_cfg = production_config(chosen.cfg, epochs)
+    horizon = chosen.cfg.training.epochs  # the source run's schedule, replayed up to `epochs`
+    replay = replay_on_train(ctx, chosen, bundle, prod_cfg)
     data = train_plus_val(bundle)
     run_dir = ctx.project.new_run_dir(RUN_KIND)
     launch = Launch.from_options(ctx.options)
     if launch.is_distributed:  # `mlt finalize --nproc N`: the same run under torchrun + DDP
         result = train_processes(prod_cfg, run_dir, root, launch, kind=RUN_KIND, rows=data,
-                                 on_event=ProgressForwarder(ctx.progress).on_event)
+                                 on_event=ProgressForwarder(ctx.progress).on_event,
+                                 schedule_epochs=horizon)
     else:
         result = Trainer(prod_cfg, data, run_dir, subscribers=[ProgressForwarder(ctx.progress)],
-                         kind=RUN_KIND, root=root).fit()
+                         kind=RUN_KIND, root=root, schedule_epochs=horizon).fit()
     last = result.checkpoints.get("last")
     if not last:
         raise CheckpointError(
@@ -165,7 +175,12 @@ def produce_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any
     model = load_model_from_checkpoint(Path(last), prod_cfg, data.spec, root=root)
     last_val = result.history[-1]["val"] if result.history else {}
     run = {"id": result.run_id, "dir": ctx.project.relative(run_dir), "retrained": True,
-           "epochs": epochs, "epochs_run": result.epochs_run,
+           "epochs": epochs, "epochs_run": result.epochs_run, "schedule_epochs": horizon,
+           "steps_per_epoch": {
+               "source": steps_per_epoch(root / str(chosen.run.get("dir") or "") /
+                                         "metrics.jsonl"),
+               "production": steps_per_epoch(run_dir / "metrics.jsonl")},
+           "replay": replay,
            "best_epoch": chosen.run.get("best_epoch"), "source_run": chosen.run.get("id"),
            "checkpoint": ctx.project.relative(Path(last)), "train_rows": len(data.train),
            "trained_on": ["train", "val"], "early_stopping": "off",
@@ -174,6 +189,69 @@ def produce_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any
            "in_sample_val": {k: v for k, v in last_val.items()
                              if isinstance(v, float) and math.isfinite(v)}}
     return model, run, prod_cfg, data
+
+
+def replay_on_train(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any, prod_cfg: MltConfig
+                    ) -> dict[str, Any]:
+    """The production recipe (`prod_cfg`, the source run's schedule horizon) trained on train
+    alone and scored on val, next to what the source run recorded at its best epoch: same
+    rows, same steps, so its lr stream and val metric must match the source run's. Costs one
+    training of `best_epoch` epochs on train (at most the source run's own time), with the
+    same launch as production (`--nproc N`: the same processes, so the same steps an epoch)."""
+    from mltrainer.engine import Trainer
+    from mltrainer.engine.launch import Launch, train_processes
+
+    metric = prod_cfg.goal.metric
+    run_dir = ctx.project.new_run_dir(REPLAY_KIND)
+    horizon = chosen.cfg.training.epochs
+    launch = Launch.from_options(ctx.options)
+    if launch.is_distributed:
+        result = train_processes(prod_cfg, run_dir, ctx.project.root, launch, kind=REPLAY_KIND,
+                                 rows=bundle, on_event=ProgressForwarder(ctx.progress).on_event,
+                                 schedule_epochs=horizon)
+    else:
+        result = Trainer(prod_cfg, bundle, run_dir,
+                         subscribers=[ProgressForwarder(ctx.progress)], kind=REPLAY_KIND,
+                         root=ctx.project.root, schedule_epochs=horizon).fit()
+    last = result.history[-1]["val"].get(metric) if result.history else None
+    source_dir = chosen.run.get("dir")
+    lrs = compare_lr_streams(ctx.project.root / str(source_dir or "") / "metrics.jsonl",
+                             run_dir / "metrics.jsonl")
+    return {"dir": ctx.project.relative(run_dir), "epochs_run": result.epochs_run,
+            "stopped_reason": result.stopped_reason, "metric": metric,
+            "val": last if isinstance(last, float) and math.isfinite(last) else None,
+            "source_val": (chosen.run.get("val") or {}).get(metric),
+            "source_best_epoch": chosen.run.get("best_epoch"), "source_run": source_dir,
+            "lr": lrs, "wall_time_s": round(result.wall_time_s, 3)}
+
+
+def steps_per_epoch(path: Path) -> int | None:
+    """What a run's start event recorded (None when its stream is missing)."""
+    from mltrainer.stream import iter_stream
+
+    if not path.is_file():
+        return None
+    start = next((e for e in iter_stream(path) if e["type"] == "start"), {})
+    return start.get("steps_per_epoch")
+
+
+def step_lrs(path: Path) -> list[float]:
+    """The lr of every step event of a stream, in order (empty when the file is missing)."""
+    from mltrainer.stream import iter_stream
+
+    if not path.is_file():
+        return []
+    return [float(e["lr"]) for e in iter_stream(path) if e["type"] == "step"]
+
+
+def compare_lr_streams(source: Path, replay: Path) -> dict[str, Any]:
+    """Step-by-step lr of the replay against the source run's, over the steps both have."""
+    a, b = step_lrs(source), step_lrs(replay)
+    n = min(len(a), len(b))
+    diff = max((abs(x - y) for x, y in zip(a[:n], b[:n], strict=True)), default=None)
+    peak = max((abs(x) for x in a[:n]), default=0.0)
+    return {"steps_compared": n, "replay_steps": len(b), "max_abs_diff": diff,
+            "max_rel_diff": None if diff is None or not peak else diff / peak}
 
 
 def reload_recorded_model(ctx: PhaseContext, record: dict[str, Any], cfg: MltConfig, spec: Any
