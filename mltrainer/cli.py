@@ -142,6 +142,17 @@ def status(out: Output, project: Project) -> None:
     out.info(f"[bold]{result['name']}[/] — {result['root']}")
     for ph in result["phases"]:
         out.info(f"  {ph['name']:<9} {out.status_word(ph['status'], 8)} [dim]{ph['reason']}[/]")
+    spent = result.get("test_evaluations") or {}
+    if spent.get("count"):
+        many = spent["count"] > 1
+        out.info(f"test split evaluated {spent['count']} time(s)" + (
+            " [bold red](spent again: finalize's test_evaluated_once fails unless waived)[/]"
+            if many else "") + ":")
+    for ev in spent.get("evaluations", []):
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in ev["metrics"].items())
+        why = f" — reason: {escape(ev['reason'])}" if ev.get("reason") else " (the first)"
+        out.info(f"  #{ev['number']} {ev['evaluated_at']} config "
+                 f"{str(ev['config_fingerprint'])[:12]}: {metrics}{why}")
     out.info(f"next: [bold]{result['next']}[/]" if result["next"] else "every phase has passed")
     out.result(result)
 
@@ -293,10 +304,18 @@ def optimize(out: Output, project: Project, storage: str | None, trials: int | N
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Production training in this many processes on this machine (torchrun, "
               "DDP); training.batch_size is per process.")
+@click.option("--reevaluate-test", "reevaluate_test", is_flag=True, default=False,
+              help="Evaluate a config other than the one the test split was already spent on "
+              "(needs --reason; recorded, and the gate's test_evaluated_once item then fails "
+              "unless waived).")
+@click.option("--reason", default=None, help="Why the test split is spent again (with "
+              "--reevaluate-test): written to the audit log and every later report.")
 @common
-def finalize(out: Output, project: Project, nproc: int) -> None:
+def finalize(out: Output, project: Project, nproc: int, reevaluate_test: bool,
+             reason: str | None) -> None:
     """Phase 5: production training, the one test evaluation, verified exports, readiness gate."""
-    _exit_for(_run_phase(out, project, "finalize", nproc=nproc))
+    _exit_for(_run_phase(out, project, "finalize", nproc=nproc,
+                         reevaluate_test=reevaluate_test, reason=reason))
 
 
 @cli.command()

@@ -65,7 +65,22 @@ def project_status(project: Project) -> dict[str, Any]:
         "current": current_phase(state, fps),
         "phases": [{"name": v.name, "status": v.status, "reason": v.reason} for v in views],
         "next": next_command(state, fps),
+        "test_evaluations": spent_test_evaluations(project),
     }
+
+
+def spent_test_evaluations(project: Project) -> dict[str, Any]:
+    """How often the project's test split was evaluated, and each result (oldest first)."""
+    from mltrainer.errors import StateCorruptError
+    from mltrainer.phases.finalize.evaluation import history
+
+    try:
+        evaluations = history(project)
+    except StateCorruptError as exc:
+        return {"count": None, "evaluations": [], "error": exc.message}
+    return {"count": len(evaluations), "evaluations": [
+        {k: e[k] for k in ("number", "evaluated_at", "config_fingerprint", "metrics", "reason")}
+        for e in evaluations]}
 
 
 def run_phase(project: Project, name: str, *,

@@ -269,20 +269,33 @@ def test_second_finalize_reuses_the_test_result(digits_copy: Path) -> None:
     assert once["evidence"]["evaluations_of_this_config_and_data"] == 1
 
 
-def test_new_config_evaluates_again_and_voids_signoffs_of_the_old_artifact(
+def test_new_config_evaluates_again_only_with_a_reason_and_voids_signoffs(
         digits_copy: Path) -> None:
     old = state_outcome(digits_copy)
     code, signed, _ = mlt("signoff", "finalize", "fairness_review", "--by", "ana",
                           "-C", str(digits_copy))
     assert code == 0 and items_of(signed)["fairness_review"]["status"] == "pass"
+    state_before = (digits_copy / ".mlt" / "state.json").read_bytes()
 
     edit_config(digits_copy, finalize={"retrain": False, "bootstrap": 200})
-    code, result, err = mlt("finalize", "-C", str(digits_copy))
+    code, result, err = mlt("finalize", "-C", str(digits_copy))  # a second config: refused
+    assert code == 3 and result is None or "gate" not in (result or {}), result
+    assert "already spent" in err and "--reevaluate-test --reason" in err
+    assert old["evaluation"]["evaluated_at"] in err
+    assert (digits_copy / ".mlt" / "state.json").read_bytes() == state_before
+    code, _, err = mlt("finalize", "-C", str(digits_copy), "--reevaluate-test")
+    assert code == 2 and "--reason" in err
+    assert len(audit_events(digits_copy, "test_evaluation")) == 1
+
+    why = "retrain: false | compared on purpose"
+    code, result, err = mlt("finalize", "-C", str(digits_copy), "--reevaluate-test",
+                            "--reason", why)
     assert code == 3, err
     new = state_outcome(digits_copy)
     assert new["reused_test_result"] is False and new["run"]["retrained"] is False
     evaluations = audit_events(digits_copy, "test_evaluation")
     assert len(evaluations) == 2 and evaluations[0]["key"] != evaluations[1]["key"]
+    assert audit_events(digits_copy, "test_reevaluation_requested")[0]["reason"] == why
     assert new["artifact_hash"] != old["artifact_hash"]
     assert (digits_copy / old["artifact"]["dir"] / "model.onnx").is_file()  # kept
     items = items_of(result)
@@ -290,7 +303,23 @@ def test_new_config_evaluates_again_and_voids_signoffs_of_the_old_artifact(
     assert "voided" in items["fairness_review"]["evidence"]
     assert items["previous_artifact_kept"]["status"] == "pass"
     assert items["previous_artifact_kept"]["evidence"]["previous"] == [old["artifact"]["dir"]]
-    assert items["test_evaluated_once"]["evidence"]["evaluations_in_project"] == 2
+    once = items["test_evaluated_once"]
+    assert once["status"] == "fail" and once["evidence"]["evaluations_in_project"] == 2
+    assert once["evidence"]["reevaluation_reason"] == why
+    first = once["evidence"]["other_evaluations"][0]
+    assert first["metrics"] == old["test"]["metrics"] and first["reason"] is None
+    # the first result stays visible: report, model card, status
+    report = (digits_copy / "reports" / "finalize.md").read_text()
+    card = (digits_copy / new["model_card"]["path"]).read_text()
+    for text in (report, card):
+        assert "evaluated 2 times" in text and "retrain: false \\| compared on purpose" in text
+        assert f"{old['test']['metrics']['accuracy']:.4f}"[:5] in text
+    _, status, _ = mlt("status", "-C", str(digits_copy))
+    assert status["test_evaluations"]["count"] == 2
+    assert status["test_evaluations"]["evaluations"][0]["metrics"] == old["test"]["metrics"]
+    code, waived, _ = mlt("waive", "finalize", "test_evaluated_once", "--reason", "the team agreed to compare both",
+                          "-C", str(digits_copy))
+    assert items_of(waived)["test_evaluated_once"]["status"] == "waived"
 
 
 def test_data_changed_since_plan_refuses_before_opening_the_test_split(digits_copy: Path

@@ -47,18 +47,26 @@ def no_rows_shared_across_splits(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
 
 @check("test_evaluated_once")
 def test_evaluated_once(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
+    """Once for this config and data, and once in the project: a second config evaluated
+    (`--reevaluate-test`) fails it, with every earlier result, until waived."""
     from mltrainer.phases.finalize.evaluation import audited_evaluations, load_evaluations
 
     ev = ctx.outcome.evaluation
     plan_lock = PlanOutcome.of(ctx.state).data.fingerprints["test"]
     recorded = load_evaluations(ctx.project).get(ev["key"])
     audited = audited_evaluations(ctx.project, ev["key"])
+    in_project = len(audited_evaluations(ctx.project))
     hashes_match = ev["test_hash"] == ev["lock_hash"] == plan_lock
-    ok = recorded is not None and len(audited) == 1 and hashes_match
+    ok = recorded is not None and len(audited) == 1 and in_project == 1 and hashes_match
+    others = [{k: e.get(k) for k in ("number", "evaluated_at", "config_fingerprint", "metrics",
+                                     "reason")}
+              for e in ctx.outcome.test_evaluations if not e.get("current")]
+    this = next((e for e in ctx.outcome.test_evaluations if e.get("current")), {})
     return CheckResult(ok, {
         "evaluations_of_this_config_and_data": len(audited),
-        "evaluations_in_project": len(audited_evaluations(ctx.project)),
+        "evaluations_in_project": in_project,
         "evaluated_at": ev["evaluated_at"], "reused": ctx.outcome.reused_test_result,
+        "other_evaluations": others, "reevaluation_reason": this.get("reason"),
         "test_hash": ev["test_hash"][:16], "plan_lock_hash": plan_lock[:16],
         "hash_matches_lock": hashes_match, "recorded_in": ev["file"]})
 

@@ -3,9 +3,16 @@
 Evaluations are kept in `.mlt/test_evaluations.json`, keyed by the fingerprint of what was
 evaluated: the shipped config (and the finalize settings), the data and its split hashes, and the
 code (a model factory's source). A second `mlt finalize` on the same key reuses the recorded
-result and never opens the test split again; evaluating again takes a new config or new data.
-Every evaluation is appended to the audit log as a `test_evaluation` event, and records the
-hash of the split it scored next to the hash `mlt plan` locked.
+result and never opens the test split again.
+
+The test split is spent once per project: after the first evaluation, evaluating a different
+config (or data, or code) is refused unless the user asks for it with a reason
+(`mlt finalize --reevaluate-test --reason TEXT`, `guard_new_evaluation`); the reason goes into
+the audit log and the record, and the gate's `test_evaluated_once` item then fails (unless
+waived), listing every earlier result. Records are never removed: the first result stays
+visible in every later report. Every evaluation is appended to the audit log as a
+`test_evaluation` event, and records the hash of the split it scored next to the hash
+`mlt plan` locked.
 """
 
 from __future__ import annotations
@@ -16,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from mltrainer.config import MltConfig, sha256_json
-from mltrainer.errors import StateCorruptError
-from mltrainer.phases.finalize import schema, scoring
+from mltrainer.errors import BadInputError, RefusedError, StateCorruptError
 from mltrainer.project import Project
 from mltrainer.state import atomic_write_text, audit, now, read_audit
 
@@ -25,6 +31,7 @@ EVALUATIONS_FILE = "test_evaluations.json"
 FORMAT = "mltrainer.test_evaluations"
 VERSION = 1
 AUDIT_EVENT = "test_evaluation"
+REEVALUATION_EVENT = "test_reevaluation_requested"
 
 
 def evaluation_key(cfg: MltConfig, finalize: dict[str, Any], data_fps: dict[str, str],
@@ -67,6 +74,70 @@ def audited_evaluations(project: Project, key: str | None = None) -> list[dict[s
             and (key is None or e.get("key") == key)]
 
 
+def history(project: Project, current_key: str | None = None) -> list[dict[str, Any]]:
+    """Every test evaluation of the project, oldest first, as reports show them: when, which
+    config, its metrics, and the reason given for evaluating again (None for the first)."""
+    records = sorted(load_evaluations(project).values(), key=lambda r: str(r["evaluated_at"]))
+    return [{"number": n, "key": r["key"], "evaluated_at": r["evaluated_at"],
+             "config_fingerprint": (r.get("chosen") or {}).get("config_fingerprint"),
+             "config_path": (r.get("chosen") or {}).get("config_path"),
+             "metrics": (r.get("result") or {}).get("metrics", {}),
+             "ci95": (r.get("result") or {}).get("ci95", {}),
+             "reason": (r.get("reevaluation") or {}).get("reason"),
+             "current": r["key"] == current_key}
+            for n, r in enumerate(records, start=1)]
+
+
+def check_reevaluation_options(reevaluate: bool, reason: str | None) -> str | None:
+    """`--reevaluate-test` and `--reason` go together; the reason must say something."""
+    text = (reason or "").strip()
+    if reevaluate and not text:
+        raise BadInputError("--reevaluate-test needs --reason TEXT: why the test split may be "
+                            "spent again (it is recorded in the audit log and every report)",
+                            hint="mlt finalize --reevaluate-test --reason \"...\"")
+    if text and not reevaluate:
+        raise BadInputError("--reason is only used with --reevaluate-test",
+                            hint="leave --reason out, or add --reevaluate-test")
+    return text or None
+
+
+def guard_new_evaluation(project: Project, key: str, reason: str | None
+                         ) -> dict[str, Any] | None:
+    """Before a new evaluation (of `key`, not recorded yet): None for the project's first;
+    with earlier ones, refused (exit 3) unless a reason was given, which is audited and
+    returned to be stored with the record."""
+    earlier = history(project)
+    audited = audited_evaluations(project)
+    if not earlier and not audited:
+        if reason is not None:
+            raise BadInputError("--reevaluate-test: the test split has not been evaluated in "
+                                "this project yet, so there is nothing to evaluate again",
+                                hint="run `mlt finalize` without --reevaluate-test")
+        return None
+    first = earlier[0] if earlier else {"evaluated_at": audited[0].get("time"), "metrics": {}}
+    if reason is None:
+        raise RefusedError(
+            f"the test split was already spent in this project: evaluated "
+            f"{max(len(earlier), len(audited))} time(s), first at {first['evaluated_at']} "
+            f"(config {str(first.get('config_fingerprint'))[:12]}, "
+            f"{_metrics_text(first['metrics'])}); this config differs, and evaluating it "
+            f"would open the test split again",
+            hint="restore the config that was evaluated, or run `mlt finalize "
+                 "--reevaluate-test --reason TEXT` (recorded; the gate item "
+                 "test_evaluated_once then fails unless waived)")
+    request = {"reason": reason, "requested_at": now(),
+               "earlier": [{k: e[k] for k in ("key", "evaluated_at", "config_fingerprint",
+                                              "metrics")} for e in earlier]}
+    audit(project, REEVALUATION_EVENT, phase="finalize", key=key, reason=reason,
+          earlier=[e["key"] for e in earlier])
+    return request
+
+
+def _metrics_text(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
+                     if isinstance(v, (int, float))) or "no metrics recorded"
+
+
 def evaluate_test_split(
     project: Project,
     *,
@@ -79,6 +150,7 @@ def evaluate_test_split(
     seed: int,
     run: dict[str, Any],
     chosen: dict[str, Any],
+    reevaluation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Open the test split (the only call to `bundle.test` in mlt), score it, record it.
 
@@ -86,6 +158,7 @@ def evaluate_test_split(
     result that blocks a second evaluation rather than an evaluation nobody can find.
     """
     from mltrainer.engine import compute_metrics, predict
+    from mltrainer.phases.finalize import schema, scoring
 
     test = bundle.test(phase="finalize")
     task, spec = bundle.spec.task, bundle.spec
@@ -114,6 +187,7 @@ def evaluate_test_split(
         "schema_test": schema.split_schema("test", test, spec, bundle.preprocessor),
         "shared_rows": schema.shared_rows({"train": bundle.train, "val": bundle.val,
                                            "test": test}),
+        "reevaluation": reevaluation,
     }
     evaluations = load_evaluations(project)
     evaluations[key] = record
@@ -121,7 +195,7 @@ def evaluate_test_split(
     audit(project, AUDIT_EVENT, phase="finalize", key=key, test_hash=test_hash,
           lock_hash=lock_hash, matches_lock=record["matches_lock"], rows=result["n_rows"],
           config_fingerprint=chosen.get("config_fingerprint"), run=run.get("id"),
-          metrics=metrics)
+          metrics=metrics, reevaluation_reason=(reevaluation or {}).get("reason"))
     return record
 
 

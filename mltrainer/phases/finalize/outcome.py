@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from mltrainer.runner import Outcome
 
 
@@ -14,6 +16,8 @@ class FinalizeOutcome(Outcome):
     reused_test_result: bool  # the recorded evaluation was reused, the test split not reopened
     evaluation: dict[str, Any]  # key, evaluated_at, test_hash, lock_hash, matches_lock, file
     test: dict[str, Any]  # metrics, ci95, baseline_diff, bootstrap, confusion, per class
+    # every test evaluation of the project, oldest first: when, config, metrics, reason, current
+    test_evaluations: list[dict[str, Any]] = Field(default_factory=list)
     goal: dict[str, Any]  # metric, target, greater_is_better
     trivial_baseline: dict[str, Any]
     data: dict[str, Any]  # source, fingerprints, lock_hash, schema per split, duplicates

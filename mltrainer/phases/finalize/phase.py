@@ -64,6 +64,8 @@ def run(ctx: PhaseContext) -> FinalizeOutcome:
     from mltrainer.phases.finalize.production import choose_config
 
     plan = PlanOutcome.of(ctx.state)
+    reason = evaluation.check_reevaluation_options(bool(ctx.options.get("reevaluate_test")),
+                                                   ctx.options.get("reason"))
     chosen = choose_config(ctx)
     bundle = prepare_data(chosen.cfg, ctx.project.root, audit=ctx.audit)
     locked = plan.data.fingerprints
@@ -86,20 +88,27 @@ def run(ctx: PhaseContext) -> FinalizeOutcome:
                  "change the config to evaluate a new model",
         )
     reused = record is not None
+    if reused and reason is not None:
+        raise BadInputError(
+            f"--reevaluate-test: this config and data were already evaluated (at "
+            f"{record['evaluated_at']}); that result is reused, the test split is not "
+            f"opened again",
+            hint="run `mlt finalize` without --reevaluate-test")
+    reevaluation = None if reused else evaluation.guard_new_evaluation(ctx.project, key, reason)
     if record is not None:
         model, train_cfg, train_data = _recorded_model(ctx, chosen, bundle, record)
         record = _with_replay(ctx, chosen, bundle, record, train_cfg)
         evaluation.note_reuse(ctx.project, record)
     else:
-        model, train_cfg, train_data, record = _train_and_evaluate(ctx, chosen, bundle, key,
-                                                                   locked["test"], plan)
+        model, train_cfg, train_data, record = _train_and_evaluate(
+            ctx, chosen, bundle, key, locked["test"], plan, reevaluation)
     with _evaluation_stays_recorded():
         return _ship(ctx, Production(chosen, bundle, model, train_cfg, train_data, record,
                                      reused, plan))
 
 
 def _train_and_evaluate(ctx: PhaseContext, chosen: ChosenConfig, bundle: DataBundle, key: str,
-                        lock_hash: str, plan: PlanOutcome
+                        lock_hash: str, plan: PlanOutcome, reevaluation: dict[str, Any] | None
                         ) -> tuple[nn.Module, MltConfig, DataBundle, dict[str, Any]]:
     from mltrainer.phases.finalize import evaluation
     from mltrainer.phases.finalize.production import produce_model, weights_sha256
@@ -110,7 +119,7 @@ def _train_and_evaluate(ctx: PhaseContext, chosen: ChosenConfig, bundle: DataBun
         record = evaluation.evaluate_test_split(
             ctx.project, key=key, bundle=bundle, model=model, lock_hash=lock_hash,
             baseline=plan.trivial_baseline, bootstrap=ctx.cfg.finalize.bootstrap,
-            seed=chosen.cfg.seed, run=run, chosen=chosen.to_dict())
+            seed=chosen.cfg.seed, run=run, chosen=chosen.to_dict(), reevaluation=reevaluation)
     return model, train_cfg, train_data, record
 
 
@@ -172,7 +181,7 @@ def _ship(ctx: PhaseContext, prod: Production) -> FinalizeOutcome:
 
     from mltrainer.engine import predict
     from mltrainer.exporting import FORMATS, build_deployable
-    from mltrainer.phases.finalize import artifacts, card, schema, verification
+    from mltrainer.phases.finalize import artifacts, card, evaluation, schema, verification
     from mltrainer.phases.finalize.production import non_finite_weights, probe_determinism
 
     chosen, bundle, model, record = prod.chosen, prod.bundle, prod.model, prod.record
@@ -215,6 +224,7 @@ def _ship(ctx: PhaseContext, prod: Production) -> FinalizeOutcome:
                        "matches_lock": record["matches_lock"],
                        "file": project.relative(project.mlt_dir / "test_evaluations.json")},
         "test": {**record["result"], "reused": reused, "evaluated_at": record["evaluated_at"]},
+        "test_evaluations": evaluation.history(project, record["key"]),
         "goal": {"metric": ctx.cfg.goal.metric, "target": ctx.cfg.goal.target,
                  "greater_is_better": ctx.cfg.greater_is_better},
         "trivial_baseline": prod.plan.trivial_baseline,
@@ -296,6 +306,7 @@ def _documents_context(ctx: PhaseContext, prod: Production, shipped: dict[str, A
     """What the model card and DEPLOYMENT.md render: `prod` and what `_ship` measured
     (exports, latency, determinism, preprocess, example_rows, folder, digest)."""
     from mltrainer.env import package_versions
+    from mltrainer.phases.finalize import evaluation
     from mltrainer.state import now
 
     chosen, bundle, train_cfg, record, plan = (prod.chosen, prod.bundle, prod.train_cfg,
@@ -311,6 +322,7 @@ def _documents_context(ctx: PhaseContext, prod: Production, shipped: dict[str, A
                  "lock_hash": record["lock_hash"], "split": plan.data.split,
                  "spec": bundle.spec.to_dict(), "duplicates": dict(bundle.duplicates)},
         "test": {**record["result"], "evaluated_at": record["evaluated_at"]},
+        "test_evaluations": evaluation.history(ctx.project, record["key"]),
         "goal": {"metric": ctx.cfg.goal.metric, "target": ctx.cfg.goal.target,
                  "greater_is_better": ctx.cfg.greater_is_better},
         "baseline": plan.trivial_baseline,
