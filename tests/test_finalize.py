@@ -279,7 +279,7 @@ def test_new_config_evaluates_again_only_with_a_reason_and_voids_signoffs(
 
     edit_config(digits_copy, finalize={"retrain": False, "bootstrap": 200})
     code, result, err = mlt("finalize", "-C", str(digits_copy))  # a second config: refused
-    assert code == 3 and result is None or "gate" not in (result or {}), result
+    assert code == 3 and "gate" not in (result or {}), result
     assert "already spent" in err and "--reevaluate-test --reason" in err
     assert old["evaluation"]["evaluated_at"] in err
     assert (digits_copy / ".mlt" / "state.json").read_bytes() == state_before
@@ -317,8 +317,8 @@ def test_new_config_evaluates_again_only_with_a_reason_and_voids_signoffs(
     _, status, _ = mlt("status", "-C", str(digits_copy))
     assert status["test_evaluations"]["count"] == 2
     assert status["test_evaluations"]["evaluations"][0]["metrics"] == old["test"]["metrics"]
-    code, waived, _ = mlt("waive", "finalize", "test_evaluated_once", "--reason", "the team agreed to compare both",
-                          "-C", str(digits_copy))
+    code, waived, _ = mlt("waive", "finalize", "test_evaluated_once", "--reason",
+                          "the team agreed to compare both", "-C", str(digits_copy))
     assert items_of(waived)["test_evaluated_once"]["status"] == "waived"
 
 
