@@ -15,7 +15,9 @@ ODD = {**BARE, "evidence": {"x": 1}, "onset": {"epoch": 2, "step": None},
 
 CASES = [
     ("stream_diagnosed", {}, True, {"epoch": 4, "step": 24}),
-    ("stream_diagnosed", {"events": {"step": 3, "epoch": 0}}, False, {"epoch": 0}),
+    # a baseline stopped within its first epoch left steps only: that is evidence enough
+    ("stream_diagnosed", {"events": {"step": 3, "epoch": 0}}, True, {"epoch": 0, "step": 3}),
+    ("stream_diagnosed", {"events": {"step": 0, "epoch": 0}}, False, {"epoch": 0}),
     ("findings_have_evidence", {}, True, {"findings": 2, "without_evidence_or_onset": []}),
     ("findings_have_evidence", {"findings": [BARE]}, False,
      {"without_evidence_or_onset": ["overfitting"]}),

@@ -110,7 +110,10 @@ def test_metrics_flag_outside_a_project(tmp_path: Path) -> None:
     assert all(f["playbook"] for f in result["findings"])
 
 
-def test_non_finite_loss_stops_training_with_exit_4(tmp_path: Path) -> None:
+def test_a_baseline_broken_in_its_first_epoch_goes_diagnose_then_optimize(tmp_path: Path
+                                                                          ) -> None:
+    """The typical path from a broken baseline: exit 4, diagnosed from its steps alone, and
+    optimize (next) searches the playbooks' recommendations."""
     root = make_project(tmp_path / "p", lr=1e6, optimizer="sgd", momentum=0.0, grad_clip=None,
                         early_stopping={"patience": 0, "min_delta": 0.0})
     code, result, err = mlt("train-baseline", "-C", str(root))
@@ -125,3 +128,22 @@ def test_non_finite_loss_stops_training_with_exit_4(tmp_path: Path) -> None:
     state = json.loads((root / ".mlt" / "state.json").read_text())
     assert any(f["id"] == "nan_loss" for f in state["phases"]["baseline"]["outcome"]
                ["online_findings"])
+    assert result["run"]["epochs_run"] == 0 and result["next"] == "mlt diagnose"
+
+    code, result, err = mlt("diagnose", "-C", str(root))
+    assert code == 0, err
+    items = {i["id"]: i for i in result["gate"]["items"]}
+    assert items["stream_diagnosed"]["evidence"]["epoch"] == 0
+    assert items["stream_diagnosed"]["evidence"]["step"] >= 1
+    assert "nan_loss" in [f["id"] for f in result["findings"]]
+    assert result["next"] == "mlt optimize"
+
+    from mltrainer.config import load_config
+    from mltrainer.phases.optimize.space import build_space
+
+    space = build_space(load_config(root / "mlt.yaml"), result["findings"], {})
+    assert space.origin == "findings"
+    params = {p.path: p for p in space.params}
+    assert "nan_loss" in params["training.lr"].sources
+    assert params["training.lr"].low < 1e-3  # the playbook's range, far below lr 1e6
+    assert "training.grad_clip" in params

@@ -13,8 +13,10 @@ Ctx = GateContext[DiagnoseOutcome]  # what every check here reads
 
 @check("stream_diagnosed")
 def stream_diagnosed(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
+    """Whatever stream the run left is evidence: a run stopped by a detector within its first
+    epoch left only steps, and that is exactly the run diagnose exists for."""
     events = ctx.outcome.events
-    return CheckResult(events.get("epoch", 0) >= 1,
+    return CheckResult(events.get("epoch", 0) + events.get("step", 0) >= 1,
                        {"stream": ctx.outcome.stream, **events,
                         "findings": [f["id"] for f in ctx.outcome.findings]})
 
