@@ -264,7 +264,10 @@ class OptimizeConfig(_Strict):
 
 
 class FinalizeConfig(_Strict):
-    retrain: bool = Field(True, description="Retrain on train+val for the chosen epoch count.")
+    retrain: bool = Field(
+        True, description="Retrain on train+val with the validated recipe (the source run's "
+        "lr schedule, stopped at its best epoch); false ships the source run's best checkpoint. "
+        "Default measured in bench/retrain.py.")
     bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples for test intervals.")
 
 
