@@ -314,7 +314,8 @@ def test_new_config_evaluates_again_only_with_a_reason_and_voids_signoffs(
     for text in (report, card):
         assert "evaluated 2 times" in text and "retrain: false \\| compared on purpose" in text
         assert f"{old['test']['metrics']['accuracy']:.4f}"[:5] in text
-    _, status, _ = mlt("status", "-C", str(digits_copy))
+    _, status, err = mlt("status", "-C", str(digits_copy))
+    assert "test split evaluated 2 time(s)" in err and why in err
     assert status["test_evaluations"]["count"] == 2
     assert status["test_evaluations"]["evaluations"][0]["metrics"] == old["test"]["metrics"]
     code, waived, _ = mlt("waive", "finalize", "test_evaluated_once", "--reason",
