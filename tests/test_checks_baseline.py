@@ -44,3 +44,23 @@ def test_lower_is_better_metrics_judge_the_relative_reduction(tmp_path: Path) ->
 def test_missing_run_folder_fails_run_recorded(tmp_path: Path) -> None:
     result = judge("baseline", "run_recorded", recorded_outcome("baseline"), tmp_path)
     assert not result.passed and "metrics.jsonl" in result.evidence["missing"]
+
+
+@pytest.mark.parametrize(("stopped", "passes"), [("completed", True),
+                                                 ("detector:nan_loss", False)])
+def test_a_detector_stop_fails_all_losses_finite_even_with_finite_losses(
+        stopped: str, passes: bool, tmp_path: Path) -> None:
+    """nan_loss also stops on a non-finite gradient norm: every logged loss may be finite, and
+    the run still diverged; its config must not open the fast path."""
+    from mltrainer.stream import MetricWriter
+
+    outcome = recorded_outcome("baseline", **{"run.stopped_reason": stopped})
+    run_dir = tmp_path / outcome.run.dir
+    run_dir.mkdir(parents=True)
+    with MetricWriter(run_dir / "metrics.jsonl", run_id="r", task="classification",
+                      metric="accuracy") as writer:
+        writer.write({"type": "step", "epoch": 1, "step": 1, "loss": 0.7, "lr": 0.1,
+                      "grad_norm": float("inf")})
+    result = judge("baseline", "all_losses_finite", outcome, tmp_path)
+    assert result.passed is passes, result.evidence
+    assert result.evidence["non_finite"] == 0

@@ -32,8 +32,12 @@ def all_losses_finite(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
         if any(v is None or not math.isfinite(v) for v in values):
             bad += 1
             first_bad = first_bad or {"epoch": ev.get("epoch"), "step": ev.get("step")}
-    return CheckResult(bad == 0 and steps > 0,
-                       {"steps": steps, "non_finite": bad, "first_non_finite": first_bad})
+    # A detector stop (only nan_loss stops a run) is a diverged run even when every logged loss
+    # is finite (the rule also reads the gradient norm): its config must not open the fast path.
+    stopped = ctx.outcome.run.stopped_reason or ""
+    return CheckResult(bad == 0 and steps > 0 and not stopped.startswith("detector:"),
+                       {"steps": steps, "non_finite": bad, "first_non_finite": first_bad,
+                        "stopped_reason": stopped or None})
 
 
 @check("val_metric_every_epoch")
