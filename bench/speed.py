@@ -1,0 +1,464 @@
+"""What a short run costs: `mlt plan` and `mlt train-baseline` against hand-written scripts,
+each timed as a whole process (imports, data loading, training, checkpoints), side by side.
+
+The job (issue 16): a 200 000-row, 64-feature, 10-class table saved as `.npz`; an MLP
+64-256-256-10 (ReLU, dropout 0.1); AdamW (lr 1e-3, weight decay 1e-4), cosine schedule, batch
+256, gradient clipping at 1.0; a 70/15/15 split; val loss and accuracy and a checkpoint every
+epoch. Three ways, in rotating order, `--reps` times each:
+
+- plain:      a careful hand-written PyTorch script (written here, run as `python plain.py`):
+              loads the .npz, splits, standardises on train, trains, evaluates val and saves
+              model + optimizer + scheduler every epoch;
+- lightning:  the same as a LightningModule with a DataLoader and `ModelCheckpoint` every epoch
+              (only when `pytorch_lightning` or `lightning` is installed);
+- mlt:        `mlt train-baseline` in a project that `mlt plan` prepared (each repetition in its
+              own copy of the planned project, so nothing of one run is reused by the next).
+
+`mlt plan` is timed in fresh projects (one per epoch count). Per-epoch cost at `--long` epochs is
+the marginal cost between the short and the long runs ((T_long - T_short) / (long - short)),
+and the median epoch wall time measured inside each process.
+
+Optimize (digits): `mlt optimize` (trials/minute of its search, and of the whole command, which
+adds the seeds comparison) against a plain Optuna loop around a plain training function with the
+same trial budget, space (lr, weight decay, width), epochs, sampler and pruner kind.
+
+    python bench/speed.py                       # 3 and 8 epochs, per-epoch at 20, optimize
+    python bench/speed.py --epochs 3 --long 0 --no-optimize --reps 3
+    python bench/speed.py --threads 1 --rows 200000 --keep DIR
+
+Every process gets OMP_NUM_THREADS=--threads (default 1) so the comparison is not a race for
+the shared cores. Prints a table of medians and the ratios to the plain script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+FEATURES, CLASSES = 64, 10
+
+PLAIN = textwrap.dedent('''
+    """A careful plain PyTorch script: the job, by hand."""
+    import json, math, sys, time
+    t0 = time.perf_counter()
+    import numpy as np
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    data, epochs, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    torch.manual_seed(42)
+    with np.load(data) as d:
+        X, y = d["X"].astype(np.float32), d["y"].astype(np.int64)
+    perm = np.random.default_rng(42).permutation(len(X))
+    n_test = n_val = int(round(0.15 * len(X)))
+    test, val, train = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
+    mean, std = X[train].mean(0), X[train].std(0) + 1e-8
+    Xt = torch.from_numpy((X[train] - mean) / std); yt = torch.from_numpy(y[train])
+    Xv = torch.from_numpy((X[val] - mean) / std); yv = torch.from_numpy(y[val])
+    model = nn.Sequential(nn.Linear(Xt.shape[1], 256), nn.ReLU(), nn.Dropout(0.1),
+                          nn.Linear(256, 256), nn.ReLU(), nn.Dropout(0.1),
+                          nn.Linear(256, int(y.max()) + 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    bs, n = 256, len(Xt)
+    steps = math.ceil(n / bs)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
+    gen = torch.Generator().manual_seed(42)
+    epoch_s, best = [], -1.0
+    for epoch in range(1, epochs + 1):
+        e0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        total = torch.zeros(())
+        for i in range(steps):
+            idx = order[i * bs:(i + 1) * bs]
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(Xt[idx]), yt[idx])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            total += loss.detach()
+        model.eval()
+        with torch.no_grad():
+            logits = model(Xv)
+            val_loss = F.cross_entropy(logits, yv).item()
+            acc = (logits.argmax(1) == yv).float().mean().item()
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict(), "epoch": epoch}
+        torch.save(state, f"{out}/epoch-{epoch:03d}.pt")
+        if acc > best:
+            best = acc
+            torch.save(state, f"{out}/best.pt")
+        print(json.dumps({"epoch": epoch, "train_loss": total.item() / steps,
+                          "val_loss": val_loss, "acc": acc}), file=sys.stderr)
+        epoch_s.append(time.perf_counter() - e0)
+    print(json.dumps({"epoch_s": epoch_s, "acc": best, "in_process_s": time.perf_counter() - t0}))
+''')
+
+LIGHTNING = textwrap.dedent('''
+    """The job as a LightningModule (DataLoader, ModelCheckpoint every epoch)."""
+    import json, sys, time
+    t0 = time.perf_counter()
+    import numpy as np
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+    try:
+        import lightning.pytorch as pl
+    except ImportError:
+        import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data, epochs, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    pl.seed_everything(42, verbose=False)
+    with np.load(data) as d:
+        X, y = d["X"].astype(np.float32), d["y"].astype(np.int64)
+    perm = np.random.default_rng(42).permutation(len(X))
+    n_test = n_val = int(round(0.15 * len(X)))
+    val, train = perm[n_test:n_test + n_val], perm[n_test + n_val:]
+    mean, std = X[train].mean(0), X[train].std(0) + 1e-8
+    tr = TensorDataset(torch.from_numpy((X[train] - mean) / std), torch.from_numpy(y[train]))
+    va = TensorDataset(torch.from_numpy((X[val] - mean) / std), torch.from_numpy(y[val]))
+
+    class Job(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(X.shape[1], 256), nn.ReLU(), nn.Dropout(0.1),
+                                     nn.Linear(256, 256), nn.ReLU(), nn.Dropout(0.1),
+                                     nn.Linear(256, int(y.max()) + 1))
+            self.epoch_s, self.t = [], None
+
+        def training_step(self, batch, i):
+            loss = F.cross_entropy(self.net(batch[0]), batch[1])
+            self.log("train_loss", loss, on_epoch=True)
+            return loss
+
+        def validation_step(self, batch, i):
+            logits = self.net(batch[0])
+            self.log("val_loss", F.cross_entropy(logits, batch[1]))
+            self.log("acc", (logits.argmax(1) == batch[1]).float().mean())
+
+        def on_train_epoch_start(self):
+            self.t = time.perf_counter()
+
+        def on_validation_epoch_end(self):
+            if self.t is not None:
+                self.epoch_s.append(time.perf_counter() - self.t)
+
+        def configure_optimizers(self):
+            opt = torch.optim.AdamW(self.parameters(), lr=1e-3, weight_decay=1e-4)
+            steps = self.trainer.estimated_stepping_batches
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    job = Job()
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=out, every_n_epochs=1, save_top_k=-1)
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         gradient_clip_val=1.0, callbacks=[ckpt], num_sanity_val_steps=0)
+    trainer.fit(job, DataLoader(tr, batch_size=256, shuffle=True),
+                DataLoader(va, batch_size=len(va)))
+    print(json.dumps({"epoch_s": job.epoch_s, "acc": float(trainer.callback_metrics["acc"]),
+                      "in_process_s": time.perf_counter() - t0}))
+''')
+
+OPTUNA = textwrap.dedent('''
+    """A plain Optuna loop around a plain training function (digits, mlp, val every epoch)."""
+    import json, math, sys, time
+    t0 = time.perf_counter()
+    import numpy as np
+    import optuna
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    trials, epochs, hidden, lr0 = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    X, y = load_digits(return_X_y=True)
+    X, y = X.astype(np.float32), y.astype(np.int64)
+    perm = np.random.default_rng(42).permutation(len(X))
+    n_test = n_val = int(round(0.15 * len(X)))
+    val, train = perm[n_test:n_test + n_val], perm[n_test + n_val:]
+    mean, std = X[train].mean(0), X[train].std(0) + 1e-8
+    Xt, yt = torch.from_numpy((X[train] - mean) / std), torch.from_numpy(y[train])
+    Xv, yv = torch.from_numpy((X[val] - mean) / std), torch.from_numpy(y[val])
+
+    def train_once(lr, wd, width, trial):
+        torch.manual_seed(42)
+        model = nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Dropout(0.1),
+                              nn.Linear(width, 10))
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+        bs, n = 64, len(Xt)
+        steps = math.ceil(n / bs)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
+        acc = 0.0
+        for epoch in range(epochs):
+            model.train()
+            order = torch.randperm(n)
+            for i in range(steps):
+                idx = order[i * bs:(i + 1) * bs]
+                opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(model(Xt[idx]), yt[idx])
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+            model.eval()
+            with torch.no_grad():
+                acc = (model(Xv).argmax(1) == yv).float().mean().item()
+            trial.report(acc, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return acc
+
+    def objective(trial):
+        lr = trial.suggest_float("lr", lr0 / 10, lr0 * 10, log=True)
+        wd = trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True)
+        scale = trial.suggest_categorical("width_scale", [0.5, 1.0, 2.0])
+        return train_once(lr, wd, max(1, int(round(hidden * scale))), trial)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=42),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=5))
+    s0 = time.perf_counter()
+    study.optimize(objective, n_trials=trials)
+    print(json.dumps({"search_s": time.perf_counter() - s0, "trials": len(study.trials),
+                      "in_process_s": time.perf_counter() - t0}))
+''')
+
+
+def mlt_yaml(data: Path, epochs: int) -> str:
+    return textwrap.dedent(f"""\
+        name: speed-bench
+        task: classification
+        seed: 42
+        data:
+          source: {data}
+          split: {{val: 0.15, test: 0.15, stratify: true}}
+        model: {{kind: mlp, hidden: [256, 256], dropout: 0.1}}
+        training:
+          epochs: {epochs}
+          batch_size: 256
+          optimizer: adamw
+          lr: 0.001
+          weight_decay: 0.0001
+          scheduler: cosine
+          grad_clip: 1.0
+          early_stopping: {{patience: 0}}
+        goal: {{metric: accuracy, target: 0.5}}
+        """)
+
+
+def make_data(path: Path, rows: int) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(CLASSES, FEATURES))
+    y = rng.integers(0, CLASSES, size=rows)
+    X = (centers[y] + rng.normal(scale=2.5, size=(rows, FEATURES))).astype(np.float32)
+    np.savez(path, X=X, y=y.astype(np.int64))
+
+
+class Bench:
+    def __init__(self, work: Path, threads: int) -> None:
+        self.work = work
+        self.env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.env.pop("MLT_NO_CACHE", None)
+        self.python = sys.executable
+        self.mlt = str(Path(sys.executable).with_name("mlt"))
+
+    def timed(self, cmd: list[str], cwd: Path | None = None, ok: tuple[int, ...] = (0,)
+              ) -> tuple[float, str]:
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=cwd, env=self.env, capture_output=True, text=True)
+        elapsed = time.perf_counter() - t0
+        if proc.returncode not in ok:
+            sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+        return elapsed, proc.stdout
+
+
+def last_json(stdout: str) -> dict[str, Any]:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def mlt_epoch_times(project: Path) -> list[float]:
+    runs = sorted((project / "runs").glob("*-baseline-*"))
+    events = [json.loads(line) for line in (runs[-1] / "metrics.jsonl").read_text().splitlines()]
+    return [e["wall_time"] for e in events if e.get("type") == "epoch"]
+
+
+def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: int, lightning: bool
+               ) -> tuple[dict[tuple[str, int], list[float]], dict[tuple[str, int], list[float]],
+                          list[float]]:
+    scripts = {"plain": bench.work / "plain.py", "lightning": bench.work / "lightning_job.py"}
+    scripts["plain"].write_text(PLAIN)
+    scripts["lightning"].write_text(LIGHTNING)
+    tools = ["plain", *(["lightning"] if lightning else []), "mlt"]
+    wall: dict[tuple[str, int], list[float]] = {}
+    per_epoch: dict[tuple[str, int], list[float]] = {}
+    plan_s: list[float] = []
+    for epochs in epochs_list:
+        planned = bench.work / f"planned-{epochs}"
+        bench.timed([bench.mlt, "init", str(planned)])
+        (planned / "mlt.yaml").write_text(mlt_yaml(data, epochs))
+        elapsed, _ = bench.timed([bench.mlt, "-C", str(planned), "--json", "plan"])
+        plan_s.append(elapsed)
+        for rep in range(reps):
+            order = tools[rep % len(tools):] + tools[:rep % len(tools)]
+            for tool in order:
+                out = bench.work / f"{tool}-{epochs}-{rep}"
+                if tool == "mlt":
+                    shutil.copytree(planned, out)
+                    elapsed, stdout = bench.timed(
+                        [bench.mlt, "-C", str(out), "--json", "train-baseline"], ok=(0, 3))
+                    run = last_json(stdout)["run"]
+                    assert run["epochs_run"] == epochs, run
+                    times = mlt_epoch_times(out)
+                else:
+                    out.mkdir()
+                    elapsed, stdout = bench.timed(
+                        [bench.python, str(scripts[tool]), str(data), str(epochs), str(out)])
+                    times = last_json(stdout)["epoch_s"]
+                wall.setdefault((tool, epochs), []).append(elapsed)
+                per_epoch.setdefault((tool, epochs), []).append(statistics.median(times))
+                shutil.rmtree(out)
+                print(f"  {tool:<10} {epochs:>3} epochs  rep {rep}: {elapsed:6.2f} s",
+                      file=sys.stderr)
+    return wall, per_epoch, plan_s
+
+
+def optimize_job(bench: Bench, trials: int, epochs: int, reps: int) -> dict[str, list[float]]:
+    import yaml
+
+    project = bench.work / "digits-opt"
+    bench.timed([bench.mlt, "init", str(project), "--example", "digits"])
+    raw = yaml.safe_load((project / "mlt.yaml").read_text())
+    raw["model"] = {"kind": "mlp", "hidden": [128], "dropout": 0.1}
+    raw["training"].update(epochs=epochs, early_stopping={"patience": 0})
+    raw["goal"]["target"] = 0.999  # out of reach: the workflow goes through optimize
+    raw["optimize"] = {"trials": trials, "seeds": 2}
+    (project / "mlt.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    for cmd in ("plan", "train-baseline", "diagnose"):
+        bench.timed([bench.mlt, "-C", str(project), "--json", cmd], ok=(0, 3))
+    script = bench.work / "optuna_loop.py"
+    script.write_text(OPTUNA)
+    res: dict[str, list[float]] = {}
+    for rep in range(reps):
+        copy = bench.work / f"opt-{rep}"
+        shutil.copytree(project, copy)
+        elapsed, stdout = bench.timed([bench.mlt, "-C", str(copy), "--json", "optimize"],
+                                      ok=(0, 3))
+        state = json.loads((copy / ".mlt" / "state.json").read_text())
+        study = state["phases"]["optimize"]["outcome"]["study"]
+        res.setdefault("mlt_whole_s", []).append(elapsed)
+        res.setdefault("mlt_search_s", []).append(study["elapsed_s"])
+        res.setdefault("mlt_trials", []).append(study["ran_here"])
+        shutil.rmtree(copy)
+        elapsed, stdout = bench.timed([bench.python, str(script), str(trials), str(epochs),
+                                       "128", str(raw["training"]["lr"])])
+        out = last_json(stdout)
+        res.setdefault("plain_whole_s", []).append(elapsed)
+        res.setdefault("plain_search_s", []).append(out["search_s"])
+        print(f"  optimize rep {rep}: mlt {res['mlt_whole_s'][-1]:.1f} s "
+              f"(search {study['elapsed_s']:.1f} s), plain {elapsed:.1f} s", file=sys.stderr)
+    return res
+
+
+def has_lightning() -> bool:
+    """Installed and importable (a broken torchvision, e.g., breaks torchmetrics' import)."""
+    for module in ("lightning.pytorch", "pytorch_lightning"):
+        proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True,
+                              text=True)
+        if proc.returncode == 0:
+            return True
+        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"lightning: `import {module}` fails: {last}", file=sys.stderr)
+    return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, nargs="+", default=[3, 8])
+    parser.add_argument("--long", type=int, default=20, help="per-epoch cost at this many "
+                        "epochs (0 = skip)")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-lightning", action="store_true")
+    parser.add_argument("--no-optimize", action="store_true")
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--opt-epochs", type=int, default=10)
+    parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
+    args = parser.parse_args()
+
+    lightning = has_lightning() and not args.no_lightning
+    work = args.keep or Path(tempfile.mkdtemp(prefix="mlt-speed-"))
+    work.mkdir(parents=True, exist_ok=True)
+    bench = Bench(work, args.threads)
+    data = work / "table.npz"
+    make_data(data, args.rows)
+    epochs_list = sorted(set(args.epochs + ([args.long] if args.long else [])))
+    try:
+        wall, per_epoch, plan_s = train_jobs(bench, data, epochs_list, args.reps, lightning)
+        opt = None if args.no_optimize else optimize_job(bench, args.trials, args.opt_epochs,
+                                                         args.reps)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+    import torch
+
+    med = statistics.median
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    print(f"commit {commit}; {os.cpu_count()} cores, OMP_NUM_THREADS={args.threads}, torch "
+          f"{torch.__version__}; {args.rows} rows x {FEATURES} features, {CLASSES} classes; "
+          f"median of {args.reps} whole processes")
+    tools = ["plain", *(["lightning"] if lightning else []), "mlt"]
+    header = "".join(f"{t:>12}" for t in tools) + "".join(
+        f"{t + '/plain':>16}" for t in tools[1:])
+    print(f"{'':24}{header}")
+    for epochs in epochs_list:
+        vals = [med(wall[(t, epochs)]) for t in tools]
+        print(f"{f'{epochs} epochs, s':24}" + "".join(f"{v:12.2f}" for v in vals)
+              + "".join(f"{v / vals[0]:15.2f}x" for v in vals[1:]))
+    if args.long and len(epochs_list) > 1:
+        short = epochs_list[0]
+        span = args.long - short
+        vals = [(med(wall[(t, args.long)]) - med(wall[(t, short)])) / span for t in tools]
+        print(f"{f's/epoch ({short}->{args.long})':24}" + "".join(f"{v:12.3f}" for v in vals)
+              + "".join(f"{v / vals[0]:15.3f}x" for v in vals[1:]))
+        vals = [med(per_epoch[(t, args.long)]) for t in tools]
+        print(f"{f's/epoch in-proc @{args.long}':24}" + "".join(f"{v:12.3f}" for v in vals)
+              + "".join(f"{v / vals[0]:15.3f}x" for v in vals[1:]))
+    for epochs in epochs_list:
+        vals = [med(wall[(t, epochs)]) - epochs * med(per_epoch[(t, epochs)]) for t in tools]
+        print(f"{f'fixed s @{epochs} (wall-ep)':24}" + "".join(f"{v:12.2f}" for v in vals))
+    print(f"mlt plan: {med(plan_s):.2f} s (median of {len(plan_s)} fresh projects: "
+          f"{', '.join(f'{s:.2f}' for s in plan_s)})")
+    if opt is not None:
+        trials = med(opt["mlt_trials"])
+        tpm = {k: 60 * args.trials / med(opt[k]) for k in
+               ("mlt_search_s", "mlt_whole_s", "plain_search_s", "plain_whole_s")}
+        print(f"optimize (digits, mlp [128], {args.opt_epochs} epochs, {args.trials} trials; mlt "
+              f"ran {trials:g} here): trials/min search mlt {tpm['mlt_search_s']:.1f} vs plain "
+              f"{tpm['plain_search_s']:.1f} ({tpm['mlt_search_s'] / tpm['plain_search_s']:.2f}x); "
+              f"whole process mlt {tpm['mlt_whole_s']:.1f} (incl. 2-seed comparison) vs plain "
+              f"{tpm['plain_whole_s']:.1f} ({tpm['mlt_whole_s'] / tpm['plain_whole_s']:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
