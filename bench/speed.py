@@ -283,7 +283,7 @@ class Bench:
     def timed(self, cmd: list[str], cwd: Path | None = None, ok: tuple[int, ...] = (0,)
               ) -> tuple[float, str]:
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=cwd, env=self.env, capture_output=True, text=True)
+        proc = subprocess.run(cmd, check=False, cwd=cwd, env=self.env, capture_output=True, text=True)
         elapsed = time.perf_counter() - t0
         if proc.returncode not in ok:
             sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
@@ -380,8 +380,8 @@ def optimize_job(bench: Bench, trials: int, epochs: int, reps: int) -> dict[str,
 def has_lightning() -> bool:
     """Installed and importable (a broken torchvision, e.g., breaks torchmetrics' import)."""
     for module in ("lightning.pytorch", "pytorch_lightning"):
-        proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True,
-                              text=True)
+        proc = subprocess.run([sys.executable, "-c", f"import {module}"], check=False,
+                              capture_output=True, text=True)
         if proc.returncode == 0:
             return True
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]
@@ -423,7 +423,7 @@ def main() -> None:
 
     med = statistics.median
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
+                            check=False, capture_output=True, text=True).stdout.strip()
     print(f"commit {commit}; {os.cpu_count()} cores, OMP_NUM_THREADS={args.threads}, torch "
           f"{torch.__version__}; {args.rows} rows x {FEATURES} features, {CLASSES} classes; "
           f"median of {args.reps} whole processes")
