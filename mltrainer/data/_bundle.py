@@ -17,6 +17,7 @@ from mltrainer.data._preprocess import Preprocessor
 from mltrainer.data._sources import source_for
 from mltrainer.data._split import (
     SPLITS,
+    digest_groups,
     duplicate_evidence,
     extend_digests,
     grouped_split,
@@ -146,9 +147,11 @@ def prepare_data(cfg: MltConfig, root: Path, *, audit: AuditFn | None = None) ->
 
     digests = row_digests(features)
     full = extend_digests(digests, target)
+    groups = digest_groups(digests)
     stratify = cfg.task == "classification" and cfg.data.split.stratify
     plan = grouped_split(digests, y if stratify else None, seed=cfg.seed,
-                         val=cfg.data.split.val, test=cfg.data.split.test, where=where)
+                         val=cfg.data.split.val, test=cfg.data.split.test, where=where,
+                         groups=groups)
     schema = {"columns": [str(c) for c in features.columns], "target": str(target.name)}
     fingerprints = {"data": raw.data_hash or sequence_fingerprint(full, schema)}
     fingerprints.update({name: set_fingerprint(full[idx], schema)
@@ -176,7 +179,7 @@ def prepare_data(cfg: MltConfig, root: Path, *, audit: AuditFn | None = None) ->
         spec=spec, train=splits["train"], val=splits["val"], test=splits["test"],
         fingerprints=fingerprints,
         split_info=_split_info(cfg, plan, y, class_labels, len(features)),
-        duplicates=duplicate_evidence(digests, plan, full),
+        duplicates=duplicate_evidence(digests, plan, full, groups),
         preprocessor=preprocessor, source=where, audit=audit,
     )
 

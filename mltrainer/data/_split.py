@@ -5,6 +5,12 @@ hash form a group, and whole groups are assigned to train, val or test, so a dup
 can never sit on both sides of a split: "no duplicate rows across splits" holds by
 construction, and `duplicate_evidence` measures it independently. Groups are ordered by hash,
 so the split depends on the rows' content and the seed, never on the order of the file.
+
+Vectorised: the canonical bytes of all rows are one (N, width) array, hashed row by row in one
+tight loop (sha256 has no vector form, and the per-row digest is the contract), and grouping,
+ordering and set sizes work on the digests as four big-endian uint64 columns, whose
+lexicographic order is the byte order `np.unique` gives 32-byte void values. Results are byte for
+byte those of the row-at-a-time code this replaced (tests/test_data_pinned.py).
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from mltrainer.errors import DataError
 
@@ -54,31 +59,83 @@ def row_digests(frame: pd.DataFrame) -> np.ndarray:
     """(N, 32) uint8: sha256 of each row's canonical bytes (columns in frame order)."""
     if frame.shape[1] == 0:
         raise ValueError("no columns to hash")
-    blocks = np.ascontiguousarray(np.hstack([column_bytes(frame[c]) for c in frame.columns]))
-    out = np.empty((len(frame), DIGEST), dtype=np.uint8)
-    for i, row in enumerate(blocks):
-        out[i] = np.frombuffer(hashlib.sha256(row).digest(), np.uint8)
-    return out
+    if all(dtype.kind == "f" for dtype in frame.dtypes):  # all float: one matrix, same bytes
+        values = frame.to_numpy(dtype=np.float64, na_value=np.nan) + 0.0  # -0.0 → +0.0
+        values[np.isnan(values)] = np.nan  # one NaN bit pattern
+        return sha256_rows(np.ascontiguousarray(values, dtype="<f8").view(np.uint8))
+    blocks = [column_bytes(frame[c]) for c in frame.columns]
+    canonical = np.empty((len(frame), sum(b.shape[1] for b in blocks)), dtype=np.uint8)
+    at = 0
+    for block in blocks:
+        canonical[:, at:at + block.shape[1]] = block
+        at += block.shape[1]
+    return sha256_rows(canonical)
 
 
 def extend_digests(digests: np.ndarray, col: pd.Series) -> np.ndarray:
     """(N, 32): sha256 of each row digest followed by one more column's bytes (the target)."""
     extra = column_bytes(col)
-    joined = np.ascontiguousarray(np.hstack([digests, extra]))
-    out = np.empty_like(digests)
-    for i, row in enumerate(joined):
-        out[i] = np.frombuffer(hashlib.sha256(row).digest(), np.uint8)
-    return out
+    joined = np.empty((len(digests), DIGEST + extra.shape[1]), dtype=np.uint8)
+    joined[:, :DIGEST] = digests
+    joined[:, DIGEST:] = extra
+    return sha256_rows(joined)
 
 
-def _void(digests: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(digests).view(np.dtype((np.void, DIGEST))).ravel()
+def sha256_rows(block: np.ndarray) -> np.ndarray:
+    """(N, 32) uint8: the sha256 of each row of a (N, width) uint8 array."""
+    block = np.ascontiguousarray(block, dtype=np.uint8)
+    n, width = block.shape
+    flat = memoryview(block).cast("B")
+    sha = hashlib.sha256
+    joined = b"".join([sha(flat[i:i + width]).digest() for i in range(0, n * width, width)])
+    return np.frombuffer(joined, dtype=np.uint8).reshape(n, DIGEST)
+
+
+def _keys(digests: np.ndarray) -> np.ndarray:
+    """(N, 4) big-endian uint64 views of the digests: sorting them row-lexicographically orders
+    the digests bytewise, as `np.unique` orders 32-byte void values."""
+    return np.ascontiguousarray(digests, dtype=np.uint8).view(">u8").reshape(len(digests), 4)
+
+
+def _byte_order(keys: np.ndarray) -> np.ndarray:
+    """The stable order that sorts the digests bytewise."""
+    order = np.argsort(keys[:, 0], kind="stable")
+    first = keys[order, 0]
+    if len(first) > 1 and (first[1:] == first[:-1]).any():  # equal leading 8 bytes: all keys
+        order = np.lexsort(keys.T[::-1])  # the last key is the primary one
+    return order
+
+
+def _distinct_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Boolean (N,): True where a sorted row differs from the one before it (first is True)."""
+    new = np.ones(len(sorted_keys), dtype=bool)
+    if len(sorted_keys) > 1:
+        new[1:] = (sorted_keys[1:] != sorted_keys[:-1]).any(axis=1)
+    return new
+
+
+def digest_groups(digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inverse, counts) as `np.unique(digests as void, return_inverse, return_counts)`: each
+    row's group number (groups in byte order of their digest) and each group's size."""
+    keys = _keys(digests)
+    order = _byte_order(keys)
+    new = _distinct_starts(keys[order])
+    inverse = np.empty(len(digests), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    counts = np.diff(np.append(np.flatnonzero(new), len(digests)))
+    return inverse, counts
+
+
+def n_distinct(digests: np.ndarray) -> int:
+    """How many different digests there are."""
+    keys = _keys(digests)
+    return int(_distinct_starts(keys[_byte_order(keys)]).sum()) if len(digests) else 0
 
 
 def set_fingerprint(digests: np.ndarray, schema: dict[str, Any]) -> str:
     """sha256 over the schema and the sorted row digests: independent of row order."""
     h = hashlib.sha256(json.dumps(schema, sort_keys=True).encode())
-    h.update(np.ascontiguousarray(np.sort(_void(digests))).tobytes())
+    h.update(np.ascontiguousarray(digests[_byte_order(_keys(digests))]).tobytes())
     return h.hexdigest()
 
 
@@ -112,11 +169,12 @@ def grouped_split(
     val: float,
     test: float,
     where: str,
+    groups: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SplitPlan:
     """Split whole groups of identical feature rows; stratified by each group's majority label
-    when `labels` (class indices) are given, unstratified with a recorded reason if impossible."""
-    _, inverse, counts = np.unique(_void(digests), return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
+    when `labels` (class indices) are given, unstratified with a recorded reason if impossible.
+    `groups` is `digest_groups(digests)` when the caller has it already."""
+    inverse, counts = groups if groups is not None else digest_groups(digests)
     n_groups = len(counts)
     if n_groups < 3:
         raise DataError(f"{where}: {n_groups} distinct feature rows; a train/val/test split "
@@ -151,6 +209,8 @@ def grouped_split(
 def _split_groups(
     n_groups: int, strat: np.ndarray | None, seed: int, val: float, test: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split  # imported only when a split is made
+
     ids = np.arange(n_groups)
     rest, test_ids = train_test_split(ids, test_size=test, random_state=seed, stratify=strat)
     rest_strat = strat[rest] if strat is not None else None
@@ -164,8 +224,11 @@ def _split_groups(
 
 def _majority_label(inverse: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:
     """Each group's most frequent class index (ties: the smallest index)."""
-    pairs = np.stack([inverse, labels.astype(np.int64)], axis=1)
-    uniq, counts = np.unique(pairs, axis=0, return_counts=True)
+    labels = labels.astype(np.int64)
+    width = int(labels.max()) + 1 if len(labels) else 1
+    # (group, label) pairs as one int64: sorting it sorts the pairs row-lexicographically
+    codes, counts = np.unique(inverse * width + labels, return_counts=True)
+    uniq = np.stack([codes // width, codes % width], axis=1)
     order = np.lexsort((uniq[:, 1], -counts, uniq[:, 0]))  # by group, then count desc, label asc
     ranked = uniq[order]
     first = np.ones(len(ranked), dtype=bool)
@@ -176,22 +239,28 @@ def _majority_label(inverse: np.ndarray, labels: np.ndarray, n_groups: int) -> n
 
 
 def duplicate_evidence(
-    digests: np.ndarray, plan: SplitPlan, target_digests: np.ndarray
+    digests: np.ndarray, plan: SplitPlan, target_digests: np.ndarray,
+    groups: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, int]:
     """Feature-row hashes shared by two splits (0 by construction), and duplicates overall.
 
-    `within_data`: rows that repeat an earlier row's features; `conflicting_labels`: distinct
-    (features, target) pairs beyond one per distinct feature row, i.e. identical inputs seen with
-    different targets (label noise, or a feature that was dropped).
+    Measured from the rows each split holds, not from how the split was made: a hash counts
+    for every split that holds a row with it. `within_data`: rows that repeat an earlier row's
+    features; `conflicting_labels`: distinct (features, target) pairs beyond one per distinct
+    feature row, i.e. identical inputs seen with different targets (label noise, or a feature
+    that was dropped).
     """
-    sets = {name: np.unique(_void(digests[idx])) for name, idx in plan.indices().items()}
-    all_rows = _void(digests)
-    n_distinct = len(np.unique(all_rows))
-    n_distinct_with_target = len(np.unique(_void(target_digests)))
+    inverse, counts = groups if groups is not None else digest_groups(digests)
+    held = {}
+    for name, idx in plan.indices().items():
+        member = np.zeros(len(counts), dtype=bool)
+        member[inverse[idx]] = True
+        held[name] = member
+    n_distinct_rows = len(counts)
     return {
-        "train_val": len(np.intersect1d(sets["train"], sets["val"])),
-        "train_test": len(np.intersect1d(sets["train"], sets["test"])),
-        "val_test": len(np.intersect1d(sets["val"], sets["test"])),
-        "within_data": int(len(all_rows) - n_distinct),
-        "conflicting_labels": int(n_distinct_with_target - n_distinct),
+        "train_val": int((held["train"] & held["val"]).sum()),
+        "train_test": int((held["train"] & held["test"]).sum()),
+        "val_test": int((held["val"] & held["test"]).sum()),
+        "within_data": int(len(digests) - n_distinct_rows),
+        "conflicting_labels": int(n_distinct(target_digests) - n_distinct_rows),
     }
