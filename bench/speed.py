@@ -185,7 +185,8 @@ OPTUNA = textwrap.dedent('''
     import torch.nn.functional as F
     from sklearn.datasets import load_digits
 
-    trials, epochs, hidden, lr0 = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    trials, epochs, hidden = (int(a) for a in sys.argv[1:4])
+    lr0 = float(sys.argv[4])
     X, y = load_digits(return_X_y=True)
     X, y = X.astype(np.float32), y.astype(np.int64)
     perm = np.random.default_rng(42).permutation(len(X))
@@ -283,7 +284,8 @@ class Bench:
     def timed(self, cmd: list[str], cwd: Path | None = None, ok: tuple[int, ...] = (0,)
               ) -> tuple[float, str]:
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, check=False, cwd=cwd, env=self.env, capture_output=True, text=True)
+        proc = subprocess.run(cmd, check=False, cwd=cwd, env=self.env, capture_output=True,
+                              text=True)
         elapsed = time.perf_counter() - t0
         if proc.returncode not in ok:
             sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
@@ -300,15 +302,17 @@ def mlt_epoch_times(project: Path) -> list[float]:
     return [e["wall_time"] for e in events if e.get("type") == "epoch"]
 
 
-def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: int, lightning: bool
-               ) -> tuple[dict[tuple[str, int], list[float]], dict[tuple[str, int], list[float]],
-                          list[float]]:
+Series = dict[tuple[str, int], list[float]]  # (tool, epochs) -> one figure per repetition
+
+
+def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: dict[int, int],
+               lightning: bool) -> tuple[Series, Series, list[float]]:
     scripts = {"plain": bench.work / "plain.py", "lightning": bench.work / "lightning_job.py"}
     scripts["plain"].write_text(PLAIN)
     scripts["lightning"].write_text(LIGHTNING)
     tools = ["plain", *(["lightning"] if lightning else []), "mlt"]
-    wall: dict[tuple[str, int], list[float]] = {}
-    per_epoch: dict[tuple[str, int], list[float]] = {}
+    wall: Series = {}
+    per_epoch: Series = {}
     plan_s: list[float] = []
     for epochs in epochs_list:
         planned = bench.work / f"planned-{epochs}"
@@ -316,7 +320,7 @@ def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: int, ligh
         (planned / "mlt.yaml").write_text(mlt_yaml(data, epochs))
         elapsed, _ = bench.timed([bench.mlt, "-C", str(planned), "--json", "plan"])
         plan_s.append(elapsed)
-        for rep in range(reps):
+        for rep in range(reps[epochs]):
             order = tools[rep % len(tools):] + tools[:rep % len(tools)]
             for tool in order:
                 out = bench.work / f"{tool}-{epochs}-{rep}"
@@ -395,6 +399,8 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=20, help="per-epoch cost at this many "
                         "epochs (0 = skip)")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--long-reps", type=int, default=1, help="repetitions of the --long "
+                        "runs (their in-process per-epoch figure is a median over the epochs)")
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-lightning", action="store_true")
@@ -412,7 +418,9 @@ def main() -> None:
     make_data(data, args.rows)
     epochs_list = sorted(set(args.epochs + ([args.long] if args.long else [])))
     try:
-        wall, per_epoch, plan_s = train_jobs(bench, data, epochs_list, args.reps, lightning)
+        reps = {e: args.long_reps if e == args.long and e not in args.epochs else args.reps
+                for e in epochs_list}
+        wall, per_epoch, plan_s = train_jobs(bench, data, epochs_list, reps, lightning)
         opt = None if args.no_optimize else optimize_job(bench, args.trials, args.opt_epochs,
                                                          args.reps)
     finally:
@@ -426,7 +434,7 @@ def main() -> None:
                             check=False, capture_output=True, text=True).stdout.strip()
     print(f"commit {commit}; {os.cpu_count()} cores, OMP_NUM_THREADS={args.threads}, torch "
           f"{torch.__version__}; {args.rows} rows x {FEATURES} features, {CLASSES} classes; "
-          f"median of {args.reps} whole processes")
+          f"median of {args.reps} whole processes ({args.long_reps} at {args.long} epochs)")
     tools = ["plain", *(["lightning"] if lightning else []), "mlt"]
     header = "".join(f"{t:>12}" for t in tools) + "".join(
         f"{t + '/plain':>16}" for t in tools[1:])
