@@ -26,11 +26,12 @@ from mltrainer.data._sources import (
 
 if TYPE_CHECKING:
     from mltrainer.data._baseline import trivial_baseline
-    from mltrainer.data._bundle import DataBundle, DataSpec, Split, prepare_data
+    from mltrainer.data._bundle import DataBundle, DataSpec, Split, cache_prepared, prepare_data
     from mltrainer.data._preprocess import Preprocessor
 
 _LAZY = {
     "prepare_data": "mltrainer.data._bundle",
+    "cache_prepared": "mltrainer.data._bundle",
     "DataBundle": "mltrainer.data._bundle",
     "DataSpec": "mltrainer.data._bundle",
     "Split": "mltrainer.data._bundle",
@@ -48,6 +49,7 @@ __all__ = [
     "PythonSource",
     "RawData",
     "Split",
+    "cache_prepared",
     "prepare_data",
     "register_source",
     "source_fingerprint",

@@ -7,26 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from mltrainer.config import MltConfig
-from mltrainer.data._preprocess import Preprocessor
-from mltrainer.data._sources import source_for
-from mltrainer.data._split import (
-    SPLITS,
-    digest_groups,
-    duplicate_evidence,
-    extend_digests,
-    grouped_split,
-    row_digests,
-    sequence_fingerprint,
-    set_fingerprint,
-)
-from mltrainer.data._table import check_features, encode_target, select_columns
 from mltrainer.errors import DataError, TestSplitLockedError
+
+if TYPE_CHECKING:  # pandas, scikit-learn and the split load only when data is prepared anew
+    import pandas as pd
+
+    from mltrainer.data._preprocess import Preprocessor
 
 TEST_PHASE = "finalize"  # the one phase allowed to read the test split
 AuditFn = Callable[[dict[str, Any]], None]
@@ -94,18 +85,22 @@ class DataBundle:
         spec: DataSpec,
         train: Split,
         val: Split,
-        test: Split,
+        test: Split | None,
         fingerprints: dict[str, str],
         split_info: dict[str, Any],
         duplicates: dict[str, int],
         preprocessor: Preprocessor,
         source: str,
         audit: AuditFn | None = None,
+        test_loader: Callable[[], Split] | None = None,
     ) -> None:
+        if (test is None) == (test_loader is None):
+            raise ValueError("give the test split or a loader of it, not both or neither")
         self.spec = spec
         self.train = train
         self.val = val
         self._test = test
+        self._test_loader = test_loader  # cached bundles load test rows only when finalize asks
         self.fingerprints = fingerprints
         self.split_info = split_info
         self.duplicates = duplicates
@@ -116,7 +111,7 @@ class DataBundle:
     def test(self, phase: str) -> Split:
         """The test split, for `phase == "finalize"` only; anything else is refused and audited."""
         if phase == TEST_PHASE:
-            return self._test
+            return self.test_split_for_cache()
         if self._audit is not None:
             self._audit({"event": "test_split_denied", "phase": phase,
                          "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
@@ -127,17 +122,67 @@ class DataBundle:
             phase=phase,
         )
 
+    def test_split_for_cache(self) -> Split:
+        """The test split without the lock: for `finalize` (through `test`) and for writing the
+        prepared data to the project's cache, nothing else."""
+        if self._test is None:
+            assert self._test_loader is not None
+            self._test = self._test_loader()
+        return self._test
+
     def __repr__(self) -> str:
         sizes = self.split_info.get("sizes", {})
         return (f"DataBundle(source={self.source!r}, task={self.spec.task!r}, "
                 f"n_features={self.spec.n_features}, sizes={sizes})")
 
 
-def prepare_data(cfg: MltConfig, root: Path, *, audit: AuditFn | None = None) -> DataBundle:
+def prepare_data(cfg: MltConfig, root: Path, *, audit: AuditFn | None = None,
+                 cache: bool = True) -> DataBundle:
     """Load the configured source, split it by content and seed, fit preprocessing on train.
 
-    Raises DataError (exit 2) naming the source and what is wrong; touches no file.
+    With `cache` (in an mlt project, for a source whose fingerprint covers its rows), what
+    `cache_prepared` stored for the same source, config and code is loaded instead, after its
+    files verify; a miss prepares the data and stores it. `mlt plan` passes `cache=False` (it
+    measures what its gate judges) and stores its result with `cache_prepared` once it passed.
+    Raises DataError (exit 2) naming the source and what is wrong; touches no file on error.
     """
+    from mltrainer.data import _cache
+
+    entry = _cache.entry_dir(cfg, Path(root)) if cache else None
+    if entry is not None:
+        cached = _cache.load(entry, audit=audit,
+                             rebuild=lambda: _prepare(cfg, Path(root), audit))
+        if cached is not None:
+            return cached
+    bundle = _prepare(cfg, Path(root), audit)
+    if entry is not None:
+        _cache.store(entry, bundle)
+    return bundle
+
+
+def cache_prepared(cfg: MltConfig, root: Path, bundle: DataBundle) -> None:
+    """Store `bundle` (prepared from `cfg` in project `root`) for the commands after this one."""
+    from mltrainer.data import _cache
+
+    entry = _cache.entry_dir(cfg, Path(root))
+    if entry is not None:
+        _cache.store(entry, bundle)
+
+
+def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:
+    from mltrainer.data._preprocess import Preprocessor
+    from mltrainer.data._sources import source_for
+    from mltrainer.data._split import (
+        digest_groups,
+        duplicate_evidence,
+        extend_digests,
+        grouped_split,
+        row_digests,
+        sequence_fingerprint,
+        set_fingerprint,
+    )
+    from mltrainer.data._table import check_features, encode_target, select_columns
+
     where = cfg.data.source
     raw = source_for(where).load(cfg, Path(root))
     features, target = select_columns(raw.frame, raw.target, drop=list(cfg.data.drop),
@@ -192,6 +237,8 @@ def _make_split(features: pd.DataFrame, y: np.ndarray, idx: np.ndarray,
 
 def _split_info(cfg: MltConfig, plan: Any, y: np.ndarray, class_labels: list[Any] | None,
                 n_rows: int) -> dict[str, Any]:
+    from mltrainer.data._split import SPLITS
+
     idx = plan.indices()
     info: dict[str, Any] = {
         "sizes": {name: len(idx[name]) for name in SPLITS},

@@ -12,12 +12,14 @@ parameters computes, so the exported graph reproduces training inputs bitwise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from mltrainer.errors import DataError, StateCorruptError
+
+if TYPE_CHECKING:  # pandas loads where frames are handled: a record loads without it
+    import pandas as pd
 
 FORMAT_VERSION = 1
 MAX_CATEGORIES = 1000  # distinct values of one text column: more would explode the one-hot width
@@ -107,6 +109,8 @@ class Preprocessor:
                 continue
             width = len(spec.categories)
             if width:
+                import pandas as pd
+
                 codes = pd.Index(spec.categories).get_indexer(col.astype(str))
                 codes[col.isna().to_numpy()] = -1
                 rows = np.flatnonzero(codes >= 0)
@@ -194,6 +198,8 @@ def _kind(value: Any) -> str:
 
 
 def _column_spec(name: str, col: pd.Series) -> ColumnSpec:
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(col) or (
         pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_complex_dtype(col)
     ):

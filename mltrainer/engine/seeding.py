@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,7 +48,7 @@ def set_deterministic() -> dict[str, Any]:
     if cuda and os.environ.get("CUBLAS_WORKSPACE_CONFIG") not in (CUBLAS_WORKSPACE, ":16:8"):
         set_late = torch.cuda.is_initialized()
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
-    torch.use_deterministic_algorithms(True, warn_only=False)
+    use_deterministic_algorithms(True, warn_only=False)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False  # autotuning picks kernels by timing: not repeatable
     return {
@@ -61,6 +62,24 @@ def set_deterministic() -> dict[str, Any]:
         "pythonhashseed": os.environ.get("PYTHONHASHSEED"),  # None: random per process
         "num_threads": torch.get_num_threads(),
     }
+
+
+def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None:
+    """`torch.use_deterministic_algorithms`, without importing torch's compiler to set it.
+
+    The public function also sets `torch._inductor.config.deterministic`, and importing that
+    module imports torch._dynamo: about a second of every training process, for a compiler
+    nothing here uses. While inductor is not loaded, the same kernel flag is set directly and
+    TORCHINDUCTOR_DETERMINISTIC (which inductor's config reads when it loads) is set to match,
+    so a model compiled later still compiles deterministically; once it is loaded, the public
+    function runs as it is.
+    """
+    set_flag = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if "torch._inductor.config" in sys.modules or set_flag is None:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        return
+    set_flag(mode, warn_only=warn_only)
+    os.environ["TORCHINDUCTOR_DETERMINISTIC"] = "1" if mode else "0"
 
 
 def nondeterministic_op_error(exc: BaseException) -> ConfigError | None:
@@ -87,7 +106,7 @@ def deterministic_mode() -> Iterator[dict[str, Any]]:
     try:
         yield set_deterministic()
     finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2:]
 
 

@@ -17,14 +17,15 @@ DETERMINISM_STEPS = 20  # optimisation steps per probe run: enough to touch ever
 
 
 def run(ctx: PhaseContext) -> PlanOutcome:
-    from mltrainer.data import prepare_data, trivial_baseline
+    from mltrainer.data import cache_prepared, prepare_data, trivial_baseline
     from mltrainer.engine import determinism_probe, seed_everything, set_deterministic
     from mltrainer.engine.launch import Launch
     from mltrainer.engine.probe import distributed_probe
     from mltrainer.env import capture_environment
 
     cfg, project = ctx.cfg, ctx.project
-    bundle = prepare_data(cfg, project.root, audit=ctx.audit)  # bad data → exit 2, state kept
+    # measured from the source, never read from the cache: this is the evidence the gate judges
+    bundle = prepare_data(cfg, project.root, audit=ctx.audit, cache=False)  # bad data → exit 2
     seed_everything(cfg.seed)
     flags = set_deterministic()
     env = capture_environment(project.root)
@@ -44,6 +45,7 @@ def run(ctx: PhaseContext) -> PlanOutcome:
             probe["distributed"] = distributed_probe(cfg, DETERMINISM_STEPS, project.root,
                                                      launch, Path(tmp), bundle.fingerprints)
         probe["identical"] = bool(probe["identical"] and probe["distributed"]["identical"])
+    cache_prepared(cfg, project.root, bundle)  # the later commands load it (.mlt/cache/data/)
     return PlanOutcome(
         seed=cfg.seed,
         seeded=["python", "numpy", "torch"],

@@ -1,0 +1,208 @@
+"""What keeps short runs cheap: the prepared-data cache between commands (and what it must
+never do), and the imports each command's path is allowed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mltrainer.config import parse_config
+from mltrainer.data import DataBundle, cache_prepared, prepare_data
+from mltrainer.errors import TestSplitLockedError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def csv_project(root: Path, rows: int = 120) -> Path:
+    """An mlt project folder (`.mlt/` present) with a small CSV of numbers and text."""
+    (root / ".mlt").mkdir(parents=True)
+    lines = ["a,b,color,label"] + [
+        f"{i % 13},{(i * 7) % 5}.5,{['red', 'blue', ''][i % 3]},{['x', 'y'][(i * i) % 2]}"
+        for i in range(rows)]
+    (root / "data.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def cfg_for(source: str = "data.csv", seed: int = 3) -> object:
+    return parse_config({"name": "t", "task": "classification", "seed": seed,
+                         "data": {"source": source, "target": "label"},
+                         "goal": {"metric": "accuracy", "target": 0.9}})
+
+
+def entries(root: Path) -> list[Path]:
+    folder = root / ".mlt" / "cache" / "data"
+    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def same(a: DataBundle, b: DataBundle) -> bool:
+    splits = [(a.train, b.train), (a.val, b.val), (a.test("finalize"), b.test("finalize"))]
+    return (all(x.X.tobytes() == y.X.tobytes() and x.y.tobytes() == y.y.tobytes()
+                and np.array_equal(x.raw_index, y.raw_index)
+                and x.encoded.tobytes() == y.encoded.tobytes() for x, y in splits)
+            and a.fingerprints == b.fingerprints and a.split_info == b.split_info
+            and a.duplicates == b.duplicates and a.spec == b.spec and a.source == b.source
+            and a.preprocessor.to_dict() == b.preprocessor.to_dict())
+
+
+def test_a_cache_hit_is_the_bundle_the_source_gives(tmp_path: Path) -> None:
+    root = csv_project(tmp_path)
+    cfg = cfg_for()
+    fresh = prepare_data(cfg, root, cache=False)
+    assert entries(root) == []  # cache=False reads and writes nothing
+    cache_prepared(cfg, root, fresh)
+    [entry] = entries(root)
+    hit = prepare_data(cfg, root)
+    assert hit._test is None  # the test rows stay on disk until finalize asks
+    assert same(hit, fresh)
+
+
+def test_test_rows_are_read_from_the_cache_only_in_finalize(tmp_path: Path) -> None:
+    root = csv_project(tmp_path)
+    cfg = cfg_for()
+    cache_prepared(cfg, root, prepare_data(cfg, root, cache=False))
+    denied: list[dict] = []
+    hit = prepare_data(cfg, root, audit=denied.append)
+    with pytest.raises(TestSplitLockedError):
+        hit.test("optimize")
+    assert hit._test is None and denied[0]["phase"] == "optimize"
+    assert len(hit.test("finalize")) == hit.split_info["sizes"]["test"]
+
+
+@pytest.mark.parametrize("damage", ["flip a byte of train.npz", "truncate val.npz",
+                                    "garble meta.json", "remove test.npz"])
+def test_a_damaged_entry_is_ignored_and_rebuilt(tmp_path: Path, damage: str) -> None:
+    root = csv_project(tmp_path)
+    cfg = cfg_for()
+    fresh = prepare_data(cfg, root, cache=False)
+    cache_prepared(cfg, root, fresh)
+    [entry] = entries(root)
+    if damage.startswith("flip"):
+        data = bytearray((entry / "train.npz").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (entry / "train.npz").write_bytes(bytes(data))
+    elif damage.startswith("truncate"):
+        (entry / "val.npz").write_bytes((entry / "val.npz").read_bytes()[:100])
+    elif damage.startswith("garble"):
+        (entry / "meta.json").write_text("{not json")
+    else:
+        (entry / "test.npz").unlink()
+    again = prepare_data(cfg, root)
+    assert same(again, fresh)  # the test file's damage shows in finalize, which rebuilds
+    assert same(prepare_data(cfg, root), fresh)
+
+
+def test_changed_data_config_or_seed_misses(tmp_path: Path) -> None:
+    root = csv_project(tmp_path)
+    cfg = cfg_for()
+    prepare_data(cfg, root)  # a miss prepares and stores
+    assert len(entries(root)) == 1
+    before = prepare_data(cfg, root).fingerprints
+    other_seed = prepare_data(cfg_for(seed=4), root)
+    assert other_seed.fingerprints["train"] != before["train"]
+    (root / "data.csv").write_text((root / "data.csv").read_text().replace("red", "green"))
+    changed = prepare_data(cfg, root)
+    assert changed.fingerprints["data"] != before["data"]
+    assert len(entries(root)) == 3
+
+
+def test_only_projects_and_content_fingerprinted_sources_are_cached(tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "data.csv").write_text("a,label\n" + "\n".join(f"{i},{i % 2}" for i in range(40)))
+    prepare_data(cfg_for(), bare)
+    assert not (bare / ".mlt").exists()  # not an mlt project: nothing written
+    root = csv_project(tmp_path / "proj")
+    (root / "rows.py").write_text("import numpy as np\ndef load():\n"
+                                  "    return np.arange(80.0).reshape(40, 2), np.arange(40) % 2\n")
+    cfg = parse_config({"name": "t", "task": "classification",
+                        "data": {"source": "python:rows:load"},
+                        "goal": {"metric": "accuracy", "target": 0.9}})
+    prepare_data(cfg, root)
+    assert entries(root) == []  # its fingerprint is the module's code, not the rows
+
+
+def run_python(code: str, cwd: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+HEAVY = ("torch", "pandas", "sklearn", "scipy", "matplotlib", "optuna", "onnx", "onnxruntime",
+         "jinja2", "torch._dynamo")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["status"], ["train-baseline", "--help"]])
+def test_help_and_status_import_nothing_heavy(tmp_path: Path, args: list[str]) -> None:
+    csv_project(tmp_path)
+    (tmp_path / "mlt.yaml").write_text("name: t\ntask: classification\ndata: {source: data.csv, "
+                                       "target: label}\ngoal: {metric: accuracy, target: 0.9}\n")
+    loaded = run_python(f"""
+        import json, sys
+        from mltrainer.cli import cli
+        try:
+            cli({args!r}, prog_name="mlt")
+        except SystemExit:
+            pass
+        print(json.dumps({{m: m in sys.modules for m in {HEAVY!r}}}))
+    """, tmp_path)
+    assert not any(loaded.values()), loaded
+
+
+def test_a_cache_hit_and_the_training_path_import_no_pandas_sklearn_or_scipy(
+        tmp_path: Path) -> None:
+    root = csv_project(tmp_path)
+    cfg = cfg_for()
+    cache_prepared(cfg, root, prepare_data(cfg, root, cache=False))
+    loaded = run_python("""
+        import json, sys
+        from pathlib import Path
+        from mltrainer.config import parse_config
+        from mltrainer.data import prepare_data
+        import mltrainer.engine, mltrainer.detectors, mltrainer.phases.baseline.phase
+        cfg = parse_config({"name": "t", "task": "classification", "seed": 3,
+                            "data": {"source": "data.csv", "target": "label"},
+                            "goal": {"metric": "accuracy", "target": 0.9}})
+        bundle = prepare_data(cfg, Path("."))
+        print(json.dumps({m: m in sys.modules for m in
+                          ("pandas", "sklearn", "scipy", "matplotlib", "optuna", "onnx")}))
+    """, root)
+    assert not any(loaded.values()), loaded
+
+
+def test_deterministic_flags_without_loading_the_compiler(tmp_path: Path) -> None:
+    state = run_python("""
+        import json, sys
+        import torch
+        from mltrainer.engine import set_deterministic
+        flags = set_deterministic()
+        loaded = "torch._inductor" in sys.modules
+        import torch._inductor.config as inductor
+        print(json.dumps({"flags": flags["use_deterministic_algorithms"], "loaded": loaded,
+                          "kernels": torch.are_deterministic_algorithms_enabled(),
+                          "inductor": inductor.deterministic}))
+    """, tmp_path)
+    assert state == {"flags": True, "loaded": False, "kernels": True, "inductor": True}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_average_ranks_are_scipys_rankdata(seed: int) -> None:
+    from scipy.stats import rankdata
+
+    from mltrainer.engine.metrics import average_ranks
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 4, (25, 3)).astype(np.float64) / 3  # many ties
+    if seed % 2:
+        a[rng.integers(0, 25), 1] = np.nan  # that column ranks as NaN
+    if seed % 3 == 0:
+        a[:5, 2] = [np.inf, -np.inf, np.inf, 0.0, -0.0]
+    assert average_ranks(a).tobytes() == rankdata(a, axis=0).tobytes()
