@@ -57,7 +57,7 @@ def test_a_cache_hit_is_the_bundle_the_source_gives(tmp_path: Path) -> None:
     fresh = prepare_data(cfg, root, cache=False)
     assert entries(root) == []  # cache=False reads and writes nothing
     cache_prepared(cfg, root, fresh)
-    [entry] = entries(root)
+    assert len(entries(root)) == 1
     hit = prepare_data(cfg, root)
     assert hit._test is None  # the test rows stay on disk until finalize asks
     assert same(hit, fresh)
