@@ -273,18 +273,18 @@ def make_data(path: Path, rows: int) -> None:
 
 
 class Bench:
-    def __init__(self, work: Path, threads: int) -> None:
+    def __init__(self, work: Path, threads: int, variants: dict[str, Path]) -> None:
         self.work = work
-        self.env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-                        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.env.pop("MLT_NO_CACHE", None)
+        self.env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        self.variants = variants  # mlt tool name -> the source tree it runs from (PYTHONPATH)
         self.python = sys.executable
         self.mlt = str(Path(sys.executable).with_name("mlt"))
 
-    def timed(self, cmd: list[str], cwd: Path | None = None, ok: tuple[int, ...] = (0,)
-              ) -> tuple[float, str]:
+    def timed(self, cmd: list[str], cwd: Path | None = None, ok: tuple[int, ...] = (0,),
+              tree: Path = REPO) -> tuple[float, str]:
+        env = dict(self.env, PYTHONPATH=str(tree))
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, check=False, cwd=cwd, env=self.env, capture_output=True,
+        proc = subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True,
                               text=True)
         elapsed = time.perf_counter() - t0
         if proc.returncode not in ok:
@@ -306,28 +306,32 @@ Series = dict[tuple[str, int], list[float]]  # (tool, epochs) -> one figure per 
 
 
 def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: dict[int, int],
-               lightning: bool) -> tuple[Series, Series, list[float]]:
+               tools: list[str]) -> tuple[Series, Series, dict[str, list[float]]]:
     scripts = {"plain": bench.work / "plain.py", "lightning": bench.work / "lightning_job.py"}
     scripts["plain"].write_text(PLAIN)
     scripts["lightning"].write_text(LIGHTNING)
-    tools = ["plain", *(["lightning"] if lightning else []), "mlt"]
     wall: Series = {}
     per_epoch: Series = {}
-    plan_s: list[float] = []
+    plan_s: dict[str, list[float]] = {}
     for epochs in epochs_list:
-        planned = bench.work / f"planned-{epochs}"
-        bench.timed([bench.mlt, "init", str(planned)])
-        (planned / "mlt.yaml").write_text(mlt_yaml(data, epochs))
-        elapsed, _ = bench.timed([bench.mlt, "-C", str(planned), "--json", "plan"])
-        plan_s.append(elapsed)
+        planned = {}
+        for name, tree in bench.variants.items():
+            planned[name] = bench.work / f"planned-{name}-{epochs}"
+            bench.timed([bench.mlt, "init", str(planned[name])], tree=tree)
+            (planned[name] / "mlt.yaml").write_text(mlt_yaml(data, epochs))
+            elapsed, _ = bench.timed([bench.mlt, "-C", str(planned[name]), "--json", "plan"],
+                                     tree=tree)
+            plan_s.setdefault(name, []).append(elapsed)
+            print(f"  {name:<10} plan ({epochs} epochs): {elapsed:6.2f} s", file=sys.stderr)
         for rep in range(reps[epochs]):
             order = tools[rep % len(tools):] + tools[:rep % len(tools)]
             for tool in order:
                 out = bench.work / f"{tool}-{epochs}-{rep}"
-                if tool == "mlt":
-                    shutil.copytree(planned, out)
+                if tool in bench.variants:
+                    shutil.copytree(planned[tool], out)
                     elapsed, stdout = bench.timed(
-                        [bench.mlt, "-C", str(out), "--json", "train-baseline"], ok=(0, 3))
+                        [bench.mlt, "-C", str(out), "--json", "train-baseline"], ok=(0, 3),
+                        tree=bench.variants[tool])
                     run = last_json(stdout)["run"]
                     assert run["epochs_run"] == epochs, run
                     times = mlt_epoch_times(out)
@@ -347,37 +351,40 @@ def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: dict[int,
 def optimize_job(bench: Bench, trials: int, epochs: int, reps: int) -> dict[str, list[float]]:
     import yaml
 
-    project = bench.work / "digits-opt"
-    bench.timed([bench.mlt, "init", str(project), "--example", "digits"])
-    raw = yaml.safe_load((project / "mlt.yaml").read_text())
-    raw["model"] = {"kind": "mlp", "hidden": [128], "dropout": 0.1}
-    raw["training"].update(epochs=epochs, early_stopping={"patience": 0})
-    raw["goal"]["target"] = 0.999  # out of reach: the workflow goes through optimize
-    raw["optimize"] = {"trials": trials, "seeds": 2}
-    (project / "mlt.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    for cmd in ("plan", "train-baseline", "diagnose"):
-        bench.timed([bench.mlt, "-C", str(project), "--json", cmd], ok=(0, 3))
     script = bench.work / "optuna_loop.py"
     script.write_text(OPTUNA)
+    projects = {}
+    for name, tree in bench.variants.items():
+        project = projects[name] = bench.work / f"digits-opt-{name}"
+        bench.timed([bench.mlt, "init", str(project), "--example", "digits"], tree=tree)
+        raw = yaml.safe_load((project / "mlt.yaml").read_text())
+        raw["model"] = {"kind": "mlp", "hidden": [128], "dropout": 0.1}
+        raw["training"].update(epochs=epochs, early_stopping={"patience": 0})
+        raw["goal"]["target"] = 0.999  # out of reach: the workflow goes through optimize
+        raw["optimize"] = {"trials": trials, "seeds": 2}
+        (project / "mlt.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        for cmd in ("plan", "train-baseline", "diagnose"):
+            bench.timed([bench.mlt, "-C", str(project), "--json", cmd], ok=(0, 3), tree=tree)
     res: dict[str, list[float]] = {}
     for rep in range(reps):
-        copy = bench.work / f"opt-{rep}"
-        shutil.copytree(project, copy)
-        elapsed, stdout = bench.timed([bench.mlt, "-C", str(copy), "--json", "optimize"],
-                                      ok=(0, 3))
-        state = json.loads((copy / ".mlt" / "state.json").read_text())
-        study = state["phases"]["optimize"]["outcome"]["study"]
-        res.setdefault("mlt_whole_s", []).append(elapsed)
-        res.setdefault("mlt_search_s", []).append(study["elapsed_s"])
-        res.setdefault("mlt_trials", []).append(study["ran_here"])
-        shutil.rmtree(copy)
+        for name, tree in bench.variants.items():
+            copy = bench.work / f"opt-{name}-{rep}"
+            shutil.copytree(projects[name], copy)
+            elapsed, _ = bench.timed([bench.mlt, "-C", str(copy), "--json", "optimize"],
+                                     ok=(0, 3), tree=tree)
+            state = json.loads((copy / ".mlt" / "state.json").read_text())
+            study = state["phases"]["optimize"]["outcome"]["study"]
+            res.setdefault(f"{name}_whole_s", []).append(elapsed)
+            res.setdefault(f"{name}_search_s", []).append(study["elapsed_s"])
+            res.setdefault(f"{name}_trials", []).append(study["ran_here"])
+            shutil.rmtree(copy)
+            print(f"  optimize rep {rep}: {name} {elapsed:.1f} s (search "
+                  f"{study['elapsed_s']:.1f} s)", file=sys.stderr)
         elapsed, stdout = bench.timed([bench.python, str(script), str(trials), str(epochs),
-                                       "128", str(raw["training"]["lr"])])
-        out = last_json(stdout)
+                                       "128", "0.001"])
         res.setdefault("plain_whole_s", []).append(elapsed)
-        res.setdefault("plain_search_s", []).append(out["search_s"])
-        print(f"  optimize rep {rep}: mlt {res['mlt_whole_s'][-1]:.1f} s "
-              f"(search {study['elapsed_s']:.1f} s), plain {elapsed:.1f} s", file=sys.stderr)
+        res.setdefault("plain_search_s", []).append(last_json(stdout)["search_s"])
+        print(f"  optimize rep {rep}: plain {elapsed:.1f} s", file=sys.stderr)
     return res
 
 
@@ -407,22 +414,29 @@ def main() -> None:
     parser.add_argument("--no-optimize", action="store_true")
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--opt-epochs", type=int, default=10)
+    parser.add_argument("--opt-reps", type=int, default=1)
+    parser.add_argument("--baseline", type=Path, default=None, metavar="TREE",
+                        help="also time mlt from this source tree (e.g. `git archive main` "
+                        "unpacked), side by side, as `mlt@base`")
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
     args = parser.parse_args()
 
     lightning = has_lightning() and not args.no_lightning
     work = args.keep or Path(tempfile.mkdtemp(prefix="mlt-speed-"))
     work.mkdir(parents=True, exist_ok=True)
-    bench = Bench(work, args.threads)
+    variants = {"mlt@base": args.baseline.resolve()} if args.baseline else {}
+    variants["mlt"] = REPO
+    bench = Bench(work, args.threads, variants)
+    tools = ["plain", *(["lightning"] if lightning else []), *variants]
     data = work / "table.npz"
     make_data(data, args.rows)
     epochs_list = sorted(set(args.epochs + ([args.long] if args.long else [])))
     try:
         reps = {e: args.long_reps if e == args.long and e not in args.epochs else args.reps
                 for e in epochs_list}
-        wall, per_epoch, plan_s = train_jobs(bench, data, epochs_list, reps, lightning)
+        wall, per_epoch, plan_s = train_jobs(bench, data, epochs_list, reps, tools)
         opt = None if args.no_optimize else optimize_job(bench, args.trials, args.opt_epochs,
-                                                         args.reps)
+                                                         args.opt_reps)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -434,38 +448,42 @@ def main() -> None:
                             check=False, capture_output=True, text=True).stdout.strip()
     print(f"commit {commit}; {os.cpu_count()} cores, OMP_NUM_THREADS={args.threads}, torch "
           f"{torch.__version__}; {args.rows} rows x {FEATURES} features, {CLASSES} classes; "
-          f"median of {args.reps} whole processes ({args.long_reps} at {args.long} epochs)")
-    tools = ["plain", *(["lightning"] if lightning else []), "mlt"]
+          f"median of {args.reps} whole processes"
+          + (f" ({args.long_reps} at {args.long} epochs)" if args.long else ""))
+    if args.baseline:
+        print(f"mlt@base: {args.baseline}")
     header = "".join(f"{t:>12}" for t in tools) + "".join(
         f"{t + '/plain':>16}" for t in tools[1:])
-    print(f"{'':24}{header}")
+    print(f"{'':26}{header}")
+
+    def row(label: str, vals: list[float], digits: int = 2) -> None:
+        print(f"{label:26}" + "".join(f"{v:12.{digits}f}" for v in vals)
+              + "".join(f"{v / vals[0]:15.{digits}f}x" for v in vals[1:]))
+
     for epochs in epochs_list:
-        vals = [med(wall[(t, epochs)]) for t in tools]
-        print(f"{f'{epochs} epochs, s':24}" + "".join(f"{v:12.2f}" for v in vals)
-              + "".join(f"{v / vals[0]:15.2f}x" for v in vals[1:]))
-    if args.long and len(epochs_list) > 1:
-        short = epochs_list[0]
-        span = args.long - short
-        vals = [(med(wall[(t, args.long)]) - med(wall[(t, short)])) / span for t in tools]
-        print(f"{f's/epoch ({short}->{args.long})':24}" + "".join(f"{v:12.3f}" for v in vals)
-              + "".join(f"{v / vals[0]:15.3f}x" for v in vals[1:]))
-        vals = [med(per_epoch[(t, args.long)]) for t in tools]
-        print(f"{f's/epoch in-proc @{args.long}':24}" + "".join(f"{v:12.3f}" for v in vals)
-              + "".join(f"{v / vals[0]:15.3f}x" for v in vals[1:]))
+        row(f"{epochs} epochs, s", [med(wall[(t, epochs)]) for t in tools])
+    short, long = min(epochs_list), max(epochs_list)
+    if long > short:
+        row(f"s/epoch ({short}->{long} epochs)",
+            [(med(wall[(t, long)]) - med(wall[(t, short)])) / (long - short) for t in tools], 3)
+    row(f"s/epoch in-process @{long}", [med(per_epoch[(t, long)]) for t in tools], 3)
     for epochs in epochs_list:
-        vals = [med(wall[(t, epochs)]) - epochs * med(per_epoch[(t, epochs)]) for t in tools]
-        print(f"{f'fixed s @{epochs} (wall-ep)':24}" + "".join(f"{v:12.2f}" for v in vals))
-    print(f"mlt plan: {med(plan_s):.2f} s (median of {len(plan_s)} fresh projects: "
-          f"{', '.join(f'{s:.2f}' for s in plan_s)})")
+        row(f"fixed s @{epochs} (wall-epochs)",
+            [med(wall[(t, epochs)]) - epochs * med(per_epoch[(t, epochs)]) for t in tools])
+    for name, times in plan_s.items():
+        print(f"{name} plan: {med(times):.2f} s (median of {len(times)} fresh projects: "
+              f"{', '.join(f'{s:.2f}' for s in times)})")
     if opt is not None:
-        trials = med(opt["mlt_trials"])
-        tpm = {k: 60 * args.trials / med(opt[k]) for k in
-               ("mlt_search_s", "mlt_whole_s", "plain_search_s", "plain_whole_s")}
-        print(f"optimize (digits, mlp [128], {args.opt_epochs} epochs, {args.trials} trials; mlt "
-              f"ran {trials:g} here): trials/min search mlt {tpm['mlt_search_s']:.1f} vs plain "
-              f"{tpm['plain_search_s']:.1f} ({tpm['mlt_search_s'] / tpm['plain_search_s']:.2f}x); "
-              f"whole process mlt {tpm['mlt_whole_s']:.1f} (incl. 2-seed comparison) vs plain "
-              f"{tpm['plain_whole_s']:.1f} ({tpm['mlt_whole_s'] / tpm['plain_whole_s']:.2f}x)")
+        plain = {k: 60 * args.trials / med(opt[f"plain_{k}_s"]) for k in ("search", "whole")}
+        print(f"optimize (digits, mlp [128], {args.opt_epochs} epochs, {args.trials} trials, "
+              f"median of {args.opt_reps}): trials/min, search only and whole process (mlt's "
+              f"includes its 2-seed comparison); plain Optuna loop {plain['search']:.1f} / "
+              f"{plain['whole']:.1f}")
+        for name in bench.variants:
+            tpm = {k: 60 * args.trials / med(opt[f"{name}_{k}_s"]) for k in ("search", "whole")}
+            print(f"  {name:<9} {tpm['search']:6.1f} ({tpm['search'] / plain['search']:.2f}x) / "
+                  f"{tpm['whole']:6.1f} ({tpm['whole'] / plain['whole']:.2f}x); trials run "
+                  f"{med(opt[f'{name}_trials']):g}")
 
 
 if __name__ == "__main__":
