@@ -150,13 +150,15 @@ def prepare_data(cfg: MltConfig, root: Path, *, audit: AuditFn | None = None,
 
     entry = _cache.entry_dir(cfg, Path(root)) if cache else None
     if entry is not None:
-        cached = _cache.load(entry, audit=audit,
-                             rebuild=lambda: _prepare(cfg, Path(root), audit))
+        cached = _cache.load(entry)
         if cached is not None:
-            return cached
+            try:
+                return _from_cache(cached, audit, rebuild=lambda: _prepare(cfg, Path(root), audit))
+            except Exception:  # a record that does not parse: prepare the data again
+                pass
     bundle = _prepare(cfg, Path(root), audit)
     if entry is not None:
-        _cache.store(entry, bundle)
+        _cache.store(entry, *_to_cache(bundle))
     return bundle
 
 
@@ -166,7 +168,46 @@ def cache_prepared(cfg: MltConfig, root: Path, bundle: DataBundle) -> None:
 
     entry = _cache.entry_dir(cfg, Path(root))
     if entry is not None:
-        _cache.store(entry, bundle)
+        _cache.store(entry, *_to_cache(bundle))
+
+
+_SPLIT_ARRAYS = ("X", "y", "raw_index", "encoded")
+
+
+def _to_cache(bundle: DataBundle) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    splits = {"train": bundle.train, "val": bundle.val, "test": bundle.test_split_for_cache()}
+    arrays = {name: {a: getattr(split, a) for a in _SPLIT_ARRAYS}
+              for name, split in splits.items()}
+    record = {"source": bundle.source, "spec": bundle.spec.to_dict(),
+              "fingerprints": bundle.fingerprints, "split_info": bundle.split_info,
+              "duplicates": bundle.duplicates, "preprocessor": bundle.preprocessor.to_dict()}
+    return arrays, record
+
+
+def _from_cache(cached: Any, audit: AuditFn | None, rebuild: Callable[[], DataBundle]
+                ) -> DataBundle:
+    from mltrainer.data._preprocess import Preprocessor
+
+    meta = cached.meta
+    fingerprints = {str(k): str(v) for k, v in meta["fingerprints"].items()}
+
+    def load_test() -> Split:
+        try:
+            return Split(**cached.load_test())
+        except (OSError, ValueError, KeyError):  # a damaged test file: prepare the data again
+            fresh = rebuild()
+            if fresh.fingerprints != fingerprints:
+                raise
+            return fresh.test_split_for_cache()
+
+    return DataBundle(
+        spec=DataSpec.from_dict(meta["spec"]), train=Split(**cached.train),
+        val=Split(**cached.val), test=None, test_loader=load_test,
+        fingerprints=fingerprints, split_info=meta["split_info"],
+        duplicates={str(k): int(v) for k, v in meta["duplicates"].items()},
+        preprocessor=Preprocessor.from_dict(meta["preprocessor"]), source=str(meta["source"]),
+        audit=audit,
+    )
 
 
 def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:

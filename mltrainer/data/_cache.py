@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,12 +38,10 @@ from mltrainer.project import Project
 
 if TYPE_CHECKING:
     from mltrainer.config import MltConfig
-    from mltrainer.data._bundle import AuditFn, DataBundle, Split
 
 FORMAT = 1
 CACHEABLE = ("csv", "npz", "sklearn")  # sources whose fingerprint is a hash of their content
 KEEP = 3  # entries kept per project (newest first): a few configs of the data side by side
-_SPLIT_ARRAYS = ("X", "y", "raw_index", "encoded")
 
 
 def entry_dir(cfg: MltConfig, root: Path) -> Path | None:
@@ -65,63 +64,35 @@ def entry_dir(cfg: MltConfig, root: Path) -> Path | None:
     return project.mlt_dir / "cache" / "data" / digest
 
 
-def load(entry: Path, *, audit: AuditFn | None, rebuild: Any) -> DataBundle | None:
-    """The cached bundle, or None when the entry is missing, incomplete or does not verify.
-
-    `rebuild()` prepares the data from the source: the test split's loader falls back to it
-    when the test file fails its check in finalize.
-    """
-    from mltrainer.data._bundle import DataBundle, DataSpec
-    from mltrainer.data._preprocess import Preprocessor
-
+def load(entry: Path) -> Cached | None:
+    """The entry's record and its train and val arrays, or None when the entry is missing,
+    incomplete or does not verify. The test arrays load through `Cached.load_test`."""
     try:
         meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT or meta.get("entry") != entry.name:
             return None
-        train, val = (_load_split(entry, name, meta) for name in ("train", "val"))
-        spec = DataSpec.from_dict(meta["spec"])
-        preprocessor = Preprocessor.from_dict(meta["preprocessor"])
-        fingerprints = {str(k): str(v) for k, v in meta["fingerprints"].items()}
+        return Cached(entry, meta, _load_arrays(entry, "train", meta),
+                      _load_arrays(entry, "val", meta))
     except Exception:  # any damage to a cache entry means "prepare it again"
         return None
 
-    def load_test() -> Split:
-        try:
-            return _load_split(entry, "test", meta)
-        except Exception:  # a damaged test file: prepare the data again
-            fresh = rebuild()
-            if fresh.fingerprints != fingerprints:
-                raise
-            return fresh.test("finalize")
 
-    return DataBundle(
-        spec=spec, train=train, val=val, test=None, test_loader=load_test,
-        fingerprints=fingerprints, split_info=meta["split_info"],
-        duplicates={str(k): int(v) for k, v in meta["duplicates"].items()},
-        preprocessor=preprocessor, source=str(meta["source"]), audit=audit,
-    )
-
-
-def store(entry: Path, bundle: DataBundle) -> None:
-    """Write the bundle as `entry` (all files first, then one rename); best effort: a cache
-    that cannot be written (read-only project, full disk, a concurrent writer) is skipped."""
+def store(entry: Path, arrays: dict[str, dict[str, np.ndarray]], record: dict[str, Any]) -> None:
+    """Write one entry: `arrays[split][name]` for train, val and test, and the JSON-safe
+    `record`, all files first, then one rename. Best effort: a cache that cannot be written
+    (read-only project, full disk, a concurrent writer) is skipped."""
     tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        splits = {"train": bundle.train, "val": bundle.val, "test": bundle.test_split_for_cache()}
         files = {}
-        for name, split in splits.items():
+        for name, split in arrays.items():
             path = tmp / f"{name}.npz"
-            np.savez(path, **{a: getattr(split, a) for a in _SPLIT_ARRAYS})
-            files[name] = {"sha256": sha256_file(path), "rows": len(split)}
-        meta = {
-            "format": FORMAT, "entry": entry.name, "mltrainer": __version__,
-            "source": bundle.source, "spec": bundle.spec.to_dict(),
-            "fingerprints": bundle.fingerprints, "split_info": bundle.split_info,
-            "duplicates": bundle.duplicates, "preprocessor": bundle.preprocessor.to_dict(),
-            "files": files,
-        }
+            np.savez(path, **split)
+            files[name] = {"sha256": sha256_file(path), "rows": len(split["y"]),
+                           "arrays": sorted(split)}
+        meta = {"format": FORMAT, "entry": entry.name, "mltrainer": __version__, **record,
+                "files": files}
         (tmp / "meta.json").write_text(json.dumps(meta, default=_json_default), encoding="utf-8")
         shutil.rmtree(entry, ignore_errors=True)
         os.replace(tmp, entry)
@@ -131,19 +102,30 @@ def store(entry: Path, bundle: DataBundle) -> None:
     _prune(entry.parent, keep=entry)
 
 
-def _load_split(entry: Path, name: str, meta: dict[str, Any]) -> Split:
-    from mltrainer.data._bundle import Split
+@dataclass(frozen=True)
+class Cached:
+    """A verified entry: its record, and the train and val arrays by name."""
 
+    entry: Path
+    meta: dict[str, Any]
+    train: dict[str, np.ndarray]
+    val: dict[str, np.ndarray]
+
+    def load_test(self) -> dict[str, np.ndarray]:
+        """The test arrays, verified like the others (ValueError/OSError when they are not)."""
+        return _load_arrays(self.entry, "test", self.meta)
+
+
+def _load_arrays(entry: Path, name: str, meta: dict[str, Any]) -> dict[str, np.ndarray]:
     path = entry / f"{name}.npz"
     record = meta["files"][name]
     if sha256_file(path) != record["sha256"]:
         raise ValueError(f"{path} does not match its recorded sha256")
     with np.load(path, allow_pickle=False) as archive:
-        arrays = {a: archive[a] for a in _SPLIT_ARRAYS}
-    if any(len(arrays[a]) != record["rows"] for a in _SPLIT_ARRAYS):
+        arrays = {a: archive[a] for a in record["arrays"]}
+    if any(len(a) != record["rows"] for a in arrays.values()):
         raise ValueError(f"{path} holds the wrong number of rows")
-    return Split(X=arrays["X"], y=arrays["y"], raw_index=arrays["raw_index"],
-                 encoded=arrays["encoded"])
+    return arrays
 
 
 def _prune(folder: Path, keep: Path) -> None:
