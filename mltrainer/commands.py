@@ -46,7 +46,8 @@ def init_project(project: Project, example: str) -> dict[str, Any]:
     project.mlt_dir.mkdir(exist_ok=True)
     gitignore = project.root / ".gitignore"
     if not gitignore.exists():
-        gitignore.write_text("runs/\nartifacts/\n.mlt/lock\n.mlt/mlflow.db\n.mlt/mlflow-artifacts/\n",
+        gitignore.write_text("runs/\nartifacts/\n.mlt/lock\n.mlt/cache/\n.mlt/mlflow.db\n"
+                             ".mlt/mlflow-artifacts/\n",
                              encoding="utf-8")
     audit(project, "init", example=example)
     return {"root": str(project.root), "config": str(project.config_path), "example": example}
