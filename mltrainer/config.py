@@ -71,16 +71,60 @@ class SplitConfig(_Strict):
         return self
 
 
+class LoaderConfig(_Strict):
+    num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes (0 = "
+                             "load in the training process). Results do not depend on it.")
+    pin_memory: bool = Field(False, description="Page-locked batches (faster copies to a GPU).")
+    persistent_workers: bool = Field(
+        False, description="Keep workers alive between epochs (num_workers > 0 only).")
+    prefetch_factor: int | None = Field(
+        None, ge=1, description="Batches each worker loads ahead; null = torch's default (2).")
+
+
+class AugmentConfig(_Strict):
+    hflip: float = Field(0.0, ge=0.0, le=1.0, description="Probability of a horizontal flip.")
+    random_crop: bool = Field(
+        False, description="Random crop of `crop` pixels (padded by `crop_padding`) on train "
+        "instead of the centre crop.")
+    crop_padding: int = Field(0, ge=0, description="Pixels of padding before the random crop.")
+    rotation: float = Field(0.0, ge=0.0, le=180.0, description="Largest random rotation (deg).")
+    color_jitter: float = Field(
+        0.0, ge=0.0, le=1.0, description="Brightness/contrast/saturation jitter strength (0-1).")
+
+
+class TransformsConfig(_Strict):
+    size: int | None = Field(None, ge=1, description="Resize the shorter side to this many "
+                             "pixels (null: keep the images' size; they must then all agree).")
+    crop: int | None = Field(None, ge=1, description="Centre crop (eval) / crop (train) to "
+                             "crop x crop pixels; null = no crop.")
+    channels: Literal[1, 3] = Field(3, description="1 = grayscale, 3 = RGB.")
+    mean: list[float] | None = Field(None, description="Per-channel mean for normalisation; "
+                                     "null = measured on the train split.")
+    std: list[float] | None = Field(None, description="Per-channel std; null = measured on train.")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig,
+                                   description="Train-only augmentation.")
+
+
 class DataConfig(_Strict):
     source: str = Field(
         ...,
         description="Where the data comes from: sklearn:<name> (digits, breast_cancer, wine, "
-        "iris, diabetes), a path to a .csv or .npz file (relative to mlt.yaml), or "
-        "python:<module>:<function> returning (X, y) or a DataFrame with the target column.",
+        "iris, diabetes), a path to a .csv or .npz file (relative to mlt.yaml), "
+        "imagefolder:<dir> (one sub-folder of PNG/JPEG files per class), text data "
+        "(a datasets folder from save_to_disk, or .csv/.jsonl/.parquet files with "
+        "data.text_column set), or python:<module>:<function> returning (X, y), a DataFrame "
+        "with the target column, a torch Dataset or a dict of train/val/test Datasets.",
     )
     target: str | None = Field(
-        None, description="The target column (CSV and DataFrame sources). Ignored otherwise."
+        None, description="The target column (CSV, DataFrame and text sources; text default: "
+        "label). Ignored otherwise."
     )
+    text_column: str | None = Field(
+        None, description="The text column of text data (set it to read a .csv as text).")
+    loader: LoaderConfig = Field(default_factory=LoaderConfig,
+                                 description="DataLoader settings (image, text, Dataset sources).")
+    transforms: TransformsConfig = Field(default_factory=TransformsConfig,
+                                         description="Image preprocessing and augmentation.")
     drop: list[str] = Field(
         default_factory=list, description="Columns to drop before training (ids, leaks)."
     )
@@ -89,10 +133,12 @@ class DataConfig(_Strict):
     @field_validator("source")
     @classmethod
     def _known_scheme(cls, v: str) -> str:
-        if v.startswith(("sklearn:", "python:")) or v.endswith((".csv", ".npz")):
+        if v.startswith(("sklearn:", "python:", "imagefolder:", "text:")) or v.endswith(
+                (".csv", ".npz", ".jsonl", ".json", ".parquet")):
             return v
         raise ValueError(
-            "must be sklearn:<name>, python:<module>:<function>, or a path ending in .csv or .npz"
+            "must be sklearn:<name>, python:<module>:<function>, imagefolder:<dir>, "
+            "text:<datasets folder or file>, or a path ending in .csv, .npz, .jsonl or .parquet"
         )
 
 
@@ -100,9 +146,21 @@ class ModelConfig(_Strict):
     _off: ClassVar[dict[str, Any]] = {"dropout": 0.0, "norm": "none"}
 
     kind: str = Field(
-        "mlp",
-        description="mlp | cnn | python:<module>:<function> (a factory returning an nn.Module).",
+        "mlp", description="mlp | cnn | torchvision:<name> | timm:<name> | hf:<local dir> "
+        "| python:<module>:<function> (a factory returning an nn.Module)."
     )
+    weights: str | None = Field(
+        None, description="Initial weights: a local .pt/.pth/.safetensors file (never a hub); "
+        "tensors whose shape differs (a new head) keep their fresh init.")
+    freeze: list[str] = Field(
+        default_factory=list, description="Parameter-name prefixes to freeze (no gradients).")
+    head_lr: float | None = Field(
+        None, gt=0.0, description="Peak learning rate of the output layer (null = training.lr).")
+    tokenizer: str | None = Field(
+        None, description="Text: a local tokenizer folder (as save_pretrained writes it); "
+        "null = the hf: model folder.")
+    max_length: int = Field(128, ge=2, le=8192, description="Text: tokens per text at most "
+                            "(longer texts are truncated; batches are padded to their longest).")
     hidden: list[int] = Field(
         default_factory=lambda: [256, 128],
         description="Hidden layer widths (units) of the mlp; for the cnn, the width of its head.",
@@ -129,7 +187,11 @@ class ModelConfig(_Strict):
     def _known_kind(cls, v: str) -> str:
         if v in ("mlp", "cnn") or (v.startswith("python:") and v.count(":") == 2):
             return v
-        raise ValueError("must be mlp, cnn or python:<module>:<function>")
+        family, _, name = v.partition(":")
+        if family in ("torchvision", "timm", "hf") and name:
+            return v
+        raise ValueError("must be mlp, cnn, torchvision:<name>, timm:<name>, hf:<local dir> "
+                         "or python:<module>:<function>")
 
     @field_validator("hidden", "channels")
     @classmethod

@@ -1,0 +1,126 @@
+"""One base class and one registry for every `model.kind`.
+
+A kind is a string in mlt.yaml: `mlp`, `cnn`, `python:<module>:<function>`,
+`torchvision:<name>`, `timm:<name>`, `hf:<local dir>`. Each lives in one private module of
+this package and registers a `ModelKind` subclass; `build_model` asks the registry.
+
+Contract (tests/test_models.py runs it over every registered kind): `handles` is a pure test of
+the string; `build` returns an `nn.Module` whose forward takes the batch the data layer makes
+(a float tensor, or a dict of tensors for text) and returns logits `(N, n_outputs)`; a bad name,
+a missing weights file or a model that cannot fit the data is a `ConfigError` naming
+`model.kind` / `model.weights` and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import nn
+
+from mltrainer.config import ModelConfig
+from mltrainer.errors import ConfigError
+
+
+def n_outputs(spec: Any) -> int:
+    if spec.task == "classification":
+        if not spec.n_classes or spec.n_classes < 2:
+            raise ConfigError(f"classification needs at least 2 classes but the data has "
+                              f"{spec.n_classes}")
+        return int(spec.n_classes)
+    return 1
+
+
+def input_spec(spec: Any) -> dict[str, Any]:
+    shape = getattr(spec, "image_shape", None)
+    return {"n_features": int(spec.n_features), "feature_names": list(spec.feature_names or []),
+            "image_shape": tuple(shape) if shape else None,
+            "modality": getattr(spec, "modality", "table")}
+
+
+def output_spec(spec: Any) -> dict[str, Any]:
+    labels = getattr(spec, "class_labels", None)
+    return {"task": spec.task, "n_outputs": n_outputs(spec),
+            "class_labels": list(labels) if labels is not None else None}
+
+
+class ModelKind(ABC):
+    """One family of `model.kind` strings. Stateless: instances are made per call."""
+
+    name: ClassVar[str]
+    modalities: ClassVar[tuple[str, ...]] = ("table", "image")  # data it can take
+
+    @classmethod
+    @abstractmethod
+    def handles(cls, kind: str) -> bool:
+        """True when this family builds `kind` (the `model.kind` string)."""
+
+    @abstractmethod
+    def build(self, cfg: ModelConfig, spec: Any, root: Path) -> nn.Module:
+        """The model for data described by `spec`, output size from the data."""
+
+
+MODEL_KINDS: list[type[ModelKind]] = []
+
+
+def register_model_kind(cls: type[ModelKind]) -> type[ModelKind]:
+    MODEL_KINDS.append(cls)
+    return cls
+
+
+def kind_for(kind: str) -> ModelKind:
+    for cls in MODEL_KINDS:
+        if cls.handles(kind):
+            return cls()
+    raise ConfigError(
+        f"model.kind has bad value {kind!r}: must be mlp, cnn, python:<module>:<function>, "
+        "torchvision:<name>, timm:<name> or hf:<local dir>")
+
+
+def unknown_name(kind: str, name: str, known: list[str], hint: str) -> ConfigError:
+    """`model.kind: <family>:<name>` naming nothing the library has: suggest close names."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    tip = f"; did you mean {', '.join(repr(f'{kind}:{c}') for c in close)}?" if close else ""
+    return ConfigError(f"model.kind {kind}:{name!r}: no such model in {kind}{tip}", hint=hint)
+
+
+def resolve_local(path: str, root: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(root) / p
+
+
+def load_weights(model: nn.Module, cfg: ModelConfig, root: Path) -> dict[str, Any]:
+    """`model.weights` (a local .pt/.pth/.safetensors file): load every tensor whose name and
+    shape fit, skipping the head when its size differs (a new number of classes)."""
+    import torch
+
+    path = resolve_local(str(cfg.weights), root)
+    if not path.is_file():
+        raise ConfigError(
+            f"model.weights {cfg.weights!r}: no such file ({path})",
+            hint="point model.weights at a local .pt, .pth or .safetensors file "
+                 "(weights are never downloaded at run time)")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
+        raise ConfigError(f"model.weights {cfg.weights!r}: cannot read it "
+                          f"({type(exc).__name__}: {exc})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # an mlt checkpoint
+    own = model.state_dict()
+    fit = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not fit:
+        raise ConfigError(f"model.weights {cfg.weights!r}: none of its tensors fit "
+                          f"{cfg.kind} (names or shapes differ)",
+                          hint="use weights saved from the same architecture")
+    model.load_state_dict(fit, strict=False)
+    skipped = sorted(k for k in own if k not in fit)
+    return {"file": str(cfg.weights), "loaded": len(fit), "skipped": skipped[:20],
+            "n_skipped": len(skipped)}

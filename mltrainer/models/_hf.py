@@ -1,0 +1,90 @@
+"""`hf:<local dir>`: a Hugging Face transformers model from a folder `save_pretrained` wrote
+(config.json, and weights when it has them), never from the hub. Text data gets
+`AutoModelForSequenceClassification`, image data `AutoModelForImageClassification`; the
+classifier is sized from the data (a differently sized saved head is re-initialised)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mltrainer.config import ModelConfig
+from mltrainer.errors import ConfigError
+from mltrainer.models._base import ModelKind, n_outputs, register_model_kind, resolve_local
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+
+
+class HFClassifier(nn.Module):
+    """A transformers classifier as an mlt model: `forward(input_ids, attention_mask)` for
+    text (or one dict batch), `forward(pixel_values)` for images; returns the logits."""
+
+    def __init__(self, model: nn.Module, modality: str) -> None:
+        super().__init__()
+        self.model = model
+        self.modality = modality
+
+    def forward(self, x: Any, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(x, dict):
+            keep = {k: v for k, v in x.items() if k in ("input_ids", "attention_mask",
+                                                         "pixel_values")}
+            return self.model(**keep).logits
+        if self.modality == "text":
+            return self.model(input_ids=x, attention_mask=attention_mask).logits
+        return self.model(pixel_values=x).logits
+
+
+@register_model_kind
+class HFKind(ModelKind):
+    name = "hf"
+    modalities = ("text", "image")
+
+    @classmethod
+    def handles(cls, kind: str) -> bool:
+        return kind.startswith("hf:")
+
+    def folder(self, cfg: ModelConfig, root: Path) -> Path:
+        rel = cfg.kind.split(":", 1)[1]
+        path = resolve_local(rel, root)
+        if not (path / "config.json").is_file():
+            what = "no such folder" if not path.is_dir() else "it has no config.json"
+            raise ConfigError(
+                f"model.kind {cfg.kind!r}: not a Hugging Face model folder ({what}: {path})",
+                hint="point hf: at a folder written by save_pretrained (models are never "
+                     "downloaded at run time)")
+        return path
+
+    def build(self, cfg: ModelConfig, spec: Any, root: Path) -> nn.Module:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        path = self.folder(cfg, root)
+        modality = getattr(spec, "modality", "table")
+        if modality not in ("text", "image"):
+            raise ConfigError(f"model.kind {cfg.kind!r} needs text or image data but the data "
+                              f"is a {modality}", hint="use mlp for tables")
+        auto = (transformers.AutoModelForSequenceClassification if modality == "text"
+                else transformers.AutoModelForImageClassification)
+        n = n_outputs(spec)
+        labels = [str(c) for c in (getattr(spec, "class_labels", None) or range(n))]
+        extra = {"num_labels": n, "id2label": dict(enumerate(labels)),
+                 "label2id": {v: i for i, v in enumerate(labels)},
+                 "attn_implementation": "eager", **cfg.params}
+        try:
+            if any((path / f).is_file() for f in _WEIGHT_FILES):
+                model = auto.from_pretrained(str(path), ignore_mismatched_sizes=True,
+                                             local_files_only=True, **extra)
+            else:
+                config = transformers.AutoConfig.from_pretrained(str(path),
+                                                                 local_files_only=True, **extra)
+                model = auto.from_config(config)
+        except (OSError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ConfigError(f"model.kind {cfg.kind!r}: transformers cannot build a "
+                              f"classifier from {path}: {first}") from None
+        return HFClassifier(model, modality)

@@ -1,0 +1,48 @@
+"""`timm:<name>`: a timm model (`timm.create_model(name, pretrained=False, num_classes=...,
+in_chans=...)`); `model.params` go to `create_model` (e.g. `img_size` of a ViT)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from mltrainer.config import ModelConfig
+from mltrainer.errors import ConfigError
+from mltrainer.models._base import (
+    ModelKind,
+    load_weights,
+    n_outputs,
+    register_model_kind,
+    unknown_name,
+)
+from mltrainer.models._vision import timm
+
+
+@register_model_kind
+class TimmKind(ModelKind):
+    name = "timm"
+    modalities = ("image",)
+
+    @classmethod
+    def handles(cls, kind: str) -> bool:
+        return kind.startswith("timm:")
+
+    def build(self, cfg: ModelConfig, spec: Any, root: Path) -> nn.Module:
+        lib = timm()
+        name = cfg.kind.split(":", 1)[1]
+        if not lib.is_model(name):
+            raise unknown_name("timm", name, lib.list_models(),
+                               hint="list the names with python -c \"import timm; "
+                                    "print(timm.list_models('*resnet*'))\"")
+        shape = getattr(spec, "image_shape", None) or (3,)
+        try:
+            model = lib.create_model(name, pretrained=False, num_classes=n_outputs(spec),
+                                     in_chans=int(shape[0]), **cfg.params)
+        except TypeError as exc:
+            raise ConfigError(f"model.params for timm:{name}: {exc}",
+                              hint="pass only arguments the model's constructor takes") from None
+        if cfg.weights:
+            load_weights(model, cfg, root)
+        return model
