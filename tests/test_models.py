@@ -92,7 +92,7 @@ def test_factory_is_called_with_specs_and_params(tmp_path: Path) -> None:
     seen = __import__(name).SEEN
     assert seen["width"] == 12
     assert seen["input_spec"] == {"n_features": 64, "feature_names": [f"f{i}" for i in range(64)],
-                                  "image_shape": (1, 8, 8)}
+                                  "image_shape": (1, 8, 8), "modality": "table"}
     assert seen["output_spec"] == {"task": "classification", "n_outputs": 10,
                                    "class_labels": list(range(10))}
 
