@@ -42,6 +42,9 @@ def init_project(project: Project, example: str) -> dict[str, Any]:
             hint="edit it, or choose another directory for `mlt init`",
         )
     project.root.mkdir(parents=True, exist_ok=True)
+    from mltrainer.examples import write_example_data
+
+    write_example_data(example, project.root)  # images / text: the data they ship with
     project.config_path.write_text(text, encoding="utf-8")
     project.mlt_dir.mkdir(exist_ok=True)
     gitignore = project.root / ".gitignore"

@@ -6,7 +6,8 @@
 
 Importing this package is cheap on purpose: `source_fingerprint` needs only the standard
 library, and everything that imports pandas or scikit-learn loads on first attribute access.
-No torch anywhere in this package.
+The table path imports no torch; item data (image folders, text, torch Datasets: `_items.py`,
+`_itemsets.py`) imports torch, torchvision, transformers and datasets when it is loaded.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from mltrainer.data._imagefolder import ImageFolderSource  # registers imagefolder:<dir>
 from mltrainer.data._python import PythonSource  # registers python:<module>:<function>
+from mltrainer.data._text import TextSource  # registers text data (datasets folders, files)
 from mltrainer.data._sources import (
     SKLEARN_DATASETS,
     SOURCES,
@@ -41,10 +44,12 @@ _LAZY = {
 
 __all__ = [
     "SKLEARN_DATASETS",
+    "TextSource",
     "SOURCES",
     "DataBundle",
     "DataSource",
     "DataSpec",
+    "ImageFolderSource",
     "Preprocessor",
     "PythonSource",
     "RawData",

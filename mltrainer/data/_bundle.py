@@ -34,6 +34,7 @@ class DataSpec:
     image_shape: tuple[int, ...] | None = None
     class_labels: list[Any] | None = None
     target: str | None = None
+    modality: str = "table"  # table | image | text | tensor (what one input is)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +45,7 @@ class DataSpec:
             "image_shape": list(self.image_shape) if self.image_shape is not None else None,
             "class_labels": list(self.class_labels) if self.class_labels is not None else None,
             "target": self.target,
+            "modality": self.modality,
         }
 
     @classmethod
@@ -59,6 +61,7 @@ class DataSpec:
             image_shape=tuple(int(d) for d in shape) if shape is not None else None,
             class_labels=list(labels) if labels is not None else None,
             target=data.get("target"),
+            modality=str(data.get("modality", "table")),
         )
 
 
@@ -157,7 +160,7 @@ def prepare_data(cfg: MltConfig, root: Path, *, audit: AuditFn | None = None,
             except Exception:  # a record that does not parse: prepare the data again
                 pass
     bundle = _prepare(cfg, Path(root), audit)
-    if entry is not None:
+    if entry is not None and not getattr(bundle, "is_lazy", False):  # item data: not cached
         _cache.store(entry, *_to_cache(bundle))
     return bundle
 
@@ -167,7 +170,7 @@ def cache_prepared(cfg: MltConfig, root: Path, bundle: DataBundle) -> None:
     from mltrainer.data import _cache
 
     entry = _cache.entry_dir(cfg, Path(root))
-    if entry is not None:
+    if entry is not None and not getattr(bundle, "is_lazy", False):  # item data: not cached
         _cache.store(entry, *_to_cache(bundle))
 
 
@@ -212,7 +215,7 @@ def _from_cache(cached: Any, audit: AuditFn | None, rebuild: Callable[[], DataBu
 
 def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:
     from mltrainer.data._preprocess import Preprocessor
-    from mltrainer.data._sources import source_for
+    from mltrainer.data._sources import RawData, source_for
     from mltrainer.data._split import (
         digest_groups,
         duplicate_evidence,
@@ -225,7 +228,11 @@ def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:
     from mltrainer.data._table import check_features, encode_target, select_columns
 
     where = cfg.data.source
-    raw = source_for(where).load(cfg, Path(root))
+    raw = source_for(where, cfg.data.text_column).load(cfg, Path(root))
+    if not isinstance(raw, RawData):  # item data (images, text, torch Datasets): lazy
+        from mltrainer.data._items import prepare_items
+
+        return prepare_items(cfg, Path(root), raw, audit=audit)  # type: ignore[return-value]
     features, target = select_columns(raw.frame, raw.target, drop=list(cfg.data.drop),
                                       target_required=raw.target_required, where=where)
     check_features(features, where, raw.row_lines)

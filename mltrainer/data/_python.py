@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 @register_source
 class PythonSource(DataSource):
-    """`python:<module>:<function>`: a function in the project returning (X, y) or a DataFrame."""
+    """`python:<module>:<function>`: a function in the project returning (X, y), a DataFrame,
+    a torch Dataset or a dict of train/val/test Datasets (`_torchdata.py`)."""
 
     name = "python"
 
@@ -52,7 +53,7 @@ class PythonSource(DataSource):
             )
         return sha256_file(origin)
 
-    def load(self, cfg: MltConfig, root: Path) -> RawData:
+    def load(self, cfg: MltConfig, root: Path) -> Any:
         from mltrainer.data._table import frame_from_python_result
 
         module_name, fn_name = self.parts(cfg)
@@ -76,6 +77,10 @@ class PythonSource(DataSource):
                 raise DataError(
                     f"{where}: {fn_name}() raised {type(exc).__name__}: {exc}"
                 ) from None
+        from mltrainer.data._torchdata import is_dataset_result, items_from_datasets
+
+        if is_dataset_result(result):
+            return items_from_datasets(result, cfg.task, where, self.fingerprint(cfg, root))
         frame, target, image_shape, required = frame_from_python_result(
             result, cfg.data.target, where
         )

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mltrainer.errors import DataError
 from mltrainer.hashing import sha256_file
@@ -70,8 +70,9 @@ class DataSource(ABC):
         """A sha256 hex digest that changes when the data may have changed."""
 
     @abstractmethod
-    def load(self, cfg: MltConfig, root: Path) -> RawData:
-        """The raw table, or DataError naming the source and what is wrong."""
+    def load(self, cfg: MltConfig, root: Path) -> Any:
+        """The raw table (`RawData`), or item data read lazily (`_items.ItemData`: image
+        folders, text, torch Datasets), or DataError naming the source and what is wrong."""
 
 
 SOURCES: list[type[DataSource]] = []
@@ -82,13 +83,18 @@ def register_source(cls: type[DataSource]) -> type[DataSource]:
     return cls
 
 
-def source_for(source: str) -> DataSource:
+def source_for(source: str, text_column: str | None = None) -> DataSource:
+    if text_column and source.lower().endswith(".csv"):  # a CSV read as text data
+        from mltrainer.data._text import TextSource
+
+        return TextSource()
     for cls in SOURCES:
         if cls.handles(source):
             return cls()
     raise DataError(
         f"data.source {source!r}: not a known kind of source",
-        hint="use sklearn:<name>, python:<module>:<function>, or a path ending in .csv or .npz",
+        hint="use sklearn:<name>, python:<module>:<function>, imagefolder:<dir>, text:<path>, "
+             "or a path ending in .csv, .npz, .jsonl or .parquet",
     )
 
 
@@ -98,7 +104,7 @@ def source_fingerprint(cfg: MltConfig, root: Path) -> str:
     csv/npz: sha256 of the file bytes; sklearn: sha256 of "sklearn:<name>@<version>";
     python: sha256 of the module's source file, found without executing it.
     """
-    return source_for(cfg.data.source).fingerprint(cfg, Path(root))
+    return source_for(cfg.data.source, cfg.data.text_column).fingerprint(cfg, Path(root))
 
 
 def resolve_path(source: str, root: Path) -> Path:
@@ -113,7 +119,7 @@ class _FileSource(DataSource):
     @classmethod
     def handles(cls, source: str) -> bool:
         return source.lower().endswith(cls.suffix) and not source.startswith(
-            ("sklearn:", "python:")
+            ("sklearn:", "python:", "text:", "imagefolder:")
         )
 
     def existing_path(self, cfg: MltConfig, root: Path) -> Path:

@@ -43,19 +43,49 @@ def model_device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def predict(model: nn.Module, X: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+def predict(model: nn.Module, X: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:
     """Raw outputs for rows `X` (eval mode, no grad): logits (N, C) for classification,
-    (N,) for a single-output (regression) model."""
-    tensor = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32),
-                             device=model_device(model))
-    out = forward_batches(model, tensor, batch_size).cpu().numpy()
+    (N,) for a single-output (regression) model. `X` is an array of rows, or a lazily read
+    split (`split.X` of image, text and Dataset sources), read through a DataLoader."""
+    if getattr(X, "is_lazy", False):
+        from mltrainer.engine.loading import forward_split
+
+        out = forward_split(model, X).cpu().numpy()
+    else:
+        tensor = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32),
+                                 device=model_device(model))
+        out = forward_batches(model, tensor, batch_size).cpu().numpy()
     return out.reshape(len(out)) if out.ndim == 2 and out.shape[1] == 1 else out
 
 
-def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, task: str,
+def evaluation_data(split: Any, rows: np.ndarray | None, device: torch.device, task: str
+                    ) -> tuple[Any, torch.Tensor, np.ndarray]:
+    """(inputs, targets on the device, targets) of `split` (its `rows` only, when given) for
+    `evaluate`: tensors on the device, or the lazily read split itself (item data: its inputs
+    are read per epoch through a DataLoader)."""
+    from dataclasses import replace
+
+    from mltrainer.engine.batching import to_tensor
+
+    y = np.asarray(split.y) if rows is None else np.asarray(split.y)[rows]
+    y_tensor = to_tensor(y, device, torch.float32 if task == "regression" else torch.int64)
+    if getattr(split, "is_lazy", False):
+        part = split if rows is None else replace(split, indices=split.indices[rows], y=y)
+        return part, y_tensor, y
+    X = np.asarray(split.X) if rows is None else np.asarray(split.X)[rows]
+    return to_tensor(X, device, torch.float32), y_tensor, y
+
+
+def evaluate(model: nn.Module, X: Any, y: torch.Tensor, loss_fn: LossFn, task: str,
              y_numpy: np.ndarray) -> tuple[float, dict[str, float]]:
-    """(loss, every metric of the task) of `model` on one split held as tensors on the device."""
-    outputs = forward_batches(model, X)
+    """(loss, every metric of the task) of `model` on one split held as tensors on the device
+    (or a lazily read split, see `validation_data`)."""
+    if getattr(X, "is_lazy", False):
+        from mltrainer.engine.loading import forward_split
+
+        outputs = forward_split(model, X)
+    else:
+        outputs = forward_batches(model, X)
     loss = float(loss_fn(outputs, y))
     out = outputs.cpu().numpy()
     if out.ndim == 2 and out.shape[1] == 1:

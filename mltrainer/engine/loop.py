@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from mltrainer.config import MltConfig
-from mltrainer.engine.batching import to_tensor
 from mltrainer.engine.checkpoint import (
     CheckpointWriter,
     epoch_name,
@@ -33,7 +32,7 @@ from mltrainer.engine.checkpoint import (
 )
 from mltrainer.engine.devices import choose_device, peak_mem_mb, reset_peak_memory
 from mltrainer.engine.distributed import DistContext, check_world_size
-from mltrainer.engine.inference import evaluate
+from mltrainer.engine.inference import evaluate, evaluation_data
 from mltrainer.engine.metrics import is_better
 from mltrainer.engine.precision import is_out_of_memory, out_of_memory_error
 from mltrainer.engine.result import RunResult
@@ -201,13 +200,9 @@ class Trainer:
     def _run(self, parts: TrainingParts, progress: Progress, stopper: EarlyStopping,
              resume: Path | None, ckpt: dict[str, Any] | None, started: float) -> str:
         """Open the stream and the checkpoint writer, run the loop, always end the stream."""
-        y_dtype = torch.float32 if self.cfg.task == "regression" else torch.int64
-        val = (to_tensor(self.bundle.val.X, self.device, torch.float32),
-               to_tensor(self.bundle.val.y, self.device, y_dtype), self.bundle.val.y)
+        val = evaluation_data(self.bundle.val, None, self.device, self.cfg.task)
         rows = train_subset(len(self.bundle.train.y), len(self.bundle.val.y), self.cfg.seed)
-        train_y = np.asarray(self.bundle.train.y)[rows]
-        train = (to_tensor(np.asarray(self.bundle.train.X)[rows], self.device, torch.float32),
-                 to_tensor(train_y, self.device, y_dtype), train_y)
+        train = evaluation_data(self.bundle.train, rows, self.device, self.cfg.task)
         ckpts = CheckpointWriter(self.ckpt_dir, background=self._background,
                                  keep=self.keep_checkpoints, enabled=self.dist.is_main)
         # The stream is fsynced by the checkpoint writer's thread after each epoch's checkpoint
@@ -376,6 +371,8 @@ class Trainer:
         }
         if self.schedule_epochs is not None:
             event["schedule_epochs"] = self.schedule_epochs
+        if parts.model_record is not None:
+            event["model"] = parts.model_record
         if self.baseline is not None:
             event["baseline"] = self.baseline
         if ckpt is not None and resume is not None:

@@ -82,7 +82,7 @@ class LrSchedule:
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
         lr = self.lr_at(step)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # model.head_lr's group
         return lr
 
     def on_epoch_end(self, metric: float) -> None:

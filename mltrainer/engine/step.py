@@ -22,10 +22,11 @@ from torch import nn
 from mltrainer.config import MltConfig, TrainingConfig
 from mltrainer.engine.batching import InMemoryBatches
 from mltrainer.engine.devices import choose_device, resolve_device
+from mltrainer.engine.loading import LoaderBatches
 from mltrainer.engine.precision import autocast_for, make_scaler
 from mltrainer.engine.schedule import LrSchedule, build_optimizer
 from mltrainer.engine.seeding import seed_everything
-from mltrainer.errors import DataError
+from mltrainer.errors import ConfigError, DataError
 from mltrainer.models import build_model, n_outputs
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -41,6 +42,8 @@ def loss_function(task: str) -> LossFn:
 def check_bundle(bundle: Any) -> None:
     """The data fits the spec: 2-D float features of spec.n_features columns, labels in range."""
     spec = bundle.spec
+    if getattr(bundle, "is_lazy", False):  # item data: checked item by item as it is read
+        return
     for name in ("train", "val"):
         split = getattr(bundle, name)
         X, y = np.asarray(split.X), np.asarray(split.y)
@@ -97,7 +100,7 @@ class TrainStep:
 
     def _accumulate(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Forward and backward over the micro-batches; the mean loss over all rows."""
-        n = len(xb)
+        n = len(yb)  # rows (text inputs are a dict of tensors)
         if n <= self.micro_rows:  # one pass: exactly the arithmetic of an unaccumulated step
             with self.autocast():
                 loss = self.loss_fn(self.forward(xb), yb)
@@ -105,9 +108,12 @@ class TrainStep:
             return loss.detach()
         starts = range(0, n, self.micro_rows)
         no_sync = getattr(self.forward, "no_sync", contextlib.nullcontext)
-        total = torch.zeros((), device=xb.device)
+        total = torch.zeros((), device=yb.device)
         for j, start in enumerate(starts):
-            xj, yj = xb[start:start + self.micro_rows], yb[start:start + self.micro_rows]
+            stop = start + self.micro_rows
+            xj = ({k: v[start:stop] for k, v in xb.items()} if isinstance(xb, dict)
+                  else xb[start:stop])
+            yj = yb[start:stop]
             weight = len(xj) / n
             with no_sync() if j < len(starts) - 1 else contextlib.nullcontext():
                 with self.autocast():
@@ -174,11 +180,12 @@ class TrainingParts:
     optimizer: torch.optim.Optimizer
     schedule: LrSchedule
     scaler: torch.amp.GradScaler | None
-    batches: InMemoryBatches
+    batches: InMemoryBatches | LoaderBatches
     step: TrainStep
     loss_fn: LossFn
     device: torch.device
     forward: nn.Module | None = None  # what the step calls: the model, DDP- or compile-wrapped
+    model_record: dict[str, Any] | None = None  # kind, parameters, what is frozen, head lr
 
     def wants_layer_stats(self, step_index: int, every: int) -> bool:
         """Per-layer statistics on every `every`-th step (1-based), never when every is 0."""
@@ -201,10 +208,8 @@ def build_training(cfg: MltConfig, bundle: Any, root: Path | None = None,
     seed_everything(cfg.seed)
     model = build_model(cfg.model, bundle.spec, root=root).to(device)
     model.train()
-    optimizer = build_optimizer(model.parameters(), tcfg)
-    batches = InMemoryBatches(bundle.train.X, bundle.train.y, tcfg.batch_size, device,
-                              cfg.seed, regression=cfg.task == "regression",
-                              accum=tcfg.grad_accum_steps, rank=rank, world=world)
+    optimizer = build_optimizer(param_groups(model, cfg, bundle.spec), tcfg)
+    batches = make_batches(cfg, bundle, device, rank=rank, world=world)
     schedule = LrSchedule(tcfg, batches.steps_per_epoch, cfg.greater_is_better,
                           horizon_epochs=schedule_epochs)
     scaler = make_scaler(tcfg.precision, device)
@@ -215,6 +220,44 @@ def build_training(cfg: MltConfig, bundle: Any, root: Path | None = None,
     if rank:  # every process its own dropout masks; process 0 draws as a single process would
         torch.manual_seed(cfg.seed + rank)
     step = TrainStep(model, optimizer, schedule, loss_fn, tcfg, device, scaler, forward)
-    return TrainingParts(model, optimizer, schedule, scaler, batches, step, loss_fn, device,
-                         forward)
+    from mltrainer.models import freeze_record
 
+    record = {"kind": cfg.model.kind, **freeze_record(model, cfg.model.freeze),
+              "head_lr": cfg.model.head_lr, "weights": cfg.model.weights}
+    return TrainingParts(model, optimizer, schedule, scaler, batches, step, loss_fn, device,
+                         forward, model_record=record)
+
+
+
+def make_batches(cfg: MltConfig, bundle: Any, device: torch.device, *, rank: int = 0,
+                 world: int = 1) -> InMemoryBatches | LoaderBatches:
+    """In-memory batches for tables; a seeded DataLoader for item data (images, text, ...)."""
+    regression = cfg.task == "regression"
+    tcfg = cfg.training
+    if getattr(bundle, "is_lazy", False):
+        return LoaderBatches(bundle.train, tcfg.batch_size, device, cfg.seed, cfg.data.loader,
+                             regression, accum=tcfg.grad_accum_steps, rank=rank, world=world)
+    return InMemoryBatches(bundle.train.X, bundle.train.y, tcfg.batch_size, device, cfg.seed,
+                           regression=regression, accum=tcfg.grad_accum_steps, rank=rank,
+                           world=world)
+
+
+def param_groups(model: nn.Module, cfg: MltConfig, spec: Any) -> list[dict[str, Any]]:
+    """The trainable parameters; with `model.head_lr`, the output layer in a group of its own
+    whose lr follows the schedule scaled by head_lr / training.lr."""
+    from mltrainer.models import head_parameters
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ConfigError("model.freeze froze every parameter: nothing would train",
+                          hint="freeze fewer prefixes")
+    if cfg.model.head_lr is None:
+        return [{"params": [p for _, p in named]}]
+    head = set(head_parameters(model, spec))
+    if not head:
+        raise ConfigError(f"model.head_lr: no output layer found in {cfg.model.kind}",
+                          hint="remove model.head_lr")
+    body = [p for n, p in named if n not in head]
+    top = [p for n, p in named if n in head]
+    groups = [{"params": top, "lr_scale": cfg.model.head_lr / cfg.training.lr}]
+    return ([{"params": body}] if body else []) + groups

@@ -1,0 +1,124 @@
+"""`imagefolder:<dir>`: one sub-folder per class, PNG/JPEG files inside (torchvision's
+ImageFolder layout). Files are listed, hashed (cached manifest) and fully decoded once per
+file version to catch unreadable or truncated images at `mlt plan`; training reads them lazily.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mltrainer.data._manifest import Manifest, list_files
+from mltrainer.data._sources import DataSource, register_source, resolve_path
+from mltrainer.errors import DataError
+
+if TYPE_CHECKING:
+    from mltrainer.config import MltConfig
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+class ImageFiles:
+    """`files[i]` → (absolute path, class index)."""
+
+    def __init__(self, folder: Path, rel: list[str], labels: list[int]) -> None:
+        self.folder = str(folder)
+        self.rel = rel
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.rel)
+
+    def __getitem__(self, i: int) -> tuple[str, int]:
+        return f"{self.folder}/{self.rel[i]}", self.labels[i]
+
+
+@register_source
+class ImageFolderSource(DataSource):
+    name = "imagefolder"
+
+    @classmethod
+    def handles(cls, source: str) -> bool:
+        return source.startswith("imagefolder:")
+
+    def folder(self, cfg: MltConfig, root: Path) -> Path:
+        rel = cfg.data.source.split(":", 1)[1]
+        path = resolve_path(rel, root)
+        if not path.is_dir():
+            raise DataError(f"data.source {cfg.data.source!r}: no such folder ({path})",
+                            hint="point imagefolder: at a folder with one sub-folder per class")
+        return path
+
+    def classes(self, cfg: MltConfig, folder: Path) -> tuple[list[str], list[str]]:
+        classes = sorted(d.name for d in folder.iterdir()
+                         if d.is_dir() and not d.name.startswith("."))
+        if len(classes) < 2:
+            raise DataError(f"{cfg.data.source}: {len(classes)} class folder(s) in {folder}; "
+                            "a classifier needs at least 2",
+                            hint="put each class's images in its own sub-folder")
+        files = list_files(folder, IMAGE_SUFFIXES)
+        by_class = {c: 0 for c in classes}
+        for rel in files:
+            top = rel.split("/", 1)[0]
+            if top in by_class and "/" in rel:
+                by_class[top] += 1
+        empty = [c for c, n in by_class.items() if n == 0]
+        if empty:
+            raise DataError(
+                f"{cfg.data.source}: class folder {str(folder / empty[0])!r} has no images "
+                f"({', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)})",
+                hint="add images to it or remove the folder")
+        return classes, [f for f in files if "/" in f and f.split("/", 1)[0] in by_class]
+
+    def fingerprint(self, cfg: MltConfig, root: Path) -> str:
+        folder = self.folder(cfg, root)
+        _, files = self.classes(cfg, folder)
+        manifest = Manifest(root, folder)
+        manifest.refresh(files)
+        manifest.save()
+        return manifest.digest()
+
+    def load(self, cfg: MltConfig, root: Path) -> Any:
+        import numpy as np
+
+        from mltrainer.data._items import ItemData
+
+        if cfg.task != "classification":
+            raise DataError(f"{cfg.data.source}: an image folder's labels are classes",
+                            hint="set task: classification")
+        folder = self.folder(cfg, root)
+        classes, files = self.classes(cfg, folder)
+        manifest = Manifest(root, folder)
+        entries = manifest.refresh(files)
+        for rel in files:
+            if "image" not in entries[rel]:
+                manifest.note(rel, image=_check_image(folder / rel, cfg.data.source))
+        manifest.save()
+        index = {c: i for i, c in enumerate(classes)}
+        labels = [index[f.split("/", 1)[0]] for f in files]
+        digests = np.stack([np.frombuffer(bytes.fromhex(entries[f]["sha256"]), np.uint8)
+                            for f in files])
+        sizes = {tuple(entries[f]["image"][:2]) for f in files}
+        return ItemData(
+            dataset=ImageFiles(folder, files, labels),
+            labels=np.asarray(labels, dtype=np.int64), class_labels=classes, digests=digests,
+            data_hash=manifest.digest(), modality="image",
+            describe=lambda i: str(folder / files[i]),
+            extra={"files": len(files), "image_sizes": sorted(list(s) for s in sizes)[:5],
+                   "manifest": str(manifest.path.relative_to(root))
+                   if manifest.path.is_relative_to(root) else str(manifest.path)},
+        )
+
+
+def _check_image(path: Path, where: str) -> list[Any]:
+    """Decode the whole file once (a truncated JPEG fails only when its pixels are read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return [img.width, img.height, img.mode]
+    except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError...
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise DataError(f"{where}: {path} is not a readable image ({type(exc).__name__}: "
+                        f"{first})", hint="replace or delete the file, then re-run") from None

@@ -1,0 +1,266 @@
+"""The torch side of item data: preprocessing pipelines fitted on train, and the Dataset the
+engine's DataLoader reads, which seeds each item's randomness from (epoch seed, index) so
+augmentation is the same for any number of workers and after a resume.
+
+Pipelines (one per modality) turn a raw item into model input and a list of inputs into a batch:
+
+- `ImagePipeline`: torchvision transforms v2 — resize, centre crop (eval) or random crop and
+  the other train-only augmentations, to float, normalise with mean/std given or measured on
+  up to `STATS_ITEMS` train images.
+- `TextPipeline`: the local tokenizer (`AutoTokenizer`, truncation to `model.max_length`),
+  and `DataCollatorWithPadding` (each batch padded to its own longest text).
+- `TensorPipeline`: the user's Dataset items as they are; the user's collate_fn if given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from mltrainer.config import MltConfig
+from mltrainer.errors import ConfigError, DataError
+
+STATS_ITEMS = 2000  # train images read to measure mean/std (spread evenly over the split)
+ITEM_ERROR = "mlt-item-error"  # marks an item's one-line error inside a worker's traceback
+
+
+class Pipeline:
+    modality = "tensor"
+    input_shape: tuple[int, ...] | None = None
+
+    def load(self, raw: Any, train: bool) -> Any:
+        return raw
+
+    def collate(self, samples: list[tuple[Any, Any]]) -> tuple[Any, torch.Tensor]:
+        return default_collate(samples)
+
+    def describe(self) -> dict[str, Any]:
+        return {"modality": self.modality}
+
+
+class TensorPipeline(Pipeline):
+    def __init__(self, collate_fn: Any, shape: tuple[int, ...] | None) -> None:
+        self.collate_fn = collate_fn
+        self.input_shape = shape
+
+    def collate(self, samples: list[tuple[Any, Any]]) -> tuple[Any, torch.Tensor]:
+        return (self.collate_fn or default_collate)(samples)
+
+    def describe(self) -> dict[str, Any]:
+        return {"modality": "tensor", "input_shape": list(self.input_shape or []),
+                "collate_fn": getattr(self.collate_fn, "__name__", None)}
+
+
+class ImagePipeline(Pipeline):
+    modality = "image"
+
+    def __init__(self, tcfg: Any, mean: list[float], std: list[float],
+                 shape: tuple[int, int, int]) -> None:
+        from mltrainer.models._vision import transforms_v2
+
+        v2 = transforms_v2()
+        self.cfg = tcfg
+        self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
+        self.input_shape = shape
+        self.mode = "L" if tcfg.channels == 1 else "RGB"
+        base = [v2.ToImage()]
+        if tcfg.size:
+            base.append(v2.Resize(tcfg.size, antialias=True))
+        aug = tcfg.augment
+        train = list(base)
+        if tcfg.crop:
+            train.append(v2.RandomCrop(tcfg.crop, padding=aug.crop_padding or None)
+                         if aug.random_crop else v2.CenterCrop(tcfg.crop))
+            base.append(v2.CenterCrop(tcfg.crop))
+        if aug.hflip:
+            train.append(v2.RandomHorizontalFlip(aug.hflip))
+        if aug.rotation:
+            train.append(v2.RandomRotation(aug.rotation))
+        if aug.color_jitter:
+            j = aug.color_jitter
+            train.append(v2.ColorJitter(brightness=j, contrast=j,
+                                        saturation=j if tcfg.channels == 3 else 0))
+        tail = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+        self.unnormalised = v2.Compose([*base, v2.ToDtype(torch.float32, scale=True)])
+        self.eval_tf = v2.Compose([*base, *tail])
+        self.train_tf = v2.Compose([*train, *tail])
+
+    def open(self, path: str) -> Any:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            return img.convert(self.mode)
+
+    def load(self, raw: Any, train: bool) -> torch.Tensor:
+        return (self.train_tf if train else self.eval_tf)(self.open(raw))
+
+    def describe(self) -> dict[str, Any]:
+        return {"modality": "image", "mode": self.mode, "resize": self.cfg.size,
+                "crop": self.cfg.crop, "mean": self.mean, "std": self.std,
+                "input_shape": list(self.input_shape),
+                "augment": self.cfg.augment.model_dump(mode="json"),
+                "library": "torchvision.transforms.v2"}
+
+
+class TextPipeline(Pipeline):
+    modality = "text"
+
+    def __init__(self, tokenizer: Any, folder: str, max_length: int) -> None:
+        from transformers import DataCollatorWithPadding
+
+        self.tokenizer = tokenizer
+        self.folder = folder
+        self.max_length = max_length
+        self.input_shape = None
+        self.pad = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+
+    def load(self, raw: Any, train: bool) -> dict[str, list[int]]:
+        enc = self.tokenizer(str(raw), truncation=True, max_length=self.max_length)
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def collate(self, samples: list[tuple[Any, Any]]) -> tuple[Any, torch.Tensor]:
+        batch = self.pad([x for x, _ in samples])
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        return inputs, torch.as_tensor(np.asarray([y for _, y in samples]))
+
+    def describe(self) -> dict[str, Any]:
+        return {"modality": "text", "tokenizer": self.folder,
+                "tokenizer_class": type(self.tokenizer).__name__,
+                "max_length": self.max_length, "padding": "dynamic (longest in batch)",
+                "vocab_size": int(len(self.tokenizer))}
+
+
+class SeededItems(Dataset):
+    """`dataset[(index, seed)]` → (input, label): the item, preprocessed, with python, numpy
+    and torch (CPU) randomness seeded from `seed` for that item alone (the caller's RNG state
+    is put back, so in-process loading never disturbs training's own random numbers)."""
+
+    def __init__(self, items: Any, pipeline: Pipeline, train: bool) -> None:
+        self.items = items
+        self.pipeline = pipeline
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.items.labels)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, Any]:
+        index, seed = key
+        try:
+            with _seeded(seed):
+                raw, label = self.items.dataset[index]
+                return self.pipeline.load(raw, self.train), label
+        except DataError as exc:
+            raise RuntimeError(f"{ITEM_ERROR}[{exc.message}]") from None
+        except Exception as exc:  # noqa: BLE001 - anything reading an item: name the item
+            what = self.items.describe(index)
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise RuntimeError(f"{ITEM_ERROR}[{what}: cannot load it "
+                               f"({type(exc).__name__}: {first})]") from None
+
+
+class _seeded:
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __enter__(self) -> None:
+        self.state = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+        random.seed(self.seed)
+        np.random.seed(self.seed % 2**32)
+        torch.default_generator.manual_seed(self.seed)
+
+    def __exit__(self, *exc: Any) -> None:
+        random.setstate(self.state[0])
+        np.random.set_state(self.state[1])
+        torch.set_rng_state(self.state[2])
+
+
+def item_seed(epoch_seed: int, index: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{epoch_seed}:{index}".encode()).digest()[:8],
+                          "little") >> 1
+
+
+def fit_pipeline(cfg: MltConfig, root: Path, items: Any, train_idx: np.ndarray) -> Pipeline:
+    if items.modality == "image":
+        return _fit_image(cfg, items, train_idx)
+    if items.modality == "text":
+        return _text_pipeline(cfg, root)
+    first = items.dataset[int(train_idx[0])][0] if len(train_idx) else None
+    shape = tuple(int(d) for d in np.shape(first)) if first is not None else None
+    return TensorPipeline(items.collate_fn, shape)
+
+
+def _fit_image(cfg: MltConfig, items: Any, train_idx: np.ndarray) -> ImagePipeline:
+    tcfg = cfg.data.transforms
+    n_ch = tcfg.channels
+    probe = ImagePipeline(tcfg, [0.0] * n_ch, [1.0] * n_ch, (n_ch, 1, 1))
+    step = max(1, len(train_idx) // STATS_ITEMS)
+    chosen = np.sort(train_idx)[::step][:STATS_ITEMS]
+    total = torch.zeros(n_ch, dtype=torch.float64)
+    sq = torch.zeros(n_ch, dtype=torch.float64)
+    count = 0
+    shapes = set()
+    for i in chosen:
+        path, _ = items.dataset[int(i)]
+        img = probe.unnormalised(probe.open(path)).double()
+        shapes.add(tuple(img.shape))
+        total += img.sum(dim=(1, 2))
+        sq += (img * img).sum(dim=(1, 2))
+        count += img.shape[1] * img.shape[2]
+    if len(shapes) > 1:
+        raise DataError(
+            f"{cfg.data.source}: the images have different sizes after preprocessing "
+            f"({', '.join('x'.join(map(str, s[1:])) for s in sorted(shapes)[:3])}, ...)",
+            hint="set data.transforms.size (and crop) in mlt.yaml so every image becomes "
+                 "one size")
+    (shape,) = shapes
+    mean = (total / count).tolist()
+    std = torch.sqrt(torch.clamp(sq / count - (total / count) ** 2, min=1e-12)).tolist()
+    if tcfg.mean is not None or tcfg.std is not None:
+        for name, given in (("mean", tcfg.mean), ("std", tcfg.std)):
+            if given is not None and len(given) != n_ch:
+                raise ConfigError(f"data.transforms.{name} has {len(given)} values but the "
+                                  f"images have {n_ch} channels")
+        mean = list(tcfg.mean) if tcfg.mean is not None else mean
+        std = list(tcfg.std) if tcfg.std is not None else std
+    return ImagePipeline(tcfg, mean, std, tuple(int(d) for d in shape))
+
+
+def tokenizer_folder(cfg: MltConfig, root: Path) -> tuple[Path, str]:
+    if cfg.model.tokenizer:
+        rel, field = cfg.model.tokenizer, "model.tokenizer"
+    elif cfg.model.kind.startswith("hf:"):
+        rel, field = cfg.model.kind.split(":", 1)[1], "model.kind"
+    else:
+        raise ConfigError("text data needs a tokenizer: set model.tokenizer to a local "
+                          "tokenizer folder", hint="or use model.kind: hf:<folder with one>")
+    path = Path(rel).expanduser()
+    return (path if path.is_absolute() else Path(root) / path), field
+
+
+def _text_pipeline(cfg: MltConfig, root: Path) -> TextPipeline:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    folder, field = tokenizer_folder(cfg, root)
+    try:
+        if not folder.is_dir():
+            raise OSError("no such folder")
+        tok = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, ...
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise ConfigError(
+            f"{field}: {folder} is not a tokenizer folder ({type(exc).__name__}: {first})",
+            hint="point it at a folder written by tokenizer.save_pretrained() (tokenizer.json "
+                 "or vocab files, tokenizer_config.json)") from None
+    if tok.pad_token is None:
+        raise ConfigError(f"{field}: the tokenizer in {folder} has no padding token",
+                          hint="set tokenizer.pad_token before save_pretrained()")
+    return TextPipeline(tok, str(folder), cfg.model.max_length)

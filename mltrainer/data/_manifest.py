@@ -1,0 +1,96 @@
+"""A DVC-style manifest of a folder of files: relative path, size and sha256 of each file,
+cached by (path, size, mtime) in `.mlt/cache/` so a 100 000-file folder is hashed once and
+`mlt status` only stats it afterwards. Standard library only (`mlt status` imports this).
+
+The cache may also hold what a source learned about a file the first time (an image's size
+and mode after a full decode), so that check too runs once per file version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from mltrainer.hashing import sha256_file
+
+CACHE_VERSION = 1
+
+
+def cache_file(root: Path, folder: Path) -> Path:
+    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    return Path(root) / ".mlt" / "cache" / f"manifest-{key}.json"
+
+
+def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
+    """Relative POSIX paths of the files under `folder` with one of `suffixes`, sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.lower().endswith(suffixes) and not name.startswith("."):
+                out.append(Path(dirpath, name).relative_to(folder).as_posix())
+    return sorted(out)
+
+
+class Manifest:
+    """{relpath: {"size", "mtime_ns", "sha256", **extra}} for the files of one folder."""
+
+    def __init__(self, root: Path, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.path = cache_file(root, self.folder)
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._cached: dict[str, dict[str, Any]] = {}
+        self._dirty = False
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if data.get("version") == CACHE_VERSION:
+                self._cached = dict(data.get("files", {}))
+        except (OSError, ValueError):
+            self._cached = {}
+
+    def refresh(self, files: list[str]) -> dict[str, dict[str, Any]]:
+        """Stat every file; hash the ones whose size or mtime changed since the cache."""
+        entries = {}
+        for rel in files:
+            st = os.stat(self.folder / rel)
+            old = self._cached.get(rel)
+            if old and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns:
+                entries[rel] = old
+                continue
+            entries[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                            "sha256": sha256_file(self.folder / rel)}
+            self._dirty = True
+        self._dirty = self._dirty or set(entries) != set(self._cached)
+        self.entries = entries
+        return entries
+
+    def note(self, rel: str, **extra: Any) -> None:
+        """Remember facts about the current version of one file (saved with `save`)."""
+        self.entries[rel].update(extra)
+        self._dirty = True
+
+    def digest(self) -> str:
+        """sha256 over (path, size, sha256) of every file: the folder's content fingerprint."""
+        h = hashlib.sha256()
+        for rel in sorted(self.entries):
+            e = self.entries[rel]
+            h.update(f"{rel}\0{e['size']}\0{e['sha256']}\n".encode())
+        return h.hexdigest()
+
+    def save(self) -> None:
+        """Write the cache (atomically; a cache that cannot be written is only slower)."""
+        if not self._dirty:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"version": CACHE_VERSION, "folder": str(self.folder),
+                                       "files": self.entries}, sort_keys=True),
+                           encoding="utf-8")
+            os.replace(tmp, self.path)
+            self._dirty = False
+        except OSError:
+            pass

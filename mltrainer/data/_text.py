@@ -1,0 +1,190 @@
+"""Text data: a Hugging Face `datasets` folder written by `save_to_disk`, or data files
+(.csv with `data.text_column` set, .jsonl/.json, .parquet), read with `datasets`; a text column
+(`data.text_column`, default "text") and a label column (`data.target`, default "label").
+A saved DatasetDict with train / validation (or val) / test keeps its own split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mltrainer.data._manifest import Manifest, list_files
+from mltrainer.data._sources import DataSource, register_source, resolve_path
+from mltrainer.errors import DataError
+from mltrainer.hashing import sha256_file
+
+if TYPE_CHECKING:
+    from mltrainer.config import MltConfig
+
+TEXT_FILES = (".jsonl", ".json", ".parquet")
+_BUILDERS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+_SPLIT_NAMES = {"train": ("train",), "val": ("validation", "val", "valid", "dev"),
+                "test": ("test",)}
+
+
+class Texts:
+    """`texts[i]` → (text, label index)."""
+
+    def __init__(self, texts: list[str], labels: list[Any]) -> None:
+        self.texts = texts
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i: int) -> tuple[str, Any]:
+        return self.texts[i], self.labels[i]
+
+
+def is_text_source(source: str, text_column: str | None) -> bool:
+    low = source.lower()
+    if source.startswith("text:") or low.endswith(TEXT_FILES):
+        return True
+    return bool(text_column) and low.endswith(".csv")
+
+
+@register_source
+class TextSource(DataSource):
+    name = "text"
+
+    @classmethod
+    def handles(cls, source: str) -> bool:
+        return is_text_source(source, None)
+
+    def path(self, cfg: MltConfig, root: Path) -> Path:
+        rel = cfg.data.source.removeprefix("text:")
+        path = resolve_path(rel, root)
+        if not path.exists():
+            raise DataError(f"data.source {cfg.data.source!r}: no such file or folder ({path})",
+                            hint="point it at a datasets folder (save_to_disk) or a "
+                                 ".csv/.jsonl/.parquet file")
+        return path
+
+    def fingerprint(self, cfg: MltConfig, root: Path) -> str:
+        path = self.path(cfg, root)
+        if path.is_file():
+            return sha256_file(path)
+        manifest = Manifest(root, path)
+        manifest.refresh(list_files(path, ("",)))
+        manifest.save()
+        return manifest.digest()
+
+    def read(self, cfg: MltConfig, root: Path) -> Any:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+        path = self.path(cfg, root)
+        try:
+            if path.is_dir():
+                return datasets.load_from_disk(str(path), keep_in_memory=True)
+            builder = _BUILDERS.get(path.suffix.lower())
+            if builder is None:
+                raise DataError(f"{cfg.data.source}: not a text data file (.csv, .jsonl, "
+                                f".json, .parquet) nor a datasets folder")
+            return datasets.load_dataset(builder, data_files=str(path), split="train",
+                                         keep_in_memory=True,
+                                         cache_dir=str(Path(root) / ".mlt" / "cache" / "hf"))
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - datasets/pyarrow raise many kinds
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise DataError(f"{cfg.data.source}: datasets cannot read it "
+                            f"({type(exc).__name__}: {first})") from None
+
+    def load(self, cfg: MltConfig, root: Path) -> Any:
+        import datasets
+        import numpy as np
+
+        from mltrainer.data._items import ItemData
+
+        where = cfg.data.source
+        data = self.read(cfg, root)
+        parts: dict[str, Any] = {}
+        if isinstance(data, datasets.DatasetDict):
+            for name, aliases in _SPLIT_NAMES.items():
+                key = next((a for a in aliases if a in data), None)
+                if key is not None:
+                    parts[name] = data[key]
+            if "train" not in parts:
+                raise DataError(f"{where}: the saved DatasetDict has no 'train' split "
+                                f"(it has {', '.join(data)})")
+            if len(parts) < 3:
+                parts = {"all": datasets.concatenate_datasets(list(parts.values()))}
+        else:
+            parts = {"all": data}
+        text_col = cfg.data.text_column or "text"
+        label_col = cfg.data.target or "label"
+        first = next(iter(parts.values()))
+        for field, col in (("data.text_column", text_col), ("data.target", label_col)):
+            if col not in first.column_names:
+                raise DataError(
+                    f"{where}: no column {col!r} ({field}); the columns are "
+                    f"{', '.join(map(repr, first.column_names))}",
+                    hint=f"set {field} in mlt.yaml to the column that holds the "
+                         f"{'texts' if field == 'data.text_column' else 'labels'}")
+        texts: list[str] = []
+        raw_labels: list[Any] = []
+        given: dict[str, Any] = {}
+        for name, part in parts.items():
+            start = len(texts)
+            col = part[text_col]
+            bad = next((i for i, t in enumerate(col) if not isinstance(t, str)), None)
+            if bad is not None:
+                raise DataError(f"{where}: row {start + bad} of column {text_col!r} is "
+                                f"{type(col[bad]).__name__}, not text",
+                                hint="fill or drop rows without text")
+            texts.extend(col)
+            raw_labels.extend(part[label_col])
+            given[name] = np.arange(start, len(texts))
+        names = _class_names(first.features.get(label_col))
+        labels, classes = _encode(raw_labels, names, cfg.task, where, label_col)
+        digests = np.stack([np.frombuffer(hashlib.sha256(t.encode()).digest(), np.uint8)
+                            for t in texts])
+        path = self.path(cfg, root)
+        return ItemData(
+            dataset=Texts(texts, labels.tolist()), labels=labels, class_labels=classes,
+            digests=digests, data_hash=self.fingerprint(cfg, root), modality="text",
+            describe=lambda i: f"{path} row {i}",
+            given_splits=None if "all" in given else given,
+            extra={"text_column": text_col, "label_column": label_col},
+        )
+
+
+def _class_names(feature: Any) -> list[str] | None:
+    names = getattr(feature, "names", None)
+    return list(names) if names else None
+
+
+def _encode(raw: list[Any], names: list[str] | None, task: str, where: str, col: str
+            ) -> tuple[Any, list[Any] | None]:
+    import numpy as np
+
+    if task == "regression":
+        try:
+            return np.asarray(raw, dtype=np.float32), None
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: column {col!r} is not numeric (task: regression)") from None
+    if names is not None:  # a ClassLabel column: integers that index `names`
+        arr = np.asarray(raw, dtype=np.int64)
+        bad = np.flatnonzero((arr < 0) | (arr >= len(names)))
+        if len(bad):
+            raise DataError(f"{where}: row {int(bad[0])} has label {int(arr[bad[0]])}, outside "
+                            f"the {len(names)} classes of column {col!r} (0..{len(names) - 1})",
+                            hint="fix or drop the row, or add the class to the ClassLabel names")
+        return arr, names
+    if any(v is None for v in raw):
+        row = next(i for i, v in enumerate(raw) if v is None)
+        raise DataError(f"{where}: row {row} has no label in column {col!r}",
+                        hint="fill or drop rows without a label")
+    classes = sorted(set(raw), key=lambda v: (str(type(v)), v))
+    index = {c: i for i, c in enumerate(classes)}
+    if len(classes) < 2:
+        raise DataError(f"{where}: column {col!r} has {len(classes)} distinct label(s); a "
+                        "classifier needs at least 2")
+    return np.asarray([index[v] for v in raw], dtype=np.int64), [
+        v.item() if hasattr(v, "item") else v for v in classes]

@@ -1,0 +1,132 @@
+"""`python:<module>:<function>` returning torch Datasets: a map-style `Dataset` (mlt splits it
+by index, stratified by label) or a dict of "train"/"val"/"test" Datasets (the user's split;
+items with identical content in two of them are counted as overlap). A `collate_fn` may come
+along as the dict's "collate_fn" or the Dataset's attribute.
+
+Every item is read once at `mlt plan` to check its types and hash its content: an item must be
+`(input, label)` with a tensor/array input and an int label (a float for regression).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from mltrainer.errors import DataError
+
+SPLIT_KEYS = ("train", "val", "test")
+
+
+def is_dataset_result(result: Any) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    ds = torch.utils.data.Dataset
+    if isinstance(result, ds):
+        return True
+    return isinstance(result, dict) and any(isinstance(result.get(k), ds) for k in SPLIT_KEYS)
+
+
+class Joined:
+    """Several Datasets read as one, by global index."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i: int) -> Any:
+        k = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        return self.parts[k][i - int(self.offsets[k])]
+
+
+def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> Any:
+    import torch
+
+    from mltrainer.data._items import ItemData
+
+    collate = None
+    given = None
+    if isinstance(result, dict):
+        missing = [k for k in SPLIT_KEYS if not isinstance(result.get(k), torch.utils.data.Dataset)]
+        if missing:
+            raise DataError(f"{where}: the returned dict has no Dataset under "
+                            f"{', '.join(map(repr, missing))}",
+                            hint="return {'train': ds, 'val': ds, 'test': ds} (and optionally "
+                                 "'collate_fn'), or one Dataset for mlt to split")
+        parts = [result[k] for k in SPLIT_KEYS]
+        collate = result.get("collate_fn")
+        dataset: Any = Joined(parts)
+        sizes = [len(p) for p in parts]
+        starts = np.cumsum([0] + sizes)
+        given = {k: np.arange(starts[i], starts[i + 1]) for i, k in enumerate(SPLIT_KEYS)}
+    else:
+        dataset = result
+        collate = getattr(result, "collate_fn", None)
+    try:
+        n = len(dataset)
+    except TypeError:
+        raise DataError(f"{where}: the Dataset has no length (an IterableDataset?)",
+                        hint="return a map-style Dataset (with __len__ and __getitem__)") from None
+    if n == 0:
+        raise DataError(f"{where}: the Dataset is empty")
+    labels = np.empty(n, dtype=np.float64)
+    digests = np.empty((n, 32), dtype=np.uint8)
+    for i in range(n):
+        try:
+            item = dataset[i]
+        except Exception as exc:  # noqa: BLE001 - the user's __getitem__
+            raise DataError(f"{where}: item {i} cannot be read ({type(exc).__name__}: {exc})"
+                            ) from None
+        x, y = _check_item(item, i, task, where)
+        labels[i] = y
+        digests[i] = np.frombuffer(hashlib.sha256(x).digest(), np.uint8)
+    class_labels = None
+    if task == "classification":
+        ints = labels.astype(np.int64)
+        class_labels = list(range(int(ints.max()) + 1))
+        labels_out: np.ndarray = ints
+    else:
+        labels_out = labels.astype(np.float32)
+    return ItemData(dataset=dataset, labels=labels_out, class_labels=class_labels,
+                    digests=digests, data_hash=data_hash, modality="tensor",
+                    describe=lambda i: f"{where} item {i}", given_splits=given,
+                    collate_fn=collate)
+
+
+def _check_item(item: Any, i: int, task: str, where: str) -> tuple[bytes, float]:
+    import torch
+
+    fix = "a Dataset must return (input tensor, label) with an int label"
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise DataError(f"{where}: item {i} is a {type(item).__name__}, not an (input, label) "
+                        "pair", hint=fix)
+    x, y = item
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor) or not (x.is_floating_point() or x.dtype == torch.uint8):
+        raise DataError(f"{where}: item {i}'s input is a {type(x).__name__}"
+                        f"{'' if not isinstance(x, torch.Tensor) else ' of ' + str(x.dtype)}, "
+                        "not a float tensor", hint=fix)
+    if isinstance(y, torch.Tensor):
+        if y.numel() != 1:
+            raise DataError(f"{where}: item {i}'s label has shape {tuple(y.shape)}, not a "
+                            "scalar", hint=fix)
+        y = y.item()
+    if isinstance(y, np.generic):
+        y = y.item()
+    if task == "classification":
+        if isinstance(y, bool) or not isinstance(y, int) or y < 0:
+            raise DataError(f"{where}: item {i}'s label is {y!r} ({type(y).__name__}); a "
+                            "classification label must be a class index 0, 1, 2, ...",
+                            hint=fix)
+    elif not isinstance(y, (int, float)):
+        raise DataError(f"{where}: item {i}'s target is a {type(y).__name__}, not a number")
+    return x.detach().cpu().contiguous().numpy().tobytes() + str(tuple(x.shape)).encode(), \
+        float(y)

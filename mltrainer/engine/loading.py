@@ -1,0 +1,229 @@
+"""The DataLoader-backed data path, beside `batching.InMemoryBatches` (same interface).
+
+Items (image files, texts, the user's Dataset) are read and preprocessed per item by a
+`torch.utils.data.DataLoader` with `data.loader`'s workers. Reproducible by construction:
+
+- the epoch's order is a permutation drawn from the run's shuffle generator (checkpointed, as
+  for in-memory batches); the DataLoader only reads the batches of that order;
+- each item's augmentation randomness is seeded from (a hash of the epoch's order, the item's
+  position), so it does not depend on which worker loads it, how many workers there are, or
+  whether the run was resumed in the middle of the epoch;
+- resuming at batch k of an epoch restarts the loader at batch k of the same order.
+
+A worker that raises names the item; one that dies names the item it was loading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from mltrainer.data._itemsets import ITEM_ERROR, SeededItems, item_seed
+from mltrainer.engine.batching import SHUFFLE_SEED_OFFSET
+from mltrainer.errors import DataError
+
+EVAL_BATCH = 256  # items per forward pass when predicting a split: bounds memory only
+_ITEM_RE = re.compile(re.escape(ITEM_ERROR) + r"\[(.*)\]")
+_PID_RE = re.compile(r"pid\(s\) ([\d, ]+)")
+
+
+class _BatchList:
+    """A batch sampler whose batches are set per epoch (persistent workers keep running)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def __iter__(self) -> Any:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class _Tracked(SeededItems):
+    """Records (pid, item) of what each worker is loading, in shared memory."""
+
+    def __init__(self, *args: Any, slots: torch.Tensor, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.slots = slots
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, Any]:
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            import os
+
+            self.slots[info.id, 0] = os.getpid()
+            self.slots[info.id, 1] = key[0]
+        return super().__getitem__(key)
+
+
+def _worker_init(worker_id: int) -> None:
+    import random
+
+    seed = torch.initial_seed() % 2**32  # DataLoader's base seed (from its generator) + id
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def make_loader(dataset: Any, sampler: _BatchList, collate: Any, loader_cfg: Any, seed: int
+                ) -> DataLoader:
+    workers = int(loader_cfg.num_workers)
+    extra: dict[str, Any] = {}
+    if workers > 0:
+        extra["persistent_workers"] = bool(loader_cfg.persistent_workers)
+        if loader_cfg.prefetch_factor is not None:
+            extra["prefetch_factor"] = int(loader_cfg.prefetch_factor)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+                      pin_memory=bool(loader_cfg.pin_memory) and torch.cuda.is_available(),
+                      worker_init_fn=_worker_init if workers else None,
+                      generator=torch.Generator().manual_seed(seed), **extra)
+
+
+def to_device(x: Any, device: torch.device) -> Any:
+    if isinstance(x, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+    return x.to(device, non_blocking=True)
+
+
+class _Reader:
+    """One DataLoader over a split's items, with error translation."""
+
+    def __init__(self, split: Any, train: bool, loader_cfg: Any, seed: int) -> None:
+        workers = max(1, int(loader_cfg.num_workers))
+        self.split = split
+        self.slots = torch.full((workers, 2), -1, dtype=torch.int64).share_memory_()
+        self.sampler = _BatchList()
+        self.dataset = _Tracked(split.items, split.pipeline, train, slots=self.slots)
+        self.loader = make_loader(self.dataset, self.sampler, split.pipeline.collate,
+                                  loader_cfg, seed)
+
+    def iterate(self, batches: list[list[tuple[int, int]]]) -> Any:
+        self.sampler.batches = batches
+        return iter(self.loader)
+
+    def next(self, it: Any) -> Any:
+        try:
+            return next(it)
+        except StopIteration:
+            raise
+        except RuntimeError as exc:
+            raise self._explain(exc) from None
+
+    def _explain(self, exc: RuntimeError) -> Exception:
+        text = str(exc)
+        found = _ITEM_RE.search(text)
+        if found:
+            return DataError(found.group(1), hint="fix or remove that item, then re-run")
+        pids = _PID_RE.search(text)
+        if pids:
+            dead = {int(p) for p in pids.group(1).replace(" ", "").split(",") if p}
+            items = [int(i) for pid, i in self.slots.tolist() if pid in dead and i >= 0]
+            what = ", ".join(self.split.items.describe(i) for i in items) or "an unknown item"
+            return DataError(f"a data loader worker died while loading {what} "
+                             f"({text.strip().splitlines()[0]})",
+                             hint="check that item (or run with data.loader.num_workers: 0 "
+                                  "to see the error in the main process)")
+        return exc
+
+
+class LoaderBatches:
+    """Batches of a lazily read split, in the order `new_order()` drew; see the module doc."""
+
+    def __init__(self, split: Any, batch_size: int, device: torch.device, seed: int,
+                 loader_cfg: Any, regression: bool, *, accum: int = 1, rank: int = 0,
+                 world: int = 1) -> None:
+        n = len(split)
+        if n == 0:
+            raise ValueError("the training split has no rows")
+        self.split = split
+        self.n = n
+        # one step takes batch_size x accum x world items of the order; process `rank` every
+        # world-th of them (padded from the start, as DistributedSampler): as InMemoryBatches
+        self.batch_size = batch_size * accum * world
+        self.rank, self.world = rank, world
+        step_rows = self.batch_size
+        rows = n - 1 if step_rows > 1 and n % step_rows == 1 and n > 1 else n
+        self.steps_per_epoch = math.ceil(rows / step_rows)
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(seed + SHUFFLE_SEED_OFFSET)
+        self._device = device
+        self._ydtype = torch.float32 if regression else torch.int64
+        self._reader = _Reader(split, True, loader_cfg, seed)
+        self._it: Any = None
+        self._order: torch.Tensor | None = None
+        self._next = -1
+
+    def new_order(self) -> torch.Tensor:
+        return torch.randperm(self.n, generator=self.generator)
+
+    def batch(self, order: torch.Tensor, index: int) -> tuple[Any, torch.Tensor]:
+        if self._it is None or order is not self._order or index != self._next:
+            self._start(order, index)
+        xb, yb = self._reader.next(self._it)
+        self._next = index + 1
+        return to_device(xb, self._device), yb.to(self._device, self._ydtype)
+
+    def _start(self, order: torch.Tensor, index: int) -> None:
+        positions = order.cpu().numpy().astype(np.int64)
+        epoch_seed = int.from_bytes(hashlib.sha256(positions.tobytes()).digest()[:8],
+                                    "little") >> 1
+        indices = self.split.indices
+        bs = self.batch_size
+        batches = [[(int(indices[p]), item_seed(epoch_seed, int(p)))
+                    for p in self._shard(positions, positions[k * bs:(k + 1) * bs])]
+                   for k in range(index, self.steps_per_epoch)]
+        self._it = self._reader.iterate(batches)
+        self._order = order
+        self._next = index
+
+    def _shard(self, order: np.ndarray, step: np.ndarray) -> np.ndarray:
+        if self.world == 1:
+            return step
+        short = -len(step) % self.world
+        if short:
+            step = np.concatenate([step, order[:short]])
+        return step[self.rank::self.world]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+_EVAL_READERS: dict[int, _Reader] = {}
+_EVAL_CACHE = 4  # readers kept (val and the train subset each epoch, a predict or two)
+
+
+@torch.no_grad()
+def forward_split(model: torch.nn.Module, split: Any, batch_size: int = EVAL_BATCH
+                  ) -> torch.Tensor:
+    """Outputs of `model` (eval mode, fp32) on every item of `split`, in split order."""
+    from mltrainer.engine.inference import model_device
+
+    reader = _EVAL_READERS.get(id(split))
+    if reader is None or reader.split is not split:
+        reader = _Reader(split, False, split.loader, 0)
+        while len(_EVAL_READERS) >= _EVAL_CACHE:  # the oldest goes, and its workers with it
+            del _EVAL_READERS[next(iter(_EVAL_READERS))]
+        _EVAL_READERS[id(split)] = reader
+    device = model_device(model)
+    idx = [int(i) for i in split.indices]
+    batches = [[(i, 0) for i in idx[k:k + batch_size]] for k in range(0, len(idx), batch_size)]
+    was_training = model.training
+    model.eval()
+    outs = []
+    try:
+        it = reader.iterate(batches)
+        for _ in batches:
+            xb, _y = reader.next(it)
+            outs.append(model(to_device(xb, device)).float())
+    finally:
+        model.train(was_training)
+    return torch.cat(outs) if outs else torch.empty(0)
