@@ -81,6 +81,9 @@ def _names(root: Path) -> list[str]:
 def _tokenizer(texts: list[str], folder: Path) -> None:
     """A WordPiece tokenizer trained on the example's texts (`tokenizers`), saved as
     `transformers` saves one."""
+    from mltrainer.models._vision import torchvision
+
+    torchvision()  # transformers imports it
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 

@@ -113,7 +113,7 @@ class TextPipeline(Pipeline):
     modality = "text"
 
     def __init__(self, tokenizer: Any, folder: str, max_length: int) -> None:
-        from transformers import DataCollatorWithPadding
+        from transformers import DataCollatorWithPadding  # imported after _text_pipeline's shim
 
         self.tokenizer = tokenizer
         self.folder = folder
@@ -246,6 +246,9 @@ def tokenizer_folder(cfg: MltConfig, root: Path) -> tuple[Path, str]:
 
 def _text_pipeline(cfg: MltConfig, root: Path) -> TextPipeline:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from mltrainer.models._vision import torchvision
+
+    torchvision()  # transformers/datasets import it: make that import work
     import transformers
 
     transformers.logging.set_verbosity_error()

@@ -74,6 +74,9 @@ class TextSource(DataSource):
 
     def read(self, cfg: MltConfig, root: Path) -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from mltrainer.models._vision import torchvision
+
+        torchvision()  # transformers/datasets import it: make that import work
         import datasets
 
         datasets.disable_progress_bars()

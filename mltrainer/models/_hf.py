@@ -60,6 +60,9 @@ class HFKind(ModelKind):
 
     def build(self, cfg: ModelConfig, spec: Any, root: Path) -> nn.Module:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from mltrainer.models._vision import torchvision
+
+        torchvision()  # transformers/datasets import it: make that import work
         import transformers
 
         transformers.logging.set_verbosity_error()
