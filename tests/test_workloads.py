@@ -1,0 +1,302 @@
+"""Item data (issue 13): image folders, text, torch Datasets; the model zoo kinds; the engine's
+DataLoader path (determinism and exact mid-epoch resume with workers); the bad inputs.
+
+Tiny on purpose: 16 px images from scikit-image's lfw_subset, a 2-layer 16-wide BERT, a few
+steps. Nothing reaches a hub (HF_HUB_OFFLINE=1)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from mltrainer.config import parse_config  # noqa: E402
+from mltrainer.data import prepare_data, source_fingerprint  # noqa: E402
+from mltrainer.engine import Trainer, determinism_probe, find_resume_checkpoint  # noqa: E402
+from mltrainer.engine.checkpoint import load_checkpoint  # noqa: E402
+from mltrainer.errors import ConfigError, DataError, TestSplitLockedError  # noqa: E402
+
+
+class StopAt:
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_event(self, event: dict[str, Any]) -> str | None:
+        return "test:stop" if event["type"] == "step" and event["step"] == self.step else None
+
+
+def _faces(root: Path, n: int = 24, size: int = 16) -> Path:
+    from PIL import Image
+    from skimage.data import lfw_subset
+
+    imgs = lfw_subset()
+    folder = root / "faces"
+    for i in range(n):
+        cls, k = ("face", i) if i < n // 2 else ("not_face", 100 + i)
+        (folder / cls).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(imgs[k] * 255).astype(np.uint8)).resize((size, size)).save(
+            folder / cls / f"{i:03d}.png")
+    return folder
+
+
+def _cfg(source: str, model: dict[str, Any] | None = None, **data: Any) -> Any:
+    raw = {"name": "t", "task": "classification", "seed": 3,
+           "data": {"source": source, "split": {"val": 0.25, "test": 0.25}, **data},
+           "model": model or {"kind": "cnn", "channels": [4], "hidden": [8]},
+           "training": {"epochs": 2, "batch_size": 4, "lr": 0.01, "grad_stats_every": 0},
+           "goal": {"metric": "accuracy", "target": 0.9}}
+    return parse_config(raw)
+
+
+def _text(root: Path) -> None:
+    from mltrainer.examples import _tokenizer
+
+    rows = [{"text": t, "label": lab} for t, lab in
+            [("good fine great", "pos"), ("bad awful poor", "neg"), ("great good", "pos"),
+             ("poor bad", "neg"), ("fine great", "pos"), ("awful bad", "neg"),
+             ("good", "pos"), ("poor", "neg"), ("great", "pos"), ("awful", "neg"),
+             ("fine", "pos"), ("bad", "neg")]]
+    (root / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _tokenizer([r["text"] for r in rows], root / "tok")
+    from transformers import BertConfig
+
+    BertConfig(vocab_size=200, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=32, max_position_embeddings=32).save_pretrained(root / "bert")
+
+
+# -- sources --------------------------------------------------------------------------------
+
+
+def test_imagefolder_splits_fingerprints_and_locks_test(tmp_path: Path) -> None:
+    _faces(tmp_path)
+    cfg = _cfg("imagefolder:faces", transforms={"channels": 1})
+    bundle = prepare_data(cfg, tmp_path)
+    assert bundle.spec.modality == "image" and bundle.spec.image_shape == (1, 16, 16)
+    assert bundle.spec.class_labels == ["face", "not_face"]
+    assert sum(bundle.split_info["sizes"].values()) == 24
+    assert bundle.fingerprints["data"] == source_fingerprint(cfg, tmp_path)
+    assert bundle.duplicates["train_test"] == 0
+    with pytest.raises(TestSplitLockedError):
+        bundle.test(phase="baseline")
+    assert len(bundle.test(phase="finalize")) == bundle.split_info["sizes"]["test"]
+    mean = bundle.split_info["preprocessing"]["mean"]
+    assert len(mean) == 1 and 0.0 < mean[0] < 1.0  # measured on train
+    assert list((tmp_path / ".mlt" / "cache").glob("manifest-*.json"))  # hashed once, cached
+    again = prepare_data(cfg, tmp_path)
+    assert again.fingerprints == bundle.fingerprints
+    (tmp_path / "faces" / "face" / "000.png").write_bytes(
+        (tmp_path / "faces" / "face" / "001.png").read_bytes())
+    assert source_fingerprint(cfg, tmp_path) != bundle.fingerprints["data"]
+
+
+def test_text_source_tokenises_and_pads_per_batch(tmp_path: Path) -> None:
+    _text(tmp_path)
+    cfg = _cfg("d.jsonl", {"kind": "hf:bert", "tokenizer": "tok", "max_length": 8},
+               text_column="text", target="label")
+    bundle = prepare_data(cfg, tmp_path)
+    assert bundle.spec.modality == "text" and bundle.spec.class_labels == ["neg", "pos"]
+    with pytest.raises(TestSplitLockedError):
+        bundle.test(phase="plan")
+    samples = [(bundle.pipeline.load(t, False), 0) for t in ("good", "good fine great")]
+    inputs, _ = bundle.pipeline.collate(samples)
+    assert inputs["input_ids"].shape == (2, 5)  # padded to the longest in the batch
+
+
+def test_python_dataset_is_split_by_index_and_a_given_split_is_kept(tmp_path: Path) -> None:
+    (tmp_path / "myds.py").write_text(
+        "import torch\n"
+        "from torch.utils.data import TensorDataset\n"
+        "def one():\n"
+        "    g = torch.Generator().manual_seed(0)\n"
+        "    X = torch.randn(40, 6, generator=g)\n"
+        "    return TensorDataset(X, (X[:, 0] > 0).long())\n"
+        "def three():\n"
+        "    ds = one()\n"
+        "    sub = torch.utils.data.Subset\n"
+        "    return {'train': sub(ds, range(24)), 'val': sub(ds, range(24, 32)),\n"
+        "            'test': sub(ds, range(30, 40))}\n"
+        "def bad():\n"
+        "    return torch.utils.data.TensorDataset(torch.zeros(4, 2, dtype=torch.long),\n"
+        "                                          torch.zeros(4))\n")
+    one = prepare_data(_cfg("python:myds:one", {"kind": "mlp", "hidden": [8]}), tmp_path)
+    assert one.split_info["stratified"] and sum(one.split_info["sizes"].values()) == 40
+    three = prepare_data(_cfg("python:myds:three", {"kind": "mlp", "hidden": [8]}), tmp_path)
+    assert three.split_info["sizes"] == {"train": 24, "val": 8, "test": 10}
+    assert three.duplicates["val_test"] == 2  # items 30, 31 are in both: found by content
+    with pytest.raises(DataError, match="item 0's input is a Tensor of torch.int64"):
+        prepare_data(_cfg("python:myds:bad", {"kind": "mlp"}), tmp_path)
+
+
+# -- models ---------------------------------------------------------------------------------
+
+SPEC_IMAGE = dict(task="classification", n_features=3 * 32 * 32, n_classes=3, feature_names=[],
+                  image_shape=(3, 32, 32), class_labels=[0, 1, 2], modality="image")
+
+
+@pytest.mark.parametrize("kind,params", [
+    ("cnn", {}), ("mlp", {}), ("torchvision:resnet18", {}), ("timm:resnet10t", {}),
+    ("timm:vit_tiny_patch16_224", {"img_size": 32, "depth": 1}),
+])
+def test_every_image_model_kind_outputs_one_logit_per_class(kind: str, params: Any) -> None:
+    from mltrainer.config import ModelConfig
+    from mltrainer.data import DataSpec
+    from mltrainer.models import build_model, head_parameters
+
+    spec = DataSpec(**SPEC_IMAGE)
+    model = build_model(ModelConfig(kind=kind, params=params, hidden=[8], channels=[4]), spec)
+    assert model.eval()(torch.rand(2, 3, 32, 32)).shape == (2, 3)
+    assert head_parameters(model, spec)  # model.head_lr finds the output layer
+
+
+def test_unknown_timm_name_suggests_close_names() -> None:
+    from mltrainer.config import ModelConfig
+    from mltrainer.data import DataSpec
+    from mltrainer.models import build_model
+
+    with pytest.raises(ConfigError, match=r"did you mean 'timm:resnet10t'"):
+        build_model(ModelConfig(kind="timm:resnet10"), DataSpec(**SPEC_IMAGE))
+
+
+def test_missing_weights_file_and_freeze_typo_are_config_errors(tmp_path: Path) -> None:
+    from mltrainer.config import ModelConfig
+    from mltrainer.data import DataSpec
+    from mltrainer.models import build_model
+
+    spec = DataSpec(**SPEC_IMAGE)
+    with pytest.raises(ConfigError, match="model.weights 'w.pt': no such file"):
+        build_model(ModelConfig(kind="torchvision:resnet18", weights="w.pt"), spec,
+                    root=tmp_path)
+    model = build_model(ModelConfig(kind="torchvision:resnet18"), spec)
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    frozen = build_model(ModelConfig(kind="torchvision:resnet18", weights="w.pt",
+                                     freeze=["conv1", "layer1"]), spec, root=tmp_path)
+    assert torch.equal(frozen.conv1.weight, model.conv1.weight)
+    assert not frozen.layer1[0].conv1.weight.requires_grad and frozen.fc.weight.requires_grad
+    with pytest.raises(ConfigError, match="did you mean 'layer1'"):
+        build_model(ModelConfig(kind="torchvision:resnet18", freeze=["layr1"]), spec)
+
+
+# -- engine: workers, determinism, resume ----------------------------------------------------
+
+
+def test_workers_change_nothing_and_resume_mid_epoch_is_exact(tmp_path: Path) -> None:
+    _faces(tmp_path)
+    base = {"transforms": {"channels": 1, "augment": {"hflip": 0.5, "rotation": 10}}}
+    cfg0 = _cfg("imagefolder:faces", **base)
+    cfg2 = _cfg("imagefolder:faces", loader={"num_workers": 2}, **base)
+    b0, b2 = prepare_data(cfg0, tmp_path), prepare_data(cfg2, tmp_path)
+    probe = determinism_probe(cfg2, b2, steps=4, root=tmp_path)
+    assert probe["identical"], probe
+    assert probe["params_sha256"][0] == determinism_probe(cfg0, b0, steps=4)["params_sha256"][0]
+
+    whole = Trainer(cfg2, b2, tmp_path / "runs" / "whole", background_checkpoints=False).fit()
+    run = tmp_path / "runs" / "split"
+    Trainer(cfg2, b2, run, subscribers=[StopAt(4)], background_checkpoints=False).fit()
+    ckpt = find_resume_checkpoint(run)
+    assert load_checkpoint(ckpt)["position"] == 1  # 3 steps an epoch: stopped inside epoch 2
+    again = Trainer(cfg2, b2, run, background_checkpoints=False).fit(resume=ckpt)
+    a = load_checkpoint(Path(whole.checkpoints["last"]))["model"]
+    b = load_checkpoint(Path(again.checkpoints["last"]))["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert again.history == whole.history
+
+
+def test_text_model_trains_through_the_loader(tmp_path: Path) -> None:
+    _text(tmp_path)
+    cfg = _cfg("d.jsonl", {"kind": "hf:bert", "tokenizer": "tok", "max_length": 8,
+                           "head_lr": 0.05, "freeze": ["model.bert.embeddings"]},
+               text_column="text", target="label")
+    bundle = prepare_data(cfg, tmp_path)
+    assert determinism_probe(cfg, bundle, steps=3, root=tmp_path)["identical"]
+    result = Trainer(cfg, bundle, tmp_path / "runs" / "t", root=tmp_path).fit()
+    assert result.epochs_run == 2
+    start = json.loads((tmp_path / "runs" / "t" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["model"]["prefixes"] == ["model.bert.embeddings"]
+    assert 0 < start["model"]["trainable"] < start["model"]["parameters"]
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+def _bad_case(tmp_path: Path, case: str) -> tuple[Any, str]:
+    folder = _faces(tmp_path, n=8)
+    if case == "empty_class":
+        (folder / "extra").mkdir()
+        return _cfg("imagefolder:faces"), "class folder .*extra.* has no images"
+    if case == "truncated_image":
+        png = folder / "face" / "000.png"
+        png.write_bytes(png.read_bytes()[:60])
+        return _cfg("imagefolder:faces"), r"000.png is not a readable image"
+    _text(tmp_path)
+    if case == "missing_text_column":
+        return (_cfg("d.jsonl", {"kind": "hf:bert", "tokenizer": "tok"}, text_column="body"),
+                r"no column 'body' \(data.text_column\); the columns are 'text', 'label'")
+    if case == "not_a_tokenizer":
+        (tmp_path / "notok").mkdir()
+        (tmp_path / "notok" / "readme.txt").write_text("hi")
+        return (_cfg("d.jsonl", {"kind": "hf:bert", "tokenizer": "notok"}, text_column="text"),
+                "model.tokenizer: .*notok is not a tokenizer folder")
+    if case == "label_outside_classes":
+        import datasets
+
+        feats = datasets.Features({"text": datasets.Value("string"),
+                                   "label": datasets.ClassLabel(names=["x", "y"])})
+        ds = datasets.Dataset.from_dict({"text": ["a", "b", "c", "d"], "label": [0, 1, 0, 1]},
+                                         features=feats)
+        table = ds.data.table.set_column(1, "label", __import__("pyarrow").array([0, 1, 5, 1]))
+        datasets.Dataset(table, info=ds.info).save_to_disk(str(tmp_path / "saved"))
+        return (_cfg("text:saved", {"kind": "hf:bert", "tokenizer": "tok"}, text_column="text"),
+                r"row 2 has label 5, outside the 2 classes")
+    raise AssertionError(case)
+
+
+BAD = ["empty_class", "truncated_image", "missing_text_column", "not_a_tokenizer",
+       "label_outside_classes"]
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_item_data_is_one_line_naming_the_fix(tmp_path: Path, case: str) -> None:
+    cfg, pattern = _bad_case(tmp_path, case)
+    with pytest.raises((DataError, ConfigError), match=pattern) as info:
+        prepare_data(cfg, tmp_path)
+    assert "\n" not in info.value.message
+
+
+def test_bad_image_at_plan_exits_2_and_keeps_state(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    _faces(tmp_path, n=8)
+    cfg = _cfg("imagefolder:faces", transforms={"channels": 1, "size": 16})
+    (tmp_path / "mlt.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    (tmp_path / ".mlt").mkdir()
+    png = tmp_path / "faces" / "not_face" / "007.png"
+    png.write_bytes(png.read_bytes()[:70])
+    before = sorted(p.name for p in (tmp_path / ".mlt").iterdir())
+    result = CliRunner().invoke(cli, ["-C", str(tmp_path), "plan"])
+    assert result.exit_code == 2, result.output
+    assert "007.png is not a readable image" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / ".mlt" / "state.json").exists()
+    assert [n for n in sorted(p.name for p in (tmp_path / ".mlt").iterdir())
+            if n not in ("cache", "lock")] == [n for n in before if n not in ("cache", "lock")]
+
+
+def test_a_worker_that_fails_names_the_item(tmp_path: Path) -> None:
+    _faces(tmp_path)
+    cfg = _cfg("imagefolder:faces", loader={"num_workers": 2}, transforms={"channels": 1})
+    bundle = prepare_data(cfg, tmp_path)
+    victim = int(bundle.train.indices[0])
+    path = Path(bundle.train.items.dataset[victim][0])
+    path.write_bytes(b"not a png any more")  # changed after plan checked it
+    with pytest.raises(DataError, match=rf"{path.name}: cannot load it"):
+        Trainer(cfg, bundle, tmp_path / "runs" / "x").fit()
