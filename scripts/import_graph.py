@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                     "resources", "config", "env"]),
     ("state", ["state", "workflow"]),
     ("machinery", ["data", "models", "engine", "detectors", "tracking", "runtime",
-                   "exporting", "integrations"]),
+                   "exporting", "integrations", "examples"]),
     ("judging", ["fingerprints", "gates", "reporting", "runner"]),
     ("phases", ["phases"]),
     ("interface", ["commands", "output", "cli", "__main__"]),

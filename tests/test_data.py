@@ -174,6 +174,18 @@ def _contract_case(name: str, root: Path) -> MltConfig:
             "import numpy as np\ndef load():\n    return np.eye(4).repeat(10, 0), "
             "np.arange(40) % 2\n")
         return make_cfg("python:contract_mod:load")
+    if name == "imagefolder":
+        from PIL import Image
+
+        for i in range(8):
+            (root / "img" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray((X[i, :1] * 255 * np.ones((4, 4))).astype(np.uint8)).save(
+                root / "img" / f"c{i % 2}" / f"{i}.png")
+        return make_cfg("imagefolder:img")
+    if name == "text":
+        (root / "t.jsonl").write_text("".join(
+            f'{{"text": "row {i}", "label": {i % 2}}}\n' for i in range(10)))
+        return make_cfg("t.jsonl", target="label")
     return make_cfg("sklearn:iris")
 
 
@@ -186,7 +198,14 @@ def test_every_source_meets_the_contract(source_cls: Any, tmp_path: Path) -> Non
     fp = source.fingerprint(cfg, tmp_path)
     assert len(fp) == 64 and fp == source.fingerprint(cfg, tmp_path)
     raw = source.load(cfg, tmp_path)
-    assert isinstance(raw, RawData)
+    if not isinstance(raw, RawData):  # item data: a lazily read dataset
+        from mltrainer.data._items import ItemData
+
+        assert isinstance(raw, ItemData)
+        n = len(raw.dataset)
+        assert n == len(raw.labels) == len(raw.digests) and raw.digests.shape[1] == 32
+        assert raw.data_hash == fp and isinstance(raw.describe(0), str)
+        return
     assert all(isinstance(c, str) for c in raw.frame.columns)
     assert isinstance(raw.frame.index, pd.RangeIndex)
     assert raw.target in raw.frame.columns

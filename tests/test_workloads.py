@@ -7,7 +7,6 @@ steps. Nothing reaches a hub (HF_HUB_OFFLINE=1)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,11 @@ import pytest
 import torch
 import yaml
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-
-from mltrainer.config import parse_config  # noqa: E402
-from mltrainer.data import prepare_data, source_fingerprint  # noqa: E402
-from mltrainer.engine import Trainer, determinism_probe, find_resume_checkpoint  # noqa: E402
-from mltrainer.engine.checkpoint import load_checkpoint  # noqa: E402
-from mltrainer.errors import ConfigError, DataError, TestSplitLockedError  # noqa: E402
+from mltrainer.config import parse_config
+from mltrainer.data import prepare_data, source_fingerprint
+from mltrainer.engine import Trainer, determinism_probe, find_resume_checkpoint
+from mltrainer.engine.checkpoint import load_checkpoint
+from mltrainer.errors import ConfigError, DataError, TestSplitLockedError
 
 
 class StopAt:

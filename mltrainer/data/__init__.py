@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from mltrainer.data._imagefolder import ImageFolderSource  # registers imagefolder:<dir>
 from mltrainer.data._python import PythonSource  # registers python:<module>:<function>
-from mltrainer.data._text import TextSource  # registers text data (datasets folders, files)
 from mltrainer.data._sources import (
     SKLEARN_DATASETS,
     SOURCES,
@@ -26,17 +25,19 @@ from mltrainer.data._sources import (
     register_source,
     source_fingerprint,
 )
+from mltrainer.data._text import TextSource  # registers text data (datasets folders, files)
 
 if TYPE_CHECKING:
     from mltrainer.data._baseline import trivial_baseline
-    from mltrainer.data._bundle import DataBundle, DataSpec, Split, cache_prepared, prepare_data
+    from mltrainer.data._bundle import DataBundle, Split, cache_prepared, prepare_data
     from mltrainer.data._preprocess import Preprocessor
+    from mltrainer.data._spec import DataSpec
 
 _LAZY = {
     "prepare_data": "mltrainer.data._bundle",
     "cache_prepared": "mltrainer.data._bundle",
     "DataBundle": "mltrainer.data._bundle",
-    "DataSpec": "mltrainer.data._bundle",
+    "DataSpec": "mltrainer.data._spec",
     "Split": "mltrainer.data._bundle",
     "Preprocessor": "mltrainer.data._preprocess",
     "trivial_baseline": "mltrainer.data._baseline",
@@ -44,7 +45,6 @@ _LAZY = {
 
 __all__ = [
     "SKLEARN_DATASETS",
-    "TextSource",
     "SOURCES",
     "DataBundle",
     "DataSource",
@@ -54,6 +54,7 @@ __all__ = [
     "PythonSource",
     "RawData",
     "Split",
+    "TextSource",
     "cache_prepared",
     "prepare_data",
     "register_source",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mltrainer.config import MltConfig
+from mltrainer.data._spec import DataSpec
 from mltrainer.errors import DataError, TestSplitLockedError
 
 if TYPE_CHECKING:  # pandas, scikit-learn and the split load only when data is prepared anew
@@ -21,48 +22,6 @@ if TYPE_CHECKING:  # pandas, scikit-learn and the split load only when data is p
 
 TEST_PHASE = "finalize"  # the one phase allowed to read the test split
 AuditFn = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """What a model needs to know about the data: shapes, labels, names."""
-
-    task: str
-    n_features: int
-    n_classes: int | None
-    feature_names: list[str]
-    image_shape: tuple[int, ...] | None = None
-    class_labels: list[Any] | None = None
-    target: str | None = None
-    modality: str = "table"  # table | image | text | tensor (what one input is)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "task": self.task,
-            "n_features": self.n_features,
-            "n_classes": self.n_classes,
-            "feature_names": list(self.feature_names),
-            "image_shape": list(self.image_shape) if self.image_shape is not None else None,
-            "class_labels": list(self.class_labels) if self.class_labels is not None else None,
-            "target": self.target,
-            "modality": self.modality,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DataSpec:
-        shape = data.get("image_shape")
-        labels = data.get("class_labels")
-        n_classes = data.get("n_classes")
-        return cls(
-            task=str(data["task"]),
-            n_features=int(data["n_features"]),
-            n_classes=int(n_classes) if n_classes is not None else None,
-            feature_names=[str(n) for n in data.get("feature_names", [])],
-            image_shape=tuple(int(d) for d in shape) if shape is not None else None,
-            class_labels=list(labels) if labels is not None else None,
-            target=data.get("target"),
-            modality=str(data.get("modality", "table")),
-        )
 
 
 @dataclass(frozen=True)

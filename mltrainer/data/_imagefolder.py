@@ -118,7 +118,7 @@ def _check_image(path: Path, where: str) -> list[Any]:
         with Image.open(path) as img:
             img.load()
             return [img.width, img.height, img.mode]
-    except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError...
+    except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise DataError(f"{where}: {path} is not a readable image ({type(exc).__name__}: "
                         f"{first})", hint="replace or delete the file, then re-run") from None

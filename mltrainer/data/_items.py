@@ -122,8 +122,8 @@ class ItemBundle:
 
 def prepare_items(cfg: MltConfig, root: Path, items: ItemData, *,
                   audit: AuditFn | None = None) -> ItemBundle:
-    from mltrainer.data._bundle import DataSpec
     from mltrainer.data._itemsets import fit_pipeline
+    from mltrainer.data._spec import DataSpec
 
     where = cfg.data.source
     labels = items.labels

@@ -134,7 +134,7 @@ class TextPipeline(Pipeline):
         return {"modality": "text", "tokenizer": self.folder,
                 "tokenizer_class": type(self.tokenizer).__name__,
                 "max_length": self.max_length, "padding": "dynamic (longest in batch)",
-                "vocab_size": int(len(self.tokenizer))}
+                "vocab_size": len(self.tokenizer)}
 
 
 class SeededItems(Dataset):
@@ -158,7 +158,7 @@ class SeededItems(Dataset):
                 return self.pipeline.load(raw, self.train), label
         except DataError as exc:
             raise RuntimeError(f"{ITEM_ERROR}[{exc.message}]") from None
-        except Exception as exc:  # noqa: BLE001 - anything reading an item: name the item
+        except Exception as exc:
             what = self.items.describe(index)
             first = (str(exc).strip().splitlines() or [""])[0]
             raise RuntimeError(f"{ITEM_ERROR}[{what}: cannot load it "
@@ -257,7 +257,7 @@ def _text_pipeline(cfg: MltConfig, root: Path) -> TextPipeline:
         if not folder.is_dir():
             raise OSError("no such folder")
         tok = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, ...
+    except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:160]
         raise ConfigError(
             f"{field}: {folder} is not a tokenizer folder ({type(exc).__name__}: {first})",

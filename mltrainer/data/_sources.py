@@ -65,6 +65,11 @@ class DataSource(ABC):
     def handles(cls, source: str) -> bool:
         """True when this source reads `source` (the `data.source` string)."""
 
+    @classmethod
+    def claims(cls, source: str, text_column: str | None) -> bool:
+        """`handles`, knowing `data.text_column` too (a .csv with one is text data)."""
+        return cls.handles(source)
+
     @abstractmethod
     def fingerprint(self, cfg: MltConfig, root: Path) -> str:
         """A sha256 hex digest that changes when the data may have changed."""
@@ -84,12 +89,8 @@ def register_source(cls: type[DataSource]) -> type[DataSource]:
 
 
 def source_for(source: str, text_column: str | None = None) -> DataSource:
-    if text_column and source.lower().endswith(".csv"):  # a CSV read as text data
-        from mltrainer.data._text import TextSource
-
-        return TextSource()
     for cls in SOURCES:
-        if cls.handles(source):
+        if cls.claims(source, text_column):
             return cls()
     raise DataError(
         f"data.source {source!r}: not a known kind of source",
@@ -146,6 +147,10 @@ class CsvSource(_FileSource):
 
     name = "csv"
     suffix = ".csv"
+
+    @classmethod
+    def claims(cls, source: str, text_column: str | None) -> bool:
+        return cls.handles(source) and not text_column  # with one, it is text data
 
     def load(self, cfg: MltConfig, root: Path) -> RawData:
         from mltrainer.data._csv import read_csv_frame

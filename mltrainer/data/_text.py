@@ -54,6 +54,10 @@ class TextSource(DataSource):
     def handles(cls, source: str) -> bool:
         return is_text_source(source, None)
 
+    @classmethod
+    def claims(cls, source: str, text_column: str | None) -> bool:
+        return is_text_source(source, text_column)
+
     def path(self, cfg: MltConfig, root: Path) -> Path:
         rel = cfg.data.source.removeprefix("text:")
         path = resolve_path(rel, root)
@@ -94,7 +98,7 @@ class TextSource(DataSource):
                                          cache_dir=str(Path(root) / ".mlt" / "cache" / "hf"))
         except DataError:
             raise
-        except Exception as exc:  # noqa: BLE001 - datasets/pyarrow raise many kinds
+        except Exception as exc:
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise DataError(f"{cfg.data.source}: datasets cannot read it "
                             f"({type(exc).__name__}: {first})") from None

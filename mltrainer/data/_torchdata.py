@@ -54,7 +54,8 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
     collate = None
     given = None
     if isinstance(result, dict):
-        missing = [k for k in SPLIT_KEYS if not isinstance(result.get(k), torch.utils.data.Dataset)]
+        dataset_type = torch.utils.data.Dataset
+        missing = [k for k in SPLIT_KEYS if not isinstance(result.get(k), dataset_type)]
         if missing:
             raise DataError(f"{where}: the returned dict has no Dataset under "
                             f"{', '.join(map(repr, missing))}",
@@ -64,7 +65,7 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
         collate = result.get("collate_fn")
         dataset: Any = Joined(parts)
         sizes = [len(p) for p in parts]
-        starts = np.cumsum([0] + sizes)
+        starts = np.cumsum([0, *sizes])
         given = {k: np.arange(starts[i], starts[i + 1]) for i, k in enumerate(SPLIT_KEYS)}
     else:
         dataset = result
@@ -81,7 +82,7 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
     for i in range(n):
         try:
             item = dataset[i]
-        except Exception as exc:  # noqa: BLE001 - the user's __getitem__
+        except Exception as exc:
             raise DataError(f"{where}: item {i} cannot be read ({type(exc).__name__}: {exc})"
                             ) from None
         x, y = _check_item(item, i, task, where)

@@ -18,6 +18,7 @@ from torch import nn
 from mltrainer.config import MltConfig
 from mltrainer.engine.checkpoint import load_checkpoint
 from mltrainer.engine.devices import resolve_device
+from mltrainer.engine.loading import forward_split, model_device
 from mltrainer.engine.metrics import compute_metrics
 from mltrainer.engine.step import LossFn
 from mltrainer.errors import CheckpointError
@@ -38,18 +39,11 @@ def forward_batches(model: nn.Module, X: torch.Tensor, batch_size: int = PREDICT
     return torch.cat(outs) if outs else torch.empty(0)
 
 
-def model_device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 def predict(model: nn.Module, X: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:
     """Raw outputs for rows `X` (eval mode, no grad): logits (N, C) for classification,
     (N,) for a single-output (regression) model. `X` is an array of rows, or a lazily read
     split (`split.X` of image, text and Dataset sources), read through a DataLoader."""
     if getattr(X, "is_lazy", False):
-        from mltrainer.engine.loading import forward_split
-
         out = forward_split(model, X).cpu().numpy()
     else:
         tensor = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32),
@@ -81,8 +75,6 @@ def evaluate(model: nn.Module, X: Any, y: torch.Tensor, loss_fn: LossFn, task: s
     """(loss, every metric of the task) of `model` on one split held as tensors on the device
     (or a lazily read split, see `validation_data`)."""
     if getattr(X, "is_lazy", False):
-        from mltrainer.engine.loading import forward_split
-
         outputs = forward_split(model, X)
     else:
         outputs = forward_batches(model, X)

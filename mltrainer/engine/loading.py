@@ -201,12 +201,15 @@ _EVAL_READERS: dict[int, _Reader] = {}
 _EVAL_CACHE = 4  # readers kept (val and the train subset each epoch, a predict or two)
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def forward_split(model: torch.nn.Module, split: Any, batch_size: int = EVAL_BATCH
                   ) -> torch.Tensor:
     """Outputs of `model` (eval mode, fp32) on every item of `split`, in split order."""
-    from mltrainer.engine.inference import model_device
-
     reader = _EVAL_READERS.get(id(split))
     if reader is None or reader.split is not split:
         reader = _Reader(split, False, split.loader, 0)

@@ -32,9 +32,22 @@ from mltrainer.models._builtin import ACTIVATIONS, MLP, SmallCNN
 from mltrainer.models._python import build_factory_model, import_factory
 
 __all__ = [
-    "ACTIVATIONS", "MLP", "MODEL_KINDS", "ModelKind", "SmallCNN", "apply_freeze", "freeze_record",
-    "build_factory_model", "build_model", "head_parameters", "import_factory", "input_spec",
-    "kind_for", "n_outputs", "output_spec", "register_model_kind",
+    "ACTIVATIONS",
+    "MLP",
+    "MODEL_KINDS",
+    "ModelKind",
+    "SmallCNN",
+    "apply_freeze",
+    "build_factory_model",
+    "build_model",
+    "freeze_record",
+    "head_parameters",
+    "import_factory",
+    "input_spec",
+    "kind_for",
+    "n_outputs",
+    "output_spec",
+    "register_model_kind",
 ]
 
 

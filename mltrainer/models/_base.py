@@ -109,7 +109,7 @@ def load_weights(model: nn.Module, cfg: ModelConfig, root: Path) -> dict[str, An
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
+    except Exception as exc:
         raise ConfigError(f"model.weights {cfg.weights!r}: cannot read it "
                           f"({type(exc).__name__}: {exc})") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):

@@ -29,7 +29,7 @@ def torchvision() -> Any:
 
     for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
         del sys.modules[name]
-    lib = torch.library.Library("torchvision", "DEF")  # noqa: TID251 - kept alive below
+    lib = torch.library.Library("torchvision", "DEF")
     lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _KEEP.append(lib)
