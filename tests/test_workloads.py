@@ -297,3 +297,40 @@ def test_a_worker_that_fails_names_the_item(tmp_path: Path) -> None:
     path.write_bytes(b"not a png any more")  # changed after plan checked it
     with pytest.raises(DataError, match=rf"{path.name}: cannot load it"):
         Trainer(cfg, bundle, tmp_path / "runs" / "x").fit()
+
+
+# -- export parity, one per family -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind,params", [("torchvision:resnet18", {}), ("timm:resnet10t", {}),
+                                         ("hf:bert", {})])
+def test_onnx_export_has_dynamic_dims_and_parity(tmp_path: Path, kind: str, params: Any) -> None:
+    from mltrainer.exporting._items import (
+        build_item_deployable,
+        export_onnx,
+        item_parity,
+        split_batches,
+    )
+    from mltrainer.models import build_model
+
+    if kind.startswith("hf:"):
+        _text(tmp_path)
+        cfg = _cfg("d.jsonl", {"kind": kind, "tokenizer": "tok", "max_length": 8},
+                   text_column="text", target="label")
+    else:
+        _faces(tmp_path)
+        cfg = _cfg("imagefolder:faces", {"kind": kind, "params": params})
+    bundle = prepare_data(cfg, tmp_path)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, bundle.spec, root=tmp_path)
+    deployable = build_item_deployable(model, bundle.pipeline)
+    batches = split_batches(bundle.train, sizes=(2, 1, 3))
+    example = tuple(torch.from_numpy(a) for a in batches[0])
+    modality = bundle.spec.modality
+    details = export_onnx(deployable, example, tmp_path / "model.onnx", modality)
+    assert details["dynamic_batch"] and details["dynamic_sequence"]
+    parity = item_parity(tmp_path / "model.onnx", deployable, batches, modality)
+    assert parity["passed"], parity
+    assert parity["label_agreement"] == 1.0
+    if modality == "text":  # lengths differ between the batches: the sequence dim is free
+        assert len({b["batch"][1] for b in parity["batches"]}) > 1
