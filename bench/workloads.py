@@ -1,0 +1,260 @@
+"""Issue 13's measurements: image throughput against a hand-written DataLoader loop, peak RSS
+on an image folder larger than memory allows, and export parity per model family.
+
+    python bench/workloads.py throughput [--images 600] [--epochs 3] [--workers 2] [--rounds 3]
+    python bench/workloads.py rss [--limit-mb 1024] [--epochs 3] [--workers 2]
+    python bench/workloads.py parity
+
+throughput: one generated image folder (64x64 RGB PNG, 2 classes), torchvision transforms v2
+(resize 32, random crop 32 + pad 2, flip, normalise), the same small CNN, AdamW, batch 32, the
+same DataLoader workers; `Trainer.fit()` (epoch wall time from its stream, val included) vs a
+hand-written loop (torchvision ImageFolder + DataLoader, shuffle, loss.item() per step, val
+each epoch), in alternating order for several rounds, torch.set_num_threads(1). Prints ms per
+epoch (median) and the ratio.
+
+rss: generates a folder of noise PNGs (512x512 RGB, incompressible) whose size on disk is 4x
+`--limit-mb`, trains a CNN on it (resize 64) and prints peak RSS (the training process, and the
+largest worker) after each epoch: it must stay under the limit and flat across epochs.
+
+parity: ONNX export (dynamic batch; text: dynamic sequence) of torchvision resnet18 and timm
+resnet10t on the images example's photos (3 channels, 32 px) and of the text example's tiny BERT
+on its names; onnxruntime vs eager on batches of 1, 2, 7 and 32 items.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _config(source: str, workers: int, epochs: int, size: int, **model: Any) -> Any:
+    from mltrainer.config import parse_config
+
+    return parse_config({
+        "name": "bench", "task": "classification", "seed": 0,
+        "data": {"source": source, "split": {"val": 0.1, "test": 0.1},
+                 "loader": {"num_workers": workers, "persistent_workers": workers > 0},
+                 "transforms": {"size": size, "crop": size,
+                                "augment": {"random_crop": True, "crop_padding": 2,
+                                            "hflip": 0.5}}},
+        "model": {"kind": "cnn", "channels": [16, 32], "hidden": [64], **model},
+        "training": {"epochs": epochs, "batch_size": 32, "lr": 1e-3, "scheduler": "none",
+                     "grad_clip": None, "grad_stats_every": 0,
+                     "early_stopping": {"patience": 0}},
+        "goal": {"metric": "accuracy", "target": 0.9}})
+
+
+def _noise_folder(root: Path, n: int, side: int, seed: int = 0) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder = root / "imgs"
+    for i in range(n):
+        cls = f"c{i % 2}"
+        (folder / cls).mkdir(parents=True, exist_ok=True)
+        img = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+        if i % 2:
+            img[: side // 2] //= 2  # a learnable difference between the classes
+        Image.fromarray(img).save(folder / cls / f"{i:06d}.png", compress_level=1)
+    return folder
+
+
+def _hand_loop(folder: Path, cfg: Any, bundle: Any, epochs: int) -> list[float]:
+    """The loop a careful user writes: ImageFolder, DataLoader, the same transforms and model."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, Subset
+
+    from mltrainer.models import build_model
+    from mltrainer.models._vision import torchvision
+
+    tv = torchvision()
+    pipe = bundle.pipeline
+    train_ds = Subset(tv.datasets.ImageFolder(str(folder), transform=pipe.train_tf),
+                      bundle.train.indices.tolist())
+    val_ds = Subset(tv.datasets.ImageFolder(str(folder), transform=pipe.eval_tf),
+                    bundle.val.indices.tolist())
+    workers = cfg.data.loader.num_workers
+    kw = {"num_workers": workers, "persistent_workers": workers > 0}
+    train = DataLoader(train_ds, batch_size=32, shuffle=True, **kw)
+    val = DataLoader(val_ds, batch_size=256, **kw)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, bundle.spec)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        for xb, yb in train:
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(xb), yb)
+            loss.backward()
+            opt.step()
+            loss.item()
+        model.eval()
+        with torch.no_grad():
+            for xb, yb in val:
+                model(xb).argmax(1).eq(yb).float().mean().item()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _mlt_loop(cfg: Any, bundle: Any, run_dir: Path) -> list[float]:
+    import json
+
+    from mltrainer.engine import Trainer
+
+    Trainer(cfg, bundle, run_dir).fit()
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [e["wall_time"] for e in events if e["type"] == "epoch"]
+
+
+def throughput(args: argparse.Namespace) -> None:
+    import torch
+
+    from mltrainer.data import prepare_data
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        folder = _noise_folder(root, args.images, 64)
+        cfg = _config("imagefolder:imgs", args.workers, args.epochs, 32)
+        bundle = prepare_data(cfg, root)
+        n = len(bundle.train)
+        hand, mlt = [], []
+        for r in range(args.rounds):
+            order = [("hand", hand), ("mlt", mlt)] if r % 2 == 0 else [("mlt", mlt),
+                                                                       ("hand", hand)]
+            for name, sink in order:
+                if name == "hand":
+                    sink.extend(_hand_loop(folder, cfg, bundle, args.epochs)[1:])
+                else:
+                    sink.extend(_mlt_loop(cfg, bundle, root / "runs" / f"r{r}")[1:])
+        h, m = statistics.median(hand), statistics.median(mlt)
+        print(f"train images {n}, val {len(bundle.val)}, workers {args.workers}, "
+              f"epochs {args.epochs} (first epoch of each run dropped), rounds {args.rounds}")
+        print(f"hand-written DataLoader loop: {h * 1000:8.1f} ms/epoch  {n / h:7.1f} images/s")
+        print(f"mlt Trainer.fit():            {m * 1000:8.1f} ms/epoch  {n / m:7.1f} images/s")
+        print(f"ratio mlt / hand: {m / h:.3f}")
+
+
+def _rss_mb(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def rss(args: argparse.Namespace) -> None:
+    import json
+
+    import torch
+
+    from mltrainer.data import prepare_data
+    from mltrainer.engine import Trainer
+
+    torch.set_num_threads(1)
+    per_file = 512 * 512 * 3  # bytes of an incompressible 512x512 RGB PNG (about)
+    n = int(4 * args.limit_mb * 2**20 / per_file) + 1
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        root = Path(tmp)
+        started = time.perf_counter()
+        folder = _noise_folder(root, n, 512)
+        disk = sum(p.stat().st_size for p in folder.rglob("*.png"))
+        print(f"generated {n} images, {disk / 2**20:.0f} MiB on disk "
+              f"({disk / 2**20 / args.limit_mb:.2f}x the {args.limit_mb} MiB limit) in "
+              f"{time.perf_counter() - started:.0f} s")
+        cfg = _config("imagefolder:imgs", args.workers, args.epochs, 64)
+        bundle = prepare_data(cfg, root)
+        print(f"after plan's data load: RSS {_rss_mb(resource.RUSAGE_SELF):.0f} MiB")
+
+        class Watch:
+            def on_event(self, event: dict[str, Any]) -> None:
+                if event["type"] == "epoch":
+                    print(f"epoch {event['epoch']}: peak RSS {_rss_mb(resource.RUSAGE_SELF):.0f}"
+                          f" MiB (largest worker {_rss_mb(resource.RUSAGE_CHILDREN):.0f} MiB), "
+                          f"{event['wall_time']:.0f} s, val acc {event['val']['accuracy']:.3f}")
+
+        Trainer(cfg, bundle, root / "runs" / "rss", subscribers=[Watch()]).fit()
+        peak = _rss_mb(resource.RUSAGE_SELF)
+        print(f"peak RSS {peak:.0f} MiB: {'under' if peak < args.limit_mb else 'OVER'} the "
+              f"{args.limit_mb} MiB limit; data on disk {disk / 2**20:.0f} MiB")
+        json.dumps({})
+
+
+def parity(args: argparse.Namespace) -> None:
+    import torch
+
+    from mltrainer.commands import init_project  # noqa: F401 - the example writers
+    from mltrainer.config import parse_config
+    from mltrainer.data import prepare_data
+    from mltrainer.examples import write_example_data
+    from mltrainer.exporting._items import (
+        build_item_deployable,
+        export_onnx,
+        item_parity,
+        split_batches,
+    )
+    from mltrainer.models import build_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_example_data("images", root)
+        write_example_data("text", root)
+        cases = [
+            ("torchvision:resnet18", {"source": "imagefolder:data/faces",
+                                      "transforms": {"size": 32, "crop": 32}}),
+            ("timm:resnet10t", {"source": "imagefolder:data/faces",
+                                "transforms": {"size": 32, "crop": 32}}),
+            ("hf:model", {"source": "data/names.jsonl", "text_column": "text"}),
+        ]
+        print(f"{'model':<22} {'inputs':<34} {'max_abs':>9} {'max_rel':>9} {'labels':>7}  ok")
+        for kind, data in cases:
+            model_cfg = {"kind": kind, **({"tokenizer": "tokenizer", "max_length": 16}
+                                          if kind.startswith("hf:") else {})}
+            cfg = parse_config({"name": "p", "task": "classification", "seed": 0,
+                                "data": {**data, "split": {"val": 0.3, "test": 0.15}},
+                                "model": model_cfg,
+                                "goal": {"metric": "accuracy", "target": 0.9}})
+            bundle = prepare_data(cfg, root)
+            torch.manual_seed(0)
+            model = build_model(cfg.model, bundle.spec, root=root)
+            dep = build_item_deployable(model, bundle.pipeline)
+            batches = split_batches(bundle.val, sizes=(1, 2, 7, 32))
+            example = tuple(torch.from_numpy(a) for a in batches[2])
+            details = export_onnx(dep, example, root / "m.onnx", bundle.spec.modality)
+            res = item_parity(root / "m.onnx", dep, batches, bundle.spec.modality)
+            dims = ", ".join(f"{k}{v}" for k, v in details["inputs"].items())
+            print(f"{kind:<22} {dims:<34} {res['max_abs_diff']:9.2e} "
+                  f"{res['max_rel_diff']:9.2e} {res['label_agreement']:7.3f}  {res['passed']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("throughput")
+    t.add_argument("--images", type=int, default=600)
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--workers", type=int, default=2)
+    t.add_argument("--rounds", type=int, default=3)
+    r = sub.add_parser("rss")
+    r.add_argument("--limit-mb", type=int, default=1024)
+    r.add_argument("--epochs", type=int, default=3)
+    r.add_argument("--workers", type=int, default=2)
+    r.add_argument("--dir", default=None, help="where to generate the folder (default: /tmp)")
+    sub.add_parser("parity")
+    args = parser.parse_args()
+    {"throughput": throughput, "rss": rss, "parity": parity}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
