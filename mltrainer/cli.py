@@ -120,14 +120,21 @@ def main() -> None:
 @cli.command()
 @click.argument("target", required=False, type=click.Path(file_okay=False))
 @click.option("--example", default="digits", show_default=True,
-              help="Which example config to start from (digits, breast_cancer, diabetes).")
+              help="Which example to start from (digits, breast_cancer, diabetes, images, text).")
+@click.option("--data", "data", default=None,
+              help="Start from your own data instead: a file (.csv/.npz/.jsonl/.parquet), a "
+                   "datasets folder, or an image folder (one sub-folder per class).")
+@click.option("--target", "target_col", default=None, help="The target column (with --data).")
 @common
-def init(out: Output, project: Project, target: str | None, example: str) -> None:
-    """Create a project: mlt.yaml from an example, and the .mlt/ state folder."""
+def init(out: Output, project: Project, target: str | None, example: str, data: str | None,
+         target_col: str | None) -> None:
+    """Create a project: mlt.yaml from an example or your data, and the .mlt/ state folder."""
     from mltrainer.commands import init_project
 
-    result = init_project(Project.at(target) if target else project, example)
-    out.info(f"created [bold]{result['config']}[/] from example '{example}'")
+    result = init_project(Project.at(target) if target else project, example, data=data,
+                          target=target_col)
+    origin = f"example '{example}'" if data is None else f"the data in {data}"
+    out.info(f"created [bold]{result['config']}[/] from {origin}")
     out.info(f"next: cd {result['root']} && [bold]mlt plan[/]")
     out.result(result)
 

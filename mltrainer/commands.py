@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mltrainer.config import parse_config
 from mltrainer.errors import BadInputError
 from mltrainer.phases import PHASES as PHASE_SPECS
 from mltrainer.project import Project
@@ -34,17 +35,29 @@ def phase_name(name: str) -> str:
     return name
 
 
-def init_project(project: Project, example: str) -> dict[str, Any]:
-    text = example_config(example)  # unknown example → exit 2 before anything is written
+def init_project(project: Project, example: str, *, data: str | None = None,
+                 target: str | None = None) -> dict[str, Any]:
+    """A new project from an example (its data too, for images/text), or — with `data` — a
+    first config that fits the user's own data (task, source kind, model)."""
+    from mltrainer.examples import config_for_data, write_example_data
+
+    text = example_config(example) if data is None else ""  # unknown example → exit 2 first
     if project.config_path.exists():
         raise BadInputError(
             f"{project.config_path} already exists: this is already an mlt project",
             hint="edit it, or choose another directory for `mlt init`",
         )
-    project.root.mkdir(parents=True, exist_ok=True)
-    from mltrainer.examples import write_example_data
+    if data is not None:
+        import yaml
 
-    write_example_data(example, project.root)  # images / text: the data they ship with
+        cfg = config_for_data(Path(data), target, project.root, project.root.resolve().name)
+        parse_config(cfg, source="mlt init --data")  # what init writes must validate
+        text = ("# mlt.yaml written by `mlt init --data`: a starting point that fits the data.\n"
+                "# `mlt config schema` lists every field; set goal.target to what counts as "
+                "done.\n" + yaml.safe_dump(cfg, sort_keys=False))
+    project.root.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        write_example_data(example, project.root)  # images / text: the data they ship with
     project.config_path.write_text(text, encoding="utf-8")
     project.mlt_dir.mkdir(exist_ok=True)
     gitignore = project.root / ".gitignore"
@@ -52,8 +65,9 @@ def init_project(project: Project, example: str) -> dict[str, Any]:
         gitignore.write_text("runs/\nartifacts/\n.mlt/lock\n.mlt/cache/\n.mlt/mlflow.db\n"
                              ".mlt/mlflow-artifacts/\n",
                              encoding="utf-8")
-    audit(project, "init", example=example)
-    return {"root": str(project.root), "config": str(project.config_path), "example": example}
+    audit(project, "init", example=example if data is None else None, data=data)
+    return {"root": str(project.root), "config": str(project.config_path),
+            "example": example if data is None else None, "data": data}
 
 
 def project_status(project: Project) -> dict[str, Any]:

@@ -120,3 +120,146 @@ def _tiny_bert(folder: Path, vocab_size: int) -> None:
 def describe() -> dict[str, Any]:
     return {"images": "scikit-image lfw_subset (faces vs not faces)",
             "text": "names package: US Census first names (male vs female)"}
+
+
+# -- `mlt init --data PATH --target COL`: a first config that fits the user's data -------------
+
+_TEXT_MIN_MEAN_CHARS = 20  # a string column this long on average (with spaces) is free text
+_MAX_CLASSES = 50  # an integer target with at most this many values is a class label
+
+
+def config_for_data(data: Path, target: str | None, root: Path, name: str) -> dict[str, Any]:
+    """mlt.yaml (as a dict) for the data at `data`: task, source kind and a fitting model —
+    mlp for tables, a small CNN (or torchvision:resnet18 for larger photos) for image folders,
+    the example's tiny transformer (its tokenizer trained on the texts) for text."""
+    data = Path(data).expanduser().resolve()
+    rel = _relative(data, root)
+    if not data.exists():
+        raise BadInputError(f"--data {str(data)!r}: no such file or folder",
+                            hint="point --data at a .csv/.npz/.jsonl/.parquet file, a datasets "
+                                 "folder, or a folder with one sub-folder of images per class")
+    if data.is_dir() and not (data / "dataset_info.json").exists() and not (
+            data / "dataset_dict.json").exists():
+        model, transforms = _image_model(data)
+        return _base(name, "classification", {"source": f"imagefolder:{rel}",
+                                              "transforms": transforms},
+                     model, "accuracy", 0.9)
+    suffix = data.suffix.lower()
+    if suffix == ".npz":
+        return _base(name, _npz_task(data), {"source": rel}, {"kind": "mlp"}, None, None)
+    frame = _peek(data)
+    if target is None:
+        raise BadInputError(f"--data {rel}: which column is the target?",
+                            hint=f"pass --target COL (columns: {', '.join(map(str, frame.columns))})")
+    if target not in frame.columns:
+        raise BadInputError(f"--target {target!r}: no such column in {rel} (columns: "
+                            f"{', '.join(map(str, frame.columns))})", hint="pass --target COL")
+    task = _task(frame[target])
+    text = _text_column(frame.drop(columns=[target]))
+    if text is not None or suffix in (".jsonl", ".json", ".parquet") or data.is_dir():
+        text = text or "text"
+        texts = [str(t) for t in frame[text].dropna()] if text in frame else []
+        _tokenizer(texts or ["a"], root / "tokenizer")
+        _tiny_bert(root / "model", vocab_size=_vocab_size(root / "tokenizer"))
+        return _base(name, task, {"source": rel, "text_column": text, "target": target},
+                     {"kind": "hf:model", "tokenizer": "tokenizer", "max_length": 128},
+                     None, None)
+    return _base(name, task, {"source": rel, "target": target}, {"kind": "mlp"}, None, None)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _base(name: str, task: str, data: dict[str, Any], model: dict[str, Any],
+          metric: str | None, target: float | None) -> dict[str, Any]:
+    metric = metric or ("accuracy" if task == "classification" else "r2")
+    goal = target if target is not None else (0.9 if task == "classification" else 0.8)
+    return {"name": name, "task": task, "seed": 42,
+            "data": {**data, "split": {"val": 0.15, "test": 0.15,
+                                       "stratify": task == "classification"}},
+            "model": model,
+            "training": {"epochs": 30, "batch_size": 32 if model["kind"] != "mlp" else 64,
+                         "lr": 0.001},
+            "goal": {"metric": metric, "target": goal}}
+
+
+def _image_model(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    from PIL import Image
+
+    from mltrainer.data._imagefolder import IMAGE_SUFFIXES
+    from mltrainer.data._manifest import list_files
+
+    files = list_files(folder, IMAGE_SUFFIXES)
+    if not files:
+        raise BadInputError(f"--data {folder}: a folder without images",
+                            hint="use one sub-folder of PNG/JPEG files per class")
+    with Image.open(folder / files[0]) as img:
+        side, mode = min(img.size), img.mode
+    channels = 1 if mode in ("1", "L", "I", "I;16", "F") else 3
+    if side <= 64:  # small images: a small CNN at their own size
+        return ({"kind": "cnn", "channels": [32, 64], "hidden": [128]},
+                {"channels": channels, "size": side, "crop": side})
+    return ({"kind": "torchvision:resnet18"},
+            {"channels": 3, "size": 72, "crop": 64, "augment": {"hflip": 0.5,
+                                                                "random_crop": True}})
+
+
+def _npz_task(path: Path) -> str:
+    import numpy as np
+
+    with np.load(path) as arch:
+        return _task_of(np.asarray(arch["y"]))
+
+
+def _peek(path: Path) -> Any:
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    try:
+        if path.is_dir():
+            import datasets
+
+            ds = datasets.load_from_disk(str(path))
+            part = ds[next(iter(ds))] if isinstance(ds, datasets.DatasetDict) else ds
+            return part.select(range(min(len(part), 2000))).to_pandas()
+        if suffix == ".csv":
+            return pd.read_csv(path, nrows=2000)
+        if suffix in (".jsonl", ".json"):
+            return pd.read_json(path, lines=suffix == ".jsonl", nrows=2000 if
+                                suffix == ".jsonl" else None)
+        if suffix == ".parquet":
+            return pd.read_parquet(path).head(2000)
+    except Exception as exc:  # noqa: BLE001 - any reader error is the user's file
+        raise BadInputError(f"--data {path}: cannot read it ({type(exc).__name__}: {exc})"
+                            ) from None
+    raise BadInputError(f"--data {path}: not a .csv, .npz, .jsonl, .parquet file or a folder")
+
+
+def _task(col: Any) -> str:
+    import numpy as np
+
+    return _task_of(np.asarray(col.dropna()))
+
+
+def _task_of(values: Any) -> str:
+    import numpy as np
+
+    if values.dtype.kind in "OUSb":
+        return "classification"
+    if values.dtype.kind in "iu" or np.all(np.mod(values, 1) == 0):
+        return "classification" if len(np.unique(values)) <= _MAX_CLASSES else "regression"
+    return "regression"
+
+
+def _text_column(frame: Any) -> str | None:
+    for name in frame.columns:
+        col = frame[name].dropna()
+        if col.dtype == object and len(col) and all(isinstance(v, str) for v in col[:100]):
+            lengths = col.str.len()
+            if lengths.mean() >= _TEXT_MIN_MEAN_CHARS and col.str.contains(" ").mean() > 0.5:
+                return str(name)
+    return None

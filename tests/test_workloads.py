@@ -334,3 +334,41 @@ def test_onnx_export_has_dynamic_dims_and_parity(tmp_path: Path, kind: str, para
     assert parity["label_agreement"] == 1.0
     if modality == "text":  # lengths differ between the batches: the sequence dim is free
         assert len({b["batch"][1] for b in parity["batches"]}) > 1
+
+
+# -- mlt init --data -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case,task,source,kind", [
+    ("images", "classification", "imagefolder:", "cnn"),
+    ("table", "regression", "t.csv", "mlp"),
+    ("text", "classification", "d.jsonl", "hf:model"),
+])
+def test_init_from_data_picks_task_source_and_model(tmp_path: Path, case: str, task: str,
+                                                    source: str, kind: str) -> None:
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    data = tmp_path / "data"
+    data.mkdir()
+    if case == "images":
+        _faces(data, n=6)
+        args = ["--data", str(data / "faces")]
+    elif case == "table":
+        rng = np.random.default_rng(0)
+        (data / "t.csv").write_text("a,b,y\n" + "".join(
+            f"{a:.3f},{b:.3f},{a + b:.4f}\n" for a, b in rng.random((30, 2))))
+        args = ["--data", str(data / "t.csv"), "--target", "y"]
+    else:
+        _text(data)
+        args = ["--data", str(data / "d.jsonl"), "--target", "label"]
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "p"), *args])
+    assert result.exit_code == 0, result.output
+    cfg = yaml.safe_load((tmp_path / "p" / "mlt.yaml").read_text())
+    assert (cfg["task"], cfg["model"]["kind"]) == (task, kind)
+    assert cfg["data"]["source"].startswith(source) or cfg["data"]["source"].endswith(source)
+    if case == "images":
+        assert cfg["data"]["transforms"]["channels"] == 1  # grayscale photos
+    if case == "text":
+        assert (tmp_path / "p" / "tokenizer" / "tokenizer.json").is_file()
