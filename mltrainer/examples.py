@@ -149,8 +149,9 @@ def config_for_data(data: Path, target: str | None, root: Path, name: str) -> di
         return _base(name, _npz_task(data), {"source": rel}, {"kind": "mlp"}, None, None)
     frame = _peek(data)
     if target is None:
+        columns = ", ".join(map(str, frame.columns))
         raise BadInputError(f"--data {rel}: which column is the target?",
-                            hint=f"pass --target COL (columns: {', '.join(map(str, frame.columns))})")
+                            hint=f"pass --target COL (columns: {columns})")
     if target not in frame.columns:
         raise BadInputError(f"--target {target!r}: no such column in {rel} (columns: "
                             f"{', '.join(map(str, frame.columns))})", hint="pass --target COL")
@@ -233,7 +234,7 @@ def _peek(path: Path) -> Any:
                                 suffix == ".jsonl" else None)
         if suffix == ".parquet":
             return pd.read_parquet(path).head(2000)
-    except Exception as exc:  # noqa: BLE001 - any reader error is the user's file
+    except Exception as exc:
         raise BadInputError(f"--data {path}: cannot read it ({type(exc).__name__}: {exc})"
                             ) from None
     raise BadInputError(f"--data {path}: not a .csv, .npz, .jsonl, .parquet file or a folder")
