@@ -302,14 +302,17 @@ def test_a_worker_that_fails_names_the_item(tmp_path: Path) -> None:
 # -- export parity, one per family -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind,params", [("torchvision:resnet18", {}), ("timm:resnet10t", {}),
-                                         ("hf:bert", {})])
-def test_onnx_export_has_dynamic_dims_and_parity(tmp_path: Path, kind: str, params: Any) -> None:
-    from mltrainer.exporting._items import (
+@pytest.mark.parametrize("kind,formats", [("torchvision:resnet18", ("onnx",)),
+                                          ("timm:resnet10t", ("onnx",)),
+                                          ("hf:bert", ("onnx", "torchscript", "pt2"))])
+def test_exports_have_dynamic_dims_and_parity_in_a_fresh_process(
+        tmp_path: Path, kind: str, formats: tuple[str, ...]) -> None:
+    from mltrainer.exporting import (
         build_item_deployable,
-        export_onnx,
-        item_parity,
-        split_batches,
+        check_parity,
+        export_all,
+        load_runner,
+        model_inputs,
     )
     from mltrainer.models import build_model
 
@@ -319,21 +322,27 @@ def test_onnx_export_has_dynamic_dims_and_parity(tmp_path: Path, kind: str, para
                    text_column="text", target="label")
     else:
         _faces(tmp_path)
-        cfg = _cfg("imagefolder:faces", {"kind": kind, "params": params})
+        cfg = _cfg("imagefolder:faces", {"kind": kind})
     bundle = prepare_data(cfg, tmp_path)
     torch.manual_seed(0)
-    model = build_model(cfg.model, bundle.spec, root=tmp_path)
-    deployable = build_item_deployable(model, bundle.pipeline)
-    batches = split_batches(bundle.train, sizes=(2, 1, 3))
-    example = tuple(torch.from_numpy(a) for a in batches[0])
-    modality = bundle.spec.modality
-    details = export_onnx(deployable, example, tmp_path / "model.onnx", modality)
-    assert details["dynamic_batch"] and details["dynamic_sequence"]
-    parity = item_parity(tmp_path / "model.onnx", deployable, batches, modality)
-    assert parity["passed"], parity
-    assert parity["label_agreement"] == 1.0
-    if modality == "text":  # lengths differ between the batches: the sequence dim is free
-        assert len({b["batch"][1] for b in parity["batches"]}) > 1
+    deployable = build_item_deployable(build_model(cfg.model, bundle.spec, root=tmp_path),
+                                       bundle.pipeline)
+    records = export_all(deployable, model_inputs(bundle.train, 3), tmp_path / "out",
+                         formats=formats)
+    assert all(r.ok for r in records), [r.error for r in records]
+    onnx = records[0]
+    assert onnx.details["dynamic_batch"] and onnx.checker["passed"]
+    parity = check_parity(records, deployable, model_inputs(bundle.train, 8), "classification")
+    for result in parity:
+        assert result["passed"] and result["reloaded_in_fresh_process"], result
+        assert result["label_agreement"] == 1.0
+    if bundle.spec.modality == "text":  # the sequence length is free too
+        run, _ = load_runner("onnx", onnx.path)
+        for n in (1, 5):
+            x = model_inputs(bundle.train, n)
+            assert run(x).shape == (n, 2)
+        assert {model_inputs(bundle.train, 1)["input_ids"].shape[1],
+                model_inputs(bundle.train, 5)["input_ids"].shape[1]} != {1}
 
 
 # -- mlt init --data -------------------------------------------------------------------------

@@ -6,7 +6,8 @@
     latency = measure_latency(deployable, records, test_X[0])             # p50/p95, ms
 
 The model's input is the encoded feature matrix, float32 (N, F): numeric columns raw (NaN
-allowed), categoricals already one-hot. Everything here returns data and prints nothing.
+allowed), categoricals already one-hot; for item models (`build_item_deployable`) a batch of
+images (N, C, H, W) or named text arrays (input_ids, attention_mask; batch and length free). Everything here returns data and prints nothing.
 One private module per concern (`_deployable`, `_formats`, `_parity`, `_latency`, `_capture`);
 importing this package imports torch. Loading and running an export without torch (the
 fresh-process parity worker, `mlt predict`) is `mltrainer.runtime`.
@@ -29,6 +30,7 @@ from mltrainer.exporting._formats import (
     ExportRecord,
     export_all,
 )
+from mltrainer.exporting._items import build_item_deployable, model_inputs
 from mltrainer.exporting._latency import RUNTIMES, measure_latency
 from mltrainer.exporting._parity import (
     DEFAULT_TOLERANCE,
@@ -51,10 +53,12 @@ __all__ = [
     "Exporter",
     "ScaleModule",
     "build_deployable",
+    "build_item_deployable",
     "check_parity",
     "compare_outputs",
     "export_all",
     "load_runner",
     "measure_latency",
+    "model_inputs",
     "parity_batch_sizes",
 ]

@@ -59,7 +59,7 @@ class Exporter:
     filename: ClassVar[str]
 
     def export(
-        self, deployable: DeployableModel, example: torch.Tensor, path: Path
+        self, deployable: DeployableModel, example: tuple[torch.Tensor, ...], path: Path
     ) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -73,6 +73,27 @@ def _batch_dim() -> Any:
     return torch.export.Dim("batch")
 
 
+def input_names(deployable: Any) -> list[str]:
+    """The graph's input names: a table's one input, or the model's own (text: input_ids,
+    attention_mask)."""
+    return list(getattr(deployable, "input_names", [INPUT_NAME]))
+
+
+def dynamic_shapes(deployable: Any) -> tuple[dict[int, Any], ...]:
+    """Per input, its symbolic dims: the batch always; text's sequence length too. A name
+    shared by two inputs is one dim (both must agree)."""
+    spec = getattr(deployable, "dynamic_dims", [{0: "batch"}])
+    made: dict[str, Any] = {"batch": _batch_dim()}
+
+    def dim(entry: Any) -> Any:  # "name" or ("name", largest size the model can take)
+        name, top = (entry, None) if isinstance(entry, str) else entry
+        if name not in made:
+            made[name] = torch.export.Dim(name, max=top) if top else torch.export.Dim(name)
+        return made[name]
+
+    return tuple({i: dim(entry) for i, entry in d.items()} for d in spec)
+
+
 class OnnxExporter(Exporter):
     format = "onnx"
     filename = "model.onnx"
@@ -81,19 +102,19 @@ class OnnxExporter(Exporter):
         self.opset = opset
 
     def export(
-        self, deployable: DeployableModel, example: torch.Tensor, path: Path
+        self, deployable: DeployableModel, example: tuple[torch.Tensor, ...], path: Path
     ) -> dict[str, Any]:
         import onnx
 
         torch.onnx.export(
             deployable,
-            (example,),
+            example,
             str(path),
             dynamo=True,
             external_data=False,
-            input_names=[INPUT_NAME],
+            input_names=input_names(deployable),
             output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: _batch_dim()},),
+            dynamic_shapes=dynamic_shapes(deployable),
             opset_version=self.opset,
             verbose=False,
         )
@@ -141,13 +162,13 @@ class TorchScriptExporter(Exporter):
     filename = "model.ts"
 
     def export(
-        self, deployable: DeployableModel, example: torch.Tensor, path: Path
+        self, deployable: DeployableModel, example: tuple[torch.Tensor, ...], path: Path
     ) -> dict[str, Any]:
         # torch.jit.trace is deprecated in torch >= 2.13; its warning lands in the record via
         # `captured`, which is where a model card can quote it.
-        traced = torch.jit.trace(deployable, (example,), check_trace=True)
+        traced = torch.jit.trace(deployable, example, check_trace=True)
         traced.save(str(path))
-        return {"method": "torch.jit.trace", "trace_batch": int(example.shape[0])}
+        return {"method": "torch.jit.trace", "trace_batch": int(example[0].shape[0])}
 
 
 class Pt2Exporter(Exporter):
@@ -155,9 +176,10 @@ class Pt2Exporter(Exporter):
     filename = "model.pt2"
 
     def export(
-        self, deployable: DeployableModel, example: torch.Tensor, path: Path
+        self, deployable: DeployableModel, example: tuple[torch.Tensor, ...], path: Path
     ) -> dict[str, Any]:
-        program = torch.export.export(deployable, (example,), dynamic_shapes=({0: _batch_dim()},))
+        program = torch.export.export(deployable, example,
+                                      dynamic_shapes=dynamic_shapes(deployable))
         torch.export.save(program, str(path))
         return {"method": "torch.export.export", "dynamic_batch": True}
 
@@ -169,17 +191,33 @@ EXPORTERS: dict[str, Exporter] = {
 FORMATS: tuple[str, ...] = tuple(EXPORTERS)
 
 
+def trace_inputs(example: Any, n_features: int | None = None) -> tuple[torch.Tensor, ...]:
+    """One traced tensor per graph input: `trace_example` of the one array, or of each named
+    array (text's input_ids and attention_mask), all with the same number of rows."""
+    if not isinstance(example, dict):
+        return (trace_example(example, n_features),)
+    arrays = [np.asarray(v) for v in example.values()]
+    n = len(arrays[0]) if arrays else 0
+    if n == 0 or any(a.ndim < 2 or len(a) != n for a in arrays):
+        raise BadInputError("example inputs must share a non-empty batch dim but got "
+                            f"{[a.shape for a in arrays]}")
+    rows = max(2, min(n, _MAX_TRACE_ROWS))
+    return tuple(torch.from_numpy(_repeat_rows(a, rows)) for a in arrays)
+
+
 def trace_example(example: np.ndarray, n_features: int | None = None) -> torch.Tensor:
     """The batch every exporter traces with: at least 2 rows, so the batch dim stays symbolic.
 
     torch.export specialises sizes 0 and 1, and a batch equal to the feature count invites
-    the two to be confused, so both are avoided.
+    the two to be confused, so both are avoided. Images (N, C, H, W) keep their shape.
     """
     array = np.asarray(example, dtype=np.float32)
     if array.ndim == 1:
         array = array[None, :]
-    if array.ndim != 2 or array.shape[0] == 0:
+    if array.ndim < 2 or array.shape[0] == 0:
         raise BadInputError(f"example must be a non-empty (N, F) matrix but got {array.shape}")
+    if array.ndim > 2:  # images
+        return torch.from_numpy(_repeat_rows(array, max(2, min(len(array), _MAX_TRACE_ROWS))))
     if n_features is not None and array.shape[1] != n_features:
         raise BadInputError(
             f"example has {array.shape[1]} columns but the model's scale has {n_features}"
@@ -187,12 +225,17 @@ def trace_example(example: np.ndarray, n_features: int | None = None) -> torch.T
     rows = min(array.shape[0], _MAX_TRACE_ROWS)
     if rows < 2 or rows == array.shape[1]:
         rows = 3 if array.shape[1] == 2 else 2
+    return torch.from_numpy(_repeat_rows(array, rows))
+
+
+def _repeat_rows(array: np.ndarray, rows: int) -> np.ndarray:
     reps = -(-rows // array.shape[0])  # ceil: repeat rows when the example is short
-    return torch.from_numpy(np.ascontiguousarray(np.tile(array, (reps, 1))[:rows]))
+    return np.ascontiguousarray(np.concatenate([array] * reps)[:rows])
 
 
 def export_one(
-    exporter: Exporter, deployable: DeployableModel, example: torch.Tensor, out_dir: Path
+    exporter: Exporter, deployable: DeployableModel, example: tuple[torch.Tensor, ...],
+    out_dir: Path
 ) -> ExportRecord:
     path = out_dir / exporter.filename
     # A stale file from an earlier run must never pass for this run's export.
@@ -221,19 +264,20 @@ def export_one(
 
 def export_all(
     deployable: DeployableModel,
-    example: np.ndarray,
+    example: Any,
     out_dir: Path,
     *,
     formats: Sequence[str] = FORMATS,
 ) -> list[ExportRecord]:
     """Write model.onnx, model.ts and model.pt2 into `out_dir`; one record per format.
 
-    `example` is encoded features, float32 (N, F), NaN allowed; a few rows are enough.
+    `example` is encoded features, float32 (N, F), NaN allowed (or an item model's inputs:
+    images (N, C, H, W), named text arrays); a few rows are enough.
     """
     unknown = [fmt for fmt in formats if fmt not in EXPORTERS]
     if unknown:
         raise BadInputError(f"unknown export formats {unknown}; known: {list(FORMATS)}")
-    traced = trace_example(example, getattr(deployable, "n_features", None))
+    traced = trace_inputs(example, getattr(deployable, "n_features", None))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     deployable.eval()

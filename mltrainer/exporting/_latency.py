@@ -16,13 +16,13 @@ import torch
 from mltrainer.exporting._capture import captured
 from mltrainer.exporting._deployable import DeployableModel
 from mltrainer.exporting._formats import ExportRecord
-from mltrainer.runtime.runners import Runner, load_runner, torch_runner
+from mltrainer.runtime.runners import Inputs, Runner, load_runner, torch_runner
 
 # Which runtime runs which export format.
 RUNTIMES: dict[str, str] = {"onnx": "onnxruntime", "torchscript": "torchscript", "pt2": "pt2"}
 
 
-def time_runner(runner: Runner, x: np.ndarray, warmup: int, iters: int) -> dict[str, float]:
+def time_runner(runner: Runner, x: Inputs, warmup: int, iters: int) -> dict[str, float]:
     """Milliseconds per call: p50, p95, mean, min, max over `iters` calls after `warmup`."""
     for _ in range(warmup):
         runner(x)
@@ -40,8 +40,18 @@ def time_runner(runner: Runner, x: np.ndarray, warmup: int, iters: int) -> dict[
     }
 
 
+def _repeat_first(example: Inputs, b: int) -> Inputs:
+    """The first row (a table's 1-D row counts as one) repeated `b` times, per input."""
+    if isinstance(example, dict):
+        return {k: np.ascontiguousarray(np.repeat(np.asarray(v)[:1], b, axis=0))
+                for k, v in example.items()}
+    array = np.asarray(example, dtype=np.float32)
+    row = array.reshape(1, -1) if array.ndim == 1 else array[:1]
+    return np.ascontiguousarray(np.repeat(row, b, axis=0))
+
+
 def _measure(
-    runner: Runner, inputs: dict[int, np.ndarray], warmup: int, iters: int
+    runner: Runner, inputs: dict[int, Inputs], warmup: int, iters: int
 ) -> dict[str, dict[str, float]]:
     return {str(b): time_runner(runner, x, warmup, iters) for b, x in inputs.items()}
 
@@ -49,7 +59,7 @@ def _measure(
 def measure_latency(
     deployable: DeployableModel,
     records: Sequence[ExportRecord],
-    example_row: np.ndarray,
+    example_row: Inputs,
     *,
     batch_sizes: Sequence[int] = (1, 64),
     warmup: int = 10,
@@ -65,8 +75,7 @@ def measure_latency(
         raise ValueError(f"warmup must be >= 0 and iters >= 1 but got {warmup} and {iters}")
     if any(b < 1 for b in batch_sizes):
         raise ValueError(f"batch sizes must be >= 1 but got {list(batch_sizes)}")
-    row = np.asarray(example_row, dtype=np.float32).reshape(1, -1)
-    inputs = {int(b): np.ascontiguousarray(np.repeat(row, int(b), axis=0)) for b in batch_sizes}
+    inputs = {int(b): _repeat_first(example_row, int(b)) for b in batch_sizes}
     threads = torch.get_num_threads()
     deployable.eval()
     runtimes: dict[str, dict[str, Any]] = {}

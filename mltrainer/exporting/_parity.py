@@ -19,12 +19,12 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-import torch
 
 import mltrainer
 from mltrainer.errors import BadInputError
 from mltrainer.exporting._deployable import DeployableModel
 from mltrainer.exporting._formats import ExportRecord
+from mltrainer.runtime.runners import Inputs, n_rows, take_rows, torch_runner
 
 DEFAULT_TOLERANCE: Mapping[str, float] = MappingProxyType({"atol": 1e-5, "rtol": 1e-4})
 _REL_FLOOR = 1e-12  # denominator floor for max_rel_diff, so a zero reference stays finite
@@ -95,9 +95,8 @@ def _reason(row: dict[str, Any], close: bool, atol: float, rtol: float) -> str:
     return f"{diff} within atol {atol:g} / rtol {rtol:g}"
 
 
-def _eager(deployable: DeployableModel, inputs: np.ndarray, batch: int) -> np.ndarray:
-    with torch.inference_mode():
-        return deployable(torch.from_numpy(np.ascontiguousarray(inputs[:batch]))).numpy()
+def _eager(deployable: DeployableModel, inputs: Inputs, batch: int) -> np.ndarray:
+    return torch_runner(deployable)(take_rows(inputs, batch))
 
 
 def _worker_env() -> dict[str, str]:
@@ -161,7 +160,7 @@ def _collect(
     process: subprocess.Popen[str],
     out_dir: Path,
     deployable: DeployableModel,
-    inputs: np.ndarray,
+    inputs: Inputs,
     task: str,
     tolerance: Mapping[str, float],
     timeout_s: float,
@@ -239,7 +238,7 @@ def _summarise(
 def check_parity(
     records: Sequence[ExportRecord],
     deployable: DeployableModel,
-    inputs: np.ndarray,
+    inputs: Inputs,
     task: str,
     *,
     tolerance: Mapping[str, float] = DEFAULT_TOLERANCE,
@@ -247,24 +246,37 @@ def check_parity(
 ) -> list[dict[str, Any]]:
     """One result per record: reloaded in a fresh process, run at batch 1, 2, 7 and all rows.
 
+    `inputs`: the encoded rows (float32 (N, F)), a batch of N-D inputs (images), or named
+    arrays in the graph's input order (text: int64 input_ids and attention_mask).
     passed = (max_abs_diff <= atol or allclose(rtol, atol)) and, for classification, every
     label (argmax) agrees, at every batch size. max_rel_diff divides by |eager| floored at 1e-12.
     """
     if task not in ("classification", "regression"):
         raise BadInputError(f"task must be 'classification' or 'regression' but got {task!r}")
-    array = np.ascontiguousarray(np.asarray(inputs, dtype=np.float32))
-    if array.ndim != 2 or array.shape[0] == 0:
-        raise BadInputError(
-            f"parity inputs must be a non-empty (N, F) matrix but got {array.shape}"
-        )
+    if isinstance(inputs, dict):
+        array: Inputs = {k: np.ascontiguousarray(v) for k, v in inputs.items()}
+        shapes = [v.shape for v in array.values()]
+        if not shapes or any(len(sh) < 2 or sh[0] != shapes[0][0] or sh[0] == 0
+                             for sh in shapes):
+            raise BadInputError(f"parity inputs must share a non-zero batch dim but got {shapes}")
+    else:
+        array = np.ascontiguousarray(np.asarray(inputs, dtype=np.float32))
+        if array.ndim < 2 or array.shape[0] == 0:
+            raise BadInputError(
+                f"parity inputs must be a non-empty (N, F) matrix but got {array.shape}"
+            )
     deployable.eval()
-    batches = parity_batch_sizes(array.shape[0])
+    batches = parity_batch_sizes(n_rows(array))
     env = _worker_env()
     results: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="mlt-parity-") as tmp:
         work = Path(tmp)
-        inputs_path = work / "inputs.npy"
-        np.save(inputs_path, array)
+        if isinstance(array, dict):
+            inputs_path = work / "inputs.npz"
+            np.savez(inputs_path, **array)
+        else:
+            inputs_path = work / "inputs.npy"
+            np.save(inputs_path, array)
         started: dict[int, tuple[subprocess.Popen[str], Path]] = {}
         for i, record in enumerate(records):
             if not record.ok or not Path(record.path).is_file():

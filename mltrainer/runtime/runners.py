@@ -11,7 +11,21 @@ from typing import Any
 
 import numpy as np
 
-Runner = Callable[[np.ndarray], np.ndarray]
+# A model's input: one array (a table's encoded rows, a batch of images), or named arrays in
+# the graph's input order (text: input_ids, attention_mask).
+Inputs = np.ndarray | dict[str, np.ndarray]
+Runner = Callable[[Inputs], np.ndarray]
+
+
+def take_rows(x: Inputs, n: int) -> Inputs:
+    """The first `n` rows of every input array, contiguous."""
+    if isinstance(x, dict):
+        return {k: np.ascontiguousarray(v[:n]) for k, v in x.items()}
+    return np.ascontiguousarray(x[:n])
+
+
+def n_rows(x: Inputs) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
 
 
 def ort_session_options(threads: int | None) -> Any:
@@ -45,8 +59,9 @@ def _onnx_runner(path: str, threads: int | None) -> tuple[Runner, dict[str, Any]
     input_name = session.get_inputs()[0].name
     output_name = session.get_outputs()[0].name
 
-    def run(x: np.ndarray) -> np.ndarray:
-        return session.run([output_name], {input_name: x})[0]
+    def run(x: Inputs) -> np.ndarray:
+        feed = dict(x) if isinstance(x, dict) else {input_name: x}
+        return session.run([output_name], feed)[0]
 
     info = {
         "runtime": "onnxruntime",
@@ -62,9 +77,10 @@ def _onnx_runner(path: str, threads: int | None) -> tuple[Runner, dict[str, Any]
 def torch_runner(module: Any) -> Runner:
     import torch
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: Inputs) -> np.ndarray:
+        arrays = list(x.values()) if isinstance(x, dict) else [x]
         with torch.inference_mode():
-            return module(torch.from_numpy(x)).numpy()
+            return module(*(torch.from_numpy(a) for a in arrays)).numpy()
 
     return run
 

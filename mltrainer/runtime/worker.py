@@ -6,7 +6,8 @@ runs it on the first b rows of the inputs for each requested batch size, and wri
 the process that exported: a model that only works because of state left in the exporting
 process (a monkeypatch, a registered op, a cached module) fails here.
 
-request.json: {"format", "path", "inputs" (.npy), "batch_sizes": [int], "out_dir", "threads"}
+request.json: {"format", "path", "inputs" (.npy: one float32 input; .npz: named inputs in the
+               graph's order, dtypes kept), "batch_sizes": [int], "out_dir", "threads"}
 result.json:  {"ok", "error", "python", "pid", "torch_imported", "runtime", "warnings",
                "outputs": {"<b>": "<file>"}, "seconds"}
 """
@@ -24,7 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from mltrainer.runtime.runners import load_runner
+from mltrainer.runtime.runners import Inputs, load_runner, take_rows
+
+
+def load_inputs(path: str) -> Inputs:
+    if path.endswith(".npz"):
+        with np.load(path) as archive:
+            return {name: archive[name] for name in archive.files}
+    return np.load(path).astype(np.float32, copy=False)
 
 
 def run_request(request: dict[str, Any]) -> dict[str, Any]:
@@ -46,9 +54,9 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
             runner, info = load_runner(
                 request["format"], request["path"], threads=request.get("threads")
             )
-            inputs = np.load(request["inputs"]).astype(np.float32, copy=False)
+            inputs = load_inputs(request["inputs"])
             for batch in request["batch_sizes"]:
-                outputs = np.asarray(runner(np.ascontiguousarray(inputs[:batch])))
+                outputs = np.asarray(runner(take_rows(inputs, batch)))
                 name = f"outputs_b{batch}.npy"
                 np.save(out_dir / name, outputs)
                 result["outputs"][str(batch)] = name
