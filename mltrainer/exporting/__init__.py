@@ -7,7 +7,8 @@
 
 The model's input is the encoded feature matrix, float32 (N, F): numeric columns raw (NaN
 allowed), categoricals already one-hot; for item models (`build_item_deployable`) a batch of
-images (N, C, H, W) or named text arrays (input_ids, attention_mask; batch and length free). Everything here returns data and prints nothing.
+images (N, C, H, W) or named text arrays (input_ids, attention_mask; batch and length free).
+Everything here returns data and prints nothing.
 One private module per concern (`_deployable`, `_formats`, `_parity`, `_latency`, `_capture`);
 importing this package imports torch. Loading and running an export without torch (the
 fresh-process parity worker, `mlt predict`) is `mltrainer.runtime`.
