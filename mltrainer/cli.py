@@ -326,15 +326,19 @@ def finalize(out: Output, project: Project, nproc: int, reevaluate_test: bool,
 
 
 @cli.command()
-@click.argument("input_csv", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Where to write the predictions (CSV).")
+@click.option("--column", default=None,
+              help="Text models: the CSV column holding the texts (default: text).")
 @common
-def predict(out: Output, project: Project, input_csv: str, out_path: str) -> None:
-    """Run the exported ONNX model, with its preprocessing, on raw rows of a CSV."""
-    from mltrainer.phases.finalize.predict import predict_csv
+def predict(out: Output, project: Project, inputs: tuple[str, ...], out_path: str,
+            column: str | None) -> None:
+    """Run the exported ONNX model, with its preprocessing, on raw inputs: a CSV of rows
+    (tables), image files or folders (images), a text file or a CSV column (text)."""
+    from mltrainer.phases.finalize.predict import predict_inputs
 
-    result = predict_csv(project, Path(input_csv), Path(out_path))
+    result = predict_inputs(project, [Path(p) for p in inputs], Path(out_path), column)
     out.info(f"wrote {result['rows']} predictions to {result['out']}")
     out.result(result)
 

@@ -70,9 +70,11 @@ class ImagePipeline(Pipeline):
         self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
         self.input_shape = shape
         self.mode = "L" if tcfg.channels == 1 else "RGB"
-        base = [v2.ToImage()]
+        # Resize and crop act on the PIL image (torchvision calls PIL's own resize for PIL
+        # input), so a deployment reproduces them exactly with PIL alone (preprocess.json).
+        base: list[Any] = []
         if tcfg.size:
-            base.append(v2.Resize(tcfg.size, antialias=True))
+            base.append(v2.Resize(tcfg.size, interpolation=v2.InterpolationMode.BILINEAR))
         aug = tcfg.augment
         train = list(base)
         if tcfg.crop:
@@ -87,10 +89,11 @@ class ImagePipeline(Pipeline):
             j = aug.color_jitter
             train.append(v2.ColorJitter(brightness=j, contrast=j,
                                         saturation=j if tcfg.channels == 3 else 0))
-        tail = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
-        self.unnormalised = v2.Compose([*base, v2.ToDtype(torch.float32, scale=True)])
-        self.eval_tf = v2.Compose([*base, *tail])
-        self.train_tf = v2.Compose([*train, *tail])
+        to_float = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+        norm = v2.Normalize(self.mean, self.std)
+        self.unnormalised = v2.Compose([*base, *to_float])
+        self.eval_tf = v2.Compose([*base, *to_float, norm])
+        self.train_tf = v2.Compose([*train, *to_float, norm])
 
     def open(self, path: str) -> Any:
         from PIL import Image
@@ -103,6 +106,7 @@ class ImagePipeline(Pipeline):
 
     def describe(self) -> dict[str, Any]:
         return {"modality": "image", "mode": self.mode, "resize": self.cfg.size,
+                "resize_interpolation": "bilinear (PIL, shorter side)",
                 "crop": self.cfg.crop, "mean": self.mean, "std": self.std,
                 "input_shape": list(self.input_shape),
                 "augment": self.cfg.augment.model_dump(mode="json"),

@@ -25,11 +25,10 @@ import hashlib
 import json
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from mltrainer.config import sha256_json
 from mltrainer.errors import MltError
@@ -95,9 +94,13 @@ def artifact_hash(file_hashes: dict[str, str]) -> str:
 
 
 def hash_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """The shipped files: the exports, preprocess.json, and a text model's tokenizer/."""
+    names = [n for n in HASHED_FILES if (folder / n).is_file()]
+    if (folder / "tokenizer").is_dir():
+        names += sorted(p.relative_to(folder).as_posix()
+                        for p in (folder / "tokenizer").rglob("*") if p.is_file())
     return {name: {"sha256": sha256_file(folder / name),
-                   "size_bytes": (folder / name).stat().st_size}
-            for name in HASHED_FILES if (folder / name).is_file()}
+                   "size_bytes": (folder / name).stat().st_size} for name in names}
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:
@@ -149,8 +152,9 @@ def records_from_manifest(folder: Path) -> list[Any]:
             for r in manifest.get("exports", [])]
 
 
-def create_artifact(project: Project, deployable: Any, example: np.ndarray,
-                    preprocess: dict[str, Any], key: str, manifest: dict[str, Any]
+def create_artifact(project: Project, deployable: Any, example: Any,
+                    preprocess: dict[str, Any], key: str, manifest: dict[str, Any],
+                    extra_files: Callable[[Path], None] | None = None
                     ) -> tuple[Path, list[Any], str]:
     """Export into a staging folder, hash, write the manifest, rename into place.
 
@@ -164,6 +168,8 @@ def create_artifact(project: Project, deployable: Any, example: np.ndarray,
     try:
         records = export_all(deployable, example, staging)
         (staging / "preprocess.json").write_text(canonical_json(preprocess), encoding="utf-8")
+        if extra_files is not None:  # e.g. a text model's tokenizer: shipped and hashed
+            extra_files(staging)
         files = hash_files(staging)
         digest = artifact_hash({n: f["sha256"] for n, f in files.items()})
         final = project.artifacts_dir / digest[:SHORT]

@@ -180,8 +180,15 @@ def _ship(ctx: PhaseContext, prod: Production) -> FinalizeOutcome:
     import numpy as np
 
     from mltrainer.engine import predict
-    from mltrainer.exporting import FORMATS, build_deployable
-    from mltrainer.phases.finalize import artifacts, card, evaluation, schema, verification
+    from mltrainer.exporting import FORMATS, build_deployable, build_item_deployable
+    from mltrainer.phases.finalize import (
+        artifacts,
+        card,
+        evaluation,
+        items,
+        schema,
+        verification,
+    )
     from mltrainer.phases.finalize.production import non_finite_weights, probe_determinism
 
     chosen, bundle, model, record = prod.chosen, prod.bundle, prod.model, prod.record
@@ -190,8 +197,11 @@ def _ship(ctx: PhaseContext, prod: Production) -> FinalizeOutcome:
     run = record["run"]
     determinism = probe_determinism(train_cfg, train_data, project.root)
     val_out = np.asarray(predict(model, bundle.val.X), dtype=np.float64)
-    deployable = build_deployable(model, bundle.preprocessor.scale_params, task)
-    doc = artifacts.preprocess_document(bundle, _output_shape(deployable, bundle))
+    is_items = items.is_items(bundle)  # image folders, text, Datasets: items.py's parts
+    deployable = (build_item_deployable(model, bundle.pipeline) if is_items
+                  else build_deployable(model, bundle.preprocessor.scale_params, task))
+    document = items.preprocess_document if is_items else artifacts.preprocess_document
+    doc = document(bundle, _output_shape(deployable, bundle))
     key = artifacts.model_key(run["weights_sha256"], doc, list(FORMATS))
     folder = artifacts.find_by_model_key(project, key)
     artifact_reused = folder is not None
@@ -200,12 +210,16 @@ def _ship(ctx: PhaseContext, prod: Production) -> FinalizeOutcome:
         digest = artifacts.read_manifest(folder)["artifact_hash"]
     else:
         folder, records, digest = artifacts.create_artifact(
-            project, deployable, bundle.val.encoded[:16], doc, key,
-            _manifest(ctx, prod))
-    inputs = verification.parity_inputs(bundle.val.encoded, bundle.preprocessor)
+            project, deployable,
+            items.model_inputs(bundle, 16) if is_items else bundle.val.encoded[:16], doc, key,
+            _manifest(ctx, prod),
+            extra_files=(lambda f: items.write_extra_files(bundle, f)) if is_items else None)
+    inputs = (items.model_inputs(bundle, items.PARITY_MAX_ITEMS) if is_items
+              else verification.parity_inputs(bundle.val.encoded, bundle.preprocessor))
     exports, latency = verification.verify_exports(project, deployable, records, inputs, task)
 
-    rows = verification.example_rows(bundle.preprocessor)
+    rows = (items.example_rows(bundle, folder) if is_items
+            else verification.example_rows(bundle.preprocessor))
     context = _documents_context(ctx, prod, {
         "exports": exports, "latency": latency, "determinism": determinism, "preprocess": doc,
         "example_rows": rows, "folder": folder, "digest": digest})
@@ -269,6 +283,11 @@ def _skipped(ctx: PhaseContext) -> list[str]:
 def _output_shape(deployable: Any, bundle: Any) -> list[int]:
     import torch
 
+    from mltrainer.phases.finalize import items
+    from mltrainer.runtime.runners import torch_runner
+
+    if items.is_items(bundle):
+        return [int(d) for d in torch_runner(deployable)(items.model_inputs(bundle, 2)).shape[1:]]
     with torch.inference_mode():
         out = deployable(torch.from_numpy(bundle.val.encoded[:2]))
     return [int(d) for d in out.shape[1:]]
@@ -342,13 +361,17 @@ def _documents_context(ctx: PhaseContext, prod: Production, shipped: dict[str, A
 def _run_deployment_snippet(folder: Path, deployable: Any, bundle: Any) -> dict[str, Any]:
     import json
 
-    from mltrainer.phases.finalize import card, verification
+    from mltrainer.phases.finalize import card, items, verification
 
     text = (folder / "DEPLOYMENT.md").read_text(encoding="utf-8")
     snippet = card.extract_snippet(text)
     if snippet is None:
         return {"ran": False, "matches": False, "error": "DEPLOYMENT.md has no python snippet"}
     rows = json.loads((folder / "example_input.json").read_text(encoding="utf-8"))
-    expected = verification.expected_predictions(deployable, bundle.preprocessor, bundle.spec,
-                                                 rows)
+    if items.is_items(bundle):
+        doc = json.loads((folder / "preprocess.json").read_text(encoding="utf-8"))
+        expected = items.expected_predictions(deployable, bundle.spec, rows, folder, doc)
+    else:
+        expected = verification.expected_predictions(deployable, bundle.preprocessor,
+                                                     bundle.spec, rows)
     return verification.run_snippet(snippet, folder, expected)

@@ -137,3 +137,105 @@ def _finalize_status(project: Project) -> str | None:
     except StateCorruptError:
         return None
     return rec.status if rec is not None else None
+
+
+def predict_inputs(project: Project, inputs: list[Path], out_path: Path,
+                   column: str | None = None) -> dict[str, Any]:
+    """`mlt predict`: one CSV of raw rows for a table model; image files or folders for an
+    image model; a text file (one text a line) or a CSV `column` for a text model."""
+    if not inputs:
+        raise DataError("mlt predict: no input given", hint="pass a file (or folders of images)")
+    _, doc = current_artifact(project)
+    kind = doc.get("input", {}).get("kind")
+    if kind is None:
+        if len(inputs) != 1:
+            raise DataError(f"mlt predict: a table model takes one CSV file, got {len(inputs)}",
+                            hint="mlt predict INPUT.csv --out preds.csv")
+        return predict_csv(project, inputs[0], out_path)
+    return predict_items(project, inputs, out_path, column)
+
+
+def predict_items(project: Project, inputs: list[Path], out_path: Path,
+                  column: str | None) -> dict[str, Any]:
+    """An image or text model on raw items, through runtime.items (what the deployment
+    snippet does) and the artifact's model.onnx in onnxruntime."""
+    import pandas as pd
+
+    from mltrainer.engine.metrics import softmax
+    from mltrainer.runtime.items import image_batch, image_files, text_batch
+    from mltrainer.runtime.runners import load_runner
+
+    folder, doc = current_artifact(project)
+    pre, out = doc["input"], doc["output"]
+    missing = [str(p) for p in inputs if not Path(p).exists()]
+    if missing:
+        raise DataError(f"mlt predict: no such file or folder: {missing[0]}")
+    if pre["kind"] == "image":
+        files = image_files([Path(p) for p in inputs])
+        if not files:
+            raise DataError(f"mlt predict: no image files in {', '.join(map(str, inputs))}")
+        names = [str(f) for f in files]
+        try:
+            batch: Any = image_batch(files, pre)
+        except Exception as exc:  # an unreadable image: name it
+            bad = next((f for f in files if not _readable(f)), files[0])
+            raise DataError(f"{bad}: not a readable image ({type(exc).__name__}: {exc})",
+                            hint="fix or remove the file") from None
+    elif pre["kind"] == "text":
+        names = _texts(inputs, column)
+        batch = text_batch(names, folder, pre)
+    else:
+        raise DataError("mlt predict: this model takes the items of a Python Dataset; call "
+                        "model.onnx on them (DEPLOYMENT.md)")
+    run, _ = load_runner("onnx", str(folder / "model.onnx"))
+    outputs = np.asarray(run(batch), dtype=np.float64)
+    rows = len(names)
+    if out["task"] == "regression":
+        table = pd.DataFrame({"input": names, "prediction": outputs.reshape(rows)})
+    else:
+        labels = list(out["class_labels"])
+        probs = softmax(outputs.reshape(rows, -1))
+        table = pd.DataFrame({"input": names,
+                              "prediction": [labels[i] for i in probs.argmax(axis=1)]})
+        for j, label in enumerate(labels):
+            table[f"{PROB_PREFIX}{label}"] = probs[:, j]
+    atomic_write_text(Path(out_path), table.to_csv(index=False))
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    return {"rows": rows, "out": str(out_path), "artifact": project.relative(folder),
+            "artifact_hash": manifest["artifact_hash"], "task": out["task"],
+            "columns": list(table.columns), "ignored_columns": [],
+            "finalize_status": _finalize_status(project)}
+
+
+def _readable(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+        return True
+    except Exception:  # any failure: this is the unreadable one
+        return False
+
+
+def _texts(inputs: list[Path], column: str | None) -> list[str]:
+    import pandas as pd
+
+    texts: list[str] = []
+    for path in map(Path, inputs):
+        if path.suffix.lower() == ".csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+            col = column or "text"
+            if col not in frame.columns:
+                guess = difflib.get_close_matches(col, list(frame.columns), n=1)
+                tip = f"; did you mean {guess[0]!r}?" if guess else ""
+                raise DataError(f"{path}: no column {col!r}{tip} (columns: "
+                                f"{', '.join(map(str, frame.columns))})",
+                                hint="pass --column NAME")
+            texts.extend(frame[col].tolist())
+        else:
+            texts.extend(line for line in path.read_text(encoding="utf-8").splitlines()
+                         if line.strip())
+    if not texts:
+        raise DataError(f"mlt predict: no texts in {', '.join(map(str, inputs))}")
+    return texts

@@ -92,8 +92,12 @@ class TrainValBundle:
     source: str
 
 
-def train_plus_val(bundle: Any) -> TrainValBundle:
+def train_plus_val(bundle: Any) -> Any:
     from mltrainer.data import Split
+    from mltrainer.phases.finalize import items
+
+    if items.is_items(bundle):  # image folders, text, Datasets: one lazily read split
+        return items.train_plus_val(bundle)
 
     tr, va = bundle.train, bundle.val
     joined = Split(X=np.concatenate([tr.X, va.X]), y=np.concatenate([tr.y, va.y]),

@@ -18,6 +18,10 @@ _QUOTED = 5  # problems quoted per split
 
 def split_schema(name: str, split: Any, spec: Any, preprocessor: Any) -> dict[str, Any]:
     """{"split", "rows", "n_features", "problems": [...], "passed"} for one split."""
+    from mltrainer.phases.finalize import items
+
+    if items.is_items(split):
+        return items.split_schema(name, split, spec)
     problems: list[str] = []
     X, y, enc = np.asarray(split.X), np.asarray(split.y), np.asarray(split.encoded)
     n = len(y)
@@ -77,6 +81,10 @@ def _row_keys(encoded: np.ndarray) -> np.ndarray:
 
 def shared_rows(splits: dict[str, Any]) -> dict[str, int]:
     """Encoded rows that occur in two splits, per pair: {"train_val", "train_test", "val_test"}."""
+    from mltrainer.phases.finalize import items
+
+    if items.is_items(splits["train"]):
+        return items.shared_items(splits)
     keys = {name: np.unique(_row_keys(s.encoded)) for name, s in splits.items()}
     names = list(keys)
     return {f"{a}_{b}": len(np.intersect1d(keys[a], keys[b]))

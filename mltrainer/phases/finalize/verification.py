@@ -46,14 +46,16 @@ def parity_inputs(val_encoded: np.ndarray, preprocessor: Any) -> np.ndarray:
     return np.ascontiguousarray(np.vstack([rows, missing_row(preprocessor)]))
 
 
-def verify_exports(project: Project, deployable: Any, records: list[Any], inputs: np.ndarray,
+def verify_exports(project: Project, deployable: Any, records: list[Any], inputs: Any,
                    task: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(one entry per export: file, checker, parity, latency; the full latency record)."""
     from mltrainer.exporting import RUNTIMES, check_parity, measure_latency
+    from mltrainer.runtime.runners import n_rows, take_rows
 
     parity = check_parity(records, deployable, inputs, task)
-    latency = measure_latency(deployable, records, inputs[0], batch_sizes=LATENCY_BATCHES,
-                              iters=LATENCY_ITERS)
+    table = isinstance(inputs, np.ndarray) and inputs.ndim == 2
+    latency = measure_latency(deployable, records, inputs[0] if table else take_rows(inputs, 1),
+                              batch_sizes=LATENCY_BATCHES, iters=LATENCY_ITERS)
     exports = []
     for record, par in zip(records, parity):
         runtime = RUNTIMES.get(record.format, record.format)
@@ -66,7 +68,7 @@ def verify_exports(project: Project, deployable: Any, records: list[Any], inputs
             "passed": bool(par["passed"]), "reason": par.get("reason"),
             "max_abs_diff": par.get("max_abs_diff"), "max_rel_diff": par.get("max_rel_diff"),
             "label_agreement": par.get("label_agreement"), "tolerance": par.get("tolerance"),
-            "parity_rows": len(inputs), "batch_sizes": par.get("batch_sizes"),
+            "parity_rows": n_rows(inputs), "batch_sizes": par.get("batch_sizes"),
             "reloaded_in_fresh_process": bool(par.get("reloaded_in_fresh_process")),
             "nonfinite_mismatch": sum(int(b.get("nonfinite_mismatch") or 0)
                                       for b in par.get("batches", [])),
