@@ -381,3 +381,45 @@ def test_init_from_data_picks_task_source_and_model(tmp_path: Path, case: str, t
         assert cfg["data"]["transforms"]["channels"] == 1  # grayscale photos
     if case == "text":
         assert (tmp_path / "p" / "tokenizer" / "tokenizer.json").is_file()
+
+
+# -- every phase, end to end, on an image folder ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_image_folder_through_finalize_and_predict(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    _faces(tmp_path, n=40, size=12)
+    raw = {"name": "faces", "task": "classification", "seed": 1,
+           "data": {"source": "imagefolder:faces", "split": {"val": 0.25, "test": 0.25},
+                    "transforms": {"channels": 1, "size": 10, "crop": 8}},
+           "model": {"kind": "cnn", "channels": [4], "hidden": [8]},
+           "training": {"epochs": 3, "batch_size": 8, "lr": 0.02},
+           "goal": {"metric": "accuracy", "target": 0.5}}
+    (tmp_path / "mlt.yaml").write_text(yaml.safe_dump(raw))
+    runner = CliRunner()
+
+    def mlt(*args: str) -> Any:
+        res = runner.invoke(cli, ["-C", str(tmp_path), *args, "--json"],
+                            catch_exceptions=False)
+        return res.exit_code, (json.loads(res.stdout) if res.stdout.strip() else {})
+
+    (tmp_path / ".mlt").mkdir()
+    for phase in ("plan", "train-baseline"):
+        code, out = mlt(phase)
+        assert code == 0, (phase, out)
+    code, out = mlt("finalize")  # exit 3: the manual items wait for people
+    auto = {i["id"]: i["status"] for i in out["gate"]["items"] if i["kind"] == "auto"}
+    assert set(auto.values()) == {"pass"}, auto
+    exports = {e["format"]: e for e in out["exports"]}
+    assert set(exports) == {"onnx", "torchscript", "pt2"}
+    assert all(e["passed"] and e["reloaded_in_fresh_process"] for e in exports.values())
+    doc = json.loads((tmp_path / out["artifact"]["dir"] / "preprocess.json").read_text())
+    assert doc["input"]["kind"] == "image" and doc["input"]["crop"] == 8
+    code, pred = mlt("predict", str(tmp_path / "faces" / "face"), "--out",
+                     str(tmp_path / "p.csv"))
+    assert code == 0 and pred["rows"] == 20
+    assert (tmp_path / "p.csv").read_text().splitlines()[0].startswith("input,prediction")
