@@ -164,7 +164,7 @@ def rss(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     per_file = 512 * 512 * 3  # bytes of an incompressible 512x512 RGB PNG (about)
-    n = int(4 * args.limit_mb * 2**20 / per_file) + 1
+    n = int(4.05 * args.limit_mb * 2**20 / per_file) + 1  # PNG headers: a little margin
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
         started = time.perf_counter()
