@@ -16,9 +16,11 @@ rss: generates a folder of noise PNGs (512x512 RGB, incompressible) whose size o
 `--limit-mb`, trains a CNN on it (resize 64) and prints peak RSS (the training process, and the
 largest worker) after each epoch: it must stay under the limit and flat across epochs.
 
-parity: ONNX export (dynamic batch; text: dynamic sequence) of torchvision resnet18 and timm
-resnet10t on the images example's photos (3 channels, 32 px) and of the text example's tiny BERT
-on its names; onnxruntime vs eager on batches of 1, 2, 7 and 32 items.
+parity: ONNX, TorchScript and .pt2 exports (dynamic batch; text: dynamic sequence) of
+torchvision resnet18 and timm resnet10t on the images example's photos (3 channels, 32 px) and
+of the text example's tiny BERT on its names (seeded init: the exports, not the training, are
+under test), each reloaded in a fresh process (`check_parity`, what finalize runs) against
+eager PyTorch at batch 1, 2, 7 and all rows.
 """
 
 from __future__ import annotations
@@ -194,16 +196,10 @@ def rss(args: argparse.Namespace) -> None:
 def parity(args: argparse.Namespace) -> None:
     import torch
 
-    from mltrainer.commands import init_project  # noqa: F401 - the example writers
     from mltrainer.config import parse_config
     from mltrainer.data import prepare_data
     from mltrainer.examples import write_example_data
-    from mltrainer.exporting._items import (
-        build_item_deployable,
-        export_onnx,
-        item_parity,
-        split_batches,
-    )
+    from mltrainer.exporting import build_item_deployable, check_parity, export_all, model_inputs
     from mltrainer.models import build_model
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -217,7 +213,8 @@ def parity(args: argparse.Namespace) -> None:
                                 "transforms": {"size": 32, "crop": 32}}),
             ("hf:model", {"source": "data/names.jsonl", "text_column": "text"}),
         ]
-        print(f"{'model':<22} {'inputs':<34} {'max_abs':>9} {'max_rel':>9} {'labels':>7}  ok")
+        print(f"{'model':<22}{'format':<13}{'rows':>5} {'max_abs':>9} {'max_rel':>9} "
+              f"{'labels':>7}  passed")
         for kind, data in cases:
             model_cfg = {"kind": kind, **({"tokenizer": "tokenizer", "max_length": 16}
                                           if kind.startswith("hf:") else {})}
@@ -229,13 +226,13 @@ def parity(args: argparse.Namespace) -> None:
             torch.manual_seed(0)
             model = build_model(cfg.model, bundle.spec, root=root)
             dep = build_item_deployable(model, bundle.pipeline)
-            batches = split_batches(bundle.val, sizes=(1, 2, 7, 32))
-            example = tuple(torch.from_numpy(a) for a in batches[2])
-            details = export_onnx(dep, example, root / "m.onnx", bundle.spec.modality)
-            res = item_parity(root / "m.onnx", dep, batches, bundle.spec.modality)
-            dims = ", ".join(f"{k}{v}" for k, v in details["inputs"].items())
-            print(f"{kind:<22} {dims:<34} {res['max_abs_diff']:9.2e} "
-                  f"{res['max_rel_diff']:9.2e} {res['label_agreement']:7.3f}  {res['passed']}")
+            records = export_all(dep, model_inputs(bundle.val, 8), root / kind.replace(":", "-"))
+            inputs = model_inputs(bundle.val, min(len(bundle.val), args.rows))
+            for res in check_parity(records, dep, inputs, "classification"):
+                rows = sum(res["batch_sizes"] or [])
+                print(f"{kind:<22}{res['format']:<13}{rows:>5} {res['max_abs_diff']:9.2e} "
+                      f"{res['max_rel_diff']:9.2e} {res['label_agreement']:7.3f}  "
+                      f"{res['passed']}")
 
 
 def main() -> None:
@@ -251,7 +248,8 @@ def main() -> None:
     r.add_argument("--epochs", type=int, default=3)
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--dir", default=None, help="where to generate the folder (default: /tmp)")
-    sub.add_parser("parity")
+    p = sub.add_parser("parity")
+    p.add_argument("--rows", type=int, default=60, help="val items compared per export")
     args = parser.parse_args()
     {"throughput": throughput, "rss": rss, "parity": parity}[args.what](args)
 

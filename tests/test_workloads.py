@@ -125,6 +125,8 @@ def test_python_dataset_is_split_by_index_and_a_given_split_is_kept(tmp_path: Pa
         "                                          torch.zeros(4))\n")
     one = prepare_data(_cfg("python:myds:one", {"kind": "mlp", "hidden": [8]}), tmp_path)
     assert one.split_info["stratified"] and sum(one.split_info["sizes"].values()) == 40
+    with pytest.raises(TestSplitLockedError):
+        one.test(phase="optimize")
     three = prepare_data(_cfg("python:myds:three", {"kind": "mlp", "hidden": [8]}), tmp_path)
     assert three.split_info["sizes"] == {"train": 24, "val": 8, "test": 10}
     assert three.duplicates["val_test"] == 2  # items 30, 31 are in both: found by content
@@ -424,3 +426,28 @@ def test_image_folder_through_finalize_and_predict(tmp_path: Path) -> None:
                      str(tmp_path / "p.csv"))
     assert code == 0 and pred["rows"] == 40
     assert (tmp_path / "p.csv").read_text().splitlines()[0].startswith("input,prediction")
+
+
+def test_a_worker_that_dies_names_the_item_it_was_loading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "dying.py").write_text(
+        "import os, signal\n"
+        "import torch\n"
+        "from torch.utils.data import Dataset, get_worker_info\n"
+        "class Dying(Dataset):\n"
+        "    def __len__(self):\n"
+        "        return 40\n"
+        "    def __getitem__(self, i):\n"
+        "        victim = int(os.environ.get('MLT_TEST_VICTIM', -1))\n"
+        "        if i == victim and get_worker_info() is not None:\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)  # a segfaulting decoder, say\n"
+        "        return torch.full((4,), float(i)), i % 2\n"
+        "def load():\n"
+        "    return Dying()\n")
+    cfg = _cfg("python:dying:load", {"kind": "mlp", "hidden": [4]}, loader={"num_workers": 2},
+               split={"val": 0.25, "test": 0.25, "stratify": False})
+    bundle = prepare_data(cfg, tmp_path)  # plan reads every item in-process: all fine
+    victim = int(bundle.train.indices[5])
+    monkeypatch.setenv("MLT_TEST_VICTIM", str(victim))
+    with pytest.raises(DataError, match=rf"worker died while loading .*item {victim}\b"):
+        Trainer(cfg, bundle, tmp_path / "runs" / "x").fit()

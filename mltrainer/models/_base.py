@@ -50,7 +50,7 @@ class ModelKind(ABC):
     """One family of `model.kind` strings. Stateless: instances are made per call."""
 
     name: ClassVar[str]
-    modalities: ClassVar[tuple[str, ...]] = ("table", "image")  # data it can take
+    modalities: ClassVar[tuple[str, ...]] = ("table", "image", "tensor")  # data it can take
 
     @classmethod
     @abstractmethod

@@ -19,7 +19,7 @@ from mltrainer.models._base import ModelKind, input_spec, output_spec, register_
 @register_model_kind
 class PythonKind(ModelKind):
     name = "python"
-    modalities = ("table", "image", "text")
+    modalities = ("table", "image", "text", "tensor")
 
     @classmethod
     def handles(cls, kind: str) -> bool:

@@ -23,7 +23,7 @@ from mltrainer.models._vision import timm
 @register_model_kind
 class TimmKind(ModelKind):
     name = "timm"
-    modalities = ("image",)
+    modalities = ("image", "tensor")
 
     @classmethod
     def handles(cls, kind: str) -> bool:

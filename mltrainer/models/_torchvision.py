@@ -22,7 +22,7 @@ from mltrainer.models._vision import torchvision
 @register_model_kind
 class TorchvisionKind(ModelKind):
     name = "torchvision"
-    modalities = ("image",)
+    modalities = ("image", "tensor")
 
     @classmethod
     def handles(cls, kind: str) -> bool:
