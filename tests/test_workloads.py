@@ -451,3 +451,32 @@ def test_a_worker_that_dies_names_the_item_it_was_loading(
     monkeypatch.setenv("MLT_TEST_VICTIM", str(victim))
     with pytest.raises(DataError, match=rf"worker died while loading .*item {victim}\b"):
         Trainer(cfg, bundle, tmp_path / "runs" / "x").fit()
+
+
+def test_deployment_preprocessing_reproduces_training_bitwise(tmp_path: Path) -> None:
+    """What `mlt predict` and DEPLOYMENT.md do without torch (runtime.items) equals the
+    training pipeline's eval preprocessing exactly: images pixel for pixel, texts token for
+    token (padding included)."""
+    from mltrainer.phases.finalize import items
+    from mltrainer.runtime.items import image_batch, text_batch
+
+    _faces(tmp_path, n=8, size=23)
+    cfg = _cfg("imagefolder:faces", transforms={"channels": 1, "size": 17, "crop": 15})
+    bundle = prepare_data(cfg, tmp_path)
+    doc = items.input_document(bundle)
+    paths = [Path(bundle.val.items.dataset[int(i)][0]) for i in bundle.val.indices]
+    want = np.stack([bundle.pipeline.unnormalised(bundle.pipeline.open(p)).numpy()
+                     for p in paths])
+    assert np.array_equal(image_batch(paths, doc), want)
+
+    _text(tmp_path)
+    cfg = _cfg("d.jsonl", {"kind": "hf:bert", "tokenizer": "tok", "max_length": 4},
+               text_column="text", target="label")
+    bundle = prepare_data(cfg, tmp_path)
+    items.write_extra_files(bundle, tmp_path / "artifact")
+    texts = ["good", "bad awful poor fine great", "great good"]
+    inputs, _ = bundle.pipeline.collate([(bundle.pipeline.load(t, False), 0) for t in texts])
+    got = text_batch(texts, tmp_path / "artifact", items.input_document(bundle))
+    assert got["input_ids"].shape[1] == 4  # truncated to max_length
+    for key in ("input_ids", "attention_mask"):
+        assert np.array_equal(got[key], inputs[key].numpy())
