@@ -129,6 +129,10 @@ def throughput(args: argparse.Namespace) -> None:
     from mltrainer.data import prepare_data
 
     torch.set_num_threads(1)
+    if args.train_eval_rows is not None:  # the engine's per-epoch train-metrics subset
+        from mltrainer.engine import loop
+
+        loop.TRAIN_EVAL_MIN_ROWS = args.train_eval_rows
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         folder = _noise_folder(root, args.images, 64)
@@ -243,6 +247,9 @@ def main() -> None:
     t.add_argument("--epochs", type=int, default=3)
     t.add_argument("--workers", type=int, default=2)
     t.add_argument("--rounds", type=int, default=3)
+    t.add_argument("--train-eval-rows", type=int, default=None,
+                   help="override the engine's TRAIN_EVAL_MIN_ROWS (train metrics each epoch "
+                        "re-read max(n_val, this) training items; the hand loop has none)")
     r = sub.add_parser("rss")
     r.add_argument("--limit-mb", type=int, default=1024)
     r.add_argument("--epochs", type=int, default=3)

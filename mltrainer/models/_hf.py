@@ -14,7 +14,13 @@ from torch import nn
 
 from mltrainer.config import ModelConfig
 from mltrainer.errors import ConfigError
-from mltrainer.models._base import ModelKind, n_outputs, register_model_kind, resolve_local
+from mltrainer.models._base import (
+    ModelKind,
+    load_weights,
+    n_outputs,
+    register_model_kind,
+    resolve_local,
+)
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 
@@ -90,4 +96,7 @@ class HFKind(ModelKind):
             first = str(exc).strip().splitlines()[0]
             raise ConfigError(f"model.kind {cfg.kind!r}: transformers cannot build a "
                               f"classifier from {path}: {first}") from None
-        return HFClassifier(model, modality)
+        wrapped = HFClassifier(model, modality)
+        if cfg.weights:  # e.g. an mlt checkpoint of this model, on top of the folder's weights
+            load_weights(wrapped, cfg, root)
+        return wrapped
