@@ -78,9 +78,9 @@ def split_schema(name: str, split: Any, spec: Any) -> dict[str, Any]:
 
 def shared_items(splits: dict[str, Any]) -> dict[str, int]:
     """Items whose content (sha256 of the file / text / tensor) occurs in two splits."""
-    from mltrainer.data._split import _void
+    from mltrainer.data._items import content_keys
 
-    keys = {n: np.unique(_void(s.items.digests[s.indices])) for n, s in splits.items()}
+    keys = {n: np.unique(content_keys(s.items.digests[s.indices])) for n, s in splits.items()}
     return {"train_val": len(np.intersect1d(keys["train"], keys["val"])),
             "train_test": len(np.intersect1d(keys["train"], keys["test"])),
             "val_test": len(np.intersect1d(keys["val"], keys["test"]))}
