@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from mltrainer import __version__
 from mltrainer.errors import (
@@ -26,8 +25,9 @@ from mltrainer.errors import (
     EXIT_UNEXPECTED,
     BadInputError,
     MltError,
+    environment_error,
 )
-from mltrainer.output import Output
+from mltrainer.output import Output, one_line, safe
 from mltrainer.project import Project
 
 EXIT_INTERRUPTED = 130
@@ -53,6 +53,12 @@ class MltGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:  # the one place an unexpected failure is turned into exit 1
+            env = environment_error(exc)  # disk full, read-only: the machine's, exit 2
+            if env is not None:
+                _output(ctx).error(env.message, env.hint, env.to_dict())
+                if ctx.meta.get("mlt.debug"):
+                    traceback.print_exc(file=sys.stderr)
+                ctx.exit(env.exit_code)
             out = _output(ctx)
             if ctx.meta.get("mlt.debug"):
                 traceback.print_exc(file=sys.stderr)
@@ -62,6 +68,30 @@ class MltGroup(click.Group):
                 {"error": type(exc).__name__, "message": str(exc), "exit_code": EXIT_UNEXPECTED},
             )
             ctx.exit(EXIT_UNEXPECTED)
+
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any
+             ) -> Any:
+        """Under `--json`, a usage error (unknown option, missing argument) is one JSON
+        object on stdout as well, with its exit code, like every other failure."""
+        argv = list(sys.argv[1:] if args is None else args)
+        if "--json" not in argv or not standalone_mode:
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(argv, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:
+            exc.show()
+            payload = {"error": type(exc).__name__, "message": one_line(exc.format_message()),
+                       "exit_code": exc.exit_code}
+            sys.stdout.write(json.dumps(payload) + "\n")
+            sys.stdout.flush()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            sys.stdout.write(json.dumps({"error": "interrupted", "message": "aborted",
+                                         "exit_code": EXIT_INTERRUPTED}) + "\n")
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def _output(ctx: click.Context) -> Output:
@@ -127,8 +157,8 @@ def init(out: Output, project: Project, target: str | None, example: str) -> Non
     from mltrainer.commands import init_project
 
     result = init_project(Project.at(target) if target else project, example)
-    out.info(f"created [bold]{result['config']}[/] from example '{example}'")
-    out.info(f"next: cd {result['root']} && [bold]mlt plan[/]")
+    out.info(f"created [bold]{safe(result['config'])}[/] from example '{safe(example)}'")
+    out.info(f"next: cd {safe(result['root'])} && [bold]mlt plan[/]")
     out.result(result)
 
 
@@ -139,9 +169,9 @@ def status(out: Output, project: Project) -> None:
     from mltrainer.commands import project_status
 
     result = project_status(project)
-    out.info(f"[bold]{result['name']}[/] — {result['root']}")
+    out.info(f"[bold]{safe(result['name'])}[/] — {safe(result['root'])}")
     for ph in result["phases"]:
-        out.info(f"  {ph['name']:<9} {out.status_word(ph['status'], 8)} [dim]{ph['reason']}[/]")
+        out.info(f"  {ph['name']:<9} {out.status_word(ph['status'], 8)} [dim]{safe(ph['reason'])}[/]")
     spent = result.get("test_evaluations") or {}
     if spent.get("count"):
         many = spent["count"] > 1
@@ -150,10 +180,11 @@ def status(out: Output, project: Project) -> None:
             if many else "") + ":")
     for ev in spent.get("evaluations", []):
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in ev["metrics"].items())
-        why = f" — reason: {escape(ev['reason'])}" if ev.get("reason") else " (the first)"
+        why = f" — reason: {safe(ev['reason'])}" if ev.get("reason") else " (the first)"
         out.info(f"  #{ev['number']} {ev['evaluated_at']} config "
                  f"{str(ev['config_fingerprint'])[:12]}: {metrics}{why}")
-    out.info(f"next: [bold]{result['next']}[/]" if result["next"] else "every phase has passed")
+    out.info(f"next: [bold]{safe(result['next'])}[/]" if result["next"]
+             else "every phase has passed")
     out.result(result)
 
 
@@ -328,7 +359,7 @@ def predict(out: Output, project: Project, input_csv: str, out_path: str) -> Non
     from mltrainer.phases.finalize.predict import predict_csv
 
     result = predict_csv(project, Path(input_csv), Path(out_path))
-    out.info(f"wrote {result['rows']} predictions to {result['out']}")
+    out.info(f"wrote {result['rows']} predictions to {safe(result['out'])}")
     out.result(result)
 
 
@@ -347,7 +378,7 @@ def signoff(out: Output, project: Project, phase: str, item: str, by: str, note:
     from mltrainer.commands import signoff_item
 
     result = signoff_item(project, phase, item, by, note)
-    out.info(f"signed off {phase}/{item} by {by}")
+    out.info(f"signed off {safe(phase)}/{safe(item)} by {safe(by)}")
     out.gate(result)
     out.result(result)
 
@@ -364,7 +395,7 @@ def waive(out: Output, project: Project, phase: str, item: str, reason: str, by:
     from mltrainer.commands import waive_item
 
     result = waive_item(project, phase, item, reason, by)
-    out.info(f"waived {phase}/{item}: {reason}")
+    out.info(f"waived {safe(phase)}/{safe(item)}: {safe(reason)}")
     out.gate(result)
     out.result(result)
 
@@ -405,7 +436,7 @@ def config_validate(out: Output, project: Project, path: str | None) -> None:
 
     target = Path(path) if path else project.config_path
     cfg = load_project_config(target)
-    out.info(f"[green]valid[/]: {target} (config sha256 {cfg.fingerprint()[:12]})")
+    out.info(f"[green]valid[/]: {safe(target)} (config sha256 {cfg.fingerprint()[:12]})")
     out.result({"valid": True, "path": str(target), "fingerprint": cfg.fingerprint()})
 
 
@@ -454,7 +485,7 @@ def demo(ctx: click.Context, target: str, json_mode: bool, debug: bool) -> None:
             hint="choose another place with `mlt demo --dir PATH`, or remove it",
         )
     init_project(project, "digits")
-    out.info(f"demo project: [bold]{escape(str(project.root))}[/]")
+    out.info(f"demo project: [bold]{safe(project.root)}[/]")
     results: list[dict[str, Any]] = []
     name: str | None = "plan"
     while name is not None and name not in [r["phase"] for r in results]:
@@ -467,6 +498,6 @@ def demo(ctx: click.Context, target: str, json_mode: bool, debug: bool) -> None:
             break
         name = project_status(project)["current"]
     status = project_status(project)
-    out.info(f"\nreports in {escape(str(project.reports_dir))}; next: [bold]{status['next']}[/]")
+    out.info(f"\nreports in {safe(project.reports_dir)}; next: [bold]{safe(status['next'])}[/]")
     out.result({"root": str(project.root), "phases": results, "status": status})
 

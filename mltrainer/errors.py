@@ -9,6 +9,7 @@ one-line message, the command to run next, and an exit code:
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 EXIT_OK = 0
@@ -64,6 +65,41 @@ class CheckpointError(BadInputError):
     """A checkpoint is missing, truncated or corrupted."""
 
 
+class EnvironmentProblemError(BadInputError):
+    """The machine refused a write or a read: disk full, read-only file system, no permission,
+    a file-size limit. Exit 2: nothing is wrong with mlt or the project, the place is."""
+
+
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: ("no space left on the device", "free some space"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space or raise the quota"),
+    errno.EROFS: ("the file system is read-only", "run in a writable copy of the project"),
+    errno.EACCES: ("permission denied", "make the project writable by this user"),
+    errno.EPERM: ("operation not permitted", "make the project writable by this user"),
+    errno.EFBIG: ("file too large for this process's file-size limit",
+                  "raise the limit (ulimit -f) or free space"),
+}
+
+
+def environment_error(exc: BaseException) -> EnvironmentProblemError | None:
+    """The EnvironmentProblemError an OSError (or what it was raised from) amounts to, or None
+    when it is not about the machine."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 10:
+        if isinstance(cur, OSError) and cur.errno in ENVIRONMENT_ERRNOS:
+            what, fix = ENVIRONMENT_ERRNOS[cur.errno]
+            where = f" ({cur.filename})" if cur.filename else ""
+            return EnvironmentProblemError(
+                f"environment error: {what}{where}",
+                hint=f"{fix}, then re-run the command; files mlt writes are replaced "
+                "atomically, so the project is as the last completed step left it",
+                errno=cur.errno,
+            )
+        cur, seen = cur.__cause__ or cur.__context__, seen + 1
+    return None
+
+
 class RefusedError(MltError):
     """Refused by a gate or by the project's state. Exit 3."""
 
@@ -82,6 +118,11 @@ class TestSplitLockedError(RefusedError):
     """Something other than the finalize phase asked for the test split."""
 
     __test__ = False  # not a pytest test class, despite the name
+
+
+class UserCodeExitError(MltError):
+    """Project code (a model factory, a data function) exited the process or ran out of
+    memory inside a phase: the phase is recorded as failed. Exit 1."""
 
 
 class DetectorStopError(MltError):

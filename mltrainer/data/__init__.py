@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from mltrainer.data._python import PythonSource  # registers python:<module>:<function>
+from mltrainer.data._python import PythonSource, find_module_file  # registers python:<module>:<function>
 from mltrainer.data._sources import (
     SKLEARN_DATASETS,
     SOURCES,
@@ -50,6 +50,7 @@ __all__ = [
     "RawData",
     "Split",
     "cache_prepared",
+    "find_module_file",
     "prepare_data",
     "register_source",
     "source_fingerprint",
