@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mltrainer.config import ModelConfig
-from mltrainer.errors import ConfigError
+from mltrainer.errors import ConfigError, UserCodeExitError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
@@ -57,6 +57,8 @@ def output_spec(spec: Any) -> dict[str, Any]:
 def build_model(model_cfg: ModelConfig, spec: Any, *, root: Path | None = None) -> nn.Module:
     """The configured model for data described by `spec` (a DataSpec or anything with its
     attributes). `root` is the project root for `python:` factories (default: the cwd)."""
+    if model_cfg.kind in ("mlp", "cnn"):
+        check_training_memory(model_cfg, spec)  # a model too large is refused before it exists
     if model_cfg.kind == "mlp":
         return MLP(spec.n_features, n_outputs(spec), model_cfg.hidden, model_cfg.dropout,
                    model_cfg.activation, model_cfg.norm)
@@ -82,6 +84,14 @@ def build_factory_model(model_cfg: ModelConfig, spec: Any, root: Path) -> nn.Mod
     fn = import_factory(module_name, fn_name, root)
     try:
         model = fn(input_spec(spec), output_spec(spec), **model_cfg.params)
+    except (SystemExit, MemoryError) as exc:  # exiting, or out of memory: the phase fails
+        what = (f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
+                else "ran out of memory")
+        raise UserCodeExitError(
+            f"model factory {model_cfg.kind} {what} while building the model",
+            hint="return an nn.Module from the factory (raise an exception to refuse); "
+            "for memory, make the model smaller (model.params)",
+        ) from None
     except Exception as exc:  # the user's code: report it as a config problem, keep the cause
         raise ConfigError(
             f"model factory {model_cfg.kind} failed: {type(exc).__name__}: {exc}",
@@ -94,7 +104,98 @@ def build_factory_model(model_cfg: ModelConfig, spec: Any, root: Path) -> nn.Mod
             "torch.nn.Module",
             hint="return the model instance from the factory function",
         )
+    check_output_size(model, spec, model_cfg.kind)
     return model
+
+
+def check_output_size(model: nn.Module, spec: Any, kind: str) -> None:
+    """A factory's model must return n_outputs values per row (n_classes logits, or one value
+    for regression): checked with one forward pass on two zero rows, in eval mode (no state
+    changes), so a 7-logit model for 2 classes is refused at build time, not shipped."""
+    want = n_outputs(spec)
+    param = next(iter(model.parameters()), None)
+    x = torch.zeros(2, int(spec.n_features),
+                    device=param.device if param is not None else "cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception as exc:
+        raise ConfigError(
+            f"model factory {kind}: the model fails on a batch of shape (2, {spec.n_features}): "
+            f"{type(exc).__name__}: {str(exc)[:120]}",
+            hint="the model takes a float batch (N, n_features) (input_spec['n_features'])",
+        ) from exc
+    finally:
+        model.train(was_training)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    ok = shape is not None and shape[:1] == (2,) and (
+        shape[1:] == (want,) or (want == 1 and shape[1:] == ()))
+    if not ok:
+        got = f"output of shape {shape}" if shape is not None else type(out).__name__
+        raise ConfigError(
+            f"model factory {kind} returns {got} for 2 rows but the data needs (2, {want}) "
+            f"({'one value per row' if spec.task == 'regression' else f'{want} class logits'})",
+            hint="end the model in output_spec['n_outputs'] units "
+            f"(here {want}); output_spec['class_labels'] lists the classes",
+        )
+
+
+BYTES_PER_PARAMETER = 16  # fp32 weight, its gradient and the two Adam moments
+
+
+def check_training_memory(model_cfg: ModelConfig, spec: Any) -> None:
+    """Refuse (exit 2) a built-in model whose parameters alone would not fit in memory to
+    train: counted on the meta device (nothing allocated), at 16 bytes a parameter."""
+    with torch.device("meta"):
+        if model_cfg.kind == "mlp":
+            meta: nn.Module = MLP(spec.n_features, n_outputs(spec), model_cfg.hidden, 0.0)
+        else:
+            shape = getattr(spec, "image_shape", None)
+            if not shape or len(shape) != 3:
+                return  # build_model refuses it with its own message
+            meta = SmallCNN(tuple(shape), spec.n_features, n_outputs(spec), model_cfg.channels,
+                            model_cfg.hidden, 0.0)
+    count = sum(p.numel() for p in meta.parameters())
+    need = count * BYTES_PER_PARAMETER
+    have = memory_available()
+    if have is not None and need > have:
+        raise ConfigError(
+            f"model.{'hidden' if model_cfg.kind == 'mlp' else 'channels/hidden'} makes a "
+            f"{model_cfg.kind} of {count:.3g} parameters: about {_gib(need)} to train "
+            f"(weights, gradients, optimiser state), more than the {_gib(have)} of memory here",
+            hint="make the model smaller (fewer or narrower layers in model.hidden / "
+            "model.channels)",
+            parameters=count, bytes_needed=need, bytes_available=have,
+        )
+
+
+def memory_available() -> int | None:
+    """The memory this process may use: physical memory, capped by RLIMIT_AS and a cgroup
+    limit when one is set (None when unknown)."""
+    import os
+    import resource
+
+    limits: list[int] = []
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft not in (resource.RLIM_INFINITY, -1) and soft > 0:
+        limits.append(int(soft))
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            limits.append(int(text))
+    except OSError:
+        pass
+    return min(limits) if limits else None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
 
 
 def import_factory(module_name: str, fn_name: str, root: Path) -> Any:

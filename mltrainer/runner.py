@@ -16,13 +16,21 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from mltrainer.config import MltConfig, load_config
-from mltrainer.errors import BadInputError, ConfigError, GateRefusedError, MltError, RefusedError
+from mltrainer.errors import (
+    BadInputError,
+    ConfigError,
+    GateRefusedError,
+    MltError,
+    RefusedError,
+    UserCodeExitError,
+)
 from mltrainer.fingerprints import current_fingerprints
 from mltrainer.gates import GateContext, evaluate_gate
 from mltrainer.project import Project
 from mltrainer.state import (
     GateResult,
     ProjectState,
+    atomic_write_bytes,
     audit,
     load_state,
     now,
@@ -126,8 +134,8 @@ class _Snapshot:
         for path, blob in self.files.items():
             if blob is None:
                 path.unlink(missing_ok=True)
-            else:
-                path.write_bytes(blob)
+            elif not path.exists() or path.read_bytes() != blob:
+                atomic_write_bytes(path, blob)
         if keep_audit:
             return
         if self.audit_len is None:
@@ -206,8 +214,18 @@ def execute_phase(
         audit(project, "phase_started", phase=name, path=list(alt))
         ctx = PhaseContext(project, cfg, state, fps, dict(options or {}), progress,
                            path="fast" if "goal_met" in alt else "typical")
+        from mltrainer.data import running_phase
+
         try:
-            outcome = phase.run(ctx)
+            with running_phase(name):  # the test split exists only while finalize runs
+                outcome = phase.run(ctx)
+        except SystemExit as exc:
+            # project code (a factory, a data function) called sys.exit: the phase failed
+            msg = (f"project code called sys.exit({exc.code!r}) during `{p.command}`; "
+                   "the phase did not finish")
+            _finish_failed(project, state, name, previous, msg)
+            raise UserCodeExitError(msg, hint="raise an exception instead of exiting in a "
+                                    "model factory or data function") from None
         except BadInputError:
             snapshot.restore()
             raise

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -136,13 +137,21 @@ def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, blob: bytes) -> None:
+    """Write `blob` to `path` so a crash (or a full disk) leaves the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
 
 
@@ -174,13 +183,30 @@ def audit(project: Project, event: str, **fields: Any) -> dict[str, Any]:
     return record
 
 
+UNREADABLE_EVENT = "unreadable_line"  # what read_audit reports in place of a damaged line
+
+
 def read_audit(project: Project) -> list[dict[str, Any]]:
+    """Every event of the audit log, in order. A damaged line (not UTF-8, not a JSON object)
+    does not stop the reading: it is reported in its place as an `unreadable_line` event
+    naming the line number and what is wrong with it."""
     if not project.audit_path.exists():
         return []
-    out = []
-    for line in project.audit_path.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            out.append(json.loads(line))
+    out: list[dict[str, Any]] = []
+    for number, blob in enumerate(project.audit_path.read_bytes().splitlines(), start=1):
+        if not blob.strip():
+            continue
+        try:
+            record = json.loads(blob.decode("utf-8"))
+            problem = None if isinstance(record, dict) else "not a JSON object"
+        except UnicodeDecodeError as exc:
+            problem = f"not UTF-8 (byte {exc.start})"
+        except json.JSONDecodeError as exc:
+            problem = f"not JSON ({exc.msg})"
+        if problem is None:
+            out.append(record)
+        else:
+            out.append({"event": UNREADABLE_EVENT, "line": number, "problem": problem})
     return out
 
 
@@ -197,7 +223,7 @@ def project_lock(project: Project, command: str) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        holder = _read_holder(project.lock_path)
+        holder = _wait_for_holder(project.lock_path)
         raise LockHeldError(
             f"another mlt command holds {project.lock_path}: "
             f"`{holder.get('command', '?')}` (pid {holder.get('pid', '?')} on "
@@ -209,18 +235,38 @@ def project_lock(project: Project, command: str) -> Iterator[None]:
     try:
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
                 "since": now()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        # One write of a fixed-size record (never truncate-then-write, which a racer could
+        # read in between); a refused racer waits for it (see _wait_for_holder).
+        os.pwrite(fd, _holder_record(info), 0)
         yield
     finally:
         with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
+            os.pwrite(fd, _holder_record({}), 0)
         os.close(fd)  # closing the descriptor releases the flock
+
+
+HOLDER_BYTES = 1024  # the lock file's fixed-size holder record
+
+
+def _holder_record(info: dict[str, Any]) -> bytes:
+    blob = json.dumps(info).encode()[: HOLDER_BYTES - 1]
+    return blob + b" " * (HOLDER_BYTES - len(blob))
+
+
+def _wait_for_holder(path: Path, timeout_s: float = 2.0) -> dict[str, Any]:
+    """Who holds the lock. The holder writes its record right after taking the lock; a racer
+    refused in that instant waits (briefly) for it instead of saying '?'."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        holder = _read_holder(path)
+        if holder.get("pid") or time.monotonic() >= deadline:
+            return holder
+        time.sleep(0.01)
 
 
 def _read_holder(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8") or "{}")
         return data if isinstance(data, dict) else {}
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}

@@ -26,12 +26,20 @@ from mltrainer.data._sources import (
 
 if TYPE_CHECKING:
     from mltrainer.data._baseline import trivial_baseline
-    from mltrainer.data._bundle import DataBundle, DataSpec, Split, cache_prepared, prepare_data
+    from mltrainer.data._bundle import (
+        DataBundle,
+        DataSpec,
+        Split,
+        cache_prepared,
+        prepare_data,
+        running_phase,
+    )
     from mltrainer.data._preprocess import Preprocessor
 
 _LAZY = {
     "prepare_data": "mltrainer.data._bundle",
     "cache_prepared": "mltrainer.data._bundle",
+    "running_phase": "mltrainer.data._bundle",
     "DataBundle": "mltrainer.data._bundle",
     "DataSpec": "mltrainer.data._bundle",
     "Split": "mltrainer.data._bundle",
@@ -53,6 +61,7 @@ __all__ = [
     "find_module_file",
     "prepare_data",
     "register_source",
+    "running_phase",
     "source_fingerprint",
     "trivial_baseline",
 ]
