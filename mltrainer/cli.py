@@ -171,7 +171,8 @@ def status(out: Output, project: Project) -> None:
     result = project_status(project)
     out.info(f"[bold]{safe(result['name'])}[/] — {safe(result['root'])}")
     for ph in result["phases"]:
-        out.info(f"  {ph['name']:<9} {out.status_word(ph['status'], 8)} [dim]{safe(ph['reason'])}[/]")
+        word = out.status_word(ph["status"], 8)
+        out.info(f"  {ph['name']:<9} {word} [dim]{safe(ph['reason'])}[/]")
     spent = result.get("test_evaluations") or {}
     if spent.get("count"):
         many = spent["count"] > 1
@@ -352,13 +353,16 @@ def finalize(out: Output, project: Project, nproc: int, reevaluate_test: bool,
 @cli.command()
 @click.argument("input_csv", type=click.Path(dir_okay=False))
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the predictions (CSV).")
+              help="Where to write the predictions (CSV): a new file, never a project file "
+              "or the input.")
+@click.option("--force", is_flag=True, default=False,
+              help="Replace an existing --out file (never a project file or an input).")
 @common
-def predict(out: Output, project: Project, input_csv: str, out_path: str) -> None:
+def predict(out: Output, project: Project, input_csv: str, out_path: str, force: bool) -> None:
     """Run the exported ONNX model, with its preprocessing, on raw rows of a CSV."""
     from mltrainer.phases.finalize.predict import predict_csv
 
-    result = predict_csv(project, Path(input_csv), Path(out_path))
+    result = predict_csv(project, Path(input_csv), Path(out_path), force=force)
     out.info(f"wrote {result['rows']} predictions to {safe(result['out'])}")
     out.result(result)
 

@@ -14,6 +14,7 @@ its loss and in `predict`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import sys
@@ -178,10 +179,8 @@ def memory_available() -> int | None:
     import resource
 
     limits: list[int] = []
-    try:
+    with contextlib.suppress(ValueError, OSError, AttributeError):
         limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        pass
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft not in (resource.RLIM_INFINITY, -1) and soft > 0:
         limits.append(int(soft))

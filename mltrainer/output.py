@@ -84,7 +84,8 @@ class Output:
         for f in findings:
             onset = f.get("onset", {})
             self.info(f"\n[bold]{safe(f['id'])}[/] ({safe(f.get('severity'))}) at epoch "
-                      f"{onset.get('epoch')}, step {onset.get('step')}: {safe(f.get('message', ''))}")
+                      f"{onset.get('epoch')}, step {onset.get('step')}: "
+                      f"{safe(f.get('message', ''))}")
             self.info(f"  [dim]evidence: {safe(_short(f.get('evidence', {}), 300))}[/]")
             if f.get("playbook"):
                 body = load_playbook(f["id"]).body

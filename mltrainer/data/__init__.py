@@ -14,7 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from mltrainer.data._python import PythonSource, find_module_file  # registers python:<module>:<function>
+# PythonSource registers python:<module>:<function>
+from mltrainer.data._python import PythonSource, find_module_file
 from mltrainer.data._sources import (
     SKLEARN_DATASETS,
     SOURCES,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mltrainer.errors import DataError, RefusedError, StateCorruptError
+from mltrainer.errors import BadInputError, DataError, RefusedError, StateCorruptError
 from mltrainer.phases.finalize.artifacts import PREPROCESS_FORMAT, read_latest, verify_folder
 from mltrainer.project import Project
 from mltrainer.state import atomic_write_text
@@ -96,14 +96,61 @@ def encode_csv(path: Path, preprocessor: Any) -> tuple[np.ndarray, list[str], in
     return encoded, ignored, len(frame)
 
 
-def predict_csv(project: Project, input_path: Path, out_path: Path) -> dict[str, Any]:
-    """Predict every row of `input_path` into `out_path`; returns {"rows", "out", ...}."""
+def check_output_path(project: Project, input_path: Path, out_path: Path, force: bool) -> None:
+    """Refuse (exit 2) to write predictions over the input, the training data, the project's
+    own files (mlt.yaml, .mlt/, runs/, artifacts/, reports/, Python sources), or, unless
+    `force`, over any existing file."""
+    out = Path(out_path).resolve()
+    fix = "choose another --out path (a new file)"
+    if out.is_dir():
+        raise BadInputError(f"--out {out_path}: is a folder", hint=fix)
+    protected = {Path(input_path).resolve(): "the input file",
+                 project.config_path: "the project config",
+                 project.optimized_config_path: "the optimized config"}
+    source = _data_source_path(project)
+    if source is not None:
+        protected[source] = "the training data (data.source)"
+    what = protected.get(out)
+    if what is None:
+        for folder in (project.mlt_dir, project.runs_dir, project.artifacts_dir,
+                       project.reports_dir):
+            if out.is_relative_to(folder.resolve()):
+                what = f"inside the project's {folder.name}/"
+                break
+    if what is None and out.suffix == ".py" and out.is_relative_to(project.root):
+        what = "a Python source of the project"
+    if what is not None:
+        raise BadInputError(f"--out {out_path}: refusing to write predictions over {what}",
+                            hint=f"{fix}; --force never overwrites project files")
+    if out.exists() and not force:
+        raise BadInputError(f"--out {out_path}: already exists",
+                            hint=f"{fix}, or pass --force to replace it")
+
+
+def _data_source_path(project: Project) -> Path | None:
+    from mltrainer.config import load_config
+    from mltrainer.errors import MltError
+
+    try:
+        source = load_config(project.config_path).data.source
+    except MltError:
+        return None
+    if source.startswith(("sklearn:", "python:")):
+        return None
+    return (project.root / source).resolve()
+
+
+def predict_csv(project: Project, input_path: Path, out_path: Path, *, force: bool = False
+                ) -> dict[str, Any]:
+    """Predict every row of `input_path` into `out_path`; returns {"rows", "out", ...}.
+    `out_path` may not be a project file or an input, nor an existing file unless `force`."""
     import onnxruntime as ort
     import pandas as pd
 
     from mltrainer.data import Preprocessor
     from mltrainer.engine.metrics import softmax
 
+    check_output_path(project, Path(input_path), Path(out_path), force)
     folder, doc = current_artifact(project)
     preprocessor = Preprocessor.from_dict(doc["preprocessor"])
     encoded, ignored, rows = encode_csv(Path(input_path), preprocessor)
