@@ -83,6 +83,7 @@ class MltGroup(click.Group):
         except click.ClickException as exc:
             exc.show()
             payload = {"error": type(exc).__name__, "message": one_line(exc.format_message()),
+                       "hint": "see `mlt --help`, or `mlt COMMAND --help`, for the usage",
                        "exit_code": exc.exit_code}
             sys.stdout.write(json.dumps(payload) + "\n")
             sys.stdout.flush()

@@ -119,7 +119,7 @@ def signoff_item(project: Project, phase: str, item: str, by: str, note: str | N
             hint=f"fix what it measures and re-run, or `mlt waive {phase} {item} --reason TEXT`",
         )
     if not by.strip():
-        raise BadInputError("--by must name who signs off")
+        raise BadInputError("--by must name who signs off", hint="pass --by NAME (or an email)")
 
     def change(state: Any) -> None:
         from mltrainer.gates import binds_artifact

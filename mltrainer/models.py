@@ -122,12 +122,8 @@ def check_output_size(model: nn.Module, spec: Any, kind: str) -> None:
     try:
         with torch.no_grad():
             out = model(x)
-    except Exception as exc:
-        raise ConfigError(
-            f"model factory {kind}: the model fails on a batch of shape (2, {spec.n_features}): "
-            f"{type(exc).__name__}: {str(exc)[:120]}",
-            hint="the model takes a float batch (N, n_features) (input_spec['n_features'])",
-        ) from exc
+    except Exception:  # the forward's own failure is training's to report
+        return  # (with its own message: a non-deterministic op, a wrong input shape, ...)
     finally:
         model.train(was_training)
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None

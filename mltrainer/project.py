@@ -61,6 +61,11 @@ class Project:
 
     def new_run_dir(self, kind: str) -> Path:
         """A fresh `runs/<id>/` that no earlier run used: the folder is created exclusively."""
+        if self.runs_dir.exists() and not self.runs_dir.is_dir():
+            from mltrainer.errors import BadInputError
+
+            raise BadInputError(f"{self.runs_dir}: is a file, but runs are kept in this folder",
+                                hint=f"move {self.runs_dir.name} away, then re-run")
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         while True:
             run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{secrets.token_hex(2)}"

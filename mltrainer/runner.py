@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mltrainer.config import MltConfig, load_config
 from mltrainer.errors import (
@@ -22,6 +22,7 @@ from mltrainer.errors import (
     GateRefusedError,
     MltError,
     RefusedError,
+    StateCorruptError,
     UserCodeExitError,
 )
 from mltrainer.fingerprints import current_fingerprints
@@ -72,13 +73,26 @@ class Outcome(BaseModel):
         if rec is None or not rec.outcome:
             raise RefusedError(f"`{phase_def(cls.phase).command}` has no recorded outcome",
                                hint=f"run `{phase_def(cls.phase).command}`")
-        return cls.model_validate(rec.outcome)
+        return cls._validated(rec.outcome)
+
+    @classmethod
+    def _validated(cls: type[OutcomeT], raw: dict[str, Any]) -> OutcomeT:
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise StateCorruptError(
+                f".mlt/state.json: the recorded {cls.phase} outcome is damaged (field "
+                f"'{where}': {err['msg']})",
+                hint=f"restore .mlt/state.json.bak, or re-run `{phase_def(cls.phase).command}`",
+            ) from None
 
     @classmethod
     def recorded(cls: type[OutcomeT], state: ProjectState) -> OutcomeT | None:
         """The recorded outcome, or None when the phase has none (never ran, or skipped)."""
         rec = state.phases.get(cls.phase)
-        return cls.model_validate(rec.outcome) if rec is not None and rec.outcome else None
+        return cls._validated(rec.outcome) if rec is not None and rec.outcome else None
 
 
 @dataclass(frozen=True)
@@ -315,7 +329,7 @@ def rejudge(project: Project, phase: Phase, change: Callable[[ProjectState], Non
         if rec is None or rec.gate is None or rec.status not in ("passed", "blocked"):
             save_state(project, state)
             return {"phase": name, "gate": None, "report": None, "next": next_command(state, fps)}
-        outcome = phase.outcome.model_validate(rec.outcome)
+        outcome = phase.outcome._validated(rec.outcome)
         gate = evaluate_gate(GateContext(name, cfg, outcome, state, project))
         rec.gate = gate
         rec.status = "passed" if gate.passed else "blocked"

@@ -104,7 +104,9 @@ def load_state(project: Project) -> ProjectState:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StateCorruptError(f"{path}: not valid JSON ({exc})", hint=fix) from None
+        raise StateCorruptError(f"{path}: not valid JSON ({str(exc)[:80]})", hint=fix) from None
+    except IsADirectoryError:
+        raise StateCorruptError(f"{path}: is a folder, not the state file", hint=fix) from None
     if not isinstance(raw, dict):
         raise StateCorruptError(f"{path}: expected a JSON object", hint=fix)
     version = raw.get("schema_version")
@@ -174,7 +176,7 @@ def save_state(project: Project, state: ProjectState) -> None:
 def audit(project: Project, event: str, **fields: Any) -> dict[str, Any]:
     """Append one event to .mlt/audit.jsonl, durably. Returns the record written."""
     record = {"time": now(), "event": event, **fields}
-    project.mlt_dir.mkdir(parents=True, exist_ok=True)
+    require_mlt_dir(project)
     line = json.dumps(record, sort_keys=False, default=str) + "\n"
     with open(project.audit_path, "a", encoding="utf-8") as fh:
         fh.write(line)
@@ -210,6 +212,16 @@ def read_audit(project: Project) -> list[dict[str, Any]]:
     return out
 
 
+def require_mlt_dir(project: Project) -> None:
+    """Create `.mlt/` when missing; refuse (exit 2) when something else has its name."""
+    if project.mlt_dir.exists() and not project.mlt_dir.is_dir():
+        raise StateCorruptError(
+            f"{project.mlt_dir}: is a file, but mlt keeps the project state in this folder",
+            hint=f"move {project.mlt_dir.name} away (mlt creates the folder again)",
+        )
+    project.mlt_dir.mkdir(parents=True, exist_ok=True)
+
+
 @contextlib.contextmanager
 def project_lock(project: Project, command: str) -> Iterator[None]:
     """Hold `.mlt/lock` for the duration of a command that writes project state.
@@ -217,7 +229,7 @@ def project_lock(project: Project, command: str) -> Iterator[None]:
     An flock is released by the kernel when its holder dies, so a crashed command never leaves
     the project locked; the file's content only says who holds it, for the message.
     """
-    project.mlt_dir.mkdir(parents=True, exist_ok=True)
+    require_mlt_dir(project)
     fd = os.open(project.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
