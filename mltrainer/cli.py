@@ -27,7 +27,7 @@ from mltrainer.errors import (
     MltError,
     environment_error,
 )
-from mltrainer.output import Output, one_line, safe
+from mltrainer.output import Output, safe
 from mltrainer.project import Project
 
 EXIT_INTERRUPTED = 130
@@ -48,7 +48,8 @@ class MltGroup(click.Group):
                 traceback.print_exc(file=sys.stderr)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            _output(ctx).error("interrupted", None, {"error": "interrupted", "exit_code": 130})
+            _output(ctx).error("interrupted", "run the command again (training continues with "
+                               "--resume)", {"error": "interrupted", "exit_code": 130})
             ctx.exit(EXIT_INTERRUPTED)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -73,24 +74,26 @@ class MltGroup(click.Group):
     def main(self, args: Any = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any
              ) -> Any:
-        """Under `--json`, a usage error (unknown option, missing argument) is one JSON
-        object on stdout as well, with its exit code, like every other failure."""
+        """A usage error (unknown option, missing argument) is rendered like every other
+        failure: one `error:` line and the fix on stderr, and under `--json` one JSON object
+        on stdout with its exit code."""
         argv = list(sys.argv[1:] if args is None else args)
-        if "--json" not in argv or not standalone_mode:
+        if not standalone_mode:
             return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        out = Output(json_mode="--json" in argv)
         try:
             rv = super().main(argv, prog_name, complete_var, False, **extra)
         except click.ClickException as exc:
-            exc.show()
-            payload = {"error": type(exc).__name__, "message": one_line(exc.format_message()),
-                       "hint": "see `mlt --help`, or `mlt COMMAND --help`, for the usage",
-                       "exit_code": exc.exit_code}
-            sys.stdout.write(json.dumps(payload) + "\n")
-            sys.stdout.flush()
+            ctx = getattr(exc, "ctx", None)
+            where = f"`{ctx.command_path} --help`" if ctx is not None else "`mlt --help`"
+            message = exc.format_message()
+            out.error(message, f"see {where} for the usage",
+                      {"error": type(exc).__name__, "message": message,
+                       "exit_code": exc.exit_code})
             sys.exit(exc.exit_code)
         except click.Abort:
-            sys.stdout.write(json.dumps({"error": "interrupted", "message": "aborted",
-                                         "exit_code": EXIT_INTERRUPTED}) + "\n")
+            out.error("aborted", None, {"error": "interrupted", "message": "aborted",
+                                        "exit_code": EXIT_INTERRUPTED})
             sys.exit(EXIT_INTERRUPTED)
         sys.exit(rv if isinstance(rv, int) else 0)
 

@@ -359,9 +359,12 @@ def load_config(path: Path) -> MltConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}",
+                          hint="fix the syntax there (indent with spaces, close every bracket "
+                          "and quote), then run `mlt config validate`") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+        raise ConfigError(f"{path}: not a UTF-8 text file",
+                          hint="save mlt.yaml as UTF-8 text") from None
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{path}: expected a mapping of fields (name, task, data, ...) but got "

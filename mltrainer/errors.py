@@ -23,11 +23,12 @@ class MltError(Exception):
     """Root of every error mlt raises on purpose. `hint` says how to fix it (often a command)."""
 
     exit_code = EXIT_UNEXPECTED
+    default_hint: str | None = None  # the fix a subclass names when the raiser gave none
 
     def __init__(self, message: str, hint: str | None = None, **details: Any) -> None:
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = hint or self.default_hint
         self.details = details
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,22 +48,33 @@ class BadInputError(MltError):
     """Bad input: a wrong config field, a missing or malformed file. Exit 2."""
 
     exit_code = EXIT_BAD_INPUT
+    default_hint = "correct what the message names, then run the command again"
 
 
 class ConfigError(BadInputError):
     """mlt.yaml (or another config file) does not validate."""
 
+    default_hint = "fix mlt.yaml, then check it with `mlt config validate`"
+
 
 class DataError(BadInputError):
     """A data source cannot be loaded or does not have the shape the config says."""
+
+    default_hint = ("fix the data (or data.source / data.target / data.drop in mlt.yaml), "
+                    "then run the command again")
 
 
 class StateCorruptError(BadInputError):
     """.mlt/state.json or another persisted file cannot be read."""
 
+    default_hint = ("restore the file from its backup (.bak) or version control; "
+                    ".mlt/audit.jsonl keeps the history")
+
 
 class CheckpointError(BadInputError):
     """A checkpoint is missing, truncated or corrupted."""
+
+    default_hint = "start a fresh run (without --resume), or restore the run's checkpoints"
 
 
 class EnvironmentProblemError(BadInputError):

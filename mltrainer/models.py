@@ -198,6 +198,7 @@ def import_factory(module_name: str, fn_name: str, root: Path) -> Any:
     added = where not in sys.path
     if added:
         sys.path.insert(0, where)
+    _forget_if_elsewhere(module_name, Path(where))
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, but also a SyntaxError or NameError in the module
@@ -210,6 +211,8 @@ def import_factory(module_name: str, fn_name: str, root: Path) -> Any:
     finally:
         if added:
             sys.path.remove(where)
+    with contextlib.suppress(AttributeError, OSError, TypeError):
+        module.__mlt_mtime_ns__ = Path(module.__file__).stat().st_mtime_ns  # type: ignore
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise ConfigError(
@@ -217,6 +220,29 @@ def import_factory(module_name: str, fn_name: str, root: Path) -> Any:
             hint=f"define def {fn_name}(input_spec, output_spec, **params) in {module_name}",
         )
     return fn
+
+
+def _forget_if_elsewhere(module_name: str, root: Path) -> None:
+    """Drop a cached import of the factory's module (and its package) when the project at
+    `root` has another file under that name, or the file changed since: one process can
+    build models of several projects (tests, a notebook), each from its own source."""
+    from mltrainer.data import find_module_file
+
+    cached = sys.modules.get(module_name)
+    if cached is None:
+        return
+    found = find_module_file(module_name, root)
+    origin = getattr(cached, "__file__", None)
+    if found is None or origin is None:
+        return
+    same = Path(origin).resolve() == found.resolve() and \
+        getattr(cached, "__mlt_mtime_ns__", None) in (None, found.stat().st_mtime_ns)
+    if same:
+        return
+    top = module_name.split(".")[0]
+    for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
 
 
 def _norm(kind: str, width: int, conv: bool) -> nn.Module | None:

@@ -152,17 +152,25 @@ def _changes(before: dict[str, str], after: dict[str, str], mode: str | None) ->
     return changed
 
 
-def _lost(root: Path, before: dict[str, str], after: dict[str, str]) -> list[str]:
+def state_problem(root: Path) -> str | None:
     from mltrainer.errors import MltError
     from mltrainer.project import Project
     from mltrainer.state import load_state
 
+    try:
+        load_state(Project.at(root))
+    except MltError as exc:
+        return exc.message
+    return None
+
+
+def _lost(root: Path, before: dict[str, str], after: dict[str, str], loaded: bool
+          ) -> list[str]:
+    """Files the project had that are gone, and a state that loaded before but not after."""
     lost = [k for k in before if k not in after and not k.endswith(".tmp")]
-    if (root / ".mlt" / "state.json").exists():
-        try:
-            load_state(Project.at(root))
-        except MltError as exc:
-            lost.append(f"state unreadable: {exc.message}")
+    problem = state_problem(root) if loaded else None
+    if problem is not None:
+        lost.append(f"state unreadable: {problem}")
     return lost
 
 
@@ -170,6 +178,8 @@ def judge(case: Case, code: int | None, stdout: str, stderr: str) -> list[str]:
     problems: list[str] = []
     if code != case.exit:
         problems.append(f"exit {code}, want {case.exit}")
+    if case.exit < 0:  # killed by a signal: nothing to say, only what it left behind counts
+        return problems
     both = stdout + stderr
     if "Traceback (most recent call last)" in both:
         problems.append("traceback")
@@ -214,6 +224,7 @@ def run_case(case: Case, fixture: Path) -> Verdict:
         if case.setup is not None:
             case.setup(root)
         before = tree(root)
+        loaded = state_problem(root) is None
         args = ["--json", "-C", str(root), *(a.replace("{p}", str(root)) for a in case.args)]
         if not case.json:
             args.remove("--json")
@@ -223,7 +234,8 @@ def run_case(case: Case, fixture: Path) -> Verdict:
             code, stdout, stderr = _run_inline(args, case.fault, root)
         after = tree(root)
         verdict = Verdict(case, code, judge(case, code, stdout, stderr),
-                          _changes(before, after, case.unchanged), _lost(root, before, after),
+                          _changes(before, after, case.unchanged),
+                          _lost(root, before, after, loaded),
                           stdout, stderr)
         if case.after is not None:
             extra = case.after(root, {"stdout": stdout, "stderr": stderr, "exit": code})
@@ -358,17 +370,22 @@ def disk_full(root: Path) -> contextlib.AbstractContextManager[Any]:
     return failing_writes(root, errno.ENOSPC)
 
 
+def holder_record(root: Path) -> None:
+    """Setup: the record another command wrote into .mlt/lock when it took the lock."""
+    from mltrainer.state import _holder_record
+
+    (root / ".mlt" / "lock").write_bytes(_holder_record(
+        {"pid": 4242, "host": "elsewhere", "command": "mlt optimize",
+         "since": "2026-01-01T00:00:00+00:00"}))
+
+
 @contextlib.contextmanager
 def lock_held(root: Path) -> Iterator[None]:
-    """Another process holds the project lock (an flock on .mlt/lock with its record)."""
+    """Another process holds the project lock (an flock on .mlt/lock; see holder_record)."""
     import fcntl
-
-    from mltrainer.state import _holder_record
 
     fd = os.open(root / ".mlt" / "lock", os.O_RDWR | os.O_CREAT, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    os.pwrite(fd, _holder_record({"pid": 4242, "host": "elsewhere", "command": "mlt optimize",
-                                  "since": "2026-01-01T00:00:00+00:00"}), 0)
     try:
         yield
     finally:

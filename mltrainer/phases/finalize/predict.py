@@ -26,6 +26,16 @@ PROB_PREFIX = "prob_"  # column name prefix of the per-class probabilities
 def current_artifact(project: Project) -> tuple[Path, dict[str, Any]]:
     """The folder `artifacts/latest.json` points at, verified, and its preprocess.json."""
     latest = read_latest(project)
+    pointer = project.artifacts_dir / "latest.json"
+    if latest is None and pointer.exists():
+        raise StateCorruptError(
+            f"{project.relative(pointer)}: not a readable pointer to the current artifact",
+            hint="restore it, or re-run `mlt finalize` to point it at the artifact again")
+    if latest is not None and not (project.root / str(latest["dir"])).resolve().is_relative_to(
+            project.artifacts_dir.resolve()):
+        raise StateCorruptError(
+            f"{project.relative(pointer)}: points outside artifacts/ ({latest['dir']!r})",
+            hint="restore it, or re-run `mlt finalize` to point it at the artifact again")
     if latest is None:
         raise RefusedError(
             f"no exported model in {project.relative(project.artifacts_dir)} "
