@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -256,7 +257,7 @@ CONFIG = [
     Case("alias-bomb-validate", "config", ["config", "validate"], 2, cfg_text(ALIAS_BOMB),
          says="expands to more than", child={"as_mb": 2048}),
     Case("alias-bomb-plan", "config", ["plan"], 2, cfg_text(ALIAS_BOMB),
-         says="expands to more than"),
+         says="expands to more than", child={"as_mb": 2048}),
     Case("alias-small-ok", "config", ["config", "validate"], 0,
          cfg_text(BASE + "training: &t {epochs: 2}\noptimize: {trials: 3}\n")),
     Case("duplicate-top-key", "config", ["status"], 2, cfg_append("name: again\n"),
@@ -343,7 +344,7 @@ MODELS = [
     Case("cnn-on-tabular", "config", ["plan"], 2, cfg_set(model__kind="cnn"),
          says="image"),
     Case("hidden-huge", "config", ["plan"], 2, cfg_set(model__hidden=[10**9]),
-         says="parameters", fault=memory_cap),
+         says="parameters", fault=partial(memory_cap, extra_gib=1.0)),
     Case("channels-huge", "config", ["config", "validate"], 0,
          cfg_set(model__channels=[10**6])),  # valid config; only the cnn would be too big
     Case("factory-seven-logits", "config", ["plan"], 2, factory(SEVEN_LOGITS),

@@ -253,7 +253,9 @@ def _run_inline(args: list[str], fault: Fault | None, root: Path) -> tuple[int, 
     dont_write = sys.dont_write_bytecode
     sys.dont_write_bytecode = True
     try:
-        with fault(root) if fault is not None else contextlib.nullcontext():
+        # every in-process case runs under a memory cap: a regression that allocates without
+        # bound fails its case (MemoryError) instead of taking the machine down
+        with memory_cap(root), fault(root) if fault is not None else contextlib.nullcontext():
             res = runner.invoke(cli, args, catch_exceptions=True)
     finally:
         sys.dont_write_bytecode = dont_write
