@@ -49,6 +49,10 @@ def test_the_audit_reader_reports_a_damaged_line_and_goes_on(tmp_path: Path) -> 
                                             UNREADABLE_EVENT, "last"]
     assert [e.get("line") for e in events[1:4]] == [2, 3, 4]
     assert "UTF-8" in events[1]["problem"] and "JSON object" in events[2]["problem"]
+    # finalize's own reader of the log (the test-access check) goes on past them too
+    from mltrainer.phases.finalize.evaluation import test_access_outside_finalize
+
+    assert test_access_outside_finalize(project)["violations"] == []
 
 
 def test_a_refused_racer_names_the_holder_written_just_after_the_lock(tmp_path: Path) -> None:
