@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,8 @@ def state_problem(root: Path) -> str | None:
         load_state(Project.at(root))
     except MltError as exc:
         return exc.message
+    except Exception as exc:  # an mlt that crashes on it: the state counts as unreadable
+        return f"{type(exc).__name__}: {exc}"
     return None
 
 
@@ -255,7 +258,9 @@ def _run_inline(args: list[str], fault: Fault | None, root: Path) -> tuple[int, 
     try:
         # every in-process case runs under a memory cap: a regression that allocates without
         # bound fails its case (MemoryError) instead of taking the machine down
-        with memory_cap(root), fault(root) if fault is not None else contextlib.nullcontext():
+        with memory_cap(root), fault(root) if fault is not None else contextlib.nullcontext(), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch on a hostile checkpoint's protocol
             res = runner.invoke(cli, args, catch_exceptions=True)
     finally:
         sys.dont_write_bytecode = dont_write
@@ -294,14 +299,14 @@ def _run_child(args: list[str], limits: dict[str, Any], root: Path) -> tuple[int
     if limits.get("kill"):
         import time
 
-        deadline = time.monotonic() + limits.get("timeout", 240)
+        deadline = time.monotonic() + limits.get("timeout", 120)
         while proc.poll() is None and time.monotonic() < deadline:
             if limits["kill_when"](root):
                 proc.send_signal(limits["kill"])
                 break
             time.sleep(0.05)
     try:
-        stdout, stderr = proc.communicate(timeout=limits.get("timeout", 240))
+        stdout, stderr = proc.communicate(timeout=limits.get("timeout", 120))
     except subprocess.TimeoutExpired:
         proc.kill()
         stdout, stderr = proc.communicate()
