@@ -379,9 +379,7 @@ def disk_full(root: Path) -> contextlib.AbstractContextManager[Any]:
 
 def holder_record(root: Path) -> None:
     """Setup: the record another command wrote into .mlt/lock when it took the lock."""
-    from mltrainer.state import _holder_record
-
-    (root / ".mlt" / "lock").write_bytes(_holder_record(
+    (root / ".mlt" / "lock").write_text(json.dumps(
         {"pid": 4242, "host": "elsewhere", "command": "mlt optimize",
          "since": "2026-01-01T00:00:00+00:00"}))
 
