@@ -241,7 +241,10 @@ def run_case(case: Case, fixture: Path) -> Verdict:
                           _lost(root, before, after, loaded),
                           stdout, stderr)
         if case.after is not None:
-            extra = case.after(root, {"stdout": stdout, "stderr": stderr, "exit": code})
+            try:
+                extra = case.after(root, {"stdout": stdout, "stderr": stderr, "exit": code})
+            except Exception as exc:  # an mlt without what the check reads fails the case
+                extra = f"after-check failed: {type(exc).__name__}: {exc}"
             if extra:
                 verdict.problems.append(extra)
         return verdict
