@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from mltrainer import __version__
 from mltrainer.errors import (
@@ -26,8 +25,9 @@ from mltrainer.errors import (
     EXIT_UNEXPECTED,
     BadInputError,
     MltError,
+    environment_error,
 )
-from mltrainer.output import Output
+from mltrainer.output import Output, safe
 from mltrainer.project import Project
 
 EXIT_INTERRUPTED = 130
@@ -48,11 +48,18 @@ class MltGroup(click.Group):
                 traceback.print_exc(file=sys.stderr)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            _output(ctx).error("interrupted", None, {"error": "interrupted", "exit_code": 130})
+            _output(ctx).error("interrupted", "run the command again (training continues with "
+                               "--resume)", {"error": "interrupted", "exit_code": 130})
             ctx.exit(EXIT_INTERRUPTED)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:  # the one place an unexpected failure is turned into exit 1
+            env = environment_error(exc)  # disk full, read-only: the machine's, exit 2
+            if env is not None:
+                _output(ctx).error(env.message, env.hint, env.to_dict())
+                if ctx.meta.get("mlt.debug"):
+                    traceback.print_exc(file=sys.stderr)
+                ctx.exit(env.exit_code)
             out = _output(ctx)
             if ctx.meta.get("mlt.debug"):
                 traceback.print_exc(file=sys.stderr)
@@ -62,6 +69,33 @@ class MltGroup(click.Group):
                 {"error": type(exc).__name__, "message": str(exc), "exit_code": EXIT_UNEXPECTED},
             )
             ctx.exit(EXIT_UNEXPECTED)
+
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any
+             ) -> Any:
+        """A usage error (unknown option, missing argument) is rendered like every other
+        failure: one `error:` line and the fix on stderr, and under `--json` one JSON object
+        on stdout with its exit code."""
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode:
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        out = Output(json_mode="--json" in argv)
+        try:
+            rv = super().main(argv, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            where = f"`{ctx.command_path} --help`" if ctx is not None else "`mlt --help`"
+            message = exc.format_message()
+            out.error(message, f"see {where} for the usage",
+                      {"error": type(exc).__name__, "message": message,
+                       "exit_code": exc.exit_code})
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            out.error("aborted", None, {"error": "interrupted", "message": "aborted",
+                                        "exit_code": EXIT_INTERRUPTED})
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def _output(ctx: click.Context) -> Output:
@@ -133,9 +167,9 @@ def init(out: Output, project: Project, target: str | None, example: str, data: 
 
     result = init_project(Project.at(target) if target else project, example, data=data,
                           target=target_col)
-    origin = f"example '{example}'" if data is None else f"the data in {data}"
-    out.info(f"created [bold]{result['config']}[/] from {origin}")
-    out.info(f"next: cd {result['root']} && [bold]mlt plan[/]")
+    origin = f"example '{safe(example)}'" if data is None else f"the data in {safe(data)}"
+    out.info(f"created [bold]{safe(result['config'])}[/] from {origin}")
+    out.info(f"next: cd {safe(result['root'])} && [bold]mlt plan[/]")
     out.result(result)
 
 
@@ -146,9 +180,10 @@ def status(out: Output, project: Project) -> None:
     from mltrainer.commands import project_status
 
     result = project_status(project)
-    out.info(f"[bold]{result['name']}[/] — {result['root']}")
+    out.info(f"[bold]{safe(result['name'])}[/] — {safe(result['root'])}")
     for ph in result["phases"]:
-        out.info(f"  {ph['name']:<9} {out.status_word(ph['status'], 8)} [dim]{ph['reason']}[/]")
+        word = out.status_word(ph["status"], 8)
+        out.info(f"  {ph['name']:<9} {word} [dim]{safe(ph['reason'])}[/]")
     spent = result.get("test_evaluations") or {}
     if spent.get("count"):
         many = spent["count"] > 1
@@ -157,10 +192,11 @@ def status(out: Output, project: Project) -> None:
             if many else "") + ":")
     for ev in spent.get("evaluations", []):
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in ev["metrics"].items())
-        why = f" — reason: {escape(ev['reason'])}" if ev.get("reason") else " (the first)"
+        why = f" — reason: {safe(ev['reason'])}" if ev.get("reason") else " (the first)"
         out.info(f"  #{ev['number']} {ev['evaluated_at']} config "
                  f"{str(ev['config_fingerprint'])[:12]}: {metrics}{why}")
-    out.info(f"next: [bold]{result['next']}[/]" if result["next"] else "every phase has passed")
+    out.info(f"next: [bold]{safe(result['next'])}[/]" if result["next"]
+             else "every phase has passed")
     out.result(result)
 
 
@@ -328,18 +364,22 @@ def finalize(out: Output, project: Project, nproc: int, reevaluate_test: bool,
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the predictions (CSV).")
+              help="Where to write the predictions (CSV): a new file, never a project file "
+              "or the input.")
 @click.option("--column", default=None,
               help="Text models: the CSV column holding the texts (default: text).")
+@click.option("--force", is_flag=True, default=False,
+              help="Replace an existing --out file (never a project file or an input).")
 @common
 def predict(out: Output, project: Project, inputs: tuple[str, ...], out_path: str,
-            column: str | None) -> None:
+            column: str | None, force: bool) -> None:
     """Run the exported ONNX model, with its preprocessing, on raw inputs: a CSV of rows
     (tables), image files or folders (images), a text file or a CSV column (text)."""
     from mltrainer.phases.finalize.predict import predict_inputs
 
-    result = predict_inputs(project, [Path(p) for p in inputs], Path(out_path), column)
-    out.info(f"wrote {result['rows']} predictions to {result['out']}")
+    result = predict_inputs(project, [Path(p) for p in inputs], Path(out_path), column,
+                            force=force)
+    out.info(f"wrote {result['rows']} predictions to {safe(result['out'])}")
     out.result(result)
 
 
@@ -358,7 +398,7 @@ def signoff(out: Output, project: Project, phase: str, item: str, by: str, note:
     from mltrainer.commands import signoff_item
 
     result = signoff_item(project, phase, item, by, note)
-    out.info(f"signed off {phase}/{item} by {by}")
+    out.info(f"signed off {safe(phase)}/{safe(item)} by {safe(by)}")
     out.gate(result)
     out.result(result)
 
@@ -375,7 +415,7 @@ def waive(out: Output, project: Project, phase: str, item: str, reason: str, by:
     from mltrainer.commands import waive_item
 
     result = waive_item(project, phase, item, reason, by)
-    out.info(f"waived {phase}/{item}: {reason}")
+    out.info(f"waived {safe(phase)}/{safe(item)}: {safe(reason)}")
     out.gate(result)
     out.result(result)
 
@@ -416,7 +456,7 @@ def config_validate(out: Output, project: Project, path: str | None) -> None:
 
     target = Path(path) if path else project.config_path
     cfg = load_project_config(target)
-    out.info(f"[green]valid[/]: {target} (config sha256 {cfg.fingerprint()[:12]})")
+    out.info(f"[green]valid[/]: {safe(target)} (config sha256 {cfg.fingerprint()[:12]})")
     out.result({"valid": True, "path": str(target), "fingerprint": cfg.fingerprint()})
 
 
@@ -465,7 +505,7 @@ def demo(ctx: click.Context, target: str, json_mode: bool, debug: bool) -> None:
             hint="choose another place with `mlt demo --dir PATH`, or remove it",
         )
     init_project(project, "digits")
-    out.info(f"demo project: [bold]{escape(str(project.root))}[/]")
+    out.info(f"demo project: [bold]{safe(project.root)}[/]")
     results: list[dict[str, Any]] = []
     name: str | None = "plan"
     while name is not None and name not in [r["phase"] for r in results]:
@@ -478,6 +518,6 @@ def demo(ctx: click.Context, target: str, json_mode: bool, debug: bool) -> None:
             break
         name = project_status(project)["current"]
     status = project_status(project)
-    out.info(f"\nreports in {escape(str(project.reports_dir))}; next: [bold]{status['next']}[/]")
+    out.info(f"\nreports in {safe(project.reports_dir)}; next: [bold]{safe(status['next'])}[/]")
     out.result({"root": str(project.root), "phases": results, "status": status})
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mltrainer.config import parse_config
-from mltrainer.errors import BadInputError
+from mltrainer.errors import BadInputError, RefusedError
 from mltrainer.phases import PHASES as PHASE_SPECS
 from mltrainer.project import Project
 from mltrainer.resources import example_config
@@ -136,11 +136,20 @@ def signoff_item(project: Project, phase: str, item: str, by: str, note: str | N
             hint=f"fix what it measures and re-run, or `mlt waive {phase} {item} --reason TEXT`",
         )
     if not by.strip():
-        raise BadInputError("--by must name who signs off")
+        raise BadInputError("--by must name who signs off", hint="pass --by NAME (or an email)")
 
     def change(state: Any) -> None:
+        from mltrainer.gates import binds_artifact
+
         rec = state.phases.get(phase)
         artifact = rec.outcome.get("artifact_hash") if rec else None
+        if binds_artifact(PHASE_SPECS[phase].outcome) and not artifact:
+            raise RefusedError(
+                f"cannot sign off {phase}/{item}: there is no artifact to approve yet "
+                "(a sign-off binds to the artifact hash it reviewed)",
+                hint=f"run `{phase_def(phase).command}` first, review what it ships, then "
+                "sign off",
+            )
         state.signoffs.setdefault(phase, {})[item] = Signoff(by=by, note=note,
                                                               artifact_hash=artifact)
         audit(project, "signoff", phase=phase, item=item, by=by, note=note,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -28,6 +29,9 @@ from mltrainer.errors import ConfigError
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "roc_auc")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+MAX_NODES = 10_000  # values a config document may expand to (aliases counted each time used)
+MAX_DEPTH = 50  # nesting levels a config document may have
+ECHO_LIMIT = 80  # characters of a bad value an error message repeats
 
 
 class _Strict(BaseModel):
@@ -35,7 +39,8 @@ class _Strict(BaseModel):
     null or false in mlt.yaml mean "off" and become the value listed there (the one meaning of
     off everywhere: `early_stopping: null`, `grad_clip: false`, `scheduler: null`, ...)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are refused in every float field: `lr: .inf` is a typo, never a setting
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
     _off: ClassVar[dict[str, Any]] = {}
 
     @model_validator(mode="before")
@@ -411,14 +416,17 @@ def load_config(path: Path) -> MltConfig:
             hint="run `mlt init` to create a project, or pass -C DIR to point at one",
         )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load_bounded(path.read_text(encoding="utf-8"), str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}",
+                          hint="fix the syntax there (indent with spaces, close every bracket "
+                          "and quote), then run `mlt config validate`") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+        raise ConfigError(f"{path}: not a UTF-8 text file",
+                          hint="save mlt.yaml as UTF-8 text") from None
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{path}: expected a mapping of fields (name, task, data, ...) but got "
@@ -429,12 +437,20 @@ def load_config(path: Path) -> MltConfig:
 
 
 def parse_config(raw: dict[str, Any], source: str = "mlt.yaml") -> MltConfig:
+    bad = _non_finite(raw)
+    if bad is not None:
+        raise ConfigError(
+            f"{source}: field '{bad[0]}' has bad value {bad[1]}: numbers must be finite",
+            hint="write a finite number (inf and nan are never a setting)",
+        )
     try:
         return MltConfig.model_validate(raw)
     except ValidationError as exc:
         lines = [_describe_error(err, raw) for err in exc.errors()]
         first = lines[0]
-        more = "" if len(lines) == 1 else "; also: " + "; ".join(lines[1:])
+        more = "" if len(lines) == 1 else "; also: " + "; ".join(lines[1:3])
+        if len(lines) > 3:
+            more += f" (and {len(lines) - 3} more)"
         raise ConfigError(
             f"{source}: {first}{more}",
             hint="fix the field in the file, then check it with `mlt config validate`",
@@ -454,7 +470,99 @@ def _describe_error(err: dict[str, Any], raw: dict[str, Any]) -> str:
         return f"field '{path}' is required but missing"
     value = _value_at(raw, err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
-    return f"field '{path}' has bad value {value!r}: {msg}"
+    return f"field '{path}' has bad value {echo(value)}: {msg}"
+
+
+def echo(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """`repr(value)` for a message, cut to `limit` characters (a config value can be huge)."""
+    text = reprlib_repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def reprlib_repr(value: Any) -> str:
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring, r.maxother, r.maxlist, r.maxdict, r.maxlevel = ECHO_LIMIT, ECHO_LIMIT, 6, 6, 3
+    return r.repr(value)
+
+
+def _non_finite(node: Any, path: str = "") -> tuple[str, str] | None:
+    """The first inf/nan number anywhere in the raw config (model.params included)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return path or "(top level)", repr(node)
+    items = node.items() if isinstance(node, dict) else (
+        enumerate(node) if isinstance(node, list) else ())
+    for key, child in items:
+        found = _non_finite(child, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+# ---------------------------------------------------------------- bounded YAML
+# mlt.yaml is small. Anchors and aliases are allowed, but the document they expand to is
+# bounded (an alias bomb of nine nested levels expands to billions of nodes); duplicate keys
+# are refused (YAML says they are an error, PyYAML keeps the last one silently), and so is
+# nesting deeper than any config needs (PyYAML would hit Python's recursion limit).
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    pass
+
+
+def safe_load_bounded(text: str, source: str = "mlt.yaml") -> Any:
+    """`yaml.safe_load` with the bounds above; ConfigError (exit 2) naming the place."""
+    loader = _BoundedLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise ConfigError(f"{source}: nested more than {MAX_DEPTH} levels deep",
+                              hint="flatten the structure; no mlt.yaml field nests that deep"
+                              ) from None
+        if node is None:
+            return None
+        _check_tree(node, source)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_tree(root: yaml.Node, source: str) -> None:
+    """Count the nodes the document expands to (aliases counted every time they are used),
+    refuse duplicate keys and deep nesting; stops as soon as a bound is passed."""
+    count = 0
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise ConfigError(
+                f"{source}: the document expands to more than {MAX_NODES} values "
+                "(anchors and aliases nested into each other?)",
+                hint="write the values out instead of aliasing aliases; mlt.yaml is small",
+            )
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{source}: nested more than {MAX_DEPTH} levels deep at line "
+                              f"{node.start_mark.line + 1}",
+                              hint="flatten the structure; no mlt.yaml field nests that deep")
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    k = (key.tag, key.value)
+                    if k in seen:
+                        raise ConfigError(
+                            f"{source}: duplicate key {echo(key.value)} at line "
+                            f"{key.start_mark.line + 1} (first at line {seen[k]})",
+                            hint="keep one of them: YAML keys must be unique in a mapping",
+                        )
+                    seen[k] = key.start_mark.line + 1
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
 
 
 def _fields_at(loc: list[str]) -> list[str]:

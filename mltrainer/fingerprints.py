@@ -6,8 +6,6 @@ Cheap by design (no torch, no data load): `mlt status` computes them on every ca
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
 from pathlib import Path
 
 from mltrainer import __version__
@@ -17,18 +15,12 @@ from mltrainer.workflow import fingerprint_view
 
 
 def module_source_hash(spec_str: str, root: Path) -> str | None:
-    """sha256 of the source file of `python:<module>:<fn>`'s module, found without running it."""
-    module = spec_str.split(":")[1]
-    sys.path.insert(0, str(root))
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        spec = None
-    finally:
-        sys.path.remove(str(root))
-    if spec is None or not spec.origin or not Path(spec.origin).is_file():
-        return None
-    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
+    """sha256 of the source file of `python:<module>:<fn>`'s module, found without running it
+    (not even a dotted module's parent package: `mlt status` never executes project code)."""
+    from mltrainer.data import find_module_file
+
+    path = find_module_file(spec_str.split(":")[1], root)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else None
 
 
 def code_fingerprint(cfg: MltConfig, root: Path) -> str:

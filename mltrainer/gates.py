@@ -109,7 +109,9 @@ def evaluate_gate(ctx: GateContext) -> GateResult:
             status = "pass" if valid else "pending"
             evidence = {"signed_off_by": signoff.by, "at": signoff.at} if valid else {}
             if signoff is not None and not valid:
-                evidence["voided"] = "the artifact changed after the sign-off"
+                evidence["voided"] = (
+                    "the sign-off names no artifact (it was given before one existed)"
+                    if not signoff.artifact_hash else "the artifact changed after the sign-off")
         if waiver is not None and status in ("fail", "pending"):
             status = "waived"
         results.append(
@@ -122,6 +124,15 @@ def evaluate_gate(ctx: GateContext) -> GateResult:
     return GateResult(phase=ctx.phase, passed=passed, items=results)
 
 
+def binds_artifact(outcome_type: type[BaseModel]) -> bool:
+    """Whether a phase's sign-offs approve an artifact (its outcome records `artifact_hash`)."""
+    return "artifact_hash" in getattr(outcome_type, "model_fields", {})
+
+
 def _signoff_valid(signed_hash: str | None, outcome: BaseModel) -> bool:
+    """A sign-off of a phase that ships an artifact approves that artifact: it is valid only
+    for the exact hash it named (a missing hash on either side approves nothing)."""
+    if not binds_artifact(type(outcome)):
+        return True
     current = getattr(outcome, "artifact_hash", None)
-    return signed_hash is None or current is None or signed_hash == current
+    return bool(signed_hash) and bool(current) and signed_hash == current

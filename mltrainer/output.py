@@ -21,6 +21,22 @@ STATUS_STYLE = {
 }
 
 
+MESSAGE_LIMIT = 300  # characters of an error message or fix on the terminal (one line each)
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), 0x7F) if c not in (0x09, 0x0A)}
+
+
+def safe(text: object) -> str:
+    """A user string (a project name, a reason, a path) as text: rich markup escaped and
+    control characters (escape sequences among them) shown as `\\xNN`, never interpreted."""
+    return escape(str(text).translate(_CONTROL))
+
+
+def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """A message on one line, cut to `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 class Output:
     def __init__(self, json_mode: bool = False, quiet: bool = False) -> None:
         self.json_mode = json_mode
@@ -33,7 +49,7 @@ class Output:
 
     def plain(self, text: str) -> None:
         if not self.quiet:
-            self.err.print(escape(text))
+            self.err.print(safe(text))
 
     def result(self, obj: dict[str, Any]) -> None:
         if self.json_mode:
@@ -41,10 +57,15 @@ class Output:
             sys.stdout.flush()
 
     def error(self, message: str, hint: str | None, payload: dict[str, Any]) -> None:
-        self.err.print(f"[bold red]error:[/] {escape(message)}")
+        """One line naming what is wrong, one line with the fix; under --json also the one
+        JSON object on stdout (its message cut the same way; `details` keep everything)."""
+        message = one_line(message)
+        self.err.print(f"[bold red]error:[/] {safe(message)}")
         if hint:
-            self.err.print(f"  [dim]fix:[/] {escape(hint)}")
+            hint = one_line(hint)
+            self.err.print(f"  [dim]fix:[/] {safe(hint)}")
         if self.json_mode:
+            payload = {**payload, "message": message, **({"hint": hint} if hint else {})}
             sys.stdout.write(json.dumps(payload, default=str) + "\n")
             sys.stdout.flush()
 
@@ -62,9 +83,10 @@ class Output:
 
         for f in findings:
             onset = f.get("onset", {})
-            self.info(f"\n[bold]{escape(f['id'])}[/] ({f.get('severity')}) at epoch "
-                      f"{onset.get('epoch')}, step {onset.get('step')}: {escape(f.get('message', ''))}")
-            self.info(f"  [dim]evidence: {escape(_short(f.get('evidence', {}), 300))}[/]")
+            self.info(f"\n[bold]{safe(f['id'])}[/] ({safe(f.get('severity'))}) at epoch "
+                      f"{onset.get('epoch')}, step {onset.get('step')}: "
+                      f"{safe(f.get('message', ''))}")
+            self.info(f"  [dim]evidence: {safe(_short(f.get('evidence', {}), 300))}[/]")
             if f.get("playbook"):
                 body = load_playbook(f["id"]).body
                 self.err.print(Panel(Markdown(body), title=f["playbook"], expand=False))
@@ -80,12 +102,12 @@ class Output:
         self.info(f"[bold]{result['phase']}[/] gate {verdict}")
         for item in gate["items"]:
             extra = "" if item.get("required", True) else " [dim](informational)[/]"
-            self.info(f"  {self.status_word(item['status'], 7)}  {escape(item['id'])}{extra}"
-                      f"  [dim]{escape(_short(item['evidence']))}[/]")
+            self.info(f"  {self.status_word(item['status'], 7)}  {safe(item['id'])}{extra}"
+                      f"  [dim]{safe(_short(item['evidence']))}[/]")
         if result.get("report"):
-            self.info(f"report: {result['report']}")
+            self.info(f"report: {safe(result['report'])}")
         if result.get("next"):
-            self.info(f"next: [bold]{result['next']}[/]")
+            self.info(f"next: [bold]{safe(result['next'])}[/]")
 
 
 def _short(evidence: dict[str, Any], limit: int = 100) -> str:

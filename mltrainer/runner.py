@@ -13,16 +13,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mltrainer.config import MltConfig, load_config
-from mltrainer.errors import BadInputError, ConfigError, GateRefusedError, MltError, RefusedError
+from mltrainer.errors import (
+    BadInputError,
+    ConfigError,
+    GateRefusedError,
+    MltError,
+    RefusedError,
+    StateCorruptError,
+    UserCodeExitError,
+)
 from mltrainer.fingerprints import current_fingerprints
 from mltrainer.gates import GateContext, evaluate_gate
 from mltrainer.project import Project
 from mltrainer.state import (
     GateResult,
     ProjectState,
+    atomic_write_bytes,
     audit,
     load_state,
     now,
@@ -64,13 +73,26 @@ class Outcome(BaseModel):
         if rec is None or not rec.outcome:
             raise RefusedError(f"`{phase_def(cls.phase).command}` has no recorded outcome",
                                hint=f"run `{phase_def(cls.phase).command}`")
-        return cls.model_validate(rec.outcome)
+        return cls._validated(rec.outcome)
+
+    @classmethod
+    def _validated(cls: type[OutcomeT], raw: dict[str, Any]) -> OutcomeT:
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise StateCorruptError(
+                f".mlt/state.json: the recorded {cls.phase} outcome is damaged (field "
+                f"'{where}': {err['msg']})",
+                hint=f"restore .mlt/state.json.bak, or re-run `{phase_def(cls.phase).command}`",
+            ) from None
 
     @classmethod
     def recorded(cls: type[OutcomeT], state: ProjectState) -> OutcomeT | None:
         """The recorded outcome, or None when the phase has none (never ran, or skipped)."""
         rec = state.phases.get(cls.phase)
-        return cls.model_validate(rec.outcome) if rec is not None and rec.outcome else None
+        return cls._validated(rec.outcome) if rec is not None and rec.outcome else None
 
 
 @dataclass(frozen=True)
@@ -126,8 +148,8 @@ class _Snapshot:
         for path, blob in self.files.items():
             if blob is None:
                 path.unlink(missing_ok=True)
-            else:
-                path.write_bytes(blob)
+            elif not path.exists() or path.read_bytes() != blob:
+                atomic_write_bytes(path, blob)
         if keep_audit:
             return
         if self.audit_len is None:
@@ -206,8 +228,18 @@ def execute_phase(
         audit(project, "phase_started", phase=name, path=list(alt))
         ctx = PhaseContext(project, cfg, state, fps, dict(options or {}), progress,
                            path="fast" if "goal_met" in alt else "typical")
+        from mltrainer.data import running_phase
+
         try:
-            outcome = phase.run(ctx)
+            with running_phase(name):  # the test split exists only while finalize runs
+                outcome = phase.run(ctx)
+        except SystemExit as exc:
+            # project code (a factory, a data function) called sys.exit: the phase failed
+            msg = (f"project code called sys.exit({exc.code!r}) during `{p.command}`; "
+                   "the phase did not finish")
+            _finish_failed(project, state, name, previous, msg)
+            raise UserCodeExitError(msg, hint="raise an exception instead of exiting in a "
+                                    "model factory or data function") from None
         except BadInputError:
             snapshot.restore()
             raise
@@ -297,7 +329,7 @@ def rejudge(project: Project, phase: Phase, change: Callable[[ProjectState], Non
         if rec is None or rec.gate is None or rec.status not in ("passed", "blocked"):
             save_state(project, state)
             return {"phase": name, "gate": None, "report": None, "next": next_command(state, fps)}
-        outcome = phase.outcome.model_validate(rec.outcome)
+        outcome = phase.outcome._validated(rec.outcome)
         gate = evaluate_gate(GateContext(name, cfg, outcome, state, project))
         rec.gate = gate
         rec.status = "passed" if gate.passed else "blocked"

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -103,7 +104,9 @@ def load_state(project: Project) -> ProjectState:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StateCorruptError(f"{path}: not valid JSON ({exc})", hint=fix) from None
+        raise StateCorruptError(f"{path}: not valid JSON ({str(exc)[:80]})", hint=fix) from None
+    except IsADirectoryError:
+        raise StateCorruptError(f"{path}: is a folder, not the state file", hint=fix) from None
     if not isinstance(raw, dict):
         raise StateCorruptError(f"{path}: expected a JSON object", hint=fix)
     version = raw.get("schema_version")
@@ -136,13 +139,21 @@ def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, blob: bytes) -> None:
+    """Write `blob` to `path` so a crash (or a full disk) leaves the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
 
 
@@ -165,7 +176,7 @@ def save_state(project: Project, state: ProjectState) -> None:
 def audit(project: Project, event: str, **fields: Any) -> dict[str, Any]:
     """Append one event to .mlt/audit.jsonl, durably. Returns the record written."""
     record = {"time": now(), "event": event, **fields}
-    project.mlt_dir.mkdir(parents=True, exist_ok=True)
+    require_mlt_dir(project)
     line = json.dumps(record, sort_keys=False, default=str) + "\n"
     with open(project.audit_path, "a", encoding="utf-8") as fh:
         fh.write(line)
@@ -174,14 +185,41 @@ def audit(project: Project, event: str, **fields: Any) -> dict[str, Any]:
     return record
 
 
+UNREADABLE_EVENT = "unreadable_line"  # what read_audit reports in place of a damaged line
+
+
 def read_audit(project: Project) -> list[dict[str, Any]]:
+    """Every event of the audit log, in order. A damaged line (not UTF-8, not a JSON object)
+    does not stop the reading: it is reported in its place as an `unreadable_line` event
+    naming the line number and what is wrong with it."""
     if not project.audit_path.exists():
         return []
-    out = []
-    for line in project.audit_path.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            out.append(json.loads(line))
+    out: list[dict[str, Any]] = []
+    for number, blob in enumerate(project.audit_path.read_bytes().splitlines(), start=1):
+        if not blob.strip():
+            continue
+        try:
+            record = json.loads(blob.decode("utf-8"))
+            problem = None if isinstance(record, dict) else "not a JSON object"
+        except UnicodeDecodeError as exc:
+            problem = f"not UTF-8 (byte {exc.start})"
+        except json.JSONDecodeError as exc:
+            problem = f"not JSON ({exc.msg})"
+        if problem is None:
+            out.append(record)
+        else:
+            out.append({"event": UNREADABLE_EVENT, "line": number, "problem": problem})
     return out
+
+
+def require_mlt_dir(project: Project) -> None:
+    """Create `.mlt/` when missing; refuse (exit 2) when something else has its name."""
+    if project.mlt_dir.exists() and not project.mlt_dir.is_dir():
+        raise StateCorruptError(
+            f"{project.mlt_dir}: is a file, but mlt keeps the project state in this folder",
+            hint=f"move {project.mlt_dir.name} away (mlt creates the folder again)",
+        )
+    project.mlt_dir.mkdir(parents=True, exist_ok=True)
 
 
 @contextlib.contextmanager
@@ -191,13 +229,13 @@ def project_lock(project: Project, command: str) -> Iterator[None]:
     An flock is released by the kernel when its holder dies, so a crashed command never leaves
     the project locked; the file's content only says who holds it, for the message.
     """
-    project.mlt_dir.mkdir(parents=True, exist_ok=True)
+    require_mlt_dir(project)
     fd = os.open(project.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        holder = _read_holder(project.lock_path)
+        holder = _wait_for_holder(project.lock_path)
         raise LockHeldError(
             f"another mlt command holds {project.lock_path}: "
             f"`{holder.get('command', '?')}` (pid {holder.get('pid', '?')} on "
@@ -209,18 +247,38 @@ def project_lock(project: Project, command: str) -> Iterator[None]:
     try:
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
                 "since": now()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        # One write of a fixed-size record (never truncate-then-write, which a racer could
+        # read in between); a refused racer waits for it (see _wait_for_holder).
+        os.pwrite(fd, _holder_record(info), 0)
         yield
     finally:
         with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
+            os.pwrite(fd, _holder_record({}), 0)
         os.close(fd)  # closing the descriptor releases the flock
+
+
+HOLDER_BYTES = 1024  # the lock file's fixed-size holder record
+
+
+def _holder_record(info: dict[str, Any]) -> bytes:
+    blob = json.dumps(info).encode()[: HOLDER_BYTES - 1]
+    return blob + b" " * (HOLDER_BYTES - len(blob))
+
+
+def _wait_for_holder(path: Path, timeout_s: float = 2.0) -> dict[str, Any]:
+    """Who holds the lock. The holder writes its record right after taking the lock; a racer
+    refused in that instant waits (briefly) for it instead of saying '?'."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        holder = _read_holder(path)
+        if holder.get("pid") or time.monotonic() >= deadline:
+            return holder
+        time.sleep(0.01)
 
 
 def _read_holder(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8") or "{}")
         return data if isinstance(data, dict) else {}
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}

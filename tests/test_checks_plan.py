@@ -34,6 +34,9 @@ CASES = [
     ("goal_set", {}, None, True, {"target": 0.99}),
     ("determinism_verified", {}, None, True, {"identical": True}),
     ("determinism_verified", {"determinism.identical": False}, None, False, {}),
+    # identical NaNs reproduce nothing (issue 12)
+    ("determinism_verified", {"determinism.non_finite_params": 12}, None, False,
+     {"identical": True, "non_finite_params": 12}),
 ]
 
 

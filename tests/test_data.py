@@ -20,6 +20,7 @@ from mltrainer.data import (
     DataSpec,
     Preprocessor,
     prepare_data,
+    running_phase,
     source_fingerprint,
     trivial_baseline,
 )
@@ -80,8 +81,9 @@ def test_sklearn_sources_load_with_the_right_shape(
     name: str, task: str, rows: int, features: int, classes: int | None,
     image_shape: tuple[int, ...] | None,
 ) -> None:
-    bundle = prepare_data(make_cfg(f"sklearn:{name}", task), Path("."))
-    test = bundle.test(phase="finalize")
+    with running_phase("finalize"):
+        bundle = prepare_data(make_cfg(f"sklearn:{name}", task), Path("."))
+        test = bundle.test(phase="finalize")
     assert len(bundle.train) + len(bundle.val) + len(test) == rows
     assert bundle.spec.n_features == features == bundle.train.X.shape[1]
     assert bundle.spec.n_classes == classes
@@ -229,9 +231,11 @@ def test_split_is_deterministic_by_seed_and_changes_with_it() -> None:
 
 
 def test_stratification_keeps_class_proportions() -> None:
-    bundle = prepare_data(make_cfg("sklearn:breast_cancer", val=0.2, test=0.2), Path("."))
+    with running_phase("finalize"):
+        bundle = prepare_data(make_cfg("sklearn:breast_cancer", val=0.2, test=0.2), Path("."))
+        test = bundle.test("finalize")
     assert bundle.split_info["stratified"] is True
-    splits = {"train": bundle.train, "val": bundle.val, "test": bundle.test("finalize")}
+    splits = {"train": bundle.train, "val": bundle.val, "test": test}
     overall = np.concatenate([s.y for s in splits.values()]).mean()
     for name, split in splits.items():
         assert abs(split.y.mean() - overall) < 0.02, name
@@ -261,11 +265,12 @@ def test_identical_rows_never_cross_splits(tmp_path: Path) -> None:
     repeats = rng.integers(1, 6, len(base))
     frame = base.loc[base.index.repeat(repeats)].sample(frac=1.0, random_state=1)
     frame.to_csv(tmp_path / "dups.csv", index=False)
-    bundle = prepare_data(make_cfg("dups.csv", target="y", val=0.25, test=0.25), tmp_path)
+    with running_phase("finalize"):
+        bundle = prepare_data(make_cfg("dups.csv", target="y", val=0.25, test=0.25), tmp_path)
+        test = bundle.test("finalize")
     rows = frame.reset_index(drop=True)
     keys = {name: {tuple(r) for r in rows.loc[split.raw_index, ["a", "b"]].itertuples(index=False)}
-            for name, split in (("train", bundle.train), ("val", bundle.val),
-                                ("test", bundle.test("finalize")))}
+            for name, split in (("train", bundle.train), ("val", bundle.val), ("test", test))}
     assert not keys["train"] & keys["val"]
     assert not keys["train"] & keys["test"]
     assert not keys["val"] & keys["test"]
@@ -365,21 +370,42 @@ def test_spec_round_trips(mixed: tuple[Path, DataBundle]) -> None:
 @pytest.mark.parametrize("phase", ["plan", "baseline", "diagnose", "optimize", "Finalize", ""])
 def test_test_split_is_locked_outside_finalize(phase: str) -> None:
     events: list[dict[str, Any]] = []
-    bundle = prepare_data(make_cfg("sklearn:iris"), Path("."), audit=events.append)
-    with pytest.raises(TestSplitLockedError) as exc:
-        bundle.test(phase=phase)
+    with running_phase(phase):
+        bundle = prepare_data(make_cfg("sklearn:iris"), Path("."), audit=events.append)
+        with pytest.raises(TestSplitLockedError) as exc:
+            bundle.test(phase=phase)
+        # asking as finalize would changes nothing: the rows were never built
+        with pytest.raises(TestSplitLockedError):
+            bundle.test(phase="finalize")
     assert "locked until `mlt finalize`" in exc.value.message
-    assert [(e["event"], e["phase"]) for e in events] == [("test_split_denied", phase)]
+    assert [(e["event"], e["phase"]) for e in events] == [("test_split_denied", phase),
+                                                          ("test_split_denied", "finalize")]
     assert "time" in events[0]
-    test = bundle.test(phase="finalize")
-    assert len(test) == bundle.split_info["sizes"]["test"]
+    with running_phase("finalize"):
+        released = prepare_data(make_cfg("sklearn:iris"), Path("."), audit=events.append)
+        test = released.test(phase="finalize")
+    assert len(test) == released.split_info["sizes"]["test"]
+    assert events[-1]["event"] == "test_split_released"
 
 
 def test_lock_holds_without_an_audit_callable() -> None:
     bundle = prepare_data(make_cfg("sklearn:iris"), Path("."))
-    with pytest.raises(TestSplitLockedError):
-        bundle.test("plan")
+    for phase in ("plan", "finalize"):  # outside any phase nobody gets the rows
+        with pytest.raises(TestSplitLockedError):
+            bundle.test(phase)
     assert not hasattr(bundle, "test_split") and "test" not in vars(bundle)
+
+
+def test_library_calls_inside_a_project_are_audited(tmp_path: Path) -> None:
+    from mltrainer.project import Project
+    from mltrainer.state import read_audit
+
+    project = Project.at(tmp_path)
+    project.mlt_dir.mkdir()
+    bundle = prepare_data(make_cfg("sklearn:iris"), tmp_path)  # no audit callable passed
+    with pytest.raises(TestSplitLockedError):
+        bundle.test("finalize")
+    assert [e["event"] for e in read_audit(project)] == ["test_split_denied"]
 
 
 # --- fingerprints --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from mltrainer.config import parse_config
-from mltrainer.data import prepare_data
+from mltrainer.data import prepare_data, running_phase
 from mltrainer.data._split import row_digests
 
 COLORS = ["red", "green", "blue", "", "Red", "1.5"]  # "" is a missing cell in a CSV
@@ -88,7 +88,8 @@ def observe(name: str, root: Path) -> dict[str, Any]:
                         "seed": case.get("seed", 42), "data": data,
                         "goal": {"metric": case.get("metric", "accuracy"), "target": 0.5}})
     bundle = prepare_data(cfg, root)
-    test = bundle.test("finalize")
+    with running_phase("finalize"):  # the test split is released while finalize runs
+        test = bundle.test("finalize")
     info = {k: v for k, v in bundle.split_info.items() if k != "method"}
     return {
         "indices": {s: _sha(p.raw_index.astype("<i8"))

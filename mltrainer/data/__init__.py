@@ -16,7 +16,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from mltrainer.data._imagefolder import ImageFolderSource  # registers imagefolder:<dir>
-from mltrainer.data._python import PythonSource  # registers python:<module>:<function>
+# PythonSource registers python:<module>:<function>
+from mltrainer.data._python import PythonSource, find_module_file
 from mltrainer.data._sources import (
     SKLEARN_DATASETS,
     SOURCES,
@@ -29,13 +30,20 @@ from mltrainer.data._text import TextSource  # registers text data (datasets fol
 
 if TYPE_CHECKING:
     from mltrainer.data._baseline import trivial_baseline
-    from mltrainer.data._bundle import DataBundle, Split, cache_prepared, prepare_data
+    from mltrainer.data._bundle import (
+        DataBundle,
+        Split,
+        cache_prepared,
+        prepare_data,
+        running_phase,
+    )
     from mltrainer.data._preprocess import Preprocessor
     from mltrainer.data._spec import DataSpec
 
 _LAZY = {
     "prepare_data": "mltrainer.data._bundle",
     "cache_prepared": "mltrainer.data._bundle",
+    "running_phase": "mltrainer.data._bundle",
     "DataBundle": "mltrainer.data._bundle",
     "DataSpec": "mltrainer.data._spec",
     "Split": "mltrainer.data._bundle",
@@ -56,8 +64,10 @@ __all__ = [
     "Split",
     "TextSource",
     "cache_prepared",
+    "find_module_file",
     "prepare_data",
     "register_source",
+    "running_phase",
     "source_fingerprint",
     "trivial_baseline",
 ]

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +24,38 @@ if TYPE_CHECKING:  # pandas, scikit-learn and the split load only when data is p
 
 TEST_PHASE = "finalize"  # the one phase allowed to read the test split
 AuditFn = Callable[[dict[str, Any]], None]
+
+# The phase the runner is executing in this context (set by `running_phase`): the test split
+# is released only while it is finalize, so a model factory inside train-baseline, or a
+# library call outside any phase, that asks as finalize would gets nothing.
+_RUNNING: ContextVar[str | None] = ContextVar("mlt_running_phase", default=None)
+
+
+@contextmanager
+def running_phase(name: str) -> Iterator[None]:
+    """Mark `name` as the phase running in this context (the runner wraps every phase body)."""
+    token = _RUNNING.set(name)
+    try:
+        yield
+    finally:
+        _RUNNING.reset(token)
+
+
+def _project_audit(root: Path) -> AuditFn | None:
+    """The project's audit log at `root` (when it is a project), for callers that pass none:
+    a request for the test split is audited whichever door it comes through."""
+    from mltrainer.project import Project
+    from mltrainer.state import audit
+
+    project = Project.at(root)
+    if not project.mlt_dir.is_dir():
+        return None
+
+    def write(record: dict[str, Any]) -> None:
+        rec = dict(record)
+        audit(project, rec.pop("event"), **rec)
+
+    return write
 
 
 @dataclass(frozen=True)
@@ -71,14 +105,20 @@ class DataBundle:
         self._audit = audit
 
     def test(self, phase: str) -> Split:
-        """The test split, for `phase == "finalize"` only; anything else is refused and audited."""
-        if phase == TEST_PHASE:
-            return self.test_split_for_cache()
+        """The test split, for `phase == "finalize"` while finalize runs; anything else is
+        refused. Every request is audited, granted or not."""
+        running = _RUNNING.get()
+        granted = phase == TEST_PHASE and running == TEST_PHASE
         if self._audit is not None:
-            self._audit({"event": "test_split_denied", "phase": phase,
+            self._audit({"event": "test_split_released" if granted else "test_split_denied",
+                         "phase": phase, "running": running,
                          "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        if granted:
+            return self.test_split_for_cache()
+        where = "" if running == phase else f" while {running or 'no phase'} runs"
         raise TestSplitLockedError(
-            f"the test split is locked until `mlt finalize` (requested by phase {phase!r})",
+            f"the test split is locked until `mlt finalize` (requested by phase {phase!r}"
+            f"{where})",
             hint="judge models on the validation split; `mlt finalize` evaluates the test "
                  "split once",
             phase=phase,
@@ -110,6 +150,8 @@ def prepare_data(cfg: MltConfig, root: Path, *, audit: AuditFn | None = None,
     """
     from mltrainer.data import _cache
 
+    if audit is None:
+        audit = _project_audit(Path(root))
     entry = _cache.entry_dir(cfg, Path(root)) if cache else None
     if entry is not None:
         cached = _cache.load(entry)

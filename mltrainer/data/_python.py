@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrainer.data._sources import DataSource, RawData, register_source, sha256_file
 from mltrainer.errors import DataError
+from mltrainer.project import find_module_file
 
 if TYPE_CHECKING:
     from mltrainer.config import MltConfig
@@ -85,29 +86,6 @@ class PythonSource(DataSource):
             result, cfg.data.target, where
         )
         return RawData(frame, target, None, image_shape, target_required=required)
-
-
-def find_module_file(module: str, root: Path) -> Path | None:
-    """The source file of `module` (dotted names too), found WITHOUT executing any code.
-
-    `importlib.util.find_spec("a.b")` imports package `a` first; walking the path finders one
-    component at a time does not.
-    """
-    search: list[str] | None = [str(root), *sys.path]
-    spec = None
-    for depth, part in enumerate(module.split(".")):
-        try:
-            spec = importlib.machinery.PathFinder.find_spec(part, search)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None:
-            return None
-        if depth < module.count("."):
-            search = list(spec.submodule_search_locations or [])
-            if not search:
-                return None
-    origin = spec.origin if spec is not None else None
-    return Path(origin) if origin and Path(origin).is_file() else None
 
 
 @contextmanager

@@ -102,12 +102,19 @@ def determinism_probe(cfg: MltConfig, bundle: Any, steps: int = 20, *,
     identical = a.keys() == b.keys() and hashes[0] == hashes[1]
     diffs = [(a[k].double() - b[k].double()).abs().nan_to_num(nan=0.0).max().item()
              for k in a if k in b and a[k].is_floating_point() and a[k].numel()]
+    non_finite = int(sum((~torch.isfinite(t)).sum().item()
+                         for t in a.values() if t.is_floating_point()))
+    extra = {} if not non_finite else {"error": (
+        f"{non_finite} weights are non-finite after {steps} steps: two runs that diverge to "
+        "the same NaNs reproduce nothing (lower training.lr, check the data)")}
     return {
         "steps": steps,
         "identical": bool(identical),
+        # what the gate judges: bitwise equal AND finite (NaN-equal is not "reproduced")
+        "reproduced": bool(identical) and non_finite == 0,
         "max_abs_diff": float(max(diffs, default=0.0)),
-        "non_finite_params": int(sum((~torch.isfinite(t)).sum().item()
-                                     for t in a.values() if t.is_floating_point())),
+        "non_finite_params": non_finite,
+        **extra,
         "params_sha256": hashes,
         "n_tensors": len(a),
         "device": str(next(iter(a.values())).device) if a else "cpu",

@@ -3,7 +3,10 @@ from being overwritten."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,41 @@ import yaml
 
 from mltrainer.config import MltConfig
 from mltrainer.errors import CheckpointError
+from mltrainer.project import Project
 from mltrainer.state import atomic_write_text
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether a run folder holds a checkpoint to resume from."""
+    folder = Path(run_dir) / "checkpoints"
+    return folder.is_dir() and any(folder.glob("*.pt"))
+
+
+def latest_resumable(runs_dir: Path, kind: str) -> Path | None:
+    """The newest `runs/*-<kind>-*` folder that holds a checkpoint (the newest folder at all
+    when none does, so the refusal names it); None when there is no such folder."""
+    runs = sorted(p for p in runs_dir.glob(f"*-{kind}-*") if p.is_dir()) \
+        if runs_dir.is_dir() else []
+    resumable = [p for p in runs if has_checkpoint(p)]
+    return (resumable or runs or [None])[-1]
+
+
+@contextlib.contextmanager
+def provisional_run_dir(project: Project, kind: str) -> Iterator[Path]:
+    """A new `runs/<id>/` that is removed again (with `runs/` when this made it) if the start
+    fails before the run recorded anything: a refused start leaves no folder behind."""
+    made_runs = not project.runs_dir.exists()
+    run_dir = project.new_run_dir(kind)
+    try:
+        yield run_dir
+    except BaseException:
+        metrics = run_dir / "metrics.jsonl"
+        if not has_checkpoint(run_dir) and (not metrics.exists() or metrics.stat().st_size == 0):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if made_runs:
+                with contextlib.suppress(OSError):
+                    project.runs_dir.rmdir()
+        raise
 
 
 def infer_root(run_dir: Path) -> Path:

@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from mltrainer.config import ModelConfig
@@ -124,3 +125,33 @@ def load_weights(model: nn.Module, cfg: ModelConfig, root: Path) -> dict[str, An
     skipped = sorted(k for k in own if k not in fit)
     return {"file": str(cfg.weights), "loaded": len(fit), "skipped": skipped[:20],
             "n_skipped": len(skipped)}
+
+
+def check_output_size(model: nn.Module, spec: Any, kind: str) -> None:
+    """A factory's model must return n_outputs values per row (n_classes logits, or one value
+    for regression): checked with one forward pass on two zero rows, in eval mode (no state
+    changes), so a 7-logit model for 2 classes is refused at build time, not shipped."""
+    want = n_outputs(spec)
+    param = next(iter(model.parameters()), None)
+    x = torch.zeros(2, int(spec.n_features),
+                    device=param.device if param is not None else "cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception:  # the forward's own failure is training's to report
+        return  # (with its own message: a non-deterministic op, a wrong input shape, ...)
+    finally:
+        model.train(was_training)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    ok = shape is not None and shape[:1] == (2,) and (
+        shape[1:] == (want,) or (want == 1 and shape[1:] == ()))
+    if not ok:
+        got = f"output of shape {shape}" if shape is not None else type(out).__name__
+        raise ConfigError(
+            f"model factory {kind} returns {got} for 2 rows but the data needs (2, {want}) "
+            f"({'one value per row' if spec.task == 'regression' else f'{want} class logits'})",
+            hint="end the model in output_spec['n_outputs'] units "
+            f"(here {want}); output_spec['class_labels'] lists the classes",
+        )

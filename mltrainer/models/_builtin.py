@@ -12,6 +12,7 @@ engine squeezes regression outputs to `(N,)` in its loss and in `predict`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,6 +104,7 @@ class MlpKind(ModelKind):
         return kind == "mlp"
 
     def build(self, cfg: ModelConfig, spec: Any, root: Path) -> nn.Module:
+        check_training_memory(cfg, spec)  # a model too large is refused before it exists
         return MLP(spec.n_features, n_outputs(spec), cfg.hidden, cfg.dropout, cfg.activation,
                    cfg.norm)
 
@@ -124,6 +126,60 @@ class CnnKind(ModelKind):
                 hint="use model.kind: mlp for tabular data, or a source with images "
                 "(e.g. sklearn:digits or imagefolder:<dir>)",
             )
+        check_training_memory(cfg, spec)
         return SmallCNN(tuple(shape), spec.n_features, n_outputs(spec), cfg.channels,
                         cfg.hidden, cfg.dropout, cfg.activation, cfg.norm)
 
+
+BYTES_PER_PARAMETER = 16  # fp32 weight, its gradient and the two Adam moments
+
+
+def check_training_memory(model_cfg: ModelConfig, spec: Any) -> None:
+    """Refuse (exit 2) a built-in model whose parameters alone would not fit in memory to
+    train: counted on the meta device (nothing allocated), at 16 bytes a parameter."""
+    with torch.device("meta"):
+        if model_cfg.kind == "mlp":
+            meta: nn.Module = MLP(spec.n_features, n_outputs(spec), model_cfg.hidden, 0.0)
+        else:
+            shape = getattr(spec, "image_shape", None)
+            if not shape or len(shape) != 3:
+                return  # build_model refuses it with its own message
+            meta = SmallCNN(tuple(shape), spec.n_features, n_outputs(spec), model_cfg.channels,
+                            model_cfg.hidden, 0.0)
+    count = sum(p.numel() for p in meta.parameters())
+    need = count * BYTES_PER_PARAMETER
+    have = memory_available()
+    if have is not None and need > have:
+        raise ConfigError(
+            f"model.{'hidden' if model_cfg.kind == 'mlp' else 'channels/hidden'} makes a "
+            f"{model_cfg.kind} of {count:.3g} parameters: about {_gib(need)} to train "
+            f"(weights, gradients, optimiser state), more than the {_gib(have)} of memory here",
+            hint="make the model smaller (fewer or narrower layers in model.hidden / "
+            "model.channels)",
+            parameters=count, bytes_needed=need, bytes_available=have,
+        )
+
+
+def memory_available() -> int | None:
+    """The memory this process may use: physical memory, capped by RLIMIT_AS and a cgroup
+    limit when one is set (None when unknown)."""
+    import os
+    import resource
+
+    limits: list[int] = []
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft not in (resource.RLIM_INFINITY, -1) and soft > 0:
+        limits.append(int(soft))
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            limits.append(int(text))
+    except OSError:
+        pass
+    return min(limits) if limits else None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"

@@ -4,6 +4,7 @@ an `nn.Module`."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 from pathlib import Path
@@ -12,8 +13,14 @@ from typing import Any
 from torch import nn
 
 from mltrainer.config import ModelConfig
-from mltrainer.errors import ConfigError
-from mltrainer.models._base import ModelKind, input_spec, output_spec, register_model_kind
+from mltrainer.errors import ConfigError, UserCodeExitError
+from mltrainer.models._base import (
+    ModelKind,
+    check_output_size,
+    input_spec,
+    output_spec,
+    register_model_kind,
+)
 
 
 @register_model_kind
@@ -34,6 +41,14 @@ def build_factory_model(model_cfg: ModelConfig, spec: Any, root: Path) -> nn.Mod
     fn = import_factory(module_name, fn_name, root)
     try:
         model = fn(input_spec(spec), output_spec(spec), **model_cfg.params)
+    except (SystemExit, MemoryError) as exc:  # exiting, or out of memory: the phase fails
+        what = (f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
+                else "ran out of memory")
+        raise UserCodeExitError(
+            f"model factory {model_cfg.kind} {what} while building the model",
+            hint="return an nn.Module from the factory (raise an exception to refuse); "
+            "for memory, make the model smaller (model.params)",
+        ) from None
     except Exception as exc:  # the user's code: report it as a config problem, keep the cause
         raise ConfigError(
             f"model factory {model_cfg.kind} failed: {type(exc).__name__}: {exc}",
@@ -46,6 +61,8 @@ def build_factory_model(model_cfg: ModelConfig, spec: Any, root: Path) -> nn.Mod
             "torch.nn.Module",
             hint="return the model instance from the factory function",
         )
+    if getattr(spec, "modality", "table") == "table":
+        check_output_size(model, spec, model_cfg.kind)
     return model
 
 
@@ -54,6 +71,7 @@ def import_factory(module_name: str, fn_name: str, root: Path) -> Any:
     added = where not in sys.path
     if added:
         sys.path.insert(0, where)
+    _forget_if_elsewhere(module_name, Path(where))
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, but also a SyntaxError or NameError in the module
@@ -66,6 +84,8 @@ def import_factory(module_name: str, fn_name: str, root: Path) -> Any:
     finally:
         if added:
             sys.path.remove(where)
+    with contextlib.suppress(AttributeError, OSError, TypeError):
+        module.__mlt_mtime_ns__ = Path(module.__file__).stat().st_mtime_ns  # type: ignore
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise ConfigError(
@@ -75,3 +95,24 @@ def import_factory(module_name: str, fn_name: str, root: Path) -> Any:
     return fn
 
 
+def _forget_if_elsewhere(module_name: str, root: Path) -> None:
+    """Drop a cached import of the factory's module (and its package) when the project at
+    `root` has another file under that name, or the file changed since: one process can
+    build models of several projects (tests, a notebook), each from its own source."""
+    from mltrainer.project import find_module_file
+
+    cached = sys.modules.get(module_name)
+    if cached is None:
+        return
+    found = find_module_file(module_name, root)
+    origin = getattr(cached, "__file__", None)
+    if found is None or origin is None:
+        return
+    same = Path(origin).resolve() == found.resolve() and \
+        getattr(cached, "__mlt_mtime_ns__", None) in (None, found.stat().st_mtime_ns)
+    if same:
+        return
+    top = module_name.split(".")[0]
+    for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()

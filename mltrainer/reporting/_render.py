@@ -232,9 +232,12 @@ def render_index(project: Project, state: ProjectState, fps: dict[str, dict[str,
 
 def project_name(project: Project) -> str:
     """The `name:` of mlt.yaml, read leniently (a report never fails on the config)."""
+    from mltrainer.config import safe_load_bounded
+    from mltrainer.errors import ConfigError
+
     try:
-        raw = yaml.safe_load(project.config_path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        raw = safe_load_bounded(project.config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ConfigError):
         raw = None
     name = raw.get("name") if isinstance(raw, dict) else None
     return str(name) if name else project.root.name

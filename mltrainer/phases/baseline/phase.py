@@ -16,17 +16,11 @@ from mltrainer.runner import PhaseContext, ProgressForwarder
 RUN_KIND = "baseline"
 
 
-def latest_run_dir(runs_dir: Path, kind: str) -> Path | None:
-    if not runs_dir.is_dir():
-        return None
-    runs = sorted(p for p in runs_dir.glob(f"*-{kind}-*") if p.is_dir())
-    return runs[-1] if runs else None
-
-
 def run(ctx: PhaseContext) -> BaselineOutcome:
     from mltrainer.data import prepare_data
     from mltrainer.engine import Trainer, find_resume_checkpoint
     from mltrainer.engine.launch import Launch
+    from mltrainer.engine.runfolder import latest_resumable, provisional_run_dir
 
     cfg, project = ctx.cfg, ctx.project
     plan = PlanOutcome.of(ctx.state)
@@ -37,28 +31,29 @@ def run(ctx: PhaseContext) -> BaselineOutcome:
             hint="re-run `mlt plan`",
         )
     launch = Launch.from_options(ctx.options)
-    resume = None
+    detectors = _online_detectors(ctx, plan)
+
+    def train(run_dir: Path, resume: Path | None) -> Any:
+        if launch.is_distributed:
+            return train_distributed(ctx, cfg, run_dir, resume, launch, kind=RUN_KIND,
+                                     baseline=plan.trivial_baseline, detectors=detectors,
+                                     expected=plan.data.fingerprints)
+        subscribers = [s for s in (detectors, ProgressForwarder(ctx.progress)) if s is not None]
+        return Trainer(cfg, bundle, run_dir, subscribers=subscribers,
+                       baseline=plan.trivial_baseline, kind=RUN_KIND,
+                       root=project.root).fit(resume=resume)
+
     if ctx.options.get("resume"):
-        run_dir = latest_run_dir(project.runs_dir, RUN_KIND)
+        run_dir = latest_resumable(project.runs_dir, RUN_KIND)  # newest with a checkpoint
         if run_dir is None:
             raise CheckpointError(
                 f"nothing to resume: no {RUN_KIND} run under {project.runs_dir}",
                 hint="run `mlt train-baseline` without --resume to start one",
             )
-        resume = find_resume_checkpoint(run_dir)
+        result = train(run_dir, find_resume_checkpoint(run_dir))
     else:
-        run_dir = project.new_run_dir(RUN_KIND)
-
-    detectors = _online_detectors(ctx, plan)
-    if launch.is_distributed:
-        result = train_distributed(ctx, cfg, run_dir, resume, launch, kind=RUN_KIND,
-                                   baseline=plan.trivial_baseline, detectors=detectors,
-                                   expected=plan.data.fingerprints)
-    else:
-        subscribers = [s for s in (detectors, ProgressForwarder(ctx.progress)) if s is not None]
-        result = Trainer(cfg, bundle, run_dir, subscribers=subscribers,
-                         baseline=plan.trivial_baseline, kind=RUN_KIND,
-                         root=project.root).fit(resume=resume)
+        with provisional_run_dir(project, RUN_KIND) as run_dir:  # gone again if refused
+            result = train(run_dir, None)
     if result.stopped_reason == "interrupted":
         raise InterruptedRunError(
             f"training interrupted at epoch {result.final_epoch} (step {result.final_step}); "

@@ -152,6 +152,20 @@ def records_from_manifest(folder: Path) -> list[Any]:
             for r in manifest.get("exports", [])]
 
 
+STAGING_PREFIX = ".staging-"
+
+
+def remove_stale_staging(project: Project) -> list[str]:
+    """Remove the staging folders an export killed midway left in artifacts/ (finalize holds
+    the project lock, so no export is writing one now); their names."""
+    if not project.artifacts_dir.is_dir():
+        return []
+    stale = sorted(p for p in project.artifacts_dir.glob(f"{STAGING_PREFIX}*") if p.is_dir())
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return [p.name for p in stale if not p.exists()]
+
+
 def create_artifact(project: Project, deployable: Any, example: Any,
                     preprocess: dict[str, Any], key: str, manifest: dict[str, Any],
                     extra_files: Callable[[Path], None] | None = None
@@ -163,7 +177,7 @@ def create_artifact(project: Project, deployable: Any, example: Any,
     from mltrainer.exporting import export_all
 
     project.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    staging = project.artifacts_dir / f".staging-{secrets.token_hex(4)}"
+    staging = project.artifacts_dir / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
     staging.mkdir()
     try:
         records = export_all(deployable, example, staging)

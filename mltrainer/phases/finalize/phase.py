@@ -60,13 +60,16 @@ class Production:
 
 def run(ctx: PhaseContext) -> FinalizeOutcome:
     from mltrainer.data import prepare_data
-    from mltrainer.phases.finalize import evaluation
+    from mltrainer.phases.finalize import artifacts, evaluation
     from mltrainer.phases.finalize.production import choose_config
 
     plan = PlanOutcome.of(ctx.state)
     reason = evaluation.check_reevaluation_options(bool(ctx.options.get("reevaluate_test")),
                                                    ctx.options.get("reason"))
     chosen = choose_config(ctx)
+    stale = artifacts.remove_stale_staging(ctx.project)  # left by an export killed midway
+    if stale:
+        ctx.audit({"event": "stale_staging_removed", "phase": "finalize", "folders": stale})
     bundle = prepare_data(chosen.cfg, ctx.project.root, audit=ctx.audit)
     locked = plan.data.fingerprints
     if bundle.fingerprints != locked:

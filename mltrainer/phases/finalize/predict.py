@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mltrainer.errors import DataError, RefusedError, StateCorruptError
+from mltrainer.errors import BadInputError, DataError, RefusedError, StateCorruptError
 from mltrainer.phases.finalize.artifacts import PREPROCESS_FORMAT, read_latest, verify_folder
 from mltrainer.project import Project
 from mltrainer.state import atomic_write_text
@@ -26,6 +26,16 @@ PROB_PREFIX = "prob_"  # column name prefix of the per-class probabilities
 def current_artifact(project: Project) -> tuple[Path, dict[str, Any]]:
     """The folder `artifacts/latest.json` points at, verified, and its preprocess.json."""
     latest = read_latest(project)
+    pointer = project.artifacts_dir / "latest.json"
+    if latest is None and pointer.exists():
+        raise StateCorruptError(
+            f"{project.relative(pointer)}: not a readable pointer to the current artifact",
+            hint="restore it, or re-run `mlt finalize` to point it at the artifact again")
+    if latest is not None and not (project.root / str(latest["dir"])).resolve().is_relative_to(
+            project.artifacts_dir.resolve()):
+        raise StateCorruptError(
+            f"{project.relative(pointer)}: points outside artifacts/ ({latest['dir']!r})",
+            hint="restore it, or re-run `mlt finalize` to point it at the artifact again")
     if latest is None:
         raise RefusedError(
             f"no exported model in {project.relative(project.artifacts_dir)} "
@@ -96,14 +106,61 @@ def encode_csv(path: Path, preprocessor: Any) -> tuple[np.ndarray, list[str], in
     return encoded, ignored, len(frame)
 
 
-def predict_csv(project: Project, input_path: Path, out_path: Path) -> dict[str, Any]:
-    """Predict every row of `input_path` into `out_path`; returns {"rows", "out", ...}."""
+def check_output_path(project: Project, input_path: Path, out_path: Path, force: bool) -> None:
+    """Refuse (exit 2) to write predictions over the input, the training data, the project's
+    own files (mlt.yaml, .mlt/, runs/, artifacts/, reports/, Python sources), or, unless
+    `force`, over any existing file."""
+    out = Path(out_path).resolve()
+    fix = "choose another --out path (a new file)"
+    if out.is_dir():
+        raise BadInputError(f"--out {out_path}: is a folder", hint=fix)
+    protected = {Path(input_path).resolve(): "the input file",
+                 project.config_path: "the project config",
+                 project.optimized_config_path: "the optimized config"}
+    source = _data_source_path(project)
+    if source is not None:
+        protected[source] = "the training data (data.source)"
+    what = protected.get(out)
+    if what is None:
+        for folder in (project.mlt_dir, project.runs_dir, project.artifacts_dir,
+                       project.reports_dir):
+            if out.is_relative_to(folder.resolve()):
+                what = f"inside the project's {folder.name}/"
+                break
+    if what is None and out.suffix == ".py" and out.is_relative_to(project.root):
+        what = "a Python source of the project"
+    if what is not None:
+        raise BadInputError(f"--out {out_path}: refusing to write predictions over {what}",
+                            hint=f"{fix}; --force never overwrites project files")
+    if out.exists() and not force:
+        raise BadInputError(f"--out {out_path}: already exists",
+                            hint=f"{fix}, or pass --force to replace it")
+
+
+def _data_source_path(project: Project) -> Path | None:
+    from mltrainer.config import load_config
+    from mltrainer.errors import MltError
+
+    try:
+        source = load_config(project.config_path).data.source
+    except MltError:
+        return None
+    if source.startswith(("sklearn:", "python:")):
+        return None
+    return (project.root / source).resolve()
+
+
+def predict_csv(project: Project, input_path: Path, out_path: Path, *, force: bool = False
+                ) -> dict[str, Any]:
+    """Predict every row of `input_path` into `out_path`; returns {"rows", "out", ...}.
+    `out_path` may not be a project file or an input, nor an existing file unless `force`."""
     import onnxruntime as ort
     import pandas as pd
 
     from mltrainer.data import Preprocessor
     from mltrainer.engine.metrics import softmax
 
+    check_output_path(project, Path(input_path), Path(out_path), force)
     folder, doc = current_artifact(project)
     preprocessor = Preprocessor.from_dict(doc["preprocessor"])
     encoded, ignored, rows = encode_csv(Path(input_path), preprocessor)
@@ -140,18 +197,21 @@ def _finalize_status(project: Project) -> str | None:
 
 
 def predict_inputs(project: Project, inputs: list[Path], out_path: Path,
-                   column: str | None = None) -> dict[str, Any]:
+                   column: str | None = None, *, force: bool = False) -> dict[str, Any]:
     """`mlt predict`: one CSV of raw rows for a table model; image files or folders for an
-    image model; a text file (one text a line) or a CSV `column` for a text model."""
+    image model; a text file (one text a line) or a CSV `column` for a text model. `out_path`
+    may not be a project file or an input, nor an existing file unless `force`."""
     if not inputs:
         raise DataError("mlt predict: no input given", hint="pass a file (or folders of images)")
+    for path in inputs:
+        check_output_path(project, Path(path), Path(out_path), force)
     _, doc = current_artifact(project)
     kind = doc.get("input", {}).get("kind")
     if kind is None:
         if len(inputs) != 1:
             raise DataError(f"mlt predict: a table model takes one CSV file, got {len(inputs)}",
                             hint="mlt predict INPUT.csv --out preds.csv")
-        return predict_csv(project, inputs[0], out_path)
+        return predict_csv(project, inputs[0], out_path, force=force)
     return predict_items(project, inputs, out_path, column)
 
 

@@ -97,4 +97,7 @@ def goal_set(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
 @check("determinism_verified")
 def determinism_verified(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     probe = ctx.outcome.determinism
-    return CheckResult(bool(probe.get("identical")), dict(probe))
+    # bitwise-identical weights that are NaN or inf reproduce nothing (older records lack
+    # `reproduced`: their non_finite_params count decides)
+    finite = not probe.get("non_finite_params")
+    return CheckResult(bool(probe.get("identical")) and finite, dict(probe))

@@ -1,0 +1,163 @@
+"""The defects of issue 12 that the CLI table cannot reach directly, one test each (each
+failed before its fix): sign-offs without an artifact hash, the audit reader, the lock
+holder's record, stale staging folders, refused starts and resume, the probe on NaN weights,
+the alias-bomb bound, and the test split asked for from inside another phase."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mltrainer.config import parse_config
+from mltrainer.errors import ConfigError, LockHeldError, TestSplitLockedError
+from mltrainer.project import Project
+
+IRIS = {"name": "iris", "task": "classification", "seed": 0,
+        "data": {"source": "sklearn:iris"}, "model": {"kind": "mlp", "hidden": [8]},
+        "training": {"epochs": 1, "batch_size": 16}, "goal": {"target": 0.5}}
+
+
+def test_a_signoff_without_an_artifact_hash_approves_nothing() -> None:
+    from mltrainer.gates import _signoff_valid
+    from mltrainer.phases.finalize.outcome import FinalizeOutcome
+    from mltrainer.phases.plan.outcome import PlanOutcome
+
+    shipped = FinalizeOutcome.model_construct(artifact_hash="abc123")
+    assert _signoff_valid("abc123", shipped)
+    assert not _signoff_valid(None, shipped)  # given before the artifact existed
+    assert not _signoff_valid("other", shipped)
+    assert not _signoff_valid("abc123", FinalizeOutcome.model_construct(artifact_hash=""))
+    assert _signoff_valid(None, PlanOutcome.model_construct())  # no artifact in that phase
+
+
+def test_the_audit_reader_reports_a_damaged_line_and_goes_on(tmp_path: Path) -> None:
+    from mltrainer.state import UNREADABLE_EVENT, audit, read_audit
+
+    project = Project.at(tmp_path)
+    audit(project, "first")
+    with open(project.audit_path, "ab") as fh:
+        fh.write(b'{"event": "x", "text": "\xff"}\n[1, 2]\n{"half": \n')
+    audit(project, "last")
+    events = read_audit(project)
+    assert [e["event"] for e in events] == ["first", UNREADABLE_EVENT, UNREADABLE_EVENT,
+                                            UNREADABLE_EVENT, "last"]
+    assert [e.get("line") for e in events[1:4]] == [2, 3, 4]
+    assert "UTF-8" in events[1]["problem"] and "JSON object" in events[2]["problem"]
+    # finalize's own reader of the log (the test-access check) goes on past them too
+    from mltrainer.phases.finalize.evaluation import test_access_outside_finalize
+
+    assert test_access_outside_finalize(project)["violations"] == []
+
+
+def test_a_refused_racer_names_the_holder_written_just_after_the_lock(tmp_path: Path) -> None:
+    from mltrainer.state import _holder_record, project_lock
+
+    project = Project.at(tmp_path)
+    project.mlt_dir.mkdir()
+    fd = os.open(project.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # the holder has the lock but has not written its record
+
+    def write_record() -> None:
+        time.sleep(0.2)
+        os.pwrite(fd, _holder_record({"pid": 777, "host": "h", "command": "mlt plan",
+                                      "since": "now"}), 0)
+
+    writer = threading.Thread(target=write_record)
+    writer.start()
+    try:
+        with pytest.raises(LockHeldError) as exc, project_lock(project, "mlt status"):
+            pass
+    finally:
+        writer.join()
+        os.close(fd)
+    assert "pid 777" in exc.value.message and "`mlt plan`" in exc.value.message
+
+
+def test_the_lock_record_is_rewritten_whole_never_truncated_first(tmp_path: Path) -> None:
+    from mltrainer.state import HOLDER_BYTES, project_lock
+
+    project = Project.at(tmp_path)
+    with project_lock(project, "mlt plan"):
+        blob = project.lock_path.read_bytes()
+        assert len(blob) == HOLDER_BYTES and json.loads(blob)["command"] == "mlt plan"
+    assert json.loads(project.lock_path.read_bytes()) == {}
+
+
+def test_stale_staging_folders_are_removed(tmp_path: Path) -> None:
+    from mltrainer.phases.finalize.artifacts import remove_stale_staging
+
+    project = Project.at(tmp_path)
+    stale = project.artifacts_dir / ".staging-dead"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "model.onnx").write_bytes(b"\0" * 10)
+    (project.artifacts_dir / "abc123").mkdir()  # a real artifact folder stays
+    assert remove_stale_staging(project) == [".staging-dead"]
+    assert not stale.exists() and (project.artifacts_dir / "abc123").is_dir()
+
+
+def test_a_refused_start_leaves_no_run_folder(tmp_path: Path) -> None:
+    from mltrainer.engine.runfolder import provisional_run_dir
+
+    project = Project.at(tmp_path)
+    with pytest.raises(ConfigError), provisional_run_dir(project, "baseline") as run_dir:
+        (run_dir / "config.resolved.yaml").write_text("x")
+        raise ConfigError("refused at the start")
+    assert not project.runs_dir.exists()
+
+
+def test_resume_picks_the_newest_run_with_a_checkpoint(tmp_path: Path) -> None:
+    from mltrainer.engine.runfolder import latest_resumable
+
+    runs = tmp_path / "runs"
+    real = runs / "20260101-000000-baseline-aaaa"
+    (real / "checkpoints").mkdir(parents=True)
+    (real / "checkpoints" / "last.pt").write_bytes(b"x")
+    (runs / "20260102-000000-baseline-bbbb").mkdir()  # an empty folder of a refused start
+    assert latest_resumable(runs, "baseline") == real
+    assert latest_resumable(tmp_path / "none", "baseline") is None
+
+
+def test_the_probe_fails_when_both_runs_end_in_nan() -> None:
+    from mltrainer.data import prepare_data
+    from mltrainer.engine import determinism_probe
+
+    cfg = parse_config({**IRIS, "training": {"epochs": 1, "batch_size": 16, "lr": 1e30,
+                                             "grad_clip": None, "scheduler": "none"}})
+    evidence = determinism_probe(cfg, prepare_data(cfg, Path(".")), steps=6)
+    assert evidence["non_finite_params"] > 0
+    assert evidence["reproduced"] is False and "non-finite" in evidence["error"]
+
+
+def test_the_alias_bound_stops_before_expanding() -> None:
+    from mltrainer.config import safe_load_bounded
+
+    bomb = "a: &a [1,1,1,1,1,1,1,1,1]\n" + "".join(
+        f"{n}: &{n} [{','.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="expands to more than"):
+        safe_load_bounded(bomb)
+    assert time.monotonic() - start < 2.0
+    assert safe_load_bounded("x: &x [1, 2]\ny: *x\n") == {"x": [1, 2], "y": [1, 2]}
+
+
+def test_a_factory_inside_baseline_cannot_get_the_test_rows(tmp_path: Path) -> None:
+    """What a python: factory could do while train-baseline runs: prepare the data itself
+    and ask as finalize would, or read the private attribute. Both get nothing, audited."""
+    from mltrainer.data import prepare_data, running_phase
+    from mltrainer.state import read_audit
+
+    project = Project.at(tmp_path)
+    project.mlt_dir.mkdir()
+    cfg = parse_config(IRIS)
+    with running_phase("baseline"):
+        bundle = prepare_data(cfg, tmp_path)
+        with pytest.raises(TestSplitLockedError, match="while baseline runs"):
+            bundle.test("finalize")
+    assert [(e["event"], e["phase"], e["running"]) for e in read_audit(project)] == [
+        ("test_split_denied", "finalize", "baseline")]
