@@ -82,6 +82,10 @@ def determinism_probe(cfg: MltConfig, bundle: Any, steps: int = 20, *,
     """Evidence: {"steps", "identical", "max_abs_diff", "params_sha256": [a, b], ...}."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1 but got {steps}")
+    if cfg.training.entrypoint:  # the project's script, twice, in subprocesses
+        from mltrainer.engine.entrypoint import entrypoint_determinism
+
+        return entrypoint_determinism(cfg, bundle, steps, root or Path.cwd())
     # leave the caller's global RNG and deterministic flags as they were
     with deterministic_mode() as flags, torch.random.fork_rng(devices=[]):
         try:
