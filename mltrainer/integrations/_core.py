@@ -69,10 +69,16 @@ def _as_float(value: Any) -> float | None:
     return None
 
 
-def gradient_statistics(model: nn.Module, layers: bool) -> tuple[float, dict[str, Any] | None]:
+def trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """(name, parameter) of every parameter that trains: looked up once per fit, not per step."""
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def gradient_statistics(params: list[tuple[str, nn.Parameter]], layers: bool
+                        ) -> tuple[float, dict[str, Any] | None]:
     """The global L2 gradient norm and, with `layers`, {param name: {grad_norm, zero_frac}}:
     the engine's own arithmetic (`per_tensor_norms`, `layer_statistics`), one sync."""
-    named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
+    named = [(n, p.grad) for n, p in params if p.grad is not None]
     if not named:
         return math.nan, None
     grads = [g for _, g in named]

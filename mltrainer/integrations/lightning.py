@@ -33,7 +33,12 @@ except ImportError:  # pragma: no cover - the older package name
     from pytorch_lightning import Callback  # type: ignore[no-redef]
     from pytorch_lightning.callbacks import EarlyStopping  # type: ignore[no-redef]
 
-from mltrainer.integrations._core import RunMonitor, gradient_statistics, split_logged
+from mltrainer.integrations._core import (
+    RunMonitor,
+    gradient_statistics,
+    split_logged,
+    trainable,
+)
 from mltrainer.integrations._context import monitor_settings
 
 __all__ = ["MltCallback"]
@@ -58,6 +63,7 @@ class MltCallback(Callback):
         self.stopping_reason_message: str | None = None
         self._pending: tuple[float | None, float | None, dict[str, Any] | None] | None = None
         self._seen_step = -1
+        self._params: list[Any] = []
 
     @property
     def findings(self) -> list[Any]:
@@ -68,13 +74,14 @@ class MltCallback(Callback):
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         spe = trainer.num_training_batches
         steps = int(spe) // max(1, trainer.accumulate_grad_batches) if spe != float("inf") else None
+        self._params = trainable(pl_module)
         self._stop_if(trainer, self.monitor.start(steps_per_epoch=steps,
                                                   epochs=trainer.max_epochs))
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         # called before Lightning clips: the norm is the unclipped one, as the stream wants
         layers = self.monitor.wants_layer_stats(trainer.global_step + 1)
-        norm, table = gradient_statistics(pl_module, layers)
+        norm, table = gradient_statistics(self._params, layers)
         self._pending = (norm, float(optimizer.param_groups[0]["lr"]), table)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,

@@ -33,7 +33,12 @@ from typing import Any
 from transformers import TrainerCallback
 
 from mltrainer.integrations._context import monitor_settings
-from mltrainer.integrations._core import RunMonitor, gradient_statistics, split_logged
+from mltrainer.integrations._core import (
+    RunMonitor,
+    gradient_statistics,
+    split_logged,
+    trainable,
+)
 
 __all__ = ["MltCallback"]
 
@@ -57,6 +62,7 @@ class MltCallback(TrainerCallback):
         self.stopping_reason_message: str | None = None
         self._epoch = 0
         self._layers: dict[int, dict[str, Any]] = {}
+        self._params: list[Any] | None = None
 
     @property
     def findings(self) -> list[Any]:
@@ -77,7 +83,9 @@ class MltCallback(TrainerCallback):
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         step = state.global_step + 1
         if self.monitor.wants_layer_stats(step) and kwargs.get("model") is not None:
-            _, table = gradient_statistics(kwargs["model"], layers=True)
+            if self._params is None:
+                self._params = trainable(kwargs["model"])
+            _, table = gradient_statistics(self._params, layers=True)
             if table:
                 self._layers[step] = table
 
