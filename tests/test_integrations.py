@@ -127,6 +127,45 @@ def test_the_entrypoint_receives_train_and_val_never_test(tmp_path: Path) -> Non
     assert json.loads(env["MLT_SPEC"])["n_features"] == 4
 
 
+def _script_project(tmp_path: Path, body: str) -> tuple[Any, Any]:
+    from mltrainer.data import prepare_data
+
+    (tmp_path / "user_train.py").write_text(body)
+    cfg = parse_config({"name": "x", "task": "classification", "seed": 1,
+                        "data": {"source": "sklearn:iris"},
+                        "goal": {"metric": "accuracy", "target": 0.9},
+                        "training": {"entrypoint": "python:user_train:main"}})
+    return cfg, prepare_data(cfg, tmp_path)
+
+
+def test_a_failing_entrypoint_is_reported_with_its_log(tmp_path: Path) -> None:
+    from mltrainer.engine.entrypoint import EntrypointError, run_entrypoint
+
+    cfg, bundle = _script_project(tmp_path, "def main():\n    raise RuntimeError('boom')\n")
+    with pytest.raises(EntrypointError, match="python:user_train:main failed .*boom") as err:
+        run_entrypoint(cfg, bundle, tmp_path / "runs" / "r1", tmp_path)
+    assert err.value.exit_code == 1 and "entrypoint.log" in (err.value.hint or "")
+    assert "RuntimeError: boom" in (tmp_path / "runs" / "r1" / "entrypoint.log").read_text()
+
+
+def test_determinism_says_plainly_when_it_could_not_verify(tmp_path: Path) -> None:
+    from mltrainer.engine import determinism_probe
+
+    cfg, bundle = _script_project(tmp_path, "def main():\n    pass  # trains without MltCallback\n")
+    probe = determinism_probe(cfg, bundle, steps=3, root=tmp_path)
+    assert probe["identical"] is False and probe["verified"] is False
+    assert "MltCallback" in probe["error"]
+
+
+def test_a_changed_script_changes_the_code_fingerprint(tmp_path: Path) -> None:
+    from mltrainer.fingerprints import code_fingerprint
+
+    cfg, _ = _script_project(tmp_path, "def main():\n    pass\n")
+    before = code_fingerprint(cfg, tmp_path)
+    (tmp_path / "user_train.py").write_text("def main():\n    return 1\n")
+    assert code_fingerprint(cfg, tmp_path) != before
+
+
 # -- the same findings as mlt's own engine on injected faults ---------------------------------
 
 FAULTS = {
@@ -328,6 +367,10 @@ def test_example_script_through_all_five_phases(tmp_path: Path, example: str) ->
     _mlt(root, "diagnose")
     opt = _mlt(root, "optimize")
     assert opt["gate"]["passed"], opt["gate"]
+    trial = next((root / "runs").glob("*-trial-*"))  # the trial's parameters reached the script
+    trial_cfg = yaml.safe_load((trial / "config.resolved.yaml").read_text())
+    assert trial_cfg["training"]["lr"] != cfg["training"]["lr"]
+    assert (trial / "entrypoint.log").is_file() and (trial / "checkpoints" / "best.pt").is_file()
     final = _mlt(root, "finalize")
     items = {i["id"]: i["status"] for i in final["gate"]["items"]}
     auto = {k: v for k, v in items.items() if v != "pending"}
