@@ -1,12 +1,15 @@
 """Training through the project's own script (`training.entrypoint` in mlt.yaml).
 
 The engine's second way to train: instead of its loop, it runs the user's Lightning or Hugging
-Face script in a subprocess (`python -m mltrainer.integrations._launch`), with the run folder,
-seed, resolved config and the train and val rows (never test) passed in through MLT_*
-environment variables (see `mltrainer.integrations._context`). The script's `MltCallback`
-writes the metric stream and checkpoints into the run folder; this side follows the stream as
-it grows and hands every event to the subscribers (detectors, progress, optimize's pruning),
-exactly as `Trainer.fit` does, then returns the same `RunResult`.
+Face script in a subprocess (`python -m mltrainer.engine.entrypoint SPEC`, whose `main` seeds
+Python, NumPy and torch with MLT_SEED, turns on deterministic algorithms as mlt's own loop does,
+and calls the function of `python:<module>:<function>` or runs a script path as `__main__`),
+with the run folder, seed, resolved config and the train and val rows (never test) passed in
+through the MLT_* environment variables below (`mltrainer.integrations.context()` reads them).
+The script's `MltCallback` writes the metric stream and checkpoints into the run folder; this
+side follows the stream as it grows and hands every event to the subscribers (detectors,
+progress, optimize's pruning), exactly as `Trainer.fit` does, then returns the same
+`RunResult`.
 
 `Trainer.fit`, `determinism_probe` and `load_model_from_checkpoint` dispatch here when the
 config names an entrypoint, so every phase trains, probes and reloads such a project the same
@@ -16,15 +19,18 @@ way it does a built-in model.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import json
 import math
 import os
+import runpy
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +43,14 @@ from mltrainer.engine.runfolder import refuse_reusing, write_run_files
 from mltrainer.errors import CheckpointError, ConfigError, MltError
 from mltrainer.stream import decode_json
 
+# The environment of the script (mltrainer.integrations._context documents each)
+ENV_RUN_DIR = "MLT_RUN_DIR"
+ENV_SEED = "MLT_SEED"
+ENV_CONFIG = "MLT_CONFIG"
+ENV_DATA = "MLT_DATA"
+ENV_MAX_STEPS = "MLT_MAX_STEPS"
+ENV_BASELINE = "MLT_BASELINE"
+ENV_SPEC = "MLT_SPEC"
 LOG_FILE = "entrypoint.log"
 POLL_S = 0.05  # how often the stream is read while the script runs
 
@@ -62,8 +76,7 @@ def run_entrypoint(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, *,
         follower = _StreamFollower(run_dir / "metrics.jsonl", subscribers)
         with open(run_dir / LOG_FILE, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "mltrainer.integrations._launch",
-                 cfg.training.entrypoint], cwd=root, env=env, stdout=log,
+                [sys.executable, "-m", "mltrainer.engine.entrypoint", cfg.training.entrypoint], cwd=root, env=env, stdout=log,
                 stderr=subprocess.STDOUT)
             try:
                 while proc.poll() is None:
@@ -96,24 +109,22 @@ def run_entrypoint(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, *,
 
 def _environment(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, tmp: Path,
                  baseline: dict[str, Any] | None, max_steps: int | None) -> dict[str, str]:
-    from mltrainer.integrations import _context as names
-
     data = tmp / "data.npz"  # train and val only: the test split never leaves mlt
     np.savez(data, X_train=bundle.train.X, y_train=bundle.train.y, X_val=bundle.val.X,
              y_val=bundle.val.y)
     env = dict(os.environ)
     path = [str(root), env.get("PYTHONPATH", "")]
     env.update({
-        names.ENV_RUN_DIR: str(run_dir.resolve()), names.ENV_SEED: str(cfg.seed),
-        names.ENV_CONFIG: str((run_dir / "config.resolved.yaml").resolve()),
-        names.ENV_DATA: str(data), names.ENV_SPEC: json.dumps(bundle.spec.to_dict()),
+        ENV_RUN_DIR: str(run_dir.resolve()), ENV_SEED: str(cfg.seed),
+        ENV_CONFIG: str((run_dir / "config.resolved.yaml").resolve()),
+        ENV_DATA: str(data), ENV_SPEC: json.dumps(bundle.spec.to_dict()),
         "PYTHONPATH": os.pathsep.join(p for p in path if p)})
-    env.pop(names.ENV_MAX_STEPS, None)
-    env.pop(names.ENV_BASELINE, None)
+    env.pop(ENV_MAX_STEPS, None)
+    env.pop(ENV_BASELINE, None)
     if max_steps is not None:
-        env[names.ENV_MAX_STEPS] = str(max_steps)
+        env[ENV_MAX_STEPS] = str(max_steps)
     if baseline:
-        env[names.ENV_BASELINE] = json.dumps(baseline)
+        env[ENV_BASELINE] = json.dumps(baseline)
     return env
 
 
@@ -194,7 +205,7 @@ def entrypoint_determinism(cfg: MltConfig, bundle: Any, steps: int, root: Path
     Says plainly when it could not verify, and why."""
     import torch
 
-    from mltrainer.engine.probe import _sha256
+    from mltrainer.engine.checkpoint import state_sha256
     from mltrainer.stream import read_stream
 
     finals: list[dict[str, torch.Tensor] | None] = []
@@ -216,7 +227,7 @@ def entrypoint_determinism(cfg: MltConfig, bundle: Any, steps: int, root: Path
         return _unverified(steps, "the entrypoint wrote no step events or no final weights "
                                   "(add mltrainer.integrations' MltCallback to its Trainer)")
     a, b = finals
-    hashes = [_sha256(a), _sha256(b)]
+    hashes = [state_sha256(a), state_sha256(b)]
     diffs = [(a[k].double() - b[k].double()).abs().nan_to_num(nan=0.0).max().item()
              for k in a if k in b and a[k].is_floating_point() and a[k].numel()]
     evidence: dict[str, Any] = {
@@ -244,15 +255,13 @@ def load_entrypoint_model(path: str | os.PathLike[str], cfg: MltConfig, spec: An
                           root: Path | None) -> nn.Module:
     """The user's `load_model(path, config, spec)`, in eval mode; refused clearly when it is
     missing or returns something else than a module."""
-    from mltrainer.integrations._launch import resolve
-
     spec_str = cfg.training.load_model or cfg.training.entrypoint or ""
     if spec_str.startswith("python:") and not cfg.training.load_model:
         spec_str = ":".join(spec_str.split(":")[:2] + ["load_model"])
     root = Path(root) if root is not None else Path.cwd()
     try:
-        loader = resolve(spec_str, root, default_function="load_model")
-    except (ValueError, ImportError) as exc:
+        loader = resolve_callable(spec_str, root, default_function="load_model")
+    except (ValueError, TypeError, ImportError) as exc:
         raise ConfigError(
             f"training.load_model: {exc}",
             hint="define load_model(checkpoint_path, config, spec) -> nn.Module beside the "
@@ -265,3 +274,60 @@ def load_entrypoint_model(path: str | os.PathLike[str], cfg: MltConfig, spec: An
         raise ConfigError(f"training.load_model {spec_str} returned "
                           f"{type(model).__name__}, not a torch.nn.Module")
     return model.eval()
+
+
+# -- the child process: python -m mltrainer.engine.entrypoint SPEC ------------------------------
+
+
+def resolve_callable(spec: str, root: Path, default_function: str | None = None) -> Callable[..., Any]:
+    """The callable `spec` names: python:<module>:<function>, or (with `default_function`) that
+    function in a .py script. The project root goes first on sys.path. Raises ValueError (no
+    script) or TypeError (no such function) with a one-line reason."""
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    if spec.startswith("python:"):
+        _, module_name, function = spec.split(":")
+        module = importlib.import_module(module_name)
+    else:
+        path = (root / spec).resolve()
+        if not path.is_file():
+            raise ValueError(f"{spec}: no such script")
+        function = default_function or ""
+        module = _module_from_script(path)
+    target = getattr(module, function, None) if function else None
+    if not callable(target):
+        raise TypeError(f"{spec}: has no function {function!r}")
+    return target
+
+
+def _module_from_script(path: Path) -> Any:
+    name = f"_mlt_script_{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"{path}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str]) -> int:
+    from mltrainer.engine.seeding import seed_everything, set_deterministic
+
+    spec = argv[0]
+    seed_everything(int(os.environ[ENV_SEED]))
+    set_deterministic()
+    root = Path.cwd()
+    if spec.startswith("python:"):
+        resolve_callable(spec, root)()
+    else:
+        sys.path.insert(0, str((root / spec).resolve().parent))
+        sys.argv = [spec]
+        runpy.run_path(str(root / spec), run_name="__main__")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

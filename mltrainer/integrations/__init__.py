@@ -8,10 +8,11 @@ One callback per framework (`lightning.py`, `transformers.py`), each a few lines
 the shared `RunMonitor` (`_core.py`): it writes the metric stream through `MetricWriter`, runs
 the detectors online through `DetectorSubscriber` and stops training the framework's own way.
 
-A project may also name its script as `training.entrypoint` in mlt.yaml; mlt then runs it in a
-subprocess (`_launch.py`) and the script reads its run folder, seed, config and data with
-`context()` (`_context.py`), and saves nothing itself: the callback keeps the checkpoints, which
-the project's `load_model(path)` turns back into a model for the gates and for finalize.
+A project may also name its script as `training.entrypoint` in mlt.yaml; mlt's engine then runs
+it in a subprocess (`mltrainer.engine.entrypoint`) and the script reads its run folder, seed,
+config and data with `context()` (`_context.py`), and saves nothing itself: the callback keeps
+the checkpoints, which the project's `load_model(path, config, spec)` turns back into a model
+for the gates and for finalize.
 """
 
 from __future__ import annotations

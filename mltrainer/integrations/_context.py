@@ -1,6 +1,7 @@
 """The run context an entrypoint receives from `mlt train-baseline` (and plan, optimize).
 
-mlt starts the user's entrypoint in a subprocess with these environment variables:
+mlt's engine (`mltrainer.engine.entrypoint`) starts the user's entrypoint in a subprocess with
+these environment variables:
 
     MLT_RUN_DIR     the run folder (runs/<id>): the callbacks write metrics.jsonl and
                     checkpoints/ there
@@ -27,14 +28,15 @@ from typing import Any
 import numpy as np
 
 from mltrainer.config import MltConfig, parse_config
-
-ENV_RUN_DIR = "MLT_RUN_DIR"
-ENV_SEED = "MLT_SEED"
-ENV_CONFIG = "MLT_CONFIG"
-ENV_DATA = "MLT_DATA"
-ENV_MAX_STEPS = "MLT_MAX_STEPS"
-ENV_BASELINE = "MLT_BASELINE"
-ENV_SPEC = "MLT_SPEC"
+from mltrainer.engine.entrypoint import (
+    ENV_BASELINE,
+    ENV_CONFIG,
+    ENV_DATA,
+    ENV_MAX_STEPS,
+    ENV_RUN_DIR,
+    ENV_SEED,
+    ENV_SPEC,
+)
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,13 @@ except ImportError:  # pragma: no cover - the older package name
     from pytorch_lightning import Callback  # type: ignore[no-redef]
     from pytorch_lightning.callbacks import EarlyStopping  # type: ignore[no-redef]
 
+from mltrainer.integrations._context import monitor_settings
 from mltrainer.integrations._core import (
     RunMonitor,
     gradient_statistics,
     split_logged,
     trainable,
 )
-from mltrainer.integrations._context import monitor_settings
 
 __all__ = ["MltCallback"]
 
