@@ -62,7 +62,7 @@ def main() -> None:
     callbacks: list[L.Callback] = [MltCallback()]
     if cfg.early_stopping.patience:
         callbacks.append(L.pytorch.callbacks.EarlyStopping(
-            "val_accuracy", mode="max", patience=cfg.early_stopping.patience))
+            "val_accuracy", mode="max", patience=cfg.early_stopping.patience, strict=False))
     trainer = L.Trainer(
         max_epochs=cfg.epochs, max_steps=ctx.max_steps or -1, callbacks=callbacks,
         gradient_clip_val=cfg.grad_clip, accelerator="cpu", deterministic=True, logger=False,

@@ -23,6 +23,7 @@ Works with `lightning.pytorch` and, when only that is installed, `pytorch_lightn
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +89,12 @@ class MltCallback(Callback):
                            batch_idx: int) -> None:
         if trainer.global_step == self._seen_step or self._pending is None:
             return  # an accumulation micro-batch, or a step the optimiser skipped
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if loss is None:
+            return  # training_step returned None: Lightning skipped the step
         self._seen_step = trainer.global_step
         norm, lr, table = self._pending
         self._pending = None
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         reason = self.monitor.step(epoch=trainer.current_epoch + 1, step=trainer.global_step,
                                    loss=float(loss), lr=lr, grad_norm=norm, layers=table)
         self._stop_if(trainer, reason)
