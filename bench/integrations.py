@@ -146,7 +146,7 @@ def main() -> None:
     arms = {"lightning": lightning_run, "hf": hf_run}
     times: dict[str, list[float]] = {f"{a}{s}": [] for a in arms for s in ("", "+mlt")}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, run in arms.items():  # warm-up: imports, first-call costs
+        for run in arms.values():  # warm-up: imports, first-call costs
             run(cfg, bundle, 1, True, Path(tmp))
         for r in range(args.rounds):
             for name, run in arms.items():

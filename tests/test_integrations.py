@@ -151,7 +151,7 @@ def test_a_failing_entrypoint_is_reported_with_its_log(tmp_path: Path) -> None:
 def test_determinism_says_plainly_when_it_could_not_verify(tmp_path: Path) -> None:
     from mltrainer.engine import determinism_probe
 
-    cfg, bundle = _script_project(tmp_path, "def main():\n    pass  # trains without MltCallback\n")
+    cfg, bundle = _script_project(tmp_path, "def main():\n    pass  # no MltCallback\n")
     probe = determinism_probe(cfg, bundle, steps=3, root=tmp_path)
     assert probe["identical"] is False and probe["verified"] is False
     assert "MltCallback" in probe["error"]

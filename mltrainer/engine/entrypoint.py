@@ -76,7 +76,8 @@ def run_entrypoint(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, *,
         follower = _StreamFollower(run_dir / "metrics.jsonl", subscribers)
         with open(run_dir / LOG_FILE, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "mltrainer.engine.entrypoint", cfg.training.entrypoint], cwd=root, env=env, stdout=log,
+                [sys.executable, "-m", "mltrainer.engine.entrypoint", cfg.training.entrypoint],
+                cwd=root, env=env, stdout=log,
                 stderr=subprocess.STDOUT)
             try:
                 while proc.poll() is None:
@@ -257,7 +258,7 @@ def load_entrypoint_model(path: str | os.PathLike[str], cfg: MltConfig, spec: An
     missing or returns something else than a module."""
     spec_str = cfg.training.load_model or cfg.training.entrypoint or ""
     if spec_str.startswith("python:") and not cfg.training.load_model:
-        spec_str = ":".join(spec_str.split(":")[:2] + ["load_model"])
+        spec_str = ":".join([*spec_str.split(":")[:2], "load_model"])
     root = Path(root) if root is not None else Path.cwd()
     try:
         loader = resolve_callable(spec_str, root, default_function="load_model")
@@ -279,7 +280,8 @@ def load_entrypoint_model(path: str | os.PathLike[str], cfg: MltConfig, spec: An
 # -- the child process: python -m mltrainer.engine.entrypoint SPEC ------------------------------
 
 
-def resolve_callable(spec: str, root: Path, default_function: str | None = None) -> Callable[..., Any]:
+def resolve_callable(spec: str, root: Path, default_function: str | None = None
+                     ) -> Callable[..., Any]:
     """The callable `spec` names: python:<module>:<function>, or (with `default_function`) that
     function in a .py script. The project root goes first on sys.path. Raises ValueError (no
     script) or TypeError (no such function) with a one-line reason."""

@@ -182,7 +182,8 @@ class RunMonitor:
         return self._emit(event)
 
     def epoch(self, *, epoch: int, step: int, val_loss: float | None,
-              val: Mapping[str, float], state_dict: Callable[[], Mapping[str, torch.Tensor]] | None = None) -> str | None:
+              val: Mapping[str, float],
+              state_dict: Callable[[], Mapping[str, torch.Tensor]] | None = None) -> str | None:
         """The end of epoch `epoch` with its val values; the train loss is the mean of the
         epoch's step losses. With checkpoints on, `state_dict()` is saved (never non-finite
         weights: a diverged epoch keeps the previous best/last)."""

@@ -74,7 +74,8 @@ class MltCallback(Callback):
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         spe = trainer.num_training_batches
-        steps = int(spe) // max(1, trainer.accumulate_grad_batches) if spe != float("inf") else None
+        per_step = max(1, trainer.accumulate_grad_batches)
+        steps = int(spe) // per_step if spe != float("inf") else None
         self._params = trainable(pl_module)
         self._stop_if(trainer, self.monitor.start(steps_per_epoch=steps,
                                                   epochs=trainer.max_epochs))

@@ -104,8 +104,8 @@ class MltCallback(TrainerCallback):
         self._layers.clear()
         self._stop_if(control, reason)
 
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
-                    **kwargs: Any) -> None:
+    def on_evaluate(self, args: Any, state: Any, control: Any,
+                    metrics: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
         val_loss, val = split_logged(metrics or {}, self.val_prefix)
