@@ -315,10 +315,22 @@ def _module_from_script(path: Path) -> Any:
     return module
 
 
+def frameworks_importable() -> None:
+    """Lightning (through torchmetrics) and transformers' Trainer import torchvision when it is
+    installed; PyPI's torchvision wheel is a CUDA build that cannot load on a CPU torch. Issue
+    13's `mltrainer.models._vision.torchvision()` makes it import; use it when it is there."""
+    try:
+        from mltrainer.models._vision import torchvision  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    torchvision()
+
+
 def main(argv: list[str]) -> int:
     from mltrainer.engine.seeding import seed_everything, set_deterministic
 
     spec = argv[0]
+    frameworks_importable()
     seed_everything(int(os.environ[ENV_SEED]))
     set_deterministic()
     root = Path.cwd()

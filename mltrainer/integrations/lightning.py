@@ -27,13 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-try:
-    from lightning.pytorch import Callback
-    from lightning.pytorch.callbacks import EarlyStopping
-except ImportError:  # pragma: no cover - the older package name
-    from pytorch_lightning import Callback  # type: ignore[no-redef]
-    from pytorch_lightning.callbacks import EarlyStopping  # type: ignore[no-redef]
-
+from mltrainer.engine.entrypoint import frameworks_importable
 from mltrainer.integrations._context import monitor_settings
 from mltrainer.integrations._core import (
     RunMonitor,
@@ -41,6 +35,15 @@ from mltrainer.integrations._core import (
     split_logged,
     trainable,
 )
+
+frameworks_importable()  # before the framework itself: see its docstring
+
+try:
+    from lightning.pytorch import Callback
+    from lightning.pytorch.callbacks import EarlyStopping
+except ImportError:  # pragma: no cover - the older package name
+    from pytorch_lightning import Callback  # type: ignore[no-redef]
+    from pytorch_lightning.callbacks import EarlyStopping  # type: ignore[no-redef]
 
 __all__ = ["MltCallback"]
 

@@ -30,8 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
-
+from mltrainer.engine.entrypoint import frameworks_importable
 from mltrainer.integrations._context import monitor_settings
 from mltrainer.integrations._core import (
     RunMonitor,
@@ -39,6 +38,10 @@ from mltrainer.integrations._core import (
     split_logged,
     trainable,
 )
+
+frameworks_importable()  # before the framework itself: see its docstring
+
+from transformers import TrainerCallback  # noqa: E402
 
 __all__ = ["MltCallback"]
 
