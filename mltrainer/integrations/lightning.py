@@ -18,7 +18,9 @@ go to `findings.json` beside `metrics.jsonl`.
 Inside `mlt train-baseline` (a `training.entrypoint`), `MltCallback()` needs no arguments: the
 run folder, task, metric, trivial baseline and thresholds come from
 `mltrainer.integrations.context()`, and checkpoints are saved for the gate's reload check.
-Works with `lightning.pytorch` and, when only that is installed, `pytorch_lightning`.
+Works with `lightning.pytorch` and, when only that is installed, `pytorch_lightning`. With
+several processes only global rank 0 writes and decides; a detector's stop is not yet broadcast
+to the other ranks.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class MltCallback(Callback):
         self._pending: tuple[float | None, float | None, dict[str, Any] | None] | None = None
         self._seen_step = -1
         self._params: list[Any] = []
+        self._active = True
 
     @property
     def findings(self) -> list[Any]:
@@ -76,6 +79,9 @@ class MltCallback(Callback):
     # -- hooks: each a few lines around RunMonitor ----------------------------------------------
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._active = trainer.is_global_zero  # one process writes the stream
+        if not self._active:
+            return
         spe = trainer.num_training_batches
         per_step = max(1, trainer.accumulate_grad_batches)
         steps = int(spe) // per_step if spe != float("inf") else None
@@ -84,6 +90,8 @@ class MltCallback(Callback):
                                                   epochs=trainer.max_epochs))
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        if not self._active:
+            return
         # called before Lightning clips: the norm is the unclipped one, as the stream wants
         layers = self.monitor.wants_layer_stats(trainer.global_step + 1)
         norm, table = gradient_statistics(self._params, layers)
@@ -91,6 +99,8 @@ class MltCallback(Callback):
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        if not self._active:
+            return
         if trainer.global_step == self._seen_step or self._pending is None:
             return  # an accumulation micro-batch, or a step the optimiser skipped
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
@@ -104,6 +114,8 @@ class MltCallback(Callback):
         self._stop_if(trainer, reason)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if not self._active:
+            return
         # Lightning validates before this hook, so the epoch's val values are logged by now
         val_loss, val = split_logged(trainer.callback_metrics, self.val_prefix)
         reason = self.monitor.epoch(epoch=trainer.current_epoch + 1, step=trainer.global_step,
@@ -111,6 +123,8 @@ class MltCallback(Callback):
         self._stop_if(trainer, reason)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        if not self._active:
+            return
         self.monitor.end(_why_lightning_ended(trainer), state_dict=pl_module.state_dict)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:

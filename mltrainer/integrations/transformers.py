@@ -21,6 +21,9 @@ the callback sets `control.should_training_stop` (the Trainer's own way to stop)
 Set `logging_nan_inf_filter=False` in `TrainingArguments` to see a NaN step loss itself (the
 Trainer otherwise logs an average in its place; the NaN gradient norm still stops training).
 
+With several processes only the main one (`state.is_world_process_zero`) writes and decides;
+a detector's stop is not yet broadcast to the others.
+
 Inside `mlt train-baseline` (a `training.entrypoint`), `MltCallback()` takes its settings from
 `mltrainer.integrations.context()` and saves checkpoints for the gate's reload check.
 """
@@ -74,6 +77,8 @@ class MltCallback(TrainerCallback):
     # -- hooks: each a few lines around RunMonitor ----------------------------------------------
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return  # one process writes the stream (see the module docstring)
         loader = kwargs.get("train_dataloader")
         steps = (len(loader) // max(1, args.gradient_accumulation_steps)
                  if loader is not None and hasattr(loader, "__len__") else None)
@@ -98,8 +103,8 @@ class MltCallback(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kwargs: Any) -> None:
-        if not logs or "loss" not in logs:  # eval logs and the closing summary
-            return
+        if not logs or "loss" not in logs or not state.is_world_process_zero:
+            return  # eval logs and the closing summary; other processes
         reason = self.monitor.step(
             epoch=max(1, self._epoch), step=state.global_step, loss=float(logs["loss"]),
             lr=logs.get("learning_rate"), grad_norm=_float_or_none(logs.get("grad_norm")),
@@ -119,6 +124,8 @@ class MltCallback(TrainerCallback):
         self._stop_if(control, reason)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
         if self.monitor.stopped:
             why = None
         elif control.should_training_stop and state.global_step < state.max_steps:
