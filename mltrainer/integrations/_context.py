@@ -132,7 +132,8 @@ def monitor_settings(run_dir: str | Path | None, *, task: str | None, metric: st
                      baseline: dict[str, float] | None,
                      thresholds: dict[str, dict[str, float]] | None,
                      grad_stats_every: int | None, checkpoints: bool | None,
-                     framework: str) -> dict[str, Any]:
+                     framework: str, goal_target: float | None = None,
+                     n_val: int | None = None) -> dict[str, Any]:
     """RunMonitor's arguments: what the caller gave, the rest from the run context (when
     there is one) or the defaults. Checkpoints default to on inside an mlt run only."""
     ctx = context() if in_mlt_run() else None
@@ -148,6 +149,9 @@ def monitor_settings(run_dir: str | Path | None, *, task: str | None, metric: st
             ctx.config.diagnose.thresholds if ctx else None),
         "grad_stats_every": grad_stats_every if grad_stats_every is not None else (
             ctx.config.training.grad_stats_every if ctx else 10),
+        "goal_target": goal_target if goal_target is not None else (
+            ctx.config.goal.target if ctx else None),
+        "n_val": n_val if n_val is not None else (len(ctx.val) if ctx else None),
         "checkpoints": checkpoints if checkpoints is not None else ctx is not None,
         "save_final": ctx is not None and ctx.max_steps is not None,
         "framework": framework,

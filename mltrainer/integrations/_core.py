@@ -101,12 +101,14 @@ class RunMonitor:
 
     `metric` is the goal metric the best checkpoint is chosen by (accuracy, rmse, ...);
     `baseline` the trivial baseline's val values the detectors compare against;
-    `thresholds` the shape of `diagnose.thresholds` in mlt.yaml.
+    `thresholds` the shape of `diagnose.thresholds` in mlt.yaml; `goal_target` (`goal.target`)
+    and `n_val` (val rows) sharpen the detectors that judge against the goal and val noise.
     """
 
     def __init__(self, run_dir: str | Path, *, task: str, metric: str,
                  baseline: Mapping[str, float] | None = None,
                  thresholds: Mapping[str, Mapping[str, float]] | None = None,
+                 goal_target: float | None = None, n_val: int | None = None,
                  grad_stats_every: int = 10, checkpoints: bool = False,
                  save_final: bool = False, framework: str = "") -> None:
         if task not in ("classification", "regression"):
@@ -121,9 +123,10 @@ class RunMonitor:
         self.checkpoints = checkpoints
         self.save_final = save_final
         self.framework = framework
+        self.goal_target, self.n_val = goal_target, n_val
         context = DetectorContext(task=task, metric=metric,
                                   greater_is_better=self.greater_is_better,
-                                  baseline=self.baseline)
+                                  baseline=self.baseline, goal_target=goal_target, n_val=n_val)
         self.detectors = DetectorSubscriber(build_detectors(context, thresholds))
         self.writer: MetricWriter | None = None
         self.stop_reason: str | None = None
@@ -159,7 +162,8 @@ class RunMonitor:
             "type": "start", "run_id": self.run_dir.name, "task": self.task,
             "metric": self.metric, "greater_is_better": self.greater_is_better,
             "steps_per_epoch": steps_per_epoch, "epochs": epochs,
-            "framework": self.framework, **fields}
+            "framework": self.framework, "goal_target": self.goal_target, "n_val": self.n_val,
+            **fields}
         if self.baseline is not None:
             event["baseline"] = self.baseline
         self._epoch_started = time.perf_counter()

@@ -56,11 +56,13 @@ class MltCallback(TrainerCallback):
     def __init__(self, run_dir: str | Path | None = None, *, task: str | None = None,
                  metric: str | None = None, baseline: dict[str, float] | None = None,
                  thresholds: dict[str, dict[str, float]] | None = None,
+                 goal_target: float | None = None, n_val: int | None = None,
                  val_prefix: str = "eval_", grad_stats_every: int | None = None,
                  save_checkpoints: bool | None = None, every_step: bool = True) -> None:
         self.monitor = RunMonitor(**monitor_settings(
             run_dir, task=task, metric=metric, baseline=baseline, thresholds=thresholds,
             grad_stats_every=grad_stats_every, checkpoints=save_checkpoints,
+            goal_target=goal_target, n_val=n_val,
             framework="transformers"))
         self.val_prefix = val_prefix
         self.every_step = every_step
