@@ -12,7 +12,7 @@ alternating order in one process for several rounds, on one thread:
   detectors online; checkpoints are off in both arms (`save_checkpoints=False`) because the
   plain scripts save none.
 
-    python bench/integrations.py [--epochs 8] [--rounds 5]
+    python bench/integrations.py [--epochs 8] [--rounds 5] [--hidden 256 128]
 
 Prints the median and best wall time per step of each arm and the overhead ratio
 (with / without - 1) over the median and the best rounds. Target: <= 2 %.
@@ -35,13 +35,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def setup() -> tuple[Any, Any]:
+def setup(hidden: list[int]) -> tuple[Any, Any]:
     from mltrainer.config import parse_config
     from mltrainer.data import prepare_data
 
     cfg = parse_config({"name": "bench", "task": "classification", "seed": 0,
                         "data": {"source": "sklearn:digits"},
-                        "model": {"kind": "mlp", "hidden": [256, 128], "dropout": 0.0},
+                        "model": {"kind": "mlp", "hidden": hidden, "dropout": 0.0},
                         "goal": {"metric": "accuracy", "target": 0.9}})
     return cfg, prepare_data(cfg, REPO)
 
@@ -136,13 +136,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 128],
+                        help="MLP widths: wider makes each step cost more real work")
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(1)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    cfg, bundle = setup()
+    cfg, bundle = setup(args.hidden)
     arms = {"lightning": lightning_run, "hf": hf_run}
     times: dict[str, list[float]] = {f"{a}{s}": [] for a in arms for s in ("", "+mlt")}
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,7 +156,8 @@ def main() -> None:
                 for with_mlt in order:
                     key = name + ("+mlt" if with_mlt else "")
                     times[key].append(run(cfg, bundle, args.epochs, with_mlt, Path(tmp)))
-    print(f"ms per step over {args.rounds} rounds of {args.epochs} epochs (digits, one thread)")
+    print(f"ms per step over {args.rounds} rounds of {args.epochs} epochs (digits, MLP "
+          f"{args.hidden}, one thread)")
     print(f"{'arm':<16}{'median':>10}{'best':>10}")
     for key, values in times.items():
         print(f"{key:<16}{1e3 * statistics.median(values):>10.3f}{1e3 * min(values):>10.3f}")
