@@ -47,6 +47,9 @@ def setup(hidden: list[int]) -> tuple[Any, Any]:
 
 
 def lightning_run(cfg: Any, bundle: Any, epochs: int, with_mlt: bool, tmp: Path) -> float:
+    from mltrainer.engine.entrypoint import frameworks_importable
+
+    frameworks_importable()  # before the framework (a CPU torch with a CUDA torchvision)
     import lightning as L
     import torch
     from torch import nn
@@ -88,6 +91,9 @@ def lightning_run(cfg: Any, bundle: Any, epochs: int, with_mlt: bool, tmp: Path)
 
 
 def hf_run(cfg: Any, bundle: Any, epochs: int, with_mlt: bool, tmp: Path) -> float:
+    from mltrainer.engine.entrypoint import frameworks_importable
+
+    frameworks_importable()  # before the framework (a CPU torch with a CUDA torchvision)
     import torch
     from torch import nn
     from transformers import Trainer, TrainingArguments

@@ -208,6 +208,9 @@ def _engine_findings(tmp_path: Path, cfg: Any, bundle: Any, baseline: dict[str, 
 
 def _lightning_findings(tmp_path: Path, cfg: Any, bundle: Any, baseline: dict[str, Any]
                         ) -> tuple[list[str], Any]:
+    from mltrainer.engine.entrypoint import frameworks_importable
+
+    frameworks_importable()  # before the framework (a CPU torch with a CUDA torchvision)
     import lightning as L
 
     from mltrainer.integrations.lightning import MltCallback
@@ -276,6 +279,9 @@ class _Rows(torch.utils.data.Dataset):
 
 def _hf_findings(tmp_path: Path, cfg: Any, bundle: Any, baseline: dict[str, Any]
                  ) -> tuple[list[str], Any]:
+    from mltrainer.engine.entrypoint import frameworks_importable
+
+    frameworks_importable()  # before the framework (a CPU torch with a CUDA torchvision)
     from transformers import Trainer, TrainingArguments
 
     from mltrainer.integrations.transformers import MltCallback
