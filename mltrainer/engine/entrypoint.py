@@ -169,7 +169,8 @@ def _result(cfg: MltConfig, run_dir: Path, events: list[dict[str, Any]], reason:
     metric = cfg.goal.metric
     history = [{"epoch": e["epoch"], "train_loss": e.get("train_loss"),
                 "val_loss": e.get("val_loss"), "val": dict(e.get("val") or {}),
-                "lr": e.get("lr")} for e in events if e["type"] == "epoch"]
+                "train": dict(e.get("train") or {}), "lr": e.get("lr")}
+               for e in events if e["type"] == "epoch"]
     best_epoch = next((e.get("best_epoch") for e in reversed(events) if e["type"] == "epoch"),
                       None) or None
     best = next((h for h in history if h["epoch"] == best_epoch), None)
