@@ -24,7 +24,7 @@ from torch import nn
 from mltrainer.config import LOWER_IS_BETTER
 from mltrainer.detectors import DetectorContext, DetectorSubscriber, Finding, build_detectors
 from mltrainer.engine.checkpoint import epoch_name, link_atomic, serialize, write_atomic
-from mltrainer.engine.loop import peak_mem_mb
+from mltrainer.engine.devices import peak_mem_mb
 from mltrainer.engine.metrics import is_better
 from mltrainer.engine.step import layer_statistics, per_tensor_norms
 from mltrainer.state import atomic_write_text
