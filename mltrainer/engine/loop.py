@@ -49,7 +49,7 @@ from mltrainer.engine.seeding import deterministic_mode, nondeterministic_op_err
 from mltrainer.engine.signals import InterruptFlag, catch_interrupts
 from mltrainer.engine.step import TrainingParts, build_training, check_bundle, parameters_finite
 from mltrainer.engine.stopping import EarlyStopping
-from mltrainer.errors import CheckpointError
+from mltrainer.errors import CheckpointError, ConfigError
 from mltrainer.stream import MetricWriter
 from mltrainer.tracking import trackers_for
 
@@ -208,6 +208,12 @@ class Trainer:
             raise CheckpointError(
                 f"{resume}: a training.entrypoint run cannot be resumed (its loop is the "
                 "script's own)", hint="start a fresh run (without --resume)")
+        if self.dist.active:
+            raise ConfigError(
+                "training.entrypoint runs the script once, as one process; --nproc/--nnodes "
+                "start several copies of mlt's own loop",
+                hint="drop --nproc (start several processes inside the script: Lightning's "
+                "devices=, accelerate launch)")
         return run_entrypoint(self.cfg, self.bundle, self.run_dir, self.root,
                               subscribers=self.subscribers, baseline=self.baseline,
                               kind=self.kind)
