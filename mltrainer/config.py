@@ -285,6 +285,26 @@ class TrainingConfig(_Strict):
         description="Stop when the goal metric on val has not improved for `patience` epochs; "
         "null/false = off (the same as patience: 0).",
     )
+    entrypoint: str | None = Field(
+        None, description="Train with your own script instead of mlt's loop: "
+        "python:<module>:<function> (relative to mlt.yaml's folder) or a path to a .py script, "
+        "run in a subprocess that reads mltrainer.integrations.context() and trains with an "
+        "MltCallback (Lightning or Hugging Face). null = mlt's own loop."
+    )
+    load_model: str | None = Field(
+        None, description="python:<module>:<function> called as f(checkpoint_path, config, "
+        "spec) -> nn.Module mapping (N, features) float32 rows to logits (or one value per "
+        "row): how the gates and finalize reload an entrypoint's checkpoint. null = the "
+        "entrypoint's module's (or script's) load_model."
+    )
+
+    @field_validator("entrypoint", "load_model")
+    @classmethod
+    def _python_or_script(cls, v: str | None) -> str | None:
+        if v is None or (v.startswith("python:") and v.count(":") == 2
+                         and all(v.split(":")[1:])) or (v.endswith(".py") and ":" not in v):
+            return v
+        raise ValueError("must be python:<module>:<function> or a path to a .py script")
 
     @field_validator("device")
     @classmethod

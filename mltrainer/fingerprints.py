@@ -24,10 +24,17 @@ def module_source_hash(spec_str: str, root: Path) -> str | None:
 
 
 def code_fingerprint(cfg: MltConfig, root: Path) -> str:
-    """mltrainer's version plus the source of a user model factory, when the config names one."""
+    """mltrainer's version plus the source of a user model factory, training entrypoint and
+    its load_model, when the config names them (a changed script makes its phases stale)."""
     parts = [f"mltrainer=={__version__}"]
     if cfg.model.kind.startswith("python:"):
         parts.append(f"model={module_source_hash(cfg.model.kind, root)}")
+    for name in ("entrypoint", "load_model"):
+        spec = getattr(cfg.training, name)
+        if spec and spec.startswith("python:"):
+            parts.append(f"{name}={module_source_hash(spec, root)}")
+        elif spec and (root / spec).is_file():
+            parts.append(f"{name}={hashlib.sha256((root / spec).read_bytes()).hexdigest()}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 

@@ -21,6 +21,7 @@ that epoch's checkpoint as well.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import shutil
@@ -43,6 +44,16 @@ _CORRUPT_HINT = ("delete it and resume from an earlier checkpoint in the same fo
 
 def epoch_name(epoch: int) -> str:
     return f"epoch-{epoch:03d}.pt"
+
+
+def state_sha256(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names and bytes: two equal hashes are bitwise-equal weights."""
+    digest = hashlib.sha256()
+    for name, tensor in state.items():
+        digest.update(name.encode())
+        digest.update(tensor.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes()
+                      if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def serialize(payload: dict[str, Any]) -> bytes:

@@ -90,6 +90,10 @@ def load_model_from_checkpoint(path: str | os.PathLike[str], cfg: MltConfig, spe
                                device: str | torch.device | None = None) -> nn.Module:
     """The configured model with a checkpoint's weights, in eval mode, on `device` (default:
     the device training would pick). Building it does not disturb the global RNG."""
+    if cfg.training.entrypoint:  # the project's own load_model (entrypoint.py)
+        from mltrainer.engine.entrypoint import load_entrypoint_model
+
+        return load_entrypoint_model(path, cfg, spec, root)
     target = torch.device(device) if device is not None else resolve_device(cfg.training)
     ckpt = load_checkpoint(path, map_location=target)
     with torch.random.fork_rng(devices=[]):

@@ -48,6 +48,7 @@ from mltrainer.engine.seeding import deterministic_mode, nondeterministic_op_err
 from mltrainer.engine.signals import InterruptFlag, catch_interrupts
 from mltrainer.engine.step import TrainingParts, build_training, check_bundle, parameters_finite
 from mltrainer.engine.stopping import EarlyStopping
+from mltrainer.errors import CheckpointError, ConfigError
 from mltrainer.stream import MetricWriter
 from mltrainer.tracking import trackers_for
 
@@ -142,6 +143,8 @@ class Trainer:
         """Train from scratch, or continue from the checkpoint `resume`; see the module doc.
         Returns with `stopped_reason` "interrupted" after SIGINT/SIGTERM (never raises for it).
         """
+        if self.cfg.training.entrypoint:  # the project's own script trains (entrypoint.py)
+            return self._fit_entrypoint(resume)
         started = time.perf_counter()
         self._interrupt_written = False
         ckpt = None
@@ -196,6 +199,23 @@ class Trainer:
         last = self.ckpt_dir / "last.pt"
         kept = str(last) if last.is_file() else None
         return out_of_memory_error(self.cfg.training, self.device, self.dist.world_size, kept)
+
+    def _fit_entrypoint(self, resume: Path | None) -> RunResult:
+        from mltrainer.engine.entrypoint import run_entrypoint
+
+        if resume is not None:
+            raise CheckpointError(
+                f"{resume}: a training.entrypoint run cannot be resumed (its loop is the "
+                "script's own)", hint="start a fresh run (without --resume)")
+        if self.dist.active:
+            raise ConfigError(
+                "training.entrypoint runs the script once, as one process; --nproc/--nnodes "
+                "start several copies of mlt's own loop",
+                hint="drop --nproc (start several processes inside the script: Lightning's "
+                "devices=, accelerate launch)")
+        return run_entrypoint(self.cfg, self.bundle, self.run_dir, self.root,
+                              subscribers=self.subscribers, baseline=self.baseline,
+                              kind=self.kind)
 
     def _run(self, parts: TrainingParts, progress: Progress, stopper: EarlyStopping,
              resume: Path | None, ckpt: dict[str, Any] | None, started: float) -> str:

@@ -6,13 +6,13 @@ says something about training itself. Nothing is written to disk.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mltrainer.config import MltConfig
+from mltrainer.engine.checkpoint import state_sha256
 from mltrainer.engine.precision import is_out_of_memory, out_of_memory_error
 from mltrainer.engine.seeding import deterministic_mode, nondeterministic_op_error
 from mltrainer.engine.step import build_training
@@ -35,15 +35,6 @@ def _train_steps(cfg: MltConfig, bundle: Any, steps: int, root: Path | None,
     return {k: v.detach().cpu().clone() for k, v in parts.model.state_dict().items()}
 
 
-def _sha256(state: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in state.items():
-        digest.update(name.encode())
-        digest.update(tensor.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes()
-                      if tensor.numel() else b"")
-    return digest.hexdigest()
-
-
 def _out_of_memory(cfg: MltConfig) -> Exception:
     from mltrainer.engine.devices import choose_device
 
@@ -59,7 +50,8 @@ def distributed_probe_steps(cfg: MltConfig, bundle: Any, steps: int, root: Path 
     of the weights after `steps` DDP steps. `distributed_probe` runs it twice and compares."""
     with deterministic_mode() as flags:
         state = _train_steps(cfg, bundle, steps, root, dist=dist if dist.active else None)
-    return {"sha256": _sha256(state), "world_size": dist.world_size, "backend": dist.backend,
+    return {"sha256": state_sha256(state), "world_size": dist.world_size,
+            "backend": dist.backend,
             "deterministic_flags": flags}
 
 
@@ -82,6 +74,10 @@ def determinism_probe(cfg: MltConfig, bundle: Any, steps: int = 20, *,
     """Evidence: {"steps", "identical", "max_abs_diff", "params_sha256": [a, b], ...}."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1 but got {steps}")
+    if cfg.training.entrypoint:  # the project's script, twice, in subprocesses
+        from mltrainer.engine.entrypoint import entrypoint_determinism
+
+        return entrypoint_determinism(cfg, bundle, steps, root or Path.cwd())
     # leave the caller's global RNG and deterministic flags as they were
     with deterministic_mode() as flags, torch.random.fork_rng(devices=[]):
         try:
@@ -98,7 +94,7 @@ def determinism_probe(cfg: MltConfig, bundle: Any, steps: int = 20, *,
                     "deterministic_flags": flags}
     # Bitwise: equal byte patterns, so two runs that both diverged to the same NaNs count as
     # identical (torch.equal says NaN != NaN); the finite-ness is a separate question.
-    hashes = [_sha256(a), _sha256(b)]
+    hashes = [state_sha256(a), state_sha256(b)]
     identical = a.keys() == b.keys() and hashes[0] == hashes[1]
     diffs = [(a[k].double() - b[k].double()).abs().nan_to_num(nan=0.0).max().item()
              for k in a if k in b and a[k].is_floating_point() and a[k].numel()]

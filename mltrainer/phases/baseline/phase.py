@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from mltrainer.errors import CheckpointError, DataError, InterruptedRunError
-from mltrainer.numbers import same_value
+from mltrainer.numbers import number, same_value
 from mltrainer.phases.baseline.outcome import BaselineOutcome, RunSummary
 from mltrainer.phases.plan.outcome import PlanOutcome
 from mltrainer.runner import PhaseContext, ProgressForwarder
 
 RUN_KIND = "baseline"
+ENTRYPOINT_TOLERANCE = 1e-6  # relative: float32 rounding of a logged value, never a lost row
 
 
 def run(ctx: PhaseContext) -> BaselineOutcome:
@@ -101,9 +102,13 @@ def summarize_run(ctx: PhaseContext, result: Any, bundle: Any, detectors: Any
                                            root=ctx.project.root)
         outputs = predict(model, bundle.val.X)
         again = compute_metrics(cfg.task, bundle.val.y, outputs)
+        # an entrypoint's framework may log its values in float32 (Lightning's self.log does)
+        tol = ENTRYPOINT_TOLERANCE if cfg.training.entrypoint else 0.0
         reload = {"checkpoint": ctx.project.relative(Path(best_ckpt)),
                   "recorded": result.val, "reloaded": again,
-                  "identical": all(same_value(again.get(k), v) for k, v in result.val.items())}
+                  "identical": all(_same(again.get(k), v, tol) for k, v in result.val.items())}
+        if tol:
+            reload["relative_tolerance"] = tol
     goal_met = best is not None and math.isfinite(best) and (
         best >= cfg.goal.target if cfg.greater_is_better else best <= cfg.goal.target)
     findings = [f.to_dict() for f in getattr(detectors, "findings", [])]
@@ -139,3 +144,12 @@ def with_peak_memory(history: list[dict[str, Any]], stream: Path) -> list[dict[s
 
 def _nan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
+
+
+def _same(again: Any, recorded: Any, tol: float) -> bool:
+    """Equal (NaN equal to NaN), or within a relative `tol` when one is given."""
+    if same_value(again, recorded):
+        return True
+    a, b = number(again), number(recorded)
+    return tol > 0 and a is not None and b is not None and math.isclose(a, b, rel_tol=tol,
+                                                                        abs_tol=tol)

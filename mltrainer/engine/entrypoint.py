@@ -1,0 +1,374 @@
+"""Training through the project's own script (`training.entrypoint` in mlt.yaml).
+
+The engine's second way to train: instead of its loop, it runs the user's Lightning or Hugging
+Face script in a subprocess (`python -m mltrainer.engine.entrypoint SPEC`, whose `main` seeds
+Python, NumPy and torch with MLT_SEED, turns on deterministic algorithms as mlt's own loop does,
+and calls the function of `python:<module>:<function>` or runs a script path as `__main__`),
+with the run folder, seed, resolved config and the train and val rows (never test) passed in
+through the MLT_* environment variables below (`mltrainer.integrations.context()` reads them).
+The script's `MltCallback` writes the metric stream and checkpoints into the run folder; this
+side follows the stream as it grows and hands every event to the subscribers (detectors,
+progress, optimize's pruning), exactly as `Trainer.fit` does, then returns the same
+`RunResult`.
+
+`Trainer.fit`, `determinism_probe` and `load_model_from_checkpoint` dispatch here when the
+config names an entrypoint, so every phase trains, probes and reloads such a project the same
+way it does a built-in model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import json
+import math
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from mltrainer.config import MltConfig
+from mltrainer.engine.result import RunResult
+from mltrainer.engine.runfolder import refuse_reusing, write_run_files
+from mltrainer.errors import CheckpointError, ConfigError, MltError
+from mltrainer.stream import decode_json
+
+# The environment of the script (mltrainer.integrations._context documents each)
+ENV_RUN_DIR = "MLT_RUN_DIR"
+ENV_SEED = "MLT_SEED"
+ENV_CONFIG = "MLT_CONFIG"
+ENV_DATA = "MLT_DATA"
+ENV_MAX_STEPS = "MLT_MAX_STEPS"
+ENV_BASELINE = "MLT_BASELINE"
+ENV_SPEC = "MLT_SPEC"
+LOG_FILE = "entrypoint.log"
+POLL_S = 0.05  # how often the stream is read while the script runs
+
+
+class EntrypointError(MltError):
+    """The user's training script failed (exit 1: its own error, shown with its log)."""
+
+
+def run_entrypoint(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, *,
+                   subscribers: Sequence[Any] = (), baseline: dict[str, Any] | None = None,
+                   kind: str = "baseline", max_steps: int | None = None,
+                   fresh: bool = True) -> RunResult:
+    """Run the entrypoint into `run_dir`; every event of its stream reaches `subscribers` in
+    order while it runs. A subscriber's stop (optimize's pruning) interrupts the script."""
+    assert cfg.training.entrypoint
+    run_dir = Path(run_dir)
+    if fresh:
+        refuse_reusing(run_dir)
+    write_run_files(run_dir, cfg, root, "entrypoint")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mlt-entrypoint-") as tmp:
+        env = _environment(cfg, bundle, run_dir, root, Path(tmp), baseline, max_steps)
+        follower = _StreamFollower(run_dir / "metrics.jsonl", subscribers)
+        with open(run_dir / LOG_FILE, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mltrainer.engine.entrypoint", cfg.training.entrypoint],
+                cwd=root, env=env, stdout=log,
+                stderr=subprocess.STDOUT)
+            try:
+                while proc.poll() is None:
+                    if follower.poll() is not None and not follower.signalled:
+                        follower.signalled = True
+                        proc.send_signal(signal.SIGINT)
+                    time.sleep(POLL_S)
+            except KeyboardInterrupt:
+                follower.stop = follower.stop or "interrupted"
+                proc.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=30)
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        follower.poll()
+    events = follower.events
+    end = next((e for e in reversed(events) if e["type"] == "end"), None)
+    if proc.returncode != 0 and follower.stop is None:
+        raise EntrypointError(
+            f"training.entrypoint {cfg.training.entrypoint} failed (exit code "
+            f"{proc.returncode}): {_last_line(run_dir / LOG_FILE)}",
+            hint=f"read {run_dir / LOG_FILE} for the whole output")
+    if end is None:
+        reason = follower.stop or "error:no end event (does the script use MltCallback?)"
+    else:
+        reason = follower.stop or str(end.get("reason") or "completed")
+    return _result(cfg, run_dir, events, reason, kind, time.perf_counter() - started)
+
+
+def _environment(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, tmp: Path,
+                 baseline: dict[str, Any] | None, max_steps: int | None) -> dict[str, str]:
+    data = tmp / "data.npz"  # train and val only: the test split never leaves mlt
+    np.savez(data, X_train=bundle.train.X, y_train=bundle.train.y, X_val=bundle.val.X,
+             y_val=bundle.val.y)
+    env = dict(os.environ)
+    path = [str(root), env.get("PYTHONPATH", "")]
+    env.update({
+        ENV_RUN_DIR: str(run_dir.resolve()), ENV_SEED: str(cfg.seed),
+        ENV_CONFIG: str((run_dir / "config.resolved.yaml").resolve()),
+        ENV_DATA: str(data), ENV_SPEC: json.dumps(bundle.spec.to_dict()),
+        "PYTHONPATH": os.pathsep.join(p for p in path if p)})
+    env.pop(ENV_MAX_STEPS, None)
+    env.pop(ENV_BASELINE, None)
+    if max_steps is not None:
+        env[ENV_MAX_STEPS] = str(max_steps)
+    if baseline:
+        env[ENV_BASELINE] = json.dumps(baseline)
+    return env
+
+
+class _StreamFollower:
+    """Reads the complete lines the script has appended and hands them to the subscribers."""
+
+    def __init__(self, path: Path, subscribers: Sequence[Any]) -> None:
+        self.path = path
+        self.subscribers = list(subscribers)
+        self.events: list[dict[str, Any]] = []
+        self.stop: str | None = None
+        self.signalled = False
+        self._offset = 0
+        self._partial = b""
+
+    def poll(self) -> str | None:
+        """Feed new events; the first non-detector stop a subscriber asks for (a detector's
+        stop is the script's own to make: its callback runs the same detectors)."""
+        if not self.path.is_file():
+            return None
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offset)
+            chunk = fh.read()
+        self._offset += len(chunk)
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            event = decode_json(json.loads(line))
+            self.events.append(event)
+            for sub in self.subscribers:
+                answer = sub.on_event(event)
+                if (answer is not None and event["type"] != "end" and self.stop is None
+                        and not str(answer).startswith("detector:")):
+                    self.stop = str(answer)
+        return self.stop
+
+
+def _result(cfg: MltConfig, run_dir: Path, events: list[dict[str, Any]], reason: str,
+            kind: str, wall: float) -> RunResult:
+    metric = cfg.goal.metric
+    history = [{"epoch": e["epoch"], "train_loss": e.get("train_loss"),
+                "val_loss": e.get("val_loss"), "val": dict(e.get("val") or {}),
+                "train": dict(e.get("train") or {}), "lr": e.get("lr")}
+               for e in events if e["type"] == "epoch"]
+    best_epoch = next((e.get("best_epoch") for e in reversed(events) if e["type"] == "epoch"),
+                      None) or None
+    best = next((h for h in history if h["epoch"] == best_epoch), None)
+    steps = [e for e in events if e["type"] == "step"]
+    ckpt = run_dir / "checkpoints"
+    start = next((e for e in events if e["type"] == "start"), {})
+    value = best["val"].get(metric) if best else None
+    return RunResult(
+        run_id=run_dir.name, run_dir=str(run_dir), best_epoch=best_epoch,
+        best_metric=value if value is None or math.isfinite(value) else None,
+        val=dict(best["val"]) if best else {}, epochs_run=len(history),
+        final_epoch=steps[-1]["epoch"] if steps else len(history),
+        final_step=steps[-1]["step"] if steps else 0, stopped_reason=reason,
+        device=str(start.get("device") or "cpu"),
+        checkpoints={name: str(ckpt / f"{name}.pt") if (ckpt / f"{name}.pt").is_file() else None
+                     for name in ("best", "last")},
+        wall_time_s=wall, history=history, kind=kind, metric=metric,
+        deterministic={"entrypoint": cfg.training.entrypoint})
+
+
+def _last_line(path: Path) -> str:
+    lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()
+             if ln.strip()] if path.is_file() else []
+    return lines[-1].strip()[:300] if lines else "(no output)"
+
+
+# -- determinism: the entrypoint twice, a few steps each ------------------------------------------
+
+
+def entrypoint_determinism(cfg: MltConfig, bundle: Any, steps: int, root: Path
+                           ) -> dict[str, Any]:
+    """Run the entrypoint twice with MLT_MAX_STEPS=`steps` and compare the weights it ends with
+    (`checkpoints/final.pt`, written by MltCallback) bitwise, as the engine's own probe does.
+    Says plainly when it could not verify, and why."""
+    import torch
+
+    from mltrainer.engine.checkpoint import state_sha256
+    from mltrainer.stream import read_stream
+
+    finals: list[dict[str, torch.Tensor] | None] = []
+    counts: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="mlt-probe-") as tmp:
+        for name in ("a", "b"):
+            run_dir = Path(tmp) / name
+            try:
+                run_entrypoint(cfg, bundle, run_dir, root, kind="probe", max_steps=steps)
+            except EntrypointError as exc:
+                return _unverified(steps, f"the entrypoint failed: {exc.message}")
+            stream = run_dir / "metrics.jsonl"
+            counts.append(sum(e["type"] == "step" for e in read_stream(stream))
+                          if stream.is_file() else 0)
+            final = run_dir / "checkpoints" / "final.pt"
+            finals.append(torch.load(final, map_location="cpu", weights_only=True)["model"]
+                          if final.is_file() else None)
+    if not counts[0] or finals[0] is None or finals[1] is None:
+        return _unverified(steps, "the entrypoint wrote no step events or no final weights "
+                                  "(add mltrainer.integrations' MltCallback to its Trainer)")
+    a, b = finals
+    hashes = [state_sha256(a), state_sha256(b)]
+    diffs = [(a[k].double() - b[k].double()).abs().nan_to_num(nan=0.0).max().item()
+             for k in a if k in b and a[k].is_floating_point() and a[k].numel()]
+    evidence: dict[str, Any] = {
+        "steps": counts[0], "identical": a.keys() == b.keys() and hashes[0] == hashes[1],
+        "verified": True, "max_abs_diff": float(max(diffs, default=0.0)),
+        "params_sha256": hashes, "n_tensors": len(a), "device": "cpu",
+        "entrypoint": cfg.training.entrypoint, "max_steps": steps, "steps_run": counts,
+        "max_steps_honoured": max(counts) <= steps}
+    if max(counts) > steps:
+        evidence["note"] = (f"the script ran {max(counts)} steps although MLT_MAX_STEPS was "
+                            f"{steps}: it does not honour context().max_steps, so the check "
+                            "trained it fully, twice")
+    return evidence
+
+
+def _unverified(steps: int, why: str) -> dict[str, Any]:
+    return {"steps": steps, "identical": False, "verified": False, "max_abs_diff": None,
+            "params_sha256": [None, None], "device": "cpu", "error": why}
+
+
+# -- reloading a checkpoint through the project's load_model --------------------------------------
+
+
+def load_entrypoint_model(path: str | os.PathLike[str], cfg: MltConfig, spec: Any,
+                          root: Path | None) -> nn.Module:
+    """The user's `load_model(path, config, spec)`, in eval mode; refused clearly when it is
+    missing or returns something else than a module."""
+    spec_str = cfg.training.load_model or cfg.training.entrypoint or ""
+    if spec_str.startswith("python:") and not cfg.training.load_model:
+        spec_str = ":".join([*spec_str.split(":")[:2], "load_model"])
+    root = Path(root) if root is not None else Path.cwd()
+    try:
+        loader = resolve_callable(spec_str, root, default_function="load_model")
+    except (ValueError, TypeError, ImportError) as exc:
+        raise ConfigError(
+            f"training.load_model: {exc}",
+            hint="define load_model(checkpoint_path, config, spec) -> nn.Module beside the "
+                 "entrypoint, or name it with training.load_model: python:<module>:<function>",
+        ) from None
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    model = loader(Path(path), cfg, spec)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"training.load_model {spec_str} returned "
+                          f"{type(model).__name__}, not a torch.nn.Module")
+    return model.eval()
+
+
+# -- the child process: python -m mltrainer.engine.entrypoint SPEC ------------------------------
+
+
+def resolve_callable(spec: str, root: Path, default_function: str | None = None
+                     ) -> Callable[..., Any]:
+    """The callable `spec` names: python:<module>:<function>, or (with `default_function`) that
+    function in a .py script. The project root goes first on sys.path. Raises ValueError (no
+    script) or TypeError (no such function) with a one-line reason."""
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    if spec.startswith("python:"):
+        _, module_name, function = spec.split(":")
+        module = importlib.import_module(module_name)
+    else:
+        path = (root / spec).resolve()
+        if not path.is_file():
+            raise ValueError(f"{spec}: no such script")
+        function = default_function or ""
+        module = _module_from_script(path)
+    target = getattr(module, function, None) if function else None
+    if not callable(target):
+        raise TypeError(f"{spec}: has no function {function!r}")
+    return target
+
+
+def _module_from_script(path: Path) -> Any:
+    name = f"_mlt_script_{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"{path}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def frameworks_importable() -> None:
+    """Lightning (through torchmetrics) and transformers' Trainer import torchvision when it is
+    installed; PyPI's torchvision wheel is a CUDA build whose compiled ops cannot load on a CPU
+    torch, and its import then fails registering fake kernels for `nms`/`qnms`. Defining those
+    two schemas first (no kernels: `torchvision.ops.nms` still raises) lets it import. Issue 13's
+    `mltrainer.models._vision.torchvision()` does exactly this; it is used when present."""
+    try:
+        from mltrainer.models._vision import torchvision  # type: ignore[import-not-found]
+    except ImportError:
+        torchvision = _torchvision_without_ops
+    torchvision()
+
+
+_KEEP: list[Any] = []  # the schema library must outlive the call
+
+
+def _torchvision_without_ops() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is None or _KEEP:
+        return
+    import torch
+
+    try:
+        import torchvision  # noqa: F401
+        return
+    except RuntimeError as exc:
+        if "torchvision::nms" not in str(exc):
+            raise
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]
+    lib = torch.library.Library("torchvision", "DEF")
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _KEEP.append(lib)
+
+
+def main(argv: list[str]) -> int:
+    from mltrainer.engine.seeding import seed_everything, set_deterministic
+
+    spec = argv[0]
+    frameworks_importable()
+    seed_everything(int(os.environ[ENV_SEED]))
+    set_deterministic()
+    root = Path.cwd()
+    if spec.startswith("python:"):
+        resolve_callable(spec, root)()
+    else:
+        sys.path.insert(0, str((root / spec).resolve().parent))
+        sys.argv = [spec]
+        runpy.run_path(str(root / spec), run_name="__main__")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,24 @@
+"""Bring your own loop: mlt's stream, detectors and gates around a Lightning or Hugging Face
+Trainer script.
+
+    from mltrainer.integrations.lightning import MltCallback      # lightning.Trainer
+    from mltrainer.integrations.transformers import MltCallback   # transformers.Trainer
+
+One callback per framework (`lightning.py`, `transformers.py`), each a few lines per hook around
+the shared `RunMonitor` (`_core.py`): it writes the metric stream through `MetricWriter`, runs
+the detectors online through `DetectorSubscriber` and stops training the framework's own way.
+
+A project may also name its script as `training.entrypoint` in mlt.yaml; mlt's engine then runs
+it in a subprocess (`mltrainer.engine.entrypoint`) and the script reads its run folder, seed,
+config and data with `context()` (`_context.py`), and saves nothing itself: the callback keeps
+the checkpoints, which the project's `load_model(path, config, spec)` turns back into a model
+for the gates and for finalize.
+"""
+
+from __future__ import annotations
+
+from mltrainer.integrations._context import RunContext, Split, context, in_mlt_run
+from mltrainer.integrations._core import RunMonitor, load_checkpoint_weights, split_logged
+
+__all__ = ["RunContext", "RunMonitor", "Split", "context", "in_mlt_run",
+           "load_checkpoint_weights", "split_logged"]

@@ -1,0 +1,158 @@
+"""The run context an entrypoint receives from `mlt train-baseline` (and plan, optimize).
+
+mlt's engine (`mltrainer.engine.entrypoint`) starts the user's entrypoint in a subprocess with
+these environment variables:
+
+    MLT_RUN_DIR     the run folder (runs/<id>): the callbacks write metrics.jsonl and
+                    checkpoints/ there
+    MLT_SEED        the seed (int); mlt has already seeded Python, NumPy and torch with it
+    MLT_CONFIG      config.resolved.yaml of the run (mlt.yaml with any overrides applied)
+    MLT_DATA        an .npz with X_train, y_train, X_val, y_val (preprocessed float32 rows;
+                    y class indices or float targets) - never the test split
+    MLT_MAX_STEPS   optional: stop after this many optimisation steps (plan's determinism check)
+    MLT_BASELINE    optional: JSON of the trivial baseline's val values, for the detectors
+    MLT_SPEC        JSON of the data spec: task, n_features, n_classes, feature_names, ...
+
+`context()` reads them into a `RunContext`; the callbacks read it when given no arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mltrainer.config import MltConfig, parse_config
+from mltrainer.engine.entrypoint import (
+    ENV_BASELINE,
+    ENV_CONFIG,
+    ENV_DATA,
+    ENV_MAX_STEPS,
+    ENV_RUN_DIR,
+    ENV_SEED,
+    ENV_SPEC,
+)
+
+
+@dataclass(frozen=True)
+class Split:
+    X: np.ndarray  # float32 (N, F), preprocessed as mlt's own models see it
+    y: np.ndarray  # int64 class indices (classification) or float32 targets
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def tensors(self) -> Any:
+        """A `torch.utils.data.TensorDataset` of (X, y)."""
+        import torch
+        from torch.utils.data import TensorDataset
+
+        return TensorDataset(torch.as_tensor(self.X), torch.as_tensor(self.y))
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What an entrypoint may use: where to write, which seed, the config, train and val."""
+
+    run_dir: Path
+    seed: int
+    config: MltConfig
+    train: Split
+    val: Split
+    spec: Any  # mltrainer.data.DataSpec: n_features, n_classes, feature_names, ...
+    max_steps: int | None = None
+    baseline: dict[str, float] | None = None
+
+    @property
+    def task(self) -> str:
+        return self.config.task
+
+    @property
+    def metric(self) -> str:
+        return self.config.goal.metric
+
+    @property
+    def n_features(self) -> int:
+        return int(self.spec.n_features)
+
+    @property
+    def n_outputs(self) -> int:
+        """Classes (classification), 1 (regression: one output)."""
+        return int(self.spec.n_classes or 1) if self.task == "classification" else 1
+
+    def compute_metrics(self, outputs: Any, y: Any = None) -> dict[str, float]:
+        """Every metric of the task on raw outputs (logits, or one value per row), by mlt's
+        own formulas; `y` defaults to the val targets."""
+        from mltrainer.engine.metrics import compute_metrics
+
+        out = outputs.detach().float().cpu().numpy() if hasattr(outputs, "detach") else outputs
+        out = np.asarray(out)
+        if out.ndim == 2 and out.shape[1] == 1:
+            out = out.reshape(len(out))
+        return compute_metrics(self.task, self.val.y if y is None else np.asarray(y), out)
+
+
+def in_mlt_run() -> bool:
+    """True inside an entrypoint that mlt started."""
+    return bool(os.environ.get(ENV_RUN_DIR))
+
+
+@cache
+def context() -> RunContext:
+    """The run context of this process (see the module docstring); a ValueError outside one."""
+    if not in_mlt_run():
+        raise ValueError(f"no mlt run context: {ENV_RUN_DIR} is not set (run the script through "
+                         "`mlt train-baseline` with training.entrypoint in mlt.yaml, or pass "
+                         "run_dir, task and metric to the callback)")
+    import yaml
+
+    from mltrainer.data import DataSpec
+
+    config_path = Path(os.environ[ENV_CONFIG])
+    cfg = parse_config(yaml.safe_load(config_path.read_text(encoding="utf-8")),
+                       source=str(config_path))
+    with np.load(os.environ[ENV_DATA]) as data:
+        train = Split(data["X_train"], data["y_train"])
+        val = Split(data["X_val"], data["y_val"])
+    steps = os.environ.get(ENV_MAX_STEPS)
+    baseline = os.environ.get(ENV_BASELINE)
+    return RunContext(run_dir=Path(os.environ[ENV_RUN_DIR]), seed=int(os.environ[ENV_SEED]),
+                      config=cfg, train=train, val=val,
+                      spec=DataSpec.from_dict(json.loads(os.environ[ENV_SPEC])),
+                      max_steps=int(steps) if steps else None,
+                      baseline=json.loads(baseline) if baseline else None)
+
+
+def monitor_settings(run_dir: str | Path | None, *, task: str | None, metric: str | None,
+                     baseline: dict[str, float] | None,
+                     thresholds: dict[str, dict[str, float]] | None,
+                     grad_stats_every: int | None, checkpoints: bool | None,
+                     framework: str, goal_target: float | None = None,
+                     n_val: int | None = None) -> dict[str, Any]:
+    """RunMonitor's arguments: what the caller gave, the rest from the run context (when
+    there is one) or the defaults. Checkpoints default to on inside an mlt run only."""
+    ctx = context() if in_mlt_run() else None
+    if ctx is None and (run_dir is None or task is None or metric is None):
+        raise ValueError("MltCallback needs run_dir, task and metric outside an mlt run "
+                         f"(got run_dir={run_dir!r}, task={task!r}, metric={metric!r})")
+    return {
+        "run_dir": run_dir if run_dir is not None else ctx.run_dir,  # type: ignore[union-attr]
+        "task": task or ctx.task,  # type: ignore[union-attr]
+        "metric": metric or ctx.metric,  # type: ignore[union-attr]
+        "baseline": baseline if baseline is not None else (ctx.baseline if ctx else None),
+        "thresholds": thresholds if thresholds is not None else (
+            ctx.config.diagnose.thresholds if ctx else None),
+        "grad_stats_every": grad_stats_every if grad_stats_every is not None else (
+            ctx.config.training.grad_stats_every if ctx else 10),
+        "goal_target": goal_target if goal_target is not None else (
+            ctx.config.goal.target if ctx else None),
+        "n_val": n_val if n_val is not None else (len(ctx.val) if ctx else None),
+        "checkpoints": checkpoints if checkpoints is not None else ctx is not None,
+        "save_final": ctx is not None and ctx.max_steps is not None,
+        "framework": framework,
+    }

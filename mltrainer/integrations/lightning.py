@@ -1,0 +1,157 @@
+"""mlt's metric stream and online detectors inside a Lightning `Trainer.fit`.
+
+    from mltrainer.integrations.lightning import MltCallback
+
+    trainer = lightning.Trainer(max_epochs=20, callbacks=[MltCallback("runs/my-run",
+                                task="classification", metric="accuracy")])
+    trainer.fit(model, train_loader, val_loader)
+
+Each optimisation step becomes a step event (the loss `training_step` returned, the lr, the
+global gradient norm before clipping and, every `grad_stats_every` steps, per-layer statistics,
+all read in `on_before_optimizer_step`); each epoch an epoch event with the values the module
+logged as `val_loss` and `val_<metric>` (`val_prefix`). The detectors run on every event; when
+one that stops training fires (a non-finite loss: `nan_loss`), the callback sets
+`trainer.should_stop`, records `stopping_reason` ("detector:nan_loss") and
+`stopping_reason_message` (the finding), as Lightning's `EarlyStopping` does, and the findings
+go to `findings.json` beside `metrics.jsonl`.
+
+Inside `mlt train-baseline` (a `training.entrypoint`), `MltCallback()` needs no arguments: the
+run folder, task, metric, trivial baseline and thresholds come from
+`mltrainer.integrations.context()`, and checkpoints are saved for the gate's reload check.
+Works with `lightning.pytorch` and, when only that is installed, `pytorch_lightning`. With
+several processes only global rank 0 writes and decides; a detector's stop is not yet broadcast
+to the other ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mltrainer.engine.entrypoint import frameworks_importable
+from mltrainer.integrations._context import monitor_settings
+from mltrainer.integrations._core import (
+    RunMonitor,
+    gradient_statistics,
+    split_logged,
+    trainable,
+)
+
+frameworks_importable()  # before the framework itself: see its docstring
+
+try:
+    from lightning.pytorch import Callback
+    from lightning.pytorch.callbacks import EarlyStopping
+except ImportError:  # pragma: no cover - the older package name
+    from pytorch_lightning import Callback  # type: ignore[no-redef]
+    from pytorch_lightning.callbacks import EarlyStopping  # type: ignore[no-redef]
+
+__all__ = ["MltCallback"]
+
+
+class MltCallback(Callback):
+    """See the module docstring. Arguments left None come from the mlt run context when there
+    is one (`run_dir` is then required otherwise)."""
+
+    def __init__(self, run_dir: str | Path | None = None, *, task: str | None = None,
+                 metric: str | None = None, baseline: dict[str, float] | None = None,
+                 thresholds: dict[str, dict[str, float]] | None = None,
+                 goal_target: float | None = None, n_val: int | None = None,
+                 val_prefix: str = "val_", grad_stats_every: int | None = None,
+                 save_checkpoints: bool | None = None) -> None:
+        super().__init__()
+        self.monitor = RunMonitor(**monitor_settings(
+            run_dir, task=task, metric=metric, baseline=baseline, thresholds=thresholds,
+            grad_stats_every=grad_stats_every, checkpoints=save_checkpoints,
+            goal_target=goal_target, n_val=n_val,
+            framework="lightning"))
+        self.val_prefix = val_prefix
+        self.stopping_reason: str | None = None
+        self.stopping_reason_message: str | None = None
+        self._pending: tuple[float | None, float | None, dict[str, Any] | None] | None = None
+        self._seen_step = -1
+        self._params: list[Any] = []
+        self._active = True
+
+    @property
+    def findings(self) -> list[Any]:
+        return self.monitor.findings
+
+    # -- hooks: each a few lines around RunMonitor ----------------------------------------------
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._active = trainer.is_global_zero  # one process writes the stream
+        if not self._active:
+            return
+        spe = trainer.num_training_batches
+        per_step = max(1, trainer.accumulate_grad_batches)
+        steps = int(spe) // per_step if spe != float("inf") else None
+        self._params = trainable(pl_module)
+        self._stop_if(trainer, self.monitor.start(steps_per_epoch=steps,
+                                                  epochs=trainer.max_epochs))
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        if not self._active:
+            return
+        # called before Lightning clips: the norm is the unclipped one, as the stream wants
+        layers = self.monitor.wants_layer_stats(trainer.global_step + 1)
+        norm, table = gradient_statistics(self._params, layers)
+        self._pending = (norm, float(optimizer.param_groups[0]["lr"]), table)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if not self._active:
+            return
+        if trainer.global_step == self._seen_step or self._pending is None:
+            return  # an accumulation micro-batch, or a step the optimiser skipped
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if loss is None:
+            return  # training_step returned None: Lightning skipped the step
+        self._seen_step = trainer.global_step
+        norm, lr, table = self._pending
+        self._pending = None
+        reason = self.monitor.step(epoch=trainer.current_epoch + 1, step=trainer.global_step,
+                                   loss=float(loss), lr=lr, grad_norm=norm, layers=table)
+        self._stop_if(trainer, reason)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if not self._active:
+            return
+        # Lightning validates before this hook, so the epoch's val values are logged by now
+        val_loss, val = split_logged(trainer.callback_metrics, self.val_prefix)
+        reason = self.monitor.epoch(epoch=trainer.current_epoch + 1, step=trainer.global_step,
+                                    val_loss=val_loss, val=val, state_dict=pl_module.state_dict)
+        self._stop_if(trainer, reason)
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        if not self._active:
+            return
+        self.monitor.end(_why_lightning_ended(trainer), state_dict=pl_module.state_dict)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        why = "aborted" if isinstance(exception, KeyboardInterrupt) else (
+            f"error:{type(exception).__name__}")
+        self.monitor.end(why)
+
+    def _stop_if(self, trainer: Any, reason: str | None) -> None:
+        if reason is None:
+            return
+        trainer.should_stop = True
+        self.stopping_reason = reason
+        found = [f for f in self.monitor.findings if reason == f"detector:{f.id}"]
+        self.stopping_reason_message = found[0].message if found else reason
+
+
+def _why_lightning_ended(trainer: Any) -> str:
+    for callback in trainer.callbacks:
+        # Lightning's EarlyStopping records why (EarlyStoppingReason); NOT_STOPPED is falsy 0
+        reason = getattr(callback, "stopping_reason", None)
+        if isinstance(callback, EarlyStopping) and reason is not None and reason.value:
+            return "early_stopping"
+    max_steps = getattr(trainer, "max_steps", -1)
+    if max_steps is not None and max_steps > 0 and trainer.global_step >= max_steps:
+        return "max_steps"
+    if getattr(trainer, "interrupted", False):
+        return "interrupted"
+    return "completed"

@@ -1,0 +1,155 @@
+"""mlt's metric stream and online detectors inside a Hugging Face `Trainer.train`.
+
+    from mltrainer.integrations.transformers import MltCallback
+
+    args = TrainingArguments(..., eval_strategy="epoch", report_to="none")
+    trainer = Trainer(model, args, train_dataset=..., eval_dataset=...,
+                      compute_metrics=..., callbacks=[MltCallback("runs/my-run",
+                      task="classification", metric="accuracy")])
+
+The Trainer hands callbacks its loss and pre-clipping gradient norm only through `on_log`, so
+the callback asks for a log on every optimisation step (`control.should_log` in `on_step_end`;
+`every_step=False` keeps your `logging_steps` instead) and writes each as a step event (loss,
+learning_rate, grad_norm). Every `grad_stats_every` steps it adds per-layer statistics, read in
+`on_pre_optimizer_step` (after the Trainer clipped: the per-layer norms are the clipped ones,
+the zero fractions are exact). Each evaluation (`eval_strategy="epoch"`) becomes the epoch's
+event, with `eval_loss` and `eval_<metric>` from your `compute_metrics` (`val_prefix`).
+
+When a detector that stops training fires (a non-finite loss or gradient norm: `nan_loss`),
+the callback sets `control.should_training_stop` (the Trainer's own way to stop), records
+`stopping_reason` and `stopping_reason_message`, and `findings.json` holds the findings.
+Set `logging_nan_inf_filter=False` in `TrainingArguments` to see a NaN step loss itself (the
+Trainer otherwise logs an average in its place; the NaN gradient norm still stops training).
+
+With several processes only the main one (`state.is_world_process_zero`) writes and decides;
+a detector's stop is not yet broadcast to the others.
+
+Inside `mlt train-baseline` (a `training.entrypoint`), `MltCallback()` takes its settings from
+`mltrainer.integrations.context()` and saves checkpoints for the gate's reload check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mltrainer.engine.entrypoint import frameworks_importable
+from mltrainer.integrations._context import monitor_settings
+from mltrainer.integrations._core import (
+    RunMonitor,
+    gradient_statistics,
+    split_logged,
+    trainable,
+)
+
+frameworks_importable()  # before the framework itself: see its docstring
+
+from transformers import TrainerCallback  # noqa: E402
+
+__all__ = ["MltCallback"]
+
+
+class MltCallback(TrainerCallback):
+    """See the module docstring. Arguments left None come from the mlt run context when there
+    is one (`run_dir`, `task` and `metric` are required otherwise)."""
+
+    def __init__(self, run_dir: str | Path | None = None, *, task: str | None = None,
+                 metric: str | None = None, baseline: dict[str, float] | None = None,
+                 thresholds: dict[str, dict[str, float]] | None = None,
+                 goal_target: float | None = None, n_val: int | None = None,
+                 val_prefix: str = "eval_", grad_stats_every: int | None = None,
+                 save_checkpoints: bool | None = None, every_step: bool = True) -> None:
+        self.monitor = RunMonitor(**monitor_settings(
+            run_dir, task=task, metric=metric, baseline=baseline, thresholds=thresholds,
+            grad_stats_every=grad_stats_every, checkpoints=save_checkpoints,
+            goal_target=goal_target, n_val=n_val,
+            framework="transformers"))
+        self.val_prefix = val_prefix
+        self.every_step = every_step
+        self.stopping_reason: str | None = None
+        self.stopping_reason_message: str | None = None
+        self._epoch = 0
+        self._layers: dict[int, dict[str, Any]] = {}
+        self._params: list[Any] | None = None
+
+    @property
+    def findings(self) -> list[Any]:
+        return self.monitor.findings
+
+    # -- hooks: each a few lines around RunMonitor ----------------------------------------------
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return  # one process writes the stream (see the module docstring)
+        loader = kwargs.get("train_dataloader")
+        steps = (len(loader) // max(1, args.gradient_accumulation_steps)
+                 if loader is not None and hasattr(loader, "__len__") else None)
+        self._stop_if(control, self.monitor.start(
+            steps_per_epoch=steps, epochs=int(args.num_train_epochs), max_steps=state.max_steps))
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._epoch += 1
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        step = state.global_step + 1
+        if self.monitor.wants_layer_stats(step) and kwargs.get("model") is not None:
+            if self._params is None:
+                self._params = trainable(kwargs["model"])
+            _, table = gradient_statistics(self._params, layers=True)
+            if table:
+                self._layers[step] = table
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.every_step:
+            control.should_log = True
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        if not logs or "loss" not in logs or not state.is_world_process_zero:
+            return  # eval logs and the closing summary; other processes
+        reason = self.monitor.step(
+            epoch=max(1, self._epoch), step=state.global_step, loss=float(logs["loss"]),
+            lr=logs.get("learning_rate"), grad_norm=_float_or_none(logs.get("grad_norm")),
+            layers=self._layers.pop(state.global_step, None))
+        self._layers.clear()
+        self._stop_if(control, reason)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any,
+                    metrics: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        val_loss, val = split_logged(metrics or {}, self.val_prefix)
+        model = kwargs.get("model")
+        reason = self.monitor.epoch(epoch=max(1, self._epoch), step=state.global_step,
+                                    val_loss=val_loss, val=val,
+                                    state_dict=model.state_dict if model is not None else None)
+        self._stop_if(control, reason)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        if self.monitor.stopped:
+            why = None
+        elif control.should_training_stop and state.global_step < state.max_steps:
+            why = "early_stopping"  # another callback (EarlyStoppingCallback) asked
+        elif args.max_steps and args.max_steps > 0 and state.global_step >= args.max_steps:
+            why = "max_steps"
+        else:
+            why = "completed"
+        model = kwargs.get("model")
+        self.monitor.end(why, state_dict=model.state_dict if model is not None else None)
+
+    def _stop_if(self, control: Any, reason: str | None) -> None:
+        if reason is None:
+            return
+        control.should_training_stop = True
+        self.stopping_reason = reason
+        found = [f for f in self.monitor.findings if reason == f"detector:{f.id}"]
+        self.stopping_reason_message = found[0].message if found else reason
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,386 @@
+"""mltrainer.integrations: the Lightning and Hugging Face callbacks, their shared monitor, and
+`training.entrypoint` projects taken through all five phases."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mltrainer.config import parse_config
+from mltrainer.errors import ConfigError
+from mltrainer.integrations import RunMonitor, split_logged
+from mltrainer.stream import read_stream
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+# -- the shared core ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("logged", "prefix", "expected"), [
+    ({"val_loss": 0.5, "val_accuracy": 0.9}, "val_", (0.5, {"accuracy": 0.9})),
+    ({"val/loss": 0.5, "val/f1_macro": 0.8}, "val_", (0.5, {"f1_macro": 0.8})),
+    ({"eval_loss": 0.4, "eval_accuracy": 0.7, "eval_runtime": 1.2, "epoch": 1.0,
+      "eval_samples_per_second": 9.0}, "eval_", (0.4, {"accuracy": 0.7})),
+    ({"train_loss": 0.3, "val_rmse": torch.tensor(2.0)}, "val_", (None, {"rmse": 2.0})),
+    ({"val_accuracy": "n/a", "val_": 1.0}, "val_", (None, {})),
+])
+def test_split_logged_reads_val_values(logged: dict[str, Any], prefix: str,
+                                       expected: tuple[Any, Any]) -> None:
+    assert split_logged(logged, prefix) == expected
+
+
+def _weights(value: float) -> dict[str, torch.Tensor]:
+    return {"w": torch.full((2,), value)}
+
+
+@pytest.mark.parametrize(("vals", "metric", "best"), [
+    ([0.5, 0.7, 0.6], "accuracy", 2),
+    ([3.0, 2.0, 2.5], "rmse", 2),
+    ([0.5, math.nan, 0.6], "accuracy", 3),
+])
+def test_monitor_keeps_the_best_checkpoint(tmp_path: Path, vals: list[float], metric: str,
+                                           best: int) -> None:
+    task = "regression" if metric == "rmse" else "classification"
+    mon = RunMonitor(tmp_path, task=task, metric=metric, checkpoints=True)
+    mon.start(steps_per_epoch=1)
+    for epoch, value in enumerate(vals, start=1):
+        mon.step(epoch=epoch, step=epoch, loss=1.0, lr=0.1, grad_norm=1.0)
+        mon.epoch(epoch=epoch, step=epoch, val_loss=1.0, val={metric: value},
+                  state_dict=lambda e=epoch: _weights(float(e)))
+    mon.end()
+    saved = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
+    assert saved["epoch"] == best and saved["model"]["w"][0] == best
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 3
+    events = read_stream(tmp_path / "metrics.jsonl")
+    assert [e["type"] for e in events] == ["start"] + ["step", "epoch"] * 3 + ["end"]
+    assert events[-2]["best_epoch"] == best
+
+
+def test_monitor_stops_on_a_non_finite_loss_and_records_the_finding(tmp_path: Path) -> None:
+    mon = RunMonitor(tmp_path, task="classification", metric="accuracy", checkpoints=True)
+    mon.start(steps_per_epoch=4)
+    assert mon.step(epoch=1, step=1, loss=2.0, lr=0.1, grad_norm=1.0) is None
+    assert mon.step(epoch=1, step=2, loss=math.nan, lr=0.1, grad_norm=1.0) == "detector:nan_loss"
+    # after the stop nothing more is recorded, not even a checkpoint of non-finite weights
+    assert mon.epoch(epoch=1, step=2, val_loss=math.nan, val={"accuracy": 0.1},
+                     state_dict=lambda: _weights(math.nan)) == "detector:nan_loss"
+    mon.end("completed")
+    events = read_stream(tmp_path / "metrics.jsonl")
+    assert [e["type"] for e in events] == ["start", "step", "step", "end"]
+    assert events[-1]["reason"] == "detector:nan_loss"
+    found = json.loads((tmp_path / "findings.json").read_text())
+    assert found["stop_reason"] == "detector:nan_loss"
+    assert [f["id"] for f in found["findings"]] == ["nan_loss"]
+    assert found["findings"][0]["onset"] == {"epoch": 1, "step": 2}
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_monitor_needs_its_settings_outside_an_mlt_run(tmp_path: Path) -> None:
+    from mltrainer.integrations._context import monitor_settings
+
+    with pytest.raises(ValueError, match="needs run_dir, task and metric"):
+        monitor_settings(tmp_path, task=None, metric="accuracy", baseline=None,
+                         thresholds=None, grad_stats_every=None, checkpoints=None,
+                         framework="x")
+    with pytest.raises(ValueError, match="grad_stats_every cannot be negative but got -1"):
+        RunMonitor(tmp_path, task="classification", metric="accuracy", grad_stats_every=-1)
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("python:train:main", True), ("scripts/train.py", True), (None, True),
+    ("python:train", False), ("train.sh", False), ("python::main", False),
+])
+def test_entrypoint_config_values(value: str | None, ok: bool) -> None:
+    raw = {"name": "x", "task": "classification", "data": {"source": "sklearn:iris"},
+           "goal": {"metric": "accuracy", "target": 0.9}, "training": {"entrypoint": value}}
+    if ok:
+        assert parse_config(raw).training.entrypoint == value
+    else:
+        with pytest.raises(ConfigError, match="training.entrypoint"):
+            parse_config(raw)
+
+
+def test_the_entrypoint_receives_train_and_val_never_test(tmp_path: Path) -> None:
+    from mltrainer.data import prepare_data
+    from mltrainer.engine.entrypoint import _environment
+
+    cfg = parse_config({"name": "x", "task": "classification", "seed": 3,
+                        "data": {"source": "sklearn:iris"},
+                        "goal": {"metric": "accuracy", "target": 0.9},
+                        "training": {"entrypoint": "python:train:main"}})
+    bundle = prepare_data(cfg, tmp_path)
+    env = _environment(cfg, bundle, tmp_path / "run", tmp_path, tmp_path, {"loss": 1.0}, 5)
+    with np.load(env["MLT_DATA"]) as data:
+        assert sorted(data.files) == ["X_train", "X_val", "y_train", "y_val"]
+        assert np.array_equal(data["X_val"], bundle.val.X)
+    assert (env["MLT_SEED"], env["MLT_MAX_STEPS"]) == ("3", "5")
+    assert json.loads(env["MLT_BASELINE"]) == {"loss": 1.0}
+    assert json.loads(env["MLT_SPEC"])["n_features"] == 4
+
+
+def _script_project(tmp_path: Path, body: str) -> tuple[Any, Any]:
+    from mltrainer.data import prepare_data
+
+    (tmp_path / "user_train.py").write_text(body)
+    cfg = parse_config({"name": "x", "task": "classification", "seed": 1,
+                        "data": {"source": "sklearn:iris"},
+                        "goal": {"metric": "accuracy", "target": 0.9},
+                        "training": {"entrypoint": "python:user_train:main"}})
+    return cfg, prepare_data(cfg, tmp_path)
+
+
+def test_a_failing_entrypoint_is_reported_with_its_log(tmp_path: Path) -> None:
+    from mltrainer.engine.entrypoint import EntrypointError, run_entrypoint
+
+    cfg, bundle = _script_project(tmp_path, "def main():\n    raise RuntimeError('boom')\n")
+    with pytest.raises(EntrypointError, match="python:user_train:main failed .*boom") as err:
+        run_entrypoint(cfg, bundle, tmp_path / "runs" / "r1", tmp_path)
+    assert err.value.exit_code == 1 and "entrypoint.log" in (err.value.hint or "")
+    assert "RuntimeError: boom" in (tmp_path / "runs" / "r1" / "entrypoint.log").read_text()
+
+
+def test_determinism_says_plainly_when_it_could_not_verify(tmp_path: Path) -> None:
+    from mltrainer.engine import determinism_probe
+
+    cfg, bundle = _script_project(tmp_path, "def main():\n    pass  # no MltCallback\n")
+    probe = determinism_probe(cfg, bundle, steps=3, root=tmp_path)
+    assert probe["identical"] is False and probe["verified"] is False
+    assert "MltCallback" in probe["error"]
+
+
+def test_a_changed_script_changes_the_code_fingerprint(tmp_path: Path) -> None:
+    from mltrainer.fingerprints import code_fingerprint
+
+    cfg, _ = _script_project(tmp_path, "def main():\n    pass\n")
+    before = code_fingerprint(cfg, tmp_path)
+    (tmp_path / "user_train.py").write_text("def main():\n    return 1\n")
+    assert code_fingerprint(cfg, tmp_path) != before
+
+
+# -- the same findings as mlt's own engine on injected faults ---------------------------------
+
+FAULTS = {
+    # sgd at lr 1e4 without clipping: the loss becomes non-finite within a few steps
+    "nan": {"optimizer": "sgd", "lr": 1e4, "epochs": 2, "finding": "nan_loss"},
+    # adamw at lr 1e-7: the loss stays at the trivial baseline's for every epoch (at 1e-6 the
+    # secondary underfitting finding depends on the run's shuffle: HF's run misses it)
+    "stall": {"optimizer": "adamw", "lr": 1e-7, "epochs": 5, "finding": "convergence_stall"},
+}
+
+
+def _fault_setup(tmp_path: Path, fault: str) -> tuple[Any, Any, dict[str, Any]]:
+    from mltrainer.data import prepare_data, trivial_baseline
+
+    spec = FAULTS[fault]
+    cfg = parse_config({
+        "name": "fault", "task": "classification", "seed": 0,
+        "data": {"source": "sklearn:digits", "split": {"val": 0.2, "test": 0.2}},
+        "model": {"kind": "mlp", "hidden": [32], "dropout": 0.0},
+        "training": {"epochs": spec["epochs"], "batch_size": 64, "optimizer": spec["optimizer"],
+                     "lr": spec["lr"], "momentum": 0.0, "weight_decay": 0.0,
+                     "scheduler": "none", "grad_clip": None,
+                     "early_stopping": {"patience": 0}},
+        "goal": {"metric": "accuracy", "target": 0.9}})
+    bundle = prepare_data(cfg, tmp_path)
+    return cfg, bundle, trivial_baseline(bundle, "accuracy")
+
+
+def _engine_findings(tmp_path: Path, cfg: Any, bundle: Any, baseline: dict[str, Any]
+                     ) -> list[str]:
+    from mltrainer.detectors import DetectorContext, DetectorSubscriber, build_detectors
+    from mltrainer.engine import Trainer
+
+    ctx = DetectorContext(task="classification", metric="accuracy", greater_is_better=True,
+                          baseline=baseline, goal_target=0.9, n_val=len(bundle.val.y))
+    sub = DetectorSubscriber(build_detectors(ctx))
+    Trainer(cfg, bundle, tmp_path / "engine", subscribers=[sub], baseline=baseline).fit()
+    return sorted(f.id for f in sub.findings)
+
+
+def _lightning_findings(tmp_path: Path, cfg: Any, bundle: Any, baseline: dict[str, Any]
+                        ) -> tuple[list[str], Any]:
+    from mltrainer.engine.entrypoint import frameworks_importable
+
+    frameworks_importable()  # before the framework (a CPU torch with a CUDA torchvision)
+    import lightning as L
+
+    from mltrainer.integrations.lightning import MltCallback
+    from mltrainer.models import build_model
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = build_model(cfg.model, bundle.spec)
+
+        def training_step(self, batch: Any, idx: int) -> torch.Tensor:
+            return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+        def validation_step(self, batch: Any, idx: int) -> None:
+            logits = self.net(batch[0])
+            self.log("val_loss", nn.functional.cross_entropy(logits, batch[1]))
+            self.log("val_accuracy", (logits.argmax(1) == batch[1]).double().mean())
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            kind = torch.optim.SGD if cfg.training.optimizer == "sgd" else torch.optim.AdamW
+            return kind(self.parameters(), lr=cfg.training.lr, weight_decay=0.0)
+
+    callback = MltCallback(tmp_path / "lightning", task="classification", metric="accuracy",
+                           baseline=baseline, goal_target=0.9, n_val=len(bundle.val.y))
+    trainer = L.Trainer(max_epochs=cfg.training.epochs, callbacks=[callback], logger=False,
+                        accelerator="cpu", enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0)
+    trainer.fit(Module(), *_loaders(bundle, cfg.training.batch_size))
+    return sorted(f.id for f in callback.findings), (trainer, callback)
+
+
+def _loaders(bundle: Any, batch_size: int) -> tuple[Any, Any]:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def data(split: Any) -> TensorDataset:
+        return TensorDataset(torch.as_tensor(split.X), torch.as_tensor(split.y))
+
+    return (DataLoader(data(bundle.train), batch_size=batch_size, shuffle=True,
+                       generator=torch.Generator().manual_seed(0)),
+            DataLoader(data(bundle.val), batch_size=len(bundle.val.y)))
+
+
+class _HFModel(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+        logits = self.net(x)
+        if labels is None:
+            return logits
+        return {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self, split: Any) -> None:
+        self.x, self.y = torch.as_tensor(split.X), torch.as_tensor(split.y)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+def _hf_findings(tmp_path: Path, cfg: Any, bundle: Any, baseline: dict[str, Any]
+                 ) -> tuple[list[str], Any]:
+    from mltrainer.engine.entrypoint import frameworks_importable
+
+    frameworks_importable()  # before the framework (a CPU torch with a CUDA torchvision)
+    from transformers import Trainer, TrainingArguments
+
+    from mltrainer.integrations.transformers import MltCallback
+    from mltrainer.models import build_model
+
+    callback = MltCallback(tmp_path / "hf", task="classification", metric="accuracy",
+                           baseline=baseline, goal_target=0.9, n_val=len(bundle.val.y))
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "hf-out"), num_train_epochs=cfg.training.epochs,
+        per_device_train_batch_size=cfg.training.batch_size,
+        per_device_eval_batch_size=len(bundle.val.y), learning_rate=cfg.training.lr,
+        optim="sgd" if cfg.training.optimizer == "sgd" else "adamw_torch", weight_decay=0.0,
+        max_grad_norm=0.0, lr_scheduler_type="constant", eval_strategy="epoch",
+        save_strategy="no", report_to="none", use_cpu=True, seed=0, disable_tqdm=True,
+        logging_nan_inf_filter=False, log_level="error")
+    trainer = Trainer(
+        model=_HFModel(build_model(cfg.model, bundle.spec)), args=args,
+        train_dataset=_Rows(bundle.train), eval_dataset=_Rows(bundle.val),
+        callbacks=[callback],
+        compute_metrics=lambda p: {"accuracy": float((p.predictions.argmax(1)
+                                                      == p.label_ids).mean())})
+    trainer.train()
+    return sorted(f.id for f in callback.findings), (trainer, callback)
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_callbacks_find_what_the_engine_finds(tmp_path: Path, fault: str) -> None:
+    torch.manual_seed(0)
+    cfg, bundle, baseline = _fault_setup(tmp_path, fault)
+    engine = _engine_findings(tmp_path, cfg, bundle, baseline)
+    lightning, (l_trainer, l_cb) = _lightning_findings(tmp_path, cfg, bundle, baseline)
+    hf, (h_trainer, h_cb) = _hf_findings(tmp_path, cfg, bundle, baseline)
+    assert FAULTS[fault]["finding"] in engine
+    assert lightning == engine, f"lightning {lightning} != engine {engine}"
+    assert hf == engine, f"hf {hf} != engine {engine}"
+    for folder in ("lightning", "hf"):  # the streams read back to the same findings offline
+        from mltrainer.detectors import run_detectors
+
+        offline = run_detectors(tmp_path / folder / "metrics.jsonl")
+        assert {f.id for f in offline} >= set(engine)
+    if fault == "nan":  # each framework stopped its own way, at the step the loss broke
+        assert l_trainer.should_stop and l_cb.stopping_reason == "detector:nan_loss"
+        assert h_trainer.control.should_training_stop
+        assert h_cb.stopping_reason == "detector:nan_loss"
+        for folder in ("lightning", "hf"):
+            events = read_stream(tmp_path / folder / "metrics.jsonl")
+            assert events[-1]["reason"] == "detector:nan_loss"
+            last = events[-2]
+            assert not (math.isfinite(last["loss"]) and math.isfinite(last["grad_norm"]))
+    else:
+        assert l_cb.stopping_reason is None and h_cb.stopping_reason is None
+
+
+# -- entrypoint projects through all five phases ------------------------------------------------
+
+
+def _mlt(root: Path, *args: str, code: int = 0) -> dict[str, Any]:
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    res = CliRunner().invoke(cli, [*args, "-C", str(root), "--json"], catch_exceptions=False)
+    assert res.exit_code == code, res.output
+    return json.loads(res.stdout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", ["lightning-digits", "hf-breast-cancer"])
+def test_example_script_through_all_five_phases(tmp_path: Path, example: str) -> None:
+    import yaml
+
+    root = tmp_path / example
+    shutil.copytree(EXAMPLES / example, root)
+    cfg = yaml.safe_load((root / "mlt.yaml").read_text())
+    cfg["training"]["epochs"] = 3
+    cfg["optimize"] = {"trials": 1, "seeds": 2}
+    cfg["finalize"] = {"retrain": False, "bootstrap": 100}
+    (root / "mlt.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    plan = _mlt(root, "plan")
+    probe = next(i for i in plan["gate"]["items"] if i["id"] == "determinism_verified")
+    assert probe["status"] == "pass" and probe["evidence"]["max_steps_honoured"]
+    base = _mlt(root, "train-baseline")
+    assert base["gate"]["passed"], base["gate"]
+    run_dir = root / "runs" / base["run"]["id"]
+    assert {"metrics.jsonl", "findings.json", "entrypoint.log"} <= {
+        p.name for p in run_dir.iterdir()}
+    steps = [e for e in read_stream(run_dir / "metrics.jsonl") if e["type"] == "step"]
+    assert all(math.isfinite(e["grad_norm"]) for e in steps) and any("layers" in e for e in steps)
+    _mlt(root, "diagnose")
+    opt = _mlt(root, "optimize")
+    assert opt["gate"]["passed"], opt["gate"]
+    trial = next((root / "runs").glob("*-trial-*"))  # the trial's parameters reached the script
+    trial_cfg = yaml.safe_load((trial / "config.resolved.yaml").read_text())
+    assert trial_cfg["training"]["lr"] != cfg["training"]["lr"]
+    assert (trial / "entrypoint.log").is_file() and (trial / "checkpoints" / "best.pt").is_file()
+    final = _mlt(root, "finalize", code=3)  # the gate waits for the people's sign-offs
+    items = {i["id"]: i["status"] for i in final["gate"]["items"]}
+    auto = {k: v for k, v in items.items() if v != "pending"}
+    assert set(auto.values()) == {"pass"}, auto
+    assert final["test"]["metrics"]["accuracy"] >= 0.85
+    assert {e["format"] for e in final["exports"]} == {"onnx", "torchscript", "pt2"}
