@@ -67,7 +67,8 @@ def checklist_items(phase: str) -> list[dict[str, Any]]:
     checks = registry()
     for item in items:
         if "id" not in item or "text" not in item:
-            raise BadInputError(f"checklists/{phase}.yaml: every item needs 'id' and 'text': {item}")
+            raise BadInputError(
+                f"checklists/{phase}.yaml: every item needs 'id' and 'text': {item}")
         if "check" in item and item["check"] not in checks:
             raise BadInputError(
                 f"checklists/{phase}.yaml: item {item['id']!r} names unknown check "
@@ -76,7 +77,8 @@ def checklist_items(phase: str) -> list[dict[str, Any]]:
             )
         if "check" not in item and not item.get("manual"):
             raise BadInputError(
-                f"checklists/{phase}.yaml: item {item['id']!r} needs 'check: <id>' or 'manual: true'"
+                f"checklists/{phase}.yaml: item {item['id']!r} needs 'check: <id>' or "
+                "'manual: true'"
             )
     return items
 

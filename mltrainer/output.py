@@ -70,7 +70,8 @@ class Output:
             sys.stdout.flush()
 
     def findings(self, findings: list[dict[str, Any]]) -> None:
-        """Each finding with its evidence and onset, then its playbook rendered for the terminal."""
+        """Each finding with its evidence and onset, then its playbook rendered for the
+        terminal."""
         if self.quiet:
             return
         if not findings:
@@ -111,7 +112,8 @@ class Output:
 
 
 def _short(evidence: dict[str, Any], limit: int = 100) -> str:
-    text = ", ".join(f"{k}={_fmt(v)}" for k, v in evidence.items() if not isinstance(v, (dict, list)))
+    text = ", ".join(f"{k}={_fmt(v)}" for k, v in evidence.items()
+                     if not isinstance(v, (dict, list)))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -141,7 +143,8 @@ class TrainingProgress:
                 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
                 self._progress = Progress(
-                    TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                    TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.fields[info]}"),
                     TimeElapsedColumn(), console=self.out.err, transient=False,
                 )
                 self._progress.start()

@@ -51,7 +51,8 @@ def load_yaml(*parts: str) -> Any:
 
 
 def load_checklist(phase: str) -> dict[str, Any]:
-    """checklists/<phase>.yaml as a mapping: {phase, title, items: [{id, text, check|manual, ...}]}."""
+    """checklists/<phase>.yaml as a mapping:
+    {phase, title, items: [{id, text, check|manual, ...}]}."""
     data = load_yaml("checklists", f"{phase}.yaml")
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         raise BadInputError(

@@ -251,7 +251,7 @@ def execute_phase(
             raise
         except (MltError, KeyboardInterrupt, Exception) as exc:
             # The phase failed (or was interrupted) after it started: record that it did.
-            msg = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}" or "interrupted"
+            msg = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             _finish_failed(project, state, name, previous, msg)
             raise
         if not isinstance(outcome, phase.outcome):

@@ -34,7 +34,8 @@ def diff_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict
 
     xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(xa) < 2 or len(xb) < 2:
-        raise ValueError(f"diff_ci needs at least 2 values per side but got {len(xa)} and {len(xb)}")
+        raise ValueError(
+            f"diff_ci needs at least 2 values per side but got {len(xa)} and {len(xb)}")
     va, vb = xa.var(ddof=1) / len(xa), xb.var(ddof=1) / len(xb)
     diff = float(xa.mean() - xb.mean())
     se = math.sqrt(va + vb)
@@ -73,7 +74,8 @@ def bootstrap_ci(
             diffs.append(value - metric(y_true[idx], baseline_score[idx]))
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
     out: dict[str, Any] = {
-        "value": point, "ci": [float(np.percentile(samples, lo)), float(np.percentile(samples, hi))],
+        "value": point,
+        "ci": [float(np.percentile(samples, lo)), float(np.percentile(samples, hi))],
         "level": level, "n_resamples": n_resamples, "used_resamples": len(samples), "seed": seed,
     }
     if baseline_score is not None:

@@ -152,7 +152,8 @@ def phase_views(state: ProjectState, current: dict[str, dict[str, str]]) -> list
         elif satisfied_alternative(p.name, state, current) is not None:
             views.append(PhaseView(p.name, "ready", f"run `{p.command}`"))
         else:
-            views.append(PhaseView(p.name, "locked", "; ".join(unmet_needs(p.name, state, current))))
+            views.append(PhaseView(p.name, "locked",
+                                   "; ".join(unmet_needs(p.name, state, current))))
     return views
 
 
@@ -240,7 +241,8 @@ def current_phase(state: ProjectState, current: dict[str, dict[str, str]]) -> st
     return None
 
 
-def fingerprint_view(cfg_json: dict[str, Any], data_fp: str, code_fp: str) -> dict[str, dict[str, str]]:
+def fingerprint_view(cfg_json: dict[str, Any], data_fp: str, code_fp: str
+                     ) -> dict[str, dict[str, str]]:
     """Current fingerprints per phase: each phase judges only the config sections it uses."""
     from mltrainer.config import sha256_json
 

@@ -9,6 +9,8 @@ tmp dir, and to bench/out/screenshots/ too when MLT_KEEP_SCREENSHOTS is set.
 
 from __future__ import annotations
 
+import contextlib
+
 import base64
 import fcntl
 import json
@@ -130,10 +132,8 @@ class DevToolsPipe:
         return "\n".join(line for line in lines if "dbus" not in line)[-2000:]
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
             self.send("Browser.close")
-        except (RuntimeError, TimeoutError, OSError):
-            pass
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:

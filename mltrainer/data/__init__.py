@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from mltrainer.data._imagefolder import ImageFolderSource  # registers imagefolder:<dir>
+
 # PythonSource registers python:<module>:<function>
 from mltrainer.data._python import PythonSource, find_module_file
 from mltrainer.data._sources import (

@@ -53,7 +53,8 @@ def val_metric_every_epoch(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
 
 @check("beats_trivial_baseline")
 def beats_trivial_baseline(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
-    """Greater-is-better metrics: best − baseline ≥ margin. rmse/mae: relative reduction ≥ margin."""
+    """Greater-is-better metrics: best − baseline ≥ margin. rmse/mae: relative reduction ≥
+    margin."""
     metric, margin = ctx.cfg.goal.metric, float(item.get("threshold", 0.0))
     best = ctx.outcome.best_metric
     base = ctx.outcome.trivial_baseline.get(metric)

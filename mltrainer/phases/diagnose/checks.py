@@ -25,7 +25,8 @@ def stream_diagnosed(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
 def findings_have_evidence(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     findings = ctx.outcome.findings
     bare = [f["id"] for f in findings
-            if not f.get("evidence") or not any(v is not None for v in f.get("onset", {}).values())]
+            if not f.get("evidence")
+            or not any(v is not None for v in f.get("onset", {}).values())]
     return CheckResult(not bare, {"findings": len(findings), "without_evidence_or_onset": bare})
 
 

@@ -77,7 +77,8 @@ def trivial_scores(task: str, baseline: dict[str, Any], n_rows: int,
     return scores
 
 
-def score_with_intervals(task: str, y: np.ndarray, outputs: np.ndarray, baseline_scores: np.ndarray,
+def score_with_intervals(task: str, y: np.ndarray, outputs: np.ndarray,
+                         baseline_scores: np.ndarray,
                          *, n_resamples: int, seed: int) -> dict[str, Any]:
     """Point value, 95 % percentile-bootstrap interval, and the paired difference against the
     trivial baseline (`improvement` is signed so that > 0 always means better than it)."""

@@ -152,7 +152,8 @@ def run_snippet(snippet: str, folder: Path, expected: list[dict[str, Any]]) -> d
 def compare_predictions(got: Any, expected: list[dict[str, Any]]) -> dict[str, Any]:
     """Labels equal; probabilities or values within atol + rtol * |expected| (float32 graphs)."""
     if not isinstance(got, list) or len(got) != len(expected):
-        return {"matches": False, "error": f"expected {len(expected)} predictions, got {got!r}"[:500]}
+        return {"matches": False,
+                "error": f"expected {len(expected)} predictions, got {got!r}"[:500]}
     pairs: list[tuple[float, float]] = []
     labels_agree = True
     for g, e in zip(got, expected):

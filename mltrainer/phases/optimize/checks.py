@@ -126,7 +126,8 @@ def improvement_or_decision(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     goal = out.goal
     iteration, cap = out.iteration, out.max_iterations
     evidence: dict[str, Any] = {
-        "improvement": imp.get("diff"), "ci95": imp.get("ci"), "orientation": imp.get("orientation"),
+        "improvement": imp.get("diff"), "ci95": imp.get("ci"),
+        "orientation": imp.get("orientation"),
         "goal_met_by_chosen": goal.get("met_by_chosen"), "chosen": out.chosen,
         "decision": out.decision, "iteration": iteration, "max_iterations": cap}
     if out.decision == "stop":

@@ -45,7 +45,8 @@ def split_recorded(ctx: Ctx, item: dict[str, Any]) -> CheckResult:
     sizes = split.get("sizes", {})
     smallest = min(sizes.values()) if sizes else 0
     ok = all(fps.get(s) for s in ("train", "val", "test")) and smallest >= item.get("threshold", 1)
-    return CheckResult(ok, {"sizes": sizes, "hashes": {s: fps.get(s) for s in ("train", "val", "test")},
+    hashes = {s: fps.get(s) for s in ("train", "val", "test")}
+    return CheckResult(ok, {"sizes": sizes, "hashes": hashes,
                             "seed": split.get("seed"), "stratified": split.get("stratified")})
 
 
