@@ -9,9 +9,8 @@ tmp dir, and to bench/out/screenshots/ too when MLT_KEEP_SCREENSHOTS is set.
 
 from __future__ import annotations
 
-import contextlib
-
 import base64
+import contextlib
 import fcntl
 import json
 import os
