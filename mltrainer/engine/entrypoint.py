@@ -318,39 +318,14 @@ def _module_from_script(path: Path) -> Any:
 
 def frameworks_importable() -> None:
     """Lightning (through torchmetrics) and transformers' Trainer import torchvision when it is
-    installed; PyPI's torchvision wheel is a CUDA build whose compiled ops cannot load on a CPU
-    torch, and its import then fails registering fake kernels for `nms`/`qnms`. Defining those
-    two schemas first (no kernels: `torchvision.ops.nms` still raises) lets it import. Issue 13's
-    `mltrainer.models._vision.torchvision()` does exactly this; it is used when present."""
-    try:
-        from mltrainer.models._vision import torchvision  # type: ignore[import-not-found]
-    except ImportError:
-        torchvision = _torchvision_without_ops
-    torchvision()
-
-
-_KEEP: list[Any] = []  # the schema library must outlive the call
-
-
-def _torchvision_without_ops() -> None:
+    installed; on a CPU torch PyPI's CUDA-built wheel only imports through
+    `mltrainer.models._vision.torchvision()` (see there)."""
     import importlib.util
 
-    if importlib.util.find_spec("torchvision") is None or _KEEP:
-        return
-    import torch
+    if importlib.util.find_spec("torchvision") is not None:
+        from mltrainer.models._vision import torchvision
 
-    try:
-        import torchvision  # noqa: F401
-        return
-    except RuntimeError as exc:
-        if "torchvision::nms" not in str(exc):
-            raise
-    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-        del sys.modules[name]
-    lib = torch.library.Library("torchvision", "DEF")
-    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _KEEP.append(lib)
+        torchvision()
 
 
 def main(argv: list[str]) -> int:

@@ -54,9 +54,10 @@ class ModelKind(ABC):
     modalities: ClassVar[tuple[str, ...]] = ("table", "image", "tensor")  # data it can take
 
     @classmethod
-    @abstractmethod
     def handles(cls, kind: str) -> bool:
-        """True when this family builds `kind` (the `model.kind` string)."""
+        """True when this family builds `kind` (the `model.kind` string): the bare name
+        (`mlp`) or the name as a prefix (`timm:<name>`)."""
+        return kind == cls.name or kind.startswith(f"{cls.name}:")
 
     @abstractmethod
     def build(self, cfg: ModelConfig, spec: Any, root: Path) -> nn.Module:

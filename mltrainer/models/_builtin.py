@@ -99,10 +99,6 @@ class SmallCNN(nn.Module):
 class MlpKind(ModelKind):
     name = "mlp"
 
-    @classmethod
-    def handles(cls, kind: str) -> bool:
-        return kind == "mlp"
-
     def build(self, cfg: ModelConfig, spec: Any, root: Path) -> nn.Module:
         check_training_memory(cfg, spec)  # a model too large is refused before it exists
         return MLP(spec.n_features, n_outputs(spec), cfg.hidden, cfg.dropout, cfg.activation,
@@ -113,10 +109,6 @@ class MlpKind(ModelKind):
 @register_model_kind
 class CnnKind(ModelKind):
     name = "cnn"
-
-    @classmethod
-    def handles(cls, kind: str) -> bool:
-        return kind == "cnn"
 
     def build(self, cfg: ModelConfig, spec: Any, root: Path) -> nn.Module:
         shape = getattr(spec, "image_shape", None)

@@ -49,10 +49,6 @@ class HFKind(ModelKind):
     name = "hf"
     modalities = ("text", "image")
 
-    @classmethod
-    def handles(cls, kind: str) -> bool:
-        return kind.startswith("hf:")
-
     def folder(self, cfg: ModelConfig, root: Path) -> Path:
         rel = cfg.kind.split(":", 1)[1]
         path = resolve_local(rel, root)

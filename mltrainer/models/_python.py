@@ -28,10 +28,6 @@ class PythonKind(ModelKind):
     name = "python"
     modalities = ("table", "image", "text", "tensor")
 
-    @classmethod
-    def handles(cls, kind: str) -> bool:
-        return kind.startswith("python:")
-
     def build(self, cfg: ModelConfig, spec: Any, root: Path) -> nn.Module:
         return build_factory_model(cfg, spec, root)
 

@@ -25,10 +25,6 @@ class TimmKind(ModelKind):
     name = "timm"
     modalities = ("image", "tensor")
 
-    @classmethod
-    def handles(cls, kind: str) -> bool:
-        return kind.startswith("timm:")
-
     def build(self, cfg: ModelConfig, spec: Any, root: Path) -> nn.Module:
         lib = timm()
         name = cfg.kind.split(":", 1)[1]

@@ -24,10 +24,6 @@ class TorchvisionKind(ModelKind):
     name = "torchvision"
     modalities = ("image", "tensor")
 
-    @classmethod
-    def handles(cls, kind: str) -> bool:
-        return kind.startswith("torchvision:")
-
     def build(self, cfg: ModelConfig, spec: Any, root: Path) -> nn.Module:
         tv = torchvision()
         name = cfg.kind.split(":", 1)[1]
