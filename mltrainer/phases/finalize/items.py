@@ -62,14 +62,7 @@ def split_schema(name: str, split: Any, spec: Any) -> dict[str, Any]:
         problems.append("no items")
     if len(split.indices) != n:
         problems.append(f"{len(split.indices)} items but {n} labels")
-    if spec.task == "classification":
-        k = int(spec.n_classes or 0)
-        if y.dtype.kind not in "iu":
-            problems.append(f"y has dtype {y.dtype}, expected class indices (int)")
-        elif n and (y.min() < 0 or y.max() >= k):
-            problems.append(f"y holds class indices outside 0..{k - 1}")
-    elif n and not np.isfinite(y.astype(np.float64)).all():
-        problems.append("y holds non-finite targets")
+    problems.extend(label_problems(y, spec))
     shape = getattr(split.pipeline, "input_shape", None)
     return {"split": name, "rows": int(n), "n_features": int(np.prod(shape)) if shape else None,
             "modality": spec.modality, "problems": problems, "n_problems": len(problems),
@@ -182,3 +175,18 @@ def expected_predictions(deployable: Any, spec: Any, rows: list[str], folder: Pa
     return [{"label": labels[int(p.argmax())],
              "probabilities": {str(lab): float(q) for lab, q in zip(labels, p, strict=True)}}
             for p in softmax(out)]
+
+
+def label_problems(y: np.ndarray, spec: Any) -> list[str]:
+    """What is wrong with a split's targets for the task: class indices outside the classes
+    (classification), non-finite values (regression)."""
+    n = len(y)
+    if spec.task == "classification":
+        k = int(spec.n_classes or 0)
+        if y.dtype.kind not in "iu":
+            return [f"y has dtype {y.dtype}, expected class indices (int)"]
+        if n and (y.min() < 0 or y.max() >= k):
+            return [f"y holds class indices outside 0..{k - 1}"]
+    elif n and not np.isfinite(y.astype(np.float64)).all():
+        return ["y holds non-finite targets"]
+    return []

@@ -39,14 +39,7 @@ def split_schema(name: str, split: Any, spec: Any, preprocessor: Any) -> dict[st
         problems.extend(_encoded_problems(enc, preprocessor))
     if list(preprocessor.feature_names) != list(spec.feature_names):
         problems.append("feature names differ between the preprocessing and the data spec")
-    if spec.task == "classification":
-        k = int(spec.n_classes or 0)
-        if y.dtype.kind not in "iu":
-            problems.append(f"y has dtype {y.dtype}, expected class indices (int)")
-        elif n and (y.min() < 0 or y.max() >= k):
-            problems.append(f"y holds class indices outside 0..{k - 1}")
-    elif n and not np.isfinite(y.astype(np.float64)).all():
-        problems.append("y holds non-finite targets")
+    problems.extend(items.label_problems(y, spec))
     return {"split": name, "rows": int(n), "n_features": int(X.shape[1]) if X.ndim == 2 else None,
             "problems": problems[:_QUOTED], "n_problems": len(problems),
             "passed": not problems}
