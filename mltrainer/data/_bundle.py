@@ -225,6 +225,7 @@ def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:
         row_digests,
         sequence_fingerprint,
         set_fingerprint,
+        split_info,
     )
     from mltrainer.data._table import check_features, encode_target, select_columns
 
@@ -272,7 +273,8 @@ def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:
     return DataBundle(
         spec=spec, train=splits["train"], val=splits["val"], test=splits["test"],
         fingerprints=fingerprints,
-        split_info=_split_info(cfg, plan, y, class_labels, len(features)),
+        split_info=split_info(cfg, plan, y, class_labels, len(features),
+                              "identical feature rows (sha256) are kept together in one split"),
         duplicates=duplicate_evidence(digests, plan, full, groups),
         preprocessor=preprocessor, source=where, audit=audit,
     )
@@ -284,26 +286,3 @@ def _make_split(features: pd.DataFrame, y: np.ndarray, idx: np.ndarray,
     return Split(X=pre.scale(encoded), y=y[idx], raw_index=idx.astype(np.int64), encoded=encoded)
 
 
-def _split_info(cfg: MltConfig, plan: Any, y: np.ndarray, class_labels: list[Any] | None,
-                n_rows: int) -> dict[str, Any]:
-    from mltrainer.data._split import SPLITS
-
-    idx = plan.indices()
-    info: dict[str, Any] = {
-        "sizes": {name: len(idx[name]) for name in SPLITS},
-        "fractions": {name: round(len(idx[name]) / n_rows, 4) for name in SPLITS},
-        "requested": {"val": cfg.data.split.val, "test": cfg.data.split.test},
-        "distinct_rows": dict(plan.groups),
-        "seed": cfg.seed,
-        "stratified": plan.stratified,
-        "method": "identical feature rows (sha256) are kept together in one split",
-    }
-    if plan.note:
-        info["stratify_note"] = plan.note
-    if class_labels is not None:
-        info["class_counts"] = {
-            name: {str(label): int(count) for label, count in
-                   zip(class_labels, np.bincount(y[idx[name]], minlength=len(class_labels)))}
-            for name in SPLITS
-        }
-    return info

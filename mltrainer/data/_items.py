@@ -26,6 +26,7 @@ from mltrainer.data._split import (
     grouped_split,
     sequence_fingerprint,
     set_fingerprint,
+    split_info,
 )
 from mltrainer.errors import DataError, TestSplitLockedError
 
@@ -149,7 +150,8 @@ def prepare_items(cfg: MltConfig, root: Path, items: ItemData, *,
         feature_names=[], image_shape=tuple(shape) if items.modality == "image" else None,
         class_labels=items.class_labels, target=cfg.data.target, modality=items.modality,
     )
-    info = _split_info(cfg, plan, labels, items.class_labels, len(labels))
+    info = split_info(cfg, plan, labels, items.class_labels, len(labels),
+                      "items with identical content (sha256) are kept together in one split")
     info["preprocessing"] = pipeline.describe()
     info.update(items.extra)
     return ItemBundle(spec=spec, splits=splits, fingerprints=fingerprints, split_info=info,
@@ -193,25 +195,3 @@ def _overlap(digests: np.ndarray, plan: SplitPlan) -> dict[str, int]:
     }
 
 
-def _split_info(cfg: MltConfig, plan: SplitPlan, y: np.ndarray, class_labels: list[Any] | None,
-                n: int) -> dict[str, Any]:
-    idx = plan.indices()
-    info: dict[str, Any] = {
-        "sizes": {name: len(idx[name]) for name in SPLITS},
-        "fractions": {name: round(len(idx[name]) / n, 4) for name in SPLITS},
-        "requested": {"val": cfg.data.split.val, "test": cfg.data.split.test},
-        "distinct_rows": dict(plan.groups),
-        "seed": cfg.seed,
-        "stratified": plan.stratified,
-        "method": "items with identical content (sha256) are kept together in one split",
-    }
-    if plan.note:
-        info["stratify_note"] = plan.note
-    if class_labels is not None:
-        info["class_counts"] = {
-            name: {str(label): int(count) for label, count in
-                   zip(class_labels, np.bincount(y[idx[name]].astype(np.int64),
-                                                 minlength=len(class_labels)))}
-            for name in SPLITS
-        }
-    return info

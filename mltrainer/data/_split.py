@@ -264,3 +264,29 @@ def duplicate_evidence(
         "within_data": int(len(digests) - n_distinct_rows),
         "conflicting_labels": int(n_distinct(target_digests) - n_distinct_rows),
     }
+
+
+def split_info(cfg: Any, plan: Any, y: np.ndarray, class_labels: list[Any] | None,
+               n_rows: int, method: str) -> dict[str, Any]:
+    """The split record plan's gate shows: sizes, fractions, seed, stratification, class
+    counts per split; `method` says how identical content was kept together."""
+    idx = plan.indices()
+    info: dict[str, Any] = {
+        "sizes": {name: len(idx[name]) for name in SPLITS},
+        "fractions": {name: round(len(idx[name]) / n_rows, 4) for name in SPLITS},
+        "requested": {"val": cfg.data.split.val, "test": cfg.data.split.test},
+        "distinct_rows": dict(plan.groups),
+        "seed": cfg.seed,
+        "stratified": plan.stratified,
+        "method": method,
+    }
+    if plan.note:
+        info["stratify_note"] = plan.note
+    if class_labels is not None:
+        info["class_counts"] = {
+            name: {str(label): int(count) for label, count in
+                   zip(class_labels, np.bincount(y[idx[name]].astype(np.int64),
+                                                 minlength=len(class_labels)))}
+            for name in SPLITS
+        }
+    return info
