@@ -233,11 +233,43 @@ def export_parity(work: Path) -> str:
     code, base = run("train-baseline")
     assert code == 0 and base["run"]["device"].startswith("cuda"), base
     code, fin = run("finalize")
+    assert "gate" in fin, fin.get("message")
     items = {i["id"]: i for i in fin["gate"]["items"]}
     parity = {k: items[k]["status"] for k in items if k.startswith("parity_")}
     assert parity and all(s == "pass" for s in parity.values()), parity
     diffs = {e["format"]: e["max_abs_diff"] for e in fin["exports"]}
     return f"trained on {base['run']['device']}; {parity}; max_abs_diff {diffs}"
+
+
+@check("image folder + torchvision resnet18 on cuda, 2 loader workers, bf16: twice, bitwise")
+def image_folder(work: Path) -> str:
+    import yaml
+
+    mlt = [sys.executable, "-c", "from mltrainer.cli import main; main()"]
+    weights = []
+    for n in (1, 2):
+        proj = work / f"images-{n}"
+        subprocess.run([*mlt, "init", str(proj), "--example", "images"], check=True,
+                       capture_output=True)
+        raw = yaml.safe_load((proj / "mlt.yaml").read_text())
+        raw["model"] = {"kind": "torchvision:resnet18"}
+        raw["data"]["loader"] = {"num_workers": 2}
+        raw["training"].update(epochs=3, device="cuda", precision="bf16")
+        (proj / "mlt.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        for phase in ("plan", "train-baseline"):
+            p = subprocess.run([*mlt, phase, "-C", str(proj), "--json"], capture_output=True,
+                               text=True, timeout=300)
+            assert p.returncode in (0, 1), p.stderr[-800:] or p.stdout[-800:]
+        out = json.loads(p.stdout)
+        assert out["run"]["device"].startswith("cuda"), out["run"]["device"]
+        from mltrainer.engine import load_checkpoint
+
+        last = proj / out["run"]["dir"] / "checkpoints" / "last.pt"
+        weights.append((out["best_metric"], load_checkpoint(last)["model"]))
+    (m1, a), (m2, b) = weights
+    diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    assert diff == 0.0 and m1 == m2, (diff, m1, m2)
+    return f"val accuracy {m1:.4f} twice; weights bitwise equal"
 
 
 @check("throughput: digits CNN images/s, GPU against CPU")
@@ -262,7 +294,8 @@ def main() -> int:
         return 1
     print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, "
           f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}", flush=True)
-    for fn in (devices, bf16, fp16, compiled, nccl, oom, export_parity, throughput):
+    for fn in (devices, bf16, fp16, compiled, nccl, oom, export_parity, image_folder,
+               throughput):
         fn(work)
     count = {k: sum(r[0] == k for r in RESULTS) for k in ("PASS", "FAIL", "SKIP")}
     print(f"{count['PASS']} passed, {count['FAIL']} failed, {count['SKIP']} skipped")
