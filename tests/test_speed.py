@@ -15,7 +15,7 @@ import pytest
 
 from mltrainer.config import parse_config
 from mltrainer.data import DataBundle, cache_prepared, prepare_data, running_phase
-from mltrainer.errors import TestSplitLockedError
+from mltrainer.errors import DataError, TestSplitLockedError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,6 +76,41 @@ def test_test_rows_are_read_from_the_cache_only_in_finalize(tmp_path: Path) -> N
     assert hit._test is None and denied[0]["phase"] == "optimize"
     with running_phase("finalize"):
         assert len(hit.test("finalize")) == hit.split_info["sizes"]["test"]
+
+
+def test_no_bundle_leaves_data_preparation_with_test_rows_in_memory(tmp_path: Path) -> None:
+    """A miss, plan's store, and a source the cache cannot hold (`python:`) all hand out
+    bundles without test rows; finalize gets the same rows back, from the cache entry or by
+    preparing the source again - and a source whose rows changed since is refused."""
+    root = csv_project(tmp_path)
+    cfg = cfg_for()
+    reference = prepare_data(cfg, root, cache=False)  # plan's bundle before it is stored
+    with running_phase("finalize"):
+        expected = reference.test("finalize")
+    miss = prepare_data(cfg, root)  # the first command after a data change
+    assert miss._test is None and len(entries(root)) == 1
+    planned = prepare_data(cfg, root, cache=False)
+    cache_prepared(cfg, root, planned)
+    assert planned._test is None
+    (root / "mod.py").write_text(
+        "from pathlib import Path\n"
+        "import pandas as pd\n"
+        "def rows():\n"
+        "    return pd.read_csv(Path(__file__).parent / 'data.csv')\n")
+    pycfg = cfg_for("python:mod:rows")
+    unhashed = prepare_data(pycfg, root)
+    assert unhashed._test is None and len(entries(root)) == 1  # not cacheable: nothing stored
+    with running_phase("finalize"):
+        for bundle in (miss, planned):
+            got = bundle.test("finalize")
+            assert got.X.tobytes() == expected.X.tobytes()
+            assert np.array_equal(got.raw_index, expected.raw_index)
+        assert len(unhashed.test("finalize")) == len(expected)
+    unhashed2 = prepare_data(pycfg, root)
+    text = (root / "data.csv").read_text().splitlines()
+    (root / "data.csv").write_text("\n".join(text[:-5]) + "\n")  # rows changed since the split
+    with running_phase("finalize"), pytest.raises(DataError, match="not the ones prepared before"):
+        unhashed2.test("finalize")
 
 
 @pytest.mark.parametrize("damage", ["flip a byte of train.npz", "truncate val.npz",

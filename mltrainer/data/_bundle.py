@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -114,7 +115,7 @@ class DataBundle:
                          "phase": phase, "running": running,
                          "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         if granted:
-            return self.test_split_for_cache()
+            return self._test_rows()
         where = "" if running == phase else f" while {running or 'no phase'} runs"
         raise TestSplitLockedError(
             f"the test split is locked until `mlt finalize` (requested by phase {phase!r}"
@@ -124,13 +125,20 @@ class DataBundle:
             phase=phase,
         )
 
-    def test_split_for_cache(self) -> Split:
-        """The test split without the lock: for `finalize` (through `test`) and for writing the
-        prepared data to the project's cache, nothing else."""
+    def _test_rows(self) -> Split:
+        """The test split without the lock: for `test` (finalize) and for writing the prepared
+        data to the project's cache (`_to_cache`), nothing else. Loaded rows stay for a second
+        request within the same finalize."""
         if self._test is None:
             assert self._test_loader is not None
             self._test = self._test_loader()
         return self._test
+
+    def _seal_test(self, loader: Callable[[], Split]) -> None:
+        """Drop the test rows from memory; `loader` brings them back when finalize asks. Every
+        bundle that leaves `prepare_data` or `cache_prepared` is sealed, so no phase but
+        finalize ever has a test row in memory."""
+        self._test, self._test_loader = None, loader
 
     def __repr__(self) -> str:
         sizes = self.split_info.get("sizes", {})
@@ -161,25 +169,56 @@ def prepare_data(cfg: MltConfig, root: Path, *, audit: AuditFn | None = None,
             except Exception:  # a record that does not parse: prepare the data again
                 pass
     bundle = _prepare(cfg, Path(root), audit)
-    if entry is not None and not getattr(bundle, "is_lazy", False):  # item data: not cached
-        _cache.store(entry, *_to_cache(bundle))
+    if cache:
+        _store_and_seal(cfg, Path(root), bundle, entry, audit)
     return bundle
 
 
 def cache_prepared(cfg: MltConfig, root: Path, bundle: DataBundle) -> None:
-    """Store `bundle` (prepared from `cfg` in project `root`) for the commands after this one."""
+    """Store `bundle` (prepared from `cfg` in project `root`, with `cache=False`) for the
+    commands after this one, and drop its test rows from memory (see `_store_and_seal`)."""
     from mltrainer.data import _cache
 
-    entry = _cache.entry_dir(cfg, Path(root))
-    if entry is not None and not getattr(bundle, "is_lazy", False):  # item data: not cached
+    _store_and_seal(cfg, Path(root), bundle, _cache.entry_dir(cfg, Path(root)), bundle._audit)
+
+
+def _store_and_seal(cfg: MltConfig, root: Path, bundle: DataBundle, entry: Path | None,
+                    audit: AuditFn | None) -> None:
+    """Write a freshly prepared table bundle to the cache entry (when it has one), then seal
+    its test split: finalize reads it back from the entry, or (no entry, or one that is gone
+    or damaged by then) prepares the data again from the source and checks that the test rows
+    are the ones fingerprinted at preparation."""
+    from mltrainer.data import _cache
+
+    if getattr(bundle, "is_lazy", False):  # item data: references to items, not cached
+        return
+    if entry is not None:
         _cache.store(entry, *_to_cache(bundle))
+    expected = bundle.fingerprints.get("test")
+
+    def load_test() -> Split:
+        if entry is not None:
+            cached = _cache.load(entry)
+            if cached is not None:
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    return Split(**cached.load_test())
+        fresh = _prepare(cfg, root, audit)
+        if fresh.fingerprints.get("test") != expected:
+            raise DataError(
+                f"{cfg.data.source}: the test rows prepared now are not the ones prepared "
+                f"before (test fingerprint {str(fresh.fingerprints.get('test'))[:12]} vs "
+                f"{str(expected)[:12]})",
+                hint="the source's rows changed since they were split: run `mlt plan` again")
+        return fresh._test_rows()
+
+    bundle._seal_test(load_test)
 
 
 _SPLIT_ARRAYS = ("X", "y", "raw_index", "encoded")
 
 
 def _to_cache(bundle: DataBundle) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
-    splits = {"train": bundle.train, "val": bundle.val, "test": bundle.test_split_for_cache()}
+    splits = {"train": bundle.train, "val": bundle.val, "test": bundle._test_rows()}
     arrays = {name: {a: getattr(split, a) for a in _SPLIT_ARRAYS}
               for name, split in splits.items()}
     record = {"source": bundle.source, "spec": bundle.spec.to_dict(),
@@ -202,7 +241,7 @@ def _from_cache(cached: Any, audit: AuditFn | None, rebuild: Callable[[], DataBu
             fresh = rebuild()
             if fresh.fingerprints != fingerprints:
                 raise
-            return fresh.test_split_for_cache()
+            return fresh._test_rows()
 
     return DataBundle(
         spec=DataSpec.from_dict(meta["spec"]), train=Split(**cached.train),

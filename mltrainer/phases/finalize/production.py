@@ -135,6 +135,7 @@ def produce_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any
     """(model, run record, the config it was trained with, the bundle it was trained on)."""
     from mltrainer.engine import Trainer, load_model_from_checkpoint
     from mltrainer.engine.launch import Launch, train_processes
+    from mltrainer.engine.runfolder import provisional_run_dir
 
     root = ctx.project.root
     epochs = source_epochs(chosen)
@@ -158,15 +159,16 @@ def produce_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any
     horizon = chosen.cfg.training.epochs  # the source run's schedule, replayed up to `epochs`
     replay = replay_on_train(ctx, chosen, bundle, prod_cfg)
     data = train_plus_val(bundle)
-    run_dir = ctx.project.new_run_dir(RUN_KIND)
     launch = Launch.from_options(ctx.options)
-    if launch.is_distributed:  # `mlt finalize --nproc N`: the same run under torchrun + DDP
-        result = train_processes(prod_cfg, run_dir, root, launch, kind=RUN_KIND, rows=data,
-                                 on_event=ProgressForwarder(ctx.progress).on_event,
-                                 schedule_epochs=horizon)
-    else:
-        result = Trainer(prod_cfg, data, run_dir, subscribers=[ProgressForwarder(ctx.progress)],
-                         kind=RUN_KIND, root=root, schedule_epochs=horizon).fit()
+    with provisional_run_dir(ctx.project, RUN_KIND) as run_dir:  # gone again if refused
+        if launch.is_distributed:  # `mlt finalize --nproc N`: the same run under torchrun + DDP
+            result = train_processes(prod_cfg, run_dir, root, launch, kind=RUN_KIND,
+                                     rows=data, on_event=ProgressForwarder(ctx.progress).on_event,
+                                     schedule_epochs=horizon)
+        else:
+            result = Trainer(prod_cfg, data, run_dir,
+                             subscribers=[ProgressForwarder(ctx.progress)], kind=RUN_KIND,
+                             root=root, schedule_epochs=horizon).fit()
     last = result.checkpoints.get("last")
     if not last:
         raise CheckpointError(
@@ -204,19 +206,21 @@ def replay_on_train(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any, prod_c
     same launch as production (`--nproc N`: the same processes, so the same steps an epoch)."""
     from mltrainer.engine import Trainer
     from mltrainer.engine.launch import Launch, train_processes
+    from mltrainer.engine.runfolder import provisional_run_dir
 
     metric = prod_cfg.goal.metric
-    run_dir = ctx.project.new_run_dir(REPLAY_KIND)
     horizon = chosen.cfg.training.epochs
     launch = Launch.from_options(ctx.options)
-    if launch.is_distributed:
-        result = train_processes(prod_cfg, run_dir, ctx.project.root, launch, kind=REPLAY_KIND,
-                                 rows=bundle, on_event=ProgressForwarder(ctx.progress).on_event,
-                                 schedule_epochs=horizon)
-    else:
-        result = Trainer(prod_cfg, bundle, run_dir,
-                         subscribers=[ProgressForwarder(ctx.progress)], kind=REPLAY_KIND,
-                         root=ctx.project.root, schedule_epochs=horizon).fit()
+    with provisional_run_dir(ctx.project, REPLAY_KIND) as run_dir:  # gone again if refused
+        if launch.is_distributed:
+            result = train_processes(prod_cfg, run_dir, ctx.project.root, launch,
+                                     kind=REPLAY_KIND, rows=bundle,
+                                     on_event=ProgressForwarder(ctx.progress).on_event,
+                                     schedule_epochs=horizon)
+        else:
+            result = Trainer(prod_cfg, bundle, run_dir,
+                             subscribers=[ProgressForwarder(ctx.progress)], kind=REPLAY_KIND,
+                             root=ctx.project.root, schedule_epochs=horizon).fit()
     last = result.history[-1]["val"].get(metric) if result.history else None
     source_dir = chosen.run.get("dir")
     lrs = compare_lr_streams(ctx.project.root / str(source_dir or "") / "metrics.jsonl",
