@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -208,14 +207,6 @@ def test_a_figure_no_longer_drawn_is_removed(project: Path) -> None:
     assert (project / "reports" / "img" / "plan-classes.png").exists()
 
 
-def test_a_report_renders_in_well_under_seconds(project: Path) -> None:
-    p, state, fps = context(project)
-    render_phase_report(p, state, "baseline", fps)  # warm: matplotlib imported once
-    start = time.perf_counter()
-    render_phase_report(p, state, "baseline", fps)
-    assert time.perf_counter() - start < 3.0  # ~0.5 s on 2 shared cores; CI noise allowed
-
-
 def test_search_and_test_figures_come_from_the_outcome(project: Path) -> None:
     p, state, _ = context(project)
     rec = state.phase("optimize")
@@ -298,10 +289,8 @@ def test_plots_survive_nonfinite_values_and_long_runs() -> None:
     c.step_lr = [1e-3 * (1 - i / n) for i in range(n)]
     c.step_grad = [math.inf if i == 5 else 0.5 + (i % 50) for i in range(n)]
     c.markers = [Marker(2.0, "best epoch (2)", "best"), Marker(1.5, "nan_loss", "critical")]
-    start = time.perf_counter()
-    assert _plots.training_curves(c).startswith(PNG)
+    assert _plots.training_curves(c).startswith(PNG)  # timed by hand: bench/report.py
     assert (_plots.optimizer_curves(c) or b"").startswith(PNG)
-    assert time.perf_counter() - start < 5.0
     c.val_metric = [math.nan] * 3
     assert _plots.training_curves(c).startswith(PNG)  # the loss panel alone
 
