@@ -173,6 +173,29 @@ def test_torchvision_model_takes_grayscale_and_keeps_loaded_weights(tmp_path: Pa
     assert torch.allclose(model.conv1(x), rgb.conv1(x.expand(-1, 3, -1, -1)), atol=1e-5)
 
 
+@pytest.mark.parametrize("kind,params,spec,match", [
+    ("timm:vit_tiny_patch16_224", {"depth": 1}, SPEC_IMAGE,
+     r"cannot take the data's inputs of shape \(3, 32, 32\): .*224"),
+    ("torchvision:resnet18", {}, dict(task="classification", n_features=5, n_classes=2,
+                                      feature_names=list("abcde"), class_labels=[0, 1]),
+     r"cannot take the data's inputs of shape \(5,\)"),
+])
+def test_a_model_that_cannot_take_the_data_is_a_config_error(kind: str, params: Any,
+                                                              spec: Any, match: str) -> None:
+    """Built, then one eval forward on two zero rows of the data's shape: a ViT built for
+    224 px given 32 px images used to crash `mlt plan` with an AssertionError (exit 1)."""
+    from mltrainer.config import ModelConfig
+    from mltrainer.data import DataSpec
+    from mltrainer.models import build_model
+
+    with pytest.raises(ConfigError, match=match) as info:
+        build_model(ModelConfig(kind=kind, params=params), DataSpec(**spec))
+    assert info.value.exit_code == 2 and "img_size" in (info.value.hint or "")
+    fits = build_model(ModelConfig(kind=kind, params={**params, "img_size": 32}),
+                       DataSpec(**SPEC_IMAGE)) if kind.startswith("timm") else None
+    assert fits is None or fits.training  # the probe leaves the model in train mode
+
+
 def test_unknown_timm_name_suggests_close_names() -> None:
     from mltrainer.config import ModelConfig
     from mltrainer.data import DataSpec

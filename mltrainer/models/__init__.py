@@ -22,6 +22,7 @@ from mltrainer.models import _builtin, _hf, _python, _timm, _torchvision  # noqa
 from mltrainer.models._base import (
     MODEL_KINDS,
     ModelKind,
+    check_fits_data,
     input_spec,
     kind_for,
     n_outputs,
@@ -63,6 +64,7 @@ def build_model(model_cfg: ModelConfig, spec: Any, *, root: Path | None = None) 
                   "image": "use cnn, torchvision:<name>, timm:<name> or hf:<local dir>"}
             .get(modality, "use mlp"))
     model = kind.build(model_cfg, spec, Path(root) if root is not None else Path.cwd())
+    check_fits_data(model, spec, model_cfg.kind)
     apply_freeze(model, model_cfg.freeze)
     return model
 

@@ -128,30 +128,57 @@ def load_weights(model: nn.Module, cfg: ModelConfig, root: Path) -> dict[str, An
             "n_skipped": len(skipped)}
 
 
-def check_output_size(model: nn.Module, spec: Any, kind: str) -> None:
-    """A factory's model must return n_outputs values per row (n_classes logits, or one value
-    for regression): checked with one forward pass on two zero rows, in eval mode (no state
-    changes), so a 7-logit model for 2 classes is refused at build time, not shipped."""
+def input_shape(spec: Any) -> tuple[int, ...] | None:
+    """The shape of one input row as the model receives it: (C, H, W) for image and tensor
+    items, (n_features,) for tables (the built-in cnn reshapes them itself); None for text
+    (token ids, whose length the tokenizer decides)."""
+    modality = getattr(spec, "modality", "table")
+    shape = getattr(spec, "image_shape", None)
+    if modality in ("image", "tensor") and shape:
+        return tuple(int(d) for d in shape)
+    if modality == "table":
+        return (int(spec.n_features),)
+    return None
+
+
+def check_fits_data(model: nn.Module, spec: Any, kind: str) -> None:
+    """The built model must take the data's inputs and return n_outputs values per row
+    (n_classes logits, or one value for regression): checked with one forward pass on two zero
+    rows, in eval mode and without gradients (no state changes, no random numbers drawn), so
+    a ViT built for 224 px given 32 px images, or a 7-logit model for 2 classes, is a config
+    error at build time, not a crash inside training or a model shipped wrong."""
+    shape = input_shape(spec)
+    if shape is None:
+        return
     want = n_outputs(spec)
     param = next(iter(model.parameters()), None)
-    x = torch.zeros(2, int(spec.n_features),
-                    device=param.device if param is not None else "cpu")
+    x = torch.zeros(2, *shape, device=param.device if param is not None else "cpu")
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             out = model(x)
-    except Exception:  # the forward's own failure is training's to report
-        return  # (with its own message: a non-deterministic op, a wrong input shape, ...)
+    except Exception as exc:
+        if "deterministic" in str(exc):  # a non-deterministic op: training reports that
+            return
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(
+            f"model.kind {kind!r} cannot take the data's inputs of shape {shape}: "
+            f"{type(exc).__name__}: {first}",
+            hint="pick a model for inputs of this shape, change data.transforms.size/crop, "
+                 "or pass the input size to the model (timm ViTs: model.params.img_size)",
+        ) from None
     finally:
         model.train(was_training)
-    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
-    ok = shape is not None and shape[:1] == (2,) and (
-        shape[1:] == (want,) or (want == 1 and shape[1:] == ()))
+    if isinstance(out, dict | tuple | list) or hasattr(out, "logits"):
+        return  # a wrapper's structured output: the kind's own adapter handles it
+    got_shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    ok = got_shape is not None and got_shape[:1] == (2,) and (
+        got_shape[1:] == (want,) or (want == 1 and got_shape[1:] == ()))
     if not ok:
-        got = f"output of shape {shape}" if shape is not None else type(out).__name__
+        got = f"output of shape {got_shape}" if got_shape is not None else type(out).__name__
         raise ConfigError(
-            f"model factory {kind} returns {got} for 2 rows but the data needs (2, {want}) "
+            f"model {kind} returns {got} for 2 rows but the data needs (2, {want}) "
             f"({'one value per row' if spec.task == 'regression' else f'{want} class logits'})",
             hint="end the model in output_spec['n_outputs'] units "
             f"(here {want}); output_spec['class_labels'] lists the classes",

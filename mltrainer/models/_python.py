@@ -16,7 +16,6 @@ from mltrainer.config import ModelConfig
 from mltrainer.errors import ConfigError, UserCodeExitError
 from mltrainer.models._base import (
     ModelKind,
-    check_output_size,
     input_spec,
     output_spec,
     register_model_kind,
@@ -57,8 +56,6 @@ def build_factory_model(model_cfg: ModelConfig, spec: Any, root: Path) -> nn.Mod
             "torch.nn.Module",
             hint="return the model instance from the factory function",
         )
-    if getattr(spec, "modality", "table") == "table":
-        check_output_size(model, spec, model_cfg.kind)
     return model
 
 
