@@ -157,7 +157,8 @@ def config_for_data(data: Path, target: str | None, root: Path, name: str) -> di
                             f"{', '.join(map(str, frame.columns))})", hint="pass --target COL")
     task = _task(frame[target])
     text = _text_column(frame.drop(columns=[target]))
-    if text is not None or suffix in (".jsonl", ".json", ".parquet") or data.is_dir():
+    if text is not None or data.is_dir() or (suffix in (".jsonl", ".json", ".parquet")
+                                             and "text" in frame.columns):
         text = text or "text"
         texts = [str(t) for t in frame[text].dropna()] if text in frame else []
         _tokenizer(texts or ["a"], root / "tokenizer")
@@ -227,13 +228,17 @@ def _peek(path: Path) -> Any:
             ds = datasets.load_from_disk(str(path))
             part = ds[next(iter(ds))] if isinstance(ds, datasets.DatasetDict) else ds
             return part.select(range(min(len(part), 2000))).to_pandas()
-        if suffix == ".csv":
-            return pd.read_csv(path, nrows=2000)
+        if suffix == ".csv":  # read as plan reads it: a malformed file is refused alike
+            from mltrainer.data._csv import read_csv_frame
+
+            return read_csv_frame(path, f"--data {path}")[0].head(2000)
         if suffix in (".jsonl", ".json"):
             return pd.read_json(path, lines=suffix == ".jsonl", nrows=2000 if
                                 suffix == ".jsonl" else None)
         if suffix == ".parquet":
             return pd.read_parquet(path).head(2000)
+    except BadInputError:
+        raise
     except Exception as exc:
         raise BadInputError(f"--data {path}: cannot read it ({type(exc).__name__}: {exc})"
                             ) from None

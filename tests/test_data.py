@@ -289,6 +289,41 @@ def test_split_membership_follows_content_not_row_order(tmp_path: Path) -> None:
         assert a.fingerprints[split] == b.fingerprints[split]
 
 
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_a_table_in_parquet_or_jsonl_is_the_same_table_as_its_csv(tmp_path: Path,
+                                                                   suffix: str) -> None:
+    """A .parquet/.jsonl file without a text column is a table (it used to be read as text
+    and refused for having no 'text' column): the same split and features as the CSV."""
+    frame = pd.read_csv(write_mixed_csv(tmp_path / "a.csv")).drop(columns=["row_id"])
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    if suffix == ".parquet":
+        frame.to_parquet(tmp_path / "a.parquet")
+    else:
+        frame.to_json(tmp_path / "a.jsonl", orient="records", lines=True)
+    a = prepare_data(make_cfg("a.csv", target="label"), tmp_path)
+    b = prepare_data(make_cfg(f"a{suffix}", target="label"), tmp_path)
+    assert b.spec.modality == "table" and b.spec.feature_names == a.spec.feature_names
+    for split in ("train", "val"):
+        assert np.array_equal(getattr(a, split).raw_index, getattr(b, split).raw_index)
+        assert np.allclose(getattr(a, split).X, getattr(b, split).X, equal_nan=True)
+
+
+def test_init_from_a_parquet_table_writes_a_table_project(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    frame = pd.read_csv(write_mixed_csv(tmp_path / "a.csv"))
+    frame.to_parquet(tmp_path / "a.parquet")
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "p"), "--data",
+                                      str(tmp_path / "a.parquet"), "--target", "label"])
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    cfg = yaml.safe_load((tmp_path / "p" / "mlt.yaml").read_text())
+    assert cfg["model"]["kind"] == "mlp" and "text_column" not in cfg["data"]
+
+
 # --- preprocessing -------------------------------------------------------------------------
 
 

@@ -212,7 +212,8 @@ def _column_spec(name: str, col: pd.Series) -> ColumnSpec:
         raise DataError(
             f"text column {name!r} has {len(categories)} distinct values in {len(present)} "
             f"train rows: it looks like an identifier or free text, not a category",
-            hint=f"add {name!r} to data.drop in mlt.yaml",
+            hint=f"add {name!r} to data.drop in mlt.yaml (or, if it is text to learn from, "
+                 f"set data.text_column: {name} and a model.tokenizer)",
         )
     return ColumnSpec(name, "category", tuple(categories))
 

@@ -2,6 +2,8 @@
 (.csv with `data.text_column` set, .jsonl/.json, .parquet), read with `datasets`; a text column
 (`data.text_column`, default "text") and a label column (`data.target`, default "label").
 A saved DatasetDict with train / validation (or val) / test keeps its own split.
+A .jsonl/.json/.parquet file with no text column (no `data.text_column`, no column named
+"text") is a table instead, read with pandas like a CSV.
 """
 
 from __future__ import annotations
@@ -104,6 +106,9 @@ class TextSource(DataSource):
                             f"({type(exc).__name__}: {first})") from None
 
     def load(self, cfg: MltConfig, root: Path) -> Any:
+        table = self._table(cfg, root)
+        if table is not None:
+            return table
         import datasets
         import numpy as np
 
@@ -160,6 +165,37 @@ class TextSource(DataSource):
             given_splits=None if "all" in given else given,
             extra={"text_column": text_col, "label_column": label_col},
         )
+
+
+    def _table(self, cfg: MltConfig, root: Path) -> Any:
+        """A .jsonl/.json/.parquet file with no text column (neither data.text_column set nor
+        a column named 'text', and no `text:` prefix) is a table, read like a CSV: a RawData
+        whose target is data.target. None when the file is text data."""
+        import pandas as pd
+
+        from mltrainer.data._sources import RawData
+
+        if cfg.data.text_column or cfg.data.source.startswith("text:"):
+            return None
+        path = self.path(cfg, root)
+        if not path.is_file():
+            return None
+        try:
+            if path.suffix.lower() == ".parquet":
+                frame = pd.read_parquet(path)
+            else:
+                frame = pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise DataError(f"{cfg.data.source}: cannot read it as a table "
+                            f"({type(exc).__name__}: {first})",
+                            hint="write one JSON object per line (.jsonl) or a parquet file "
+                                 "with one column per feature") from None
+        if "text" in frame.columns:
+            return None
+        frame.columns = [str(c) for c in frame.columns]
+        return RawData(frame.reset_index(drop=True), cfg.data.target or "",
+                       self.fingerprint(cfg, root), target_required=True)
 
 
 def _class_names(feature: Any) -> list[str] | None:
