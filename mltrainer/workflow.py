@@ -219,6 +219,8 @@ def next_command(state: ProjectState, current: dict[str, dict[str, str]]) -> str
             if any(views[d.name].status in ("ready", "passed") for d in PHASES
                    if _stands_on(d, p.name)):
                 continue  # a blocked baseline is what diagnose explains: go there next
+            if p.name == "finalize":
+                return _after_blocked_finalize(state, views, unmet)
             return p.command
         if v.status in ("stale", "failed", "running"):
             return p.command
@@ -227,6 +229,25 @@ def next_command(state: ProjectState, current: dict[str, dict[str, str]]) -> str
                 return "mlt finalize"  # fast path open: diagnose is optional
             return p.command
     return None
+
+
+def _after_blocked_finalize(state: ProjectState, views: dict[str, PhaseView],
+                            unmet: list[Any]) -> str:
+    """Finalize measured the shipped model and an automatic item failed (the goal on test,
+    say). Re-running it on the same ground measures the same thing, so `next` moves on: to
+    diagnose and optimize when the fast path went around them, to finalize again when a newer
+    search chose another model (its test evaluation then needs `--reevaluate-test --reason`),
+    and otherwise to the people: the search did not make the model hold, which is theirs to
+    decide (a bigger search, another goal or data, or a waiver with a reason)."""
+    auto = [i for i in unmet if i.kind != "manual"]
+    for name in ("diagnose", "optimize"):
+        if views[name].status != "passed":
+            return phase_def(name).command
+    searched = state.phases["optimize"].finished_at or ""
+    judged = state.phases["finalize"].finished_at or ""
+    if searched > judged:
+        return "mlt finalize"
+    return f"mlt waive finalize {auto[0].id} --reason TEXT"
 
 
 def _stands_on(phase: PhaseDef, name: str) -> bool:

@@ -73,6 +73,20 @@ MISS = {"goal_met": False}
          ["passed", "blocked", "ready", "locked", "locked"], "mlt diagnose"),
         ({"plan": "passed", "baseline": "blocked", "diagnose": "passed"},
          ["passed", "blocked", "passed", "ready", "locked"], "mlt optimize"),
+        # finalize blocked on a measured item: re-running it would measure the same thing
+        ({"plan": "passed", "baseline": ("passed", GOAL), "diagnose": "skipped",
+          "optimize": "skipped", "finalize": "blocked"},
+         ["passed", "passed", "skipped", "skipped", "blocked"], "mlt diagnose"),
+        ({"plan": "passed", "baseline": ("passed", GOAL), "diagnose": "passed",
+          "optimize": "skipped", "finalize": "blocked"},
+         ["passed", "passed", "passed", "skipped", "blocked"], "mlt optimize"),
+        ({"plan": "passed", "baseline": ("passed", GOAL), "finalize": "blocked",
+          "diagnose": "passed", "optimize": "passed"},  # a newer search chose another model
+         ["passed", "passed", "passed", "passed", "blocked"], "mlt finalize"),
+        ({"plan": "passed", "baseline": ("passed", MISS), "diagnose": "passed",
+          "optimize": "passed", "finalize": "blocked"},  # the searched model failed: people
+         ["passed", "passed", "passed", "passed", "blocked"],
+         "mlt waive finalize beats_trivial_baseline --reason TEXT"),
     ],
 )
 def test_status_and_next_for_every_transition(phases, expected, next_cmd) -> None:
