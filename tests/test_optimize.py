@@ -350,6 +350,8 @@ def test_seeds_comparison_reuses_runs_it_already_trained(
                           trained=first["trained"])
     assert len(list(project.runs_dir.iterdir())) == n_runs == 4  # nothing trained twice
     assert again["runs"] == first["runs"] and again["improvement"] == first["improvement"]
+    kept = {p.name for run in project.runs_dir.iterdir() for p in (run / "checkpoints").iterdir()}
+    assert kept == {"best.pt", "last.pt"}  # seed runs keep no epoch files, like the trials
 
 
 WORKER = textwrap.dedent("""

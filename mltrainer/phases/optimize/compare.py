@@ -37,6 +37,7 @@ def compare_seeds(project: Project, bundle: Any, configs: dict[str, MltConfig], 
     iteration's, keyed by `run_key`) is not trained again: same config, seed and
     split give the same run; the baseline's seeds then cost nothing after the first iteration."""
     from mltrainer.engine import Trainer
+    from mltrainer.engine.runfolder import provisional_run_dir
 
     first = next(iter(configs.values()))
     metric, gib = first.goal.metric, first.greater_is_better
@@ -52,9 +53,12 @@ def compare_seeds(project: Project, bundle: Any, configs: dict[str, MltConfig], 
             seeded = cfg.model_copy(update={"seed": seed})
             key = run_key(seeded)
             if key not in done:
-                run_dir = project.new_run_dir(RUN_KIND)
-                result = Trainer(seeded, bundle, run_dir, baseline=trivial_baseline,
-                                 kind=RUN_KIND).fit()
+                # like the trials: best.pt and last.pt only, unless training.keep_checkpoints
+                keep = seeded.training.keep_checkpoints
+                with provisional_run_dir(project, RUN_KIND) as run_dir:  # gone if refused
+                    result = Trainer(seeded, bundle, run_dir, baseline=trivial_baseline,
+                                     kind=RUN_KIND,
+                                     keep_checkpoints=0 if keep is None else keep).fit()
                 if result.stopped_reason == "interrupted":
                     raise InterruptedRunError(
                         f"optimize interrupted during the seeds comparison (run {run_dir.name});"
