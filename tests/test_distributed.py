@@ -129,3 +129,25 @@ def test_every_process_stops_at_the_same_step(tmp_path: Path) -> None:
     expected = [[False, False], [True, False], [True, True], [True, True]]
     assert got[0]["answers"] == got[1]["answers"] == expected
     assert got[0]["loss"] == got[1]["loss"] == 1.5  # the step's loss, averaged
+
+
+def test_distributed_probe_runs_on_the_rows_it_is_given(tmp_path: Path) -> None:
+    """`mlt finalize --nproc N` probes the production recipe on its own rows (train+val) in N
+    processes, twice: identical hashes, from the train+val rows handed to the processes."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from mltrainer.data import prepare_data
+    from mltrainer.engine.probe import distributed_probe
+
+    cfg = _cfg(32)
+    bundle = prepare_data(cfg, tmp_path)
+    joined = SimpleNamespace(
+        train=SimpleNamespace(X=np.concatenate([bundle.train.X, bundle.val.X]),
+                              y=np.concatenate([bundle.train.y, bundle.val.y])),
+        val=bundle.val)
+    probe = distributed_probe(cfg, 3, tmp_path, Launch(nproc=2), tmp_path / "a", rows=joined)
+    assert probe["identical"] and probe["world_size"] == 2
+    with np.load(tmp_path / "a" / "rows.npz") as handed:  # what the processes trained on
+        assert len(handed["train_y"]) == len(bundle.train) + len(bundle.val)

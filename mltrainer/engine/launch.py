@@ -191,22 +191,30 @@ def train_processes(cfg: Any, run_dir: Path, root: Path, launch: Launch, *, kind
     detectors (None: none); `rows`: a bundle whose train/val rows replace the prepared
     splits (handed over as an .npz in `run_dir/launch/`); `schedule_epochs`: the lr
     schedule's horizon (`Trainer`)."""
-    import numpy as np
 
     job_dir = run_dir / "launch"
     job_dir.mkdir(parents=True, exist_ok=True)
-    rows_file = None
-    if rows is not None:
-        rows_file = job_dir / "rows.npz"
-        np.savez(rows_file, train_X=rows.train.X, train_y=rows.train.y, val_X=rows.val.X,
-                 val_y=rows.val.y)
     job = {"mode": "train", "config": cfg.model_dump(mode="json"), "root": str(root),
            "run_dir": str(run_dir), "kind": kind, "resume": str(resume) if resume else None,
-           "baseline": baseline, "detectors": detectors, "rows": str(rows_file) if rows_file
-           else None, "expected_fingerprints": expected_fingerprints,
+           "baseline": baseline, "detectors": detectors, "rows": write_rows(rows, job_dir),
+           "expected_fingerprints": expected_fingerprints,
            "schedule_epochs": schedule_epochs}
     return run_result(run_job(job, launch, job_dir, stream=run_dir / "metrics.jsonl",
                               on_event=on_event))
+
+
+def write_rows(rows: Any, job_dir: Path) -> str | None:
+    """Hand a bundle's train/val rows to the processes (`job["rows"]`, read by
+    `engine.worker.load_bundle`): an .npz in `job_dir`; None when there are none."""
+    import numpy as np
+
+    if rows is None:
+        return None
+    job_dir.mkdir(parents=True, exist_ok=True)
+    path = job_dir / "rows.npz"
+    np.savez(path, train_X=rows.train.X, train_y=rows.train.y, val_X=rows.val.X,
+             val_y=rows.val.y)
+    return str(path)
 
 
 def run_result(data: dict[str, Any]) -> RunResult:

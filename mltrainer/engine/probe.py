@@ -56,13 +56,16 @@ def distributed_probe_steps(cfg: MltConfig, bundle: Any, steps: int, root: Path 
 
 
 def distributed_probe(cfg: MltConfig, steps: int, root: Path, launch: Any, job_dir: Path,
-                      expected_fingerprints: dict[str, str] | None = None) -> dict[str, Any]:
+                      expected_fingerprints: dict[str, str] | None = None,
+                      rows: Any = None) -> dict[str, Any]:
     """Evidence that the same seed at the same world size gives the same weights: the probe's
-    steps twice under torchrun (`launch`), compared bitwise by hash."""
-    from mltrainer.engine.launch import run_job
+    steps twice under torchrun (`launch`), compared bitwise by hash. `rows`: a bundle whose
+    train/val rows replace the prepared splits (finalize's train+val)."""
+    from mltrainer.engine.launch import run_job, write_rows
 
     job = {"mode": "probe", "config": cfg.model_dump(mode="json"), "root": str(root),
-           "steps": steps, "expected_fingerprints": expected_fingerprints}
+           "steps": steps, "expected_fingerprints": expected_fingerprints,
+           "rows": write_rows(rows, job_dir)}
     runs = [run_job(job, launch, job_dir / name) for name in ("a", "b")]
     hashes = [r["sha256"] for r in runs]
     return {"steps": steps, "identical": hashes[0] == hashes[1], "params_sha256": hashes,

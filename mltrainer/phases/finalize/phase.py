@@ -198,7 +198,7 @@ def _ship(ctx: PhaseContext, prod: Production) -> FinalizeOutcome:
     train_cfg, train_data, reused = prod.train_cfg, prod.train_data, prod.reused
     project, task = ctx.project, bundle.spec.task
     run = record["run"]
-    determinism = probe_determinism(train_cfg, train_data, project.root)
+    determinism = probe_determinism(ctx, train_cfg, train_data)
     val_out = np.asarray(predict(model, bundle.val.X), dtype=np.float64)
     is_items = items.is_items(bundle)  # image folders, text, Datasets: items.py's parts
     deployable = (build_item_deployable(model, bundle.pipeline) if is_items

@@ -279,8 +279,23 @@ def reload_recorded_model(ctx: PhaseContext, record: dict[str, Any], cfg: MltCon
     return model if weights_sha256(model) == record["run"].get("weights_sha256") else None
 
 
-def probe_determinism(cfg: MltConfig, bundle: Any, root: Path) -> dict[str, Any]:
-    """Train PROBE_STEPS steps twice from the seed through the engine's own step: identical?"""
-    from mltrainer.engine import determinism_probe
+def probe_determinism(ctx: PhaseContext, cfg: MltConfig, bundle: Any) -> dict[str, Any]:
+    """Train PROBE_STEPS steps twice from the seed through the engine's own step: identical?
+    Under `mlt finalize --nproc N` also twice in N processes on the same rows, as production
+    trained (as `mlt plan --nproc N` probes)."""
+    import tempfile
 
-    return determinism_probe(cfg, bundle, steps=PROBE_STEPS, root=root)
+    from mltrainer.engine import determinism_probe
+    from mltrainer.engine.launch import Launch
+    from mltrainer.engine.probe import distributed_probe
+    from mltrainer.phases.finalize import items
+
+    root = ctx.project.root
+    probe = determinism_probe(cfg, bundle, steps=PROBE_STEPS, root=root)
+    launch = Launch.from_options(ctx.options)
+    if launch.is_distributed and not items.is_items(bundle):
+        with tempfile.TemporaryDirectory(prefix="probe-", dir=ctx.project.mlt_dir) as tmp:
+            probe["distributed"] = distributed_probe(cfg, PROBE_STEPS, root, launch, Path(tmp),
+                                                     rows=bundle)
+        probe["identical"] = bool(probe["identical"] and probe["distributed"]["identical"])
+    return probe
