@@ -4,20 +4,21 @@ Rules (either fires):
 
 * epochs: over the last `window` epochs, the epoch-to-epoch moves of `val_loss` - or of the
   train loss: the end-of-epoch model's on fixed training rows (`train_eval_loss`, see
-  `fitted_loss`) when the stream has it, else the epoch mean - that count (at least `amplitude` x the reference loss and at least
-  `swing` x the lower of the two values) change direction `sign_changes` times or more, while
-  the train loss fell by less than `train_progress` (relative) over the same epochs: swings
-  without a downward trend (AUTOTRAINER's unstable-loss rule counts alternating local extremes
-  of at least 0.03 in accuracy). The train-loss condition keeps apart a run that overfits
-  noisily but still learns. The train loss counts on its own: an optimiser thrown about by too
-  high a learning rate makes the loss on the very rows it trains on go up and down by epochs,
-  which a sound one does not, however small or noisy the val set. The end-of-epoch loss is
-  measured on the same rows every epoch with dropout off, so its moves are the optimiser's
-  alone; the epoch mean also holds batch-to-batch noise and dropout, which bounced on healthy
-  small regressions (issue 11, second pass). Onset: the epoch of the first
-  counted rise in the window. On a val set of n_val rows a val-loss move must also be at least
-  2 x sqrt(2 / n_val) of the lower value (when the start event says n_val): the wobble a mean
-  over that many rows shows as the model jitters (0.3 on 90 rows, 0.17 on 270).
+  `fitted_loss`) when the stream has it, else the epoch mean - that count (at least `amplitude`
+  x the reference loss and at least `swing` x the lower of the two values) change direction
+  `sign_changes` times or more, while the train loss fell by less than `train_progress`
+  (relative) over the same epochs: swings without a downward trend (AUTOTRAINER's unstable-loss
+  rule counts alternating local extremes of at least 0.03 in accuracy). The train-loss
+  condition keeps apart a run that overfits noisily but still learns. The train loss counts on
+  its own: an optimiser thrown about by too high a learning rate makes the loss on the very
+  rows it trains on go up and down by epochs, which a sound one does not, however small or
+  noisy the val set. The end-of-epoch loss is measured on the same rows every epoch with
+  dropout off, so its moves are the optimiser's alone; the epoch mean also holds batch-to-batch
+  noise and dropout, which bounced on healthy small regressions (issue 11, second pass). Onset:
+  the epoch of the first counted rise in the window. On a val set of n_val rows a val-loss move
+  must also be at least 2 x sqrt(2 / n_val) of the lower value (when the start event says
+  n_val): the wobble a mean over that many rows shows as the model jitters (0.3 on 90 rows,
+  0.17 on 270).
 * spikes: `spikes` spikes within `spike_horizon` steps, a spike being `spike_steps`
   consecutive step losses each at least `spike_factor` x the mean of the last `spike_window`
   ordinary step losses and at least `spike_atol` x the reference loss above it (after
