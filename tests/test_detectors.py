@@ -261,7 +261,14 @@ CASES: dict[str, Case] = {
         train_loss=piecewise(HEALTHY_TRAIN, lambda e: 0.3, 5),
         train_eval_loss=piecewise(HEALTHY_TRAIN, lambda e: 0.6 if e % 2 else 0.25, 5),
         val_loss=piecewise(HEALTHY_VAL, lambda e: HEALTHY_VAL(4), 5)),
-        {"loss_oscillation": (5, 50)}, rule="epochs"),
+        {"loss_oscillation": (5, 50)}, rule="kicks"),
+    # kicks: the fitted rows' loss jumps 1.5x and more twice, falling in between (the window
+    # rule's train_progress guard lets this through)
+    "end-of-epoch train loss kicked up twice, falling in between": Case(Run(
+        epochs=16, train_eval_loss=lambda e: 0.4 if e in (6, 11) else HEALTHY_TRAIN(e)),
+        {"loss_oscillation": (6, 60)}, rule="kicks"),
+    "healthy, one kick (a single event) is not oscillation": Case(Run(
+        epochs=16, train_eval_loss=lambda e: 0.4 if e == 6 else HEALTHY_TRAIN(e)), {}),
     # ... and the epoch mean's bounces (batch noise, dropout) do not count when it is steady
     "healthy, epoch-mean train loss bounces, end-of-epoch loss steady": Case(Run(
         train_loss=piecewise(HEALTHY_TRAIN, lambda e: 0.6 if e % 2 else 0.3, 5),
