@@ -384,6 +384,12 @@ CASES: dict[str, Case] = {
         epochs=10, train_loss=lambda e: max(0.9, 2.3 * 0.5**e), val_loss=lambda e: 1.0,
         val_metric=lambda e: 0.55, train_metric=lambda e: 0.57, goal_target=0.9),
         {"underfitting": (3, 30)}, rule="short_of_goal"),
+    # a train loss thrown up mid-run (rising 40 %) is not a plateau, even short of the goal:
+    # not underfitting (convergence_stall still sees it stuck above its best)
+    "train loss thrown up short of the goal is not underfitting": Case(Run(
+        epochs=8, train_loss=lambda e: [2.0, 1.5, 1.0, 0.9, 1.3, 1.25, 1.2, 1.15][e - 1],
+        val_loss=lambda e: 1.1, val_metric=lambda e: 0.6, train_metric=lambda e: 0.62,
+        goal_target=0.9), {"convergence_stall": (5, 50)}),
     "healthy, flat and short of the goal but the train metric meets it": Case(Run(
         epochs=10, train_loss=lambda e: max(0.9, 2.3 * 0.5**e), val_loss=lambda e: 1.0,
         val_metric=lambda e: 0.85, train_metric=lambda e: 0.93, goal_target=0.9), {}),
