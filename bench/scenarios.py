@@ -64,6 +64,12 @@ DATASETS: dict[str, dict[str, Any]] = {
                   "data": {"source": "python:bench_factories:friedman3",
                            "split": {"stratify": False}},
                   "training": {"batch_size": 32}, "goal": {"metric": "rmse", "target": 0.15}},
+    # the same with 5 added to the target (issue 11, second pass: an offset 20x the spread)
+    "friedman3_offset": {"task": "regression",
+                         "data": {"source": "python:bench_factories:friedman3_offset",
+                                  "split": {"stratify": False}},
+                         "training": {"batch_size": 32},
+                         "goal": {"metric": "rmse", "target": 0.15}},
 }
 CNN: dict[str, Any] = {"model": {"kind": "cnn", "channels": [8, 16], "hidden": [64]}}
 
@@ -452,6 +458,9 @@ def _regression(b: _Builder) -> None:
               seed=seed)
         b.add("healthy-friedman3-bn", HEALTHY, data("friedman3"), reg,
               {"model": {"norm": "batch"}}, seed=seed)
+        # a large target offset: learning the mean takes the first epochs (issue 11, second
+        # pass)
+        b.add("healthy-friedman3-offset", HEALTHY, data("friedman3_offset"), reg, seed=seed)
     for seed, ds in enumerate(["friedman2", "friedman3"]):
         b.add(f"nan-poison-{ds}", "nan_loss", data(ds), reg, NO_ES, seed=seed,
               injection=Injection("poison_weight", 30), note="one weight set to NaN")

@@ -142,6 +142,19 @@ class DetectorContext:
         return value if value is not None and value > 0 else None
 
     @property
+    def untrained_loss(self) -> float | None:
+        """The loss a model that predicts about zero gets, which is where an untrained model
+        starts: the baseline's loss for classification (uniform logits are about as good as the
+        class frequencies); for regression the MSE of predicting 0, the baseline's loss (the
+        MSE of predicting the train mean m) plus m**2 - on targets with a large offset far
+        above the baseline's own."""
+        base = self.baseline_loss
+        if base is None or self.task != "regression":
+            return base
+        mean = finite((self.baseline or {}).get("predicts"))
+        return base + mean**2 if mean is not None else base
+
+    @property
     def baseline_metric(self) -> float | None:
         return finite((self.baseline or {}).get(self.metric)) if self.metric else None
 

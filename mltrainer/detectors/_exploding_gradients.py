@@ -19,9 +19,20 @@ Rules (onset: the first step that counted):
 * divergence (`patience` consecutive steps): the step `loss` > `divergence` x the starting loss
   (the larger of the first step's loss and the trivial baseline's; Lightning
   `EarlyStopping(divergence_threshold)`).
-* loss_scale (`patience` consecutive steps): the step `loss` > `loss_scale` x the trivial
-  baseline's loss. Unlike the ratio, ceiling and divergence bars, which a model that starts
-  exploded (a bad initialisation) raises itself, this bar is set by the data alone.
+* loss_scale (`patience` consecutive steps): the step `loss` > `loss_scale` x the loss of a
+  model that predicts about zero (`DetectorContext.untrained_loss`: the trivial baseline's
+  loss for classification; for regression that plus the square of the target's mean, so a
+  healthy start on targets with a large offset is not an explosion). Unlike the ratio,
+  ceiling and divergence bars, which a model that starts exploded (a bad initialisation)
+  raises itself, this bar is set by the data alone.
+
+* overflow (at once): a step whose loss or gradient norm is non-finite, when the finite
+  gradient norms of the `span` steps before it grew to `factor` x the early median (or the
+  first norm, in a run too short to have one), or their losses to `divergence` x the starting
+  loss: the explosion overflowed before the other rules' `patience` steps were up (sgd on
+  raw-unit targets goes from a finite loss to NaN in three or four steps). A non-finite value
+  that nothing grew into (a corrupt weight) is `nan_loss`'s alone. Onset: the first of those
+  steps that passed the bar.
 
 A stream without step events is judged on epoch `train_loss` with the divergence and
 loss_scale rules.
@@ -34,7 +45,11 @@ import bisect
 from collections import deque
 from typing import Any, ClassVar
 
-from mltrainer.detectors._base import Detector, Finding, finite
+from mltrainer.detectors._base import Detector, Finding, finite, is_nonfinite
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 class ExplodingGradientsDetector(Detector):
@@ -54,7 +69,7 @@ class ExplodingGradientsDetector(Detector):
         "patience": "count", "window": "count", "min_history": "count", "span": "count"
     }
     _state_fields: ClassVar[tuple[str, ...]] = (
-        "history", "early_median", "grad_seen", "grad_hits", "loss_run", "scale_run"
+        "history", "early_median", "grad_seen", "grad_hits", "loss_run", "scale_run", "recent"
     )
 
     def _setup(self) -> None:
@@ -67,6 +82,8 @@ class ExplodingGradientsDetector(Detector):
         # a run: [length, onset epoch, onset step, peak value, bar it was judged against, rule]
         self.loss_run: list[Any] = [0, None, None, 0.0, 0.0, "divergence"]
         self.scale_run: list[Any] = [0, None, None, 0.0, 0.0, "loss_scale"]
+        # the last `span` steps' finite values: [epoch, step, grad_norm, loss] (None if not)
+        self.recent: deque[list[Any]] = deque(maxlen=int(self.thresholds["span"]))
 
     def _after_load(self) -> None:
         self._sorted = sorted(self.history)
@@ -75,12 +92,14 @@ class ExplodingGradientsDetector(Detector):
         if event["type"] == "epoch":
             return None if self._seen_step else self._epoch_divergence(event)
         epoch, step = event.get("epoch"), event.get("step")
-        grad = finite(event.get("grad_norm"))
+        grad, loss = finite(event.get("grad_norm")), finite(event.get("loss"))
+        if is_nonfinite(event.get("loss")) or is_nonfinite(event.get("grad_norm")):
+            return self._judge_overflow(event)
+        self.recent.append([epoch, step, grad, loss])
         if grad is not None:
             finding = self._judge_grad(grad, epoch, step)
             if finding is not None:
                 return finding
-        loss = finite(event.get("loss"))
         if loss is None:
             return None
         for run, bar in ((self.loss_run, self._divergence_bar()),
@@ -109,6 +128,33 @@ class ExplodingGradientsDetector(Detector):
                 return None
         self._accept(grad)
         return None
+
+    def _judge_overflow(self, event: dict[str, Any]) -> Finding | None:
+        """A non-finite step: an explosion when the steps before it grew (see the docstring)."""
+        ref = self.early_median if self.early_median is not None else (
+            self.history[0] if self.history else None)
+        grad_bar = None if ref is None else self.thresholds["factor"] * ref
+        loss_bar = self._divergence_bar()
+        grown = [row for row in self.recent
+                 if (grad_bar is not None and row[2] is not None and row[2] > grad_bar)
+                 or (loss_bar is not None and row[3] is not None and row[3] > loss_bar)]
+        if not grown:
+            return None
+        epoch, step = grown[0][0], grown[0][1]
+        grads = [row[2] for row in self.recent if row[2] is not None]
+        losses = [row[3] for row in self.recent if row[3] is not None]
+        where = event.get("step")
+        return self.finding(
+            epoch, step,
+            f"the loss overflowed at step {where} after growing from step {step}: gradient "
+            f"norm up to {max(grads, default=float('nan')):.4g} (bar {_fmt(grad_bar)}), loss up "
+            f"to {max(losses, default=float('nan')):.4g} (bar {_fmt(loss_bar)}) in the last "
+            f"{len(self.recent)} finite steps",
+            rule="overflow", nonfinite_step=where, flagged_steps=[row[1] for row in grown],
+            grad_norms=grads, losses=losses, grad_limit=grad_bar, loss_limit=loss_bar,
+            reference_grad_norm=ref, factor=self.thresholds["factor"],
+            divergence=self.thresholds["divergence"], span=self.thresholds["span"],
+        )
 
     def _accept(self, grad: float) -> None:
         if len(self.history) == self.history.maxlen:
@@ -154,13 +200,13 @@ class ExplodingGradientsDetector(Detector):
         length, epoch, step, peak, bar, rule = run
         patience = self.thresholds["patience"]
         if rule == "loss_scale":
-            base = self.context.baseline_loss
+            base = self.context.untrained_loss
             return self.finding(
                 epoch, step,
-                f"loss far above the trivial baseline's from step {step}: up to {peak:.4g}, "
-                f"above {bar:.4g} ({self.thresholds['loss_scale']:g}x the baseline loss "
+                f"loss far above an untrained model's from step {step}: up to {peak:.4g}, "
+                f"above {bar:.4g} ({self.thresholds['loss_scale']:g}x the untrained loss "
                 f"{base:.4g}) for {length} steps",
-                rule=rule, peak_loss=peak, limit=bar, baseline_loss=base,
+                rule=rule, peak_loss=peak, limit=bar, untrained_loss=base,
                 loss_scale=self.thresholds["loss_scale"], consecutive_steps=length,
                 patience=patience,
             )
@@ -188,7 +234,7 @@ class ExplodingGradientsDetector(Detector):
         return None if start is None else self.thresholds["divergence"] * start
 
     def _scale_bar(self) -> float | None:
-        base = self.context.baseline_loss
+        base = self.context.untrained_loss
         return None if base is None else self.thresholds["loss_scale"] * base
 
     def _epoch_divergence(self, event: dict[str, Any]) -> Finding | None:
@@ -201,10 +247,10 @@ class ExplodingGradientsDetector(Detector):
             return self.finding(
                 epoch, event.get("step"),
                 f"train loss in epoch {epoch} is {loss:.4g}, above {scale:.4g} "
-                f"({self.thresholds['loss_scale']:g}x the trivial baseline's loss "
-                f"{self.context.baseline_loss:.4g})",
+                f"({self.thresholds['loss_scale']:g}x the untrained loss "
+                f"{self.context.untrained_loss:.4g})",
                 rule="loss_scale", peak_loss=loss, limit=scale,
-                baseline_loss=self.context.baseline_loss,
+                untrained_loss=self.context.untrained_loss,
                 loss_scale=self.thresholds["loss_scale"], consecutive_epochs=1,
             )
         if bar is None or loss <= bar:

@@ -3,17 +3,30 @@
 Rules (either fires):
 
 * epochs: over the last `window` epochs, the epoch-to-epoch moves of `val_loss` - or of the
-  epoch-mean `train_loss` - that count (at least `amplitude` x the reference loss and at least
-  `swing` x the lower of the two values) change direction `sign_changes` times or more, while
-  the train loss fell by less than `train_progress` (relative) over the same epochs: swings
-  without a downward trend (AUTOTRAINER's unstable-loss rule counts alternating local extremes
-  of at least 0.03 in accuracy). The train-loss condition keeps apart a run that overfits
-  noisily but still learns. The train loss counts on its own: an optimiser thrown about by too
-  high a learning rate makes the loss on the very rows it trains on go up and down by epochs,
-  which a sound one does not, however small or noisy the val set. Onset: the epoch of the first
-  counted rise in the window. On a val set of n_val rows a val-loss move must also be at least
-  2 x sqrt(2 / n_val) of the lower value (when the start event says n_val): the wobble a mean
-  over that many rows shows as the model jitters (0.3 on 90 rows, 0.17 on 270).
+  train loss: the end-of-epoch model's on fixed training rows (`train_eval_loss`, see
+  `fitted_loss`) when the stream has it, else the epoch mean - that count (at least `amplitude`
+  x the reference loss and at least `swing` x the lower of the two values) change direction
+  `sign_changes` times or more, while the train loss fell by less than `train_progress`
+  (relative) over the same epochs: swings without a downward trend (AUTOTRAINER's unstable-loss
+  rule counts alternating local extremes of at least 0.03 in accuracy). The train-loss
+  condition keeps apart a run that overfits noisily but still learns. The train loss counts on
+  its own: an optimiser thrown about by too high a learning rate makes the loss on the very
+  rows it trains on go up and down by epochs, which a sound one does not, however small or
+  noisy the val set. The end-of-epoch loss is measured on the same rows every epoch with
+  dropout off, so its moves are the optimiser's alone; the epoch mean also holds batch-to-batch
+  noise and dropout, which bounced on healthy small regressions (issue 11, second pass). Onset:
+  the epoch of the first counted rise in the window. On a val set of n_val rows a val-loss move
+  must also be at least 2 x sqrt(2 / n_val) of the lower value (when the start event says
+  n_val): the wobble a mean over that many rows shows as the model jitters (0.3 on 90 rows,
+  0.17 on 270).
+* kicks: on `kicks` epochs of the run, the end-of-epoch train loss (`train_eval_loss`, on the
+  same training rows every epoch with dropout off) is at least `kick_factor` x its value the
+  epoch before and `amplitude` x the reference loss above it. A sound optimiser never makes
+  the loss of rows it has already fitted jump by half again from one epoch to the next (on
+  the tuning runs: no healthy run once, 14 of 15 high-learning-rate runs at least once); an
+  optimiser past the edge of stability keeps throwing the model off them, whatever its trend
+  in between (the window rule's `train_progress` guard lets a run through whose loss falls
+  between kicks). Onset: the first kick.
 * spikes: `spikes` spikes within `spike_horizon` steps, a spike being `spike_steps`
   consecutive step losses each at least `spike_factor` x the mean of the last `spike_window`
   ordinary step losses and at least `spike_atol` x the reference loss above it (after
@@ -32,7 +45,7 @@ from collections import deque
 from itertools import pairwise
 from typing import Any, ClassVar
 
-from mltrainer.detectors._base import Detector, Finding, finite
+from mltrainer.detectors._base import Detector, Finding, finite, fitted_loss
 
 
 class LossOscillationDetector(Detector):
@@ -50,6 +63,8 @@ class LossOscillationDetector(Detector):
         "spike_steps": 2,
         "spikes": 3,
         "spike_horizon": 200,
+        "kick_factor": 1.5,
+        "kicks": 2,
     }
     kinds: ClassVar[dict[str, str]] = {
         "window": "count",
@@ -61,9 +76,10 @@ class LossOscillationDetector(Detector):
         "spike_steps": "count",
         "spikes": "count",
         "spike_horizon": "count",
+        "kicks": "count",
     }
     _state_fields: ClassVar[tuple[str, ...]] = (
-        "epochs", "losses", "elevated", "spike_start", "spike_log",
+        "epochs", "losses", "elevated", "spike_start", "spike_log", "last_fitted", "kick_log",
     )
 
     def _setup(self) -> None:
@@ -73,15 +89,19 @@ class LossOscillationDetector(Detector):
         self.elevated = 0  # consecutive steps above the spike bar
         self.spike_start: list[Any] = []  # [epoch, step, loss, running mean] of the first of them
         self.spike_log: deque[list[Any]] = deque()  # [epoch, step, loss, running mean]
+        self.last_fitted: float | None = None  # the previous epoch's train_eval_loss
+        self.kick_log: list[list[Any]] = []  # [epoch, step, before, after] of each kick
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
         if event["type"] == "step":
             return self._judge_step(event)
+        finding = self._judge_kick(event)
+        if finding is not None:
+            return finding
         val = finite(event.get("val_loss"))
         if val is None:
             return None
-        self.epochs.append([event.get("epoch"), event.get("step"), val,
-                            finite(event.get("train_loss"))])
+        self.epochs.append([event.get("epoch"), event.get("step"), val, fitted_loss(event)])
         if len(self.epochs) < self.thresholds["window"]:
             return None
         return self._judge_window()
@@ -127,6 +147,35 @@ class LossOscillationDetector(Detector):
             mean_move=mean_swing, min_move=floor, amplitude=self.thresholds["amplitude"],
             swing=self.thresholds["swing"], reference_loss=ref, reference=source,
             train_progress=progress, max_train_progress=self.thresholds["train_progress"],
+        )
+
+    def _judge_kick(self, event: dict[str, Any]) -> Finding | None:
+        """The end-of-epoch train loss jumped to `kick_factor` x its previous epoch's value and
+        by `amplitude` x the reference loss; `kicks` such epochs in a run fire."""
+        now = finite(event.get("train_eval_loss"))
+        if now is None:
+            return None
+        before, self.last_fitted = self.last_fitted, now
+        ref, source = self.reference_loss()
+        if before is None or ref is None:
+            return None
+        if now < self.thresholds["kick_factor"] * before or (
+                now - before < self.thresholds["amplitude"] * ref):
+            return None
+        self.kick_log.append([event.get("epoch"), event.get("step"), before, now])
+        if len(self.kick_log) < self.thresholds["kicks"]:
+            return None
+        first = self.kick_log[0]
+        epochs = ", ".join(str(k[0]) for k in self.kick_log)
+        return self.finding(
+            first[0], first[1],
+            f"the end-of-epoch train loss jumped to at least "
+            f"{self.thresholds['kick_factor']:g}x the epoch before in epochs {epochs} (last: "
+            f"{before:.4g} to {now:.4g}): the optimiser throws the model off rows it had fitted",
+            rule="kicks", kicks=[{"epoch": e, "step": st, "before": b, "after": a}
+                                 for e, st, b, a in self.kick_log],
+            kick_factor=self.thresholds["kick_factor"], min_kicks=self.thresholds["kicks"],
+            amplitude=self.thresholds["amplitude"], reference_loss=ref, reference=source,
         )
 
     @staticmethod

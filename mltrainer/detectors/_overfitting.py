@@ -1,28 +1,40 @@
 """overfitting: the model keeps fitting its training data while validation gets worse.
 
-Rules (either fires):
+Rules (any fires):
 
 * val_loss: for `patience` consecutive epochs, `val_loss` is above its minimum so far by at
   least `rise` (relative) and `rise_atol` x the reference loss (absolute, so the wiggles of a
   near-zero loss never count), while the model fits its training data better than it did at
   that minimum - its train loss is below its value there and at most `fitted_loss` x the
-  reference loss - and either the val metric has fallen from its best by at least
-  `metric_drop` (absolute for accuracy, f1_macro, roc_auc, r2; relative for rmse, mae) or the
-  val loss is above the reference loss (worse than the trivial baseline) - SageMaker
-  `Overtraining`/`Overfit`, Keras/Lightning `EarlyStopping` on val loss with patience. The
-  metric condition keeps the harmless kind apart: a val loss that creeps up on a few
-  confidently wrong rows while the val metric holds (common on small val sets) costs nothing,
-  unless it passes the baseline's loss. Onset: the epoch after the minimum.
+  reference loss - and one of: the val metric has fallen from its best by at least
+  `metric_drop` (absolute for accuracy, f1_macro, roc_auc, r2; relative for rmse, mae); the
+  val loss is above the reference loss (worse than the trivial baseline); or the val loss is
+  above its minimum by at least `rise_alone` (relative) and by twice its own sampling error,
+  2 sqrt(2 / n_val) - SageMaker `Overtraining`/`Overfit`, Keras/Lightning `EarlyStopping` on
+  val loss with patience. The metric condition keeps the harmless kind apart: a val loss that
+  creeps up on a few confidently wrong rows while the val metric holds (common on small val
+  sets) costs nothing. A val loss half as large again as its minimum while the train loss
+  keeps falling is not a creep: the model's probabilities on new rows got worse however a
+  ranking metric like roc_auc holds. Onset: the epoch after the minimum.
   The train loss judged is the end-of-epoch model's (`train_eval_loss`, see `fitted_loss`)
   when the stream has it: the epoch mean of epoch 1 still holds the untrained start, and one
   noisy epoch after the minimum only breaks the streak, it never blocks the rule for the rest
   of the run.
 * metric_gap (classification, when epoch events carry `train` metrics): once the model fits its
   training data (train loss at most `fitted_loss` x the reference loss), the train metric
-  exceeds the val metric by at least `metric_gap` - and by at least twice the val metric's
-  sampling error, sqrt(v (1 - v) / n_val), so a handful of val rows cannot make a gap - for
-  `patience` consecutive epochs (AUTOTRAINER flags a train/test accuracy gap of 0.07-0.1).
-  Onset: the first of them.
+  exceeds the val metric by at least `metric_gap` beyond twice the val metric's sampling
+  error, sqrt(v (1 - v) / n_val) - the gap's lower confidence bound clears `metric_gap`, so a
+  handful of val rows cannot make a gap - for `patience` consecutive epochs (AUTOTRAINER flags
+  a train/test accuracy gap of 0.07-0.1). Onset: the first of them.
+* loss_gap (regression, MSE): the same gap read from the losses - (val loss - train loss) /
+  the trivial baseline's loss, which is the r2 the model loses between its training rows and
+  new rows whatever the metric - at least `metric_gap` beyond twice the val loss's sampling
+  error (2 sqrt(2 / n_val) of the val loss, over the baseline's) for `patience` consecutive
+  epochs, once the model fits its training data and the val loss has flattened (it fell by
+  less than `val_progress`, relative, over those epochs: while it still falls fast, the model
+  is learning and the gap is the training rows being learnt first). A regression model that
+  memorises noise can drive its train loss towards zero while the val loss keeps falling
+  slowly: no rise, a gap.
 
 Without a metric in the events, the val_loss rule judges the losses alone.
 """
@@ -30,6 +42,7 @@ Without a metric in the events, the val_loss rule judges the losses alone.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -46,15 +59,19 @@ class OverfittingDetector(Detector):
         "patience": 3,
         "metric_gap": 0.1,
         "fitted_loss": 0.5,
+        "rise_alone": 0.5,
+        "val_progress": 0.05,
     }
     kinds: ClassVar[dict[str, str]] = {
         "rise_atol": "nonnegative",
         "metric_drop": "nonnegative",
         "patience": "count",
+        "rise_alone": "nonnegative",
+        "val_progress": "nonnegative",
     }
     watches: ClassVar[frozenset[str]] = frozenset({"epoch"})
     _state_fields: ClassVar[tuple[str, ...]] = (
-        "best", "after_best", "best_metric", "rise_run", "gap_run"
+        "best", "after_best", "best_metric", "rise_run", "gap_run", "val_recent"
     )
 
     def _setup(self) -> None:
@@ -63,6 +80,8 @@ class OverfittingDetector(Detector):
         self.best_metric: float | None = None  # best val metric so far
         self.rise_run = 0
         self.gap_run: list[Any] = [0, None, None, []]  # [length, epoch, step, gaps]
+        # the val losses of the last `patience` + 1 epochs (loss_gap's flattening test)
+        self.val_recent: deque[float] = deque(maxlen=int(self.thresholds["patience"]) + 1)
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
         metric = self._val_metric(event)
@@ -72,7 +91,15 @@ class OverfittingDetector(Detector):
             self.best_metric = metric
         if finding is None and self.context.task == "classification":
             finding = self._judge_gap(event)
+        elif finding is None and self.context.task == "regression":
+            finding = self._judge_loss_gap(event)
         return finding
+
+    def _val_noise(self) -> float:
+        """Twice the relative sampling error of a mean squared loss over n_val rows (squared
+        Gaussian residuals: sqrt(2 / n)); 0 when n_val is unknown."""
+        n_val = self.context.n_val
+        return 2 * math.sqrt(2 / n_val) if n_val else 0.0
 
     def _val_metric(self, event: dict[str, Any]) -> float | None:
         val, metric = event.get("val"), self.context.metric
@@ -110,7 +137,9 @@ class OverfittingDetector(Detector):
                   or train <= self.thresholds["fitted_loss"] * known_ref)
         # past the trivial baseline's loss: the model predicts val worse than a constant would
         past_baseline = known_ref is not None and val > known_ref
-        metric_fell = (metric is None or past_baseline
+        # far above the minimum: more than `rise_alone` and more than the val loss's noise
+        rose_far = val >= best_val * (1 + max(self.thresholds["rise_alone"], self._val_noise()))
+        metric_fell = (metric is None or past_baseline or rose_far
                        or (drop is not None and drop >= self.thresholds["metric_drop"]))
         if val < limit or not train_falling or not fitted or not metric_fell:
             self.rise_run = 0
@@ -129,7 +158,8 @@ class OverfittingDetector(Detector):
             limit=limit, train_loss_at_best=train_at_best, train_loss=train,
             metric=self.context.metric if metric is not None else None, val_metric=metric,
             best_val_metric=self.best_metric, metric_drop=drop,
-            min_metric_drop=self.thresholds["metric_drop"],
+            min_metric_drop=self.thresholds["metric_drop"], past_baseline=past_baseline,
+            rose_far=rose_far, rise_alone=self.thresholds["rise_alone"],
             consecutive_epochs=self.rise_run, patience=self.thresholds["patience"],
         )
 
@@ -157,7 +187,7 @@ class OverfittingDetector(Detector):
                   and train <= self.thresholds["fitted_loss"] * ref)
         n_val = self.context.n_val
         noise = 2 * math.sqrt(max(va * (1 - va), 0.0) / n_val) if n_val and 0 <= va <= 1 else 0.0
-        bar = max(self.thresholds["metric_gap"], noise)
+        bar = self.thresholds["metric_gap"] + noise
         if gap < bar or not fitted:
             self.gap_run = [0, None, None, []]
             return None
@@ -175,4 +205,39 @@ class OverfittingDetector(Detector):
             gaps=list(run[3]), metric_gap=self.thresholds["metric_gap"], limit=bar,
             n_val=n_val,
             consecutive_epochs=run[0], patience=self.thresholds["patience"],
+        )
+
+    def _judge_loss_gap(self, event: dict[str, Any]) -> Finding | None:
+        val, train = finite(event.get("val_loss")), fitted_loss(event)
+        base = self.context.baseline_loss
+        if val is None or train is None or base is None:
+            return None
+        self.val_recent.append(val)
+        earlier = self.val_recent[0]
+        progress = (earlier - val) / earlier if earlier > 0 else 0.0
+        flat = (len(self.val_recent) == self.val_recent.maxlen
+                and progress < self.thresholds["val_progress"])
+        gap = (val - train) / base
+        noise = self._val_noise() * val / base
+        bar = self.thresholds["metric_gap"] + noise
+        run = self.gap_run
+        if gap < bar or train > self.thresholds["fitted_loss"] * base or not flat:
+            self.gap_run = [0, None, None, []]
+            return None
+        if run[0] == 0:
+            run[1], run[2] = event.get("epoch"), event.get("step")
+        run[0] += 1
+        run[3].append(gap)
+        if run[0] < self.thresholds["patience"]:
+            return None
+        return self.finding(
+            run[1], run[2],
+            f"val loss {val:.4g} exceeds the train loss {train:.4g} by {gap:.3g} of the trivial "
+            f"baseline's loss {base:.4g} (limit {bar:.3g}: the r2 lost on new rows) for "
+            f"{run[0]} epochs since epoch {run[1]}",
+            rule="loss_gap", val_loss=val, train_loss=train, baseline_loss=base, gap=gap,
+            gaps=list(run[3]), metric_gap=self.thresholds["metric_gap"], limit=bar,
+            n_val=self.context.n_val, val_progress=progress,
+            max_val_progress=self.thresholds["val_progress"], consecutive_epochs=run[0],
+            patience=self.thresholds["patience"],
         )

@@ -3,7 +3,10 @@
 Rule: from epoch `min_epochs` on, the train loss has flattened - the best of the last
 `patience` epochs improves on the best before them by less than `min_progress` (relative), and
 it is not accelerating (falling in every epoch of the window, by more in the last than in the
-first: a curve leaving a plateau, where one converging to a floor takes ever smaller steps) -
+first: a curve leaving a plateau, where one converging to a floor takes ever smaller steps),
+nor rising by `min_progress` or more (a loss thrown up by the optimiser is not at a plateau:
+an lr too high for the target's spread made a healthy raw-unit regression's train loss jump
+40 % mid-run, and that read as "flat and short of the goal"; issue 11, second pass) -
 while the fit is poor: the train loss is still at or above (1 - `loss_margin`) x the reference
 loss (no better than the trivial baseline `mlt plan` measured), or the train metric (epoch
 events' `train`) falls short of the goal (`goal_target` in the start event) by at least
@@ -76,8 +79,8 @@ class UnderfittingDetector(Detector):
         progress = (before - best_now) / before if before > 0 else 0.0
         steps = [a - b for a, b in pairwise(losses)]
         accelerating = all(d > 0 for d in steps) and steps[-1] > steps[0]
-        if progress >= self.thresholds["min_progress"] or accelerating:
-            return None  # still learning
+        if abs(progress) >= self.thresholds["min_progress"] or accelerating:
+            return None  # still learning, or thrown about (rising): not at a plateau yet
         metric = self.context.metric
         train_metric = self._train_metric(event)
         meets = self.context.meets_goal(train_metric)
