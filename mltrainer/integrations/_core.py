@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,8 +27,9 @@ from mltrainer.config import LOWER_IS_BETTER
 from mltrainer.detectors import DetectorContext, DetectorSubscriber, Finding, build_detectors
 from mltrainer.engine.checkpoint import epoch_name, link_atomic, serialize, write_atomic
 from mltrainer.engine.devices import peak_mem_mb
+from mltrainer.engine.inference import evaluate
 from mltrainer.engine.metrics import is_better
-from mltrainer.engine.step import layer_statistics, per_tensor_norms
+from mltrainer.engine.step import layer_statistics, loss_function, per_tensor_norms
 from mltrainer.state import atomic_write_text
 from mltrainer.stream import MetricWriter, encode_json
 
@@ -74,23 +77,86 @@ def trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
-def gradient_statistics(params: list[tuple[str, nn.Parameter]], layers: bool
-                        ) -> tuple[float, dict[str, Any] | None]:
-    """The global L2 gradient norm and, with `layers`, {param name: {grad_norm, zero_frac}}:
-    the engine's own arithmetic (`per_tensor_norms`, `layer_statistics`), one sync."""
+def gradient_norms(params: list[tuple[str, nn.Parameter]], layers: bool
+                   ) -> tuple[list[str] | None, torch.Tensor | None]:
+    """The gradients' numbers as one tensor on their device, not read yet (no host sync):
+    `[global L2 norm]`, or with `layers` `[global, norm_1, zero_frac_1, norm_2, ...]` and the
+    parameter names. The engine's own arithmetic (`per_tensor_norms`, `layer_statistics`:
+    fused `_foreach_norm` passes). (None, None) when no parameter has a gradient."""
     named = [(n, p.grad) for n, p in params if p.grad is not None]
     if not named:
-        return math.nan, None
+        return None, None
     grads = [g for _, g in named]
     norms = per_tensor_norms(grads, grads[0].device)
-    total = torch.linalg.vector_norm(norms)
+    total = torch.linalg.vector_norm(norms).reshape(1)
     if not layers:
-        return float(total), None
+        return None, total
     stats = layer_statistics(grads, norms)
-    values = torch.cat([total.reshape(1), stats.reshape(-1)]).tolist()
-    table = {name: {"grad_norm": values[1 + 2 * i], "zero_frac": values[2 + 2 * i]}
-             for i, (name, _) in enumerate(named)}
-    return values[0], table
+    return [n for n, _ in named], torch.cat([total, stats.reshape(-1)])
+
+
+def read_step(loss: Any, grads: tuple[list[str] | None, torch.Tensor | None]
+              ) -> tuple[float, float | None, dict[str, Any] | None]:
+    """(loss, global gradient norm, {param: {grad_norm, zero_frac}}) as Python numbers, read
+    from the device in one transfer (the engine reads its step the same way: one sync a step).
+    `loss` is a tensor (any shape with one element) or a number; `grads` from
+    `gradient_norms`."""
+    names, numbers = grads
+    if isinstance(loss, torch.Tensor):
+        loss = loss.detach().reshape(1).float()
+        if numbers is not None:
+            values = torch.cat([loss.to(numbers.device), numbers.float()]).tolist()
+        else:
+            values = loss.tolist()
+    else:
+        values = [float(loss), *(numbers.tolist() if numbers is not None else ())]
+    norm = values[1] if len(values) > 1 else None
+    table = None
+    if names is not None:
+        table = {name: {"grad_norm": values[2 + 2 * i], "zero_frac": values[3 + 2 * i]}
+                 for i, name in enumerate(names)}
+    return values[0], norm, table
+
+
+class TrainRows:
+    """Fixed training rows whose loss and metrics each epoch event reports as
+    `train_eval_loss` and `train`, measured as mlt's engine measures them: the model of the
+    epoch's end, in eval mode, without gradients, by mlt's own formulas (`engine.inference.
+    evaluate`: the task's loss, cross-entropy or MSE, and every metric of the task).
+
+    The model must map a tensor of rows to outputs (logits, or one value per row): the same
+    contract as the project's `load_model`. When it cannot (its forward wants other inputs),
+    the first attempt warns once and the events go without the fields; the detectors then
+    judge the epoch's mean train loss, as for any stream without them. Cost: one forward pass
+    over the rows per epoch (inside an mlt run as many rows as val, at least 2048 or all of
+    train, like the engine: at most one more val pass)."""
+
+    def __init__(self, X: Any, y: Any, task: str) -> None:
+        self.task = task
+        self.y_numpy = np.asarray(y)
+        self.X = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32))
+        self.y = torch.as_tensor(self.y_numpy, dtype=(
+            torch.float32 if task == "regression" else torch.int64))
+        self.loss_fn = loss_function(task)
+        self.failed: str | None = None
+
+    def measure(self, model: nn.Module) -> tuple[float, dict[str, float]] | None:
+        if self.failed is not None:
+            return None
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        if self.X.device != device:
+            self.X, self.y = self.X.to(device), self.y.to(device)
+        try:
+            with torch.no_grad():
+                return evaluate(model, self.X, self.y, self.loss_fn, self.task, self.y_numpy)
+        except (TypeError, AttributeError, RuntimeError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            self.failed = f"{type(exc).__name__}: {first}"
+            warnings.warn(f"mlt: the epoch events go without train metrics: the model could not "
+                          f"be evaluated on a tensor of training rows ({self.failed}); make "
+                          "forward(rows) return the outputs, or pass train_rows=None",
+                          RuntimeWarning, stacklevel=2)
+            return None
 
 
 class RunMonitor:
@@ -102,7 +168,14 @@ class RunMonitor:
     `metric` is the goal metric the best checkpoint is chosen by (accuracy, rmse, ...);
     `baseline` the trivial baseline's val values the detectors compare against;
     `thresholds` the shape of `diagnose.thresholds` in mlt.yaml; `goal_target` (`goal.target`)
-    and `n_val` (val rows) sharpen the detectors that judge against the goal and val noise.
+    and `n_val` (val rows) sharpen the detectors that judge against the goal and val noise;
+    `train_rows` (X, y) are the fixed training rows of each epoch event's `train` and
+    `train_eval_loss` (`TrainRows`; inside an mlt run the engine's own subset).
+
+    Durability, the engine's rule: every event line is flushed to the OS as it is written (a
+    killed process loses none), and the file is fsynced at each epoch event and at the end (a
+    machine crash loses at most the steps of the epoch in progress). The step's numbers are
+    read from the device once per step (loss and gradient norm together), as the engine does.
     """
 
     def __init__(self, run_dir: str | Path, *, task: str, metric: str,
@@ -110,7 +183,8 @@ class RunMonitor:
                  thresholds: Mapping[str, Mapping[str, float]] | None = None,
                  goal_target: float | None = None, n_val: int | None = None,
                  grad_stats_every: int = 10, checkpoints: bool = False,
-                 save_final: bool = False, framework: str = "") -> None:
+                 save_final: bool = False, framework: str = "",
+                 train_rows: tuple[Any, Any] | None = None) -> None:
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be classification or regression but got {task!r}")
         if grad_stats_every < 0:
@@ -123,6 +197,7 @@ class RunMonitor:
         self.checkpoints = checkpoints
         self.save_final = save_final
         self.framework = framework
+        self.train_rows = TrainRows(*train_rows, task) if train_rows is not None else None
         self.goal_target, self.n_val = goal_target, n_val
         context = DetectorContext(task=task, metric=metric,
                                   greater_is_better=self.greater_is_better,
@@ -187,12 +262,16 @@ class RunMonitor:
 
     def epoch(self, *, epoch: int, step: int, val_loss: float | None,
               val: Mapping[str, float],
-              state_dict: Callable[[], Mapping[str, torch.Tensor]] | None = None) -> str | None:
+              state_dict: Callable[[], Mapping[str, torch.Tensor]] | None = None,
+              model: nn.Module | None = None) -> str | None:
         """The end of epoch `epoch` with its val values; the train loss is the mean of the
-        epoch's step losses. With checkpoints on, `state_dict()` is saved (never non-finite
-        weights: a diverged epoch keeps the previous best/last)."""
+        epoch's step losses; with `train_rows` and `model`, `train` and `train_eval_loss` are
+        measured on those rows (`TrainRows`). With checkpoints on, `state_dict()` is saved
+        (never non-finite weights: a diverged epoch keeps the previous best/last)."""
         if self.stopped:
             return self.stop_reason
+        fitted = (self.train_rows.measure(model)
+                  if self.train_rows is not None and model is not None else None)
         train_loss = sum(self._losses) / len(self._losses) if self._losses else math.nan
         self._losses = []
         value = val.get(self.metric)
@@ -213,6 +292,8 @@ class RunMonitor:
                  "lr": self.last_lr, "wall_time": time.perf_counter() - self._epoch_started,
                  "peak_mem_mb": peak_mem_mb(torch.device("cpu")), "checkpoint": name,
                  "best_epoch": self.best_epoch}
+        if fitted is not None:
+            event["train_eval_loss"], event["train"] = fitted
         self._epoch_started = time.perf_counter()
         return self._emit(event)
 
