@@ -261,6 +261,7 @@ def load_entrypoint_model(path: str | os.PathLike[str], cfg: MltConfig, spec: An
     if spec_str.startswith("python:") and not cfg.training.load_model:
         spec_str = ":".join([*spec_str.split(":")[:2], "load_model"])
     root = Path(root) if root is not None else Path.cwd()
+    frameworks_importable()  # the module may import Lightning or transformers (see there)
     try:
         loader = resolve_callable(spec_str, root, default_function="load_model")
     except (ValueError, TypeError, ImportError) as exc:
