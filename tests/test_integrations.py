@@ -358,6 +358,7 @@ def _hf_findings(tmp_path: Path, cfg: Any, bundle: Any, baseline: dict[str, Any]
         compute_metrics=lambda p: {"accuracy": float((p.predictions.argmax(1)
                                                       == p.label_ids).mean())})
     trainer.train()
+    trainer.evaluate()  # after train(): no epoch of the (closed) stream
     return sorted(f.id for f in callback.findings), (trainer, callback)
 
 
@@ -376,6 +377,7 @@ def test_callbacks_find_what_the_engine_finds(tmp_path: Path, fault: str) -> Non
 
         offline = run_detectors(tmp_path / folder / "metrics.jsonl")
         assert {f.id for f in offline} >= set(engine)
+        assert read_stream(tmp_path / folder / "metrics.jsonl")[-1]["type"] == "end"
     if fault == "nan":  # each framework stopped its own way, at the step the loss broke
         assert l_trainer.should_stop and l_cb.stopping_reason == "detector:nan_loss"
         assert h_trainer.control.should_training_stop

@@ -80,6 +80,7 @@ class MltCallback(TrainerCallback):
         self._epoch = 0
         self._layers: dict[int, Any] = {}  # step -> gradient_norms(), read in on_log
         self._params: list[Any] | None = None
+        self._training = False
 
     @property
     def findings(self) -> list[Any]:
@@ -88,6 +89,7 @@ class MltCallback(TrainerCallback):
     # -- hooks: each a few lines around RunMonitor ----------------------------------------------
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._training = True  # in every process: trainer.evaluate() outside train() is not ours
         if not state.is_world_process_zero:
             return  # one process writes the stream (see the module docstring)
         loader = kwargs.get("train_dataloader")
@@ -116,7 +118,7 @@ class MltCallback(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kwargs: Any) -> None:
-        if not logs or "loss" not in logs:
+        if not logs or "loss" not in logs or not self._training:
             return  # eval logs and the closing summary (alike in every process)
         reason = None
         if state.is_world_process_zero:
@@ -133,6 +135,8 @@ class MltCallback(TrainerCallback):
 
     def on_evaluate(self, args: Any, state: Any, control: Any,
                     metrics: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not self._training:
+            return  # trainer.evaluate() after train(): the stream is closed
         reason = None
         if state.is_world_process_zero:
             val_loss, val = split_logged(metrics or {}, self.val_prefix)
@@ -143,6 +147,7 @@ class MltCallback(TrainerCallback):
         self._stop_if(args, control, reason)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._training = False
         if not state.is_world_process_zero:
             return
         if self.monitor.stopped:
