@@ -93,7 +93,11 @@ class MetricWriter:
                 f"event type must be one of {EVENT_TYPES} but got {event.get('type')!r}")
         event = {**event}
         event.setdefault("time", time.time())
-        self._fh.write(json.dumps(encode_json(event), separators=(",", ":")) + "\n")
+        try:  # the common case, every float finite: strict JSON as it is, without a copy
+            line = json.dumps(event, separators=(",", ":"), allow_nan=False)
+        except (ValueError, TypeError):  # a non-finite float or a deque: spelled by encode_json
+            line = json.dumps(encode_json(event), separators=(",", ":"))
+        self._fh.write(line + "\n")
         self._fh.flush()
         if self._fsync and event["type"] in ("epoch", "end"):
             os.fsync(self._fh.fileno())

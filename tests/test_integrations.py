@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,45 @@ def test_monitor_needs_its_settings_outside_an_mlt_run(tmp_path: Path) -> None:
                          framework="x")
     with pytest.raises(ValueError, match="grad_stats_every cannot be negative but got -1"):
         RunMonitor(tmp_path, task="classification", metric="accuracy", grad_stats_every=-1)
+
+
+def test_monitor_measures_train_rows_as_the_engine_does(tmp_path: Path) -> None:
+    from mltrainer.engine.inference import evaluate
+    from mltrainer.engine.step import loss_function
+
+    gen = torch.Generator().manual_seed(0)
+    X, y = torch.randn(40, 4, generator=gen), torch.arange(40) % 3
+    model = nn.Linear(4, 3)
+    mon = RunMonitor(tmp_path / "ok", task="classification", metric="accuracy",
+                     train_rows=(X.numpy(), y.numpy()))
+    mon.start(steps_per_epoch=1)
+    mon.step(epoch=1, step=1, loss=1.0, lr=0.1, grad_norm=1.0)
+    mon.epoch(epoch=1, step=1, val_loss=1.0, val={"accuracy": 0.5}, model=model)
+    mon.end()
+    event = read_stream(tmp_path / "ok" / "metrics.jsonl")[-2]
+    with torch.no_grad():
+        loss, metrics = evaluate(model, X, y, loss_function("classification"), "classification",
+                                 y.numpy())
+    assert event["train_eval_loss"] == pytest.approx(loss) and event["train"] == pytest.approx(
+        metrics)
+
+    class Keywords(nn.Module):  # a forward that does not take a tensor of rows
+        def forward(self, *, input_ids: torch.Tensor) -> torch.Tensor:
+            return input_ids
+
+    mon = RunMonitor(tmp_path / "kw", task="classification", metric="accuracy",
+                     train_rows=(X.numpy(), y.numpy()))
+    mon.start(steps_per_epoch=1)
+    mon.step(epoch=1, step=1, loss=1.0, lr=0.1, grad_norm=1.0)
+    with pytest.warns(RuntimeWarning, match="without train metrics.*pass train_rows=None"):
+        mon.epoch(epoch=1, step=1, val_loss=1.0, val={"accuracy": 0.5}, model=Keywords())
+    mon.step(epoch=2, step=2, loss=1.0, lr=0.1, grad_norm=1.0)
+    with warnings.catch_warnings():  # once is enough
+        warnings.simplefilter("error")
+        mon.epoch(epoch=2, step=2, val_loss=1.0, val={"accuracy": 0.5}, model=Keywords())
+    mon.end()
+    epochs = [e for e in read_stream(tmp_path / "kw" / "metrics.jsonl") if e["type"] == "epoch"]
+    assert len(epochs) == 2 and not any("train" in e or "train_eval_loss" in e for e in epochs)
 
 
 @pytest.mark.parametrize(("value", "ok"), [
@@ -221,6 +261,9 @@ def _lightning_findings(tmp_path: Path, cfg: Any, bundle: Any, baseline: dict[st
             super().__init__()
             self.net = build_model(cfg.model, bundle.spec)
 
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # rows -> logits (train rows)
+            return self.net(x)
+
         def training_step(self, batch: Any, idx: int) -> torch.Tensor:
             return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
 
@@ -234,13 +277,23 @@ def _lightning_findings(tmp_path: Path, cfg: Any, bundle: Any, baseline: dict[st
             return kind(self.parameters(), lr=cfg.training.lr, weight_decay=0.0)
 
     callback = MltCallback(tmp_path / "lightning", task="classification", metric="accuracy",
-                           baseline=baseline, goal_target=0.9, n_val=len(bundle.val.y))
+                           baseline=baseline, goal_target=0.9, n_val=len(bundle.val.y),
+                           train_rows=_train_rows(cfg, bundle))
     trainer = L.Trainer(max_epochs=cfg.training.epochs, callbacks=[callback], logger=False,
                         accelerator="cpu", enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0)
     trainer.fit(Module(), *_loaders(bundle, cfg.training.batch_size))
     return sorted(f.id for f in callback.findings), (trainer, callback)
+
+
+def _train_rows(cfg: Any, bundle: Any) -> tuple[Any, Any]:
+    """The training rows mlt's engine evaluates each epoch (what an mlt run hands the
+    callbacks by default)."""
+    from mltrainer.engine.loop import train_subset
+
+    rows = train_subset(len(bundle.train.y), len(bundle.val.y), cfg.seed)
+    return bundle.train.X[rows], bundle.train.y[rows]
 
 
 def _loaders(bundle: Any, batch_size: int) -> tuple[Any, Any]:
@@ -288,7 +341,8 @@ def _hf_findings(tmp_path: Path, cfg: Any, bundle: Any, baseline: dict[str, Any]
     from mltrainer.models import build_model
 
     callback = MltCallback(tmp_path / "hf", task="classification", metric="accuracy",
-                           baseline=baseline, goal_target=0.9, n_val=len(bundle.val.y))
+                           baseline=baseline, goal_target=0.9, n_val=len(bundle.val.y),
+                           train_rows=_train_rows(cfg, bundle))
     args = TrainingArguments(
         output_dir=str(tmp_path / "hf-out"), num_train_epochs=cfg.training.epochs,
         per_device_train_batch_size=cfg.training.batch_size,
@@ -304,6 +358,7 @@ def _hf_findings(tmp_path: Path, cfg: Any, bundle: Any, baseline: dict[str, Any]
         compute_metrics=lambda p: {"accuracy": float((p.predictions.argmax(1)
                                                       == p.label_ids).mean())})
     trainer.train()
+    trainer.evaluate()  # after train(): no epoch of the (closed) stream
     return sorted(f.id for f in callback.findings), (trainer, callback)
 
 
@@ -322,6 +377,7 @@ def test_callbacks_find_what_the_engine_finds(tmp_path: Path, fault: str) -> Non
 
         offline = run_detectors(tmp_path / folder / "metrics.jsonl")
         assert {f.id for f in offline} >= set(engine)
+        assert read_stream(tmp_path / folder / "metrics.jsonl")[-1]["type"] == "end"
     if fault == "nan":  # each framework stopped its own way, at the step the loss broke
         assert l_trainer.should_stop and l_cb.stopping_reason == "detector:nan_loss"
         assert h_trainer.control.should_training_stop
@@ -333,6 +389,11 @@ def test_callbacks_find_what_the_engine_finds(tmp_path: Path, fault: str) -> Non
             assert not (math.isfinite(last["loss"]) and math.isfinite(last["grad_norm"]))
     else:
         assert l_cb.stopping_reason is None and h_cb.stopping_reason is None
+        for folder in ("lightning", "hf"):  # the fitted loss the detectors judge, as the engine
+            epochs = [e for e in read_stream(tmp_path / folder / "metrics.jsonl")
+                      if e["type"] == "epoch"]
+            assert epochs and all(math.isfinite(e["train_eval_loss"])
+                                  and e["train"].keys() >= e["val"].keys() for e in epochs)
 
 
 # -- entrypoint projects through all five phases ------------------------------------------------
@@ -369,8 +430,12 @@ def test_example_script_through_all_five_phases(tmp_path: Path, example: str) ->
     run_dir = root / "runs" / base["run"]["id"]
     assert {"metrics.jsonl", "findings.json", "entrypoint.log"} <= {
         p.name for p in run_dir.iterdir()}
-    steps = [e for e in read_stream(run_dir / "metrics.jsonl") if e["type"] == "step"]
+    events = read_stream(run_dir / "metrics.jsonl")
+    steps = [e for e in events if e["type"] == "step"]
     assert all(math.isfinite(e["grad_norm"]) for e in steps) and any("layers" in e for e in steps)
+    # the engine's fixed training rows, measured by default inside an mlt run
+    assert all(math.isfinite(e["train_eval_loss"]) and "accuracy" in e["train"]
+               for e in events if e["type"] == "epoch")
     _mlt(root, "diagnose")
     opt = _mlt(root, "optimize")
     assert opt["gate"]["passed"], opt["gate"]
@@ -384,3 +449,72 @@ def test_example_script_through_all_five_phases(tmp_path: Path, example: str) ->
     assert set(auto.values()) == {"pass"}, auto
     assert final["test"]["metrics"]["accuracy"] >= 0.85
     assert {e["format"] for e in final["exports"]} == {"onnx", "torchscript", "pt2"}
+
+
+@pytest.mark.slow
+def test_a_detector_stop_reaches_every_process(tmp_path: Path) -> None:
+    """Two gloo processes under torchrun: process 0's nan_loss stops both, at the same step,
+    in Lightning (strategy reduce_boolean_decision) and in HF (torch.distributed all-reduce)."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent / "_integrations_ddp.py"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(  # this checkout's mltrainer
+        p for p in (str(script.parents[1]), os.environ.get("PYTHONPATH", "")) if p)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(script), str(tmp_path)], capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for framework in ("lightning", "hf"):
+        assert got[0][framework] == {"step": 3, "reason": "detector:nan_loss"}
+        assert got[1][framework] == {"step": 3, "reason": "stopped_by_rank0"}
+
+
+@pytest.mark.parametrize(("entrypoint", "options", "refused"), [
+    ("python:train:main", {"nproc": 2}, True),
+    ("python:train:main", {"nproc": 1, "nnodes": 2, "rdzv_endpoint": "h:1"}, True),
+    ("python:train:main", {"nproc": 1}, False),
+    (None, {"nproc": 2}, False),
+])
+def test_launch_refuses_several_processes_for_an_entrypoint(
+        entrypoint: str | None, options: dict[str, Any], refused: bool) -> None:
+    from mltrainer.engine.launch import Launch
+
+    cfg = parse_config({"name": "x", "task": "classification", "data": {"source": "sklearn:iris"},
+                        "goal": {"metric": "accuracy", "target": 0.9},
+                        "training": {"entrypoint": entrypoint}})
+    if refused:
+        with pytest.raises(ConfigError, match="cannot run training.entrypoint python:train:main"):
+            Launch.from_options(options, cfg)
+    else:
+        assert Launch.from_options(options, cfg).nproc == options["nproc"]
+
+
+def test_plan_refuses_several_processes_for_an_entrypoint_before_anything_runs(
+        tmp_path: Path) -> None:
+    """The phases that train (plan's probe, train-baseline, finalize) check the same way,
+    first thing; plan is the one a project without state reaches."""
+    import yaml
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "mlt.yaml").write_text(yaml.safe_dump({
+        "name": "x", "task": "classification", "data": {"source": "sklearn:iris"},
+        "goal": {"metric": "accuracy", "target": 0.9},
+        "training": {"entrypoint": "python:user_train:main"}}))
+    (root / "user_train.py").write_text("raise SystemExit('never imported')\n")
+
+    def tree() -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+                if p.is_file() and p.name != "lock"}  # the lock file is the CLI's, not state
+
+    before = tree()
+    res = CliRunner().invoke(cli, ["plan", "--nproc", "2", "-C", str(root)])
+    assert res.exit_code == 2, res.output
+    assert "--nproc/--nnodes cannot run training.entrypoint python:user_train:main" in res.output
+    assert tree() == before

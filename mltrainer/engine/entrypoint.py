@@ -18,6 +18,7 @@ way it does a built-in model.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import importlib
 import importlib.util
@@ -213,12 +214,18 @@ def entrypoint_determinism(cfg: MltConfig, bundle: Any, steps: int, root: Path
     finals: list[dict[str, torch.Tensor] | None] = []
     counts: list[int] = []
     with tempfile.TemporaryDirectory(prefix="mlt-probe-") as tmp:
-        for name in ("a", "b"):
-            run_dir = Path(tmp) / name
-            try:
-                run_entrypoint(cfg, bundle, run_dir, root, kind="probe", max_steps=steps)
-            except EntrypointError as exc:
-                return _unverified(steps, f"the entrypoint failed: {exc.message}")
+        dirs = [Path(tmp) / name for name in ("a", "b")]
+        # the two runs are separate processes in separate folders: started together, they
+        # overlap their start-up (mostly imports, several seconds each) on a multi-core machine
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            runs = [pool.submit(run_entrypoint, cfg, bundle, run_dir, root, kind="probe",
+                                max_steps=steps) for run_dir in dirs]
+            for run in runs:
+                try:
+                    run.result()
+                except EntrypointError as exc:
+                    return _unverified(steps, f"the entrypoint failed: {exc.message}")
+        for run_dir in dirs:
             stream = run_dir / "metrics.jsonl"
             counts.append(sum(e["type"] == "step" for e in read_stream(stream))
                           if stream.is_file() else 0)
@@ -261,6 +268,7 @@ def load_entrypoint_model(path: str | os.PathLike[str], cfg: MltConfig, spec: An
     if spec_str.startswith("python:") and not cfg.training.load_model:
         spec_str = ":".join([*spec_str.split(":")[:2], "load_model"])
     root = Path(root) if root is not None else Path.cwd()
+    frameworks_importable()  # the module may import Lightning or transformers (see there)
     try:
         loader = resolve_callable(spec_str, root, default_function="load_model")
     except (ValueError, TypeError, ImportError) as exc:

@@ -24,7 +24,7 @@ from typing import Any
 
 from mltrainer import errors
 from mltrainer.engine.result import RunResult
-from mltrainer.errors import BadInputError, MltError
+from mltrainer.errors import BadInputError, ConfigError, MltError
 from mltrainer.state import atomic_write_text
 
 POLL_S = 0.2  # how often the stream is read for progress while the processes run (seconds)
@@ -56,11 +56,21 @@ class Launch:
                                 hint="e.g. --rdzv-endpoint 10.0.0.1:29500 on every node")
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> Launch:
-        """From a phase's options (the CLI's --nproc, --nnodes, --node-rank, --rdzv-endpoint)."""
-        return cls(nproc=int(options.get("nproc") or 1), nnodes=int(options.get("nnodes") or 1),
-                   node_rank=int(options.get("node_rank") or 0),
-                   rdzv_endpoint=options.get("rdzv_endpoint"))
+    def from_options(cls, options: dict[str, Any], cfg: Any = None) -> Launch:
+        """From a phase's options (the CLI's --nproc, --nnodes, --node-rank, --rdzv-endpoint).
+        With the project's `cfg`: several processes for a `training.entrypoint` project are
+        refused here, before anything runs (the script is run once, as one process)."""
+        launch = cls(nproc=int(options.get("nproc") or 1),
+                     nnodes=int(options.get("nnodes") or 1),
+                     node_rank=int(options.get("node_rank") or 0),
+                     rdzv_endpoint=options.get("rdzv_endpoint"))
+        if cfg is not None and launch.is_distributed and cfg.training.entrypoint:
+            raise ConfigError(
+                f"--nproc/--nnodes cannot run training.entrypoint {cfg.training.entrypoint}: "
+                "mlt runs your script once, as one process",
+                hint="drop --nproc/--nnodes; start several processes inside the script "
+                "(Lightning's devices=, accelerate) - MltCallback stops every process together")
+        return launch
 
     def flags(self) -> str:
         """The command-line flags that give this shape again ("" for one process)."""

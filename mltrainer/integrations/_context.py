@@ -133,9 +133,11 @@ def monitor_settings(run_dir: str | Path | None, *, task: str | None, metric: st
                      thresholds: dict[str, dict[str, float]] | None,
                      grad_stats_every: int | None, checkpoints: bool | None,
                      framework: str, goal_target: float | None = None,
-                     n_val: int | None = None) -> dict[str, Any]:
+                     n_val: int | None = None, train_rows: Any = "auto") -> dict[str, Any]:
     """RunMonitor's arguments: what the caller gave, the rest from the run context (when
-    there is one) or the defaults. Checkpoints default to on inside an mlt run only."""
+    there is one) or the defaults. Checkpoints default to on inside an mlt run only;
+    `train_rows="auto"` is the engine's own fixed training subset inside an mlt run
+    (`train_rows_of`) and none outside one; None turns the train metrics off."""
     ctx = context() if in_mlt_run() else None
     if ctx is None and (run_dir is None or task is None or metric is None):
         raise ValueError("MltCallback needs run_dir, task and metric outside an mlt run "
@@ -155,4 +157,15 @@ def monitor_settings(run_dir: str | Path | None, *, task: str | None, metric: st
         "checkpoints": checkpoints if checkpoints is not None else ctx is not None,
         "save_final": ctx is not None and ctx.max_steps is not None,
         "framework": framework,
+        "train_rows": (train_rows_of(ctx) if ctx is not None else None) if (
+            isinstance(train_rows, str) and train_rows == "auto") else train_rows,
     }
+
+
+def train_rows_of(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
+    """The training rows mlt's engine reports under `train` for this run (`train_subset`:
+    as many as val, at least 2048 or all of train, drawn from the seed)."""
+    from mltrainer.engine.loop import train_subset
+
+    rows = train_subset(len(ctx.train), len(ctx.val), ctx.seed)
+    return ctx.train.X[rows], ctx.train.y[rows]

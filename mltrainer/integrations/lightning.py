@@ -19,8 +19,13 @@ Inside `mlt train-baseline` (a `training.entrypoint`), `MltCallback()` needs no 
 run folder, task, metric, trivial baseline and thresholds come from
 `mltrainer.integrations.context()`, and checkpoints are saved for the gate's reload check.
 Works with `lightning.pytorch` and, when only that is installed, `pytorch_lightning`. With
-several processes only global rank 0 writes and decides; a detector's stop is not yet broadcast
-to the other ranks.
+several processes global rank 0 writes the stream and runs the detectors, and its stop
+reaches every process through the strategy's `reduce_boolean_decision` (as `EarlyStopping`):
+all stop at the same step (the others record `stopping_reason` "stopped_by_rank0").
+
+With `train_rows` (default inside an mlt run: the engine's fixed training subset) each epoch
+event also carries `train` and `train_eval_loss`, measured as the engine does (see
+`mltrainer.integrations._core.TrainRows`); outside an mlt run pass `train_rows=(X, y)`.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from mltrainer.engine.entrypoint import frameworks_importable
 from mltrainer.integrations._context import monitor_settings
 from mltrainer.integrations._core import (
     RunMonitor,
-    gradient_statistics,
+    gradient_norms,
+    read_step,
     split_logged,
     trainable,
 )
@@ -59,17 +65,17 @@ class MltCallback(Callback):
                  thresholds: dict[str, dict[str, float]] | None = None,
                  goal_target: float | None = None, n_val: int | None = None,
                  val_prefix: str = "val_", grad_stats_every: int | None = None,
-                 save_checkpoints: bool | None = None) -> None:
+                 save_checkpoints: bool | None = None, train_rows: Any = "auto") -> None:
         super().__init__()
         self.monitor = RunMonitor(**monitor_settings(
             run_dir, task=task, metric=metric, baseline=baseline, thresholds=thresholds,
             grad_stats_every=grad_stats_every, checkpoints=save_checkpoints,
-            goal_target=goal_target, n_val=n_val,
+            goal_target=goal_target, n_val=n_val, train_rows=train_rows,
             framework="lightning"))
         self.val_prefix = val_prefix
         self.stopping_reason: str | None = None
         self.stopping_reason_message: str | None = None
-        self._pending: tuple[float | None, float | None, dict[str, Any] | None] | None = None
+        self._pending: tuple[Any, float] | None = None
         self._seen_step = -1
         self._params: list[Any] = []
         self._active = True
@@ -81,47 +87,50 @@ class MltCallback(Callback):
     # -- hooks: each a few lines around RunMonitor ----------------------------------------------
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        self._active = trainer.is_global_zero  # one process writes the stream
-        if not self._active:
-            return
-        spe = trainer.num_training_batches
-        per_step = max(1, trainer.accumulate_grad_batches)
-        steps = int(spe) // per_step if spe != float("inf") else None
-        self._params = trainable(pl_module)
-        self._stop_if(trainer, self.monitor.start(steps_per_epoch=steps,
-                                                  epochs=trainer.max_epochs))
+        self._active = trainer.is_global_zero  # one process writes the stream and decides
+        reason = None
+        if self._active:
+            spe = trainer.num_training_batches
+            per_step = max(1, trainer.accumulate_grad_batches)
+            steps = int(spe) // per_step if spe != float("inf") else None
+            self._params = trainable(pl_module)
+            reason = self.monitor.start(steps_per_epoch=steps, epochs=trainer.max_epochs)
+        self._stop_if(trainer, reason)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if not self._active:
             return
-        # called before Lightning clips: the norm is the unclipped one, as the stream wants
+        # called before Lightning clips: the norm is the unclipped one, as the stream wants;
+        # computed here, read (with the loss) in on_train_batch_end: one device sync a step
         layers = self.monitor.wants_layer_stats(trainer.global_step + 1)
-        norm, table = gradient_statistics(self._params, layers)
-        self._pending = (norm, float(optimizer.param_groups[0]["lr"]), table)
+        self._pending = (gradient_norms(self._params, layers),
+                         float(optimizer.param_groups[0]["lr"]))
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if not self._active:
-            return
-        if trainer.global_step == self._seen_step or self._pending is None:
-            return  # an accumulation micro-batch, or a step the optimiser skipped
-        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        if loss is None:
-            return  # training_step returned None: Lightning skipped the step
+        if trainer.global_step == self._seen_step:
+            return  # an accumulation micro-batch (alike in every process)
         self._seen_step = trainer.global_step
-        norm, lr, table = self._pending
+        reason = None
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        # no pending numbers: a step the optimiser skipped; no loss: training_step returned None
+        if self._active and self._pending is not None and loss is not None:
+            grads, lr = self._pending
+            loss, norm, table = read_step(loss, grads)
+            reason = self.monitor.step(epoch=trainer.current_epoch + 1,
+                                       step=trainer.global_step, loss=loss, lr=lr,
+                                       grad_norm=norm, layers=table)
         self._pending = None
-        reason = self.monitor.step(epoch=trainer.current_epoch + 1, step=trainer.global_step,
-                                   loss=float(loss), lr=lr, grad_norm=norm, layers=table)
         self._stop_if(trainer, reason)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if not self._active:
-            return
-        # Lightning validates before this hook, so the epoch's val values are logged by now
-        val_loss, val = split_logged(trainer.callback_metrics, self.val_prefix)
-        reason = self.monitor.epoch(epoch=trainer.current_epoch + 1, step=trainer.global_step,
-                                    val_loss=val_loss, val=val, state_dict=pl_module.state_dict)
+        reason = None
+        if self._active:
+            # Lightning validates before this hook, so the epoch's val values are logged by now
+            val_loss, val = split_logged(trainer.callback_metrics, self.val_prefix)
+            reason = self.monitor.epoch(epoch=trainer.current_epoch + 1,
+                                        step=trainer.global_step, val_loss=val_loss, val=val,
+                                        state_dict=pl_module.state_dict, model=pl_module)
         self._stop_if(trainer, reason)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
@@ -135,10 +144,20 @@ class MltCallback(Callback):
         self.monitor.end(why)
 
     def _stop_if(self, trainer: Any, reason: str | None) -> None:
-        if reason is None:
+        """Stop when process 0's detectors say so. With several processes every process calls
+        this at the same hooks (train start, each optimisation step, each epoch's end) and
+        the decision is reduced over them (the strategy's `reduce_boolean_decision`, as
+        EarlyStopping does): all stop at the same step, or the others would wait forever in
+        the next gradient all-reduce. One tiny collective a step, only when world_size > 1."""
+        stop = reason is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop:
             return
         trainer.should_stop = True
-        self.stopping_reason = reason
+        if self.stopping_reason is not None:
+            return
+        self.stopping_reason = reason or "stopped_by_rank0"  # the engine's name for it
         found = [f for f in self.monitor.findings if reason == f"detector:{f.id}"]
         self.stopping_reason_message = found[0].message if found else reason
 

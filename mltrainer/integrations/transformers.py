@@ -21,8 +21,15 @@ the callback sets `control.should_training_stop` (the Trainer's own way to stop)
 Set `logging_nan_inf_filter=False` in `TrainingArguments` to see a NaN step loss itself (the
 Trainer otherwise logs an average in its place; the NaN gradient norm still stops training).
 
-With several processes only the main one (`state.is_world_process_zero`) writes and decides;
-a detector's stop is not yet broadcast to the others.
+With several processes the main one (`state.is_world_process_zero`) writes the stream and runs
+the detectors; its stop is all-reduced over `torch.distributed` at each logged step and each
+evaluation, so every process sets `control.should_training_stop` at the same step (the others
+record `stopping_reason` "stopped_by_rank0").
+
+With `train_rows` (default inside an mlt run: the engine's fixed training subset) each epoch
+event also carries `train` and `train_eval_loss`, measured as the engine does: the model is
+called on a tensor of rows and must return the outputs (logits) when given no labels (see
+`mltrainer.integrations._core.TrainRows`); outside an mlt run pass `train_rows=(X, y)`.
 
 Inside `mlt train-baseline` (a `training.entrypoint`), `MltCallback()` takes its settings from
 `mltrainer.integrations.context()` and saves checkpoints for the gate's reload check.
@@ -37,7 +44,8 @@ from mltrainer.engine.entrypoint import frameworks_importable
 from mltrainer.integrations._context import monitor_settings
 from mltrainer.integrations._core import (
     RunMonitor,
-    gradient_statistics,
+    gradient_norms,
+    read_step,
     split_logged,
     trainable,
 )
@@ -58,19 +66,21 @@ class MltCallback(TrainerCallback):
                  thresholds: dict[str, dict[str, float]] | None = None,
                  goal_target: float | None = None, n_val: int | None = None,
                  val_prefix: str = "eval_", grad_stats_every: int | None = None,
-                 save_checkpoints: bool | None = None, every_step: bool = True) -> None:
+                 save_checkpoints: bool | None = None, every_step: bool = True,
+                 train_rows: Any = "auto") -> None:
         self.monitor = RunMonitor(**monitor_settings(
             run_dir, task=task, metric=metric, baseline=baseline, thresholds=thresholds,
             grad_stats_every=grad_stats_every, checkpoints=save_checkpoints,
-            goal_target=goal_target, n_val=n_val,
+            goal_target=goal_target, n_val=n_val, train_rows=train_rows,
             framework="transformers"))
         self.val_prefix = val_prefix
         self.every_step = every_step
         self.stopping_reason: str | None = None
         self.stopping_reason_message: str | None = None
         self._epoch = 0
-        self._layers: dict[int, dict[str, Any]] = {}
+        self._layers: dict[int, Any] = {}  # step -> gradient_norms(), read in on_log
         self._params: list[Any] | None = None
+        self._training = False
 
     @property
     def findings(self) -> list[Any]:
@@ -79,25 +89,28 @@ class MltCallback(TrainerCallback):
     # -- hooks: each a few lines around RunMonitor ----------------------------------------------
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._training = True  # in every process: trainer.evaluate() outside train() is not ours
         if not state.is_world_process_zero:
             return  # one process writes the stream (see the module docstring)
         loader = kwargs.get("train_dataloader")
         steps = (len(loader) // max(1, args.gradient_accumulation_steps)
                  if loader is not None and hasattr(loader, "__len__") else None)
-        self._stop_if(control, self.monitor.start(
-            steps_per_epoch=steps, epochs=int(args.num_train_epochs), max_steps=state.max_steps))
+        self._stop_if(args, control, self.monitor.start(
+            steps_per_epoch=steps, epochs=int(args.num_train_epochs), max_steps=state.max_steps),
+            collective=False)
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._epoch += 1
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         step = state.global_step + 1
-        if self.monitor.wants_layer_stats(step) and kwargs.get("model") is not None:
+        if (state.is_world_process_zero and self.monitor.wants_layer_stats(step)
+                and kwargs.get("model") is not None):
             if self._params is None:
                 self._params = trainable(kwargs["model"])
-            _, table = gradient_statistics(self._params, layers=True)
-            if table:
-                self._layers[step] = table
+            grads = gradient_norms(self._params, layers=True)
+            if grads[0] is not None:
+                self._layers[step] = grads  # read with the step's event, in on_log
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.every_step:
@@ -105,27 +118,36 @@ class MltCallback(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kwargs: Any) -> None:
-        if not logs or "loss" not in logs or not state.is_world_process_zero:
-            return  # eval logs and the closing summary; other processes
-        reason = self.monitor.step(
-            epoch=max(1, self._epoch), step=state.global_step, loss=float(logs["loss"]),
-            lr=logs.get("learning_rate"), grad_norm=_float_or_none(logs.get("grad_norm")),
-            layers=self._layers.pop(state.global_step, None))
+        if not logs or "loss" not in logs or not self._training:
+            return  # eval logs and the closing summary (alike in every process)
+        reason = None
+        if state.is_world_process_zero:
+            layers = None
+            grads = self._layers.pop(state.global_step, None)
+            if grads is not None:
+                _, _, layers = read_step(0.0, grads)
+            reason = self.monitor.step(
+                epoch=max(1, self._epoch), step=state.global_step, loss=float(logs["loss"]),
+                lr=logs.get("learning_rate"), grad_norm=_float_or_none(logs.get("grad_norm")),
+                layers=layers)
         self._layers.clear()
-        self._stop_if(control, reason)
+        self._stop_if(args, control, reason)
 
     def on_evaluate(self, args: Any, state: Any, control: Any,
                     metrics: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if not state.is_world_process_zero:
-            return
-        val_loss, val = split_logged(metrics or {}, self.val_prefix)
-        model = kwargs.get("model")
-        reason = self.monitor.epoch(epoch=max(1, self._epoch), step=state.global_step,
-                                    val_loss=val_loss, val=val,
-                                    state_dict=model.state_dict if model is not None else None)
-        self._stop_if(control, reason)
+        if not self._training:
+            return  # trainer.evaluate() after train(): the stream is closed
+        reason = None
+        if state.is_world_process_zero:
+            val_loss, val = split_logged(metrics or {}, self.val_prefix)
+            model = kwargs.get("model")
+            reason = self.monitor.epoch(
+                epoch=max(1, self._epoch), step=state.global_step, val_loss=val_loss, val=val,
+                state_dict=model.state_dict if model is not None else None, model=model)
+        self._stop_if(args, control, reason)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._training = False
         if not state.is_world_process_zero:
             return
         if self.monitor.stopped:
@@ -139,13 +161,35 @@ class MltCallback(TrainerCallback):
         model = kwargs.get("model")
         self.monitor.end(why, state_dict=model.state_dict if model is not None else None)
 
-    def _stop_if(self, control: Any, reason: str | None) -> None:
-        if reason is None:
+    def _stop_if(self, args: Any, control: Any, reason: str | None,
+                 collective: bool = True) -> None:
+        """Stop when process 0's detectors say so. With several processes every process calls
+        this at the same points (each logged step, each evaluation: the Trainer runs both in
+        every process) and process 0's decision is all-reduced (`torch.distributed`, MAX), so
+        every process sets `control.should_training_stop` at the same step; the others would
+        otherwise wait forever in the next gradient all-reduce."""
+        stop = reason is not None
+        if collective and _world_size() > 1:
+            import torch
+            from torch import distributed as dist
+
+            flag = torch.tensor([int(stop)], device=args.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if not stop:
             return
         control.should_training_stop = True
-        self.stopping_reason = reason
+        if self.stopping_reason is not None:
+            return
+        self.stopping_reason = reason or "stopped_by_rank0"  # the engine's name for it
         found = [f for f in self.monitor.findings if reason == f"detector:{f.id}"]
         self.stopping_reason_message = found[0].message if found else reason
+
+
+def _world_size() -> int:
+    from torch import distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _float_or_none(value: Any) -> float | None:

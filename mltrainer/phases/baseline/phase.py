@@ -24,6 +24,7 @@ def run(ctx: PhaseContext) -> BaselineOutcome:
     from mltrainer.engine.runfolder import latest_resumable, provisional_run_dir
 
     cfg, project = ctx.cfg, ctx.project
+    launch = Launch.from_options(ctx.options, cfg)  # bad --nproc for this project: exit 2 now
     plan = PlanOutcome.of(ctx.state)
     bundle = prepare_data(cfg, project.root, audit=ctx.audit)
     if bundle.fingerprints != plan.data.fingerprints:
@@ -31,7 +32,6 @@ def run(ctx: PhaseContext) -> BaselineOutcome:
             "the data no longer matches what `mlt plan` recorded (split hashes differ)",
             hint="re-run `mlt plan`",
         )
-    launch = Launch.from_options(ctx.options)
     detectors = _online_detectors(ctx, plan)
 
     def train(run_dir: Path, resume: Path | None) -> Any:
@@ -56,6 +56,13 @@ def run(ctx: PhaseContext) -> BaselineOutcome:
         with provisional_run_dir(project, RUN_KIND) as run_dir:  # gone again if refused
             result = train(run_dir, None)
     if result.stopped_reason == "interrupted":
+        if cfg.training.entrypoint:  # the script's own loop: it cannot be continued
+            raise InterruptedRunError(
+                f"training interrupted at epoch {result.final_epoch} (step "
+                f"{result.final_step}); the run so far is kept in {project.relative(run_dir)}",
+                hint="run `mlt train-baseline` again: a training.entrypoint run starts afresh "
+                "(--resume continues mlt's own loop only)",
+            )
         raise InterruptedRunError(
             f"training interrupted at epoch {result.final_epoch} (step {result.final_step}); "
             f"checkpoint saved in {project.relative(run_dir)}/checkpoints",

@@ -60,6 +60,7 @@ class Production:
 
 def run(ctx: PhaseContext) -> FinalizeOutcome:
     from mltrainer.data import prepare_data
+    from mltrainer.engine.launch import Launch
     from mltrainer.phases.finalize import artifacts, evaluation
     from mltrainer.phases.finalize.production import choose_config
 
@@ -67,6 +68,7 @@ def run(ctx: PhaseContext) -> FinalizeOutcome:
     reason = evaluation.check_reevaluation_options(bool(ctx.options.get("reevaluate_test")),
                                                    ctx.options.get("reason"))
     chosen = choose_config(ctx)
+    Launch.from_options(ctx.options, chosen.cfg)  # bad --nproc for this project: exit 2 now
     stale = artifacts.remove_stale_staging(ctx.project)  # left by an export killed midway
     if stale:
         ctx.audit({"event": "stale_staging_removed", "phase": "finalize", "folders": stale})

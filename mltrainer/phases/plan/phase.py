@@ -24,6 +24,7 @@ def run(ctx: PhaseContext) -> PlanOutcome:
     from mltrainer.env import capture_environment
 
     cfg, project = ctx.cfg, ctx.project
+    launch = Launch.from_options(ctx.options, cfg)  # bad --nproc for this project: exit 2 now
     # measured from the source, never read from the cache: this is the evidence the gate judges
     bundle = prepare_data(cfg, project.root, audit=ctx.audit, cache=False)  # bad data → exit 2
     seed_everything(cfg.seed)
@@ -39,7 +40,6 @@ def run(ctx: PhaseContext) -> PlanOutcome:
 
     baseline = trivial_baseline(bundle, cfg.goal.metric)
     probe = determinism_probe(cfg, bundle, steps=DETERMINISM_STEPS, root=project.root)
-    launch = Launch.from_options(ctx.options)
     if launch.is_distributed:  # `mlt plan --nproc N`: the same probe under torchrun, twice
         with tempfile.TemporaryDirectory(prefix="probe-", dir=project.mlt_dir) as tmp:
             probe["distributed"] = distributed_probe(cfg, DETERMINISM_STEPS, project.root,
