@@ -18,9 +18,7 @@ from mltrainer.config import MltConfig
 from mltrainer.data._spec import DataSpec
 from mltrainer.errors import DataError, TestSplitLockedError
 
-if TYPE_CHECKING:  # pandas, scikit-learn and the split load only when data is prepared anew
-    import pandas as pd
-
+if TYPE_CHECKING:  # pandas and the split load only when data is prepared anew
     from mltrainer.data._preprocess import Preprocessor
 
 TEST_PHASE = "finalize"  # the one phase allowed to read the test split
@@ -296,7 +294,8 @@ def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:
         preprocessor.fit(features.iloc[plan.train])
     except DataError as exc:
         raise DataError(f"{where}: {exc.message}", hint=exc.hint) from None
-    splits = {name: _make_split(features, y, idx, preprocessor)
+    encoded = preprocessor.encode(features)  # row by row: encode once, then take each split
+    splits = {name: _make_split(encoded, y, idx, preprocessor)
               for name, idx in plan.indices().items()}
 
     n_features = preprocessor.n_features
@@ -319,9 +318,9 @@ def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:
     )
 
 
-def _make_split(features: pd.DataFrame, y: np.ndarray, idx: np.ndarray,
+def _make_split(encoded_rows: np.ndarray, y: np.ndarray, idx: np.ndarray,
                 pre: Preprocessor) -> Split:
-    encoded = pre.encode(features.iloc[idx])
+    encoded = encoded_rows[idx]
     return Split(X=pre.scale(encoded), y=y[idx], raw_index=idx.astype(np.int64), encoded=encoded)
 
 
