@@ -240,6 +240,17 @@ OPTUNA = textwrap.dedent('''
 ''')
 
 
+FLOOR = textwrap.dedent('''
+    """The least any torch training process costs: import torch, one AdamW step (which imports
+    torch._dynamo: Optimizer.step does, whatever the script)."""
+    import torch
+    p = torch.nn.Parameter(torch.zeros(4))
+    opt = torch.optim.AdamW([p])
+    p.sum().backward()
+    opt.step()
+''')
+
+
 def mlt_yaml(data: Path, epochs: int) -> str:
     return textwrap.dedent(f"""\
         name: speed-bench
@@ -313,7 +324,11 @@ def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: dict[int,
     wall: Series = {}
     per_epoch: Series = {}
     plan_s: dict[str, list[float]] = {}
+    floor_script = bench.work / "floor.py"
+    floor_script.write_text(FLOOR)
     for epochs in epochs_list:
+        elapsed, _ = bench.timed([bench.python, str(floor_script)])
+        plan_s.setdefault("floor", []).append(elapsed)
         planned = {}
         for name, tree in bench.variants.items():
             planned[name] = bench.work / f"planned-{name}-{epochs}"
@@ -471,7 +486,9 @@ def main() -> None:
         row(f"fixed s @{epochs} (wall-epochs)",
             [med(wall[(t, epochs)]) - epochs * med(per_epoch[(t, epochs)]) for t in tools])
     for name, times in plan_s.items():
-        print(f"{name} plan: {med(times):.2f} s (median of {len(times)} fresh projects: "
+        what = ("floor (import torch + one AdamW step)" if name == "floor"
+                else f"{name} plan")
+        print(f"{what}: {med(times):.2f} s (median of {len(times)}: "
               f"{', '.join(f'{s:.2f}' for s in times)})")
     if opt is not None:
         plain = {k: 60 * args.trials / med(opt[f"plain_{k}_s"]) for k in ("search", "whole")}
