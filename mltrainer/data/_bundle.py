@@ -212,7 +212,9 @@ def _store_and_seal(cfg: MltConfig, root: Path, bundle: DataBundle, entry: Path 
     bundle._seal_test(load_test)
 
 
-_SPLIT_ARRAYS = ("X", "y", "raw_index", "encoded")
+# X is `preprocessor.scale(encoded)`, recomputed bit for bit on load: storing it would double
+# the bytes plan writes and hashes and every later command reads and hashes
+_SPLIT_ARRAYS = ("y", "raw_index", "encoded")
 
 
 def _to_cache(bundle: DataBundle) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
@@ -231,10 +233,14 @@ def _from_cache(cached: Any, audit: AuditFn | None, rebuild: Callable[[], DataBu
 
     meta = cached.meta
     fingerprints = {str(k): str(v) for k, v in meta["fingerprints"].items()}
+    preprocessor = Preprocessor.from_dict(meta["preprocessor"])
+
+    def split(arrays: dict[str, np.ndarray]) -> Split:
+        return Split(X=preprocessor.scale(arrays["encoded"]), **arrays)
 
     def load_test() -> Split:
         try:
-            return Split(**cached.load_test())
+            return split(cached.load_test())
         except (OSError, ValueError, KeyError):  # a damaged test file: prepare the data again
             fresh = rebuild()
             if fresh.fingerprints != fingerprints:
@@ -242,11 +248,11 @@ def _from_cache(cached: Any, audit: AuditFn | None, rebuild: Callable[[], DataBu
             return fresh._test_rows()
 
     return DataBundle(
-        spec=DataSpec.from_dict(meta["spec"]), train=Split(**cached.train),
-        val=Split(**cached.val), test=None, test_loader=load_test,
+        spec=DataSpec.from_dict(meta["spec"]), train=split(cached.train),
+        val=split(cached.val), test=None, test_loader=load_test,
         fingerprints=fingerprints, split_info=meta["split_info"],
         duplicates={str(k): int(v) for k, v in meta["duplicates"].items()},
-        preprocessor=Preprocessor.from_dict(meta["preprocessor"]), source=str(meta["source"]),
+        preprocessor=preprocessor, source=str(meta["source"]),
         audit=audit,
     )
 
