@@ -199,7 +199,7 @@ def _store_and_seal(cfg: MltConfig, root: Path, bundle: DataBundle, entry: Path 
             cached = _cache.load(entry)
             if cached is not None:
                 with contextlib.suppress(OSError, ValueError, KeyError):
-                    return Split(**cached.load_test())
+                    return _cached_split(cached.load_test(), bundle.preprocessor)
         fresh = _prepare(cfg, root, audit)
         if fresh.fingerprints.get("test") != expected:
             raise DataError(
@@ -212,9 +212,13 @@ def _store_and_seal(cfg: MltConfig, root: Path, bundle: DataBundle, entry: Path 
     bundle._seal_test(load_test)
 
 
-# X is `preprocessor.scale(encoded)`, recomputed bit for bit on load: storing it would double
-# the bytes plan writes and hashes and every later command reads and hashes
+# X is `preprocessor.scale(encoded)`, recomputed bit for bit on load (`_cached_split`): storing
+# it would double the bytes plan writes and hashes and every later command reads and hashes
 _SPLIT_ARRAYS = ("y", "raw_index", "encoded")
+
+
+def _cached_split(arrays: dict[str, np.ndarray], preprocessor: Preprocessor) -> Split:
+    return Split(X=preprocessor.scale(arrays["encoded"]), **arrays)
 
 
 def _to_cache(bundle: DataBundle) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
@@ -235,12 +239,9 @@ def _from_cache(cached: Any, audit: AuditFn | None, rebuild: Callable[[], DataBu
     fingerprints = {str(k): str(v) for k, v in meta["fingerprints"].items()}
     preprocessor = Preprocessor.from_dict(meta["preprocessor"])
 
-    def split(arrays: dict[str, np.ndarray]) -> Split:
-        return Split(X=preprocessor.scale(arrays["encoded"]), **arrays)
-
     def load_test() -> Split:
         try:
-            return split(cached.load_test())
+            return _cached_split(cached.load_test(), preprocessor)
         except (OSError, ValueError, KeyError):  # a damaged test file: prepare the data again
             fresh = rebuild()
             if fresh.fingerprints != fingerprints:
@@ -248,8 +249,8 @@ def _from_cache(cached: Any, audit: AuditFn | None, rebuild: Callable[[], DataBu
             return fresh._test_rows()
 
     return DataBundle(
-        spec=DataSpec.from_dict(meta["spec"]), train=split(cached.train),
-        val=split(cached.val), test=None, test_loader=load_test,
+        spec=DataSpec.from_dict(meta["spec"]), train=_cached_split(cached.train, preprocessor),
+        val=_cached_split(cached.val, preprocessor), test=None, test_loader=load_test,
         fingerprints=fingerprints, split_info=meta["split_info"],
         duplicates={str(k): int(v) for k, v in meta["duplicates"].items()},
         preprocessor=preprocessor, source=str(meta["source"]),
