@@ -641,3 +641,51 @@ def test_trivial_baseline_regression() -> None:
     assert base["loss"] == pytest.approx((err**2).mean())
     assert base["mae"] == pytest.approx(np.abs(err).mean()) and base["r2"] <= 0.0
     json.dumps(base)
+
+
+def _reference_scale_params(frame: pd.DataFrame) -> list[np.ndarray]:
+    """fill/mean/std of numeric columns computed one 1-D column at a time, as the per-column
+    code that `Preprocessor.fit` vectorised did."""
+    fill, mean, std = [], [], []
+    eps = float(np.finfo(np.float32).eps)
+    for name in frame.columns:
+        col = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        col = col.astype(np.float32).astype(np.float64)  # encode() is float32
+        seen = col[~np.isnan(col)]
+        fill.append(float(np.median(seen)) if len(seen) else 0.0)
+        filled = np.where(np.isnan(col), fill[-1], col)
+        mean.append(float(filled.mean()))
+        spread = float(filled.std())
+        std.append(spread if spread > eps * max(1.0, abs(mean[-1])) else 1.0)
+    return [np.asarray(a, dtype=np.float32) for a in (fill, mean, std)]
+
+
+def _numeric_frame(kind: str) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    n = 1001
+    if kind == "float32":
+        return pd.DataFrame(rng.normal(size=(n, 5)).astype(np.float32), columns=list("abcde"))
+    frame = pd.DataFrame({"a": rng.normal(scale=1e4, size=n), "b": rng.normal(size=n)})
+    frame.loc[rng.random(n) < 0.2, "b"] = np.nan  # gaps: filled with the median of the rest
+    frame["nan"] = np.nan  # all missing: fill 0, constant
+    frame["const"] = 3.25
+    frame["big"] = rng.integers(-2**62, 2**62, size=n)  # int64 → float64 → float32
+    frame["flag"] = rng.random(n) < 0.3
+    if kind == "with a nullable column":  # pandas' Int64: encoded column by column
+        frame["nullable"] = pd.array([None if i % 7 == 0 else i for i in range(n)],
+                                     dtype="Int64")
+    return frame
+
+
+@pytest.mark.parametrize("kind", ["float32", "numpy numbers", "with a nullable column"])
+def test_preprocessor_scale_params_are_the_per_column_ones_bit_for_bit(kind: str) -> None:
+    frame = _numeric_frame(kind)
+    pre = Preprocessor().fit(frame)
+    got = [np.asarray(pre.scale_params[k], dtype=np.float32) for k in ("fill", "mean", "std")]
+    for name, a, b in zip(("fill", "mean", "std"), got, _reference_scale_params(frame),
+                          strict=True):
+        assert a.tobytes() == b.tobytes(), name
+    encoded = pre.encode(frame)
+    want = np.stack([frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in frame.columns],
+                    axis=1).astype(np.float32)
+    assert encoded.dtype == np.float32 and encoded.tobytes() == want.tobytes()

@@ -110,7 +110,8 @@ class Preprocessor:
             )
         names = [c.name for c in self.columns]
         if all(c.kind == "numeric" for c in self.columns) and all(
-                frame[name].dtype.kind in "biuf" for name in names):
+                isinstance(frame[name].dtype, np.dtype) and frame[name].dtype.kind in "biuf"
+                for name in names):  # numpy dtypes only: pandas' nullable ones hold pd.NA
             # numbers only: one conversion of the whole block (float32 columns straight, others
             # through float64 as the per-column path does, so int64 rounds once, the same way)
             block = frame if list(frame.columns) == names else frame[names]
