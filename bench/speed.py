@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -240,6 +241,17 @@ OPTUNA = textwrap.dedent('''
 ''')
 
 
+FLOOR = textwrap.dedent('''
+    """The least any torch training process costs: import torch, one AdamW step (which imports
+    torch._dynamo: Optimizer.step does, whatever the script)."""
+    import torch
+    p = torch.nn.Parameter(torch.zeros(4))
+    opt = torch.optim.AdamW([p])
+    p.sum().backward()
+    opt.step()
+''')
+
+
 def mlt_yaml(data: Path, epochs: int) -> str:
     return textwrap.dedent(f"""\
         name: speed-bench
@@ -279,14 +291,19 @@ class Bench:
         self.variants = variants  # mlt tool name -> the source tree it runs from (PYTHONPATH)
         self.python = sys.executable
         self.mlt = str(Path(sys.executable).with_name("mlt"))
+        self.cpu = 0.0  # CPU seconds (user + system) of the last timed process
 
     def timed(self, cmd: list[str], cwd: Path | None = None, ok: tuple[int, ...] = (0,),
               tree: Path = REPO) -> tuple[float, str]:
         env = dict(self.env, PYTHONPATH=str(tree))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True,
                               text=True)
         elapsed = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # CPU time moves far less than wall time when other processes share the cores
+        self.cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if proc.returncode not in ok:
             sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
         return elapsed, proc.stdout
@@ -303,6 +320,7 @@ def mlt_epoch_times(project: Path) -> list[float]:
 
 
 Series = dict[tuple[str, int], list[float]]  # (tool, epochs) -> one figure per repetition
+CPU: Series = {}  # (tool or "<tool> plan" or "<tool> optimize", epochs) -> CPU seconds
 
 
 def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: dict[int, int],
@@ -313,7 +331,12 @@ def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: dict[int,
     wall: Series = {}
     per_epoch: Series = {}
     plan_s: dict[str, list[float]] = {}
+    floor_script = bench.work / "floor.py"
+    floor_script.write_text(FLOOR)
     for epochs in epochs_list:
+        elapsed, _ = bench.timed([bench.python, str(floor_script)])
+        plan_s.setdefault("floor", []).append(elapsed)
+        CPU.setdefault(("floor plan", 0), []).append(bench.cpu)
         planned = {}
         for name, tree in bench.variants.items():
             planned[name] = bench.work / f"planned-{name}-{epochs}"
@@ -322,6 +345,7 @@ def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: dict[int,
             elapsed, _ = bench.timed([bench.mlt, "-C", str(planned[name]), "--json", "plan"],
                                      tree=tree)
             plan_s.setdefault(name, []).append(elapsed)
+            CPU.setdefault((f"{name} plan", 0), []).append(bench.cpu)
             print(f"  {name:<10} plan ({epochs} epochs): {elapsed:6.2f} s", file=sys.stderr)
         for rep in range(reps[epochs]):
             order = tools[rep % len(tools):] + tools[:rep % len(tools)]
@@ -341,6 +365,7 @@ def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: dict[int,
                         [bench.python, str(scripts[tool]), str(data), str(epochs), str(out)])
                     times = last_json(stdout)["epoch_s"]
                 wall.setdefault((tool, epochs), []).append(elapsed)
+                CPU.setdefault((tool, epochs), []).append(bench.cpu)
                 per_epoch.setdefault((tool, epochs), []).append(statistics.median(times))
                 shutil.rmtree(out)
                 print(f"  {tool:<10} {epochs:>3} epochs  rep {rep}: {elapsed:6.2f} s",
@@ -375,6 +400,7 @@ def optimize_job(bench: Bench, trials: int, epochs: int, reps: int) -> dict[str,
             state = json.loads((copy / ".mlt" / "state.json").read_text())
             study = state["phases"]["optimize"]["outcome"]["study"]
             res.setdefault(f"{name}_whole_s", []).append(elapsed)
+            CPU.setdefault((f"{name} optimize", 0), []).append(bench.cpu)
             res.setdefault(f"{name}_search_s", []).append(study["elapsed_s"])
             res.setdefault(f"{name}_trials", []).append(study["ran_here"])
             shutil.rmtree(copy)
@@ -383,6 +409,7 @@ def optimize_job(bench: Bench, trials: int, epochs: int, reps: int) -> dict[str,
         elapsed, stdout = bench.timed([bench.python, str(script), str(trials), str(epochs),
                                        "128", "0.001"])
         res.setdefault("plain_whole_s", []).append(elapsed)
+        CPU.setdefault(("plain optimize", 0), []).append(bench.cpu)
         res.setdefault("plain_search_s", []).append(last_json(stdout)["search_s"])
         print(f"  optimize rep {rep}: plain {elapsed:.1f} s", file=sys.stderr)
     return res
@@ -421,6 +448,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()
     lightning = has_lightning() and not args.no_lightning
     work = args.keep or Path(tempfile.mkdtemp(prefix="mlt-speed-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -449,7 +477,9 @@ def main() -> None:
     print(f"commit {commit}; {os.cpu_count()} cores, OMP_NUM_THREADS={args.threads}, torch "
           f"{torch.__version__}; {args.rows} rows x {FEATURES} features, {CLASSES} classes; "
           f"median of {args.reps} whole processes"
-          + (f" ({args.long_reps} at {args.long} epochs)" if args.long else ""))
+          + (f" ({args.long_reps} at {args.long} epochs)" if args.long else "")
+          + f"; load average {load_before[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+          f"the end")
     if args.baseline:
         print(f"mlt@base: {args.baseline}")
     header = "".join(f"{t:>12}" for t in tools) + "".join(
@@ -462,6 +492,7 @@ def main() -> None:
 
     for epochs in epochs_list:
         row(f"{epochs} epochs, s", [med(wall[(t, epochs)]) for t in tools])
+        row(f"{epochs} epochs, CPU s", [med(CPU[(t, epochs)]) for t in tools])
     short, long = min(epochs_list), max(epochs_list)
     if long > short:
         row(f"s/epoch ({short}->{long} epochs)",
@@ -471,8 +502,11 @@ def main() -> None:
         row(f"fixed s @{epochs} (wall-epochs)",
             [med(wall[(t, epochs)]) - epochs * med(per_epoch[(t, epochs)]) for t in tools])
     for name, times in plan_s.items():
-        print(f"{name} plan: {med(times):.2f} s (median of {len(times)} fresh projects: "
-              f"{', '.join(f'{s:.2f}' for s in times)})")
+        what = ("floor (import torch + one AdamW step)" if name == "floor"
+                else f"{name} plan")
+        cpu = CPU[(f"{name} plan", 0)]
+        print(f"{what}: {med(times):.2f} s (median of {len(times)}: "
+              f"{', '.join(f'{s:.2f}' for s in times)}); CPU {med(cpu):.2f} s")
     if opt is not None:
         plain = {k: 60 * args.trials / med(opt[f"plain_{k}_s"]) for k in ("search", "whole")}
         print(f"optimize (digits, mlp [128], {args.opt_epochs} epochs, {args.trials} trials, "
@@ -483,7 +517,9 @@ def main() -> None:
             tpm = {k: 60 * args.trials / med(opt[f"{name}_{k}_s"]) for k in ("search", "whole")}
             print(f"  {name:<9} {tpm['search']:6.1f} ({tpm['search'] / plain['search']:.2f}x) / "
                   f"{tpm['whole']:6.1f} ({tpm['whole'] / plain['whole']:.2f}x); trials run "
-                  f"{med(opt[f'{name}_trials']):g}")
+                  f"{med(opt[f'{name}_trials']):g}; CPU s of the whole process "
+                  f"{med(CPU[(f'{name} optimize', 0)]):.1f}")
+        print(f"  plain     CPU s of the whole process {med(CPU[('plain optimize', 0)]):.1f}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ about itself.
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import platform
 import subprocess
@@ -50,8 +52,26 @@ def git_commit(directory: Path) -> dict[str, Any] | None:
 def capture_environment(project_root: Path | None = None) -> dict[str, Any]:
     import torch  # only here: callers that capture are about to train anyway
 
+    env = copy.deepcopy(_process_environment())
+    env["torch"]["num_threads"] = torch.get_num_threads()  # settable: read at every capture
+    env["git"] = git_commit(project_root) if project_root else None
+    env["env_vars"] = {
+        k: os.environ[k]
+        for k in ("CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED", "OMP_NUM_THREADS")
+        if k in os.environ
+    }
+    return env
+
+
+@functools.lru_cache(maxsize=1)
+def _process_environment() -> dict[str, Any]:
+    """What cannot change while this process lives (the interpreter, the machine, the packages
+    it imported, the devices torch found): read once, not per run. An optimize command starts
+    dozens of runs, and reading the package metadata alone costs ~50 ms each time."""
+    import torch
+
     cuda = torch.cuda.is_available()
-    env: dict[str, Any] = {
+    return {
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
@@ -64,17 +84,10 @@ def capture_environment(project_root: Path | None = None) -> dict[str, Any]:
             "cuda_available": cuda,
             "cuda_version": torch.version.cuda,
             "cudnn_version": torch.backends.cudnn.version() if cuda else None,
-            "num_threads": torch.get_num_threads(),
+            "num_threads": None,
             "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
             if cuda
             else [],
         },
         "device": "cuda" if cuda else "cpu",
-        "git": git_commit(project_root) if project_root else None,
-        "env_vars": {
-            k: os.environ[k]
-            for k in ("CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED", "OMP_NUM_THREADS")
-            if k in os.environ
-        },
     }
-    return env

@@ -12,10 +12,16 @@ from typing import Any
 import numpy as np
 
 
+def t_quantile(q: float, df: float) -> float:
+    """Student-t quantile: `scipy.stats.t.ppf(q, df)`, which is `scipy.special.stdtrit(df, q)`
+    (the distribution's `_ppf`), called directly: importing scipy.stats costs ~1 s a command."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, q))
+
+
 def mean_ci(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
     """Mean, sample standard deviation and the Student-t interval of the mean."""
-    from scipy import stats
-
     x = np.asarray(values, dtype=float)
     n = len(x)
     if n == 0:
@@ -24,14 +30,12 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
     std = float(x.std(ddof=1)) if n > 1 else 0.0
     if n < 2:
         return {"n": n, "mean": mean, "std": std, "ci": [mean, mean], "level": level}
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
+    half = t_quantile(0.5 + level / 2, n - 1) * std / math.sqrt(n)
     return {"n": n, "mean": mean, "std": std, "ci": [mean - half, mean + half], "level": level}
 
 
 def diff_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict[str, Any]:
     """Interval of mean(a) − mean(b) for independent samples (Welch's t)."""
-    from scipy import stats
-
     xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(xa) < 2 or len(xb) < 2:
         raise ValueError(
@@ -42,7 +46,7 @@ def diff_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict
     if se == 0.0:
         return {"diff": diff, "ci": [diff, diff], "level": level, "df": None, "se": 0.0}
     df = (va + vb) ** 2 / (va**2 / (len(xa) - 1) + vb**2 / (len(xb) - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    half = t_quantile(0.5 + level / 2, df) * se
     return {"diff": diff, "ci": [diff - half, diff + half], "level": level, "df": float(df),
             "se": se}
 

@@ -585,6 +585,52 @@ def test_trivial_baseline_classification() -> None:
     assert base["loss"] == pytest.approx(-np.log(freqs[bundle.val.y]).mean())
 
 
+def _constant_bundle(y_train: list[Any], y_val: list[Any], n_classes: int | None) -> Any:
+    from types import SimpleNamespace
+
+    dtype = np.int64 if n_classes else np.float32
+    return SimpleNamespace(
+        spec=SimpleNamespace(task="classification" if n_classes else "regression",
+                             n_classes=n_classes, class_labels=None),
+        train=SimpleNamespace(y=np.array(y_train, dtype=dtype)),
+        val=SimpleNamespace(y=np.array(y_val, dtype=dtype)))
+
+
+@pytest.mark.parametrize(("y_train", "y_val", "n_classes"), [
+    ([0, 0, 1, 1, 1, 2], [0, 1, 2, 2, 1, 0, 1], 3),  # every class everywhere
+    ([0, 1, 1, 2, 2, 2], [0, 0, 1, 0], 3),  # the majority class absent from val: F1 0
+    ([0, 0, 0, 1, 3, 3], [0, 2, 3, 0], 4),  # class 2 never in train: probability clipped
+    ([1, 1, 0], [1, 1, 1], 2),  # a perfect constant
+    ([0.5, 1.5, 2.0, -1.0], [0.0, 3.0, 1.25], None),
+    ([0.5, 1.5], [2.0, 2.0, 2.0], None),  # constant targets: r2 by force_finite
+    ([2.0, 2.0], [2.0, 2.0], None),
+])
+def test_trivial_baseline_is_scikit_learns_metrics(y_train: list[Any], y_val: list[Any],
+                                                   n_classes: int | None) -> None:
+    from sklearn import metrics
+
+    bundle = _constant_bundle(y_train, y_val, n_classes)
+    yt, yv = bundle.train.y, bundle.val.y
+    if n_classes:
+        base = trivial_baseline(bundle, "accuracy")
+        counts = np.bincount(yt, minlength=n_classes)
+        pred = np.full(len(yv), counts.argmax())
+        want = {"accuracy": metrics.accuracy_score(yv, pred),
+                "f1_macro": metrics.f1_score(yv, pred, average="macro", zero_division=0),
+                "loss": metrics.log_loss(yv, np.tile(counts / counts.sum(), (len(yv), 1)),
+                                         labels=list(range(n_classes)))}
+    else:
+        base = trivial_baseline(bundle, "rmse")
+        pred = np.full(len(yv), yt.astype(np.float64).mean())
+        yv = yv.astype(np.float64)
+        want = {"rmse": metrics.root_mean_squared_error(yv, pred),
+                "mae": metrics.mean_absolute_error(yv, pred),
+                "r2": metrics.r2_score(yv, pred),
+                "loss": metrics.mean_squared_error(yv, pred)}
+    for name, value in want.items():
+        assert base[name] == pytest.approx(float(value), rel=1e-12, abs=1e-15), name
+
+
 def test_trivial_baseline_regression() -> None:
     bundle = prepare_data(make_cfg("sklearn:diabetes", "regression"), Path("."))
     base = trivial_baseline(bundle, "rmse")
@@ -595,3 +641,51 @@ def test_trivial_baseline_regression() -> None:
     assert base["loss"] == pytest.approx((err**2).mean())
     assert base["mae"] == pytest.approx(np.abs(err).mean()) and base["r2"] <= 0.0
     json.dumps(base)
+
+
+def _reference_scale_params(frame: pd.DataFrame) -> list[np.ndarray]:
+    """fill/mean/std of numeric columns computed one 1-D column at a time, as the per-column
+    code that `Preprocessor.fit` vectorised did."""
+    fill, mean, std = [], [], []
+    eps = float(np.finfo(np.float32).eps)
+    for name in frame.columns:
+        col = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        col = col.astype(np.float32).astype(np.float64)  # encode() is float32
+        seen = col[~np.isnan(col)]
+        fill.append(float(np.median(seen)) if len(seen) else 0.0)
+        filled = np.where(np.isnan(col), fill[-1], col)
+        mean.append(float(filled.mean()))
+        spread = float(filled.std())
+        std.append(spread if spread > eps * max(1.0, abs(mean[-1])) else 1.0)
+    return [np.asarray(a, dtype=np.float32) for a in (fill, mean, std)]
+
+
+def _numeric_frame(kind: str) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    n = 1001
+    if kind == "float32":
+        return pd.DataFrame(rng.normal(size=(n, 5)).astype(np.float32), columns=list("abcde"))
+    frame = pd.DataFrame({"a": rng.normal(scale=1e4, size=n), "b": rng.normal(size=n)})
+    frame.loc[rng.random(n) < 0.2, "b"] = np.nan  # gaps: filled with the median of the rest
+    frame["nan"] = np.nan  # all missing: fill 0, constant
+    frame["const"] = 3.25
+    frame["big"] = rng.integers(-2**62, 2**62, size=n)  # int64 → float64 → float32
+    frame["flag"] = rng.random(n) < 0.3
+    if kind == "with a nullable column":  # pandas' Int64: encoded column by column
+        frame["nullable"] = pd.array([None if i % 7 == 0 else i for i in range(n)],
+                                     dtype="Int64")
+    return frame
+
+
+@pytest.mark.parametrize("kind", ["float32", "numpy numbers", "with a nullable column"])
+def test_preprocessor_scale_params_are_the_per_column_ones_bit_for_bit(kind: str) -> None:
+    frame = _numeric_frame(kind)
+    pre = Preprocessor().fit(frame)
+    got = [np.asarray(pre.scale_params[k], dtype=np.float32) for k in ("fill", "mean", "std")]
+    for name, a, b in zip(("fill", "mean", "std"), got, _reference_scale_params(frame),
+                          strict=True):
+        assert a.tobytes() == b.tobytes(), name
+    encoded = pre.encode(frame)
+    want = np.stack([frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in frame.columns],
+                    axis=1).astype(np.float32)
+    assert encoded.dtype == np.float32 and encoded.tobytes() == want.tobytes()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mltrainer.stats import bootstrap_ci, diff_ci, mean_ci
+from mltrainer.stats import bootstrap_ci, diff_ci, mean_ci, t_quantile
 
 
 def test_mean_ci_matches_textbook_t_interval() -> None:
@@ -39,3 +39,11 @@ def test_paired_bootstrap_against_a_trivial_baseline() -> None:
     assert r["ci"][0] < r["value"] < r["ci"][1]
     assert r["diff_ci"][0] > 0.2  # far better than majority on every resample
     assert r == bootstrap_ci(acc, y, good, n_resamples=500, seed=3, baseline_score=majority)
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 7, 19, 2.5, 17.3, 1e6])
+@pytest.mark.parametrize("q", [0.6, 0.95, 0.975, 0.995])
+def test_t_quantile_is_scipy_stats_t_ppf_bit_for_bit(q: float, df: float) -> None:
+    from scipy import stats
+
+    assert t_quantile(q, df) == float(stats.t.ppf(q, df))

@@ -18,9 +18,7 @@ from mltrainer.config import MltConfig
 from mltrainer.data._spec import DataSpec
 from mltrainer.errors import DataError, TestSplitLockedError
 
-if TYPE_CHECKING:  # pandas, scikit-learn and the split load only when data is prepared anew
-    import pandas as pd
-
+if TYPE_CHECKING:  # pandas and the split load only when data is prepared anew
     from mltrainer.data._preprocess import Preprocessor
 
 TEST_PHASE = "finalize"  # the one phase allowed to read the test split
@@ -201,7 +199,7 @@ def _store_and_seal(cfg: MltConfig, root: Path, bundle: DataBundle, entry: Path 
             cached = _cache.load(entry)
             if cached is not None:
                 with contextlib.suppress(OSError, ValueError, KeyError):
-                    return Split(**cached.load_test())
+                    return _cached_split(cached.load_test(), bundle.preprocessor)
         fresh = _prepare(cfg, root, audit)
         if fresh.fingerprints.get("test") != expected:
             raise DataError(
@@ -214,7 +212,13 @@ def _store_and_seal(cfg: MltConfig, root: Path, bundle: DataBundle, entry: Path 
     bundle._seal_test(load_test)
 
 
-_SPLIT_ARRAYS = ("X", "y", "raw_index", "encoded")
+# X is `preprocessor.scale(encoded)`, recomputed bit for bit on load (`_cached_split`): storing
+# it would double the bytes plan writes and hashes and every later command reads and hashes
+_SPLIT_ARRAYS = ("y", "raw_index", "encoded")
+
+
+def _cached_split(arrays: dict[str, np.ndarray], preprocessor: Preprocessor) -> Split:
+    return Split(X=preprocessor.scale(arrays["encoded"]), **arrays)
 
 
 def _to_cache(bundle: DataBundle) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
@@ -233,10 +237,11 @@ def _from_cache(cached: Any, audit: AuditFn | None, rebuild: Callable[[], DataBu
 
     meta = cached.meta
     fingerprints = {str(k): str(v) for k, v in meta["fingerprints"].items()}
+    preprocessor = Preprocessor.from_dict(meta["preprocessor"])
 
     def load_test() -> Split:
         try:
-            return Split(**cached.load_test())
+            return _cached_split(cached.load_test(), preprocessor)
         except (OSError, ValueError, KeyError):  # a damaged test file: prepare the data again
             fresh = rebuild()
             if fresh.fingerprints != fingerprints:
@@ -244,11 +249,11 @@ def _from_cache(cached: Any, audit: AuditFn | None, rebuild: Callable[[], DataBu
             return fresh._test_rows()
 
     return DataBundle(
-        spec=DataSpec.from_dict(meta["spec"]), train=Split(**cached.train),
-        val=Split(**cached.val), test=None, test_loader=load_test,
+        spec=DataSpec.from_dict(meta["spec"]), train=_cached_split(cached.train, preprocessor),
+        val=_cached_split(cached.val, preprocessor), test=None, test_loader=load_test,
         fingerprints=fingerprints, split_info=meta["split_info"],
         duplicates={str(k): int(v) for k, v in meta["duplicates"].items()},
-        preprocessor=Preprocessor.from_dict(meta["preprocessor"]), source=str(meta["source"]),
+        preprocessor=preprocessor, source=str(meta["source"]),
         audit=audit,
     )
 
@@ -296,7 +301,8 @@ def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:
         preprocessor.fit(features.iloc[plan.train])
     except DataError as exc:
         raise DataError(f"{where}: {exc.message}", hint=exc.hint) from None
-    splits = {name: _make_split(features, y, idx, preprocessor)
+    encoded = preprocessor.encode(features)  # row by row: encode once, then take each split
+    splits = {name: _make_split(encoded, y, idx, preprocessor)
               for name, idx in plan.indices().items()}
 
     n_features = preprocessor.n_features
@@ -319,9 +325,9 @@ def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:
     )
 
 
-def _make_split(features: pd.DataFrame, y: np.ndarray, idx: np.ndarray,
+def _make_split(encoded_rows: np.ndarray, y: np.ndarray, idx: np.ndarray,
                 pre: Preprocessor) -> Split:
-    encoded = pre.encode(features.iloc[idx])
+    encoded = encoded_rows[idx]
     return Split(X=pre.scale(encoded), y=y[idx], raw_index=idx.astype(np.int64), encoded=encoded)
 
 

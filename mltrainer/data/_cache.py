@@ -39,7 +39,7 @@ from mltrainer.project import Project
 if TYPE_CHECKING:
     from mltrainer.config import MltConfig
 
-FORMAT = 1
+FORMAT = 2  # 2: X is not stored (the bundle recomputes it from `encoded`)
 CACHEABLE = ("csv", "npz", "sklearn")  # sources whose fingerprint is a hash of their content
 KEEP = 3  # entries kept per project (newest first): a few configs of the data side by side
 

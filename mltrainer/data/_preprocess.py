@@ -64,20 +64,29 @@ class Preprocessor:
         if len(frame) == 0:
             raise DataError("cannot fit preprocessing on an empty train split")
         self.columns = [_column_spec(str(name), frame[name]) for name in frame.columns]
-        encoded = self.encode(frame).astype(np.float64)
-        numeric = self._numeric_mask()
+        encoded = self.encode(frame)
         fill = np.zeros(encoded.shape[1])
         mean = np.zeros(encoded.shape[1])
         std = np.ones(encoded.shape[1])
-        for j in np.flatnonzero(numeric):
-            col = encoded[:, j]
-            seen = col[~np.isnan(col)]
-            fill[j] = float(np.median(seen)) if len(seen) else 0.0
-            filled = np.where(np.isnan(col), fill[j], col)
-            mean[j] = float(filled.mean())
-            spread = float(filled.std())
-            # numerically constant (at float32 precision) → 1, so the column maps to ~0
-            std[j] = spread if spread > _F32_EPS * max(1.0, abs(mean[j])) else 1.0
+        numeric = np.flatnonzero(self._numeric_mask())
+        # one numeric column per contiguous float64 row: each reduction below runs over a row
+        # as it would over the 1-D column, so the parameters are bit for bit the per-column ones
+        block = encoded if len(numeric) == encoded.shape[1] else encoded[:, numeric]
+        cols = np.ascontiguousarray(block.T, dtype=np.float64)
+        gaps = np.isnan(cols)
+        has_gaps = gaps.any(axis=1)
+        for k in np.flatnonzero(has_gaps):  # columns with missing values: median of the rest
+            seen = cols[k][~gaps[k]]
+            fill[numeric[k]] = float(np.median(seen)) if len(seen) else 0.0
+            cols[k][gaps[k]] = fill[numeric[k]]
+        mean[numeric] = cols.mean(axis=1)
+        spread = cols.std(axis=1)
+        # numerically constant (at float32 precision) → 1, so the column maps to ~0
+        constant = spread <= _F32_EPS * np.maximum(1.0, np.abs(mean[numeric]))
+        std[numeric] = np.where(constant, 1.0, spread)
+        if len(cols) and not has_gaps.all():  # last: the in-place median reorders the rows
+            medians = np.median(cols, axis=1, overwrite_input=True)
+            fill[numeric[~has_gaps]] = medians[~has_gaps]
         self._fill, self._mean, self._std = (
             a.astype(np.float32) for a in (fill, mean, std)
         )
@@ -99,6 +108,16 @@ class Preprocessor:
                 f"the frame lacks column(s) {', '.join(map(repr, missing))} the preprocessing "
                 f"was fitted with"
             )
+        names = [c.name for c in self.columns]
+        if all(c.kind == "numeric" for c in self.columns) and all(
+                isinstance(frame[name].dtype, np.dtype) and frame[name].dtype.kind in "biuf"
+                for name in names):  # numpy dtypes only: pandas' nullable ones hold pd.NA
+            # numbers only: one conversion of the whole block (float32 columns straight, others
+            # through float64 as the per-column path does, so int64 rounds once, the same way)
+            block = frame if list(frame.columns) == names else frame[names]
+            if all(block[name].dtype == np.float32 for name in names):
+                return block.to_numpy(dtype=np.float32, copy=True)
+            return block.to_numpy(dtype=np.float64).astype(np.float32)
         out = np.zeros((len(frame), self.n_features), dtype=np.float32)
         j = 0
         for spec in self.columns:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
-
 from mltrainer.config import MltConfig, sha256_json
 from mltrainer.errors import BadInputError, RefusedError, StateCorruptError
 from mltrainer.project import Project
@@ -157,6 +155,8 @@ def evaluate_test_split(
     The record is written (atomically) before the audit event, so a crash in between leaves a
     result that blocks a second evaluation rather than an evaluation nobody can find.
     """
+    import numpy as np  # here, not at the top: `mlt status` reads this module's history()
+
     from mltrainer.engine import compute_metrics, predict
     from mltrainer.phases.finalize import schema, scoring
 

@@ -19,6 +19,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+# The engine (and torch) is imported with this module, before any trial: `run_trials` times
+# the trials, as a plain Optuna script's clock starts after its `import torch`.
+from mltrainer.engine import Trainer
 from mltrainer.errors import ConfigError, InterruptedRunError, RefusedError
 from mltrainer.phases.optimize.space import SearchSpace, trial_config
 from mltrainer.phases.optimize.study import counts, fail_dead_trials, heartbeat, worker_info
@@ -100,8 +103,6 @@ class TrialRunner:
             _fail(study, trial, f"no finite val {self.metric} ({result.stopped_reason})")
 
     def _train(self, trial: optuna.Trial) -> tuple[Any, int | None]:
-        from mltrainer.engine import Trainer
-
         values = {p.path: p.suggest(trial, self.base_raw) for p in self.space.params}
         trial.set_user_attr("mlt.values", values)
         cfg = trial_config(self.base_raw, values, source=f"trial {trial.number}")
