@@ -249,6 +249,34 @@ def test_workers_change_nothing_and_resume_mid_epoch_is_exact(tmp_path: Path) ->
     assert again.history == whole.history
 
 
+def test_evaluation_inputs_are_kept_in_memory_within_the_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop's val and train-subset passes read their items from disk once: later epochs
+    take the kept batches (a prefix, as far as KEEP_EVAL_MB allows) and give the same outputs;
+    items past the budget are read again. Item data's train metrics use as many items as val."""
+    from mltrainer.engine import loading
+    from mltrainer.engine.loop import train_subset
+    from mltrainer.models import build_model
+
+    _faces(tmp_path)
+    bundle = prepare_data(_cfg("imagefolder:faces", transforms={"channels": 1}), tmp_path)
+    assert len(train_subset(3000, 6, 0, items=True)) == 6
+    assert len(train_subset(3000, 6, 0)) == 2048  # table rows: the floor stays
+    torch.manual_seed(0)
+    model = build_model(_cfg("imagefolder:faces").model, bundle.spec)
+    batch_bytes = 2 * 16 * 16 * 4  # two 1x16x16 float32 images
+    monkeypatch.setattr(loading, "KEEP_EVAL_MB", 1.5 * batch_bytes / 2**20)
+    monkeypatch.setattr(loading, "_EVAL_READERS", {})  # no other split's batches in the budget
+    first = loading.forward_split(model, bundle.val, 2, keep=True)
+    paths = [Path(bundle.val.items.dataset[int(i)][0]) for i in bundle.val.indices]
+    for path in paths[:2]:  # the kept batch's files: no longer needed
+        path.unlink()
+    assert torch.equal(loading.forward_split(model, bundle.val, 2, keep=True), first)
+    paths[2].unlink()  # past the budget: read from disk every time
+    with pytest.raises(DataError, match=paths[2].name):
+        loading.forward_split(model, bundle.val, 2, keep=True)
+
+
 def test_text_model_trains_through_the_loader(tmp_path: Path) -> None:
     _text(tmp_path)
     cfg = _cfg("d.jsonl", {"kind": "hf:bert", "tokenizer": "tok", "max_length": 8,

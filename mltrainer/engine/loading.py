@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import weakref
 from typing import Any
 
 import numpy as np
@@ -96,7 +97,8 @@ class _Reader:
 
     def __init__(self, split: Any, train: bool, loader_cfg: Any, seed: int) -> None:
         workers = max(1, int(loader_cfg.num_workers))
-        self.split = split
+        self.items = split.items
+        self.split = weakref.ref(split)  # a reader of a split nobody holds any more is dropped
         self.slots = torch.full((workers, 2), -1, dtype=torch.int64).share_memory_()
         self.sampler = _BatchList()
         self.dataset = _Tracked(split.items, split.pipeline, train, slots=self.slots)
@@ -128,7 +130,7 @@ class _Reader:
         if pids:
             dead = {int(p) for p in pids.group(1).replace(" ", "").split(",") if p}
             items = [int(i) for pid, i in self.slots.tolist() if pid in dead and i >= 0]
-            what = ", ".join(self.split.items.describe(i) for i in items) or "an unknown item"
+            what = ", ".join(self.items.describe(i) for i in items) or "an unknown item"
             return DataError(f"a data loader worker died while loading {what} "
                              f"({text.strip().splitlines()[0]})",
                              hint="check that item (or run with data.loader.num_workers: 0 "
@@ -204,8 +206,8 @@ class LoaderBatches:
 
 _EVAL_READERS: dict[int, _Reader] = {}
 _EVAL_CACHE = 4  # readers kept (val and the train subset each epoch, a predict or two)
-# Bytes of evaluation batches the training loop keeps in memory per process (val and the train
-# subset it evaluates every epoch; see `forward_split(keep=True)`).
+# Bytes of evaluation batches the training loop keeps in memory per process, all live splits
+# together (val and the train subset it evaluates every epoch; `forward_split(keep=True)`).
 KEEP_EVAL_MB = 256
 
 
@@ -247,8 +249,10 @@ def forward_split(model: torch.nn.Module, split: Any, batch_size: int = EVAL_BAT
     batches stay in memory, as far as `KEEP_EVAL_MB` per process allows, and later calls read
     only the rest from disk. Exact: evaluation applies no augmentation and seeds every item
     alike (seed 0), so an item's evaluation input is a function of its content alone."""
+    for key in [k for k, r in _EVAL_READERS.items() if r.split() is None]:
+        del _EVAL_READERS[key]  # an earlier run's: its kept batches and workers go
     reader = _EVAL_READERS.get(id(split))
-    if reader is None or reader.split is not split:
+    if reader is None or reader.split() is not split:
         reader = _Reader(split, False, split.loader, 0)
         while len(_EVAL_READERS) >= _EVAL_CACHE:  # the oldest goes, and its workers with it
             del _EVAL_READERS[next(iter(_EVAL_READERS))]
