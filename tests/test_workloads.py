@@ -549,3 +549,56 @@ def test_deployment_preprocessing_reproduces_training_bitwise(tmp_path: Path) ->
     assert got["input_ids"].shape[1] == 4  # truncated to max_length
     for key in ("input_ids", "attention_mask"):
         assert np.array_equal(got[key], inputs[key].numpy())
+
+
+@pytest.mark.slow
+def test_text_example_through_finalize_and_predict(tmp_path: Path) -> None:
+    """`mlt init --example text`, shrunk (every 3rd name, a 1-layer 32-wide BERT, 6 epochs),
+    through plan, train-baseline and finalize: every automatic item passes, the three exports
+    pass parity in a fresh process with a dynamic batch and sequence, the tokenizer travels in
+    the artifact (hashed with it), and predict reads a CSV column."""
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    runner = CliRunner()
+    root = tmp_path / "names"
+
+    def mlt(*args: str) -> Any:
+        res = runner.invoke(cli, ["-C", str(root), *args, "--json"], catch_exceptions=False)
+        return res.exit_code, (json.loads(res.stdout) if res.stdout.strip() else {})
+
+    assert runner.invoke(cli, ["init", str(root), "--example", "text"]).exit_code == 0
+    names = (root / "data" / "names.jsonl").read_text().splitlines()
+    (root / "data" / "names.jsonl").write_text("\n".join(names[::3]) + "\n")
+    model = json.loads((root / "model" / "config.json").read_text())
+    model.update(hidden_size=32, num_hidden_layers=1, intermediate_size=64)
+    (root / "model" / "config.json").write_text(json.dumps(model))
+    cfg = yaml.safe_load((root / "mlt.yaml").read_text())
+    cfg["training"].update(epochs=6, lr=0.005)
+    cfg["goal"]["target"] = 0.55
+    (root / "mlt.yaml").write_text(yaml.safe_dump(cfg))
+
+    for phase in ("plan", "train-baseline"):
+        code, out = mlt(phase)
+        assert code == 0, (phase, [(i["id"], i["evidence"]) for i in out["gate"]["items"]
+                                   if i["status"] != "pass"])
+    code, out = mlt("finalize")  # exit 3: the manual items wait for people
+    auto = {i["id"]: i["status"] for i in out["gate"]["items"] if i["kind"] == "auto"}
+    assert set(auto.values()) == {"pass"}, auto
+    exports = {e["format"]: e for e in out["exports"]}
+    assert set(exports) == {"onnx", "torchscript", "pt2"}
+    assert all(e["passed"] and e["reloaded_in_fresh_process"] for e in exports.values())
+    artifact = root / out["artifact"]["dir"]
+    text = (artifact / "preprocess.json").read_text()
+    assert str(tmp_path) not in text  # the artifact does not depend on where the project is
+    doc = json.loads(text)
+    assert doc["input"]["kind"] == "text" and doc["input"]["tokenizer"] == "tokenizer"
+    assert doc["preprocessor"]["tokenizer"] == "tokenizer"
+    assert "tokenizer/tokenizer.json" in out["artifact"]["files"]  # hashed with the model
+    (tmp_path / "new.csv").write_text("name\nMaria\nJohn\nAnna-Lena\n")
+    code, pred = mlt("predict", str(tmp_path / "new.csv"), "--column", "name", "--out",
+                     str(tmp_path / "p.csv"))
+    assert code == 0 and pred["rows"] == 3
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0].startswith("input,prediction") and lines[1].startswith("Maria,")

@@ -296,4 +296,7 @@ def _text_pipeline(cfg: MltConfig, root: Path) -> TextPipeline:
     if tok.pad_token is None:
         raise ConfigError(f"{field}: the tokenizer in {folder} has no padding token",
                           hint="set tokenizer.pad_token before save_pretrained()")
-    return TextPipeline(tok, str(folder), cfg.model.max_length)
+    # recorded as configured (relative to the project): the artifact must not depend on where
+    # the project lives
+    shown = folder.relative_to(root) if folder.is_relative_to(Path(root)) else folder
+    return TextPipeline(tok, shown.as_posix(), cfg.model.max_length)
