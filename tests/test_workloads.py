@@ -277,6 +277,40 @@ def test_evaluation_inputs_are_kept_in_memory_within_the_budget(
         loading.forward_split(model, bundle.val, 2, keep=True)
 
 
+@pytest.mark.slow
+def test_item_data_under_two_processes_and_accumulation_matches_one_batch(
+        tmp_path: Path) -> None:
+    """An image folder with augmentation, 4 images a step: one process (batch 4), one process
+    accumulating 2 x 2, and two gloo processes under torchrun of 2 each (a loader worker each)
+    see the same images with the same augmentation at every step, so they end with the same
+    weights up to the order of float additions."""
+    from mltrainer.engine.launch import Launch, run_job, run_result
+
+    _faces(tmp_path)
+    model = {"kind": "cnn", "channels": [4], "hidden": [8], "norm": "none", "dropout": 0.0}
+    data = {"transforms": {"channels": 1, "augment": {"hflip": 0.5, "rotation": 10}}}
+
+    def cfg(batch: int, accum: int = 1, workers: int = 0) -> Any:
+        raw = _cfg("imagefolder:faces", model, loader={"num_workers": workers},
+                   **data).model_dump(mode="json")
+        raw["training"].update(batch_size=batch, grad_accum_steps=accum, device="cpu")
+        return parse_config(raw)
+
+    runs = tmp_path / "runs"
+    one = Trainer(cfg(4), prepare_data(cfg(4), tmp_path), runs / "one").fit()
+    acc = Trainer(cfg(2, 2), prepare_data(cfg(2, 2), tmp_path), runs / "acc").fit()
+    job = {"mode": "train", "config": cfg(2, workers=1).model_dump(mode="json"),
+           "root": str(tmp_path), "run_dir": str(runs / "ddp"), "kind": "baseline",
+           "resume": None, "expected_fingerprints": None, "detectors": None}
+    ddp = run_result(run_job(job, Launch(nproc=2), tmp_path / "job"))
+    assert ddp.world_size == 2 and ddp.final_step == acc.final_step == one.final_step == 6
+    want = load_checkpoint(Path(one.checkpoints["last"]))["model"]
+    for other in (acc, ddp):
+        got = load_checkpoint(Path(other.checkpoints["last"]))["model"]
+        assert all(torch.allclose(got[k], want[k], atol=1e-5) for k in want), other.run_id
+        assert other.history[-1]["val"] == pytest.approx(one.history[-1]["val"], abs=1e-6)
+
+
 def test_text_model_trains_through_the_loader(tmp_path: Path) -> None:
     _text(tmp_path)
     cfg = _cfg("d.jsonl", {"kind": "hf:bert", "tokenizer": "tok", "max_length": 8,
