@@ -311,6 +311,50 @@ def test_item_data_under_two_processes_and_accumulation_matches_one_batch(
         assert other.history[-1]["val"] == pytest.approx(one.history[-1]["val"], abs=1e-6)
 
 
+def test_optimize_trials_on_item_data_search_augmentation_and_freezing(tmp_path: Path) -> None:
+    """Optimize's trials on an image folder: a space over train-only augmentation and layer
+    freezing (both data in `optimize.space`), each trial training with its own values (its
+    train pipeline rebuilt from its config, val's untouched), on the one prepared bundle."""
+    from mltrainer.phases.optimize.search import TrialRunner, run_trials
+    from mltrainer.phases.optimize.space import build_space
+    from mltrainer.phases.optimize.study import make_sampler, open_storage, open_study
+    from mltrainer.project import Project
+    from mltrainer.stream import read_stream
+
+    _faces(tmp_path)
+    project = Project(tmp_path)
+    project.mlt_dir.mkdir()
+    cfg = _cfg("imagefolder:faces", transforms={"channels": 1})
+    bundle = prepare_data(cfg, tmp_path)
+    space = build_space(cfg, [], {
+        "data.transforms.augment.hflip": {"type": "categorical", "choices": [0.0, 1.0]},
+        "model.freeze": {"type": "categorical", "choices": [[], ["features"]]}},
+        modality="image")
+    storage, _ = open_storage(None, project)
+    study = open_study(storage, "items", True, make_sampler(4, cfg.seed)[0], None)
+    for values in ({"data.transforms.augment.hflip": 1.0, "model.freeze": '["features"]'},
+                   {"data.transforms.augment.hflip": 0.0, "model.freeze": "[]"}):
+        study.enqueue_trial(values, skip_if_exists=True)
+    runner = TrialRunner(project, bundle, cfg.model_dump(mode="json"), space,
+                         cfg.goal.metric, storage)
+    run_trials(study, runner, 2)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for trial, flip, frozen in zip(trials, (1.0, 0.0), (True, False), strict=True):
+        run = project.root / "runs" / trial.user_attrs["mlt.run_id"]
+        resolved = yaml.safe_load((run / "config.resolved.yaml").read_text())
+        assert resolved["data"]["transforms"]["augment"]["hflip"] == flip
+        start = read_stream(run / "metrics.jsonl")[0]
+        assert (start["model"]["trainable"] < start["model"]["parameters"]) == frozen
+    raw = cfg.model_dump(mode="json")
+    raw["data"]["transforms"]["augment"]["hflip"] = 1.0
+    flipped = bundle.for_config(parse_config(raw))
+    assert flipped.val is bundle.val and flipped.train.indices is bundle.train.indices
+    assert "RandomHorizontalFlip" in repr(flipped.train.pipeline.train_tf)
+    assert "RandomHorizontalFlip" not in repr(bundle.train.pipeline.train_tf)
+    assert bundle.for_config(cfg) is bundle
+
+
 def test_text_model_trains_through_the_loader(tmp_path: Path) -> None:
     _text(tmp_path)
     cfg = _cfg("d.jsonl", {"kind": "hf:bert", "tokenizer": "tok", "max_length": 8,

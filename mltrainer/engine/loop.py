@@ -115,7 +115,8 @@ class Trainer:
                  ) -> None:
         self.cfg = cfg
         self.schedule_epochs = schedule_epochs
-        self.bundle = bundle
+        # item data: train augmentation as this run's config says (an optimize trial's)
+        self.bundle = bundle.for_config(cfg) if hasattr(bundle, "for_config") else bundle
         self.run_dir = Path(run_dir)
         self.subscribers = list(subscribers)
         self.baseline = baseline
