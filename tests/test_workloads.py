@@ -680,3 +680,56 @@ def test_text_example_through_finalize_and_predict(tmp_path: Path) -> None:
     assert code == 0 and pred["rows"] == 3
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0].startswith("input,prediction") and lines[1].startswith("Maria,")
+
+
+@pytest.mark.slow
+def test_dataset_model_through_finalize_and_predict_on_npy_items(tmp_path: Path) -> None:
+    """A `python:` torch Dataset (iris as tensors) through finalize; `mlt predict` takes .npy
+    files of items as the Dataset returns them (one item or a stack), and names a wrong shape."""
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    (tmp_path / "irisdata.py").write_text(
+        "import torch\n"
+        "from sklearn.datasets import load_iris\n"
+        "from torch.utils.data import TensorDataset\n"
+        "def load():\n"
+        "    X, y = load_iris(return_X_y=True)\n"
+        "    return TensorDataset(torch.tensor(X, dtype=torch.float32), torch.tensor(y))\n")
+    raw = {"name": "iris", "task": "classification", "seed": 0,
+           "data": {"source": "python:irisdata:load", "split": {"val": 0.2, "test": 0.2}},
+           "model": {"kind": "mlp", "hidden": [16]},
+           "training": {"epochs": 15, "batch_size": 16, "lr": 0.02},
+           "goal": {"metric": "accuracy", "target": 0.6}}
+    (tmp_path / "mlt.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / ".mlt").mkdir()
+    runner = CliRunner()
+
+    def mlt(*args: str) -> Any:
+        res = runner.invoke(cli, ["-C", str(tmp_path), *args, "--json"],
+                            catch_exceptions=False)
+        return res.exit_code, (json.loads(res.stdout) if res.stdout.strip() else {}), res
+
+    for phase in ("plan", "train-baseline"):
+        code, out, _ = mlt(phase)
+        assert code == 0, (phase, [(i["id"], i["evidence"]) for i in out["gate"]["items"]
+                                   if i["status"] != "pass"])
+    code, out, res = mlt("finalize")
+    assert "gate" in out, res.output
+    auto = {i["id"]: i["status"] for i in out["gate"]["items"] if i["kind"] == "auto"}
+    assert set(auto.values()) == {"pass"}, auto
+    from sklearn.datasets import load_iris
+
+    X, _y = load_iris(return_X_y=True)
+    np.save(tmp_path / "some.npy", X[[0, 50, 100]].astype(np.float32))
+    np.save(tmp_path / "one.npy", X[149])
+    code, pred, _ = mlt("predict", str(tmp_path / "some.npy"), str(tmp_path / "one.npy"),
+                        "--out", str(tmp_path / "p.csv"))
+    assert code == 0 and pred["rows"] == 4
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[1].startswith(f"{tmp_path / 'some.npy'}[0],0,")  # setosa: class label 0
+    np.save(tmp_path / "bad.npy", X[:2, :3])
+    code, _, res = mlt("predict", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "q.csv"))
+    assert code == 2 and "items of shape (2, 3), but the model takes items of shape (4,)" in (
+        res.output) and "Traceback" not in res.output
