@@ -102,8 +102,9 @@ class _Reader:
         self.slots = torch.full((workers, 2), -1, dtype=torch.int64).share_memory_()
         self.sampler = _BatchList()
         self.dataset = _Tracked(split.items, split.pipeline, train, slots=self.slots)
-        self.loader = make_loader(self.dataset, self.sampler, split.pipeline.collate,
-                                  loader_cfg, seed)
+        collate = split.pipeline.collate  # not the split: the reader must not keep it alive
+        self._make = lambda: make_loader(self.dataset, self.sampler, collate, loader_cfg, seed)
+        self.loader: DataLoader | None = self._make()
         self.kept: list[Any] = []  # evaluation input batches held in memory (forward_split)
         self.kept_bytes = 0
         self.kept_full = False  # a batch did not fit: keep no more
@@ -111,7 +112,13 @@ class _Reader:
 
     def iterate(self, batches: list[list[tuple[int, int]]]) -> Any:
         self.sampler.batches = batches
+        if self.loader is None:
+            self.loader = self._make()
         return iter(self.loader)
+
+    def release_workers(self) -> None:
+        """Every batch is kept: the loader (and its persistent workers) is no longer needed."""
+        self.loader = None
 
     def next(self, it: Any) -> Any:
         try:
@@ -283,6 +290,8 @@ def forward_split(model: torch.nn.Module, split: Any, batch_size: int = EVAL_BAT
                         budget -= size
                     else:
                         reader.kept_full = True
+            if len(reader.kept) == len(batches) and reader.kept_batch == batch_size:
+                reader.release_workers()
     finally:
         model.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)
