@@ -2,6 +2,7 @@
 on an image folder larger than memory allows, and export parity per model family.
 
     python bench/workloads.py throughput [--images 600] [--epochs 3] [--workers 2] [--rounds 3]
+                                         [--variants mlt,no-keep,table-rows]
     python bench/workloads.py rss [--limit-mb 1024] [--epochs 3] [--workers 2]
     python bench/workloads.py parity
 
@@ -10,7 +11,8 @@ throughput: one generated image folder (64x64 RGB PNG, 2 classes), torchvision t
 same DataLoader workers; `Trainer.fit()` (epoch wall time from its stream, val included) vs a
 hand-written loop (torchvision ImageFolder + DataLoader, shuffle, loss.item() per step, val
 each epoch), in alternating order for several rounds, torch.set_num_threads(1). Prints ms per
-epoch (median) and the ratio.
+epoch (median of epochs 2+, and of epoch 1 apart: mlt keeps evaluation inputs in memory after
+epoch 1, workers start in epoch 1) and the ratios to the hand loop.
 
 rss: generates a folder of noise PNGs (512x512 RGB, incompressible) whose size on disk is 4x
 `--limit-mb`, trains a CNN on it (resize 64) and prints peak RSS (the training process, and the
@@ -113,12 +115,32 @@ def _hand_loop(folder: Path, cfg: Any, bundle: Any, epochs: int) -> list[float]:
     return times
 
 
-def _mlt_loop(cfg: Any, bundle: Any, run_dir: Path) -> list[float]:
+def _mlt_loop(cfg: Any, bundle: Any, run_dir: Path, variant: str = "mlt") -> list[float]:
+    """`Trainer.fit()`'s epoch wall times. Variants (what each engine choice buys): "mlt" as
+    shipped; "no-keep": evaluation inputs re-read from disk every epoch
+    (`loading.KEEP_EVAL_MB = 0`); "table-rows": the train-metric subset sized as for table
+    data (max(n_val, TRAIN_EVAL_MIN_ROWS) rows, here all of train)."""
     import json
+    from unittest import mock
 
-    from mltrainer.engine import Trainer
+    from mltrainer.engine import Trainer, loading, loop
 
-    Trainer(cfg, bundle, run_dir).fit()
+    loading._EVAL_READERS.clear()  # no evaluation batches kept from an earlier run
+    patches = []
+    if variant == "no-keep":
+        patches.append(mock.patch.object(loading, "KEEP_EVAL_MB", 0))
+    if variant == "table-rows":
+        table = loop.train_subset
+        patches.append(mock.patch.object(
+            loop, "train_subset", lambda n, v, seed, items=False: table(n, v, seed)))
+    for patch in patches:
+        patch.start()
+    try:
+        Trainer(cfg, bundle, run_dir).fit()
+    finally:
+        for patch in patches:
+            patch.stop()
+        loading._EVAL_READERS.clear()
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [e["wall_time"] for e in events if e["type"] == "epoch"]
 
@@ -129,31 +151,36 @@ def throughput(args: argparse.Namespace) -> None:
     from mltrainer.data import prepare_data
 
     torch.set_num_threads(1)
-    if args.train_eval_rows is not None:  # the engine's per-epoch train-metrics subset
-        from mltrainer.engine import loop
-
-        loop.TRAIN_EVAL_MIN_ROWS = args.train_eval_rows
+    names = ["hand", *args.variants.split(",")]
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         folder = _noise_folder(root, args.images, 64)
         cfg = _config("imagefolder:imgs", args.workers, args.epochs, 32)
         bundle = prepare_data(cfg, root)
         n = len(bundle.train)
-        hand, mlt = [], []
+        later: dict[str, list[float]] = {name: [] for name in names}
+        first: dict[str, list[float]] = {name: [] for name in names}
         for r in range(args.rounds):
-            order = [("hand", hand), ("mlt", mlt)] if r % 2 == 0 else [("mlt", mlt),
-                                                                       ("hand", hand)]
-            for name, sink in order:
+            shift = r % len(names)  # each round starts with a different one
+            for name in names[shift:] + names[:shift]:
                 if name == "hand":
-                    sink.extend(_hand_loop(folder, cfg, bundle, args.epochs)[1:])
+                    times = _hand_loop(folder, cfg, bundle, args.epochs)
                 else:
-                    sink.extend(_mlt_loop(cfg, bundle, root / "runs" / f"r{r}")[1:])
-        h, m = statistics.median(hand), statistics.median(mlt)
+                    times = _mlt_loop(cfg, bundle, root / "runs" / f"{name}-{r}", name)
+                first[name].append(times[0])
+                later[name].extend(times[1:])
         print(f"train images {n}, val {len(bundle.val)}, workers {args.workers}, "
-              f"epochs {args.epochs} (first epoch of each run dropped), rounds {args.rounds}")
-        print(f"hand-written DataLoader loop: {h * 1000:8.1f} ms/epoch  {n / h:7.1f} images/s")
-        print(f"mlt Trainer.fit():            {m * 1000:8.1f} ms/epoch  {n / m:7.1f} images/s")
-        print(f"ratio mlt / hand: {m / h:.3f}")
+              f"epochs {args.epochs}, rounds {args.rounds} (alternating order), 1 thread; "
+              f"load average before: {load_before:.2f}")
+        h, h1 = statistics.median(later["hand"]), statistics.median(first["hand"])
+        print(f"{'':<14}{'epochs 2+ ms':>13}{'images/s':>10}{'ratio':>7}   "
+              f"{'epoch 1 ms':>11}{'ratio':>7}")
+        for name in names:
+            m, m1 = statistics.median(later[name]), statistics.median(first[name])
+            print(f"{name:<14}{m * 1000:13.1f}{n / m:10.1f}{m / h:7.3f}   "
+                  f"{m1 * 1000:11.1f}{m1 / h1:7.3f}")
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 def _rss_mb(who: int) -> float:
@@ -247,9 +274,9 @@ def main() -> None:
     t.add_argument("--epochs", type=int, default=3)
     t.add_argument("--workers", type=int, default=2)
     t.add_argument("--rounds", type=int, default=3)
-    t.add_argument("--train-eval-rows", type=int, default=None,
-                   help="override the engine's TRAIN_EVAL_MIN_ROWS (train metrics each epoch "
-                        "re-read max(n_val, this) training items; the hand loop has none)")
+    t.add_argument("--variants", default="mlt",
+                   help="comma-separated, beside the hand loop: mlt, no-keep, table-rows "
+                        "(see _mlt_loop)")
     r = sub.add_parser("rss")
     r.add_argument("--limit-mb", type=int, default=1024)
     r.add_argument("--epochs", type=int, default=3)

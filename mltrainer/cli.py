@@ -374,7 +374,8 @@ def finalize(out: Output, project: Project, nproc: int, reevaluate_test: bool,
 def predict(out: Output, project: Project, inputs: tuple[str, ...], out_path: str,
             column: str | None, force: bool) -> None:
     """Run the exported ONNX model, with its preprocessing, on raw inputs: a CSV of rows
-    (tables), image files or folders (images), a text file or a CSV column (text)."""
+    (tables), image files or folders (images), a text file or a CSV column (text), .npy files
+    of items (a Python Dataset)."""
     from mltrainer.phases.finalize.predict import predict_inputs
 
     result = predict_inputs(project, [Path(p) for p in inputs], Path(out_path), column,

@@ -25,7 +25,8 @@ Events (fields may be added; readers ignore what they do not know):
 
 `train` and `train_eval_loss` are measured like `val` and `val_loss` (same model, same moment,
 eval mode) on a fixed subset of the training rows (mlt's engine: as many rows as val, at least
-2048 or all of train); a stream without them is judged on `train_loss` alone.
+2048 or all of train; for item data as many as val); a stream without them is judged on
+`train_loss` alone.
 
 `epoch` counts from 1 (the first epoch is 1); `step` counts optimisation steps from 1 over the
 whole run. Non-finite floats are written as the strings "nan", "inf", "-inf" so the file stays

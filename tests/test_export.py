@@ -353,3 +353,19 @@ def test_latency_reports_p50_and_p95_for_each_runtime(
         for stats in runtime["batches"].values():
             assert 0 < stats["p50_ms"] <= stats["p95_ms"]
     json.dumps(result)
+
+
+def test_latency_stops_at_its_time_budget_after_the_minimum_samples(
+    mlp_export: tuple[DeployableModel, list], data: np.ndarray
+) -> None:
+    """A slow model (a transformer at batch 64) is timed for `budget_s`, not `iters` calls;
+    never fewer than MIN_SAMPLES, and each cell says how many it took."""
+    from mltrainer.exporting._latency import MIN_SAMPLES
+
+    deployable, records = mlp_export
+    capped = measure_latency(deployable, records[:1], data[0], warmup=3, iters=50, budget_s=0)
+    full = measure_latency(deployable, records[:1], data[0], warmup=3, iters=50)
+    for result, samples in ((capped, MIN_SAMPLES), (full, 50)):
+        for runtime in result["runtimes"].values():
+            assert {s["samples"] for s in runtime["batches"].values()} == {samples}
+    assert capped["budget_s"] == 0 and full["budget_s"] is None

@@ -146,7 +146,7 @@ def test_every_param_traces_to_its_findings_and_user_space() -> None:
 
 @pytest.mark.parametrize(("path", "spec", "fragment"), [
     ("training.lrr", {"type": "float", "low": 1e-4, "high": 1e-2}, "did you mean 'training.lr'"),
-    ("data.split.val", {"type": "float", "low": 0.1, "high": 0.3}, "only model.* and training.*"),
+    ("data.split.val", {"type": "float", "low": 0.1, "high": 0.3}, "only model.*, training.* and"),
     ("training.lr", {"type": "float", "low": 1e-2, "high": 1e-4}, "low < high"),
     ("training.lr", {"type": "float", "low": 0.0, "high": 1e-2, "log": True}, "low > 0"),
     ("training.lr", {"type": "float", "low": 1e-4, "high": 1e-2, "step": 2}, "unknown key 'step'"),
@@ -162,6 +162,26 @@ def test_bad_user_space_entry_is_a_config_error_naming_it(path: str, spec: dict[
     assert f"optimize.space.{path}" in err.value.message
     assert fragment in err.value.message
     assert err.value.exit_code == 2
+
+
+@pytest.mark.parametrize(("modality", "searched"), [
+    ("table", {"training.weight_decay", "model.dropout", "training.lr"}),
+    ("image", {"training.weight_decay", "model.dropout", "training.lr",
+               "data.transforms.augment.hflip", "data.transforms.augment.rotation"}),
+])
+def test_augmentation_is_searched_on_image_data_only(modality: str, searched: set[str]) -> None:
+    """The overfitting playbook's augmentation advice names its modality: image data gets the
+    ranges, other data a note instead; a user may search augmentation on any project."""
+    from mltrainer.phases.diagnose.phase import with_playbook
+
+    found = [with_playbook({"id": "overfitting", "severity": "warning"})]
+    space = build_space(base_cfg(), found, {}, modality=modality)
+    assert {p.path for p in space.params} == searched
+    assert any("augment" in n and "image data" in n for n in space.notes) == (
+        modality != "image")
+    user = build_space(base_cfg(), [], {"data.transforms.augment.rotation": {
+        "type": "float", "low": 0.0, "high": 10.0}})
+    assert "data.transforms.augment.rotation" in {p.path for p in user.params}
 
 
 def test_every_shipped_playbook_gives_a_space_of_valid_configs() -> None:

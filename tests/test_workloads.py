@@ -249,6 +249,116 @@ def test_workers_change_nothing_and_resume_mid_epoch_is_exact(tmp_path: Path) ->
     assert again.history == whole.history
 
 
+def test_evaluation_inputs_are_kept_in_memory_within_the_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop's val and train-subset passes read their items from disk once: later epochs
+    take the kept batches (a prefix, as far as KEEP_EVAL_MB allows) and give the same outputs;
+    items past the budget are read again. Item data's train metrics use as many items as val."""
+    from mltrainer.engine import loading
+    from mltrainer.engine.loop import train_subset
+    from mltrainer.models import build_model
+
+    _faces(tmp_path)
+    bundle = prepare_data(_cfg("imagefolder:faces", transforms={"channels": 1}), tmp_path)
+    assert len(train_subset(3000, 6, 0, items=True)) == 6
+    assert len(train_subset(3000, 6, 0)) == 2048  # table rows: the floor stays
+    torch.manual_seed(0)
+    model = build_model(_cfg("imagefolder:faces").model, bundle.spec)
+    batch_bytes = 2 * 16 * 16 * 4  # two 1x16x16 float32 images
+    monkeypatch.setattr(loading, "KEEP_EVAL_MB", 1.5 * batch_bytes / 2**20)
+    monkeypatch.setattr(loading, "_EVAL_READERS", {})  # no other split's batches in the budget
+    first = loading.forward_split(model, bundle.val, 2, keep=True)
+    paths = [Path(bundle.val.items.dataset[int(i)][0]) for i in bundle.val.indices]
+    for path in paths[:2]:  # the kept batch's files: no longer needed
+        path.unlink()
+    assert torch.equal(loading.forward_split(model, bundle.val, 2, keep=True), first)
+    paths[2].unlink()  # past the budget: read from disk every time
+    with pytest.raises(DataError, match=paths[2].name):
+        loading.forward_split(model, bundle.val, 2, keep=True)
+    monkeypatch.setattr(loading, "KEEP_EVAL_MB", 1)
+    whole = loading.forward_split(model, bundle.train, 2, keep=True)
+    assert loading._EVAL_READERS[id(bundle.train)].loader is None  # all kept: workers go
+    assert torch.equal(loading.forward_split(model, bundle.train, 2, keep=True), whole)
+
+
+@pytest.mark.slow
+def test_item_data_under_two_processes_and_accumulation_matches_one_batch(
+        tmp_path: Path) -> None:
+    """An image folder with augmentation, 4 images a step: one process (batch 4), one process
+    accumulating 2 x 2, and two gloo processes under torchrun of 2 each (a loader worker each)
+    see the same images with the same augmentation at every step, so they end with the same
+    weights up to the order of float additions."""
+    from mltrainer.engine.launch import Launch, run_job, run_result
+
+    _faces(tmp_path)
+    model = {"kind": "cnn", "channels": [4], "hidden": [8], "norm": "none", "dropout": 0.0}
+    data = {"transforms": {"channels": 1, "augment": {"hflip": 0.5, "rotation": 10}}}
+
+    def cfg(batch: int, accum: int = 1, workers: int = 0) -> Any:
+        raw = _cfg("imagefolder:faces", model, loader={"num_workers": workers},
+                   **data).model_dump(mode="json")
+        raw["training"].update(batch_size=batch, grad_accum_steps=accum, device="cpu")
+        return parse_config(raw)
+
+    runs = tmp_path / "runs"
+    one = Trainer(cfg(4), prepare_data(cfg(4), tmp_path), runs / "one").fit()
+    acc = Trainer(cfg(2, 2), prepare_data(cfg(2, 2), tmp_path), runs / "acc").fit()
+    job = {"mode": "train", "config": cfg(2, workers=1).model_dump(mode="json"),
+           "root": str(tmp_path), "run_dir": str(runs / "ddp"), "kind": "baseline",
+           "resume": None, "expected_fingerprints": None, "detectors": None}
+    ddp = run_result(run_job(job, Launch(nproc=2), tmp_path / "job"))
+    assert ddp.world_size == 2 and ddp.final_step == acc.final_step == one.final_step == 6
+    want = load_checkpoint(Path(one.checkpoints["last"]))["model"]
+    for other in (acc, ddp):
+        got = load_checkpoint(Path(other.checkpoints["last"]))["model"]
+        assert all(torch.allclose(got[k], want[k], atol=1e-5) for k in want), other.run_id
+        assert other.history[-1]["val"] == pytest.approx(one.history[-1]["val"], abs=1e-6)
+
+
+def test_optimize_trials_on_item_data_search_augmentation_and_freezing(tmp_path: Path) -> None:
+    """Optimize's trials on an image folder: a space over train-only augmentation and layer
+    freezing (both data in `optimize.space`), each trial training with its own values (its
+    train pipeline rebuilt from its config, val's untouched), on the one prepared bundle."""
+    from mltrainer.phases.optimize.search import TrialRunner, run_trials
+    from mltrainer.phases.optimize.space import build_space
+    from mltrainer.phases.optimize.study import make_sampler, open_storage, open_study
+    from mltrainer.project import Project
+    from mltrainer.stream import read_stream
+
+    _faces(tmp_path)
+    project = Project(tmp_path)
+    project.mlt_dir.mkdir()
+    cfg = _cfg("imagefolder:faces", transforms={"channels": 1})
+    bundle = prepare_data(cfg, tmp_path)
+    space = build_space(cfg, [], {
+        "data.transforms.augment.hflip": {"type": "categorical", "choices": [0.0, 1.0]},
+        "model.freeze": {"type": "categorical", "choices": [[], ["features"]]}},
+        modality="image")
+    storage, _ = open_storage(None, project)
+    study = open_study(storage, "items", True, make_sampler(4, cfg.seed)[0], None)
+    for values in ({"data.transforms.augment.hflip": 1.0, "model.freeze": '["features"]'},
+                   {"data.transforms.augment.hflip": 0.0, "model.freeze": "[]"}):
+        study.enqueue_trial(values, skip_if_exists=True)
+    runner = TrialRunner(project, bundle, cfg.model_dump(mode="json"), space,
+                         cfg.goal.metric, storage)
+    run_trials(study, runner, 2)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for trial, flip, frozen in zip(trials, (1.0, 0.0), (True, False), strict=True):
+        run = project.root / "runs" / trial.user_attrs["mlt.run_id"]
+        resolved = yaml.safe_load((run / "config.resolved.yaml").read_text())
+        assert resolved["data"]["transforms"]["augment"]["hflip"] == flip
+        start = read_stream(run / "metrics.jsonl")[0]
+        assert (start["model"]["trainable"] < start["model"]["parameters"]) == frozen
+    raw = cfg.model_dump(mode="json")
+    raw["data"]["transforms"]["augment"]["hflip"] = 1.0
+    flipped = bundle.for_config(parse_config(raw))
+    assert flipped.val is bundle.val and flipped.train.indices is bundle.train.indices
+    assert "RandomHorizontalFlip" in repr(flipped.train.pipeline.train_tf)
+    assert "RandomHorizontalFlip" not in repr(bundle.train.pipeline.train_tf)
+    assert bundle.for_config(cfg) is bundle
+
+
 def test_text_model_trains_through_the_loader(tmp_path: Path) -> None:
     _text(tmp_path)
     cfg = _cfg("d.jsonl", {"kind": "hf:bert", "tokenizer": "tok", "max_length": 8,
@@ -521,3 +631,109 @@ def test_deployment_preprocessing_reproduces_training_bitwise(tmp_path: Path) ->
     assert got["input_ids"].shape[1] == 4  # truncated to max_length
     for key in ("input_ids", "attention_mask"):
         assert np.array_equal(got[key], inputs[key].numpy())
+
+
+@pytest.mark.slow
+def test_text_example_through_finalize_and_predict(tmp_path: Path) -> None:
+    """`mlt init --example text`, shrunk (every 3rd name, a 1-layer 32-wide BERT, 6 epochs),
+    through plan, train-baseline and finalize: every automatic item passes, the three exports
+    pass parity in a fresh process with a dynamic batch and sequence, the tokenizer travels in
+    the artifact (hashed with it), and predict reads a CSV column."""
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    runner = CliRunner()
+    root = tmp_path / "names"
+
+    def mlt(*args: str) -> Any:
+        res = runner.invoke(cli, ["-C", str(root), *args, "--json"], catch_exceptions=False)
+        return res.exit_code, (json.loads(res.stdout) if res.stdout.strip() else {})
+
+    assert runner.invoke(cli, ["init", str(root), "--example", "text"]).exit_code == 0
+    names = (root / "data" / "names.jsonl").read_text().splitlines()
+    (root / "data" / "names.jsonl").write_text("\n".join(names[::3]) + "\n")
+    model = json.loads((root / "model" / "config.json").read_text())
+    model.update(hidden_size=32, num_hidden_layers=1, intermediate_size=64)
+    (root / "model" / "config.json").write_text(json.dumps(model))
+    cfg = yaml.safe_load((root / "mlt.yaml").read_text())
+    cfg["training"].update(epochs=6, lr=0.005)
+    cfg["goal"]["target"] = 0.55
+    (root / "mlt.yaml").write_text(yaml.safe_dump(cfg))
+
+    for phase in ("plan", "train-baseline"):
+        code, out = mlt(phase)
+        assert code == 0, (phase, [(i["id"], i["evidence"]) for i in out["gate"]["items"]
+                                   if i["status"] != "pass"])
+    code, out = mlt("finalize")  # exit 3: the manual items wait for people
+    auto = {i["id"]: i["status"] for i in out["gate"]["items"] if i["kind"] == "auto"}
+    assert set(auto.values()) == {"pass"}, auto
+    exports = {e["format"]: e for e in out["exports"]}
+    assert set(exports) == {"onnx", "torchscript", "pt2"}
+    assert all(e["passed"] and e["reloaded_in_fresh_process"] for e in exports.values())
+    artifact = root / out["artifact"]["dir"]
+    text = (artifact / "preprocess.json").read_text()
+    assert str(tmp_path) not in text  # the artifact does not depend on where the project is
+    doc = json.loads(text)
+    assert doc["input"]["kind"] == "text" and doc["input"]["tokenizer"] == "tokenizer"
+    assert doc["preprocessor"]["tokenizer"] == "tokenizer"
+    assert "tokenizer/tokenizer.json" in out["artifact"]["files"]  # hashed with the model
+    (tmp_path / "new.csv").write_text("name\nMaria\nJohn\nAnna-Lena\n")
+    code, pred = mlt("predict", str(tmp_path / "new.csv"), "--column", "name", "--out",
+                     str(tmp_path / "p.csv"))
+    assert code == 0 and pred["rows"] == 3
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0].startswith("input,prediction") and lines[1].startswith("Maria,")
+
+
+@pytest.mark.slow
+def test_dataset_model_through_finalize_and_predict_on_npy_items(tmp_path: Path) -> None:
+    """A `python:` torch Dataset (iris as tensors) through finalize; `mlt predict` takes .npy
+    files of items as the Dataset returns them (one item or a stack), and names a wrong shape."""
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    (tmp_path / "irisdata.py").write_text(
+        "import torch\n"
+        "from sklearn.datasets import load_iris\n"
+        "from torch.utils.data import TensorDataset\n"
+        "def load():\n"
+        "    X, y = load_iris(return_X_y=True)\n"
+        "    return TensorDataset(torch.tensor(X, dtype=torch.float32), torch.tensor(y))\n")
+    raw = {"name": "iris", "task": "classification", "seed": 0,
+           "data": {"source": "python:irisdata:load", "split": {"val": 0.2, "test": 0.2}},
+           "model": {"kind": "mlp", "hidden": [16]},
+           "training": {"epochs": 15, "batch_size": 16, "lr": 0.02},
+           "goal": {"metric": "accuracy", "target": 0.6}}
+    (tmp_path / "mlt.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / ".mlt").mkdir()
+    runner = CliRunner()
+
+    def mlt(*args: str) -> Any:
+        res = runner.invoke(cli, ["-C", str(tmp_path), *args, "--json"],
+                            catch_exceptions=False)
+        return res.exit_code, (json.loads(res.stdout) if res.stdout.strip() else {}), res
+
+    for phase in ("plan", "train-baseline"):
+        code, out, _ = mlt(phase)
+        assert code == 0, (phase, [(i["id"], i["evidence"]) for i in out["gate"]["items"]
+                                   if i["status"] != "pass"])
+    code, out, res = mlt("finalize")
+    assert "gate" in out, res.output
+    auto = {i["id"]: i["status"] for i in out["gate"]["items"] if i["kind"] == "auto"}
+    assert set(auto.values()) == {"pass"}, auto
+    from sklearn.datasets import load_iris
+
+    X, _y = load_iris(return_X_y=True)
+    np.save(tmp_path / "some.npy", X[[0, 50, 100]].astype(np.float32))
+    np.save(tmp_path / "one.npy", X[149])
+    code, pred, _ = mlt("predict", str(tmp_path / "some.npy"), str(tmp_path / "one.npy"),
+                        "--out", str(tmp_path / "p.csv"))
+    assert code == 0 and pred["rows"] == 4
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[1].startswith(f"{tmp_path / 'some.npy'}[0],0,")  # setosa: class label 0
+    np.save(tmp_path / "bad.npy", X[:2, :3])
+    code, _, res = mlt("predict", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "q.csv"))
+    assert code == 2 and "items of shape (2, 3), but the model takes items of shape (4,)" in (
+        res.output) and "Traceback" not in res.output

@@ -11,6 +11,7 @@ that hold indices instead of arrays.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -115,6 +116,26 @@ class ItemBundle:
                  "split once",
             phase=phase,
         )
+
+    def for_config(self, cfg: MltConfig) -> ItemBundle:
+        """This data with `cfg`'s train-only augmentation (`data.transforms.augment`, which an
+        optimize trial may search): the same splits, items and fitted mean/std; only the train
+        split's pipeline differs, so val and test (and the evaluation inputs the loop keeps)
+        are untouched. `self` when the augmentation is already cfg's, or the data has none."""
+        pipe = self.pipeline
+        augment = cfg.data.transforms.augment
+        if self.spec.modality != "image" or augment == pipe.cfg.augment:
+            return self
+        from dataclasses import replace
+
+        from mltrainer.data._itemsets import ImagePipeline
+
+        tcfg = pipe.cfg.model_copy(update={"augment": augment})
+        train = replace(self.train, pipeline=ImagePipeline(tcfg, pipe.mean, pipe.std,
+                                                           pipe.input_shape))
+        other = copy.copy(self)
+        other.train = train
+        return other
 
     def __repr__(self) -> str:
         return (f"ItemBundle(source={self.source!r}, modality={self.spec.modality!r}, "

@@ -74,8 +74,8 @@ def evaluate(model: nn.Module, X: Any, y: torch.Tensor, loss_fn: LossFn, task: s
              y_numpy: np.ndarray) -> tuple[float, dict[str, float]]:
     """(loss, every metric of the task) of `model` on one split held as tensors on the device
     (or a lazily read split, see `validation_data`)."""
-    if getattr(X, "is_lazy", False):
-        outputs = forward_split(model, X)
+    if getattr(X, "is_lazy", False):  # the same items every epoch: their inputs are kept
+        outputs = forward_split(model, X, keep=True)
     else:
         outputs = forward_batches(model, X)
     loss = float(loss_fn(outputs, y))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import weakref
 from typing import Any
 
 import numpy as np
@@ -53,14 +54,14 @@ class _Tracked(SeededItems):
         super().__init__(*args, **kw)
         self.slots = slots
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, Any]:
+    def _load(self, key: tuple[int, int]) -> tuple[Any, Any]:
         info = torch.utils.data.get_worker_info()
         if info is not None:
             import os
 
             self.slots[info.id, 0] = os.getpid()
             self.slots[info.id, 1] = key[0]
-        return super().__getitem__(key)
+        return super()._load(key)
 
 
 def _worker_init(worker_id: int) -> None:
@@ -96,16 +97,28 @@ class _Reader:
 
     def __init__(self, split: Any, train: bool, loader_cfg: Any, seed: int) -> None:
         workers = max(1, int(loader_cfg.num_workers))
-        self.split = split
+        self.items = split.items
+        self.split = weakref.ref(split)  # a reader of a split nobody holds any more is dropped
         self.slots = torch.full((workers, 2), -1, dtype=torch.int64).share_memory_()
         self.sampler = _BatchList()
         self.dataset = _Tracked(split.items, split.pipeline, train, slots=self.slots)
-        self.loader = make_loader(self.dataset, self.sampler, split.pipeline.collate,
-                                  loader_cfg, seed)
+        collate = split.pipeline.collate  # not the split: the reader must not keep it alive
+        self._make = lambda: make_loader(self.dataset, self.sampler, collate, loader_cfg, seed)
+        self.loader: DataLoader | None = self._make()
+        self.kept: list[Any] = []  # evaluation input batches held in memory (forward_split)
+        self.kept_bytes = 0
+        self.kept_full = False  # a batch did not fit: keep no more
+        self.kept_batch: int | None = None
 
     def iterate(self, batches: list[list[tuple[int, int]]]) -> Any:
         self.sampler.batches = batches
+        if self.loader is None:
+            self.loader = self._make()
         return iter(self.loader)
+
+    def release_workers(self) -> None:
+        """Every batch is kept: the loader (and its persistent workers) is no longer needed."""
+        self.loader = None
 
     def next(self, it: Any) -> Any:
         try:
@@ -124,7 +137,7 @@ class _Reader:
         if pids:
             dead = {int(p) for p in pids.group(1).replace(" ", "").split(",") if p}
             items = [int(i) for pid, i in self.slots.tolist() if pid in dead and i >= 0]
-            what = ", ".join(self.split.items.describe(i) for i in items) or "an unknown item"
+            what = ", ".join(self.items.describe(i) for i in items) or "an unknown item"
             return DataError(f"a data loader worker died while loading {what} "
                              f"({text.strip().splitlines()[0]})",
                              hint="check that item (or run with data.loader.num_workers: 0 "
@@ -167,7 +180,8 @@ class LoaderBatches:
             self._start(order, index)
         xb, yb = self._reader.next(self._it)
         self._next = index + 1
-        return to_device(xb, self._device), yb.to(self._device, self._ydtype)
+        return (to_device(xb, self._device),
+                torch.as_tensor(yb).to(self._device, self._ydtype))
 
     def _start(self, order: torch.Tensor, index: int) -> None:
         positions = order.cpu().numpy().astype(np.int64)
@@ -199,6 +213,9 @@ class LoaderBatches:
 
 _EVAL_READERS: dict[int, _Reader] = {}
 _EVAL_CACHE = 4  # readers kept (val and the train subset each epoch, a predict or two)
+# Bytes of evaluation batches the training loop keeps in memory per process, all live splits
+# together (val and the train subset it evaluates every epoch; `forward_split(keep=True)`).
+KEEP_EVAL_MB = 256
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -206,12 +223,43 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
+def _nbytes(x: Any) -> int | None:
+    """Bytes of a collated batch's tensors; None when it holds anything else (not kept)."""
+    if isinstance(x, torch.Tensor):
+        return x.untyped_storage().nbytes()
+    if type(x) is dict:
+        x = list(x.values())
+    if type(x) in (list, tuple):
+        sizes = [_nbytes(v) for v in x]
+        return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[misc]
+    return None
+
+
+def _private(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.clone()
+    if type(x) is dict:
+        return {k: _private(v) for k, v in x.items()}
+    return type(x)(_private(v) for v in x)  # a list or tuple (`_nbytes` admits no other)
+
+
+def _kept_bytes() -> int:
+    return sum(r.kept_bytes for r in _EVAL_READERS.values())
+
+
 @torch.no_grad()
-def forward_split(model: torch.nn.Module, split: Any, batch_size: int = EVAL_BATCH
-                  ) -> torch.Tensor:
-    """Outputs of `model` (eval mode, fp32) on every item of `split`, in split order."""
+def forward_split(model: torch.nn.Module, split: Any, batch_size: int = EVAL_BATCH, *,
+                  keep: bool = False) -> torch.Tensor:
+    """Outputs of `model` (eval mode, fp32) on every item of `split`, in split order.
+
+    `keep` (the training loop's val and train-subset passes, every epoch): the collated input
+    batches stay in memory, as far as `KEEP_EVAL_MB` per process allows, and later calls read
+    only the rest from disk. Exact: evaluation applies no augmentation and seeds every item
+    alike (seed 0), so an item's evaluation input is a function of its content alone."""
+    for key in [k for k, r in _EVAL_READERS.items() if r.split() is None]:
+        del _EVAL_READERS[key]  # an earlier run's: its kept batches and workers go
     reader = _EVAL_READERS.get(id(split))
-    if reader is None or reader.split is not split:
+    if reader is None or reader.split() is not split:
         reader = _Reader(split, False, split.loader, 0)
         while len(_EVAL_READERS) >= _EVAL_CACHE:  # the oldest goes, and its workers with it
             del _EVAL_READERS[next(iter(_EVAL_READERS))]
@@ -221,12 +269,29 @@ def forward_split(model: torch.nn.Module, split: Any, batch_size: int = EVAL_BAT
     batches = [[(i, 0) for i in idx[k:k + batch_size]] for k in range(0, len(idx), batch_size)]
     was_training = model.training
     model.eval()
-    outs = []
+    kept = reader.kept if reader.kept_batch == batch_size else []
     try:
-        it = reader.iterate(batches)
-        for _ in batches:
-            xb, _y = reader.next(it)
-            outs.append(model(to_device(xb, device)).float())
+        outs = [model(to_device(xb, device)).float() for xb in kept]
+        rest = batches[len(kept):]
+        if rest:
+            it = reader.iterate(rest)
+            keeping = keep and not reader.kept_full and reader.kept_batch in (None, batch_size)
+            budget = KEEP_EVAL_MB * 2**20 - _kept_bytes()
+            for _ in rest:
+                xb, _y = reader.next(it)
+                outs.append(model(to_device(xb, device)).float())
+                if keeping:  # a prefix of the batches, in order
+                    size = _nbytes(xb)
+                    keeping = size is not None and size <= budget
+                    if keeping:  # a private copy: a worker's batch lives in shared memory
+                        reader.kept.append(_private(xb))
+                        reader.kept_bytes += size
+                        reader.kept_batch = batch_size
+                        budget -= size
+                    else:
+                        reader.kept_full = True
+            if len(reader.kept) == len(batches) and reader.kept_batch == batch_size:
+                reader.release_workers()
     finally:
         model.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)

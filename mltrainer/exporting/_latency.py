@@ -18,20 +18,34 @@ from mltrainer.exporting._deployable import DeployableModel
 from mltrainer.exporting._formats import ExportRecord
 from mltrainer.runtime.runners import Inputs, Runner, load_runner, torch_runner
 
+MIN_SAMPLES = 20  # timed calls at least, whatever the time budget (a p95 needs them)
+
 # Which runtime runs which export format.
 RUNTIMES: dict[str, str] = {"onnx": "onnxruntime", "torchscript": "torchscript", "pt2": "pt2"}
 
 
-def time_runner(runner: Runner, x: Inputs, warmup: int, iters: int) -> dict[str, float]:
-    """Milliseconds per call: p50, p95, mean, min, max over `iters` calls after `warmup`."""
-    for _ in range(warmup):
+def time_runner(runner: Runner, x: Inputs, warmup: int, iters: int,
+                budget_s: float | None = None) -> dict[str, float]:
+    """Milliseconds per call: p50, p95, mean, min, max over `iters` calls after `warmup`, or
+    fewer (`samples`, never under MIN_SAMPLES) once the timed calls took `budget_s` seconds
+    (and fewer warm-up calls once they took a quarter of it)."""
+    started = time.perf_counter()
+    for i in range(warmup):  # with a budget: a quarter of it at most (2 calls at least)
+        if budget_s is not None and i >= 2 and time.perf_counter() - started > budget_s / 4:
+            break
         runner(x)
     samples = np.empty(iters, dtype=np.float64)
-    for i in range(iters):
+    spent = 0.0
+    n = 0
+    while n < iters and (budget_s is None or n < MIN_SAMPLES or spent < budget_s * 1e3):
         start = time.perf_counter_ns()
         runner(x)
-        samples[i] = (time.perf_counter_ns() - start) / 1e6
+        samples[n] = (time.perf_counter_ns() - start) / 1e6
+        spent += samples[n]
+        n += 1
+    samples = samples[:n]
     return {
+        "samples": n,
         "p50_ms": float(np.percentile(samples, 50)),
         "p95_ms": float(np.percentile(samples, 95)),
         "mean_ms": float(samples.mean()),
@@ -51,9 +65,9 @@ def _repeat_first(example: Inputs, b: int) -> Inputs:
 
 
 def _measure(
-    runner: Runner, inputs: dict[int, Inputs], warmup: int, iters: int
+    runner: Runner, inputs: dict[int, Inputs], warmup: int, iters: int, budget_s: float | None
 ) -> dict[str, dict[str, float]]:
-    return {str(b): time_runner(runner, x, warmup, iters) for b, x in inputs.items()}
+    return {str(b): time_runner(runner, x, warmup, iters, budget_s) for b, x in inputs.items()}
 
 
 def measure_latency(
@@ -64,8 +78,11 @@ def measure_latency(
     batch_sizes: Sequence[int] = (1, 64),
     warmup: int = 10,
     iters: int = 100,
+    budget_s: float | None = None,
 ) -> dict[str, Any]:
-    """Latency of PyTorch eager and of each ok export, at each batch size (the row repeated).
+    """Latency of PyTorch eager and of each ok export, at each batch size (the row repeated):
+    `iters` timed calls each, or as many as `budget_s` seconds allow (at least MIN_SAMPLES;
+    each cell records its `samples`), so a transformer's batch of 64 does not take minutes.
 
     Returns {"unit", "batch_sizes", "warmup", "iters", "torch_num_threads",
     "torch_num_interop_threads", "onnxruntime_session_options", "runtimes": {name: {"format",
@@ -83,7 +100,7 @@ def measure_latency(
         "format": None,
         "ok": True,
         "error": None,
-        "batches": _measure(torch_runner(deployable), inputs, warmup, iters),
+        "batches": _measure(torch_runner(deployable), inputs, warmup, iters, budget_s),
         "info": {"runtime": "torch eager", "version": torch.__version__, "num_threads": threads},
     }
     session_options: dict[str, Any] | None = None
@@ -107,7 +124,7 @@ def measure_latency(
                 # same count instead of its default of one thread per core.
                 pin = threads if record.format == "onnx" else None
                 runner, info = load_runner(record.format, record.path, threads=pin)
-                entry["batches"] = _measure(runner, inputs, warmup, iters)
+                entry["batches"] = _measure(runner, inputs, warmup, iters, budget_s)
             entry["info"] = {**info, "warnings": warnings_seen}
             entry["ok"] = True
             if record.format == "onnx":
@@ -119,6 +136,7 @@ def measure_latency(
         "batch_sizes": [int(b) for b in batch_sizes],
         "warmup": warmup,
         "iters": iters,
+        "budget_s": budget_s,
         "torch_num_threads": threads,
         "torch_num_interop_threads": torch.get_num_interop_threads(),
         "onnxruntime_session_options": session_options,

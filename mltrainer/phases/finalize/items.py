@@ -135,8 +135,9 @@ def model_inputs(bundle: Any, n: int) -> Any:
     return inputs_of(bundle.val, min(n, len(bundle.val)))
 
 
-def example_rows(bundle: Any, folder: Path) -> list[str]:
-    """A few val items shipped as examples: image files copied into `examples/`, or texts."""
+def example_rows(bundle: Any, folder: Path) -> list[Any]:
+    """A few val items shipped as examples: image files copied into `examples/`, texts, or a
+    Dataset's items as nested lists."""
     split = bundle.val
     raws = [split.items.dataset[int(i)][0] for i in split.indices[:EXAMPLES]]
     if bundle.spec.modality == "image":
@@ -149,19 +150,23 @@ def example_rows(bundle: Any, folder: Path) -> list[str]:
                 shutil.copyfile(path, folder / name)
             rows.append(name)
         return rows
+    if bundle.spec.modality == "tensor":  # the Dataset's items, as JSON (nested lists)
+        return [np.asarray(r, dtype=np.float32).tolist() for r in raws]
     return [str(r) for r in raws]
 
 
-def runtime_inputs(rows: list[str], folder: Path, doc: dict[str, Any]) -> Any:
+def runtime_inputs(rows: list[Any], folder: Path, doc: dict[str, Any]) -> Any:
     from mltrainer.runtime.items import image_batch, text_batch
 
     pre = doc["input"]
     if pre["kind"] == "image":
         return image_batch([folder / r for r in rows], pre)
+    if pre["kind"] == "tensor":
+        return {pre["name"]: np.ascontiguousarray(np.asarray(rows, dtype=np.float32))}
     return text_batch(rows, folder, pre)
 
 
-def expected_predictions(deployable: Any, spec: Any, rows: list[str], folder: Path,
+def expected_predictions(deployable: Any, spec: Any, rows: list[Any], folder: Path,
                          doc: dict[str, Any]) -> list[dict[str, Any]]:
     """What the snippet must print for the example items, from PyTorch eager on the inputs
     the runtime builds from them."""

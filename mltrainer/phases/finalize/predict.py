@@ -218,7 +218,8 @@ def predict_inputs(project: Project, inputs: list[Path], out_path: Path,
 def predict_items(project: Project, inputs: list[Path], out_path: Path,
                   column: str | None) -> dict[str, Any]:
     """An image or text model on raw items, through runtime.items (what the deployment
-    snippet does) and the artifact's model.onnx in onnxruntime."""
+    snippet does), or a Dataset model on .npy files of its items, and the artifact's
+    model.onnx in onnxruntime."""
     import pandas as pd
 
     from mltrainer.engine.metrics import softmax
@@ -245,8 +246,8 @@ def predict_items(project: Project, inputs: list[Path], out_path: Path,
         names = _texts(inputs, column)
         batch = text_batch(names, folder, pre)
     else:
-        raise DataError("mlt predict: this model takes the items of a Python Dataset; call "
-                        "model.onnx on them (DEPLOYMENT.md)")
+        names, items = _tensor_items(inputs, pre)
+        batch = {pre["name"]: items}
     run, _ = load_runner("onnx", str(folder / "model.onnx"))
     outputs = np.asarray(run(batch), dtype=np.float64)
     rows = len(names)
@@ -265,6 +266,33 @@ def predict_items(project: Project, inputs: list[Path], out_path: Path,
             "artifact_hash": manifest["artifact_hash"], "task": out["task"],
             "columns": list(table.columns), "ignored_columns": [],
             "finalize_status": _finalize_status(project)}
+
+
+def _tensor_items(inputs: list[Path], pre: dict[str, Any]) -> tuple[list[str], np.ndarray]:
+    """A Dataset model's inputs: .npy files, each one item or a stack of items shaped as the
+    Dataset returns them (preprocess.json's input shape); rows named `file[i]`."""
+    item = tuple(int(d) for d in pre["shape"][1:])
+    names: list[str] = []
+    arrays: list[np.ndarray] = []
+    for path in map(Path, inputs):
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: not a .npy array ({type(exc).__name__}: {exc})",
+                            hint="save the items with numpy.save(path, array)") from None
+        if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
+            raise DataError(f"{path}: not a numeric .npy array",
+                            hint="save the items with numpy.save(path, array)")
+        if array.shape == item:
+            array = array[None]
+        if array.shape[1:] != item:
+            raise DataError(f"{path}: items of shape {tuple(array.shape)}, but the model takes "
+                            f"items of shape {item} (or a stack of them: (n, "
+                            f"{', '.join(map(str, item))}))",
+                            hint="save the items as your Dataset returns them")
+        names += [f"{path}[{i}]" for i in range(len(array))]
+        arrays.append(array.astype(np.float32))
+    return names, np.ascontiguousarray(np.concatenate(arrays))
 
 
 def _readable(path: Path) -> bool:

@@ -21,7 +21,8 @@ from mltrainer.project import Project
 
 PARITY_MAX_ROWS = 4096  # validation rows compared per export: bounds each worker's time and memory
 LATENCY_BATCHES = (1, 64)
-LATENCY_ITERS = 100  # timed calls per runtime and batch size, after 10 warm-up calls
+LATENCY_ITERS = 100  # timed calls per runtime and batch size, after 10 warm-up calls,
+LATENCY_BUDGET_S = 1.0  # or fewer once they took this long (at least 20; a transformer's)
 SNIPPET_TIMEOUT_S = 120
 # The snippet runs the ONNX graph in float32, the reference is PyTorch eager: parity's tolerance.
 SNIPPET_TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
@@ -55,7 +56,8 @@ def verify_exports(project: Project, deployable: Any, records: list[Any], inputs
     parity = check_parity(records, deployable, inputs, task)
     table = isinstance(inputs, np.ndarray) and inputs.ndim == 2
     latency = measure_latency(deployable, records, inputs[0] if table else take_rows(inputs, 1),
-                              batch_sizes=LATENCY_BATCHES, iters=LATENCY_ITERS)
+                              batch_sizes=LATENCY_BATCHES, iters=LATENCY_ITERS,
+                              budget_s=LATENCY_BUDGET_S)
     exports = []
     for record, par in zip(records, parity):
         runtime = RUNTIMES.get(record.format, record.format)

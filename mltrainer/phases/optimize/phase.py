@@ -111,7 +111,9 @@ def _open_search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | 
     cfg, project = ctx.cfg, ctx.project
     target = _target(ctx)
     findings = DiagnoseOutcome.of(ctx.state).findings
-    space = build_space(cfg, findings, cfg.optimize.space, source=project.config_path.name)
+    modality = str(PlanOutcome.of(ctx.state).data.spec.get("modality", "table"))
+    space = build_space(cfg, findings, cfg.optimize.space, source=project.config_path.name,
+                        modality=modality)
     bundle = _prepare(ctx)
     trivial = PlanOutcome.of(ctx.state).trivial_baseline
     it = open_iteration_study(cfg, project, ctx.options.get("storage") or cfg.optimize.storage,

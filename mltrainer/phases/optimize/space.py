@@ -13,8 +13,12 @@ How the space is built (every parameter records its `sources`: finding ids, "use
 - Nothing to search (no finding, or every recommendation is already the baseline's value): a
   small default space around the baseline (learning rate, weight decay, model width).
 
-Only `model.*` and `training.*` fields are searched: the data split, the seed and the goal are
-what every trial is judged by, so a trial may not change them.
+Only `model.*`, `training.*` and `data.transforms.augment.*` fields are searched: the data
+split, the seed, the goal and the evaluation inputs are what every trial is judged by, so a
+trial may not change them; train-only augmentation changes none of them (the engine builds
+each run's train pipeline from its config: `ItemBundle.for_config`). A recommendation may name
+the `modality` it is for (image, text, tensor, table): a playbook's augmentation advice is
+skipped, with a note, on data it does not apply to.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from mltrainer.config import MltConfig, config_field, parse_config
 from mltrainer.errors import ConfigError
 from mltrainer.numbers import finite
 
-SEARCHABLE = ("model.", "training.")
+SEARCHABLE = ("model.", "training.", "data.transforms.augment.")
+SEARCHABLE_TEXT = "model.*, training.* and data.transforms.augment.*"
 USER = "user space"
 DEFAULT = "default space"
 WIDTH_SCALES = (0.5, 1.0, 2.0)  # multiplies every hidden width (default space only)
@@ -160,10 +165,11 @@ class _Wanted:
 
 
 def build_space(cfg: MltConfig, findings: list[dict[str, Any]],
-                user_space: dict[str, dict[str, Any]], *, source: str = "mlt.yaml"
-                ) -> SearchSpace:
+                user_space: dict[str, dict[str, Any]], *, source: str = "mlt.yaml",
+                modality: str = "table") -> SearchSpace:
     """The space to search: see the module docstring. Bad `optimize.space` entries raise
-    ConfigError naming `optimize.space.<path>` before anything runs."""
+    ConfigError naming `optimize.space.<path>` before anything runs. `modality`: the data's
+    (the plan's DataSpec), for recommendations that name theirs."""
     base_raw = cfg.model_dump(mode="json")
     user_params = [user_param(path, spec, base_raw, source) for path, spec in user_space.items()]
     notes: list[str] = []
@@ -171,7 +177,7 @@ def build_space(cfg: MltConfig, findings: list[dict[str, Any]],
     ordered = sorted(findings, key=lambda f: _SEVERITY.get(f.get("severity", "info"), 3))
     for finding in ordered:
         for rec in finding.get("recommendations") or []:
-            _collect(wanted, rec, finding["id"], base_raw, notes)
+            _collect(wanted, rec, finding["id"], base_raw, notes, modality)
     params = [p for w in wanted.values() if (p := _to_param(w, base_raw, notes)) is not None]
     origin = "findings"
     if not params:
@@ -189,15 +195,19 @@ def build_space(cfg: MltConfig, findings: list[dict[str, Any]],
 
 
 def _collect(wanted: dict[str, _Wanted], rec: dict[str, Any], finding: str,
-             base_raw: dict[str, Any], notes: list[str]) -> None:
+             base_raw: dict[str, Any], notes: list[str], modality: str) -> None:
     path = str(rec.get("path", ""))
+    if rec.get("modality") not in (None, modality):
+        notes.append(f"{finding}: '{path}' is for {rec['modality']} data, not {modality}: "
+                     "skipped")
+        return
     try:
         config_field(path)
     except KeyError:
         notes.append(f"{finding}: recommendation on unknown field '{path}' skipped")
         return
     if not path.startswith(SEARCHABLE):
-        notes.append(f"{finding}: '{path}' is not searched (only model.* and training.*)")
+        notes.append(f"{finding}: '{path}' is not searched (only {SEARCHABLE_TEXT})")
         return
     entry = wanted.setdefault(path, _Wanted(path))
     if rec.get("kind") == "search":
@@ -276,7 +286,8 @@ def user_param(path: str, spec: Any, base_raw: dict[str, Any], source: str = "ml
                ) -> Param:
     """One `optimize.space` entry, validated eagerly: ConfigError names the entry and the value."""
     where = f"{source}: field 'optimize.space.{path}'"
-    hint = ("write '<model|training>.<field>': {type: float|int|categorical, low, high, log} "
+    hint = ("write '<model|training>.<field>' (or 'data.transforms.augment.<field>'): "
+            "{type: float|int|categorical, low, high, log} "
             "or {type: categorical, choices: [...]} under optimize.space")
     try:
         config_field(path)
@@ -285,8 +296,9 @@ def user_param(path: str, spec: Any, base_raw: dict[str, Any], source: str = "ml
         tip = f"; did you mean '{guess[0]}'?" if guess else ""
         raise ConfigError(f"{where}: no config field '{path}'{tip}", hint=hint) from None
     if not path.startswith(SEARCHABLE):
-        raise ConfigError(f"{where}: only model.* and training.* fields can be searched (the "
-                          "split, seed and goal are what every trial is judged by)", hint=hint)
+        raise ConfigError(f"{where}: only {SEARCHABLE_TEXT} fields can be searched (the "
+                          "split, seed, goal and evaluation inputs are what every trial is "
+                          "judged by)", hint=hint)
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: expected a mapping but got {spec!r}", hint=hint)
     unknown = sorted(set(spec) - set(_SPEC_KEYS))
