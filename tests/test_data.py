@@ -585,52 +585,6 @@ def test_trivial_baseline_classification() -> None:
     assert base["loss"] == pytest.approx(-np.log(freqs[bundle.val.y]).mean())
 
 
-def _constant_bundle(y_train: list[Any], y_val: list[Any], n_classes: int | None) -> Any:
-    from types import SimpleNamespace
-
-    dtype = np.int64 if n_classes else np.float32
-    return SimpleNamespace(
-        spec=SimpleNamespace(task="classification" if n_classes else "regression",
-                             n_classes=n_classes, class_labels=None),
-        train=SimpleNamespace(y=np.array(y_train, dtype=dtype)),
-        val=SimpleNamespace(y=np.array(y_val, dtype=dtype)))
-
-
-@pytest.mark.parametrize(("y_train", "y_val", "n_classes"), [
-    ([0, 0, 1, 1, 1, 2], [0, 1, 2, 2, 1, 0, 1], 3),  # every class everywhere
-    ([0, 1, 1, 2, 2, 2], [0, 0, 1, 0], 3),  # the majority class absent from val: F1 0
-    ([0, 0, 0, 1, 3, 3], [0, 2, 3, 0], 4),  # class 2 never in train: probability clipped
-    ([1, 1, 0], [1, 1, 1], 2),  # a perfect constant
-    ([0.5, 1.5, 2.0, -1.0], [0.0, 3.0, 1.25], None),
-    ([0.5, 1.5], [2.0, 2.0, 2.0], None),  # constant targets: r2 by force_finite
-    ([2.0, 2.0], [2.0, 2.0], None),
-])
-def test_trivial_baseline_is_scikit_learns_metrics(y_train: list[Any], y_val: list[Any],
-                                                   n_classes: int | None) -> None:
-    from sklearn import metrics
-
-    bundle = _constant_bundle(y_train, y_val, n_classes)
-    yt, yv = bundle.train.y, bundle.val.y
-    if n_classes:
-        base = trivial_baseline(bundle, "accuracy")
-        counts = np.bincount(yt, minlength=n_classes)
-        pred = np.full(len(yv), counts.argmax())
-        want = {"accuracy": metrics.accuracy_score(yv, pred),
-                "f1_macro": metrics.f1_score(yv, pred, average="macro", zero_division=0),
-                "loss": metrics.log_loss(yv, np.tile(counts / counts.sum(), (len(yv), 1)),
-                                         labels=list(range(n_classes)))}
-    else:
-        base = trivial_baseline(bundle, "rmse")
-        pred = np.full(len(yv), yt.astype(np.float64).mean())
-        yv = yv.astype(np.float64)
-        want = {"rmse": metrics.root_mean_squared_error(yv, pred),
-                "mae": metrics.mean_absolute_error(yv, pred),
-                "r2": metrics.r2_score(yv, pred),
-                "loss": metrics.mean_squared_error(yv, pred)}
-    for name, value in want.items():
-        assert base[name] == pytest.approx(float(value), rel=1e-12, abs=1e-15), name
-
-
 def test_trivial_baseline_regression() -> None:
     bundle = prepare_data(make_cfg("sklearn:diabetes", "regression"), Path("."))
     base = trivial_baseline(bundle, "rmse")

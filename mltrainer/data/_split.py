@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,78 +220,17 @@ def grouped_split(
 def _split_groups(
     n_groups: int, strat: np.ndarray | None, seed: int, val: float, test: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split  # imported only when a split is made
+
     ids = np.arange(n_groups)
-    rest, test_ids = shuffle_split(ids, test, seed, strat)
+    rest, test_ids = train_test_split(ids, test_size=test, random_state=seed, stratify=strat)
     rest_strat = strat[rest] if strat is not None else None
-    train_ids, val_ids = shuffle_split(rest, val / (1.0 - test), seed, rest_strat)
+    train_ids, val_ids = train_test_split(
+        rest, test_size=val / (1.0 - test), random_state=seed, stratify=rest_strat
+    )
     if min(len(train_ids), len(val_ids), len(test_ids)) == 0:
         raise ValueError("a split would be empty")
     return train_ids, val_ids, test_ids
-
-
-def shuffle_split(ids: np.ndarray, test_size: float, seed: int,
-                  stratify: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) = `sklearn.model_selection.train_test_split(ids, test_size=test_size,
-    random_state=seed, stratify=stratify)`, the same permutation drawn from the same
-    `RandomState` calls, and its ValueErrors with the same messages.
-
-    Written out because importing scikit-learn (and the scipy it pulls in) costs `mlt plan`
-    about 2 s, more than the whole split; tests/test_split_sklearn.py holds it equal to
-    scikit-learn's function on a table of sizes, fractions, seeds and class layouts, and
-    tests/test_data_pinned.py pins whole splits byte for byte."""
-    n = len(ids)
-    if not 0 < test_size < 1:
-        raise ValueError(f"test_size={test_size} should be either positive and smaller than "
-                         f"the number of samples {n} or a float in the (0, 1) range")
-    n_test = math.ceil(test_size * n)
-    n_train = n - n_test
-    if n_train == 0:
-        raise ValueError(f"With n_samples={n}, test_size={test_size} and train_size=None, the "
-                         f"resulting train set will be empty. Adjust any of the aforementioned "
-                         f"parameters.")
-    rng = np.random.RandomState(seed)
-    if stratify is None:
-        permutation = rng.permutation(n)
-        return ids[permutation[n_test:]], ids[permutation[:n_test]]
-    classes, y_indices, class_counts = np.unique(stratify, return_inverse=True,
-                                                 return_counts=True)
-    if np.min(class_counts) < 2:
-        too_few = classes[class_counts < 2].tolist()
-        raise ValueError(f"The least populated classes in y have only 1 member, which is too "
-                         f"few. The minimum number of groups for any class cannot be less than "
-                         f"2. Classes with too few members are: {too_few}")
-    for size, name in ((n_train, "train_size"), (n_test, "test_size")):
-        if size < len(classes):
-            raise ValueError(f"The {name} = {size} should be greater or equal to the number of "
-                             f"classes = {len(classes)}")
-    class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
-    n_i = _approximate_mode(class_counts, n_train, rng)
-    t_i = _approximate_mode(class_counts - n_i, n_test, rng)
-    train, test = [], []
-    for i, count in enumerate(class_counts):
-        members = class_indices[i].take(rng.permutation(count), mode="clip")
-        train.append(members[:n_i[i]])
-        test.append(members[n_i[i]:n_i[i] + t_i[i]])
-    return ids[rng.permutation(np.concatenate(train))], ids[rng.permutation(np.concatenate(test))]
-
-
-def _approximate_mode(class_counts: np.ndarray, n_draws: int,
-                      rng: np.random.RandomState) -> np.ndarray:
-    """How many of `n_draws` each class gets: scikit-learn's `_approximate_mode` (floor of the
-    proportional share, the leftover to the largest remainders, ties drawn from `rng`)."""
-    continuous = class_counts / class_counts.sum() * n_draws
-    floored = np.floor(continuous)
-    need_to_add = int(n_draws - floored.sum())
-    if need_to_add > 0:
-        remainder = continuous - floored
-        for value in np.sort(np.unique(remainder))[::-1]:
-            (inds,) = np.where(remainder == value)
-            add_now = min(len(inds), need_to_add)
-            floored[rng.choice(inds, size=add_now, replace=False)] += 1
-            need_to_add -= add_now
-            if need_to_add == 0:
-                break
-    return floored.astype(int)
 
 
 def _majority_label(inverse: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:
