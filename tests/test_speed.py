@@ -216,25 +216,6 @@ def test_a_cache_hit_and_the_training_path_import_no_pandas_sklearn_or_scipy(
     assert not any(loaded.values()), loaded
 
 
-def test_plans_data_path_imports_no_sklearn_or_scipy(tmp_path: Path) -> None:
-    """Split, dedup, fingerprints, preprocessing and the trivial baseline of a CSV: scikit-learn
-    and scipy cost `mlt plan` ~2 s of imports and none of it is needed."""
-    root = csv_project(tmp_path)
-    loaded = run_python("""
-        import json, sys
-        from pathlib import Path
-        from mltrainer.config import parse_config
-        from mltrainer.data import prepare_data, trivial_baseline
-        import mltrainer.phases.plan.phase
-        cfg = parse_config({"name": "t", "task": "classification", "seed": 3,
-                            "data": {"source": "data.csv", "target": "label"},
-                            "goal": {"metric": "accuracy", "target": 0.9}})
-        trivial_baseline(prepare_data(cfg, Path("."), cache=False), "accuracy")
-        print(json.dumps({m: m in sys.modules for m in ("sklearn", "scipy")}))
-    """, root)
-    assert not any(loaded.values()), loaded
-
-
 def test_deterministic_flags_without_loading_the_compiler(tmp_path: Path) -> None:
     state = run_python("""
         import json, sys
