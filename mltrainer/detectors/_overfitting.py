@@ -181,22 +181,15 @@ class OverfittingDetector(Detector):
         if tr is None or va is None:
             return None
         gap = (tr - va) if self.context.greater_is_better is not False else (va - tr)
-        run = self.gap_run
         train, ref = fitted_loss(event), self.reference_loss()[0]
         fitted = (train is not None and ref is not None
                   and train <= self.thresholds["fitted_loss"] * ref)
         n_val = self.context.n_val
         noise = 2 * math.sqrt(max(va * (1 - va), 0.0) / n_val) if n_val and 0 <= va <= 1 else 0.0
         bar = self.thresholds["metric_gap"] + noise
-        if gap < bar or not fitted:
-            self.gap_run = [0, None, None, []]
+        if not self._gap_streak(event, gap, gap >= bar and fitted):
             return None
-        if run[0] == 0:
-            run[1], run[2] = event.get("epoch"), event.get("step")
-        run[0] += 1
-        run[3].append(gap)
-        if run[0] < self.thresholds["patience"]:
-            return None
+        run = self.gap_run
         return self.finding(
             run[1], run[2],
             f"train {metric} {tr:.4g} exceeds val {metric} {va:.4g} by {gap:.3g} (limit "
@@ -206,6 +199,20 @@ class OverfittingDetector(Detector):
             n_val=n_val,
             consecutive_epochs=run[0], patience=self.thresholds["patience"],
         )
+
+    def _gap_streak(self, event: dict[str, Any], gap: float, wide: bool) -> bool:
+        """Count one more epoch of a gap `wide` beyond its limit (a narrow one ends the
+        streak); True once the streak reaches the patience, `gap_run` then holding its start
+        and its gaps."""
+        if not wide:
+            self.gap_run = [0, None, None, []]
+            return False
+        run = self.gap_run
+        if run[0] == 0:
+            run[1], run[2] = event.get("epoch"), event.get("step")
+        run[0] += 1
+        run[3].append(gap)
+        return run[0] >= self.thresholds["patience"]
 
     def _judge_loss_gap(self, event: dict[str, Any]) -> Finding | None:
         val, train = finite(event.get("val_loss")), fitted_loss(event)
@@ -220,16 +227,10 @@ class OverfittingDetector(Detector):
         gap = (val - train) / base
         noise = self._val_noise() * val / base
         bar = self.thresholds["metric_gap"] + noise
+        if not self._gap_streak(event, gap, gap >= bar and flat
+                                and train <= self.thresholds["fitted_loss"] * base):
+            return None
         run = self.gap_run
-        if gap < bar or train > self.thresholds["fitted_loss"] * base or not flat:
-            self.gap_run = [0, None, None, []]
-            return None
-        if run[0] == 0:
-            run[1], run[2] = event.get("epoch"), event.get("step")
-        run[0] += 1
-        run[3].append(gap)
-        if run[0] < self.thresholds["patience"]:
-            return None
         return self.finding(
             run[1], run[2],
             f"val loss {val:.4g} exceeds the train loss {train:.4g} by {gap:.3g} of the trivial "
