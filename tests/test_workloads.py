@@ -7,6 +7,7 @@ steps. Nothing reaches a hub (HF_HUB_OFFLINE=1)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -539,11 +540,38 @@ def test_init_from_data_picks_task_source_and_model(tmp_path: Path, case: str, t
 # -- every phase, end to end, on an image folder ---------------------------------------------
 
 
-@pytest.mark.slow
-def test_image_folder_through_finalize_and_predict(tmp_path: Path) -> None:
+def _cli(root: Path) -> Callable[..., tuple[int, dict[str, Any], Any]]:
+    """`mlt -C ROOT ARGS --json` in this process: (exit code, its JSON object, click's result)."""
     from click.testing import CliRunner
 
     from mltrainer.cli import cli
+
+    runner = CliRunner()
+
+    def mlt(*args: str) -> tuple[int, dict[str, Any], Any]:
+        res = runner.invoke(cli, ["-C", str(root), *args, "--json"], catch_exceptions=False)
+        return res.exit_code, (json.loads(res.stdout) if res.stdout.strip() else {}), res
+
+    return mlt
+
+
+def _through_finalize(mlt: Callable[..., tuple[int, dict[str, Any], Any]]) -> dict[str, Any]:
+    """plan and train-baseline pass, then finalize passes every automatic item (it exits 3:
+    the manual items wait for people); finalize's JSON."""
+    for phase in ("plan", "train-baseline"):
+        code, out, _ = mlt(phase)
+        assert code == 0, (phase, [(i["id"], i["evidence"]) for i in out["gate"]["items"]
+                                   if i["status"] != "pass"])
+    code, out, res = mlt("finalize")
+    assert "gate" in out, res.output
+    auto = {i["id"]: i["status"] for i in out["gate"]["items"] if i["kind"] == "auto"}
+    assert set(auto.values()) == {"pass"}, auto
+    return out
+
+
+@pytest.mark.slow
+def test_image_folder_through_finalize_and_predict(tmp_path: Path) -> None:
+
 
     _faces(tmp_path, n=80, size=16)
     raw = {"name": "faces", "task": "classification", "seed": 1,
@@ -553,27 +581,15 @@ def test_image_folder_through_finalize_and_predict(tmp_path: Path) -> None:
            "training": {"epochs": 5, "batch_size": 8, "lr": 0.01},
            "goal": {"metric": "accuracy", "target": 0.6}}
     (tmp_path / "mlt.yaml").write_text(yaml.safe_dump(raw))
-    runner = CliRunner()
-
-    def mlt(*args: str) -> Any:
-        res = runner.invoke(cli, ["-C", str(tmp_path), *args, "--json"],
-                            catch_exceptions=False)
-        return res.exit_code, (json.loads(res.stdout) if res.stdout.strip() else {})
-
+    mlt = _cli(tmp_path)
     (tmp_path / ".mlt").mkdir()
-    for phase in ("plan", "train-baseline"):
-        code, out = mlt(phase)
-        assert code == 0, (phase, [(i["id"], i["evidence"]) for i in out["gate"]["items"]
-                                   if i["status"] != "pass"])
-    code, out = mlt("finalize")  # exit 3: the manual items wait for people
-    auto = {i["id"]: i["status"] for i in out["gate"]["items"] if i["kind"] == "auto"}
-    assert set(auto.values()) == {"pass"}, auto
+    out = _through_finalize(mlt)
     exports = {e["format"]: e for e in out["exports"]}
     assert set(exports) == {"onnx", "torchscript", "pt2"}
     assert all(e["passed"] and e["reloaded_in_fresh_process"] for e in exports.values())
     doc = json.loads((tmp_path / out["artifact"]["dir"] / "preprocess.json").read_text())
     assert doc["input"]["kind"] == "image" and doc["input"]["crop"] == 12
-    code, pred = mlt("predict", str(tmp_path / "faces" / "face"), "--out",
+    code, pred, _ = mlt("predict", str(tmp_path / "faces" / "face"), "--out",
                      str(tmp_path / "p.csv"))
     assert code == 0 and pred["rows"] == 40
     assert (tmp_path / "p.csv").read_text().splitlines()[0].startswith("input,prediction")
@@ -646,10 +662,7 @@ def test_text_example_through_finalize_and_predict(tmp_path: Path) -> None:
     runner = CliRunner()
     root = tmp_path / "names"
 
-    def mlt(*args: str) -> Any:
-        res = runner.invoke(cli, ["-C", str(root), *args, "--json"], catch_exceptions=False)
-        return res.exit_code, (json.loads(res.stdout) if res.stdout.strip() else {})
-
+    mlt = _cli(root)
     assert runner.invoke(cli, ["init", str(root), "--example", "text"]).exit_code == 0
     names = (root / "data" / "names.jsonl").read_text().splitlines()
     (root / "data" / "names.jsonl").write_text("\n".join(names[::3]) + "\n")
@@ -661,13 +674,7 @@ def test_text_example_through_finalize_and_predict(tmp_path: Path) -> None:
     cfg["goal"]["target"] = 0.55
     (root / "mlt.yaml").write_text(yaml.safe_dump(cfg))
 
-    for phase in ("plan", "train-baseline"):
-        code, out = mlt(phase)
-        assert code == 0, (phase, [(i["id"], i["evidence"]) for i in out["gate"]["items"]
-                                   if i["status"] != "pass"])
-    code, out = mlt("finalize")  # exit 3: the manual items wait for people
-    auto = {i["id"]: i["status"] for i in out["gate"]["items"] if i["kind"] == "auto"}
-    assert set(auto.values()) == {"pass"}, auto
+    out = _through_finalize(mlt)
     exports = {e["format"]: e for e in out["exports"]}
     assert set(exports) == {"onnx", "torchscript", "pt2"}
     assert all(e["passed"] and e["reloaded_in_fresh_process"] for e in exports.values())
@@ -679,7 +686,7 @@ def test_text_example_through_finalize_and_predict(tmp_path: Path) -> None:
     assert doc["preprocessor"]["tokenizer"] == "tokenizer"
     assert "tokenizer/tokenizer.json" in out["artifact"]["files"]  # hashed with the model
     (tmp_path / "new.csv").write_text("name\nMaria\nJohn\nAnna-Lena\n")
-    code, pred = mlt("predict", str(tmp_path / "new.csv"), "--column", "name", "--out",
+    code, pred, _ = mlt("predict", str(tmp_path / "new.csv"), "--column", "name", "--out",
                      str(tmp_path / "p.csv"))
     assert code == 0 and pred["rows"] == 3
     lines = (tmp_path / "p.csv").read_text().splitlines()
@@ -690,9 +697,7 @@ def test_text_example_through_finalize_and_predict(tmp_path: Path) -> None:
 def test_dataset_model_through_finalize_and_predict_on_npy_items(tmp_path: Path) -> None:
     """A `python:` torch Dataset (iris as tensors) through finalize; `mlt predict` takes .npy
     files of items as the Dataset returns them (one item or a stack), and names a wrong shape."""
-    from click.testing import CliRunner
 
-    from mltrainer.cli import cli
 
     (tmp_path / "irisdata.py").write_text(
         "import torch\n"
@@ -708,21 +713,8 @@ def test_dataset_model_through_finalize_and_predict_on_npy_items(tmp_path: Path)
            "goal": {"metric": "accuracy", "target": 0.6}}
     (tmp_path / "mlt.yaml").write_text(yaml.safe_dump(raw))
     (tmp_path / ".mlt").mkdir()
-    runner = CliRunner()
-
-    def mlt(*args: str) -> Any:
-        res = runner.invoke(cli, ["-C", str(tmp_path), *args, "--json"],
-                            catch_exceptions=False)
-        return res.exit_code, (json.loads(res.stdout) if res.stdout.strip() else {}), res
-
-    for phase in ("plan", "train-baseline"):
-        code, out, _ = mlt(phase)
-        assert code == 0, (phase, [(i["id"], i["evidence"]) for i in out["gate"]["items"]
-                                   if i["status"] != "pass"])
-    code, out, res = mlt("finalize")
-    assert "gate" in out, res.output
-    auto = {i["id"]: i["status"] for i in out["gate"]["items"] if i["kind"] == "auto"}
-    assert set(auto.values()) == {"pass"}, auto
+    mlt = _cli(tmp_path)
+    _through_finalize(mlt)
     from sklearn.datasets import load_iris
 
     X, _y = load_iris(return_X_y=True)
