@@ -155,10 +155,8 @@ def predict_csv(project: Project, input_path: Path, out_path: Path, *, force: bo
     """Predict every row of `input_path` into `out_path`; returns {"rows", "out", ...}.
     `out_path` may not be a project file or an input, nor an existing file unless `force`."""
     import onnxruntime as ort
-    import pandas as pd
 
     from mltrainer.data import Preprocessor
-    from mltrainer.engine.metrics import softmax
 
     check_output_path(project, Path(input_path), Path(out_path), force)
     folder, doc = current_artifact(project)
@@ -167,14 +165,27 @@ def predict_csv(project: Project, input_path: Path, out_path: Path, *, force: bo
     session = ort.InferenceSession(str(folder / "model.onnx"),
                                    providers=["CPUExecutionProvider"])
     (outputs,) = session.run([doc["output"]["name"]], {doc["input"]["name"]: encoded})
+    return _write_predictions(project, folder, doc["output"], outputs, rows, out_path, ignored)
+
+
+def _write_predictions(project: Project, folder: Path, out: dict[str, Any], outputs: Any,
+                       rows: int, out_path: Path, ignored: list[str],
+                       names: list[str] | None = None) -> dict[str, Any]:
+    """The predictions CSV (an `input` column first when `names` are given; the label and
+    each class's probability, or the value), written atomically; the command's result."""
+    import pandas as pd
+
+    from mltrainer.engine.metrics import softmax
+
     outputs = np.asarray(outputs, dtype=np.float64)
-    out = doc["output"]
+    first = {"input": names} if names is not None else {}
     if out["task"] == "regression":
-        table = pd.DataFrame({"prediction": outputs.reshape(rows)})
+        table = pd.DataFrame({**first, "prediction": outputs.reshape(rows)})
     else:
         labels = list(out["class_labels"])
         probs = softmax(outputs.reshape(rows, -1))
-        table = pd.DataFrame({"prediction": [labels[i] for i in probs.argmax(axis=1)]})
+        table = pd.DataFrame({**first,
+                              "prediction": [labels[i] for i in probs.argmax(axis=1)]})
         for j, label in enumerate(labels):
             table[f"{PROB_PREFIX}{label}"] = probs[:, j]
     atomic_write_text(Path(out_path), table.to_csv(index=False))
@@ -220,9 +231,7 @@ def predict_items(project: Project, inputs: list[Path], out_path: Path,
     """An image or text model on raw items, through runtime.items (what the deployment
     snippet does), or a Dataset model on .npy files of its items, and the artifact's
     model.onnx in onnxruntime."""
-    import pandas as pd
 
-    from mltrainer.engine.metrics import softmax
     from mltrainer.runtime.items import image_batch, image_files, text_batch
     from mltrainer.runtime.runners import load_runner
 
@@ -249,23 +258,8 @@ def predict_items(project: Project, inputs: list[Path], out_path: Path,
         names, items = _tensor_items(inputs, pre)
         batch = {pre["name"]: items}
     run, _ = load_runner("onnx", str(folder / "model.onnx"))
-    outputs = np.asarray(run(batch), dtype=np.float64)
-    rows = len(names)
-    if out["task"] == "regression":
-        table = pd.DataFrame({"input": names, "prediction": outputs.reshape(rows)})
-    else:
-        labels = list(out["class_labels"])
-        probs = softmax(outputs.reshape(rows, -1))
-        table = pd.DataFrame({"input": names,
-                              "prediction": [labels[i] for i in probs.argmax(axis=1)]})
-        for j, label in enumerate(labels):
-            table[f"{PROB_PREFIX}{label}"] = probs[:, j]
-    atomic_write_text(Path(out_path), table.to_csv(index=False))
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    return {"rows": rows, "out": str(out_path), "artifact": project.relative(folder),
-            "artifact_hash": manifest["artifact_hash"], "task": out["task"],
-            "columns": list(table.columns), "ignored_columns": [],
-            "finalize_status": _finalize_status(project)}
+    return _write_predictions(project, folder, out, run(batch), len(names), out_path, [],
+                              names=names)
 
 
 def _tensor_items(inputs: list[Path], pre: dict[str, Any]) -> tuple[list[str], np.ndarray]:
