@@ -84,7 +84,12 @@ def test_imagefolder_splits_fingerprints_and_locks_test(tmp_path: Path) -> None:
     assert bundle.duplicates["train_test"] == 0
     with pytest.raises(TestSplitLockedError):
         bundle.test(phase="baseline")
-    assert len(bundle.test(phase="finalize")) == bundle.split_info["sizes"]["test"]
+    with pytest.raises(TestSplitLockedError, match="while no phase runs"):
+        bundle.test(phase="finalize")  # the same lock as tables: asking as finalize is not it
+    from mltrainer.data import running_phase
+
+    with running_phase("finalize"):
+        assert len(bundle.test(phase="finalize")) == bundle.split_info["sizes"]["test"]
     mean = bundle.split_info["preprocessing"]["mean"]
     assert len(mean) == 1 and 0.0 < mean[0] < 1.0  # measured on train
     assert list((tmp_path / ".mlt" / "cache").glob("manifest-*.json"))  # hashed once, cached

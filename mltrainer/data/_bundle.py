@@ -4,11 +4,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,28 +13,17 @@ import numpy as np
 
 from mltrainer.config import MltConfig
 from mltrainer.data._spec import DataSpec
-from mltrainer.errors import DataError, TestSplitLockedError
+from mltrainer.errors import DataError
 
 if TYPE_CHECKING:  # pandas and the split load only when data is prepared anew
     from mltrainer.data._preprocess import Preprocessor
 
-TEST_PHASE = "finalize"  # the one phase allowed to read the test split
-AuditFn = Callable[[dict[str, Any]], None]
-
-# The phase the runner is executing in this context (set by `running_phase`): the test split
-# is released only while it is finalize, so a model factory inside train-baseline, or a
-# library call outside any phase, that asks as finalize would gets nothing.
-_RUNNING: ContextVar[str | None] = ContextVar("mlt_running_phase", default=None)
-
-
-@contextmanager
-def running_phase(name: str) -> Iterator[None]:
-    """Mark `name` as the phase running in this context (the runner wraps every phase body)."""
-    token = _RUNNING.set(name)
-    try:
-        yield
-    finally:
-        _RUNNING.reset(token)
+from mltrainer.data._testlock import (  # noqa: F401 (running_phase: re-exported)
+    TEST_PHASE,
+    AuditFn,
+    check_test_request,
+    running_phase,
+)
 
 
 def _project_audit(root: Path) -> AuditFn | None:
@@ -106,22 +92,8 @@ class DataBundle:
     def test(self, phase: str) -> Split:
         """The test split, for `phase == "finalize"` while finalize runs; anything else is
         refused. Every request is audited, granted or not."""
-        running = _RUNNING.get()
-        granted = phase == TEST_PHASE and running == TEST_PHASE
-        if self._audit is not None:
-            self._audit({"event": "test_split_released" if granted else "test_split_denied",
-                         "phase": phase, "running": running,
-                         "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-        if granted:
-            return self._test_rows()
-        where = "" if running == phase else f" while {running or 'no phase'} runs"
-        raise TestSplitLockedError(
-            f"the test split is locked until `mlt finalize` (requested by phase {phase!r}"
-            f"{where})",
-            hint="judge models on the validation split; `mlt finalize` evaluates the test "
-                 "split once",
-            phase=phase,
-        )
+        check_test_request(phase, self._audit)
+        return self._test_rows()
 
     def _test_rows(self) -> Split:
         """The test split without the lock: for `test` (finalize) and for writing the prepared

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,8 @@ from mltrainer.data._split import (
     set_fingerprint,
     split_info,
 )
-from mltrainer.errors import DataError, TestSplitLockedError
-
-TEST_PHASE = "finalize"
+from mltrainer.data._testlock import check_test_request
+from mltrainer.errors import DataError
 
 
 def content_keys(digests: np.ndarray) -> np.ndarray:
@@ -105,17 +103,10 @@ class ItemBundle:
     is_lazy = True
 
     def test(self, phase: str) -> ItemSplit:
-        if phase == TEST_PHASE:
-            return self._test
-        if self._audit is not None:
-            self._audit({"event": "test_split_denied", "phase": phase,
-                         "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-        raise TestSplitLockedError(
-            f"the test split is locked until `mlt finalize` (requested by phase {phase!r})",
-            hint="judge models on the validation split; `mlt finalize` evaluates the test "
-                 "split once",
-            phase=phase,
-        )
+        """The test items, under the same lock as a table's test rows (`check_test_request`:
+        finalize only, while it runs; every request audited)."""
+        check_test_request(phase, self._audit)
+        return self._test
 
     def for_config(self, cfg: MltConfig) -> ItemBundle:
         """This data with `cfg`'s train-only augmentation (`data.transforms.augment`, which an
