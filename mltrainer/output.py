@@ -90,7 +90,10 @@ class Output:
             self.info(f"  [dim]evidence: {safe(_short(f.get('evidence', {}), 300))}[/]")
             if f.get("playbook"):
                 body = load_playbook(f["id"]).body
-                self.err.print(Panel(Markdown(body), title=f["playbook"], expand=False))
+                # wrapped inside the panel, never cut at its edge: the console's soft_wrap
+                # (no wrapping of plain lines) would crop every long line of the playbook
+                self.err.print(Panel(Markdown(body), title=f["playbook"], expand=False),
+                               soft_wrap=False)
 
     def status_word(self, status: str, width: int = 0) -> str:
         return f"[{STATUS_STYLE.get(status, 'white')}]{status:<{width}}[/]"

@@ -155,3 +155,25 @@ def test_a_baseline_broken_in_its_first_epoch_goes_diagnose_then_optimize(tmp_pa
     assert "nan_loss" in params["training.lr"].sources
     assert params["training.lr"].low < 1e-3  # the playbook's range, far below lr 1e6
     assert "training.grad_clip" in params
+
+
+@pytest.mark.parametrize("finding_id", ["convergence_stall", "underfitting", "nan_loss"])
+def test_playbook_on_a_pipe_is_wrapped_not_cut(finding_id: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """An assistant reads diagnose's stderr through a pipe (80 columns): every line of the
+    playbook must arrive whole, wrapped inside its panel, not cropped at the panel's edge."""
+    import re
+
+    from mltrainer.output import Output
+    from mltrainer.resources import load_playbook
+
+    Output().findings([{"id": finding_id, "severity": "warning", "message": "m",
+                        "onset": {"epoch": 1, "step": 1}, "evidence": {},
+                        "playbook": f"diagnostics/{finding_id}.md"}])
+    def words(text: str) -> list[str]:
+        return re.sub(r"[`*_#>\[\]()]", "", re.sub(r"[│╭╮╰╯─•]", " ", text)).split()
+
+    shown = " ".join(words(capsys.readouterr().err))
+    for line in load_playbook(finding_id).body.splitlines():
+        if len(words(line)) >= 3:
+            assert " ".join(words(line)[-3:]) in shown, f"cut: {line[-60:]!r}"
