@@ -444,6 +444,44 @@ def test_early_stopping_table(values: list[float], patience: int, min_delta: flo
     assert stopped == stop_epoch
 
 
+@pytest.mark.parametrize(
+    ("values", "losses", "greater", "stop_epoch", "best"),
+    [
+        # a saturated accuracy: tied epochs with a falling val loss keep improving
+        ([0.9, 1.0, 1.0, 1.0, 1.0], [0.5, 0.3, 0.1, 0.05, 0.01], True, None, 5),
+        ([0.9, 1.0, 1.0, 1.0, 1.0], [0.5, 0.3, 0.4, 0.35, 0.31], True, 4, 2),  # loss no lower
+        ([0.9, 1.0, 0.95, 1.0], [0.5, 0.3, 0.01, 0.2], True, None, 4),  # a tie with the best
+        ([2.0, 1.5, 1.5, 1.5], [4.0, 2.0, 1.9, math.nan], False, None, 3),  # rmse; NaN loss
+        ([0.9, 0.9, 0.9], [0.5, 0.5, 0.5], True, 3, 1),  # an equal loss is not lower
+    ],
+)
+def test_a_tie_of_the_goal_metric_is_broken_by_the_val_loss(
+        values: list[float], losses: list[float], greater: bool, stop_epoch: int | None,
+        best: int) -> None:
+    """The best epoch and early stopping judge alike: the goal metric, then on an exact tie
+    the lower val loss (`engine.metrics.improves`)."""
+    stopper = EarlyStopping(2, 0.0, greater)
+    decisions = [stopper.update(v, loss) for v, loss in zip(values, losses, strict=True)]
+    stopped = next((i for i, d in enumerate(decisions, 1) if d.should_stop), None)
+    best_epoch = max(i for i, d in enumerate(decisions, 1) if d.improved)
+    assert (stopped, best_epoch) == (stop_epoch, best)
+    restored = EarlyStopping(2, 0.0, greater)
+    restored.load_state_dict(stopper.state_dict())
+    assert restored.best_loss == stopper.best_loss
+
+
+def test_a_saturated_val_metric_keeps_the_epoch_with_the_lowest_val_loss(tmp_path: Path) -> None:
+    """On a val set small enough that accuracy reaches 1.0 early, the best checkpoint is the
+    tied epoch with the lowest val loss, not the first tied one."""
+    cfg = make_config(training={"lr": 0.01, "epochs": 8, "early_stopping": {"patience": 3}})
+    result = Trainer(cfg, digits_bundle(), tmp_path / "tie").fit()
+    epochs = [e for e in read_stream(tmp_path / "tie" / "metrics.jsonl") if e["type"] == "epoch"]
+    top = max(e["val"]["accuracy"] for e in epochs)
+    tied = [e for e in epochs if e["val"]["accuracy"] == top]
+    assert len(tied) >= 2, [e["val"]["accuracy"] for e in epochs]  # else nothing is tested
+    assert result.best_epoch == min(tied, key=lambda e: e["val_loss"])["epoch"]
+
+
 def test_early_stopping_refuses_negative_patience() -> None:
     with pytest.raises(ValueError, match="patience cannot be negative but got -1"):
         EarlyStopping(-1, 0.0, True)

@@ -33,7 +33,7 @@ from mltrainer.engine.checkpoint import (
 from mltrainer.engine.devices import choose_device, peak_mem_mb, reset_peak_memory
 from mltrainer.engine.distributed import DistContext, check_world_size
 from mltrainer.engine.inference import evaluate, evaluation_data
-from mltrainer.engine.metrics import is_better
+from mltrainer.engine.metrics import improves
 from mltrainer.engine.precision import is_out_of_memory, out_of_memory_error
 from mltrainer.engine.result import RunResult
 from mltrainer.engine.runfolder import (
@@ -43,7 +43,12 @@ from mltrainer.engine.runfolder import (
     set_aside_lost_events,
     write_run_files,
 )
-from mltrainer.engine.runstate import Progress, restore_training, training_payload
+from mltrainer.engine.runstate import (
+    Progress,
+    best_val_loss,
+    restore_training,
+    training_payload,
+)
 from mltrainer.engine.seeding import deterministic_mode, nondeterministic_op_error
 from mltrainer.engine.signals import InterruptFlag, catch_interrupts
 from mltrainer.engine.step import TrainingParts, build_training, check_bundle, parameters_finite
@@ -311,10 +316,11 @@ class Trainer:
                                                       self.cfg.task, splits[1][2])
             value = val_metrics[self.metric]
             finite = parameters_finite(parts.model)
-            improved = finite and is_better(value, p.best_metric, self.cfg.greater_is_better)
+            improved = finite and improves(value, val_loss, p.best_metric, best_val_loss(p),
+                                           self.cfg.greater_is_better)
             if improved:
                 p.best_metric, p.best_epoch = value, epoch_no
-            decision = stopper.update(value)
+            decision = stopper.update(value, val_loss)
             parts.schedule.on_epoch_end(value)
             train_loss = p.loss_sum / max(1, p.loss_count)
             p.epoch, p.position, p.order = epoch_no, 0, None

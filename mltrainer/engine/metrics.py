@@ -142,3 +142,17 @@ def is_better(value: float | None, best: float | None, greater_is_better: bool,
     if best is None or math.isnan(best):
         return True
     return value - best > min_delta if greater_is_better else best - value > min_delta
+
+
+def improves(value: float | None, loss: float | None, best: float | None,
+             best_loss: float | None, greater_is_better: bool, min_delta: float = 0.0) -> bool:
+    """Whether an epoch (goal metric `value`, val `loss`) beats the best so far: the goal metric
+    decides (`is_better`); on an exact tie of the metric, a lower val loss wins. A discrete
+    metric ties often (accuracy over n val rows moves in steps of 1/n, and a small val set
+    saturates at 1.0), and the first of tied epochs is an arbitrary choice: the val loss is a
+    finer measure on the same rows. Used alike by the best checkpoint and early stopping."""
+    if is_better(value, best, greater_is_better, min_delta):
+        return True
+    if value is None or best is None or value != best or loss is None or not math.isfinite(loss):
+        return False
+    return best_loss is None or not math.isfinite(best_loss) or loss < best_loss

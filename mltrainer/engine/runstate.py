@@ -37,6 +37,12 @@ class Progress:
     wall_time_s: float = 0.0  # training seconds of earlier fit() calls of this run
 
 
+def best_val_loss(p: Progress) -> float | None:
+    """The val loss of the best epoch so far (breaks a tie of the goal metric), from the
+    history the checkpoint carries (so a resumed run judges as the uninterrupted one)."""
+    return next((h["val_loss"] for h in p.history if h["epoch"] == p.best_epoch), None)
+
+
 def training_payload(parts: TrainingParts, p: Progress, stopper: EarlyStopping,
                      subscribers: Sequence[Any], *, meta: dict[str, Any],
                      wall_time_s: float, dist: Any = None) -> dict[str, Any]:
