@@ -92,7 +92,9 @@ def one(name: str, seed: int, work: Path) -> dict[str, Any]:
     started = time.perf_counter()
     model = load_model_from_checkpoint(Path(source.checkpoints["best"]), cfg, bundle.spec,
                                        root=work)
-    scores["checkpoint"] = compute_metrics(cfg.task, test.y, predict(model, test.X))[metric]
+    scale = bundle.spec.target_scale  # regression: outputs back in the target's units
+    scores["checkpoint"] = compute_metrics(cfg.task, test.y, predict(
+        model, test.X, target_scale=scale))[metric]
     prod_cfg = production_config(cfg, best)
     data = train_plus_val(bundle)
     for choice, horizon in (("replay", cfg.training.epochs), ("compressed", None)):
@@ -100,7 +102,8 @@ def one(name: str, seed: int, work: Path) -> dict[str, Any]:
                          schedule_epochs=horizon).fit()
         model = load_model_from_checkpoint(Path(result.checkpoints["last"]), prod_cfg,
                                            data.spec, root=work)
-        scores[choice] = compute_metrics(cfg.task, test.y, predict(model, test.X))[metric]
+        scores[choice] = compute_metrics(cfg.task, test.y, predict(
+            model, test.X, target_scale=scale))[metric]
     return {"dataset": name, "seed": seed, "metric": metric,
             "greater_is_better": cfg.greater_is_better, "best_epoch": best,
             "epochs": cfg.training.epochs, "epochs_run": source.epochs_run,

@@ -111,6 +111,8 @@ class TransformsConfig(_Strict):
 
 
 class DataConfig(_Strict):
+    _off: ClassVar[dict[str, Any]] = {"standardize_target": False}
+
     source: str = Field(
         ...,
         description="Where the data comes from: sklearn:<name> (digits, breast_cancer, wine, "
@@ -135,6 +137,11 @@ class DataConfig(_Strict):
         default_factory=list, description="Columns to drop before training (ids, leaks)."
     )
     split: SplitConfig = Field(default_factory=SplitConfig, description="How rows are split.")
+    standardize_target: bool = Field(
+        True, description="Regression: train on (y - mean) / std, mean and std fitted on the "
+        "train split; metrics, predictions and exported models stay in the target's units "
+        "(the inverse is the exported graph's last layer). Not applied with "
+        "training.entrypoint (your loop gets raw targets); null/false = off (raw targets).")
 
     @field_validator("source")
     @classmethod

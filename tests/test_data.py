@@ -585,15 +585,28 @@ def test_trivial_baseline_classification() -> None:
     assert base["loss"] == pytest.approx(-np.log(freqs[bundle.val.y]).mean())
 
 
-def test_trivial_baseline_regression() -> None:
-    bundle = prepare_data(make_cfg("sklearn:diabetes", "regression"), Path("."))
+@pytest.mark.parametrize("standardize", [True, False])
+def test_trivial_baseline_regression(standardize: bool) -> None:
+    cfg = make_cfg("sklearn:diabetes", "regression")
+    cfg.data.standardize_target = standardize
+    bundle = prepare_data(cfg, Path("."))
     base = trivial_baseline(bundle, "rmse")
-    mean = float(bundle.train.y.astype(np.float64).mean())
+    y_train = bundle.train.y.astype(np.float64)
+    mean = float(y_train.mean())
     err = bundle.val.y.astype(np.float64) - mean
+    # metrics and what it predicts in the target's units, whatever the training units
     assert base["predictor"] == "train_mean" and base["predicts"] == pytest.approx(mean)
     assert base["rmse"] == pytest.approx(np.sqrt((err**2).mean()))
-    assert base["loss"] == pytest.approx((err**2).mean())
     assert base["mae"] == pytest.approx(np.abs(err).mean()) and base["r2"] <= 0.0
+    # the loss on the training loss's scale: standardised targets divide the MSE by std**2
+    std = float(y_train.std()) if standardize else 1.0
+    assert base["loss"] == pytest.approx((err**2).mean() / std**2, rel=1e-5)
+    scale = bundle.spec.target_scale
+    if standardize:
+        assert (scale.mean, scale.std) == pytest.approx((mean, std), rel=1e-6)
+        assert base["target_scale"] == scale.to_dict() and 0.5 < base["loss"] < 2.0
+    else:
+        assert scale is None and "target_scale" not in base
     json.dumps(base)
 
 

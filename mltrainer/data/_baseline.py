@@ -26,7 +26,10 @@ def trivial_baseline(bundle: Any, metric: str) -> dict[str, Any]:
 
     `loss` is on the scale of the training loss: cross-entropy of predicting the train class
     frequencies (classification) or MSE of predicting the train mean (regression), so the
-    detectors can tell "no learning" from learning.
+    detectors can tell "no learning" from learning. With regression targets standardised on
+    train (`spec.target_scale`) the training loss is in standardised units: `loss` is the MSE
+    divided by std**2 and the record carries `target_scale`; the metrics and `predicts` stay
+    in the target's units.
     """
     task = bundle.spec.task
     allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
@@ -64,12 +67,16 @@ def _mean(bundle: Any) -> dict[str, Any]:
     mean = float(y_train.mean())
     pred = np.full(len(y_val), mean)
     mse = float(mean_squared_error(y_val, pred))
-    return {
+    scale = bundle.spec.target_scale
+    record = {
         "predictor": "train_mean",
         "predicts": mean,
         "split": "val",
         "rmse": float(np.sqrt(mse)),
         "mae": float(mean_absolute_error(y_val, pred)),
         "r2": float(r2_score(y_val, pred)),
-        "loss": mse,
+        "loss": mse if scale is None else mse / scale.std**2,
     }
+    if scale is not None:
+        record["target_scale"] = scale.to_dict()
+    return record

@@ -244,6 +244,7 @@ def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:
         split_info,
     )
     from mltrainer.data._table import check_features, encode_target, select_columns
+    from mltrainer.data._target import fit_target_scale
 
     where = cfg.data.source
     raw = source_for(where, cfg.data.text_column).load(cfg, Path(root))
@@ -286,6 +287,7 @@ def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:
         n_classes=len(class_labels) if class_labels is not None else None,
         feature_names=preprocessor.feature_names, image_shape=image_shape,
         class_labels=class_labels, target=str(target.name),
+        target_scale=fit_target_scale(cfg, splits["train"].y),
     )
     return DataBundle(
         spec=spec, train=splits["train"], val=splits["val"], test=splits["test"],

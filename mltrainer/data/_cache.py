@@ -33,6 +33,7 @@ import numpy as np
 
 from mltrainer import __version__
 from mltrainer.data._sources import source_for
+from mltrainer.data._target import standardises_target
 from mltrainer.hashing import sha256_file
 from mltrainer.project import Project
 
@@ -59,6 +60,8 @@ def entry_dir(cfg: MltConfig, root: Path) -> Path | None:
         "data": cfg.data.model_dump(mode="json"),
         "task": cfg.task,
         "seed": cfg.seed,
+        # the spec's target scale also depends on training.entrypoint (`_target.py`)
+        "standardises_target": standardises_target(cfg),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     return project.mlt_dir / "cache" / "data" / digest

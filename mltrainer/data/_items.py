@@ -137,6 +137,7 @@ def prepare_items(cfg: MltConfig, root: Path, items: ItemData, *,
                   audit: AuditFn | None = None) -> ItemBundle:
     from mltrainer.data._itemsets import fit_pipeline
     from mltrainer.data._spec import DataSpec
+    from mltrainer.data._target import fit_target_scale
 
     where = cfg.data.source
     labels = items.labels
@@ -161,6 +162,7 @@ def prepare_items(cfg: MltConfig, root: Path, items: ItemData, *,
         task=cfg.task, n_features=int(np.prod(shape)) if shape else 0, n_classes=n_classes,
         feature_names=[], image_shape=tuple(shape) if items.modality == "image" else None,
         class_labels=items.class_labels, target=cfg.data.target, modality=items.modality,
+        target_scale=fit_target_scale(cfg, splits["train"].y),
     )
     info = split_info(cfg, plan, labels, items.class_labels, len(labels),
                       "items with identical content (sha256) are kept together in one split")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mltrainer.data._target import TargetScale
+
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -18,6 +20,8 @@ class DataSpec:
     class_labels: list[Any] | None = None
     target: str | None = None
     modality: str = "table"  # table | image | text | tensor (what one input is)
+    # regression targets standardised on train (`_target.py`); None: trained on raw targets
+    target_scale: TargetScale | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -29,6 +33,7 @@ class DataSpec:
             "class_labels": list(self.class_labels) if self.class_labels is not None else None,
             "target": self.target,
             "modality": self.modality,
+            "target_scale": self.target_scale.to_dict() if self.target_scale else None,
         }
 
     @classmethod
@@ -45,4 +50,5 @@ class DataSpec:
             class_labels=list(labels) if labels is not None else None,
             target=data.get("target"),
             modality=str(data.get("modality", "table")),
+            target_scale=TargetScale.from_dict(data.get("target_scale")),
         )

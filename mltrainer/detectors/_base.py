@@ -147,11 +147,15 @@ class DetectorContext:
         starts: the baseline's loss for classification (uniform logits are about as good as the
         class frequencies); for regression the MSE of predicting 0, the baseline's loss (the
         MSE of predicting the train mean m) plus m**2 - on targets with a large offset far
-        above the baseline's own."""
+        above the baseline's own. On targets standardised on train (the baseline records its
+        `target_scale`), m is in the loss's units: about 0."""
         base = self.baseline_loss
         if base is None or self.task != "regression":
             return base
         mean = finite((self.baseline or {}).get("predicts"))
+        scale = (self.baseline or {}).get("target_scale")
+        if mean is not None and isinstance(scale, Mapping):
+            mean = (mean - float(scale["mean"])) / float(scale["std"])
         return base + mean**2 if mean is not None else base
 
     @property

@@ -39,17 +39,27 @@ def forward_batches(model: nn.Module, X: torch.Tensor, batch_size: int = PREDICT
     return torch.cat(outs) if outs else torch.empty(0)
 
 
-def predict(model: nn.Module, X: Any, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+def predict(model: nn.Module, X: Any, batch_size: int = PREDICT_BATCH, *,
+            target_scale: Any = None) -> np.ndarray:
     """Raw outputs for rows `X` (eval mode, no grad): logits (N, C) for classification,
-    (N,) for a single-output (regression) model. `X` is an array of rows, or a lazily read
+    (N,) for a single-output (regression) model, in the target's units: pass the data's
+    `spec.target_scale` for a model trained on standardised targets (its outputs are
+    inverted as the exported graph inverts them). `X` is an array of rows, or a lazily read
     split (`split.X` of image, text and Dataset sources), read through a DataLoader."""
     if getattr(X, "is_lazy", False):
-        out = forward_split(model, X).cpu().numpy()
+        outputs = forward_split(model, X)
     else:
         tensor = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32),
                                  device=model_device(model))
-        out = forward_batches(model, tensor, batch_size).cpu().numpy()
+        outputs = forward_batches(model, tensor, batch_size)
+    out = in_target_units(outputs, target_scale).cpu().numpy()
     return out.reshape(len(out)) if out.ndim == 2 and out.shape[1] == 1 else out
+
+
+def in_target_units(outputs: torch.Tensor, target_scale: Any) -> torch.Tensor:
+    """A regression model's outputs in the target's units: `target_scale.invert` in float32,
+    the arithmetic of the exported graph's last layer (`exporting.TargetUnscale`)."""
+    return outputs if target_scale is None else target_scale.invert(outputs.float())
 
 
 def evaluation_data(split: Any, rows: np.ndarray | None, device: torch.device, task: str
@@ -71,15 +81,16 @@ def evaluation_data(split: Any, rows: np.ndarray | None, device: torch.device, t
 
 
 def evaluate(model: nn.Module, X: Any, y: torch.Tensor, loss_fn: LossFn, task: str,
-             y_numpy: np.ndarray) -> tuple[float, dict[str, float]]:
+             y_numpy: np.ndarray, target_scale: Any = None) -> tuple[float, dict[str, float]]:
     """(loss, every metric of the task) of `model` on one split held as tensors on the device
-    (or a lazily read split, see `validation_data`)."""
+    (or a lazily read split, see `validation_data`). The loss is the training loss's (in
+    standardised units with a `target_scale`); the metrics are in the target's units."""
     if getattr(X, "is_lazy", False):  # the same items every epoch: their inputs are kept
         outputs = forward_split(model, X, keep=True)
     else:
         outputs = forward_batches(model, X)
     loss = float(loss_fn(outputs, y))
-    out = outputs.cpu().numpy()
+    out = in_target_units(outputs, target_scale).cpu().numpy()
     if out.ndim == 2 and out.shape[1] == 1:
         out = out.reshape(len(out))
     return loss, compute_metrics(task, y_numpy, out)

@@ -51,7 +51,13 @@ from mltrainer.engine.runstate import (
 )
 from mltrainer.engine.seeding import deterministic_mode, nondeterministic_op_error
 from mltrainer.engine.signals import InterruptFlag, catch_interrupts
-from mltrainer.engine.step import TrainingParts, build_training, check_bundle, parameters_finite
+from mltrainer.engine.step import (
+    TrainingParts,
+    build_training,
+    check_bundle,
+    parameters_finite,
+    target_scale_of,
+)
 from mltrainer.engine.stopping import EarlyStopping
 from mltrainer.errors import CheckpointError, ConfigError
 from mltrainer.stream import MetricWriter
@@ -310,10 +316,11 @@ class Trainer:
                     self._save_midway(parts, p, stopper, ckpts, reason, started)
                     return reason
 
+            scale = target_scale_of(self.bundle)
             val_loss, val_metrics = evaluate(parts.model, *splits[0][:2], parts.loss_fn,
-                                             self.cfg.task, splits[0][2])
+                                             self.cfg.task, splits[0][2], scale)
             train_eval_loss, train_metrics = evaluate(parts.model, *splits[1][:2], parts.loss_fn,
-                                                      self.cfg.task, splits[1][2])
+                                                      self.cfg.task, splits[1][2], scale)
             value = val_metrics[self.metric]
             finite = parameters_finite(parts.model)
             improved = finite and improves(value, val_loss, p.best_metric, best_val_loss(p),
@@ -407,6 +414,8 @@ class Trainer:
             event["model"] = parts.model_record
         if self.baseline is not None:
             event["baseline"] = self.baseline
+        if target_scale_of(self.bundle) is not None:  # the losses' units: standardised
+            event["target_scale"] = target_scale_of(self.bundle).to_dict()
         if ckpt is not None and resume is not None:
             event["resumed_from"] = {"checkpoint": str(resume), "epoch": int(ckpt["epoch"]),
                                      "step": int(ckpt["step"])}

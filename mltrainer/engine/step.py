@@ -32,11 +32,22 @@ from mltrainer.models import build_model, n_outputs
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def loss_function(task: str) -> LossFn:
+def loss_function(task: str, target_scale: Any = None) -> LossFn:
+    """Cross-entropy on class indices, or MSE on raw targets `y`; with a `target_scale`
+    (`DataSpec.target_scale`) the MSE compares the output with the standardised targets, so
+    the model learns (y - mean) / std and the loss is in standardised units."""
     if task == "classification":
         return lambda out, y: F.cross_entropy(out.float(), y)
     # regression: the model returns (N, 1) (or (N,)); the loss compares (N,) with (N,)
+    if target_scale is not None:
+        return lambda out, y: F.mse_loss(out.float().reshape(-1), target_scale.standardise(y))
     return lambda out, y: F.mse_loss(out.float().reshape(-1), y)
+
+
+def target_scale_of(bundle: Any) -> Any:
+    """The data's regression target scale (`DataSpec.target_scale`), or None: raw targets
+    (also for a hand-made bundle whose spec has no such field)."""
+    return getattr(bundle.spec, "target_scale", None)
 
 
 def check_bundle(bundle: Any) -> None:
@@ -213,7 +224,7 @@ def build_training(cfg: MltConfig, bundle: Any, root: Path | None = None,
     schedule = LrSchedule(tcfg, batches.steps_per_epoch, cfg.greater_is_better,
                           horizon_epochs=schedule_epochs)
     scaler = make_scaler(tcfg.precision, device)
-    loss_fn = loss_function(cfg.task)
+    loss_fn = loss_function(cfg.task, target_scale_of(bundle))
     forward: nn.Module = dist.wrap(model) if dist is not None and world > 1 else model
     if tcfg.compile:
         forward = torch.compile(forward)  # type: ignore[assignment]

@@ -1,6 +1,7 @@
 """Export, parity and latency, one package: what `mlt finalize` calls to ship a model verified.
 
-    deployable = build_deployable(model, preprocessor.scale_params, task)   # NaN fill + scale
+    deployable = build_deployable(model, preprocessor.scale_params, task,   # NaN fill + scale,
+                                  target_scale=spec.target_scale)         # + y * std + mean
     records = export_all(deployable, val_X[:16], project.artifacts)        # onnx, ts, pt2
     parity = check_parity(records, deployable, test_X, task)              # fresh processes
     latency = measure_latency(deployable, records, test_X[0])             # p50/p95, ms
@@ -20,6 +21,7 @@ from mltrainer.exporting._deployable import (
     TASKS,
     DeployableModel,
     ScaleModule,
+    TargetUnscale,
     build_deployable,
 )
 from mltrainer.exporting._formats import (
@@ -53,6 +55,7 @@ __all__ = [
     "ExportRecord",
     "Exporter",
     "ScaleModule",
+    "TargetUnscale",
     "build_deployable",
     "build_item_deployable",
     "check_parity",

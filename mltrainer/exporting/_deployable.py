@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,8 +43,37 @@ class ScaleModule(nn.Module):
         return (x - self.mean) / self.std
 
 
+class TargetUnscale(nn.Module):
+    """`y * std + mean`: a regression model trained on standardised targets (`DataSpec.
+    target_scale`), back in the target's units - the last layer of the graph that ships."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        for name, value in (("mean", mean), ("std", std)):
+            if not math.isfinite(float(value)) or (name == "std" and float(value) <= 0.0):
+                raise BadInputError(f"target_scale.{name} must be finite"
+                                    f"{' and > 0' if name == 'std' else ''} but got {value}")
+        self.register_buffer("mean", torch.tensor(float(mean), dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(float(std), dtype=torch.float32))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.std + self.mean
+
+
+def with_target_unscale(model: nn.Module, target_scale: Any) -> nn.Module:
+    """`model` followed by `TargetUnscale` when there is a target scale, else `model`."""
+    if target_scale is None:
+        return model
+    return nn.Sequential(model, TargetUnscale(target_scale.mean, target_scale.std))
+
+
 class DeployableModel(nn.Module):
-    """`scale` then `model`; returns what the model returns (logits (N, C), or (N,) / (N, 1))."""
+    """`scale` then `model`; returns what the model returns (logits (N, C), or (N,) / (N, 1)),
+    regression values in the target's units (`model` ends with `TargetUnscale` when the
+    targets were standardised)."""
 
     def __init__(self, scale: ScaleModule, model: nn.Module, task: str) -> None:
         super().__init__()
@@ -83,13 +113,16 @@ def _check_scale_params(scale_params: Mapping[str, Sequence[float]]) -> None:
 
 
 def build_deployable(
-    model: nn.Module, scale_params: Mapping[str, Sequence[float]], task: str
+    model: nn.Module, scale_params: Mapping[str, Sequence[float]], task: str, *,
+    target_scale: Any = None,
 ) -> DeployableModel:
-    """A CPU, float32, eval-mode DeployableModel around a copy of `model`.
+    """A CPU, float32, eval-mode DeployableModel around a copy of `model`, ending with the
+    inverse of `target_scale` (`DataSpec.target_scale`: regression targets standardised on
+    train) so the graph's outputs are in the target's units.
 
     The copy keeps the caller's model (possibly on a GPU, possibly in train mode) untouched.
     """
     _check_scale_params(scale_params)
     scale = ScaleModule(scale_params["fill"], scale_params["mean"], scale_params["std"])
     inner = copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
-    return DeployableModel(scale, inner, task).eval()
+    return DeployableModel(scale, with_target_unscale(inner, target_scale), task).eval()

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mltrainer.exporting._deployable import with_target_unscale
+
 TEXT_INPUTS = ("input_ids", "attention_mask")
 
 
@@ -27,9 +29,10 @@ class ImageDeployable(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, model: nn.Module, mean: list[float], std: list[float]) -> None:
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float],
+                 target_scale: Any = None) -> None:
         super().__init__()
-        self.model = model
+        self.model = with_target_unscale(model, target_scale)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(-1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(-1, 1, 1))
 
@@ -42,9 +45,9 @@ class TextDeployable(nn.Module):
 
     input_names = TEXT_INPUTS
 
-    def __init__(self, model: nn.Module, max_length: int) -> None:
+    def __init__(self, model: nn.Module, max_length: int, target_scale: Any = None) -> None:
         super().__init__()
-        self.model = model
+        self.model = with_target_unscale(model, target_scale)
         # the sequence is free up to the longest the tokenizer emits (and positions allow)
         positions = getattr(getattr(getattr(model, "model", None), "config", None),
                             "max_position_embeddings", None)
@@ -56,14 +59,16 @@ class TextDeployable(nn.Module):
         return self.model({"input_ids": input_ids, "attention_mask": attention_mask})
 
 
-def build_item_deployable(model: nn.Module, pipeline: Any) -> nn.Module:
-    """A CPU, float32, eval-mode copy of `model` with the in-graph part of `pipeline`."""
+def build_item_deployable(model: nn.Module, pipeline: Any, *, target_scale: Any = None
+                          ) -> nn.Module:
+    """A CPU, float32, eval-mode copy of `model` with the in-graph part of `pipeline`, and
+    the inverse of `target_scale` (standardised regression targets) as its last layer."""
     inner = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
     if pipeline.modality == "image":
-        return ImageDeployable(inner, pipeline.mean, pipeline.std).eval()
+        return ImageDeployable(inner, pipeline.mean, pipeline.std, target_scale).eval()
     if pipeline.modality == "text":
-        return TextDeployable(inner, pipeline.max_length).eval()
-    return inner
+        return TextDeployable(inner, pipeline.max_length, target_scale).eval()
+    return with_target_unscale(inner, target_scale).eval()
 
 
 def model_inputs(split: Any, n: int, start: int = 0) -> Any:

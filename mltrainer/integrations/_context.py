@@ -8,7 +8,9 @@ these environment variables:
     MLT_SEED        the seed (int); mlt has already seeded Python, NumPy and torch with it
     MLT_CONFIG      config.resolved.yaml of the run (mlt.yaml with any overrides applied)
     MLT_DATA        an .npz with X_train, y_train, X_val, y_val (preprocessed float32 rows;
-                    y class indices or float targets) - never the test split
+                    y class indices or float targets, raw: `data.standardize_target` is mlt's
+                    own loop's, so your loss and your `load_model`'s outputs are in the
+                    target's units) - never the test split
     MLT_MAX_STEPS   optional: stop after this many optimisation steps (plan's determinism check)
     MLT_BASELINE    optional: JSON of the trivial baseline's val values, for the detectors
     MLT_SPEC        JSON of the data spec: task, n_features, n_classes, feature_names, ...

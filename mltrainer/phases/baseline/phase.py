@@ -107,7 +107,7 @@ def summarize_run(ctx: PhaseContext, result: Any, bundle: Any, detectors: Any
     if best_ckpt:
         model = load_model_from_checkpoint(Path(best_ckpt), cfg, bundle.spec,
                                            root=ctx.project.root)
-        outputs = predict(model, bundle.val.X)
+        outputs = predict(model, bundle.val.X, target_scale=bundle.spec.target_scale)
         again = compute_metrics(cfg.task, bundle.val.y, outputs)
         # an entrypoint's framework may log its values in float32 (Lightning's self.log does)
         tol = ENTRYPOINT_TOLERANCE if cfg.training.entrypoint else 0.0

@@ -76,9 +76,18 @@ def preprocess_document(bundle: Any, output_shape: list[Any]) -> dict[str, Any]:
             "kind": "logits (softmax gives class probabilities)"
                     if spec.task == "classification" else "predicted value",
             "class_labels": list(spec.class_labels) if spec.class_labels is not None else None,
-            "target": spec.target,
+            "target": spec.target, **target_output(spec),
         },
     }
+
+
+def target_output(spec: Any) -> dict[str, Any]:
+    """preprocess.json's output entries for a regression model trained on standardised
+    targets: the inverse is the graph's last layer, so the output is in the target's units."""
+    if spec.target_scale is None:
+        return {}
+    return {"in_graph": "the model's output (standardised target) * std + mean: values in the "
+                        "target's units", "target_scale": spec.target_scale.to_dict()}
 
 
 def model_key(weights_sha256: str, preprocess: dict[str, Any], formats: list[str]) -> str:

@@ -162,7 +162,7 @@ def evaluate_test_split(
 
     test = bundle.test(phase="finalize")
     task, spec = bundle.spec.task, bundle.spec
-    outputs = predict(model, test.X)
+    outputs = predict(model, test.X, target_scale=spec.target_scale)
     test_hash = bundle.fingerprints["test"]
     metrics = compute_metrics(task, test.y, outputs)
     base_scores = scoring.trivial_scores(task, baseline, len(test.y), spec.class_labels)

@@ -106,7 +106,7 @@ def input_document(bundle: Any) -> dict[str, Any]:
 
 
 def preprocess_document(bundle: Any, output_shape: list[Any]) -> dict[str, Any]:
-    from mltrainer.phases.finalize.artifacts import PREPROCESS_FORMAT
+    from mltrainer.phases.finalize.artifacts import PREPROCESS_FORMAT, target_output
 
     spec = bundle.spec
     return {
@@ -117,7 +117,7 @@ def preprocess_document(bundle: Any, output_shape: list[Any]) -> dict[str, Any]:
             "kind": "logits (softmax gives class probabilities)"
                     if spec.task == "classification" else "predicted value",
             "class_labels": list(spec.class_labels) if spec.class_labels is not None else None,
-            "target": spec.target,
+            "target": spec.target, **target_output(spec),
         },
     }
 

@@ -201,10 +201,12 @@ def _ship(ctx: PhaseContext, prod: Production) -> FinalizeOutcome:
     project, task = ctx.project, bundle.spec.task
     run = record["run"]
     determinism = probe_determinism(ctx, train_cfg, train_data)
-    val_out = np.asarray(predict(model, bundle.val.X), dtype=np.float64)
+    scale = bundle.spec.target_scale  # standardised regression targets: inverted in the graph
+    val_out = np.asarray(predict(model, bundle.val.X, target_scale=scale), dtype=np.float64)
     is_items = items.is_items(bundle)  # image folders, text, Datasets: items.py's parts
-    deployable = (build_item_deployable(model, bundle.pipeline) if is_items
-                  else build_deployable(model, bundle.preprocessor.scale_params, task))
+    deployable = (build_item_deployable(model, bundle.pipeline, target_scale=scale) if is_items
+                  else build_deployable(model, bundle.preprocessor.scale_params, task,
+                                        target_scale=scale))
     document = items.preprocess_document if is_items else artifacts.preprocess_document
     doc = document(bundle, _output_shape(deployable, bundle))
     key = artifacts.model_key(run["weights_sha256"], doc, list(FORMATS))
