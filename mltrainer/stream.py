@@ -10,6 +10,7 @@ Events (fields may be added; readers ignore what they do not know):
      "baseline": {"<metric>": float, "loss": float} | absent,   # trivial baseline on val
      "goal_target": float | absent,           # the metric's value that counts as done
      "n_val": int | absent,                   # val rows
+     "target_scale": {"mean": float, "std": float} | absent,  # regression losses standardised
      "time": float}
     {"type": "step", "epoch": int, "step": int, "loss": float, "lr": float,
      "grad_norm": float,                      # the global norm BEFORE clipping
@@ -27,6 +28,12 @@ Events (fields may be added; readers ignore what they do not know):
 eval mode) on a fixed subset of the training rows (mlt's engine: as many rows as val, at least
 2048 or all of train; for item data as many as val); a stream without them is judged on
 `train_loss` alone.
+
+Regression losses (`loss`, `train_loss`, `val_loss`, `train_eval_loss` and the baseline's
+`loss`) are MSE on the targets the model learns: with `target_scale` in the start event (mlt's
+loop; `data.standardize_target`, the default) on (y - mean) / std, i.e. the raw-unit MSE
+divided by std**2; without it on raw targets. Metrics (`val`, `train`, the baseline's
+`<metric>`) are always in the target's units.
 
 `epoch` counts from 1 (the first epoch is 1); `step` counts optimisation steps from 1 over the
 whole run. Non-finite floats are written as the strings "nan", "inf", "-inf" so the file stays

@@ -139,6 +139,7 @@ def test_finalize_ships_raw_units_equal_to_the_onnx_outputs(tmp_path: Path) -> N
     cfg = parse_config(__import__("yaml").safe_load((root / "mlt.yaml").read_text()))
     bundle = prepare_data(cfg, root, audit=lambda record: None)
     assert doc["output"]["target_scale"] == bundle.spec.target_scale.to_dict()
+    assert "standardised on the train split" in (folder / "model_card.md").read_text()
     with running_phase("finalize"):
         test = bundle.test("finalize")
     session = ort.InferenceSession(str(folder / "model.onnx"),

@@ -47,6 +47,7 @@ class RunCurves:
     grad_clip: float | None = None
     goal: float | None = None
     trivial: float | None = None
+    loss_title: str = "Loss"  # names the units when a regression's losses are standardised
     markers: list[Marker] = field(default_factory=list)
     source: str = ""  # where the numbers came from, for the caption
 
@@ -105,6 +106,8 @@ def _from_events(curves: RunCurves, events: list[dict[str, Any]]) -> None:
         curves.metric = str(start["metric"])
     gib = start.get("greater_is_better")
     curves.greater_is_better = bool(gib) if gib is not None else greater_is_better(curves.metric)
+    if start.get("target_scale"):
+        curves.loss_title = "Loss (MSE on the target standardised on train)"
     baseline = start.get("baseline") or {}
     if curves.metric and curves.metric in baseline:
         curves.trivial = num(baseline[curves.metric])

@@ -143,7 +143,7 @@ def training_curves(c: RunCurves) -> bytes:
         loss.plot(c.epochs, c.train_loss, "o-", color=COLORS["train"], label="train loss")
         loss.plot(c.epochs, c.val_loss, "o-", color=COLORS["val"], label="val loss")
         _scale(loss, [*c.train_loss, *c.val_loss], c.step_loss)
-        loss.set_title("Loss")
+        loss.set_title(c.loss_title)
         _epoch_axis(loss, c)
         _markers(loss, c.markers, labelled=True)
         if metric_ok:
