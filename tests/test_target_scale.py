@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import recorded_outcome
 
 from mltrainer.config import parse_config
 from mltrainer.data import DataSpec, prepare_data, running_phase, trivial_baseline
@@ -58,6 +59,10 @@ def test_spec_records_the_train_scale_and_old_records_load_as_identity() -> None
     del record["target_scale"]  # a spec recorded before targets were standardised
     assert DataSpec.from_dict(record).target_scale is None
     assert TargetScale.from_dict(None) is None
+    # a state file written before the field existed loads, its spec without a scale
+    old = recorded_outcome("plan")
+    assert "target_scale" not in old.data.spec
+    assert DataSpec.from_dict(old.data.spec).target_scale is None
 
 
 @pytest.mark.parametrize(("baseline", "untrained"), [
