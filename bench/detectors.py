@@ -60,6 +60,7 @@ sys.path.insert(1, str(BENCH.parent))  # mltrainer from the checkout
 
 from heldout import build_heldout  # noqa: E402  (found through the sys.path line above)
 from heldout2 import build_heldout2  # noqa: E402
+from heldout3 import build_heldout3  # noqa: E402
 from scenarios import HEALTHY, Scenario, build_scenarios, capture_parts  # noqa: E402
 
 DEFAULT_REPEATS = 2
@@ -420,8 +421,8 @@ def summarize(records: list[dict[str, Any]], finding_ids: tuple[str, ...]) -> st
 
 def set_of(name: str) -> str:
     """Which set a scenario belongs to, from its name's prefix."""
-    return "heldout2" if name.startswith("h2-") else "heldout" if name.startswith("ho-") \
-        else "tuning"
+    prefixes = {"h3-": "heldout3", "h2-": "heldout2", "ho-": "heldout"}
+    return next((v for k, v in prefixes.items() if name.startswith(k)), "tuning")
 
 
 def brief(records: list[dict[str, Any]], finding_ids: tuple[str, ...]) -> str:
@@ -452,12 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Benchmark mlt's online detectors on real training runs with injected "
         "faults and pathological configs (run by hand, not in CI).")
-    parser.add_argument("--set", choices=("tuning", "heldout", "heldout2", "all"),
+    parser.add_argument("--set", choices=("tuning", "heldout", "heldout2", "heldout3", "all"),
                         default="all",
                         help="the tuning scenarios (scenarios.py), the old held-out ones "
                         "(heldout.py, tuning material since issue 11's second pass), held-out "
-                        "v2 (heldout2.py, never tuned on), or all three (default), summarised "
-                        "apart")
+                        "v2 (heldout2.py, tuning material since the third pass), held-out v3 "
+                        "(heldout3.py, never tuned on), or all four (default), summarised apart")
     parser.add_argument("--brief", action="store_true",
                         help="print aggregate figures only (recall per finding, healthy FP "
                         "per task), nothing per scenario")
@@ -492,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
         scenarios += build_heldout(repeats)
     if args.set in ("heldout2", "all"):
         scenarios += build_heldout2(repeats)
+    if args.set in ("heldout3", "all"):
+        scenarios += build_heldout3(repeats)
     if args.only:
         scenarios = [s for s in scenarios if re.search(args.only, s.name)]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -539,7 +542,9 @@ SET_TITLES = (
     ("tuning", "TUNING SET (scenarios.py: the rules were tuned here)"),
     ("heldout", "OLD HELD-OUT, NOW TUNING (heldout.py: its misses were analysed in issue 11's "
                 "first pass)"),
-    ("heldout2", "HELD-OUT v2 (heldout2.py: written before the second pass's rule changes, "
+    ("heldout2", "OLD HELD-OUT v2, NOW TUNING (heldout2.py: its misses were read after issue "
+                 "11's second pass)"),
+    ("heldout3", "HELD-OUT v3 (heldout3.py: written before the third pass's rule changes, "
                  "never tuned on)"),
 )
 
