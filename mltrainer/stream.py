@@ -11,6 +11,7 @@ Events (fields may be added; readers ignore what they do not know):
      "goal_target": float | absent,           # the metric's value that counts as done
      "n_val": int | absent,                   # val rows
      "target_scale": {"mean": float, "std": float} | absent,  # regression losses standardised
+     "n_train_eval": int | absent,            # training rows `train` is measured on
      "time": float}
     {"type": "step", "epoch": int, "step": int, "loss": float, "lr": float,
      "grad_norm": float,                      # the global norm BEFORE clipping

@@ -58,6 +58,7 @@ class Run:
     baseline: dict[str, float] | None = field(default_factory=lambda: dict(BASELINE))
     goal_target: float | None = None
     n_val: int | None = None
+    n_train_eval: int | None = None
     start: bool = True
     steps: bool = True
     stop_after_step: int | None = None  # the run ends after this step (a crash, a stop)
@@ -79,6 +80,8 @@ class Run:
                 start["goal_target"] = self.goal_target
             if self.n_val is not None:
                 start["n_val"] = self.n_val
+            if self.n_train_eval is not None:
+                start["n_train_eval"] = self.n_train_eval
             yield start
         step = 0
         for epoch in range(1, self.epochs + 1):
@@ -347,6 +350,18 @@ CASES: dict[str, Case] = {
     "healthy, a generalisation gap within the val metric's sampling error": Case(Run(
         train_metric=piecewise(lambda e: HEALTHY_ACC(e) + 0.01, lambda e: 0.898, 5),
         val_metric=piecewise(HEALTHY_ACC, lambda e: 0.777, 5), n_val=120), {}),
+    # the gap's error has a train term when the start event says how many training rows the
+    # train metric is over: 0.95 vs 0.80 on 300 val rows clears 0.1 + 2 x 0.023 (val alone) and
+    # 0.1 + 2 x 0.024 with 2048 training rows (table data), not 0.1 + 2 x 0.026 when the
+    # train metric is also over 300 rows (item data: as many as val)
+    "train metric ahead by 0.15, train metric over 2048 rows": Case(Run(
+        train_metric=piecewise(lambda e: HEALTHY_ACC(e) + 0.01, lambda e: 0.95, 5),
+        val_metric=piecewise(HEALTHY_ACC, lambda e: 0.80, 5), n_val=300, n_train_eval=2048),
+        {"overfitting": (5, 50)}, rule="metric_gap"),
+    "train metric ahead by 0.15, train metric over as many rows as val": Case(Run(
+        train_metric=piecewise(lambda e: HEALTHY_ACC(e) + 0.01, lambda e: 0.95, 5),
+        val_metric=piecewise(HEALTHY_ACC, lambda e: 0.80, 5), n_val=300, n_train_eval=300),
+        {}),
     # a regression model that memorises: train loss towards 0, val loss flat far above it -
     # no rise, but 0.5 of the baseline's loss (r2) lost on new rows
     "regression memorises its training rows (loss gap)": Case(Run(

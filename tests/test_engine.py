@@ -329,9 +329,12 @@ def test_epoch_events_carry_train_metrics_of_the_epochs_model(short_run: tuple) 
     """Every epoch event has the task's metrics and loss on the training rows, measured like
     val's: the epoch's end model in eval mode (digits' 1257 training rows: all of them)."""
     run_dir, _result, cfg = short_run
-    epochs = [e for e in read_stream(run_dir / "metrics.jsonl") if e["type"] == "epoch"]
+    stream = read_stream(run_dir / "metrics.jsonl")
+    epochs = [e for e in stream if e["type"] == "epoch"]
     assert [sorted(e["train"]) for e in epochs] == [["accuracy", "f1_macro", "roc_auc"]] * 3
     bundle = digits_bundle()
+    # the start event says how many rows: the detectors weigh the train side's noise by it
+    assert stream[0]["n_train_eval"] == len(bundle.train.y)
     model = load_model_from_checkpoint(run_dir / "checkpoints" / "epoch-003.pt", cfg,
                                        bundle.spec, device="cpu")
     outputs = predict(model, bundle.train.X)

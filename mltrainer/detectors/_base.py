@@ -85,7 +85,8 @@ class DetectorContext:
     `val` keys when no start event said them. `baseline` is the trivial baseline measured on
     val by `mlt plan`, e.g. {"accuracy": 0.1, "loss": 2.30}. `goal_target` is the value of the
     metric that counts as done (`goal.target`); `n_val` the number of val rows (the sampling
-    noise of a val metric).
+    noise of a val metric); `n_train_eval` the number of training rows the epoch events'
+    `train` metrics and `train_eval_loss` are measured on (their sampling noise).
     """
 
     task: str | None = None
@@ -95,6 +96,7 @@ class DetectorContext:
     baseline: dict[str, float] | None = None
     goal_target: float | None = None
     n_val: int | None = None
+    n_train_eval: int | None = None
 
     @classmethod
     def from_start_event(
@@ -175,11 +177,10 @@ class DetectorContext:
         baseline = data.get("baseline")
         steps = data.get("steps_per_epoch")
         gib = data.get("greater_is_better")
-        n_val = data.get("n_val")
         return {
             "goal_target": finite(data.get("goal_target")),
-            "n_val": n_val if isinstance(n_val, int) and not isinstance(n_val, bool) and n_val > 0
-            else None,
+            "n_val": _count(data.get("n_val")),
+            "n_train_eval": _count(data.get("n_train_eval")),
             "task": data.get("task") if isinstance(data.get("task"), str) else None,
             "metric": data.get("metric") if isinstance(data.get("metric"), str) else None,
             "greater_is_better": gib if isinstance(gib, bool) else None,
@@ -187,6 +188,11 @@ class DetectorContext:
             else None,
             "baseline": decode_json(dict(baseline)) if isinstance(baseline, Mapping) else None,
         }
+
+
+def _count(value: Any) -> int | None:
+    """A row count from an event: a positive int, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 class Detector(ABC):

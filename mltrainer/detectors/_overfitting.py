@@ -22,14 +22,17 @@ Rules (any fires):
   of the run.
 * metric_gap (classification, when epoch events carry `train` metrics): once the model fits its
   training data (train loss at most `fitted_loss` x the reference loss), the train metric
-  exceeds the val metric by at least `metric_gap` beyond twice the val metric's sampling
-  error, sqrt(v (1 - v) / n_val) - the gap's lower confidence bound clears `metric_gap`, so a
-  handful of val rows cannot make a gap - for `patience` consecutive epochs (AUTOTRAINER flags
+  exceeds the val metric by at least `metric_gap` beyond twice the gap's sampling error,
+  sqrt(v (1 - v) / n_val + t (1 - t) / n_train_eval) (the train term when the start event
+  says how many training rows `train` is over: mlt's engine evaluates as many as val for item
+  data) - the gap's lower confidence bound clears `metric_gap`, so a handful of rows cannot
+  make a gap - for `patience` consecutive epochs (AUTOTRAINER flags
   a train/test accuracy gap of 0.07-0.1). Onset: the first of them.
 * loss_gap (regression, MSE): the same gap read from the losses - (val loss - train loss) /
   the trivial baseline's loss, which is the r2 the model loses between its training rows and
-  new rows whatever the metric - at least `metric_gap` beyond twice the val loss's sampling
-  error (2 sqrt(2 / n_val) of the val loss, over the baseline's) for `patience` consecutive
+  new rows whatever the metric - at least `metric_gap` beyond twice the gap's sampling
+  error (sqrt(2 / n) of each loss over its n rows, added in quadrature; over the baseline's)
+  for `patience` consecutive
   epochs, once the model fits its training data and the val loss has flattened (it fell by
   less than `val_progress`, relative, over those epochs: while it still falls fast, the model
   is learning and the gap is the training rows being learnt first). A regression model that
@@ -100,6 +103,16 @@ class OverfittingDetector(Detector):
         Gaussian residuals: sqrt(2 / n)); 0 when n_val is unknown."""
         n_val = self.context.n_val
         return 2 * math.sqrt(2 / n_val) if n_val else 0.0
+
+    def _gap_noise(self, val: float, train: float) -> float:
+        """Twice the sampling error of val loss - train loss, each a mean squared loss over its
+        rows (relative error sqrt(2 / n) each; the train term only when the start event says
+        how many rows `train_eval_loss` is over)."""
+        n_val, n_train = self.context.n_val, self.context.n_train_eval
+        if not n_val:
+            return 0.0
+        variance = 2 * val**2 / n_val + (2 * train**2 / n_train if n_train else 0.0)
+        return 2 * math.sqrt(variance)
 
     def _val_metric(self, event: dict[str, Any]) -> float | None:
         val, metric = event.get("val"), self.context.metric
@@ -184,8 +197,13 @@ class OverfittingDetector(Detector):
         train, ref = fitted_loss(event), self.reference_loss()[0]
         fitted = (train is not None and ref is not None
                   and train <= self.thresholds["fitted_loss"] * ref)
-        n_val = self.context.n_val
-        noise = 2 * math.sqrt(max(va * (1 - va), 0.0) / n_val) if n_val and 0 <= va <= 1 else 0.0
+        n_val, n_train = self.context.n_val, self.context.n_train_eval
+        noise = 0.0
+        if n_val and 0 <= va <= 1:  # the gap's standard error: both means' variances add up
+            variance = va * (1 - va) / n_val
+            if n_train and 0 <= tr <= 1:
+                variance += tr * (1 - tr) / n_train
+            noise = 2 * math.sqrt(max(variance, 0.0))
         bar = self.thresholds["metric_gap"] + noise
         if not self._gap_streak(event, gap, gap >= bar and fitted):
             return None
@@ -196,7 +214,7 @@ class OverfittingDetector(Detector):
             f"{bar:.3g}) for {run[0]} epochs since epoch {run[1]}",
             rule="metric_gap", metric=metric, train_metric=tr, val_metric=va, gap=gap,
             gaps=list(run[3]), metric_gap=self.thresholds["metric_gap"], limit=bar,
-            n_val=n_val,
+            n_val=n_val, n_train_eval=n_train,
             consecutive_epochs=run[0], patience=self.thresholds["patience"],
         )
 
@@ -225,7 +243,7 @@ class OverfittingDetector(Detector):
         flat = (len(self.val_recent) == self.val_recent.maxlen
                 and progress < self.thresholds["val_progress"])
         gap = (val - train) / base
-        noise = self._val_noise() * val / base
+        noise = self._gap_noise(val, train) / base
         bar = self.thresholds["metric_gap"] + noise
         if not self._gap_streak(event, gap, gap >= bar and flat
                                 and train <= self.thresholds["fitted_loss"] * base):
@@ -238,7 +256,8 @@ class OverfittingDetector(Detector):
             f"{run[0]} epochs since epoch {run[1]}",
             rule="loss_gap", val_loss=val, train_loss=train, baseline_loss=base, gap=gap,
             gaps=list(run[3]), metric_gap=self.thresholds["metric_gap"], limit=bar,
-            n_val=self.context.n_val, val_progress=progress,
+            n_val=self.context.n_val, n_train_eval=self.context.n_train_eval,
+            val_progress=progress,
             max_val_progress=self.thresholds["val_progress"], consecutive_epochs=run[0],
             patience=self.thresholds["patience"],
         )

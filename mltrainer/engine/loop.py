@@ -251,8 +251,8 @@ class Trainer:
             self._stream_fd = os.open(self.run_dir / "metrics.jsonl", os.O_RDONLY)
         try:
             with catch_interrupts() as interrupt:
-                reason = self._decide(self._emit(self._start_event(parts, resume, ckpt)),
-                                      interrupt)
+                start = self._start_event(parts, resume, ckpt, len(rows))
+                reason = self._decide(self._emit(start), interrupt)
                 if reason is None:
                     reason = self._loop(parts, progress, stopper, ckpts, interrupt,
                                         (val, train), started)
@@ -398,13 +398,14 @@ class Trainer:
         return reason
 
     def _start_event(self, parts: TrainingParts, resume: Path | None,
-                     ckpt: dict[str, Any] | None) -> dict[str, Any]:
+                     ckpt: dict[str, Any] | None, n_train_eval: int) -> dict[str, Any]:
         event: dict[str, Any] = {
             "type": "start", "run_id": self.run_dir.name, "task": self.cfg.task,
             "metric": self.metric, "greater_is_better": self.cfg.greater_is_better,
             "steps_per_epoch": parts.batches.steps_per_epoch, "epochs": self.cfg.training.epochs,
             "kind": self.kind, "device": str(self.device), "seed": self.cfg.seed,
             "n_train": len(self.bundle.train.y), "n_val": len(self.bundle.val.y),
+            "n_train_eval": n_train_eval,  # the rows `train` and `train_eval_loss` are over
             "goal_target": self.cfg.goal.target, "config_fingerprint": self.fingerprint,
             **self._run_record(),
         }

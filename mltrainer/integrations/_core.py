@@ -250,6 +250,8 @@ class RunMonitor:
             "steps_per_epoch": steps_per_epoch, "epochs": epochs,
             "framework": self.framework, "goal_target": self.goal_target, "n_val": self.n_val,
             **fields}
+        if self.train_rows is not None:
+            event["n_train_eval"] = len(self.train_rows.y_numpy)
         if self.baseline is not None:
             event["baseline"] = self.baseline
         self._epoch_started = time.perf_counter()
