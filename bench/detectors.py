@@ -167,6 +167,64 @@ def epoch_of(step: int, steps_per_epoch: int) -> int:
     return (step - 1) // steps_per_epoch + 1
 
 
+def judge_firings(firings: list[Firing], label: str, allowed: frozenset[str], onset_step: int,
+                  onset_epoch: int, spe: int) -> list[dict[str, Any]]:
+    """Each firing with its verdict (tp / allowed / fp / fp_before_onset) and latency."""
+    findings = []
+    for f in firings:
+        fired_step = f.step or 0
+        fired_epoch = f.epoch if isinstance(f.epoch, int) else epoch_of(max(fired_step, 1), spe)
+        if label == HEALTHY:
+            verdict = "fp"
+        elif fired_step < onset_step:
+            verdict = "fp_before_onset"
+        elif f.id == label:
+            verdict = "tp"
+        elif f.id in allowed:
+            verdict = "allowed"
+        else:
+            verdict = "fp"
+        row: dict[str, Any] = {
+            "id": f.id, "verdict": verdict, "event": f.event, "fired_epoch": fired_epoch,
+            "fired_step": fired_step, "reported_onset": f.onset, "rule": f.rule,
+            "message": f.message,
+        }
+        if verdict in ("tp", "allowed"):
+            row["latency_steps"] = fired_step - onset_step
+            row["latency_epochs"] = fired_epoch - onset_epoch
+        findings.append(row)
+    return findings
+
+
+def rejudge(jsonl: Path) -> list[dict[str, Any]]:
+    """The records of an earlier run (made with --keep-runs), their findings judged again by
+    the detectors of this checkout over each kept `metrics.jsonl` (the offline path, fed event
+    by event as online; the same findings as online, since only nan_loss stops a run and its
+    rule is the same). For changing rules on tuning runs without training them again."""
+    from mltrainer.detectors import DetectorContext, DetectorSubscriber, build_detectors
+    from mltrainer.stream import read_stream
+
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    for record in records:
+        stream = read_stream(jsonl.parent / "runs" / record["scenario"] / "metrics.jsonl")
+        start = stream[0] if stream and stream[0].get("type") == "start" else {}
+        context = DetectorContext(task=record["task"], metric=start.get("metric"),
+                                  greater_is_better=start.get("greater_is_better"),
+                                  baseline=start.get("baseline"))
+        timed = TimedDetectors(DetectorSubscriber(build_detectors(context)))
+        for event in stream:
+            if timed.on_event(event):
+                break
+        onset = record["onset"]
+        spe = int(record.get("steps_per_epoch") or 1)
+        record["findings"] = judge_firings(timed.firings, record["label"],
+                                           frozenset(record["allowed"]), onset["step"],
+                                           onset["epoch"], spe)
+        record["detected"] = (any(r["verdict"] == "tp" for r in record["findings"])
+                              if record["label"] != HEALTHY else None)
+    return records
+
+
 def run_scenario(scn: Scenario, workdir: Path) -> dict[str, Any]:
     from mltrainer.config import parse_config
     from mltrainer.data import prepare_data, trivial_baseline
@@ -209,29 +267,8 @@ def run_scenario(scn: Scenario, workdir: Path) -> dict[str, Any]:
             onset_source = "no_nonfinite_value"
     onset_epoch = epoch_of(onset_step, spe)
 
-    findings = []
-    for f in timed.firings:
-        fired_step = f.step or 0
-        fired_epoch = f.epoch if isinstance(f.epoch, int) else epoch_of(max(fired_step, 1), spe)
-        if scn.label == HEALTHY:
-            verdict = "fp"
-        elif fired_step < onset_step:
-            verdict = "fp_before_onset"
-        elif f.id == scn.label:
-            verdict = "tp"
-        elif f.id in scn.allowed:
-            verdict = "allowed"
-        else:
-            verdict = "fp"
-        row: dict[str, Any] = {
-            "id": f.id, "verdict": verdict, "event": f.event, "fired_epoch": fired_epoch,
-            "fired_step": fired_step, "reported_onset": f.onset, "rule": f.rule,
-            "message": f.message,
-        }
-        if verdict in ("tp", "allowed"):
-            row["latency_steps"] = fired_step - onset_step
-            row["latency_epochs"] = fired_epoch - onset_epoch
-        findings.append(row)
+    findings = judge_firings(timed.firings, scn.label, frozenset(scn.allowed), onset_step,
+                             onset_epoch, spe)
     detected = any(r["verdict"] == "tp" for r in findings)
     goal = cfg.goal.target
     best = result.best_metric
@@ -473,6 +510,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="runs in parallel, one torch thread each (default 2)")
     parser.add_argument("--summarize", type=Path, metavar="JSONL",
                         help="print the summary of an earlier detectors.jsonl; run nothing")
+    parser.add_argument("--rejudge", type=Path, metavar="JSONL",
+                        help="judge the kept runs of an earlier --keep-runs run again with "
+                        "this checkout's detectors (offline, event by event) and print the "
+                        "summary; train nothing")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print every run's findings as it finishes (stderr)")
     parser.add_argument("--keep-runs", action="store_true",
@@ -481,6 +522,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from mltrainer.detectors import FINDING_IDS
 
+    if args.rejudge is not None:
+        records = rejudge(args.rejudge)
+        if args.only:
+            records = [r for r in records if re.search(args.only, r["scenario"])]
+        (args.out / "rejudged.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in records))
+        print(summarize_sets(records, FINDING_IDS, args.brief))
+        return 0
     if args.summarize is not None:
         records = [json.loads(line) for line in args.summarize.read_text().splitlines()]
         print(summarize_sets(records, FINDING_IDS, args.brief))

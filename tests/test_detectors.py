@@ -292,6 +292,36 @@ CASES: dict[str, Case] = {
     "step loss spikes for two steps, three times": Case(Run(
         step_loss=lambda e, s: 3.0 if s in (61, 62, 81, 82, 101, 102) else HEALTHY_TRAIN(e)),
         {"loss_oscillation": (7, 61)}, rule="spikes"),
+    # blow-up, then collapse (exploding_gradients and loss_oscillation): one step's gradient
+    # 30x the run's early norm, then the fitted rows' loss back at the trivial baseline's and
+    # flat (dead units): neither the ratio rule (3 of 5 steps) nor the kicks (2) see it
+    "a gradient blow-up, then the loss collapses to the trivial level": Case(Run(
+        epochs=10, grad_norm=lambda e, s: 30.0 if s == 25 else (1.0 if s < 25 else 0.3),
+        train_eval_loss=lambda e: HEALTHY_TRAIN(e) if e < 3 else 2.3 + 0.02 * (e % 2),
+        train_loss=lambda e: HEALTHY_TRAIN(e) if e < 3 else 2.3,
+        val_loss=lambda e: HEALTHY_VAL(e) if e < 3 else 2.31,
+        val_metric=lambda e: HEALTHY_ACC(e) if e < 3 else 0.1,
+        train_metric=lambda e: HEALTHY_ACC(e) if e < 3 else 0.1),
+        {"exploding_gradients": (3, 25), "loss_oscillation": (3, 25),
+         "convergence_stall": (3, 30)}),
+    # the same collapse without a blow-up (a bias shift kills the units; gradients shrink)
+    "the loss collapses to the trivial level, no gradient blow-up": Case(Run(
+        epochs=10, grad_norm=lambda e, s: 1.0 if s < 25 else 0.05,
+        train_eval_loss=lambda e: HEALTHY_TRAIN(e) if e < 3 else 2.3 + 0.02 * (e % 2),
+        train_loss=lambda e: HEALTHY_TRAIN(e) if e < 3 else 2.3,
+        val_loss=lambda e: HEALTHY_VAL(e) if e < 3 else 2.31,
+        val_metric=lambda e: HEALTHY_ACC(e) if e < 3 else 0.1,
+        train_metric=lambda e: HEALTHY_ACC(e) if e < 3 else 0.1),
+        {"convergence_stall": (3, 30)}),
+    # a raw-unit regression learning its mean: an early gradient peak, the loss above the
+    # baseline's for three epochs but falling fast (no collapse)
+    "healthy, raw-unit regression falls from far above after an early gradient peak": Case(Run(
+        epochs=12, metric="r2", task="regression",
+        baseline={"r2": 0.0, "rmse": 1.0, "loss": 1.0, "predicts": 30.0},
+        grad_norm=lambda e, s: 50.0 if s == 3 else 3.0 * 0.9**e,
+        train_loss=lambda e: 1000 * 0.1**e + 0.2, train_eval_loss=lambda e: 1000 * 0.1**e + 0.2,
+        val_loss=lambda e: 1000 * 0.1**e + 0.3, val_metric=lambda e: 1 - (1000 * 0.1**e + 0.3),
+        train_metric=None), {}),
     # convergence_stall
     "train loss stalls at 65% of the baseline": Case(Run(
         train_loss=lambda e: [2.0, 1.7][e - 1] if e < 3 else 1.5, val_loss=lambda e: 1.6,

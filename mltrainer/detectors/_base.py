@@ -383,3 +383,56 @@ class Detector(ABC):
                 merged[name] = int(value)
         return merged
 
+
+
+# -- a blow-up, then a collapse (shared by exploding_gradients and loss_oscillation) ---------
+
+
+def new_collapse_watch() -> dict[str, Any]:
+    """The running state of `watch_blowup` / `judge_collapse` (JSON-safe): the first finite
+    gradient norms that were no blow-up (`early`, at most `history`), the first blow-up step
+    ([epoch, step, grad_norm, reference] or None) and the latest epochs' end-of-epoch train
+    losses since it ([epoch, step, loss], the current streak at the trivial level)."""
+    return {"early": [], "blowup": None, "streak": []}
+
+
+def watch_blowup(watch: dict[str, Any], grad: float, epoch: int | None, step: int | None,
+                 factor: float, history: int) -> None:
+    """Record the first step whose gradient norm is above `factor` x the run's early gradient
+    norm: the median of its first `history` steps, or the first step's while there are fewer
+    (an lr far too high blows up within the first few steps). Blow-ups stay out of the early
+    norms."""
+    early = watch["early"]
+    if early:
+        ref = sorted(early)[len(early) // 2] if len(early) >= history else early[0]
+        if ref > 0 and grad > factor * ref:
+            if watch["blowup"] is None:
+                watch["blowup"] = [epoch, step, grad, ref]
+            return
+    if len(early) < history:
+        early.append(grad)
+
+
+def judge_collapse(watch: dict[str, Any], event: Mapping[str, Any], ref: float | None,
+                   level: float, epochs: int, progress: float) -> list[list[Any]] | None:
+    """After a blow-up: the end-of-epoch train loss (`fitted_loss`) at or above `level` x the
+    reference (trivial) loss for `epochs` consecutive epochs, improving by less than
+    `progress` (relative) over them - the model was thrown back to predicting a constant (dead
+    units, saturated outputs) and stays there. Returns the streak's rows once it holds."""
+    if watch["blowup"] is None or ref is None:
+        return None
+    loss = fitted_loss(event)
+    if loss is None:
+        return None
+    streak = watch["streak"]
+    if loss < level * ref:
+        streak.clear()
+        return None
+    streak.append([event.get("epoch"), event.get("step"), loss])
+    del streak[:-epochs]
+    if len(streak) < epochs:
+        return None
+    first, best = streak[0][2], min(row[2] for row in streak)
+    if first > 0 and (first - best) / first >= progress:
+        return None  # still falling: a model learning from far above (a raw-unit start)
+    return [list(row) for row in streak]

@@ -45,7 +45,15 @@ import bisect
 from collections import deque
 from typing import Any, ClassVar
 
-from mltrainer.detectors._base import Detector, Finding, finite, is_nonfinite
+from mltrainer.detectors._base import (
+    Detector,
+    Finding,
+    finite,
+    is_nonfinite,
+    judge_collapse,
+    new_collapse_watch,
+    watch_blowup,
+)
 
 
 def _fmt(value: float | None) -> str:
@@ -64,12 +72,17 @@ class ExplodingGradientsDetector(Detector):
         "min_history": 5,
         "span": 5,
         "loss_scale": 100.0,
+        "collapse": 0.9,
+        "collapse_epochs": 3,
+        "collapse_progress": 0.1,
     }
     kinds: ClassVar[dict[str, str]] = {
-        "patience": "count", "window": "count", "min_history": "count", "span": "count"
+        "patience": "count", "window": "count", "min_history": "count", "span": "count",
+        "collapse_epochs": "count", "collapse_progress": "fraction",
     }
     _state_fields: ClassVar[tuple[str, ...]] = (
-        "history", "early_median", "grad_seen", "grad_hits", "loss_run", "scale_run", "recent"
+        "history", "early_median", "grad_seen", "grad_hits", "loss_run", "scale_run", "recent",
+        "collapse_watch",
     )
 
     def _setup(self) -> None:
@@ -84,19 +97,23 @@ class ExplodingGradientsDetector(Detector):
         self.scale_run: list[Any] = [0, None, None, 0.0, 0.0, "loss_scale"]
         # the last `span` steps' finite values: [epoch, step, grad_norm, loss] (None if not)
         self.recent: deque[list[Any]] = deque(maxlen=int(self.thresholds["span"]))
+        self.collapse_watch = new_collapse_watch()
 
     def _after_load(self) -> None:
         self._sorted = sorted(self.history)
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
         if event["type"] == "epoch":
-            return None if self._seen_step else self._epoch_divergence(event)
+            return self._judge_collapse(event) if self._seen_step else (
+                self._epoch_divergence(event))
         epoch, step = event.get("epoch"), event.get("step")
         grad, loss = finite(event.get("grad_norm")), finite(event.get("loss"))
         if is_nonfinite(event.get("loss")) or is_nonfinite(event.get("grad_norm")):
             return self._judge_overflow(event)
         self.recent.append([epoch, step, grad, loss])
         if grad is not None:
+            watch_blowup(self.collapse_watch, grad, epoch, step, self.thresholds["factor"],
+                         int(self.thresholds["min_history"]))
             finding = self._judge_grad(grad, epoch, step)
             if finding is not None:
                 return finding
@@ -128,6 +145,27 @@ class ExplodingGradientsDetector(Detector):
                 return None
         self._accept(grad)
         return None
+
+    def _judge_collapse(self, event: dict[str, Any]) -> Finding | None:
+        """A gradient blow-up, then the loss back at the trivial level and staying there."""
+        ref, source = self.reference_loss()
+        t = self.thresholds
+        streak = judge_collapse(self.collapse_watch, event, ref, t["collapse"],
+                                int(t["collapse_epochs"]), t["collapse_progress"])
+        if streak is None or ref is None:
+            return None
+        epoch, step, grad, early = self.collapse_watch["blowup"]
+        return self.finding(
+            epoch, step,
+            f"the gradient norm blew up at step {step} ({grad:.4g}, {grad / early:.3g}x the "
+            f"run's early norm {early:.4g}) and the train loss then collapsed to the trivial "
+            f"level: {streak[-1][2]:.4g}, {streak[-1][2] / ref:.0%} of the {source} loss "
+            f"{ref:.4g}, for {len(streak)} epochs without progress",
+            rule="collapse", peak_grad_norm=grad, early_grad_norm=early, factor=t["factor"],
+            train_losses=[row[2] for row in streak], epochs=[row[0] for row in streak],
+            reference_loss=ref, reference=source, collapse=t["collapse"],
+            collapse_epochs=t["collapse_epochs"], collapse_progress=t["collapse_progress"],
+        )
 
     def _judge_overflow(self, event: dict[str, Any]) -> Finding | None:
         """A non-finite step: an explosion when the steps before it grew (see the docstring)."""

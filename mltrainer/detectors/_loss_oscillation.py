@@ -45,7 +45,15 @@ from collections import deque
 from itertools import pairwise
 from typing import Any, ClassVar
 
-from mltrainer.detectors._base import Detector, Finding, finite, fitted_loss
+from mltrainer.detectors._base import (
+    Detector,
+    Finding,
+    finite,
+    fitted_loss,
+    judge_collapse,
+    new_collapse_watch,
+    watch_blowup,
+)
 
 
 class LossOscillationDetector(Detector):
@@ -65,6 +73,11 @@ class LossOscillationDetector(Detector):
         "spike_horizon": 200,
         "kick_factor": 1.5,
         "kicks": 2,
+        "blowup_factor": 10.0,
+        "blowup_history": 5,
+        "collapse": 0.9,
+        "collapse_epochs": 3,
+        "collapse_progress": 0.1,
     }
     kinds: ClassVar[dict[str, str]] = {
         "window": "count",
@@ -77,9 +90,13 @@ class LossOscillationDetector(Detector):
         "spikes": "count",
         "spike_horizon": "count",
         "kicks": "count",
+        "blowup_history": "count",
+        "collapse_epochs": "count",
+        "collapse_progress": "fraction",
     }
     _state_fields: ClassVar[tuple[str, ...]] = (
         "epochs", "losses", "elevated", "spike_start", "spike_log", "last_fitted", "kick_log",
+        "collapse_watch",
     )
 
     def _setup(self) -> None:
@@ -91,11 +108,17 @@ class LossOscillationDetector(Detector):
         self.spike_log: deque[list[Any]] = deque()  # [epoch, step, loss, running mean]
         self.last_fitted: float | None = None  # the previous epoch's train_eval_loss
         self.kick_log: list[list[Any]] = []  # [epoch, step, before, after] of each kick
+        self.collapse_watch = new_collapse_watch()
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
         if event["type"] == "step":
+            grad = finite(event.get("grad_norm"))
+            if grad is not None:
+                watch_blowup(self.collapse_watch, grad, event.get("epoch"), event.get("step"),
+                             self.thresholds["blowup_factor"],
+                             int(self.thresholds["blowup_history"]))
             return self._judge_step(event)
-        finding = self._judge_kick(event)
+        finding = self._judge_kick(event) or self._judge_collapse(event)
         if finding is not None:
             return finding
         val = finite(event.get("val_loss"))
@@ -147,6 +170,29 @@ class LossOscillationDetector(Detector):
             mean_move=mean_swing, min_move=floor, amplitude=self.thresholds["amplitude"],
             swing=self.thresholds["swing"], reference_loss=ref, reference=source,
             train_progress=progress, max_train_progress=self.thresholds["train_progress"],
+        )
+
+    def _judge_collapse(self, event: dict[str, Any]) -> Finding | None:
+        """A gradient blow-up, then the loss thrown back to the trivial level for good: the
+        bounce that never came down (see the module docstring)."""
+        ref, source = self.reference_loss()
+        t = self.thresholds
+        streak = judge_collapse(self.collapse_watch, event, ref, t["collapse"],
+                                int(t["collapse_epochs"]), t["collapse_progress"])
+        if streak is None or ref is None:
+            return None
+        epoch, step, grad, early = self.collapse_watch["blowup"]
+        return self.finding(
+            epoch, step,
+            f"the optimiser blew up at step {step} (gradient norm {grad:.4g}, "
+            f"{grad / early:.3g}x the run's early norm) and threw the model back to the trivial "
+            f"loss: {streak[-1][2]:.4g}, {streak[-1][2] / ref:.0%} of the {source} loss "
+            f"{ref:.4g}, for {len(streak)} epochs without progress",
+            rule="collapse", peak_grad_norm=grad, early_grad_norm=early,
+            blowup_factor=t["blowup_factor"], train_losses=[row[2] for row in streak],
+            epochs=[row[0] for row in streak], reference_loss=ref, reference=source,
+            collapse=t["collapse"], collapse_epochs=t["collapse_epochs"],
+            collapse_progress=t["collapse_progress"],
         )
 
     def _judge_kick(self, event: dict[str, Any]) -> Finding | None:
