@@ -322,6 +322,18 @@ CASES: dict[str, Case] = {
         train_loss=lambda e: 1000 * 0.1**e + 0.2, train_eval_loss=lambda e: 1000 * 0.1**e + 0.2,
         val_loss=lambda e: 1000 * 0.1**e + 0.3, val_metric=lambda e: 1 - (1000 * 0.1**e + 0.3),
         train_metric=None), {}),
+    # a raw-unit regression whose gradient grows 30x as it slowly learns the target's scale
+    # (Friedman #2 at lr 1e-3): the loss sits above the baseline's, under 1 % better an epoch,
+    # but the gradient stays up - a signal, not a collapse
+    "healthy, raw-unit regression, gradient grows steadily while the loss creeps down": Case(
+        Run(epochs=8, metric="r2", task="regression",
+            baseline={"r2": 0.0, "rmse": 370.0, "loss": 137000.0, "predicts": 400.0},
+            grad_norm=lambda e, s: 2000.0 * 1.05**s,
+            train_loss=lambda e: 376000.0 - 300.0 * e**2,
+            train_eval_loss=lambda e: 376000.0 - 300.0 * e**2,
+            val_loss=lambda e: 379000.0 - 300.0 * e**2,
+            val_metric=lambda e: 1 - (379000.0 - 300.0 * e**2) / 137000.0, train_metric=None),
+        {}),
     # convergence_stall
     "train loss stalls at 65% of the baseline": Case(Run(
         train_loss=lambda e: [2.0, 1.7][e - 1] if e < 3 else 1.5, val_loss=lambda e: 1.6,

@@ -391,9 +391,10 @@ class Detector(ABC):
 def new_collapse_watch() -> dict[str, Any]:
     """The running state of `watch_blowup` / `judge_collapse` (JSON-safe): the first finite
     gradient norms that were no blow-up (`early`, at most `history`), the first blow-up step
-    ([epoch, step, grad_norm, reference] or None) and the latest epochs' end-of-epoch train
-    losses since it ([epoch, step, loss], the current streak at the trivial level)."""
-    return {"early": [], "blowup": None, "streak": []}
+    ([epoch, step, grad_norm, reference] or None), this epoch's steps since it and how many of
+    them had a gradient norm back below the blow-up's 1/factor (`seen`, `quiet`), and the
+    latest epochs' end-of-epoch train losses ([epoch, step, loss], the current streak)."""
+    return {"early": [], "blowup": None, "seen": 0, "quiet": 0, "streak": []}
 
 
 def watch_blowup(watch: dict[str, Any], grad: float, epoch: int | None, step: int | None,
@@ -401,13 +402,17 @@ def watch_blowup(watch: dict[str, Any], grad: float, epoch: int | None, step: in
     """Record the first step whose gradient norm is above `factor` x the run's early gradient
     norm: the median of its first `history` steps, or the first step's while there are fewer
     (an lr far too high blows up within the first few steps). Blow-ups stay out of the early
-    norms."""
+    norms. After it, count the steps whose norm is back below the blow-up's 1/`factor`."""
+    blowup = watch["blowup"]
+    if blowup is not None:
+        watch["seen"] += 1
+        watch["quiet"] += grad <= blowup[2] / factor
+        return
     early = watch["early"]
     if early:
         ref = sorted(early)[len(early) // 2] if len(early) >= history else early[0]
         if ref > 0 and grad > factor * ref:
-            if watch["blowup"] is None:
-                watch["blowup"] = [epoch, step, grad, ref]
+            watch["blowup"] = [epoch, step, grad, ref]
             return
     if len(early) < history:
         early.append(grad)
@@ -415,17 +420,19 @@ def watch_blowup(watch: dict[str, Any], grad: float, epoch: int | None, step: in
 
 def judge_collapse(watch: dict[str, Any], event: Mapping[str, Any], ref: float | None,
                    level: float, epochs: int, progress: float) -> list[list[Any]] | None:
-    """After a blow-up: the end-of-epoch train loss (`fitted_loss`) at or above `level` x the
-    reference (trivial) loss for `epochs` consecutive epochs, improving by less than
-    `progress` (relative) over them - the model was thrown back to predicting a constant (dead
-    units, saturated outputs) and stays there. Returns the streak's rows once it holds."""
-    if watch["blowup"] is None or ref is None:
-        return None
+    """After a blow-up, `epochs` consecutive epochs in which the end-of-epoch train loss
+    (`fitted_loss`) is at or above `level` x the reference (trivial) loss and most steps'
+    gradient norms are back below the blow-up's 1/factor, the loss improving by less than
+    `progress` (relative) over them: the model was thrown back to predicting a constant (dead
+    units, saturated outputs) and gets no signal to leave it. Returns the streak's rows once
+    it holds."""
+    seen, quiet = watch["seen"], watch["quiet"]
+    watch["seen"] = watch["quiet"] = 0
     loss = fitted_loss(event)
-    if loss is None:
+    if watch["blowup"] is None or ref is None or loss is None:
         return None
     streak = watch["streak"]
-    if loss < level * ref:
+    if loss < level * ref or 2 * quiet < seen or seen == 0:
         streak.clear()
         return None
     streak.append([event.get("epoch"), event.get("step"), loss])

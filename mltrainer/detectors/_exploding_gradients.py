@@ -34,6 +34,21 @@ Rules (onset: the first step that counted):
   that nothing grew into (a corrupt weight) is `nan_loss`'s alone. Onset: the first of those
   steps that passed the bar.
 
+* collapse (`collapse_epochs` epochs): after a step whose gradient norm passed `factor` x the
+  run's early norm (the median of its first `min_history` steps; the first step's while there
+  are fewer), the end-of-epoch train loss sits at or above `collapse` x the reference
+  (trivial) loss, improving by less than `collapse_progress` over those epochs, and most
+  steps' gradient norms are back below the blow-up's 1/`factor` (no signal left). An explosion
+  that kills the units it passes through (dead ReLUs, saturated outputs) leaves one or two
+  huge steps - too few for the ratio rule's `patience` - and then a model that predicts a
+  constant; only the other findings of its aftermath (dead_relu, convergence_stall,
+  underfitting) fired, naming the symptom and not the cause (issue 11, third pass: sgd at a
+  too-high lr on raw-unit targets, adamw at lr 0.1 on quantiles). The progress guard keeps a
+  raw-unit regression that falls from far above its baseline's loss (learning the mean)
+  apart, the gradient condition one whose gradient grows steadily while its loss creeps down
+  (Friedman #2 at lr 1e-3). Onset: the blow-up step. `loss_oscillation` shares this rule
+  (`_base.judge_collapse`).
+
 A stream without step events is judged on epoch `train_loss` with the divergence and
 loss_scale rules.
 The ratio and ceiling rules start after `min_history` finite gradient norms.

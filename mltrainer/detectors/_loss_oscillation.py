@@ -35,6 +35,16 @@ Rules (either fires):
   data sets one batch with a few hard rows routinely reaches several times the mean, while an
   optimiser kicked off course stays up for several steps. Onset: the first counted spike.
 
+* collapse: after a step whose gradient norm passed `blowup_factor` x the run's early norm
+  (the median of its first `blowup_history` steps; the first step's while there are fewer),
+  the end-of-epoch train loss sits at or above `collapse` x the reference loss for
+  `collapse_epochs` epochs, improving by less than `collapse_progress` over them, with most
+  steps' gradient norms back below the blow-up's 1/`blowup_factor`: the optimiser threw the
+  model off and it never came back (its units died or saturated), so
+  there is nothing left to bounce. The same rule as exploding_gradients' `collapse` (the
+  collapse hides which came first); a collapse without a blow-up (a bias shift killing the
+  units) is dead_relu's. Onset: the blow-up step.
+
 The reference loss is the trivial baseline's (or the first step's): amplitudes are judged on
 the loss scale of the task, so the small wiggles of a converged model never count.
 """
