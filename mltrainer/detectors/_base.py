@@ -390,10 +390,11 @@ class Detector(ABC):
 
 def new_collapse_watch() -> dict[str, Any]:
     """The running state of `watch_blowup` / `judge_collapse` (JSON-safe): the first finite
-    gradient norms that were no blow-up (`early`, at most `history`), the first blow-up step
-    ([epoch, step, grad_norm, reference] or None), this epoch's steps since it and how many of
-    them had a gradient norm back below the blow-up's 1/factor (`seen`, `quiet`), and the
-    latest epochs' end-of-epoch train losses ([epoch, step, loss], the current streak)."""
+    gradient norms that were no blow-up (`early`, at most `history`; sorted once full), the
+    first blow-up step ([epoch, step, grad_norm, reference] or None), this epoch's steps since
+    it and how many of them had a gradient norm back below the blow-up's 1/factor (`seen`,
+    `quiet`), and the latest epochs' end-of-epoch train losses ([epoch, step, loss], the
+    current streak)."""
     return {"early": [], "blowup": None, "seen": 0, "quiet": 0, "streak": []}
 
 
@@ -410,12 +411,14 @@ def watch_blowup(watch: dict[str, Any], grad: float, epoch: int | None, step: in
         return
     early = watch["early"]
     if early:
-        ref = sorted(early)[len(early) // 2] if len(early) >= history else early[0]
+        ref = early[len(early) // 2] if len(early) >= history else early[0]
         if ref > 0 and grad > factor * ref:
             watch["blowup"] = [epoch, step, grad, ref]
             return
     if len(early) < history:
         early.append(grad)
+        if len(early) == history:
+            early.sort()  # from here on only its median is read
 
 
 def judge_collapse(watch: dict[str, Any], event: Mapping[str, Any], ref: float | None,
