@@ -1,12 +1,13 @@
 """How well the online detectors find faults in real mlt training runs, on data they were
 tuned on and on data they were not.
 
-Three sets of labelled scenarios (healthy runs, and runs with a known fault for each of the
+Four sets of labelled scenarios (healthy runs, and runs with a known fault for each of the
 eight findings): `bench/scenarios.py`, the TUNING set (the rules' thresholds were chosen on it);
-`bench/heldout.py`, the OLD HELD-OUT set (held out in issue 11's first pass, its misses analysed
-since: tuning material now); and `bench/heldout2.py`, HELD-OUT v2 (written and committed before
-the second pass changed any rule, never tuned on: other generators, raw-unit regression with a
-large offset, other model families, pathologies from config choices and injected faults).
+`bench/heldout.py` and `bench/heldout2.py`, the OLD HELD-OUT sets (held out in issue 11's first
+and second passes, their misses analysed since: tuning material now); and `bench/heldout3.py`,
+HELD-OUT v3 (written and committed before the third pass changed any rule, never tuned on:
+other generated data, raw-unit regression, other model families, pathologies from config
+choices and injected faults).
 Every scenario is trained by mlt's own `Trainer` on bundled or
 generated data, with the detectors online exactly as `mlt train-baseline` runs them: a
 `DetectorSubscriber` over `build_detectors(DetectorContext(task, metric, greater_is_better,
@@ -19,13 +20,14 @@ the fault's onset and the false-positive rate on healthy runs, beside the target
 detectors' share of the fit time (time inside `DetectorSubscriber.on_event` over the wall time
 of `Trainer.fit()`).
 
-    python bench/detectors.py [--set tuning|heldout|heldout2|all] [--quick] [--jobs N]
-                              [--out DIR] [--repeats N] [--only REGEX] [--summarize JSONL]
-                              [--brief] [-v] [--keep-runs]
+    python bench/detectors.py [--set tuning|heldout|heldout2|heldout3|all] [--quick]
+                              [--jobs N] [--out DIR] [--repeats N] [--only REGEX]
+                              [--summarize JSONL] [--rejudge JSONL] [--brief] [-v]
+                              [--keep-runs]
 
 Per-run results go to DIR/detectors.jsonl (default bench/out/, git-ignored). Run by hand, not
-in CI: the full run (both sets, 2 seeds each: ~390 runs) took 16 minutes with --jobs 2 on
-a shared 2-core machine; --quick (one seed: ~195 runs) about half that.
+in CI: the full run (four sets, 2 seeds each: ~720 runs) takes about 40 minutes with --jobs 2
+on a shared 2-core machine; --quick (one seed) about half that.
 
 Counting:
   * A run's primary label is the finding its fault must produce; `allowed` findings may fire
