@@ -109,7 +109,9 @@ def test_monitor_measures_train_rows_as_the_engine_does(tmp_path: Path) -> None:
     mon.step(epoch=1, step=1, loss=1.0, lr=0.1, grad_norm=1.0)
     mon.epoch(epoch=1, step=1, val_loss=1.0, val={"accuracy": 0.5}, model=model)
     mon.end()
-    event = read_stream(tmp_path / "ok" / "metrics.jsonl")[-2]
+    stream = read_stream(tmp_path / "ok" / "metrics.jsonl")
+    event = stream[-2]
+    assert stream[0]["n_train_eval"] == 40  # the detectors weigh the train side's noise by it
     with torch.no_grad():
         loss, metrics = evaluate(model, X, y, loss_function("classification"), "classification",
                                  y.numpy())
