@@ -229,9 +229,12 @@ def execute_phase(
         ctx = PhaseContext(project, cfg, state, fps, dict(options or {}), progress,
                            path="fast" if "goal_met" in alt else "typical")
         from mltrainer.data import running_phase
+        from mltrainer.reporting import FigureDrawer
 
+        drawer = FigureDrawer()  # imports matplotlib in a child while the phase runs
         try:
-            with running_phase(name):  # the test split exists only while finalize runs
+            # the test split exists only while finalize runs
+            with running_phase(name), drawer.closed_on_error():
                 outcome = phase.run(ctx)
         except SystemExit as exc:
             # project code (a factory, a data function) called sys.exit: the phase failed
@@ -271,7 +274,7 @@ def execute_phase(
         save_state(project, state)
         audit(project, "gate", phase=name, passed=gate.passed,
               items={i.id: i.status for i in gate.items})
-    return phase_result(project, state, fps, name, gate)
+    return phase_result(project, state, fps, name, gate, drawer=drawer)
 
 
 def _finish_failed(
@@ -291,11 +294,14 @@ def phase_result(
     fps: dict[str, dict[str, str]],
     name: str,
     gate: GateResult,
+    drawer: Any = None,
 ) -> dict[str, Any]:
-    """The DESIGN.md `--json` object of a phase command, after rendering its report."""
+    """The DESIGN.md `--json` object of a phase command, after rendering its report (its
+    figures from `drawer`, a `reporting.FigureDrawer`, when it has them)."""
     from mltrainer.reporting import render_phase_report
 
-    report = render_phase_report(project, state, name, fps)
+    figures = drawer.figures(project, state, name) if drawer is not None else None
+    report = render_phase_report(project, state, name, fps, figures=figures)
     return {
         "phase": name,
         "gate": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import pickle
 import re
 import shutil
 import subprocess
@@ -261,6 +262,23 @@ def test_status_and_help_import_neither_matplotlib_nor_markdown(built: Path) -> 
             "print(sorted(m for m in ('matplotlib', 'markdown') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_fresh_process_draws_the_same_figures_in_a_child(built: Path) -> None:
+    """A phase command in a fresh process gets its figures from a child that imported
+    matplotlib meanwhile: the same bytes as drawn in-process; a dead child means None (the
+    report then draws them itself)."""
+    code = (f"import sys, pickle; from pathlib import Path; root = Path({str(built)!r})\n"
+            "from mltrainer.project import Project; from mltrainer.state import load_state\n"
+            "from mltrainer.reporting import FigureDrawer\n"
+            "p = Project.at(root); state = load_state(p)\n"
+            "dead = FigureDrawer(); dead._proc.kill(); assert dead.figures(p, state, 'plan') "
+            "is None\n"
+            "d = FigureDrawer(); assert d.started and 'matplotlib' not in sys.modules\n"
+            "sys.stdout.buffer.write(pickle.dumps(d.figures(p, state, 'baseline')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    p, state, _ = context(built)
+    assert pickle.loads(out.stdout) == phase_figures(p, state, "baseline")
 
 
 def test_curves_fall_back_to_the_recorded_history_without_the_run_folder(project: Path) -> None:

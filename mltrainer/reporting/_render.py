@@ -26,6 +26,7 @@ from markupsafe import Markup, escape
 
 from mltrainer import __version__
 from mltrainer.project import Project
+from mltrainer.reporting._figures import ReportFigure, phase_figures
 from mltrainer.resources import content_path
 from mltrainer.state import ProjectState, atomic_write_text
 from mltrainer.workflow import PHASES, next_command, phase_def, phase_views
@@ -160,11 +161,12 @@ def index_path(project: Project) -> Path:
 
 
 def render_phase_report(
-    project: Project, state: ProjectState, phase: str, fps: dict[str, dict[str, str]]
+    project: Project, state: ProjectState, phase: str, fps: dict[str, dict[str, str]],
+    figures: list[ReportFigure] | None = None,
 ) -> Path:
     """Write `reports/<phase>.md`, its figures, `reports/<phase>.html` and `reports/index.html`.
-    Returns the Markdown path. Rendering twice from the same state gives the same bytes."""
-    from mltrainer.reporting._figures import phase_figures
+    Returns the Markdown path. Rendering twice from the same state gives the same bytes.
+    `figures`: `phase_figures` of this state, drawn already (by a `FigureDrawer`)."""
     from mltrainer.reporting._html import FigureSet, Stash, markdown_to_html
 
     rec = state.phases.get(phase)
@@ -183,7 +185,8 @@ def render_phase_report(
         "views": phase_views(state, fps), "waivers": waivers,
         "project_name": project_name(project),
     }
-    figures = phase_figures(project, state, phase)
+    if figures is None:
+        figures = phase_figures(project, state, phase)
     md = environment().get_template("gate.md.j2").render(
         **context, **FigureSet(figures, html=False).template_vars())
     _write_figures(project, phase, {f.filename: f.png for f in figures if f.png})
