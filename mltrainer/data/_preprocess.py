@@ -148,8 +148,12 @@ class Preprocessor:
         """((NaN → fill) - mean) / std in float32: what the exported graph computes."""
         self._require_fitted()
         x = np.asarray(encoded, dtype=np.float32)
-        x = np.where(np.isnan(x), self._fill, x)
-        return ((x - self._mean) / self._std).astype(np.float32, copy=False)
+        missing = np.isnan(x)
+        if missing.any():
+            x = np.where(missing, self._fill, x)
+        out = np.subtract(x, self._mean)  # one new array, divided in place: the same bits
+        out /= self._std
+        return out
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         return self.scale(self.encode(frame))

@@ -113,11 +113,13 @@ def average_ranks(a: np.ndarray) -> np.ndarray:
     out = np.empty(a.shape, dtype=np.float64)
     n = a.shape[0]
     for j in range(a.shape[1]):
-        col = a[:, j]
+        col = np.ascontiguousarray(a[:, j])  # a strided column sorts ~2x slower
         if np.isnan(col).any():
             out[:, j] = np.nan
             continue
-        order = np.argsort(col, kind="mergesort")
+        # any sort will do: tied values share one average rank, whatever their order among
+        # themselves (the default quicksort is ~3x faster than a stable sort here)
+        order = np.argsort(col)
         ordered = col[order]
         new = np.ones(n, dtype=bool)
         new[1:] = ordered[1:] != ordered[:-1]
