@@ -283,7 +283,7 @@ def test_evaluation_inputs_are_kept_in_memory_within_the_budget(
         loading.forward_split(model, bundle.val, 2, keep=True)
     monkeypatch.setattr(loading, "KEEP_EVAL_MB", 1)
     whole = loading.forward_split(model, bundle.train, 2, keep=True)
-    assert loading._EVAL_READERS[id(bundle.train)].loader is None  # all kept: workers go
+    assert loading._EVAL_READERS[id(bundle.train)].reader is None  # all kept: workers go
     assert torch.equal(loading.forward_split(model, bundle.train, 2, keep=True), whole)
 
 

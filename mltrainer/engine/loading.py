@@ -98,17 +98,15 @@ class _Reader:
     def __init__(self, split: Any, train: bool, loader_cfg: Any, seed: int) -> None:
         workers = max(1, int(loader_cfg.num_workers))
         self.items = split.items
-        self.split = weakref.ref(split)  # a reader of a split nobody holds any more is dropped
         self.slots = torch.full((workers, 2), -1, dtype=torch.int64).share_memory_()
         self.sampler = _BatchList()
         self.dataset = _Tracked(split.items, split.pipeline, train, slots=self.slots)
         collate = split.pipeline.collate  # not the split: the reader must not keep it alive
-        self._make = lambda: make_loader(self.dataset, self.sampler, collate, loader_cfg, seed)
+        # nor itself (a cycle): a reader nobody holds stops its workers at once, never in a
+        # later garbage collection, maybe inside a worker forked meanwhile that inherited it
+        dataset, sampler = self.dataset, self.sampler
+        self._make = lambda: make_loader(dataset, sampler, collate, loader_cfg, seed)
         self.loader: DataLoader | None = self._make()
-        self.kept: list[Any] = []  # evaluation input batches held in memory (forward_split)
-        self.kept_bytes = 0
-        self.kept_full = False  # a batch did not fit: keep no more
-        self.kept_batch: int | None = None
 
     def iterate(self, batches: list[list[tuple[int, int]]]) -> Any:
         self.sampler.batches = batches
@@ -117,7 +115,7 @@ class _Reader:
         return iter(self.loader)
 
     def release_workers(self) -> None:
-        """Every batch is kept: the loader (and its persistent workers) is no longer needed."""
+        """No split needs it any more: the loader (and its persistent workers) goes."""
         self.loader = None
 
     def next(self, it: Any) -> Any:
@@ -211,8 +209,45 @@ class LoaderBatches:
         self.generator.set_state(state["generator"])
 
 
-_EVAL_READERS: dict[int, _Reader] = {}
-_EVAL_CACHE = 4  # readers kept (val and the train subset each epoch, a predict or two)
+class _EvalSplit:
+    """One split's evaluation passes: its input batches kept in memory (a prefix, in order),
+    and the reader of the rest. Splits of the same items, pipeline and loader settings (val
+    and the train subset the loop evaluates every epoch) share one reader, so one pool of
+    workers reads for both: evaluation seeds every item alike, so who reads an item does not
+    change its input."""
+
+    def __init__(self, split: Any) -> None:
+        self.split = weakref.ref(split)  # the entry of a split nobody holds any more is dropped
+        self.reader: _Reader | None = None
+        self.kept: list[Any] = []
+        self.kept_bytes = 0
+        self.kept_full = False  # a batch did not fit: keep no more
+        self.kept_batch: int | None = None
+
+    def open_reader(self, split: Any) -> _Reader:
+        if self.reader is None:
+            self.reader = next((e.reader for e in _EVAL_READERS.values()
+                                if e.reader is not None and _same_source(e.split(), split)),
+                               None) or _Reader(split, False, split.loader, 0)
+        return self.reader
+
+    def close_reader(self) -> None:
+        reader, self.reader = self.reader, None
+        if reader is not None and not any(e.reader is reader for e in _EVAL_READERS.values()):
+            reader.release_workers()
+
+
+def _same_source(a: Any, b: Any) -> bool:
+    return a is not None and a.items is b.items and a.pipeline is b.pipeline \
+        and a.loader == b.loader
+
+
+def _forget(key: int) -> None:
+    _EVAL_READERS.pop(key).close_reader()
+
+
+_EVAL_READERS: dict[int, _EvalSplit] = {}
+_EVAL_CACHE = 4  # splits kept (val and the train subset each epoch, a predict or two)
 # Bytes of evaluation batches the training loop keeps in memory per process, all live splits
 # together (val and the train subset it evaluates every epoch; `forward_split(keep=True)`).
 KEEP_EVAL_MB = 256
@@ -256,26 +291,29 @@ def forward_split(model: torch.nn.Module, split: Any, batch_size: int = EVAL_BAT
     batches stay in memory, as far as `KEEP_EVAL_MB` per process allows, and later calls read
     only the rest from disk. Exact: evaluation applies no augmentation and seeds every item
     alike (seed 0), so an item's evaluation input is a function of its content alone."""
-    for key in [k for k, r in _EVAL_READERS.items() if r.split() is None]:
-        del _EVAL_READERS[key]  # an earlier run's: its kept batches and workers go
-    reader = _EVAL_READERS.get(id(split))
-    if reader is None or reader.split() is not split:
-        reader = _Reader(split, False, split.loader, 0)
+    for key in [k for k, e in _EVAL_READERS.items() if e.split() is None]:
+        _forget(key)  # an earlier run's: its kept batches and workers go
+    entry = _EVAL_READERS.get(id(split))
+    if entry is None or entry.split() is not split:
+        if entry is not None:
+            _forget(id(split))
+        entry = _EvalSplit(split)
         while len(_EVAL_READERS) >= _EVAL_CACHE:  # the oldest goes, and its workers with it
-            del _EVAL_READERS[next(iter(_EVAL_READERS))]
-        _EVAL_READERS[id(split)] = reader
+            _forget(next(iter(_EVAL_READERS)))
+        _EVAL_READERS[id(split)] = entry
     device = model_device(model)
     idx = [int(i) for i in split.indices]
     batches = [[(i, 0) for i in idx[k:k + batch_size]] for k in range(0, len(idx), batch_size)]
     was_training = model.training
     model.eval()
-    kept = reader.kept if reader.kept_batch == batch_size else []
+    kept = entry.kept if entry.kept_batch == batch_size else []
     try:
         outs = [model(to_device(xb, device)).float() for xb in kept]
         rest = batches[len(kept):]
         if rest:
+            reader = entry.open_reader(split)
             it = reader.iterate(rest)
-            keeping = keep and not reader.kept_full and reader.kept_batch in (None, batch_size)
+            keeping = keep and not entry.kept_full and entry.kept_batch in (None, batch_size)
             budget = KEEP_EVAL_MB * 2**20 - _kept_bytes()
             for _ in rest:
                 xb, _y = reader.next(it)
@@ -284,14 +322,14 @@ def forward_split(model: torch.nn.Module, split: Any, batch_size: int = EVAL_BAT
                     size = _nbytes(xb)
                     keeping = size is not None and size <= budget
                     if keeping:  # a private copy: a worker's batch lives in shared memory
-                        reader.kept.append(_private(xb))
-                        reader.kept_bytes += size
-                        reader.kept_batch = batch_size
+                        entry.kept.append(_private(xb))
+                        entry.kept_bytes += size
+                        entry.kept_batch = batch_size
                         budget -= size
                     else:
-                        reader.kept_full = True
-            if len(reader.kept) == len(batches) and reader.kept_batch == batch_size:
-                reader.release_workers()
+                        entry.kept_full = True
+            if len(entry.kept) == len(batches) and entry.kept_batch == batch_size:
+                entry.close_reader()  # every batch is kept: its workers go, unless shared
     finally:
         model.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)
