@@ -282,8 +282,14 @@ def test_evaluation_inputs_are_kept_in_memory_within_the_budget(
     with pytest.raises(DataError, match=paths[2].name):
         loading.forward_split(model, bundle.val, 2, keep=True)
     monkeypatch.setattr(loading, "KEEP_EVAL_MB", 1)
+    val_reader = loading._EVAL_READERS[id(bundle.val)].reader
+    assert val_reader is not None and loading._same_source(bundle.val, bundle.train)
+    made: list[Any] = []
+    monkeypatch.setattr(loading, "_Reader", lambda *a: made.append(a))  # none may be made
     whole = loading.forward_split(model, bundle.train, 2, keep=True)
-    assert loading._EVAL_READERS[id(bundle.train)].reader is None  # all kept: workers go
+    assert made == []  # the train subset read through val's reader (one pool of workers)
+    assert loading._EVAL_READERS[id(bundle.train)].reader is None  # all kept: done reading
+    assert val_reader.loader is not None  # the workers it shared with val stay for val
     assert torch.equal(loading.forward_split(model, bundle.train, 2, keep=True), whole)
 
 
