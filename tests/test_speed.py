@@ -244,3 +244,29 @@ def test_average_ranks_are_scipys_rankdata(seed: int) -> None:
     if seed % 3 == 0:
         a[:5, 2] = [np.inf, -np.inf, np.inf, 0.0, -0.0]
     assert average_ranks(a).tobytes() == rankdata(a, axis=0).tobytes()
+
+
+def test_a_file_digest_is_reused_only_while_the_file_is_unchanged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One command hashes its data file once (`reuse`), and again whenever it changed; a file
+    changed within the last moments (git's "racy" case) is always hashed again."""
+    import hashlib
+
+    from mltrainer import hashing
+
+    monkeypatch.setattr(hashing, "_DIGESTS", {})
+    reads: list[Path] = []
+    real = hashing._sha256
+    monkeypatch.setattr(hashing, "_sha256", lambda p: reads.append(p) or real(p))
+    path = tmp_path / "d.bin"
+    path.write_bytes(b"abc")
+    want = hashlib.sha256(b"abc").hexdigest()
+    assert hashing.sha256_file(path, reuse=True) == hashing.sha256_file(path, reuse=True) == want
+    assert len(reads) == 2  # just written: not settled, hashed each time
+    monkeypatch.setattr(hashing, "_SETTLED_NS", 0)
+    assert [hashing.sha256_file(path, reuse=True) for _ in range(3)] == [want] * 3
+    assert len(reads) == 3  # settled: hashed once more, then reused
+    path.write_bytes(b"abcd")
+    assert hashing.sha256_file(path, reuse=True) == hashlib.sha256(b"abcd").hexdigest()
+    assert hashing.sha256_file(path) == hashlib.sha256(b"abcd").hexdigest()
+    assert len(reads) == 5  # changed: hashed again; without `reuse`: always

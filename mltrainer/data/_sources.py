@@ -135,8 +135,8 @@ class _FileSource(DataSource):
 
     def fingerprint(self, cfg: MltConfig, root: Path) -> str:
         path = self.existing_path(cfg, root)
-        try:
-            return sha256_file(path)
+        try:  # reused within the process: the staleness check, the cache key, the load
+            return sha256_file(path, reuse=True)
         except OSError as exc:
             raise DataError(f"{cfg.data.source}: cannot read {path}: {exc.strerror}") from None
 
@@ -194,7 +194,7 @@ class NpzSource(_FileSource):
                 hint="save it with numpy.savez(path, X=features, y=target)",
             ) from None
         frame, target, image_shape = frame_from_arrays(X, y, where)
-        return RawData(frame, target, sha256_file(path), image_shape)
+        return RawData(frame, target, sha256_file(path, reuse=True), image_shape)
 
 
 @register_source
