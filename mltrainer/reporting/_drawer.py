@@ -50,7 +50,8 @@ class FigureDrawer:
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _CHILD, package_parent], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+                cwd=package_parent)  # not the user's folder: no module of theirs shadows ours
         except OSError:
             self._proc = None
 
