@@ -603,3 +603,34 @@ def test_stop_before_any_search_and_bad_space_are_bad_input(diagnosed: Path, tmp
     assert code == 2 and "optimize.space.training.lrr" in result["message"]
     assert (root / ".mlt" / "state.json").read_bytes() == state_before
     assert not (root / "mlt.optimized.yaml").exists()
+
+
+def test_importances_from_the_child_are_the_in_process_ones(tmp_path: Path) -> None:
+    """fANOVA importances computed in a child (while the seeds comparison trains) are the
+    numbers the phase computes in-process, pruned and failed trials beside the complete ones."""
+    code = textwrap.dedent("""
+        import json, sys
+        import optuna
+        from mltrainer.phases.optimize.importances import BackgroundImportances
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        study = optuna.create_study(direction="maximize",
+                                    sampler=optuna.samplers.RandomSampler(seed=1))
+        for i in range(9):
+            t = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1, log=True),
+                           "width": optuna.distributions.CategoricalDistribution([8, 16, 32])})
+            state = [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL][i % 2] \\
+                if i % 4 == 3 else optuna.trial.TrialState.COMPLETE
+            value = t.params["lr"] * t.params["width"] if state.name == "COMPLETE" else None
+            study.tell(t, value, state=state)
+        child = BackgroundImportances(study, 3)
+        assert child._proc is not None and "optuna.importance" not in sys.modules
+        got = child.result()
+        from mltrainer.phases.optimize.importances import param_importances
+        print(json.dumps([got, param_importances(study, 3)]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    got, want = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got == want and set(want) == {"lr", "width"}

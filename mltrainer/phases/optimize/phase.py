@@ -131,6 +131,7 @@ def _open_search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | 
 def _search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | None
             ) -> OptimizeOutcome:
     from mltrainer.phases.optimize.compare import compare_seeds, comparison_seeds
+    from mltrainer.phases.optimize.importances import BackgroundImportances
     from mltrainer.phases.optimize.search import (
         best_record,
         run_trials,
@@ -152,6 +153,8 @@ def _search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | None
     summary["counts"] = counts(it.study)
     records = trial_records(it.study, space, base_raw)
     best = best_record(records, cfg.greater_is_better)
+    importances = BackgroundImportances(it.study, cfg.seed)  # while the seeds train
+
 
     comparison, chosen, chosen_raw = None, "baseline", base_raw
     if best is not None:
@@ -164,7 +167,7 @@ def _search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | None
         if is_optimized_better(comparison):
             chosen, chosen_raw = "optimized", best_cfg.model_dump(mode="json")
 
-    search = SearchResult(it, summary, space, records, best, comparison)
+    search = SearchResult(it, summary, space, records, best, comparison, importances.result())
     outcome = _iteration_outcome(ctx, iteration, started_at, target, findings, search, bundle)
     decided = _decide(ctx, outcome.model_dump(mode="json"), chosen, chosen_raw, space=space)
     outcome = outcome.model_copy(update=decided)
@@ -188,14 +191,13 @@ class SearchResult:
     records: list[dict[str, Any]]
     best: dict[str, Any] | None
     comparison: dict[str, Any] | None
+    importances: dict[str, float] | None  # fANOVA's, of the finished trials (importances.py)
 
 
 def _iteration_outcome(ctx: PhaseContext, iteration: int, started_at: str, target: int,
                        findings: list[dict[str, Any]], search: SearchResult, bundle: DataBundle
                        ) -> OptimizeOutcome:
     """What the search measured, before the decision about which config ships."""
-    from mltrainer.phases.optimize.search import param_importances
-
     cfg = ctx.cfg
     it, summary, space, best = search.it, search.summary, search.space, search.best
     records, comparison = search.records, search.comparison
@@ -209,7 +211,7 @@ def _iteration_outcome(ctx: PhaseContext, iteration: int, started_at: str, targe
                "elapsed_s": round(summary["elapsed_s"], 3), "counts": summary["counts"]},
         **it.info,
         space=space.to_dict(),
-        importances=param_importances(it.study, cfg.seed),
+        importances=search.importances,
         importance_evaluator=f"FanovaImportanceEvaluator(seed={cfg.seed})",
         diagnose_findings=[f["id"] for f in findings],
         trials=[{k: r[k] for k in ("number", "state", "value", "params", "run_id", "pruned_at",

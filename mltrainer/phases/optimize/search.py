@@ -196,21 +196,6 @@ def _best_value(study: optuna.Study) -> float | None:
         return None
 
 
-def param_importances(study: optuna.Study, seed: int) -> dict[str, float] | None:
-    """fANOVA importance of each parameter over the complete trials (seeded: the same study
-    gives the same numbers); None when there is too little to tell (fewer than two complete
-    trials, or no parameter that varied)."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(complete) < 2:
-        return None
-    try:
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
-        found = optuna.importance.get_param_importances(study, evaluator=evaluator)
-    except (ValueError, RuntimeError):
-        return None
-    return {name: round(float(v), 6) for name, v in found.items()} or None
-
-
 def trial_records(study: optuna.Study, space: SearchSpace, base_raw: dict[str, Any]
                   ) -> list[dict[str, Any]]:
     """Every trial of the study (all workers, all sessions), as plain data for the outcome."""
