@@ -346,7 +346,8 @@ def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: dict[int,
                                      tree=tree)
             plan_s.setdefault(name, []).append(elapsed)
             CPU.setdefault((f"{name} plan", 0), []).append(bench.cpu)
-            print(f"  {name:<10} plan ({epochs} epochs): {elapsed:6.2f} s", file=sys.stderr)
+            print(f"  {name:<10} plan ({epochs} epochs): {elapsed:6.2f} s, CPU {bench.cpu:6.2f} s",
+                  file=sys.stderr)
         for rep in range(reps[epochs]):
             order = tools[rep % len(tools):] + tools[:rep % len(tools)]
             for tool in order:
@@ -368,8 +369,8 @@ def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: dict[int,
                 CPU.setdefault((tool, epochs), []).append(bench.cpu)
                 per_epoch.setdefault((tool, epochs), []).append(statistics.median(times))
                 shutil.rmtree(out)
-                print(f"  {tool:<10} {epochs:>3} epochs  rep {rep}: {elapsed:6.2f} s",
-                      file=sys.stderr)
+                print(f"  {tool:<10} {epochs:>3} epochs  rep {rep}: {elapsed:6.2f} s, CPU "
+                      f"{bench.cpu:6.2f} s, load {os.getloadavg()[0]:.1f}", file=sys.stderr)
     return wall, per_epoch, plan_s
 
 
@@ -405,13 +406,14 @@ def optimize_job(bench: Bench, trials: int, epochs: int, reps: int) -> dict[str,
             res.setdefault(f"{name}_trials", []).append(study["ran_here"])
             shutil.rmtree(copy)
             print(f"  optimize rep {rep}: {name} {elapsed:.1f} s (search "
-                  f"{study['elapsed_s']:.1f} s)", file=sys.stderr)
+                  f"{study['elapsed_s']:.1f} s), CPU {bench.cpu:.1f} s", file=sys.stderr)
         elapsed, stdout = bench.timed([bench.python, str(script), str(trials), str(epochs),
                                        "128", "0.001"])
         res.setdefault("plain_whole_s", []).append(elapsed)
         CPU.setdefault(("plain optimize", 0), []).append(bench.cpu)
         res.setdefault("plain_search_s", []).append(last_json(stdout)["search_s"])
-        print(f"  optimize rep {rep}: plain {elapsed:.1f} s", file=sys.stderr)
+        print(f"  optimize rep {rep}: plain {elapsed:.1f} s, CPU {bench.cpu:.1f} s",
+              file=sys.stderr)
     return res
 
 
@@ -439,6 +441,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-lightning", action="store_true")
     parser.add_argument("--no-optimize", action="store_true")
+    parser.add_argument("--no-train", action="store_true", help="optimize only (no plan, "
+                        "train-baseline or floor)")
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--opt-epochs", type=int, default=10)
     parser.add_argument("--opt-reps", type=int, default=1)
@@ -462,7 +466,8 @@ def main() -> None:
     try:
         reps = {e: args.long_reps if e == args.long and e not in args.epochs else args.reps
                 for e in epochs_list}
-        wall, per_epoch, plan_s = train_jobs(bench, data, epochs_list, reps, tools)
+        wall, per_epoch, plan_s = ({}, {}, {}) if args.no_train else train_jobs(
+            bench, data, epochs_list, reps, tools)
         opt = None if args.no_optimize else optimize_job(bench, args.trials, args.opt_epochs,
                                                          args.opt_reps)
     finally:
@@ -490,15 +495,18 @@ def main() -> None:
         print(f"{label:26}" + "".join(f"{v:12.{digits}f}" for v in vals)
               + "".join(f"{v / vals[0]:15.{digits}f}x" for v in vals[1:]))
 
-    for epochs in epochs_list:
+    for epochs in [] if args.no_train else epochs_list:
         row(f"{epochs} epochs, s", [med(wall[(t, epochs)]) for t in tools])
         row(f"{epochs} epochs, CPU s", [med(CPU[(t, epochs)]) for t in tools])
     short, long = min(epochs_list), max(epochs_list)
-    if long > short:
+    if long > short and not args.no_train:
         row(f"s/epoch ({short}->{long} epochs)",
             [(med(wall[(t, long)]) - med(wall[(t, short)])) / (long - short) for t in tools], 3)
-    row(f"s/epoch in-process @{long}", [med(per_epoch[(t, long)]) for t in tools], 3)
-    for epochs in epochs_list:
+        cpu = [(med(CPU[(t, long)]) - med(CPU[(t, short)])) / (long - short) for t in tools]
+        row(f"CPU s/epoch ({short}->{long})", cpu, 3)
+    for epochs in [] if args.no_train else sorted({short, long}):
+        row(f"s/epoch in-process @{epochs}", [med(per_epoch[(t, epochs)]) for t in tools], 3)
+    for epochs in [] if args.no_train else epochs_list:
         row(f"fixed s @{epochs} (wall-epochs)",
             [med(wall[(t, epochs)]) - epochs * med(per_epoch[(t, epochs)]) for t in tools])
     for name, times in plan_s.items():
