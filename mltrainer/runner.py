@@ -231,7 +231,7 @@ def execute_phase(
         from mltrainer.data import running_phase
         from mltrainer.reporting import FigureDrawer
 
-        drawer = FigureDrawer()  # imports matplotlib in a child while the phase runs
+        drawer = FigureDrawer(once=True)  # imports matplotlib in a child meanwhile
         try:
             # the test split exists only while finalize runs
             with running_phase(name), drawer.closed_on_error():

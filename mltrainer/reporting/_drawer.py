@@ -6,7 +6,8 @@ starts `FigureDrawer` as its phase begins: the child imports `_plots` on another
 phase trains; when the state is saved it receives that state (the JSON `save_state` writes) and
 returns `phase_figures(...)` of it. The figures are the same bytes as drawn in this process
 (the same code and rc settings; the state as saved, which is what `mlt report` draws from), and
-the report is written, complete, before the command returns.
+the report is written, complete, before the command returns. A process that runs many
+phases (a test session, a notebook) starts one child, for its first phase only.
 
 Anything unusual (the child cannot start, dies, answers garbage or takes too long) returns None:
 the caller then draws in its own process, as it always did. A process that has imported
@@ -39,13 +40,20 @@ serve()
 """
 
 
+_STARTED = False  # a child was started in this process (a fresh `mlt` runs one phase)
+
+
 class FigureDrawer:
     """`figures(project, state, phase)` from the child, or None (draw them here)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, once: bool = False) -> None:
+        """`once`: only for the first phase this process runs (a test session or a notebook
+        that runs many pays matplotlib's import once, in-process, instead of once a phase)."""
+        global _STARTED
         self._proc: subprocess.Popen[bytes] | None = None
-        if "matplotlib" in sys.modules:  # the import is paid already: nothing to gain
+        if "matplotlib" in sys.modules or (once and _STARTED):  # nothing to gain
             return
+        _STARTED = True
         package_parent = str(Path(__file__).resolve().parents[2])
         try:
             self._proc = subprocess.Popen(

@@ -47,19 +47,26 @@ def param_importances(study: optuna.Study, seed: int) -> dict[str, float] | None
     return {name: round(float(v), 6) for name, v in found.items()} or None
 
 
+_STARTED = False  # a child was started in this process
+
+
 class BackgroundImportances:
-    """`param_importances(study, seed)` of the study as it is now, from a child process."""
+    """`param_importances(study, seed)` of the study as it is now, from a child process: for
+    the first search of a process only (a test session or a notebook that runs many pays the
+    import once, in-process, instead of once a search)."""
 
     def __init__(self, study: optuna.Study, seed: int) -> None:
+        global _STARTED
         self.study, self.seed = study, seed
         self._proc: subprocess.Popen[bytes] | None = None
-        if "optuna.importance" in sys.modules:  # imported already: nothing to gain
+        if "optuna.importance" in sys.modules or _STARTED:  # nothing to gain
             return
         trials = study.get_trials(deepcopy=False, states=_FINISHED)
         if sum(t.state == TrialState.COMPLETE for t in trials) < 2:
             return  # None either way, and no import to hide
         payload = pickle.dumps({"trials": trials, "seed": seed,
                                 "directions": [d.name for d in study.directions]})
+        _STARTED = True
         package_parent = str(Path(__file__).resolve().parents[3])
         try:
             self._proc = subprocess.Popen(
