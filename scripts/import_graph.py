@@ -19,8 +19,8 @@ from pathlib import Path
 
 # Lower layers never import higher ones. Units absent here are reported as "unlayered".
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundation", ["__init__", "errors", "hashing", "numbers", "stats", "stream", "project",
-                    "resources", "config", "env"]),
+    ("foundation", ["__init__", "errors", "background", "hashing", "numbers", "stats",
+                    "stream", "project", "resources", "config", "env"]),
     ("state", ["state", "workflow"]),
     ("machinery", ["data", "models", "engine", "detectors", "tracking", "runtime",
                    "exporting", "integrations", "examples"]),

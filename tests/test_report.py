@@ -271,9 +271,10 @@ def test_a_fresh_process_draws_the_same_figures_in_a_child(built: Path) -> None:
     code = (f"import sys, pickle; from pathlib import Path; root = Path({str(built)!r})\n"
             "from mltrainer.project import Project; from mltrainer.state import load_state\n"
             "from mltrainer.reporting import FigureDrawer\n"
+            "import mltrainer.background as bg; bg.spare_core = lambda: True  # load aside\n"
             "p = Project.at(root); state = load_state(p)\n"
-            "dead = FigureDrawer(); dead._proc.kill(); assert dead.figures(p, state, 'plan') "
-            "is None\n"
+            "dead = FigureDrawer(); dead._child._proc.kill()\n"
+            "assert dead.figures(p, state, 'plan') is None\n"
             "d = FigureDrawer(); assert d.started and 'matplotlib' not in sys.modules\n"
             "sys.stdout.buffer.write(pickle.dumps(d.figures(p, state, 'baseline')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)

@@ -270,3 +270,21 @@ def test_a_file_digest_is_reused_only_while_the_file_is_unchanged(
     assert hashing.sha256_file(path, reuse=True) == hashlib.sha256(b"abcd").hexdigest()
     assert hashing.sha256_file(path) == hashlib.sha256(b"abcd").hexdigest()
     assert len(reads) == 5  # changed: hashed again; without `reuse`: always
+
+
+@pytest.mark.parametrize(("cpus", "load", "spare"), [
+    (2, 0.4, True), (2, 1.4, True), (2, 1.6, False), (2, 11.0, False), (1, 0.2, False),
+    (16, 9.0, True)])
+def test_a_helper_process_starts_only_when_a_core_is_spare(
+        monkeypatch: pytest.MonkeyPatch, cpus: int, load: float, spare: bool) -> None:
+    """The report's figures and fANOVA move to a child only when it can run beside the
+    command: on a loaded machine it would only add its own imports to the work."""
+    from mltrainer import background
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert background.spare_core() is spare
+    started = background.Child.start("json")  # any module: only whether it starts matters
+    assert (started is not None) is spare
+    if started is not None:
+        started.close()

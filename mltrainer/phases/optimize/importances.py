@@ -2,34 +2,30 @@
 comparison trains.
 
 Optuna's fANOVA evaluator imports scikit-learn's forests (about 2 s of a fresh process) and
-fits one: work that needs only the finished trials. `BackgroundImportances` starts a child with
-those trials (pickled `FrozenTrial`s) when the search ends; the child puts them in an in-memory
-study and runs `param_importances` on it, the function the parent would run, with the same
-seed: fANOVA reads only the finished trials' parameters, distributions and values, in order,
-so the numbers are the same. Anything unusual with the child (it cannot start, dies, answers
-garbage or takes too long) means the parent computes them itself, as before. This module
-imports Optuna only (not the engine): the child starts without torch.
+fits one: work that needs only the finished trials. `BackgroundImportances` starts a child
+(`background.Child`, when a core is spare) with those trials (pickled `FrozenTrial`s) when the
+search ends; the child puts them in an in-memory study and runs `param_importances` on it, the
+function the parent would run, with the same seed: fANOVA reads only the finished trials'
+parameters, distributions and values, in order, so the numbers are the same. Anything unusual
+with the child (it cannot start, dies, answers garbage or takes too long) means the parent
+computes them itself, as before. This module imports Optuna only (not the engine): the child
+starts without torch.
 """
 
 from __future__ import annotations
 
 import json
 import pickle
-import subprocess
 import sys
-from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
+from mltrainer.background import Child
+
 TIMEOUT_S = 300.0
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-_CHILD = """\
-import sys
-sys.path.insert(0, sys.argv[1])
-from mltrainer.phases.optimize.importances import serve
-serve()
-"""
+_STARTED = False  # a child was started in this process
 
 
 def param_importances(study: optuna.Study, seed: int) -> dict[str, float] | None:
@@ -47,62 +43,36 @@ def param_importances(study: optuna.Study, seed: int) -> dict[str, float] | None
     return {name: round(float(v), 6) for name, v in found.items()} or None
 
 
-_STARTED = False  # a child was started in this process
-
-
 class BackgroundImportances:
-    """`param_importances(study, seed)` of the study as it is now, from a child process: for
-    the first search of a process only (a test session or a notebook that runs many pays the
-    import once, in-process, instead of once a search)."""
+    """`param_importances(study, seed)` of the study as it is now, from a child process (when
+    a core is spare; for the first search of a process only: a test session or a notebook
+    that runs many pays the import once, in-process, instead of once a search)."""
 
     def __init__(self, study: optuna.Study, seed: int) -> None:
         global _STARTED
         self.study, self.seed = study, seed
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._child: Child | None = None
         if "optuna.importance" in sys.modules or _STARTED:  # nothing to gain
             return
         trials = study.get_trials(deepcopy=False, states=_FINISHED)
         if sum(t.state == TrialState.COMPLETE for t in trials) < 2:
             return  # None either way, and no import to hide
-        payload = pickle.dumps({"trials": trials, "seed": seed,
-                                "directions": [d.name for d in study.directions]})
-        _STARTED = True
-        package_parent = str(Path(__file__).resolve().parents[3])
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-c", _CHILD, package_parent], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
-                cwd=package_parent)
-            assert self._proc.stdin is not None
-            self._proc.stdin.write(payload)
-            self._proc.stdin.close()
-        except (OSError, ValueError):
-            self._end()
+        self._child = Child.start(__name__)
+        if self._child is not None:
+            _STARTED = True
+            self._child.send(pickle.dumps({"trials": trials, "seed": seed,
+                                           "directions": [d.name for d in study.directions]}))
 
     def result(self) -> dict[str, float] | None:
-        proc = self._proc
-        if proc is not None:
+        child, self._child = self._child, None
+        out = child.receive(TIMEOUT_S) if child is not None else None
+        if out is not None:
             try:
-                out, _ = proc.communicate(timeout=TIMEOUT_S)
-                if proc.returncode == 0:
-                    self._proc = None
-                    answer = json.loads(out)
-                    return None if answer is None else {str(k): float(v)
-                                                        for k, v in answer.items()}
-            except (OSError, ValueError, AttributeError, subprocess.TimeoutExpired):
+                answer = json.loads(out)
+                return None if answer is None else {str(k): float(v) for k, v in answer.items()}
+            except (ValueError, AttributeError, TypeError):
                 pass
-            self._end()
         return param_importances(self.study, self.seed)
-
-    def _end(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-
-    def __del__(self) -> None:
-        self._end()
 
 
 def serve() -> None:
