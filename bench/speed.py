@@ -25,6 +25,7 @@ same trial budget, space (lr, weight decay, width), epochs, sampler and pruner k
     python bench/speed.py                       # 3 and 8 epochs, per-epoch at 20, optimize
     python bench/speed.py --epochs 3 --long 0 --no-optimize --reps 3
     python bench/speed.py --threads 1 --rows 200000 --keep DIR
+    python bench/speed.py --no-train --trials 8 --opt-epochs 8 --opt-reps 2   # optimize only
 
 Every process gets OMP_NUM_THREADS=--threads (default 1) so the comparison is not a race for
 the shared cores. Prints a table of medians and the ratios to the plain script.
