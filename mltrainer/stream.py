@@ -97,18 +97,30 @@ class MetricWriter:
             )
 
     def write(self, event: dict[str, Any]) -> None:
-        if event.get("type") not in EVENT_TYPES:
-            raise ValueError(
-                f"event type must be one of {EVENT_TYPES} but got {event.get('type')!r}")
-        event = {**event}
-        event.setdefault("time", time.time())
-        try:  # the common case, every float finite: strict JSON as it is, without a copy
-            line = json.dumps(event, separators=(",", ":"), allow_nan=False)
-        except (ValueError, TypeError):  # a non-finite float or a deque: spelled by encode_json
-            line = json.dumps(encode_json(event), separators=(",", ":"))
-        self._fh.write(line + "\n")
+        self.write_many([event])
+
+    def write_many(self, events: list[dict[str, Any]]) -> None:
+        """Several events in order, their lines in one write and one flush (a block of steps
+        handled together; see mltrainer.integrations). The same lines as one `write` each."""
+        lines = []
+        durable = False
+        for event in events:
+            kind = event.get("type")
+            if kind not in EVENT_TYPES:
+                raise ValueError(f"event type must be one of {EVENT_TYPES} but got {kind!r}")
+            if "time" not in event:
+                event = {**event, "time": time.time()}
+            try:  # the common case, every float finite: strict JSON as it is, without a copy
+                lines.append(json.dumps(event, separators=(",", ":"), allow_nan=False))
+            except (ValueError, TypeError):  # a non-finite float or a deque: encode_json
+                lines.append(json.dumps(encode_json(event), separators=(",", ":")))
+            durable = durable or kind in ("epoch", "end")
+        if not lines:
+            return
+        lines.append("")
+        self._fh.write("\n".join(lines))
         self._fh.flush()
-        if self._fsync and event["type"] in ("epoch", "end"):
+        if self._fsync and durable:
             os.fsync(self._fh.fileno())
 
     def step(self, *, epoch: int, step: int, loss: float, **fields: Any) -> None:

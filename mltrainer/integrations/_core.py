@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -32,11 +32,15 @@ from mltrainer.engine.checkpoint import CheckpointWriter, epoch_name, serialize,
 from mltrainer.engine.devices import peak_mem_mb
 from mltrainer.engine.inference import evaluate
 from mltrainer.engine.metrics import is_better
-from mltrainer.engine.step import layer_statistics, loss_function, per_tensor_norms
+from mltrainer.engine.step import loss_function
 from mltrainer.state import atomic_write_text
 from mltrainer.stream import MetricWriter, encode_json
 
 CHECKPOINT_FORMAT = "mlt-integration/1"
+HANDLING_SHARE = 0.01  # the step handling's target share of the step time (see RunMonitor)
+STATS_SHARE = 0.005  # the per-layer statistics' most share of the step time
+MAX_BLOCK = 32  # at most this many steps wait to be handled
+MAX_DELAY_S = 0.02  # nor for longer than this
 FINDINGS_FILE = "findings.json"
 # logged keys that are bookkeeping, not metrics (HF's evaluate adds these)
 _NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
@@ -80,45 +84,37 @@ def trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
+class LayerStats(NamedTuple):
+    """One step's per-layer gradient statistics, not read from the device yet: the names of
+    the parameters with a gradient, each gradient's L2 norm and count of non-zero entries
+    (0-d tensors from two fused `_foreach_norm` passes, the engine's arithmetic) and sizes."""
+
+    names: list[str]
+    norms: list[torch.Tensor]
+    nonzero: list[torch.Tensor]
+    sizes: list[int]
+
+    def table(self, norms: list[float], nonzero: list[float]) -> dict[str, dict[str, float]]:
+        return {name: {"grad_norm": norm, "zero_frac": 1.0 - count / size}
+                for name, norm, count, size in zip(self.names, norms, nonzero, self.sizes,
+                                                   strict=True)}
+
+
 def gradient_norms(params: list[tuple[str, nn.Parameter]], layers: bool
-                   ) -> tuple[list[str] | None, torch.Tensor | None]:
-    """The gradients' numbers as one tensor on their device, not read yet (no host sync):
-    `[global L2 norm]`, or with `layers` `[global, norm_1, zero_frac_1, norm_2, ...]` and the
-    parameter names. The engine's own arithmetic (`per_tensor_norms`, `layer_statistics`:
-    fused `_foreach_norm` passes). (None, None) when no parameter has a gradient."""
+                   ) -> tuple[list[torch.Tensor] | None, LayerStats | None]:
+    """The gradients' numbers on their device, not read yet (no host sync): the L2 norm of
+    each gradient (one fused `_foreach_norm` pass; the global norm is the L2 norm of these,
+    taken when the step is handled) and, with `layers`, the `LayerStats` (one more fused
+    pass counting non-zeros). (None, None) when no parameter has a gradient."""
     named = [(n, p.grad) for n, p in params if p.grad is not None]
     if not named:
         return None, None
     grads = [g for _, g in named]
-    norms = per_tensor_norms(grads, grads[0].device)
-    total = torch.linalg.vector_norm(norms).reshape(1)
+    norms = list(torch._foreach_norm(grads))
     if not layers:
-        return None, total
-    stats = layer_statistics(grads, norms)
-    return [n for n, _ in named], torch.cat([total, stats.reshape(-1)])
-
-
-def read_step(loss: Any, grads: tuple[list[str] | None, torch.Tensor | None]
-              ) -> tuple[float, float | None, dict[str, Any] | None]:
-    """(loss, global gradient norm, {param: {grad_norm, zero_frac}}) as Python numbers, read
-    from the device in one transfer (the engine reads its step the same way: one sync a step).
-    `loss` is a tensor (any shape with one element) or a number; `grads` from
-    `gradient_norms`."""
-    names, numbers = grads
-    if isinstance(loss, torch.Tensor):
-        loss = loss.detach().reshape(1).float()
-        if numbers is not None:
-            values = torch.cat([loss.to(numbers.device), numbers.float()]).tolist()
-        else:
-            values = loss.tolist()
-    else:
-        values = [float(loss), *(numbers.tolist() if numbers is not None else ())]
-    norm = values[1] if len(values) > 1 else None
-    table = None
-    if names is not None:
-        table = {name: {"grad_norm": values[2 + 2 * i], "zero_frac": values[3 + 2 * i]}
-                 for i, name in enumerate(names)}
-    return values[0], norm, table
+        return norms, None
+    nonzero = list(torch._foreach_norm(grads, 0))  # L0 "norm": the count of non-zeros
+    return norms, LayerStats([n for n, _ in named], norms, nonzero, [g.numel() for g in grads])
 
 
 class TrainRows:
@@ -175,13 +171,29 @@ class RunMonitor:
     `train_rows` (X, y) are the fixed training rows of each epoch event's `train` and
     `train_eval_loss` (`TrainRows`; inside an mlt run the engine's own subset).
 
-    Durability, the engine's rule: every event line is flushed to the OS as it is written (a
-    killed process loses none); after each epoch event the file is fsynced on a background
-    thread, and the checkpoint written there too (the engine's `CheckpointWriter`: the state
-    is serialised at once, the file I/O overlaps the next steps); `end` waits for both and
-    fsyncs the closed stream (a machine crash loses at most the epoch in progress). The
-    step's numbers are read from the device once per step (loss and gradient norm together),
-    as the engine does.
+    Per step, only references (`step`): the loss and the gradients' norms stay on their
+    device as the framework left them: no host sync, no JSON, no detector. The steps are
+    handled in blocks (`flush`: one device read for the block, its lines in one write, then
+    the detectors event by event, in order, exactly as the engine feeds them). A block is
+    handled when it holds `K` steps, when its first step is `max_delay_s` old, at each epoch
+    event (which comes after every step before it) and at the end. `K` adapts to what is
+    measured: the smallest block whose handling costs at most `HANDLING_SHARE` of the step
+    time, never more than `max_block` steps. So a detector's stop (a non-finite loss) reaches
+    the framework at most `max_block - 1` steps and at most `max_delay_s` plus one step after
+    the step that caused it; a step longer than `max_delay_s` is handled as it ends, and the
+    stop is immediate. `stop_step` is the step the detector fired on, `last_step` the one
+    training stopped after.
+
+    Per-layer statistics are taken every `grad_stats_every` steps, or less often when
+    measured to cost more than `STATS_SHARE` of the step (`stats_every`, a multiple of
+    `grad_stats_every`): the detectors that read them count reports, not steps.
+
+    Durability, the engine's rule (a crash loses at most the epoch in progress): the step
+    lines of a block reach the OS together; every epoch event is written with everything
+    before it and then fsynced on a background thread, and the checkpoint written there too
+    (the engine's `CheckpointWriter`: the state is serialised at once, the file I/O overlaps
+    the next steps); `end` handles what is pending, waits for both and fsyncs the closed
+    stream. A killed process loses at most the unhandled steps of the epoch in progress.
     """
 
     def __init__(self, run_dir: str | Path, *, task: str, metric: str,
@@ -190,7 +202,8 @@ class RunMonitor:
                  goal_target: float | None = None, n_val: int | None = None,
                  grad_stats_every: int = 10, checkpoints: bool = False,
                  save_final: bool = False, framework: str = "",
-                 train_rows: tuple[Any, Any] | None = None) -> None:
+                 train_rows: tuple[Any, Any] | None = None, max_block: int = MAX_BLOCK,
+                 max_delay_s: float = MAX_DELAY_S) -> None:
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be classification or regression but got {task!r}")
         if grad_stats_every < 0:
@@ -199,7 +212,22 @@ class RunMonitor:
         self.task, self.metric = task, metric
         self.greater_is_better = metric not in LOWER_IS_BETTER
         self.baseline = dict(baseline) if baseline else None
+        if max_block < 1 or max_delay_s < 0:
+            raise ValueError(f"max_block must be >= 1 and max_delay_s >= 0 but got "
+                             f"{max_block}, {max_delay_s}")
         self.grad_stats_every = grad_stats_every
+        self.stats_every = grad_stats_every  # adapted: see wants_layer_stats
+        self._next_stats = grad_stats_every
+        self.max_block, self.max_delay_s = max_block, max_delay_s
+        self.block = 1  # adapted after each handled block: see _adapt
+        self.stop_step: int | None = None
+        self._pending: list[tuple[Any, ...]] = []
+        self._first_pending = 0.0
+        self._last_record: float | None = None
+        self._step_time: float | None = None  # seconds a step, smoothed (wall clock)
+        self._fixed_cost = 0.0  # seconds a block costs whatever its size (read, write)
+        self._event_cost = 0.0  # seconds each step's event costs (encode, detectors)
+        self._stats_cost: float | None = None
         self.checkpoints = checkpoints
         self.save_final = save_final
         self.framework = framework
@@ -231,8 +259,24 @@ class RunMonitor:
         return self.stop_reason is not None
 
     def wants_layer_stats(self, step: int) -> bool:
-        """Per-layer statistics on every `grad_stats_every`-th step (1-based), as the engine."""
-        return self.grad_stats_every > 0 and step % self.grad_stats_every == 0
+        """Per-layer statistics on this step (1-based)? Every `grad_stats_every`-th step, as
+        the engine, or every `stats_every`-th when they cost more than `STATS_SHARE` of the
+        step (`note_stats_cost`)."""
+        if self.grad_stats_every <= 0 or step < self._next_stats:
+            return False
+        self._next_stats = (step // self.stats_every + 1) * self.stats_every
+        return True
+
+    def note_stats_cost(self, seconds: float) -> None:
+        """The time the per-layer statistics of one step took (the callbacks measure it):
+        `stats_every` becomes the smallest multiple of `grad_stats_every` that keeps them
+        within `STATS_SHARE` of the step time."""
+        self._stats_cost = seconds if self._stats_cost is None else (
+            0.7 * self._stats_cost + 0.3 * seconds)
+        if self._step_time and self.grad_stats_every > 0:
+            every = self._stats_cost / (STATS_SHARE * self._step_time)
+            self.stats_every = self.grad_stats_every * max(
+                1, math.ceil(every / self.grad_stats_every))
 
     # -- events -------------------------------------------------------------------------------
 
@@ -257,21 +301,101 @@ class RunMonitor:
         self._epoch_started = time.perf_counter()
         return self._emit(event)
 
-    def step(self, *, epoch: int, step: int, loss: float, lr: float | None,
-             grad_norm: float | None = None,
-             layers: Mapping[str, Any] | None = None) -> str | None:
-        """One optimisation step (`epoch` from 1, `step` from 1 over the run)."""
+    def step(self, *, epoch: int, step: int, loss: float | torch.Tensor, lr: float | None,
+             grad_norm: float | torch.Tensor | list[torch.Tensor] | None = None,
+             layers: LayerStats | Mapping[str, Any] | None = None) -> str | None:
+        """One optimisation step (`epoch` from 1, `step` from 1 over the run). `loss` and
+        `grad_norm` are numbers or tensors on any device (a list of tensors: the per-tensor
+        norms, whose L2 norm is the global one), kept as they are until the block is handled
+        (see the class docstring). Returns the stop reason once a detector has asked for a
+        stop, else None."""
         if self.stopped:
             return self.stop_reason
+        if isinstance(loss, torch.Tensor):
+            loss = loss.detach()
+            if loss.dim():
+                loss = loss.reshape(())
         self.last_step, self.last_epoch, self.last_lr = step, epoch, lr
-        self._losses.append(loss)
-        event: dict[str, Any] = {"type": "step", "epoch": epoch, "step": step, "loss": loss,
-                                 "lr": lr}
-        if grad_norm is not None:
-            event["grad_norm"] = grad_norm
-        if layers:
-            event["layers"] = dict(layers)
-        return self._emit(event)
+        now = time.perf_counter()
+        if self._last_record is not None:
+            took = now - self._last_record
+            self._step_time = took if self._step_time is None else (
+                0.8 * self._step_time + 0.2 * took)
+        self._last_record = now
+        if not self._pending:
+            self._first_pending = now
+        self._pending.append((epoch, step, loss, lr, grad_norm, layers, time.time()))
+        if len(self._pending) >= self.block or now - self._first_pending >= self.max_delay_s:
+            return self.flush()
+        return None
+
+    def flush(self) -> str | None:
+        """Handle the pending steps: one device read for all their numbers, their lines in
+        one write, the detectors on each event in order. Returns the stop reason, if any."""
+        if not self._pending or self.writer is None:
+            return self.stop_reason
+        started = time.perf_counter()
+        pending, self._pending = self._pending, []
+        tensors: list[torch.Tensor] = []
+        for _, _, loss, _, norm, layers, _ in pending:
+            if isinstance(loss, torch.Tensor):
+                tensors.append(loss)
+            if isinstance(norm, torch.Tensor):
+                tensors.append(norm.reshape(()) if norm.dim() else norm)
+            elif isinstance(norm, list):
+                tensors.extend(norm)
+            if isinstance(layers, LayerStats):
+                if layers.norms is not norm:  # HF: its own global norm, our per-layer ones
+                    tensors.extend(layers.norms)
+                tensors.extend(layers.nonzero)
+        values = iter(_read(tensors))
+        events: list[dict[str, Any]] = []
+        for epoch, step, loss, lr, norm, layers, stamp in pending:
+            if isinstance(loss, torch.Tensor):
+                loss = next(values)
+            event: dict[str, Any] = {"type": "step", "epoch": epoch, "step": step,
+                                     "loss": loss, "lr": lr}
+            norms: list[float] = []
+            norm_in = norm
+            if isinstance(norm, torch.Tensor):
+                norm = next(values)
+            elif isinstance(norm, list):
+                norms = [next(values) for _ in norm]
+                norm = math.sqrt(sum(v * v for v in norms))
+            if norm is not None:
+                event["grad_norm"] = norm
+            if isinstance(layers, LayerStats):
+                if layers.norms is not norm_in:
+                    norms = [next(values) for _ in layers.norms]
+                event["layers"] = layers.table(norms, [next(values) for _ in layers.nonzero])
+            elif layers:
+                event["layers"] = dict(layers)
+            event["time"] = stamp
+            events.append(event)
+            self._losses.append(loss)
+        read = time.perf_counter()
+        self.writer.write_many(events)
+        written = time.perf_counter()
+        for event in events:
+            reason = self.detectors.on_event(event)
+            if reason is not None and self.stop_reason is None:
+                self.stop_reason, self.stop_step = reason, event["step"]
+        self._adapt(len(events), (read - started) + (written - read) * 0.5,
+                    (time.perf_counter() - written) + (written - read) * 0.5)
+        return self.stop_reason
+
+    def _adapt(self, n: int, fixed: float, per_events: float) -> None:
+        """The next block size: the smallest with fixed / K + per-event <= HANDLING_SHARE of
+        the step time; `max_block` when the events alone cost more (then at least the fixed
+        part is amortised)."""
+        self._fixed_cost = 0.7 * self._fixed_cost + 0.3 * fixed if self._fixed_cost else fixed
+        each = per_events / n
+        self._event_cost = 0.7 * self._event_cost + 0.3 * each if self._event_cost else each
+        if not self._step_time:
+            return
+        room = HANDLING_SHARE * self._step_time - self._event_cost
+        want = self.max_block if room <= 0 else math.ceil(self._fixed_cost / room)
+        self.block = max(1, min(self.max_block, want))
 
     def epoch(self, *, epoch: int, step: int, val_loss: float | None,
               val: Mapping[str, float],
@@ -281,6 +405,7 @@ class RunMonitor:
         epoch's step losses; with `train_rows` and `model`, `train` and `train_eval_loss` are
         measured on those rows (`TrainRows`). With checkpoints on, `state_dict()` is saved
         (never non-finite weights: a diverged epoch keeps the previous best/last)."""
+        self.flush()  # every step before the epoch event, handled and written before it
         if self.stopped:
             return self.stop_reason
         fitted = (self.train_rows.measure(model)
@@ -326,6 +451,7 @@ class RunMonitor:
         if self.writer is None:
             return
         try:
+            self.flush()
             self._ckpts.wait()  # the last epoch's checkpoint is on disk (or its error raised)
             if self.save_final and state_dict is not None:
                 weights = {k: v.detach().cpu() for k, v in state_dict().items()}
@@ -333,7 +459,8 @@ class RunMonitor:
                     {"format": CHECKPOINT_FORMAT, "model": weights, "step": self.last_step}))
         finally:
             why = self.stop_reason or reason or "completed"
-            self.writer.end(reason=why, epoch=self.last_epoch, step=self.last_step)
+            fields = {} if self.stop_step is None else {"stop_step": self.stop_step}
+            self.writer.end(reason=why, epoch=self.last_epoch, step=self.last_step, **fields)
             self.writer.close()
             self.writer = None
             if self._sync is not None:
@@ -342,7 +469,8 @@ class RunMonitor:
             os.close(self._stream_fd)
             self._stream_fd = -1
         atomic_write_text(self.run_dir / FINDINGS_FILE, json.dumps(encode_json({
-            "stop_reason": self.stop_reason,
+            "stop_reason": self.stop_reason, "stop_step": self.stop_step,
+            "last_step": self.last_step,
             "findings": [f.to_dict() for f in self.findings]}), indent=2) + "\n")
 
     def _emit(self, event: dict[str, Any]) -> str | None:
@@ -351,7 +479,7 @@ class RunMonitor:
         self.writer.write(event)
         reason = self.detectors.on_event(event)
         if reason is not None and self.stop_reason is None:
-            self.stop_reason = reason
+            self.stop_reason, self.stop_step = reason, event.get("step")
         return reason
 
     # -- durability ---------------------------------------------------------------------------
@@ -368,6 +496,17 @@ class RunMonitor:
             self._sync.join()
         self._sync = threading.Thread(target=self._fsync_stream, name="mlt-stream-fsync")
         self._sync.start()
+
+
+def _read(tensors: list[torch.Tensor]) -> list[float]:
+    """The numbers of many 0-d tensors in one device read (one stack, one transfer); tensors
+    on several devices or of odd shapes are read one by one."""
+    if not tensors:
+        return []
+    try:
+        return torch.stack(tensors).float().tolist()
+    except RuntimeError:
+        return [float(t.detach().float().reshape(-1)[0]) for t in tensors]
 
 
 def _all_finite(tensors: Iterable[torch.Tensor]) -> bool:

@@ -30,6 +30,7 @@ event also carries `train` and `train_eval_loss`, measured as the engine does (s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,6 @@ from mltrainer.integrations._context import monitor_settings
 from mltrainer.integrations._core import (
     RunMonitor,
     gradient_norms,
-    read_step,
     split_logged,
     trainable,
 )
@@ -100,11 +100,15 @@ class MltCallback(Callback):
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if not self._active:
             return
-        # called before Lightning clips: the norm is the unclipped one, as the stream wants;
-        # computed here, read (with the loss) in on_train_batch_end: one device sync a step
-        layers = self.monitor.wants_layer_stats(trainer.global_step + 1)
-        self._pending = (gradient_norms(self._params, layers),
-                         float(optimizer.param_groups[0]["lr"]))
+        # called before Lightning clips: the norms are the unclipped ones, as the stream wants;
+        # kept on the device and read with the step's block (RunMonitor.flush): no sync here
+        if self.monitor.wants_layer_stats(trainer.global_step + 1):
+            started = time.perf_counter()
+            grads = gradient_norms(self._params, layers=True)
+            self.monitor.note_stats_cost(time.perf_counter() - started)
+        else:
+            grads = gradient_norms(self._params, layers=False)
+        self._pending = (grads, float(optimizer.param_groups[0]["lr"]))
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -115,11 +119,10 @@ class MltCallback(Callback):
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         # no pending numbers: a step the optimiser skipped; no loss: training_step returned None
         if self._active and self._pending is not None and loss is not None:
-            grads, lr = self._pending
-            loss, norm, table = read_step(loss, grads)
+            (norms, layers), lr = self._pending
             reason = self.monitor.step(epoch=trainer.current_epoch + 1,
                                        step=trainer.global_step, loss=loss, lr=lr,
-                                       grad_norm=norm, layers=table)
+                                       grad_norm=norms, layers=layers)
         self._pending = None
         self._stop_if(trainer, reason)
 

@@ -37,6 +37,7 @@ Inside `mlt train-baseline` (a `training.entrypoint`), `MltCallback()` takes its
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,6 @@ from mltrainer.integrations._context import monitor_settings
 from mltrainer.integrations._core import (
     RunMonitor,
     gradient_norms,
-    read_step,
     split_logged,
     trainable,
 )
@@ -104,13 +104,15 @@ class MltCallback(TrainerCallback):
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         step = state.global_step + 1
-        if (state.is_world_process_zero and self.monitor.wants_layer_stats(step)
-                and kwargs.get("model") is not None):
+        if (state.is_world_process_zero and kwargs.get("model") is not None
+                and self.monitor.wants_layer_stats(step)):
             if self._params is None:
                 self._params = trainable(kwargs["model"])
-            grads = gradient_norms(self._params, layers=True)
-            if grads[0] is not None:
-                self._layers[step] = grads  # read with the step's event, in on_log
+            started = time.perf_counter()
+            _, layers = gradient_norms(self._params, layers=True)
+            self.monitor.note_stats_cost(time.perf_counter() - started)
+            if layers is not None:
+                self._layers[step] = layers  # handed over with the step's event, in on_log
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.every_step:
@@ -122,14 +124,10 @@ class MltCallback(TrainerCallback):
             return  # eval logs and the closing summary (alike in every process)
         reason = None
         if state.is_world_process_zero:
-            layers = None
-            grads = self._layers.pop(state.global_step, None)
-            if grads is not None:
-                _, _, layers = read_step(0.0, grads)
             reason = self.monitor.step(
                 epoch=max(1, self._epoch), step=state.global_step, loss=float(logs["loss"]),
                 lr=logs.get("learning_rate"), grad_norm=_float_or_none(logs.get("grad_norm")),
-                layers=layers)
+                layers=self._layers.pop(state.global_step, None))
         self._layers.clear()
         self._stop_if(args, control, reason)
 
