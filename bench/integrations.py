@@ -8,23 +8,28 @@ alternating order in one process for several rounds, on one thread:
 - hf / hf+mlt:                `transformers.Trainer.train` (`disable_tqdm`, `report_to="none"`,
                               the default `logging_steps`), with `MltCallback` added (which
                               also makes the Trainer log every step: that cost is counted);
-- the callbacks write the stream, per-layer statistics every 10 steps, run all eight
-  detectors online; checkpoints are off in both arms (`save_checkpoints=False`) because the
-  plain scripts save none;
-- `+mlt+train` also measures the epoch events' `train`/`train_eval_loss` on the rows an mlt
-  run would use (`train_subset`: as many as val, at least 2048 or all of train - here all
-  1257 of digits' training rows): one more forward pass an epoch, which mlt's own engine
-  pays too.
+- lightning+empty:            the plain Lightning script with a callback that does nothing:
+                              what Lightning's calling one more callback's hooks costs;
+- hf+log:                     the plain HF script with a callback that only asks for a log
+                              every step: what the Trainer's own per-step log costs, apart
+                              from mlt's handling of it;
+- the callbacks write the stream, per-layer statistics (every 10 steps or, measured too
+  costly, less often), run all eight detectors online; checkpoints are off in both arms
+  (`save_checkpoints=False`) because the plain scripts save none;
+- with `--train-rows`, `+mlt+train` also measures the epoch events' `train`/`train_eval_loss`
+  on the rows an mlt run would use (`train_subset`): one more forward pass an epoch, which
+  mlt's own engine pays too.
 
-    python bench/integrations.py [--epochs 8] [--rounds 5] [--hidden 256 128]
+    python bench/integrations.py [--epochs 8] [--rounds 7] [--hidden 256 128] [--batch 64]
 
-Then one more run per framework with the callback's hooks timed from inside (the thread's CPU
-time spent in them per optimisation step): the callback's own cost without the noise of two
-separate runs (what it leaves out: the framework calling one more callback's hooks).
+`--hidden 1024 1024 --batch 512` gives a ~20 ms step (the amortisation at a realistic size).
 
 Prints the median and best CPU time (`time.process_time`; `--wall` for wall time) per step of
-each arm and the overhead ratio
-(with / without - 1) over the median and the best rounds. Target: <= 2 %.
+each arm and the overhead: the median over rounds of (with / without - 1), each round's arms
+run back to back (so a busy neighbour hits both), and the ratio of the medians. Target: <= 2 %.
+Then one more run per framework with the callback's hooks timed from inside (the thread's CPU
+time in each hook per optimisation step) and what the callback adapted to (steps per handled
+block, per-layer statistics every N steps, the measured costs).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +52,8 @@ REPO = Path(__file__).resolve().parents[1]
 # neighbours (one thread: CPU time is the work this process did). --wall switches back.
 CLOCK = time.process_time
 LAST_STEPS = [0]  # optimisation steps of the last run
+BATCH = [64]
+MADE: list[Any] = []  # the callbacks the last runs made (their monitors' adapted settings)
 sys.path.insert(0, str(REPO))
 
 
@@ -70,9 +78,22 @@ def train_rows(cfg: Any, bundle: Any) -> tuple[Any, Any]:
 def callbacks(kind: Any, cfg: Any, bundle: Any, arm: str, tmp: Path) -> list[Any]:
     if not arm:
         return []
+    if arm == "+empty":
+        from lightning.pytorch import Callback
+
+        return [Callback()]  # what any callback costs: Lightning calls every hook on it
+    if arm == "+log":
+        from transformers import TrainerCallback
+
+        class LogEveryStep(TrainerCallback):
+            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                control.should_log = True
+
+        return [LogEveryStep()]
     rows = train_rows(cfg, bundle) if arm == "+mlt+train" else None
-    return [kind(tmp / f"r{time.perf_counter_ns()}", task="classification", metric="accuracy",
+    MADE[:] = [kind(tmp / f"r{time.perf_counter_ns()}", task="classification", metric="accuracy",
                  save_checkpoints=False, train_rows=rows)]
+    return list(MADE)
 
 
 def lightning_run(cfg: Any, bundle: Any, epochs: int, arm: str, tmp: Path) -> float:
@@ -108,7 +129,7 @@ def lightning_run(cfg: Any, bundle: Any, epochs: int, arm: str, tmp: Path) -> fl
 
     torch.manual_seed(0)
     train = DataLoader(TensorDataset(torch.as_tensor(bundle.train.X),
-                                     torch.as_tensor(bundle.train.y)), batch_size=64,
+                                     torch.as_tensor(bundle.train.y)), batch_size=BATCH[0],
                        shuffle=True)
     val = DataLoader(TensorDataset(torch.as_tensor(bundle.val.X), torch.as_tensor(bundle.val.y)),
                      batch_size=len(bundle.val.y))
@@ -156,7 +177,7 @@ def hf_run(cfg: Any, bundle: Any, epochs: int, arm: str, tmp: Path) -> float:
 
     torch.manual_seed(0)
     args = TrainingArguments(
-        output_dir=str(tmp / "hf"), num_train_epochs=epochs, per_device_train_batch_size=64,
+        output_dir=str(tmp / "hf"), num_train_epochs=epochs, per_device_train_batch_size=BATCH[0],
         per_device_eval_batch_size=len(bundle.val.y), learning_rate=1e-3,
         eval_strategy="epoch", save_strategy="no", report_to="none", use_cpu=True,
         disable_tqdm=True, log_level="error")
@@ -173,8 +194,8 @@ def hf_run(cfg: Any, bundle: Any, epochs: int, arm: str, tmp: Path) -> float:
 
 
 def hook_cost(kind: Any, run: Any, cfg: Any, bundle: Any, epochs: int, tmp: Path
-              ) -> float:
-    """Thread CPU seconds per optimisation step spent inside the callback's hooks."""
+              ) -> dict[str, float]:
+    """Thread CPU seconds per optimisation step spent inside each of the callback's hooks."""
     spent: dict[str, float] = {}
     originals = {name: fn for name, fn in vars(kind).items() if name.startswith("on_")}
 
@@ -194,61 +215,84 @@ def hook_cost(kind: Any, run: Any, cfg: Any, bundle: Any, epochs: int, tmp: Path
     finally:
         for name, fn in originals.items():
             setattr(kind, name, fn)
-    return sum(spent.values()) / LAST_STEPS[0]
+    return {name: value / LAST_STEPS[0] for name, value in spent.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 128],
                         help="MLP widths: wider makes each step cost more real work")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--train-rows", action="store_true",
+                        help="also time +mlt+train (the epoch events' train metrics)")
+    parser.add_argument("--only", choices=["lightning", "hf"], help="one framework only")
     parser.add_argument("--wall", action="store_true",
                         help="time with the wall clock instead of the process's CPU time")
     args = parser.parse_args()
     global CLOCK
     if args.wall:
         CLOCK = time.perf_counter
+    BATCH[0] = args.batch
 
     import torch
 
     torch.set_num_threads(1)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
     cfg, bundle = setup(args.hidden)
     arms = {"lightning": lightning_run, "hf": hf_run}
-    kinds = ("", "+mlt", "+mlt+train")
-    times: dict[str, list[float]] = {f"{a}{k}": [] for a in arms for k in kinds}
+    if args.only:
+        arms = {args.only: arms[args.only]}
+    kinds = {name: ("", "+mlt") + (("+mlt+train",) if args.train_rows else ())
+             + (("+log",) if name == "hf" else ("+empty",)) for name in arms}
+    times: dict[str, list[float]] = {f"{a}{k}": [] for a in arms for k in kinds[a]}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for run in arms.values():  # warm-up: imports, first-call costs
-            run(cfg, bundle, 1, "+mlt+train", Path(tmp))
+            run(cfg, bundle, 1, "+mlt", Path(tmp))
         for r in range(args.rounds):
             for name, run in arms.items():
-                order = kinds if r % 2 == 0 else kinds[::-1]  # alternate which goes first
+                order = kinds[name] if r % 2 == 0 else kinds[name][::-1]  # alternate
                 for kind in order:
                     times[name + kind].append(run(cfg, bundle, args.epochs, kind, Path(tmp)))
     clock = "wall" if args.wall else "CPU"
     print(f"{clock} ms per step over {args.rounds} rounds of {args.epochs} epochs (digits, MLP "
-          f"{args.hidden}, one thread); load averages {os.getloadavg()}")
-    print(f"{'arm':<16}{'median':>10}{'best':>10}")
+          f"{args.hidden}, batch {args.batch}, one thread); load averages before "
+          f"{tuple(round(x, 2) for x in load_before)}, after "
+          f"{tuple(round(x, 2) for x in os.getloadavg())}")
+    print(f"{'arm':<20}{'median':>10}{'best':>10}")
     for key, values in times.items():
-        print(f"{key:<16}{1e3 * statistics.median(values):>10.3f}{1e3 * min(values):>10.3f}")
+        print(f"{key:<20}{1e3 * statistics.median(values):>10.3f}{1e3 * min(values):>10.3f}")
     for name in arms:
         plain = times[name]
-        for kind in kinds[1:]:
+        for kind in kinds[name][1:]:
             mlt = times[name + kind]
+            paired = statistics.median(m / p - 1 for m, p in zip(mlt, plain, strict=True))
             med = statistics.median(mlt) / statistics.median(plain) - 1
-            best = min(mlt) / min(plain) - 1
-            print(f"{name}{kind}: overhead {med:+.1%} (medians), {best:+.1%} (best rounds); "
-                  "target <= +2.0%")
+            print(f"{name}{kind}: overhead {paired:+.1%} (median of paired rounds), {med:+.1%} "
+                  "(ratio of medians); target <= +2.0%")
     from mltrainer.integrations.lightning import MltCallback as LightningCallback
     from mltrainer.integrations.transformers import MltCallback as HFCallback
 
     with tempfile.TemporaryDirectory() as tmp:
         for name, kind in (("lightning", LightningCallback), ("hf", HFCallback)):
-            inside = hook_cost(kind, arms[name], cfg, bundle, args.epochs, Path(tmp))
+            if name not in arms:
+                continue
+            hooks = hook_cost(kind, arms[name], cfg, bundle, args.epochs, Path(tmp))
+            inside = sum(hooks.values())
             share = inside / statistics.median(times[name])
+            each = ", ".join(f"{k} {1e6 * v:.0f}" for k, v in hooks.items() if v >= 0.5e-6)
             print(f"{name}+mlt: {1e6 * inside:.0f} us of CPU per step inside the callback's "
-                  f"hooks = {share:.1%} of the plain step's median")
+                  f"hooks = {share:.1%} of the plain step's median ({each})")
+            mon = MADE[0].monitor
+            print(f"  adapted: {mon.block} steps a block, per-layer statistics every "
+                  f"{mon.stats_every} steps; measured: step {1e3 * (mon._step_time or 0):.2f} "
+                  f"ms wall, a block's fixed part {1e6 * mon._fixed_cost:.0f} us, each event "
+                  f"{1e6 * mon._event_cost:.1f} us, per-layer statistics "
+                  f"{1e6 * (mon._stats_cost or 0):.0f} us")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,9 @@ from mltrainer.errors import BadInputError
 from mltrainer.numbers import decode_json, encode_json
 
 EVENT_TYPES = ("start", "step", "epoch", "end")
+# one encoder for every line (json.dumps with options builds a new one per call: twice the cost)
+_STRICT = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_SPELLED = json.JSONEncoder(separators=(",", ":"))
 class MetricWriter:
     """Append events to a metrics.jsonl file, one line each, flushed after every write.
 
@@ -111,9 +114,9 @@ class MetricWriter:
             if "time" not in event:
                 event = {**event, "time": time.time()}
             try:  # the common case, every float finite: strict JSON as it is, without a copy
-                lines.append(json.dumps(event, separators=(",", ":"), allow_nan=False))
+                lines.append(_STRICT.encode(event))
             except (ValueError, TypeError):  # a non-finite float or a deque: encode_json
-                lines.append(json.dumps(encode_json(event), separators=(",", ":")))
+                lines.append(_SPELLED.encode(encode_json(event)))
             durable = durable or kind in ("epoch", "end")
         if not lines:
             return

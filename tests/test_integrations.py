@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,43 @@ def test_monitor_stops_on_a_non_finite_loss_and_records_the_finding(tmp_path: Pa
     assert [f["id"] for f in found["findings"]] == ["nan_loss"]
     assert found["findings"][0]["onset"] == {"epoch": 1, "step": 2}
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(("max_block", "max_delay_s", "sleep_s"), [
+    (8, 10.0, 0.0),  # fast steps: handled in blocks, the stop at most max_block - 1 steps late
+    (1000, 0.01, 0.002),  # the wall-time bound: at most max_delay_s plus one step late
+    (1000, 0.005, 0.01),  # a step longer than max_delay_s: handled as it ends, stop at once
+])
+def test_a_non_finite_loss_stops_within_the_bound(tmp_path: Path, max_block: int,
+                                                  max_delay_s: float, sleep_s: float) -> None:
+    mon = RunMonitor(tmp_path, task="classification", metric="accuracy",
+                     max_block=max_block, max_delay_s=max_delay_s)
+    mon.start(steps_per_epoch=200)
+    bad, reason, step = 30, None, 0
+    for step in range(1, 201):  # the step's numbers stay tensors, as a callback hands them
+        time.sleep(sleep_s)
+        loss = torch.tensor(math.nan if step >= bad else 2.0 / step)
+        reason = mon.step(epoch=1, step=step, loss=loss, lr=0.1,
+                          grad_norm=[torch.tensor(0.3), torch.tensor(0.4)])
+        if reason is not None:
+            break
+    mon.end()
+    assert reason == "detector:nan_loss" and mon.stop_step == bad and mon.last_step == step
+    lag = mon.stop_lag
+    assert lag is not None and lag["steps"] == step - bad <= max_block - 1
+    assert lag["seconds"] < max_delay_s + lag["last_step_seconds"]
+    if sleep_s > max_delay_s:
+        assert lag["steps"] == 0
+    if max_block == 8:
+        assert mon.block == 8  # blocks were in use: the bound is not met by handling each step
+    events = read_stream(tmp_path / "metrics.jsonl")
+    steps = [e for e in events if e["type"] == "step"]
+    assert [e["step"] for e in steps] == list(range(1, step + 1))  # each step once, in order
+    assert steps[0]["grad_norm"] == pytest.approx(0.5) and steps[0]["loss"] == 2.0
+    assert events[-1] == {**events[-1], "reason": "detector:nan_loss", "step": step,
+                          "stop_step": bad}
+    found = json.loads((tmp_path / "findings.json").read_text())
+    assert found["stop_step"] == bad and found["stop_lag"]["steps"] == step - bad
 
 
 def test_monitor_needs_its_settings_outside_an_mlt_run(tmp_path: Path) -> None:
@@ -384,11 +422,20 @@ def test_callbacks_find_what_the_engine_finds(tmp_path: Path, fault: str) -> Non
         assert l_trainer.should_stop and l_cb.stopping_reason == "detector:nan_loss"
         assert h_trainer.control.should_training_stop
         assert h_cb.stopping_reason == "detector:nan_loss"
-        for folder in ("lightning", "hf"):
+        for folder, trainer_step, cb in (("lightning", l_trainer.global_step, l_cb),
+                                         ("hf", h_trainer.state.global_step, h_cb)):
             events = read_stream(tmp_path / folder / "metrics.jsonl")
             assert events[-1]["reason"] == "detector:nan_loss"
             last = events[-2]
             assert not (math.isfinite(last["loss"]) and math.isfinite(last["grad_norm"]))
+            # the stop names the first non-finite step and came within the bound (RunMonitor)
+            broke = next(e["step"] for e in events if e["type"] == "step" and not (
+                math.isfinite(e["loss"]) and math.isfinite(e["grad_norm"])))
+            mon = cb.monitor
+            assert mon.stop_step == broke == events[-1]["stop_step"]
+            assert trainer_step == mon.last_step == events[-1]["step"]
+            assert mon.stop_lag["steps"] == mon.last_step - broke <= mon.max_block - 1
+            assert mon.stop_lag["seconds"] < mon.max_delay_s + mon.stop_lag["last_step_seconds"]
     else:
         assert l_cb.stopping_reason is None and h_cb.stopping_reason is None
         for folder in ("lightning", "hf"):  # the fitted loss the detectors judge, as the engine

@@ -38,7 +38,7 @@ from mltrainer.stream import MetricWriter, encode_json
 
 CHECKPOINT_FORMAT = "mlt-integration/1"
 HANDLING_SHARE = 0.01  # the step handling's target share of the step time (see RunMonitor)
-STATS_SHARE = 0.005  # the per-layer statistics' most share of the step time
+STATS_SHARE = 0.0025  # the per-layer statistics' most share of the step time
 MAX_BLOCK = 32  # at most this many steps wait to be handled
 MAX_DELAY_S = 0.02  # nor for longer than this
 FINDINGS_FILE = "findings.json"
@@ -224,7 +224,10 @@ class RunMonitor:
         self._pending: list[tuple[Any, ...]] = []
         self._first_pending = 0.0
         self._last_record: float | None = None
-        self._step_time: float | None = None  # seconds a step, smoothed (wall clock)
+        self._prev_record = 0.0
+        self.stop_lag: dict[str, float] | None = None  # how late the stop came (see flush)
+        self._last_cpu = 0.0
+        self._step_time: float | None = None  # CPU seconds a step, smoothed
         self._fixed_cost = 0.0  # seconds a block costs whatever its size (read, write)
         self._event_cost = 0.0  # seconds each step's event costs (encode, detectors)
         self._stats_cost: float | None = None
@@ -316,15 +319,21 @@ class RunMonitor:
             if loss.dim():
                 loss = loss.reshape(())
         self.last_step, self.last_epoch, self.last_lr = step, epoch, lr
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
+        began = now if self._last_record is None else self._last_record  # this step's start
+        self._prev_record = began
         if self._last_record is not None:
-            took = now - self._last_record
+            # the step's CPU time is what the handling's share is judged against: on a busy
+            # machine wall time measures the neighbours (the delay bound stays in wall time)
+            took = cpu - self._last_cpu
             self._step_time = took if self._step_time is None else (
                 0.8 * self._step_time + 0.2 * took)
-        self._last_record = now
+        self._last_record, self._last_cpu = now, cpu
         if not self._pending:
-            self._first_pending = now
-        self._pending.append((epoch, step, loss, lr, grad_norm, layers, time.time()))
+            self._first_pending = began
+        self._pending.append((epoch, step, loss, lr, grad_norm, layers, now))
+        # the age counts from the start of the block's first step: a step longer than
+        # max_delay_s is handled as it ends
         if len(self._pending) >= self.block or now - self._first_pending >= self.max_delay_s:
             return self.flush()
         return None
@@ -334,7 +343,7 @@ class RunMonitor:
         one write, the detectors on each event in order. Returns the stop reason, if any."""
         if not self._pending or self.writer is None:
             return self.stop_reason
-        started = time.perf_counter()
+        started = time.thread_time()  # CPU time: on a busy machine wall time measures others
         pending, self._pending = self._pending, []
         tensors: list[torch.Tensor] = []
         for _, _, loss, _, norm, layers, _ in pending:
@@ -350,7 +359,8 @@ class RunMonitor:
                 tensors.extend(layers.nonzero)
         values = iter(_read(tensors))
         events: list[dict[str, Any]] = []
-        for epoch, step, loss, lr, norm, layers, stamp in pending:
+        to_wall = time.time() - time.perf_counter()
+        for epoch, step, loss, lr, norm, layers, at in pending:
             if isinstance(loss, torch.Tensor):
                 loss = next(values)
             event: dict[str, Any] = {"type": "step", "epoch": epoch, "step": step,
@@ -361,7 +371,9 @@ class RunMonitor:
                 norm = next(values)
             elif isinstance(norm, list):
                 norms = [next(values) for _ in norm]
-                norm = math.sqrt(sum(v * v for v in norms))
+                norm = math.hypot(*norms)
+                if math.isinf(norm) and any(map(math.isnan, norms)):
+                    norm = math.nan  # as torch's norm: NaN wins
             if norm is not None:
                 event["grad_norm"] = norm
             if isinstance(layers, LayerStats):
@@ -370,18 +382,24 @@ class RunMonitor:
                 event["layers"] = layers.table(norms, [next(values) for _ in layers.nonzero])
             elif layers:
                 event["layers"] = dict(layers)
-            event["time"] = stamp
+            event["time"] = at + to_wall
             events.append(event)
             self._losses.append(loss)
-        read = time.perf_counter()
+        read = time.thread_time()
         self.writer.write_many(events)
-        written = time.perf_counter()
-        for event in events:
+        written = time.thread_time()
+        for event, record in zip(events, pending, strict=True):
             reason = self.detectors.on_event(event)
             if reason is not None and self.stop_reason is None:
                 self.stop_reason, self.stop_step = reason, event["step"]
+                # the bound (class docstring): steps <= max_block - 1 and
+                # seconds < max_delay_s + last_step_seconds
+                now = self._last_record if self._last_record is not None else record[6]
+                self.stop_lag = {"steps": self.last_step - event["step"],
+                                 "seconds": now - record[6],
+                                 "last_step_seconds": now - self._prev_record}
         self._adapt(len(events), (read - started) + (written - read) * 0.5,
-                    (time.perf_counter() - written) + (written - read) * 0.5)
+                    (time.thread_time() - written) + (written - read) * 0.5)
         return self.stop_reason
 
     def _adapt(self, n: int, fixed: float, per_events: float) -> None:
@@ -406,6 +424,7 @@ class RunMonitor:
         measured on those rows (`TrainRows`). With checkpoints on, `state_dict()` is saved
         (never non-finite weights: a diverged epoch keeps the previous best/last)."""
         self.flush()  # every step before the epoch event, handled and written before it
+        self._last_record = None  # validation is no step: the next epoch's first starts anew
         if self.stopped:
             return self.stop_reason
         fitted = (self.train_rows.measure(model)
@@ -470,7 +489,7 @@ class RunMonitor:
             self._stream_fd = -1
         atomic_write_text(self.run_dir / FINDINGS_FILE, json.dumps(encode_json({
             "stop_reason": self.stop_reason, "stop_step": self.stop_step,
-            "last_step": self.last_step,
+            "last_step": self.last_step, "stop_lag": self.stop_lag,
             "findings": [f.to_dict() for f in self.findings]}), indent=2) + "\n")
 
     def _emit(self, event: dict[str, Any]) -> str | None:

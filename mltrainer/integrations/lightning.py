@@ -103,9 +103,9 @@ class MltCallback(Callback):
         # called before Lightning clips: the norms are the unclipped ones, as the stream wants;
         # kept on the device and read with the step's block (RunMonitor.flush): no sync here
         if self.monitor.wants_layer_stats(trainer.global_step + 1):
-            started = time.perf_counter()
+            started = time.thread_time()
             grads = gradient_norms(self._params, layers=True)
-            self.monitor.note_stats_cost(time.perf_counter() - started)
+            self.monitor.note_stats_cost(time.thread_time() - started)
         else:
             grads = gradient_norms(self._params, layers=False)
         self._pending = (grads, float(optimizer.param_groups[0]["lr"]))
