@@ -246,6 +246,51 @@ def test_a_changed_script_changes_the_code_fingerprint(tmp_path: Path) -> None:
     assert code_fingerprint(cfg, tmp_path) != before
 
 
+_INTERRUPTED_SCRIPT = """
+import torch
+
+from mltrainer.integrations import RunMonitor, context
+
+
+def main():
+    ctx = context()
+    mon = RunMonitor(ctx.run_dir, task=ctx.task, metric=ctx.metric, save_final=True)
+    mon.start(steps_per_epoch=2)
+    mon.step(epoch=1, step=1, loss=1.0, lr=0.1, grad_norm=1.0)
+    if ctx.max_steps is not None:  # plan's determinism probe: the same weights both times
+        mon.end("max_steps", state_dict=lambda: {"w": torch.zeros(3)})
+    else:  # the run itself: stopped by Ctrl-C, as the callbacks record it
+        mon.end("interrupted")
+"""
+
+
+def test_an_interrupted_entrypoint_run_is_not_offered_resume(tmp_path: Path) -> None:
+    """mlt's own loop continues with --resume; a script's cannot: the message says to run
+    train-baseline again and keeps the run folder."""
+    import yaml
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+    from mltrainer.errors import InterruptedRunError
+
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "user_train.py").write_text(_INTERRUPTED_SCRIPT)
+    (root / "mlt.yaml").write_text(yaml.safe_dump({
+        "name": "x", "task": "classification", "data": {"source": "sklearn:iris"},
+        "goal": {"metric": "accuracy", "target": 0.9},
+        "training": {"entrypoint": "python:user_train:main"}}))
+    assert _mlt(root, "plan")["gate"]["passed"]
+    res = CliRunner().invoke(cli, ["train-baseline", "-C", str(root)])
+    assert res.exit_code == InterruptedRunError.exit_code, res.output
+    assert "training interrupted at epoch 1 (step 1); the run so far is kept in runs/" in (
+        res.output)
+    assert "a training.entrypoint run starts afresh" in res.output
+    assert "--resume`" not in res.output  # mlt's loop's hint: `mlt train-baseline --resume`
+    run = next((root / "runs").iterdir())
+    assert read_stream(run / "metrics.jsonl")[-1]["reason"] == "interrupted"
+
+
 # -- the same findings as mlt's own engine on injected faults ---------------------------------
 
 FAULTS = {
@@ -443,6 +488,85 @@ def test_callbacks_find_what_the_engine_finds(tmp_path: Path, fault: str) -> Non
                       if e["type"] == "epoch"]
             assert epochs and all(math.isfinite(e["train_eval_loss"])
                                   and e["train"].keys() >= e["val"].keys() for e in epochs)
+
+
+_KILLED_SCRIPT = """
+import os, signal, sys
+
+from mltrainer.engine.entrypoint import frameworks_importable
+
+frameworks_importable()
+import lightning as L
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from mltrainer.integrations.lightning import MltCallback
+
+X, y = load_digits(return_X_y=True)
+X = torch.as_tensor(X, dtype=torch.float32) / 16
+y = torch.as_tensor(y)
+KILL_AT = int(sys.argv[2])
+
+
+class Module(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+    def training_step(self, batch, idx):
+        if self.global_step == KILL_AT:  # a crash: no hook, no finally, nothing runs after
+            os.kill(os.getpid(), signal.SIGKILL)
+        return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+    def validation_step(self, batch, idx):
+        logits = self.net(batch[0])
+        self.log("val_loss", nn.functional.cross_entropy(logits, batch[1]))
+        self.log("val_accuracy", (logits.argmax(1) == batch[1]).double().mean())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+torch.manual_seed(0)
+L.Trainer(max_epochs=5, accelerator="cpu", logger=False, enable_checkpointing=False,
+          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+          callbacks=[MltCallback(sys.argv[1], task="classification", metric="accuracy",
+                                 save_checkpoints=True)]).fit(
+    Module(), DataLoader(TensorDataset(X[:1280], y[:1280]), batch_size=64),
+    DataLoader(TensorDataset(X[1280:], y[1280:]), batch_size=517))
+"""
+
+
+def test_kill_9_in_a_callback_run_loses_at_most_the_epoch_in_progress(tmp_path: Path) -> None:
+    """The engine's crash rule for the callbacks' blocks of steps: killed 5 steps into epoch
+    3, the stream holds every step and the event of epochs 1 and 2, in order, and epoch 1's
+    checkpoint is whole; only epoch 3's steps may be missing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "killed.py"
+    script.write_text(_KILLED_SCRIPT)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", ""))
+        if p)}
+    proc = subprocess.run([sys.executable, str(script), str(run_dir), "45"], env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    events = read_stream(run_dir / "metrics.jsonl")
+    assert "end" not in {e["type"] for e in events}
+    steps = [e["step"] for e in events if e["type"] == "step"]
+    assert steps[:40] == list(range(1, 41)) and set(steps[40:]) <= set(range(41, 46))
+    epochs = [e for e in events if e["type"] == "epoch"]
+    assert [(e["epoch"], e["step"]) for e in epochs] == [(1, 20), (2, 40)]
+    assert [e["type"] for e in events].index("epoch") == 1 + 20  # after its 20 steps
+    first = torch.load(run_dir / "checkpoints" / "epoch-001.pt", weights_only=True)
+    assert first["epoch"] == 1 and set(first["model"]) == {
+        "net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"}
 
 
 # -- entrypoint projects through all five phases ------------------------------------------------
