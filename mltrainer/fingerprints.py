@@ -38,6 +38,19 @@ def code_fingerprint(cfg: MltConfig, root: Path) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
+def probe_inputs(cfg: MltConfig, rows: str | None, root: Path,
+                 environment: dict[str, str]) -> str:
+    """What a determinism probe's result depends on, as one sha256: the config it trains
+    (seed, task, data, model, training), the fingerprint of the rows it trains on, the code
+    (`code_fingerprint`) and the environment (python, torch, device). Two probes with equal
+    inputs are the same experiment: finalize reuses plan's instead of running it again."""
+    from mltrainer.config import sha256_json
+
+    view = cfg.model_dump(mode="json", include={"seed", "task", "data", "model", "training"})
+    return sha256_json({"config": view, "rows": rows, "code": code_fingerprint(cfg, root),
+                        "environment": environment})
+
+
 def current_fingerprints(project: Project, cfg: MltConfig) -> dict[str, dict[str, str]]:
     from mltrainer.data import source_fingerprint
 

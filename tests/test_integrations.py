@@ -621,6 +621,12 @@ def test_example_script_through_all_five_phases(tmp_path: Path, example: str) ->
     auto = {k: v for k, v in items.items() if v != "pending"}
     assert set(auto.values()) == {"pass"}, auto
     assert final["test"]["metrics"]["accuracy"] >= 0.85
+    # not retrained: the shipped weights come from a run of a config plan probed already, or
+    # finalize probes it itself (two more runs of the script)
+    same = final["chosen"]["source"] == "baseline"
+    assert final["determinism"].get("reused_from") == ("plan" if same else None), (
+        final["chosen"]["source"], final["determinism"])
+    assert final["determinism"]["identical"]
     assert {e["format"] for e in final["exports"]} == {"onnx", "torchscript", "pt2"}
 
 

@@ -18,6 +18,16 @@ from mltrainer.engine.seeding import deterministic_mode, nondeterministic_op_err
 from mltrainer.engine.step import build_training
 
 
+def probe_environment(cfg: MltConfig) -> dict[str, str]:
+    """The environment a probe's result depends on (see `fingerprints.probe_inputs`)."""
+    import platform
+
+    from mltrainer.engine.devices import resolve_device
+
+    device = "cpu" if cfg.training.entrypoint else str(resolve_device(cfg.training))
+    return {"python": platform.python_version(), "torch": torch.__version__, "device": device}
+
+
 def _train_steps(cfg: MltConfig, bundle: Any, steps: int, root: Path | None,
                  dist: Any = None) -> dict[str, torch.Tensor]:
     parts = build_training(cfg, bundle, root, dist=dist)

@@ -7,11 +7,13 @@
     trainer.fit(model, train_loader, val_loader)
 
 Each optimisation step becomes a step event (the loss `training_step` returned, the lr, the
-global gradient norm before clipping and, every `grad_stats_every` steps, per-layer statistics,
-all read in `on_before_optimizer_step`); each epoch an epoch event with the values the module
-logged as `val_loss` and `val_<metric>` (`val_prefix`). The detectors run on every event; when
-one that stops training fires (a non-finite loss: `nan_loss`), the callback sets
-`trainer.should_stop`, records `stopping_reason` ("detector:nan_loss") and
+global gradient norm before clipping, taken in `on_before_optimizer_step`, and every
+`grad_stats_every` steps per-layer statistics); the numbers stay on the device until the
+monitor handles a block of steps (`RunMonitor`: no sync per step, a detector's stop at most
+`max_block - 1` steps and `max_delay_s` plus one step late); each epoch an epoch event with
+the values the module logged as `val_loss` and `val_<metric>` (`val_prefix`). The detectors
+run on every event; when one that stops training fires (a non-finite loss: `nan_loss`), the
+callback sets `trainer.should_stop`, records `stopping_reason` ("detector:nan_loss") and
 `stopping_reason_message` (the finding), as Lightning's `EarlyStopping` does, and the findings
 go to `findings.json` beside `metrics.jsonl`.
 

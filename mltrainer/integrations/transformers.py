@@ -7,10 +7,13 @@
                       compute_metrics=..., callbacks=[MltCallback("runs/my-run",
                       task="classification", metric="accuracy")])
 
-The Trainer hands callbacks its loss and pre-clipping gradient norm only through `on_log`, so
-the callback asks for a log on every optimisation step (`control.should_log` in `on_step_end`;
-`every_step=False` keeps your `logging_steps` instead) and writes each as a step event (loss,
-learning_rate, grad_norm). Every `grad_stats_every` steps it adds per-layer statistics, read in
+The Trainer hands callbacks its loss and pre-clipping gradient norm only through `on_log` (the
+norm is a local of its training loop; the other hooks receive the model, optimiser, scheduler
+and loaders, and `on_pre_optimizer_step` comes after clipping), so the callback asks for a log
+on every optimisation step (`control.should_log` in `on_step_end`; `every_step=False` keeps
+your `logging_steps` instead, and the loss is then the Trainer's average since the last log)
+and records each as a step event (loss, learning_rate, grad_norm), handled in blocks as in
+`RunMonitor`. Every `grad_stats_every` steps it adds per-layer statistics, read in
 `on_pre_optimizer_step` (after the Trainer clipped: the per-layer norms are the clipped ones,
 the zero fractions are exact). Each evaluation (`eval_strategy="epoch"`) becomes the epoch's
 event, with `eval_loss` and `eval_<metric>` from your `compute_metrics` (`val_prefix`).

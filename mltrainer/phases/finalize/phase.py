@@ -200,7 +200,8 @@ def _ship(ctx: PhaseContext, prod: Production) -> FinalizeOutcome:
     train_cfg, train_data, reused = prod.train_cfg, prod.train_data, prod.reused
     project, task = ctx.project, bundle.spec.task
     run = record["run"]
-    determinism = probe_determinism(ctx, train_cfg, train_data)
+    determinism = probe_determinism(ctx, train_cfg, train_data,
+                                    retrained=bool(run.get("retrained")))
     scale = bundle.spec.target_scale  # standardised regression targets: inverted in the graph
     val_out = np.asarray(predict(model, bundle.val.X, target_scale=scale), dtype=np.float64)
     is_items = items.is_items(bundle)  # image folders, text, Datasets: items.py's parts

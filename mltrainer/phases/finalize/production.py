@@ -279,10 +279,37 @@ def reload_recorded_model(ctx: PhaseContext, record: dict[str, Any], cfg: MltCon
     return model if weights_sha256(model) == record["run"].get("weights_sha256") else None
 
 
-def probe_determinism(ctx: PhaseContext, cfg: MltConfig, bundle: Any) -> dict[str, Any]:
+def _plan_probe_with_same_inputs(ctx: PhaseContext, cfg: MltConfig, bundle: Any
+                                 ) -> dict[str, Any] | None:
+    """Plan's probe record when it was the same experiment (`fingerprints.probe_inputs`: the
+    config, rows, code and environment are equal; the production model was not retrained on
+    other rows or for other epochs) over at least PROBE_STEPS steps and passed: running it
+    again would prove nothing new (for a training.entrypoint, two more subprocesses)."""
+    from mltrainer.engine.probe import probe_environment
+    from mltrainer.fingerprints import probe_inputs
+    from mltrainer.phases.plan.outcome import PlanOutcome
+
+    plan = PlanOutcome.recorded(ctx.state)
+    probe = dict(plan.determinism) if plan is not None else {}
+    if not (probe.get("inputs") and probe.get("identical") and probe.get("verified", True)
+            and int(probe.get("steps") or 0) >= PROBE_STEPS):
+        return None
+    fingerprints = getattr(bundle, "fingerprints", None) or {}
+    if probe["inputs"] != probe_inputs(cfg, fingerprints.get("train"), ctx.project.root,
+                                       probe_environment(cfg)):
+        return None
+    return {**probe, "reused_from": "plan",
+            "note": "plan's probe trained the same config on the same rows with the same code "
+                    "and environment; its result stands for this model"}
+
+
+def probe_determinism(ctx: PhaseContext, cfg: MltConfig, bundle: Any, *,
+                      retrained: bool = True) -> dict[str, Any]:
     """Train PROBE_STEPS steps twice from the seed through the engine's own step: identical?
     Under `mlt finalize --nproc N` also twice in N processes on the same rows, as production
-    trained (as `mlt plan --nproc N` probes)."""
+    trained (as `mlt plan --nproc N` probes). A model that was not retrained (`finalize.retrain:
+    false`) reuses plan's probe when that was the same experiment (see
+    `_plan_probe_with_same_inputs`)."""
     import tempfile
 
     from mltrainer.engine import determinism_probe
@@ -291,8 +318,11 @@ def probe_determinism(ctx: PhaseContext, cfg: MltConfig, bundle: Any) -> dict[st
     from mltrainer.phases.finalize import items
 
     root = ctx.project.root
-    probe = determinism_probe(cfg, bundle, steps=PROBE_STEPS, root=root)
     launch = Launch.from_options(ctx.options)
+    earlier = None if retrained else _plan_probe_with_same_inputs(ctx, cfg, bundle)
+    if earlier is not None and not launch.is_distributed:
+        return earlier
+    probe = determinism_probe(cfg, bundle, steps=PROBE_STEPS, root=root)
     if launch.is_distributed and not items.is_items(bundle):
         with tempfile.TemporaryDirectory(prefix="probe-", dir=ctx.project.mlt_dir) as tmp:
             probe["distributed"] = distributed_probe(cfg, PROBE_STEPS, root, launch, Path(tmp),

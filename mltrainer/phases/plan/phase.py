@@ -20,8 +20,9 @@ def run(ctx: PhaseContext) -> PlanOutcome:
     from mltrainer.data import cache_prepared, prepare_data, trivial_baseline
     from mltrainer.engine import determinism_probe, seed_everything, set_deterministic
     from mltrainer.engine.launch import Launch
-    from mltrainer.engine.probe import distributed_probe
+    from mltrainer.engine.probe import distributed_probe, probe_environment
     from mltrainer.env import capture_environment
+    from mltrainer.fingerprints import probe_inputs
 
     cfg, project = ctx.cfg, ctx.project
     launch = Launch.from_options(ctx.options, cfg)  # bad --nproc for this project: exit 2 now
@@ -40,6 +41,8 @@ def run(ctx: PhaseContext) -> PlanOutcome:
 
     baseline = trivial_baseline(bundle, cfg.goal.metric)
     probe = determinism_probe(cfg, bundle, steps=DETERMINISM_STEPS, root=project.root)
+    probe["inputs"] = probe_inputs(cfg, bundle.fingerprints.get("train"), project.root,
+                                   probe_environment(cfg))  # finalize may reuse it
     if launch.is_distributed:  # `mlt plan --nproc N`: the same probe under torchrun, twice
         with tempfile.TemporaryDirectory(prefix="probe-", dir=project.mlt_dir) as tmp:
             probe["distributed"] = distributed_probe(cfg, DETERMINISM_STEPS, project.root,
