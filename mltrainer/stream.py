@@ -23,7 +23,9 @@ Events (fields may be added; readers ignore what they do not know):
      "train": {"<metric>": float, ...} | absent,   # every metric of the task on training rows,
      "train_eval_loss": float | absent,       #   and their loss, in eval mode at the epoch's end
      "lr": float, "wall_time": float (seconds for the epoch), "peak_mem_mb": float, "time": float}
-    {"type": "end", "reason": str, "epoch": int, "step": int, "time": float}
+    {"type": "end", "reason": str, "epoch": int, "step": int,
+     "stop_step": int | absent,               # the step a detector stopped training for
+     "time": float}
 
 `train` and `train_eval_loss` are measured like `val` and `val_loss` (same model, same moment,
 eval mode) on a fixed subset of the training rows (mlt's engine: as many rows as val, at least
@@ -35,6 +37,10 @@ Regression losses (`loss`, `train_loss`, `val_loss`, `train_eval_loss` and the b
 loop; `data.standardize_target`, the default) on (y - mean) / std, i.e. the raw-unit MSE
 divided by std**2; without it on raw targets. Metrics (`val`, `train`, the baseline's
 `<metric>`) are always in the target's units.
+
+Durability: a crash loses at most the steps of the epoch in progress. Every epoch event is
+written after all the steps before it; mlt's loop writes each step's line as the step ends,
+the callbacks of `mltrainer.integrations` in blocks of steps (`MetricWriter.write_many`).
 
 `epoch` counts from 1 (the first epoch is 1); `step` counts optimisation steps from 1 over the
 whole run. Non-finite floats are written as the strings "nan", "inf", "-inf" so the file stays
