@@ -106,13 +106,14 @@ def gradient_norms(params: list[tuple[str, nn.Parameter]], layers: bool
     each gradient (one fused `_foreach_norm` pass; the global norm is the L2 norm of these,
     taken when the step is handled) and, with `layers`, the `LayerStats` (one more fused
     pass counting non-zeros). (None, None) when no parameter has a gradient."""
+    if not layers:  # the common step: no names needed
+        grads = [p.grad for _, p in params if p.grad is not None]
+        return (list(torch._foreach_norm(grads)), None) if grads else (None, None)
     named = [(n, p.grad) for n, p in params if p.grad is not None]
     if not named:
         return None, None
     grads = [g for _, g in named]
     norms = list(torch._foreach_norm(grads))
-    if not layers:
-        return norms, None
     nonzero = list(torch._foreach_norm(grads, 0))  # L0 "norm": the count of non-zeros
     return norms, LayerStats([n for n, _ in named], norms, nonzero, [g.numel() for g in grads])
 

@@ -37,6 +37,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from mltrainer.engine.entrypoint import frameworks_importable
 from mltrainer.integrations._context import monitor_settings
 from mltrainer.integrations._core import (
@@ -114,17 +116,18 @@ class MltCallback(Callback):
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if trainer.global_step == self._seen_step:
+        step = trainer.global_step
+        if step == self._seen_step:
             return  # an accumulation micro-batch (alike in every process)
-        self._seen_step = trainer.global_step
+        self._seen_step = step
         reason = None
-        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        loss = (outputs if isinstance(outputs, Tensor) else
+                outputs.get("loss") if isinstance(outputs, Mapping) else outputs)
         # no pending numbers: a step the optimiser skipped; no loss: training_step returned None
         if self._active and self._pending is not None and loss is not None:
             (norms, layers), lr = self._pending
-            reason = self.monitor.step(epoch=trainer.current_epoch + 1,
-                                       step=trainer.global_step, loss=loss, lr=lr,
-                                       grad_norm=norms, layers=layers)
+            reason = self.monitor.step(epoch=trainer.current_epoch + 1, step=step, loss=loss,
+                                       lr=lr, grad_norm=norms, layers=layers)
         self._pending = None
         self._stop_if(trainer, reason)
 
