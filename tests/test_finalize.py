@@ -293,6 +293,10 @@ def test_new_config_evaluates_again_only_with_a_reason_and_voids_signoffs(
     assert code == 3, err
     new = state_outcome(digits_copy)
     assert new["reused_test_result"] is False and new["run"]["retrained"] is False
+    # the shipped checkpoint's config, rows, code and environment are the ones plan probed:
+    # plan's result stands (retrained on train+val, `old` was probed afresh)
+    assert new["determinism"]["reused_from"] == "plan" and new["determinism"]["identical"]
+    assert "reused_from" not in old["determinism"] and old["determinism"]["identical"]
     evaluations = audit_events(digits_copy, "test_evaluation")
     assert len(evaluations) == 2 and evaluations[0]["key"] != evaluations[1]["key"]
     assert audit_events(digits_copy, "test_reevaluation_requested")[0]["reason"] == why

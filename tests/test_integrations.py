@@ -697,3 +697,29 @@ def test_plan_refuses_several_processes_for_an_entrypoint_before_anything_runs(
     assert res.exit_code == 2, res.output
     assert "--nproc/--nnodes cannot run training.entrypoint python:user_train:main" in res.output
     assert tree() == before
+
+
+@pytest.mark.parametrize("change", [None, "finalize", "training", "rows", "code", "torch"])
+def test_probe_inputs_name_what_a_determinism_probe_depends_on(tmp_path: Path,
+                                                              change: str | None) -> None:
+    """finalize reuses plan's probe only when these are equal (a finalize-only edit is not a
+    change to what was probed)."""
+    from mltrainer.fingerprints import probe_inputs
+
+    (tmp_path / "user_train.py").write_text("def main():\n    pass\n")
+    raw = {"name": "x", "task": "classification", "data": {"source": "sklearn:iris"},
+           "goal": {"metric": "accuracy", "target": 0.9},
+           "training": {"entrypoint": "python:user_train:main", "lr": 0.01}}
+    env = {"python": "3.11.7", "torch": "2.13.0", "device": "cpu"}
+    before = probe_inputs(parse_config(raw), "rows-1", tmp_path, env)
+    rows = "rows-2" if change == "rows" else "rows-1"
+    if change == "finalize":
+        raw["finalize"] = {"retrain": False}
+    elif change == "training":
+        raw["training"]["lr"] = 0.02
+    elif change == "code":
+        (tmp_path / "user_train.py").write_text("def main():\n    return 1\n")
+    elif change == "torch":
+        env = {**env, "torch": "2.14.0"}
+    after = probe_inputs(parse_config(raw), rows, tmp_path, env)
+    assert (after == before) == (change in (None, "finalize"))
