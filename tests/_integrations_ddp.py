@@ -1,7 +1,8 @@
 """What each of two processes does in tests/test_integrations.py's stop-broadcast test, started
 by torchrun (gloo, CPU): process 0's loss turns NaN at step 3 (Lightning, then Hugging Face);
-its detector's stop must reach process 1, so both stop at step 3 (without the broadcast process 1
-trains on and waits forever in the next gradient all-reduce). Writes rank<N>.json to argv[1]."""
+its detector's stop (for step 3, handled with its block of steps) must reach process 1, so both
+stop at the same step (without the broadcast process 1 trains on and waits forever in the next
+gradient all-reduce). Writes rank<N>.json to argv[1]."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def lightning_run() -> dict:
                         enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(Module(), DataLoader(TensorDataset(X, Y), batch_size=8))
-    return {"step": trainer.global_step, "reason": cb.stopping_reason}
+    return {"step": trainer.global_step, "reason": cb.stopping_reason,
+            "stop_step": cb.monitor.stop_step, "max_block": cb.monitor.max_block}
 
 
 def hf_run() -> dict:
@@ -87,7 +89,8 @@ def hf_run() -> dict:
                              logging_nan_inf_filter=False, max_grad_norm=0.0)
     trainer = Trainer(model=Model(), args=args, train_dataset=Rows(), callbacks=[cb])
     trainer.train()
-    return {"step": trainer.state.global_step, "reason": cb.stopping_reason}
+    return {"step": trainer.state.global_step, "reason": cb.stopping_reason,
+            "stop_step": cb.monitor.stop_step, "max_block": cb.monitor.max_block}
 
 
 result = {"hf": hf_run(), "lightning": lightning_run()}
