@@ -21,6 +21,10 @@ alternating order in one process for several rounds, on one thread:
   mlt's own engine pays too.
 
     python bench/integrations.py [--epochs 8] [--rounds 7] [--hidden 256 128] [--batch 64]
+                                 [--before REV]
+
+`--before main` adds "+before" arms: the callbacks as they are at that git revision, in the
+same run, alternating with the others (before and after side by side).
 
 `--hidden 1024 1024 --batch 512` gives a ~20 ms step (the amortisation at a realistic size).
 
@@ -75,9 +79,37 @@ def train_rows(cfg: Any, bundle: Any) -> tuple[Any, Any]:
     return bundle.train.X[rows], bundle.train.y[rows]
 
 
+BEFORE: dict[str, Any] = {}  # framework -> MltCallback of --before REV
+
+
+def load_before(rev: str, tmp: Path) -> None:
+    """The callbacks as they were at git revision `rev` (their three files, importing the rest
+    of mltrainer from this checkout), as the "+before" arms: old and new in one run."""
+    import importlib
+    import subprocess
+
+    package = tmp / "mlt_before"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("_core", "lightning", "transformers"):
+        source = subprocess.run(["git", "-C", str(REPO), "show",
+                                 f"{rev}:mltrainer/integrations/{name}.py"],
+                                capture_output=True, text=True, check=True).stdout
+        source = source.replace("from mltrainer.integrations._core import",
+                                "from mlt_before._core import")
+        (package / f"{name}.py").write_text(source)
+    sys.path.insert(0, str(tmp))
+    BEFORE["lightning"] = importlib.import_module("mlt_before.lightning").MltCallback
+    BEFORE["hf"] = importlib.import_module("mlt_before.transformers").MltCallback
+
+
 def callbacks(kind: Any, cfg: Any, bundle: Any, arm: str, tmp: Path) -> list[Any]:
     if not arm:
         return []
+    if arm == "+before":
+        return [BEFORE["lightning" if "lightning" in kind.__module__ else "hf"](
+            tmp / f"b{time.perf_counter_ns()}", task="classification", metric="accuracy",
+            save_checkpoints=False, train_rows=None)]
     if arm == "+empty":
         from lightning.pytorch import Callback
 
@@ -228,6 +260,8 @@ def main() -> None:
     parser.add_argument("--train-rows", action="store_true",
                         help="also time +mlt+train (the epoch events' train metrics)")
     parser.add_argument("--only", choices=["lightning", "hf"], help="one framework only")
+    parser.add_argument("--before", metavar="REV",
+                        help="also time the callbacks of git revision REV (+before arms)")
     parser.add_argument("--wall", action="store_true",
                         help="time with the wall clock instead of the process's CPU time")
     args = parser.parse_args()
@@ -246,11 +280,16 @@ def main() -> None:
     arms = {"lightning": lightning_run, "hf": hf_run}
     if args.only:
         arms = {args.only: arms[args.only]}
-    kinds = {name: ("", "+mlt") + (("+mlt+train",) if args.train_rows else ())
+    kinds = {name: ("", "+mlt") + (("+before",) if args.before else ())
+             + (("+mlt+train",) if args.train_rows else ())
              + (("+log",) if name == "hf" else ("+empty",)) for name in arms}
     times: dict[str, list[float]] = {f"{a}{k}": [] for a in arms for k in kinds[a]}
-    load_before = os.getloadavg()
+    load_at_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.before:
+            load_before_dir = Path(tmp) / "before"
+            load_before_dir.mkdir()
+            load_before(args.before, load_before_dir)
         for run in arms.values():  # warm-up: imports, first-call costs
             run(cfg, bundle, 1, "+mlt", Path(tmp))
         for r in range(args.rounds):
@@ -261,7 +300,7 @@ def main() -> None:
     clock = "wall" if args.wall else "CPU"
     print(f"{clock} ms per step over {args.rounds} rounds of {args.epochs} epochs (digits, MLP "
           f"{args.hidden}, batch {args.batch}, one thread); load averages before "
-          f"{tuple(round(x, 2) for x in load_before)}, after "
+          f"{tuple(round(x, 2) for x in load_at_start)}, after "
           f"{tuple(round(x, 2) for x in os.getloadavg())}")
     print(f"{'arm':<20}{'median':>10}{'best':>10}")
     for key, values in times.items():
