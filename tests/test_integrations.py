@@ -44,19 +44,21 @@ def _weights(value: float) -> dict[str, torch.Tensor]:
     return {"w": torch.full((2,), value)}
 
 
-@pytest.mark.parametrize(("vals", "metric", "best"), [
-    ([0.5, 0.7, 0.6], "accuracy", 2),
-    ([3.0, 2.0, 2.5], "rmse", 2),
-    ([0.5, math.nan, 0.6], "accuracy", 3),
+@pytest.mark.parametrize(("vals", "metric", "best", "losses"), [
+    ([0.5, 0.7, 0.6], "accuracy", 2, [1.0, 1.0, 1.0]),
+    ([3.0, 2.0, 2.5], "rmse", 2, [1.0, 1.0, 1.0]),
+    ([0.5, math.nan, 0.6], "accuracy", 3, [1.0, 1.0, 1.0]),
+    ([0.9, 1.0, 1.0], "accuracy", 3, [0.5, 0.4, 0.1]),  # a tie: the lower val loss, as the engine
+    ([0.9, 1.0, 1.0], "accuracy", 2, [0.5, 0.1, 0.4]),
 ])
 def test_monitor_keeps_the_best_checkpoint(tmp_path: Path, vals: list[float], metric: str,
-                                           best: int) -> None:
+                                           best: int, losses: list[float]) -> None:
     task = "regression" if metric == "rmse" else "classification"
     mon = RunMonitor(tmp_path, task=task, metric=metric, checkpoints=True)
     mon.start(steps_per_epoch=1)
-    for epoch, value in enumerate(vals, start=1):
+    for epoch, (value, loss) in enumerate(zip(vals, losses, strict=True), start=1):
         mon.step(epoch=epoch, step=epoch, loss=1.0, lr=0.1, grad_norm=1.0)
-        mon.epoch(epoch=epoch, step=epoch, val_loss=1.0, val={metric: value},
+        mon.epoch(epoch=epoch, step=epoch, val_loss=loss, val={metric: value},
                   state_dict=lambda e=epoch: _weights(float(e)))
     mon.end()
     saved = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)

@@ -31,7 +31,7 @@ from mltrainer.detectors import DetectorContext, DetectorSubscriber, Finding, bu
 from mltrainer.engine.checkpoint import CheckpointWriter, epoch_name, serialize, write_atomic
 from mltrainer.engine.devices import peak_mem_mb
 from mltrainer.engine.inference import evaluate
-from mltrainer.engine.metrics import is_better
+from mltrainer.engine.metrics import improves
 from mltrainer.engine.step import loss_function
 from mltrainer.state import atomic_write_text
 from mltrainer.stream import MetricWriter, encode_json
@@ -247,6 +247,7 @@ class RunMonitor:
         self._sync: threading.Thread | None = None
         self.stop_reason: str | None = None
         self.best_metric: float | None = None
+        self.best_loss: float | None = None
         self.best_epoch = 0
         self.last_step = 0
         self.last_epoch = 0
@@ -433,8 +434,9 @@ class RunMonitor:
         train_loss = sum(self._losses) / len(self._losses) if self._losses else math.nan
         self._losses = []
         value = val.get(self.metric)
-        improved = value is not None and is_better(value, self.best_metric,
-                                                   self.greater_is_better)
+        # the engine's rule: the goal metric decides, a tie goes to the lower val loss
+        improved = value is not None and improves(value, val_loss, self.best_metric,
+                                                  self.best_loss, self.greater_is_better)
         name, payload = None, None
         if self.checkpoints and state_dict is not None:
             weights = {k: v.detach().cpu() for k, v in state_dict().items()}
@@ -446,7 +448,7 @@ class RunMonitor:
             else:
                 improved = False
         if improved:
-            self.best_metric, self.best_epoch = value, epoch
+            self.best_metric, self.best_epoch, self.best_loss = value, epoch, val_loss
         self.last_epoch, self.last_step = epoch, step
         event = {"type": "epoch", "epoch": epoch, "step": step, "train_loss": train_loss,
                  "val_loss": val_loss if val_loss is not None else math.nan, "val": dict(val),
