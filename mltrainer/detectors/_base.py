@@ -356,6 +356,32 @@ class Detector(ABC):
             message=message,
         )
 
+    def collapse_finding(self, event: Mapping[str, Any], message: str,
+                         factor_name: str) -> Finding | None:
+        """The `collapse` rule's finding (`judge_collapse` over `self.collapse_watch`, with the
+        thresholds `collapse`, `collapse_epochs`, `collapse_progress` and `factor_name`), or
+        None. `message` is a `str.format` template over step, grad, ratio (grad / early),
+        early, loss (the streak's last), share (loss / ref), source, ref and epochs."""
+        ref, source = self.reference_loss()
+        t = self.thresholds
+        watch = self.collapse_watch  # type: ignore[attr-defined]
+        streak = judge_collapse(watch, event, ref, t["collapse"], int(t["collapse_epochs"]),
+                                t["collapse_progress"])
+        if streak is None or ref is None:
+            return None
+        epoch, step, grad, early = watch["blowup"]
+        loss = streak[-1][2]
+        return self.finding(
+            epoch, step,
+            message.format(step=step, grad=grad, ratio=grad / early, early=early, loss=loss,
+                           share=loss / ref, source=source, ref=ref, epochs=len(streak)),
+            rule="collapse", peak_grad_norm=grad, early_grad_norm=early,
+            **{factor_name: t[factor_name]}, train_losses=[row[2] for row in streak],
+            epochs=[row[0] for row in streak], reference_loss=ref, reference=source,
+            collapse=t["collapse"], collapse_epochs=t["collapse_epochs"],
+            collapse_progress=t["collapse_progress"],
+        )
+
     @classmethod
     def validate_thresholds(cls, given: Mapping[str, Any]) -> dict[str, float]:
         """Defaults overlaid with `given`; unknown names and bad values raise ConfigError."""

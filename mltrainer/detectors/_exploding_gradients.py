@@ -65,7 +65,6 @@ from mltrainer.detectors._base import (
     Finding,
     finite,
     is_nonfinite,
-    judge_collapse,
     new_collapse_watch,
     watch_blowup,
 )
@@ -73,6 +72,12 @@ from mltrainer.detectors._base import (
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
+
+
+_COLLAPSE = ("the gradient norm blew up at step {step} ({grad:.4g}, {ratio:.3g}x the run's early "
+             "norm {early:.4g}) and the train loss then collapsed to the trivial level: "
+             "{loss:.4g}, {share:.0%} of the {source} loss {ref:.4g}, for {epochs} epochs "
+             "without progress")
 
 
 class ExplodingGradientsDetector(Detector):
@@ -163,24 +168,7 @@ class ExplodingGradientsDetector(Detector):
 
     def _judge_collapse(self, event: dict[str, Any]) -> Finding | None:
         """A gradient blow-up, then the loss back at the trivial level and staying there."""
-        ref, source = self.reference_loss()
-        t = self.thresholds
-        streak = judge_collapse(self.collapse_watch, event, ref, t["collapse"],
-                                int(t["collapse_epochs"]), t["collapse_progress"])
-        if streak is None or ref is None:
-            return None
-        epoch, step, grad, early = self.collapse_watch["blowup"]
-        return self.finding(
-            epoch, step,
-            f"the gradient norm blew up at step {step} ({grad:.4g}, {grad / early:.3g}x the "
-            f"run's early norm {early:.4g}) and the train loss then collapsed to the trivial "
-            f"level: {streak[-1][2]:.4g}, {streak[-1][2] / ref:.0%} of the {source} loss "
-            f"{ref:.4g}, for {len(streak)} epochs without progress",
-            rule="collapse", peak_grad_norm=grad, early_grad_norm=early, factor=t["factor"],
-            train_losses=[row[2] for row in streak], epochs=[row[0] for row in streak],
-            reference_loss=ref, reference=source, collapse=t["collapse"],
-            collapse_epochs=t["collapse_epochs"], collapse_progress=t["collapse_progress"],
-        )
+        return self.collapse_finding(event, _COLLAPSE, "factor")
 
     def _judge_overflow(self, event: dict[str, Any]) -> Finding | None:
         """A non-finite step: an explosion when the steps before it grew (see the docstring)."""

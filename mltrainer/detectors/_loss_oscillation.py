@@ -60,10 +60,13 @@ from mltrainer.detectors._base import (
     Finding,
     finite,
     fitted_loss,
-    judge_collapse,
     new_collapse_watch,
     watch_blowup,
 )
+
+_COLLAPSE = ("the optimiser blew up at step {step} (gradient norm {grad:.4g}, {ratio:.3g}x the "
+             "run's early norm) and threw the model back to the trivial loss: {loss:.4g}, "
+             "{share:.0%} of the {source} loss {ref:.4g}, for {epochs} epochs without progress")
 
 
 class LossOscillationDetector(Detector):
@@ -185,25 +188,7 @@ class LossOscillationDetector(Detector):
     def _judge_collapse(self, event: dict[str, Any]) -> Finding | None:
         """A gradient blow-up, then the loss thrown back to the trivial level for good: the
         bounce that never came down (see the module docstring)."""
-        ref, source = self.reference_loss()
-        t = self.thresholds
-        streak = judge_collapse(self.collapse_watch, event, ref, t["collapse"],
-                                int(t["collapse_epochs"]), t["collapse_progress"])
-        if streak is None or ref is None:
-            return None
-        epoch, step, grad, early = self.collapse_watch["blowup"]
-        return self.finding(
-            epoch, step,
-            f"the optimiser blew up at step {step} (gradient norm {grad:.4g}, "
-            f"{grad / early:.3g}x the run's early norm) and threw the model back to the trivial "
-            f"loss: {streak[-1][2]:.4g}, {streak[-1][2] / ref:.0%} of the {source} loss "
-            f"{ref:.4g}, for {len(streak)} epochs without progress",
-            rule="collapse", peak_grad_norm=grad, early_grad_norm=early,
-            blowup_factor=t["blowup_factor"], train_losses=[row[2] for row in streak],
-            epochs=[row[0] for row in streak], reference_loss=ref, reference=source,
-            collapse=t["collapse"], collapse_epochs=t["collapse_epochs"],
-            collapse_progress=t["collapse_progress"],
-        )
+        return self.collapse_finding(event, _COLLAPSE, "blowup_factor")
 
     def _judge_kick(self, event: dict[str, Any]) -> Finding | None:
         """The end-of-epoch train loss jumped to `kick_factor` x its previous epoch's value and
