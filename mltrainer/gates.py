@@ -120,6 +120,7 @@ def evaluate_gate(ctx: GateContext) -> GateResult:
             GateItem(
                 id=item["id"], text=item["text"], kind=kind, status=status, required=required,
                 evidence=evidence, waiver=waiver, signoff=signoff if kind == "manual" else None,
+                fix=item.get("fix") if status in ("fail", "pending") else None,
             )
         )
     passed = all(not r.required or r.status in ("pass", "waived") for r in results)

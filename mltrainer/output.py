@@ -106,17 +106,28 @@ class Output:
         self.info(f"[bold]{result['phase']}[/] gate {verdict}")
         for item in gate["items"]:
             extra = "" if item.get("required", True) else " [dim](informational)[/]"
+            unmet = item["status"] in ("fail", "pending")
+            # an unmet item shows its nested evidence too (what is missing, per split, …),
+            # longer, and the checklist's fix: the reader must see why, not only that
+            evidence = _short(item["evidence"], MESSAGE_LIMIT if unmet else 100, nested=unmet)
             self.info(f"  {self.status_word(item['status'], 7)}  {safe(item['id'])}{extra}"
-                      f"  [dim]{safe(_short(item['evidence']))}[/]")
+                      f"  [dim]{safe(evidence)}[/]")
+            if unmet and item.get("fix"):
+                self.info(f"           fix: {safe(one_line(item['fix']))}")
         if result.get("report"):
             self.info(f"report: {safe(result['report'])}")
         if result.get("next"):
             self.info(f"next: [bold]{safe(result['next'])}[/]")
 
 
-def _short(evidence: dict[str, Any], limit: int = 100) -> str:
-    text = ", ".join(f"{k}={_fmt(v)}" for k, v in evidence.items()
-                     if not isinstance(v, (dict, list)))
+def _short(evidence: dict[str, Any], limit: int = 100, nested: bool = False) -> str:
+    """Evidence on one line: scalars first, then (with `nested`) dicts and lists as compact
+    JSON, cut at `limit` characters."""
+    parts = [f"{k}={_fmt(v)}" for k, v in evidence.items() if not isinstance(v, (dict, list))]
+    if nested:
+        parts += [f"{k}={json.dumps(v, separators=(',', ':'), default=str)}"
+                  for k, v in evidence.items() if isinstance(v, (dict, list)) and v]
+    text = ", ".join(parts)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -309,7 +309,8 @@ def phase_result(
             "items": [
                 {"id": i.id, "text": i.text, "kind": i.kind, "status": i.status,
                  "required": i.required, "evidence": i.evidence,
-                 **({"waiver": i.waiver.model_dump()} if i.waiver else {})}
+                 **({"waiver": i.waiver.model_dump()} if i.waiver else {}),
+                 **({"fix": i.fix} if i.fix else {})}
                 for i in gate.items
             ],
         },

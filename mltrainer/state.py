@@ -57,6 +57,7 @@ class GateItem(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
     waiver: Waiver | None = None
     signoff: Signoff | None = None
+    fix: str | None = None  # the checklist's `fix`: how to meet the item when it is unmet
 
 
 class GateResult(BaseModel):

@@ -165,6 +165,33 @@ def test_bad_csv_leaves_state_exactly_as_it_was(project: Path) -> None:
     assert files_snapshot(project) == before
 
 
+def test_an_unmet_item_shows_why_and_the_fix_on_the_terminal_and_in_the_report(
+        project: Path) -> None:
+    # a class with one row cannot reach every split: the reader must see which class and
+    # where it is missing (nested evidence), and the checklist's fix, not only "fail"
+    rows = ["a,b,label"] + [f"{i},{(i * 7) % 13},{'yes' if i % 2 else 'no'}" for i in range(120)]
+    rows.append("999,999,rare")
+    (project / "data.csv").write_text("\n".join(rows) + "\n")
+    cfg = yaml.safe_load((project / "mlt.yaml").read_text())
+    cfg["data"]["source"] = "data.csv"
+    cfg["data"]["target"] = "label"
+    cfg["model"] = {"kind": "mlp", "hidden": [8]}
+    (project / "mlt.yaml").write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(cli, ["plan", "-C", str(project)], catch_exceptions=False)
+    assert res.exit_code == 3, res.stderr
+    line = next(x for x in res.stderr.splitlines() if "classes_in_every_split" in x)
+    assert "fail" in line and '"rare"' in line and "missing=" in line
+    fix = res.stderr.splitlines()[res.stderr.splitlines().index(line) + 1]
+    assert fix.strip().startswith("fix:") and "add rows" in fix
+    _, result, _ = mlt("status", "-C", str(project))
+    report = (project / "reports" / "plan.md").read_text()
+    assert "add rows of it" in report.split("## Checklist")[0]  # under "To unblock"
+    # a passing item carries no fix
+    code, result, _ = mlt("plan", "-C", str(project))
+    items = {i["id"]: i for i in result["gate"]["items"]}
+    assert "fix" in items["classes_in_every_split"] and "fix" not in items["goal_set"]
+
+
 def test_report_rerenders_existing_reports(project: Path) -> None:
     (project / "reports" / "plan.md").unlink()
     code, result, _ = mlt("report", "-C", str(project))
