@@ -120,11 +120,21 @@ def evaluate_gate(ctx: GateContext) -> GateResult:
             GateItem(
                 id=item["id"], text=item["text"], kind=kind, status=status, required=required,
                 evidence=evidence, waiver=waiver, signoff=signoff if kind == "manual" else None,
-                fix=item.get("fix") if status in ("fail", "pending") else None,
+                fix=_fix(ctx.phase, item, kind) if status in ("fail", "pending") else None,
             )
         )
     passed = all(not r.required or r.status in ("pass", "waived") for r in results)
     return GateResult(phase=ctx.phase, passed=passed, items=results)
+
+
+def _fix(phase: str, item: dict[str, Any], kind: str) -> str | None:
+    """How to meet an unmet item: the checklist's `fix`, or for a manual item the sign-off."""
+    if item.get("fix"):
+        return str(item["fix"])
+    if kind == "manual":
+        return (f"a person reviews what the item names, then `mlt signoff {phase} {item['id']} "
+                "--by NAME` (an assistant never signs off)")
+    return None
 
 
 def binds_artifact(outcome_type: type[BaseModel]) -> bool:

@@ -255,6 +255,24 @@ def test_environment_is_markdown_by_default_and_escapes_html_templates() -> None
     assert html_env.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"
 
 
+def test_user_strings_in_markdown_are_text_never_markup() -> None:
+    # a class label or project name is data: no link, image, inline HTML, emphasis, code span
+    # or table cell edge may come out of it in model_card.md / DEPLOYMENT.md
+    import re
+
+    from mltrainer.resources import content_path
+
+    text = environment().filters["text"]
+    assert text("[x](javascript:a) <img src=y> a|b *c* `d` e_f\\g") == (
+        "\\[x\\](javascript:a) \\<img src=y\\> a\\|b \\*c\\* \\`d\\` e\\_f\\\\g")
+    assert environment(html=True).filters["text"]("<b>") == "<b>"  # the stash escapes HTML
+    for name in ("model_card.md.j2", "DEPLOYMENT.md.j2"):
+        source = (content_path("templates") / name).read_text()
+        user = re.findall(r"\{\{[^}]*(?:class_labels|c\.label|c\.name|categories|"
+                          r"(?<!\.)\bname\b)[^}]*\}\}", source)
+        assert user and all("text" in e or "length" in e for e in user), (name, user)
+
+
 def test_status_and_help_import_neither_matplotlib_nor_markdown(built: Path) -> None:
     code = ("import sys; from click.testing import CliRunner; from mltrainer.cli import cli; "
             f"r = CliRunner().invoke(cli, ['status', '-C', {str(built)!r}]); "

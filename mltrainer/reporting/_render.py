@@ -81,6 +81,16 @@ def _md_cell(value: Any) -> str:
     return _fmt(value).replace("|", "\\|").replace("\n", " ")
 
 
+_MD_MARKUP = re.compile(r"([\\`*_\[\]<>|])")
+
+
+def _md_text(value: Any) -> str:
+    """A user's string (a class label, a project name) in Markdown prose or a table: every
+    character Markdown would read as markup (emphasis, a link or image, inline HTML, a code
+    span, a cell edge) is backslash-escaped, so it shows as the characters it is."""
+    return _MD_MARKUP.sub(r"\\\1", _fmt(value)).replace("\n", " ")
+
+
 def _html_cell(value: Any) -> str:
     # In the HTML pass values never reach the Markdown parser: no pipe to escape.
     return _fmt(value).replace("\n", " ")
@@ -142,6 +152,7 @@ def environment(*, html: bool = False) -> jinja2.Environment:
     )
     env.filters["fmt"] = _fmt
     env.filters["cell"] = _html_cell if html else _md_cell
+    env.filters["text"] = _html_cell if html else _md_text
     env.filters["fmt_or_dash"] = _fmt_or_dash
     env.filters["latency"] = _latency
     env.filters["when"] = _when
