@@ -108,11 +108,14 @@ def _vocab_size(folder: Path) -> int:
     return len(json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"])
 
 
+_TINY_BERT_POSITIONS = 64  # tokens the tiny transformer can take: `init --data`'s max_length
+
+
 def _tiny_bert(folder: Path, vocab_size: int) -> None:
     from transformers import BertConfig
 
-    BertConfig(vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2,
-               num_attention_heads=2, intermediate_size=128, max_position_embeddings=64,
+    BertConfig(vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+               intermediate_size=128, max_position_embeddings=_TINY_BERT_POSITIONS,
                hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1).save_pretrained(
         str(folder))
 
@@ -164,7 +167,8 @@ def config_for_data(data: Path, target: str | None, root: Path, name: str) -> di
         _tokenizer(texts or ["a"], root / "tokenizer")
         _tiny_bert(root / "model", vocab_size=_vocab_size(root / "tokenizer"))
         return _base(name, task, {"source": rel, "text_column": text, "target": target},
-                     {"kind": "hf:model", "tokenizer": "tokenizer", "max_length": 128},
+                     {"kind": "hf:model", "tokenizer": "tokenizer",
+                      "max_length": _TINY_BERT_POSITIONS},
                      None, None)
     return _base(name, task, {"source": rel, "target": target}, {"kind": "mlp"}, None, None)
 
@@ -264,8 +268,11 @@ def _task_of(values: Any) -> str:
 def _text_column(frame: Any) -> str | None:
     for name in frame.columns:
         col = frame[name].dropna()
-        if col.dtype == object and len(col) and all(isinstance(v, str) for v in col[:100]):
+        if len(col) and all(isinstance(v, str) for v in col[:100]):  # object or str dtype
             lengths = col.str.len()
-            if lengths.mean() >= _TEXT_MIN_MEAN_CHARS and col.str.contains(" ").mean() > 0.5:
+            words = col.str.contains(" ").mean() > 0.5
+            # long texts of words, or short ones that are mostly distinct (plan refuses such a
+            # column as a category: "looks like an identifier or free text")
+            if words and (lengths.mean() >= _TEXT_MIN_MEAN_CHARS or col.nunique() > len(col) / 2):
                 return str(name)
     return None

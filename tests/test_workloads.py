@@ -517,6 +517,8 @@ def test_exports_have_dynamic_dims_and_parity_in_a_fresh_process(
     ("images", "classification", "imagefolder:", "cnn"),
     ("table", "regression", "t.csv", "mlp"),
     ("text", "classification", "d.jsonl", "hf:model"),
+    # short reviews in a CSV column not named "text" (pandas 3 reads them as str, not object)
+    ("csv_text", "classification", "r.csv", "hf:model"),
 ])
 def test_init_from_data_picks_task_source_and_model(tmp_path: Path, case: str, task: str,
                                                     source: str, kind: str) -> None:
@@ -534,6 +536,12 @@ def test_init_from_data_picks_task_source_and_model(tmp_path: Path, case: str, t
         (data / "t.csv").write_text("a,b,y\n" + "".join(
             f"{a:.3f},{b:.3f},{a + b:.4f}\n" for a, b in rng.random((30, 2))))
         args = ["--data", str(data / "t.csv"), "--target", "y"]
+    elif case == "csv_text":
+        words = ["good", "bad", "plot", "cast", "dull", "fine", "slow", "fun"]
+        (data / "r.csv").write_text("review,label\n" + "".join(
+            f"{words[i % 8]} {words[(i * 3) % 8]} {i},{'pos' if i % 2 else 'neg'}\n"
+            for i in range(40)))
+        args = ["--data", str(data / "r.csv"), "--target", "label"]
     else:
         _text(data)
         args = ["--data", str(data / "d.jsonl"), "--target", "label"]
@@ -544,8 +552,32 @@ def test_init_from_data_picks_task_source_and_model(tmp_path: Path, case: str, t
     assert cfg["data"]["source"].startswith(source) or cfg["data"]["source"].endswith(source)
     if case == "images":
         assert cfg["data"]["transforms"]["channels"] == 1  # grayscale photos
-    if case == "text":
+    if case in ("text", "csv_text"):
         assert (tmp_path / "p" / "tokenizer" / "tokenizer.json").is_file()
+        assert cfg["data"]["text_column"] == ("text" if case == "text" else "review")
+        # the written max_length fits the transformer init created (longer texts are cut)
+        positions = json.loads((tmp_path / "p" / "model" / "config.json").read_text())[
+            "max_position_embeddings"]
+        assert cfg["model"]["max_length"] <= positions
+
+
+def test_max_length_beyond_the_models_positions_is_a_config_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    _text(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init", str(tmp_path / "p"), "--data", str(tmp_path / "d.jsonl"),
+                               "--target", "label"]).exit_code == 0
+    cfg_path = tmp_path / "p" / "mlt.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["model"]["max_length"] = 512  # the tiny model has 64 positions: texts would crash it
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    res = runner.invoke(cli, ["-C", str(tmp_path / "p"), "plan"])
+    assert res.exit_code == 2, res.output
+    assert "max_position_embeddings 64" in res.stderr and "model.max_length: 64" in res.stderr
+    assert "Traceback" not in res.output and not (tmp_path / "p" / ".mlt" / "state.json").exists()
 
 
 # -- every phase, end to end, on an image folder ---------------------------------------------

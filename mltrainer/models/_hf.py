@@ -92,6 +92,12 @@ class HFKind(ModelKind):
             first = str(exc).strip().splitlines()[0]
             raise ConfigError(f"model.kind {cfg.kind!r}: transformers cannot build a "
                               f"classifier from {path}: {first}") from None
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if modality == "text" and positions and cfg.max_length > positions:
+            raise ConfigError(
+                f"model.max_length {cfg.max_length} is longer than the {cfg.kind!r} model can "
+                f"take (max_position_embeddings {positions} in {path / 'config.json'})",
+                hint=f"set model.max_length: {positions} or less in mlt.yaml")
         wrapped = HFClassifier(model, modality)
         if cfg.weights:  # e.g. an mlt checkpoint of this model, on top of the folder's weights
             load_weights(wrapped, cfg, root)
