@@ -140,6 +140,39 @@ def test_python_dataset_is_split_by_index_and_a_given_split_is_kept(tmp_path: Pa
         prepare_data(_cfg("python:myds:bad", {"kind": "mlp"}), tmp_path)
 
 
+@pytest.mark.parametrize(("fn", "pattern"), [
+    # the default collate would crash training on the first mixed batch
+    ("ragged", r"item 1's input has shape \(3,\) but item 0's has \(4,\); without a "
+               "collate_fn"),
+    ("nan_input", r"item 5's input holds 1 non-finite value"),
+    ("nan_target", r"item 2's target is nan \(float\), not a finite number"),
+])
+def test_a_dataset_whose_items_cannot_train_is_refused_naming_the_item(
+        tmp_path: Path, fn: str, pattern: str) -> None:
+    (tmp_path / "badds.py").write_text(
+        "import torch\n"
+        "class DS(torch.utils.data.Dataset):\n"
+        "    def __init__(self, kind): self.kind = kind\n"
+        "    def __len__(self): return 40\n"
+        "    def __getitem__(self, i):\n"
+        "        x = torch.full((4,), float(i))\n"
+        "        if self.kind == 'ragged' and i % 2: x = x[:3]\n"
+        "        if self.kind == 'nan_input' and i == 5: x[1] = float('nan')\n"
+        "        y = float('nan') if self.kind == 'nan_target' and i == 2 else float(i)\n"
+        "        return x, (i % 2 if self.kind != 'nan_target' else y)\n"
+        "def ragged(): return DS('ragged')\n"
+        "def nan_input(): return DS('nan_input')\n"
+        "def nan_target(): return DS('nan_target')\n")
+    cfg = _cfg(f"python:badds:{fn}", {"kind": "mlp", "hidden": [8]})
+    if fn == "nan_target":
+        raw = cfg.model_dump(mode="json")
+        raw.update(task="regression", goal={"metric": "rmse", "target": 1.0})
+        cfg = parse_config(raw)
+    with pytest.raises(DataError, match=pattern) as info:
+        prepare_data(cfg, tmp_path)
+    assert "\n" not in info.value.message
+
+
 # -- models ---------------------------------------------------------------------------------
 
 SPEC_IMAGE = dict(task="classification", n_features=3 * 32 * 32, n_classes=3, feature_names=[],

@@ -79,13 +79,23 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
         raise DataError(f"{where}: the Dataset is empty")
     labels = np.empty(n, dtype=np.float64)
     digests = np.empty((n, 32), dtype=np.uint8)
+    first_shape = None
     for i in range(n):
         try:
             item = dataset[i]
         except Exception as exc:
             raise DataError(f"{where}: item {i} cannot be read ({type(exc).__name__}: {exc})"
                             ) from None
-        x, y = _check_item(item, i, task, where)
+        x, y, shape = _check_item(item, i, task, where)
+        if first_shape is None:
+            first_shape = shape
+        elif shape != first_shape and collate is None:
+            # the default collate stacks a batch: items of two shapes would crash training
+            raise DataError(
+                f"{where}: item {i}'s input has shape {shape} but item 0's has {first_shape}; "
+                "without a collate_fn every item must have one shape",
+                hint="return inputs of one shape, or give a collate_fn (the dict's "
+                     "'collate_fn' or the Dataset's collate_fn attribute)")
         labels[i] = y
         digests[i] = np.frombuffer(hashlib.sha256(x).digest(), np.uint8)
     class_labels = None
@@ -101,7 +111,11 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
                     collate_fn=collate)
 
 
-def _check_item(item: Any, i: int, task: str, where: str) -> tuple[bytes, float]:
+def _check_item(item: Any, i: int, task: str, where: str
+                ) -> tuple[bytes, float, tuple[int, ...]]:
+    """(the input's bytes and shape for its digest, the label as a float, the shape), or a
+    DataError naming the item: not an (input, label) pair, an input that is no float (or
+    uint8) tensor or holds NaN/inf, a label that is no class index (or no finite number)."""
     import torch
 
     fix = "a Dataset must return (input tensor, label) with an int label"
@@ -115,6 +129,13 @@ def _check_item(item: Any, i: int, task: str, where: str) -> tuple[bytes, float]
         raise DataError(f"{where}: item {i}'s input is a {type(x).__name__}"
                         f"{'' if not isinstance(x, torch.Tensor) else ' of ' + str(x.dtype)}, "
                         "not a float tensor", hint=fix)
+    if x.is_floating_point():
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise DataError(f"{where}: item {i}'s input holds {bad} non-finite value(s) (NaN "
+                            "or inf); mlt trains on a Dataset's tensors as they are",
+                            hint="replace missing or infinite values in your Dataset (impute, "
+                                 "or drop the item)")
     if isinstance(y, torch.Tensor):
         if y.numel() != 1:
             raise DataError(f"{where}: item {i}'s label has shape {tuple(y.shape)}, not a "
@@ -127,7 +148,10 @@ def _check_item(item: Any, i: int, task: str, where: str) -> tuple[bytes, float]
             raise DataError(f"{where}: item {i}'s label is {y!r} ({type(y).__name__}); a "
                             "classification label must be a class index 0, 1, 2, ...",
                             hint=fix)
-    elif not isinstance(y, (int, float)):
-        raise DataError(f"{where}: item {i}'s target is a {type(y).__name__}, not a number")
-    return x.detach().cpu().contiguous().numpy().tobytes() + str(tuple(x.shape)).encode(), \
-        float(y)
+    elif not isinstance(y, (int, float)) or isinstance(y, bool) or not np.isfinite(y):
+        raise DataError(f"{where}: item {i}'s target is {y!r} ({type(y).__name__}), not a "
+                        "finite number", hint="a regression Dataset must return (input tensor, "
+                                              "finite number)")
+    shape = tuple(x.shape)
+    return x.detach().cpu().contiguous().numpy().tobytes() + str(shape).encode(), \
+        float(y), shape
