@@ -41,7 +41,8 @@ class Output:
     def __init__(self, json_mode: bool = False, quiet: bool = False) -> None:
         self.json_mode = json_mode
         self.quiet = quiet
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        # emoji=False: ":loop:" in a user string (python:loop:main) is text, never an emoji
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
     def info(self, text: str) -> None:
         if not self.quiet:

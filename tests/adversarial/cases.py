@@ -337,6 +337,9 @@ CONFIG = [
     Case("name-escape-codes", "config", ["status"], 0,
          cfg_set(name="\x1b[31mred\x1b[0m\x07bell")),
     Case("name-markup-plain", "config", ["status"], 0, cfg_set(name="[/]"), json=False),
+    # rich would turn ":loop:" into an emoji (as in `python:loop:main`): it is text
+    Case("name-emoji-code-plain", "config", ["status"], 0, cfg_set(name="p:loop:x :smile:"),
+         json=False, says="p:loop:x :smile:"),
 ]
 
 MODELS = [
