@@ -132,8 +132,7 @@ def _fix(phase: str, item: dict[str, Any], kind: str) -> str | None:
     if item.get("fix"):
         return str(item["fix"])
     if kind == "manual":
-        return (f"a person reviews what the item names, then `mlt signoff {phase} {item['id']} "
-                "--by NAME` (an assistant never signs off)")
+        return f"a person reviews it, then `mlt signoff {phase} {item['id']} --by NAME`"
     return None
 
 

@@ -239,7 +239,8 @@ def predict_items(project: Project, inputs: list[Path], out_path: Path,
     pre, out = doc["input"], doc["output"]
     missing = [str(p) for p in inputs if not Path(p).exists()]
     if missing:
-        raise DataError(f"mlt predict: no such file or folder: {missing[0]}")
+        raise DataError(f"mlt predict: no such file or folder: {missing[0]}",
+                        hint="pass existing input files or folders (see `mlt predict --help`)")
     if pre["kind"] == "image":
         files = image_files([Path(p) for p in inputs])
         if not files:
