@@ -33,12 +33,30 @@ from mltrainer.project import Project
 EXIT_INTERRUPTED = 130
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (a scheduler's preemption, `timeout`, `kill`) ends a command as Ctrl-C does: the
+    phase is recorded as failed with the reason, a message and exit 130, instead of a silent
+    death that leaves the phase "running". Training replaces this handler with its own for
+    the length of `fit` (stop at the step boundary, write interrupt.pt) and puts it back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 class MltGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         """In the order they are declared: project, the five phases in order, then the rest."""
         return list(self.commands)
 
     def invoke(self, ctx: click.Context) -> Any:
+        previous = _sigterm_as_interrupt()
         try:
             return super().invoke(ctx)
         except MltError as exc:
@@ -69,6 +87,11 @@ class MltGroup(click.Group):
                 {"error": type(exc).__name__, "message": str(exc), "exit_code": EXIT_UNEXPECTED},
             )
             ctx.exit(EXIT_UNEXPECTED)
+        finally:
+            if previous is not None:  # in-process callers (tests, notebooks) get theirs back
+                import signal
+
+                signal.signal(signal.SIGTERM, previous)
 
 
     def main(self, args: Any = None, prog_name: str | None = None,

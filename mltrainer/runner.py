@@ -225,14 +225,16 @@ def execute_phase(
         previous = rec.model_copy(deep=True)
         rec.status, rec.started_at, rec.error = "running", now(), None
         save_state(project, state)
-        audit(project, "phase_started", phase=name, path=list(alt))
-        ctx = PhaseContext(project, cfg, state, fps, dict(options or {}), progress,
-                           path="fast" if "goal_met" in alt else "typical")
-        from mltrainer.data import running_phase
-        from mltrainer.reporting import FigureDrawer
-
-        drawer = FigureDrawer(once=True)  # imports matplotlib in a child meanwhile
+        # from here on the phase is "running": whatever ends it (a signal during the imports
+        # below among them) must record how it ended
         try:
+            audit(project, "phase_started", phase=name, path=list(alt))
+            ctx = PhaseContext(project, cfg, state, fps, dict(options or {}), progress,
+                               path="fast" if "goal_met" in alt else "typical")
+            from mltrainer.data import running_phase
+            from mltrainer.reporting import FigureDrawer
+
+            drawer = FigureDrawer(once=True)  # imports matplotlib in a child meanwhile
             # the test split exists only while finalize runs
             with running_phase(name), drawer.closed_on_error():
                 outcome = phase.run(ctx)
@@ -254,7 +256,9 @@ def execute_phase(
             raise
         except (MltError, KeyboardInterrupt, Exception) as exc:
             # The phase failed (or was interrupted) after it started: record that it did.
-            msg = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            msg = getattr(exc, "message", None) or (
+                "interrupted (Ctrl-C or SIGTERM) before it finished"
+                if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
             _finish_failed(project, state, name, previous, msg)
             raise
         if not isinstance(outcome, phase.outcome):

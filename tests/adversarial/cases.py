@@ -573,6 +573,10 @@ KILLS = [
     Case("kill-9-during-plan", "kills", ["plan"], -9, unchanged=None, json=False,
          child={"kill": signal.SIGKILL, "kill_when": AuditGrows("phase_started")},
          after=status_works),
+    # a scheduler's SIGTERM outside training ends the phase as Ctrl-C does: recorded, exit 130
+    Case("sigterm-during-plan", "kills", ["plan"], 130, unchanged=None, json=False,
+         child={"kill": signal.SIGTERM, "kill_when": AuditGrows("phase_started")},
+         after=state_says("plan", "failed"), says="interrupted"),
     Case("dead-holder-lock", "kills", ["waive", "plan", "goal_set", "--reason",
                                        "the holder died long ago"], 0,
          write(".mlt/lock", '{"pid": 1, "host": "x", "command": "mlt plan"}'), unchanged=None,
