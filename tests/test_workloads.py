@@ -261,6 +261,11 @@ def test_missing_weights_file_and_freeze_typo_are_config_errors(tmp_path: Path) 
     assert not frozen.layer1[0].conv1.weight.requires_grad and frozen.fc.weight.requires_grad
     with pytest.raises(ConfigError, match="did you mean 'layer1'"):
         build_model(ModelConfig(kind="torchvision:resnet18", freeze=["layr1"]), spec)
+    (tmp_path / "junk.pt").write_bytes(b"not a pickle at all")
+    with pytest.raises(ConfigError, match="'junk.pt': not a weights file mlt can read") as info:
+        build_model(ModelConfig(kind="torchvision:resnet18", weights="junk.pt"), spec,
+                    root=tmp_path)
+    assert "torch.save(model.state_dict()" in info.value.hint
 
 
 # -- engine: workers, determinism, resume ----------------------------------------------------

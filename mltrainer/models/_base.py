@@ -112,8 +112,12 @@ def load_weights(model: nn.Module, cfg: ModelConfig, root: Path) -> dict[str, An
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ConfigError(f"model.weights {cfg.weights!r}: cannot read it "
-                          f"({type(exc).__name__}: {exc})") from None
+        first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0]
+        raise ConfigError(
+            f"model.weights {cfg.weights!r}: not a weights file mlt can read "
+            f"({type(exc).__name__}: {first})",
+            hint="save it with torch.save(model.state_dict(), path) or as .safetensors (mlt "
+                 "loads tensors only, weights_only=True: it never unpickles code)") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]  # an mlt checkpoint
     own = model.state_dict()
