@@ -217,8 +217,9 @@ def _image_model(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def _npz_task(path: Path) -> str:
     import numpy as np
 
-    with np.load(path) as arch:
-        return _task_of(np.asarray(arch["y"]))
+    from mltrainer.data._sources import read_npz_xy
+
+    return _task_of(np.asarray(read_npz_xy(path, f"--data {path}")[1]))
 
 
 def _peek(path: Path) -> Any:
@@ -246,7 +247,9 @@ def _peek(path: Path) -> Any:
     except Exception as exc:
         raise BadInputError(f"--data {path}: cannot read it ({type(exc).__name__}: {exc})"
                             ) from None
-    raise BadInputError(f"--data {path}: not a .csv, .npz, .jsonl, .parquet file or a folder")
+    raise BadInputError(f"--data {path}: not a .csv, .npz, .jsonl, .parquet file or a folder",
+                        hint="save the table as .csv (comma-separated UTF-8 with a header) or "
+                             ".parquet, or give a folder of images (one sub-folder per class)")
 
 
 def _task(col: Any) -> str:

@@ -324,6 +324,26 @@ def test_init_from_a_parquet_table_writes_a_table_project(tmp_path: Path) -> Non
     assert cfg["model"]["kind"] == "mlp" and "text_column" not in cfg["data"]
 
 
+@pytest.mark.parametrize(("name", "fragment"), [
+    ("a.npz", "the archive has no array 'y'; it holds 'X'"),  # was a KeyError crash (exit 1)
+    ("a.tsv", "save the table as .csv"),
+])
+def test_init_from_data_it_cannot_read_is_exit_2_naming_the_fix(
+        tmp_path: Path, name: str, fragment: str) -> None:
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    if name.endswith(".npz"):
+        np.savez(tmp_path / name, X=np.zeros((10, 2)))
+    else:
+        (tmp_path / name).write_text("a\tlabel\n1\t0\n")
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "p"), "--data",
+                                      str(tmp_path / name), "--target", "label"])
+    assert result.exit_code == 2 and fragment in result.stderr, result.output
+    assert not (tmp_path / "p").exists()
+
+
 # --- preprocessing -------------------------------------------------------------------------
 
 

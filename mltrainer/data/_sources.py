@@ -161,6 +161,28 @@ class CsvSource(_FileSource):
                        row_lines=lines)
 
 
+
+def read_npz_xy(path: Path, where: str) -> tuple[Any, Any]:
+    """Arrays X and y of an .npz archive (never unpickling objects), or a DataError naming
+    what is missing or unreadable."""
+    import numpy as np
+
+    hint = "save it with numpy.savez(path, X=features, y=target)"
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(getattr(archive, "files", []))
+            missing = [k for k in ("X", "y") if k not in keys]
+            if missing:
+                raise DataError(
+                    f"{where}: the archive has no array {' or '.join(map(repr, missing))}; "
+                    f"it holds {', '.join(map(repr, keys)) or 'no arrays'}", hint=hint)
+            return archive["X"], archive["y"]
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{where}: not a readable .npz archive ({type(exc).__name__}: {exc})",
+                        hint=hint) from None
+
 @register_source
 class NpzSource(_FileSource):
     """A numpy .npz archive with arrays `X` (N, F) or images (N, [C,] H, W) and `y` (N,)."""
@@ -169,30 +191,12 @@ class NpzSource(_FileSource):
     suffix = ".npz"
 
     def load(self, cfg: MltConfig, root: Path) -> RawData:
-        import numpy as np
 
         from mltrainer.data._table import frame_from_arrays
 
         path = self.existing_path(cfg, root)
         where = cfg.data.source
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                keys = list(getattr(archive, "files", []))
-                missing = [k for k in ("X", "y") if k not in keys]
-                if missing:
-                    raise DataError(
-                        f"{where}: the archive has no array {' or '.join(map(repr, missing))}; "
-                        f"it holds {', '.join(map(repr, keys)) or 'no arrays'}",
-                        hint="save it with numpy.savez(path, X=features, y=target)",
-                    )
-                X, y = archive["X"], archive["y"]
-        except DataError:
-            raise
-        except Exception as exc:
-            raise DataError(
-                f"{where}: not a readable .npz archive ({type(exc).__name__}: {exc})",
-                hint="save it with numpy.savez(path, X=features, y=target)",
-            ) from None
+        X, y = read_npz_xy(path, where)
         frame, target, image_shape = frame_from_arrays(X, y, where)
         return RawData(frame, target, sha256_file(path, reuse=True), image_shape)
 
