@@ -191,7 +191,6 @@ class NpzSource(_FileSource):
     suffix = ".npz"
 
     def load(self, cfg: MltConfig, root: Path) -> RawData:
-
         from mltrainer.data._table import frame_from_arrays
 
         path = self.existing_path(cfg, root)
