@@ -11,14 +11,24 @@ when the child could not start, died, failed or took too long: the caller then d
 itself, in its own process, with the same result. The child ignores the terminal's signals (its
 own session), ends when its stdin closes (this process exiting or dying included) and never
 writes to the terminal.
+
+`Forked.start(fn)` is the other kind: `fn()` computed in a forked copy of this process (same
+modules, same memory, nothing imported twice), for work that needs what this process holds but
+none of what it is about to import: `mlt plan` prepares its data there while it imports torch.
+Its value comes back pickled; it is used only when computing it had no other effect (no
+exception, no warning), otherwise `receive` computes it again here, with every effect as before.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
 _SCRIPT = "import sys; sys.path.insert(0, sys.argv[1]); from {module} import serve; serve()"
@@ -99,3 +109,85 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
     for stream in (proc.stdin, proc.stdout):
         if stream is not None:
             stream.close()
+
+
+class Forked:
+    """`fn()` in a forked child: see the module doc."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self._pid, self._fd = pid, fd
+
+    @classmethod
+    def start(cls, fn: Callable[[], Any]) -> Forked | None:
+        """None where this process should not fork: no `os.fork`, or torch already loaded (the
+        reason to fork is to import it meanwhile, and a process whose torch may have started
+        threads is no safe one to copy)."""
+        if not hasattr(os, "fork") or "torch" in sys.modules:
+            return None
+        read, write = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child: coverage does not follow it)
+            os.close(read)
+            _serve_forked(fn, write)
+        os.close(write)
+        return cls(pid, read)
+
+    def receive(self, otherwise: Callable[[], Any]) -> Any:
+        """The child's value, or `otherwise()` computed here when it has none to give."""
+        try:
+            with os.fdopen(self._fd, "rb") as answer:
+                ok, value = pickle.load(answer)
+        except (EOFError, OSError, pickle.UnpicklingError, ValueError, TypeError,
+                AttributeError, ImportError):
+            ok, value = False, None
+        finally:
+            self._fd = -1
+            self.close()
+        return value if ok else otherwise()
+
+    def close(self) -> None:
+        """End the child (at once when it is still working) and reap it."""
+        pid, self._pid = self._pid, 0
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if pid:
+            try:
+                if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+    def __enter__(self) -> Forked:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _serve_forked(fn: Callable[[], Any], fd: int) -> None:  # pragma: no cover (in the child)
+    code = 1
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for std in (0, 1, 2):  # never the terminal
+            os.dup2(devnull, std)
+        # nothing of the parent's stays open here but the answer's pipe: a child pipe of the
+        # parent (the report drawer's stdin) must see its end when the parent closes it
+        os.closerange(3, fd)
+        os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 4096)
+        with warnings.catch_warnings(record=True) as caught:  # the filters as they are
+            value = fn()
+        answer = (not caught, value if not caught else None)
+        with os.fdopen(fd, "wb") as out:
+            pickle.dump(answer, out, protocol=pickle.HIGHEST_PROTOCOL)
+        code = 0
+    except BaseException:  # noqa: BLE001 - any failure: the parent does the work itself
+        pass
+    finally:
+        os._exit(code)

@@ -288,3 +288,72 @@ def test_a_helper_process_starts_only_when_a_core_is_spare(
     assert (started is not None) is spare
     if started is not None:
         started.close()
+
+
+def test_a_forked_child_answers_only_when_its_work_had_no_other_effect(tmp_path: Path) -> None:
+    """`background.Forked`: the value comes back as computed; a failure, a warning or a
+    death in the child means the caller computes it itself (every effect then as before)."""
+    answers = run_python("""
+        import json, os, sys, warnings
+        import numpy as np
+        from mltrainer.background import Forked
+
+        def ok():
+            return {"pid": os.getpid(), "x": np.arange(300_000, dtype=np.float32)}
+
+        def fails():
+            raise ValueError("bad data")
+
+        def warns():
+            warnings.warn("a dtype warning")
+            return 1
+
+        def dies():
+            os._exit(3)
+
+        here = os.getpid()
+        out = {}
+        for fn in (ok, fails, warns, dies):
+            forked = Forked.start(fn)
+            value = forked.receive(otherwise=lambda: "here")
+            out[fn.__name__] = value if isinstance(value, str) else {
+                "other_pid": value["pid"] != here,
+                "same": bool((value["x"] == np.arange(300_000, dtype=np.float32)).all())}
+        out["torch_loaded_no_fork"] = (__import__("torch") and Forked.start(ok)) is None
+        print(json.dumps(out))
+    """, tmp_path)
+    assert answers == {"ok": {"other_pid": True, "same": True}, "fails": "here",
+                       "warns": "here", "dies": "here", "torch_loaded_no_fork": True}
+
+
+def test_plan_prepares_a_table_in_a_forked_child_with_the_same_outcome(tmp_path: Path) -> None:
+    """`mlt plan` on a table imports torch while a forked child prepares the data: the
+    command's own process never imports pandas or scikit-learn, and it records what the
+    in-process preparation records (here: a pytest process, where torch is loaded already)."""
+    from mltrainer.commands import run_phase
+    from mltrainer.project import Project
+
+    config = ("name: t\ntask: classification\nseed: 3\ndata: {source: data.csv, target: label}\n"
+              "model: {kind: mlp, hidden: [8]}\ntraining: {epochs: 1, batch_size: 16}\n"
+              "goal: {metric: accuracy, target: 0.9}\n")
+    roots = [csv_project(tmp_path / name) for name in ("forked", "here")]
+    for root in roots:
+        (root / "mlt.yaml").write_text(config)
+    loaded = run_python("""
+        import json, sys
+        from mltrainer.cli import cli
+        try:
+            cli(["--json", "plan"], prog_name="mlt")
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        print(json.dumps({m: m in sys.modules for m in ("pandas", "sklearn", "torch")}))
+    """, roots[0])
+    assert loaded == {"pandas": False, "sklearn": False, "torch": True}
+    run_phase(Project.at(roots[1]), "plan")
+
+    def outcome(root: Path) -> dict:
+        plan = json.loads((root / ".mlt" / "state.json").read_text())["phases"]["plan"]
+        return {k: v for k, v in plan["outcome"].items() if k != "environment"}
+
+    assert outcome(roots[0]) == outcome(roots[1])
+    assert outcome(roots[0])["determinism"]["reproduced"] is True

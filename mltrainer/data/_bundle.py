@@ -89,6 +89,17 @@ class DataBundle:
         self.source = source
         self._audit = audit
 
+    def audited_by(self, audit: AuditFn | None) -> None:
+        """Audit test requests with `audit` (a bundle prepared in a forked child: its audit
+        belongs to the process that uses it, and is not pickled)."""
+        self._audit = audit
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._test_loader is not None:
+            raise TypeError("a sealed bundle is not pickled: its test rows load through a "
+                            "function of this process")
+        return {**self.__dict__, "_audit": None}
+
     def test(self, phase: str) -> Split:
         """The test split, for `phase == "finalize"` while finalize runs; anything else is
         refused. Every request is audited, granted or not."""
