@@ -26,6 +26,7 @@ same trial budget, space (lr, weight decay, width), epochs, sampler and pruner k
     python bench/speed.py --epochs 3 --long 0 --no-optimize --reps 3
     python bench/speed.py --threads 1 --rows 200000 --keep DIR
     python bench/speed.py --no-train --trials 8 --opt-epochs 8 --opt-reps 2   # optimize only
+    python bench/speed.py --plan-only --reps 5 --baseline /tmp/base           # plan and floor
 
 Every process gets OMP_NUM_THREADS=--threads (default 1) so the comparison is not a race for
 the shared cores. Prints a table of medians and the ratios to the plain script.
@@ -375,6 +376,32 @@ def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: dict[int,
     return wall, per_epoch, plan_s
 
 
+def plan_jobs(bench: Bench, data: Path, reps: int) -> dict[str, list[float]]:
+    """`mlt plan` in fresh projects and the floor, in rotating order, `reps` times each."""
+    floor_script = bench.work / "floor.py"
+    floor_script.write_text(FLOOR)
+    tools = ["floor", *bench.variants]
+    plan_s: dict[str, list[float]] = {}
+    for rep in range(reps):
+        for tool in tools[rep % len(tools):] + tools[:rep % len(tools)]:
+            if tool == "floor":
+                elapsed, _ = bench.timed([bench.python, str(floor_script)])
+                CPU.setdefault(("floor plan", 0), []).append(bench.cpu)
+            else:
+                tree = bench.variants[tool]
+                project = bench.work / f"plan-{tool}-{rep}"
+                bench.timed([bench.mlt, "init", str(project)], tree=tree)
+                (project / "mlt.yaml").write_text(mlt_yaml(data, 3))
+                elapsed, _ = bench.timed([bench.mlt, "-C", str(project), "--json", "plan"],
+                                         tree=tree)
+                CPU.setdefault((f"{tool} plan", 0), []).append(bench.cpu)
+                shutil.rmtree(project)
+            plan_s.setdefault(tool, []).append(elapsed)
+            print(f"  {tool:<10} plan rep {rep}: {elapsed:6.2f} s, CPU {bench.cpu:6.2f} s, load "
+                  f"{os.getloadavg()[0]:.1f}", file=sys.stderr)
+    return plan_s
+
+
 def optimize_job(bench: Bench, trials: int, epochs: int, reps: int) -> dict[str, list[float]]:
     import yaml
 
@@ -444,6 +471,8 @@ def main() -> None:
     parser.add_argument("--no-optimize", action="store_true")
     parser.add_argument("--no-train", action="store_true", help="optimize only (no plan, "
                         "train-baseline or floor)")
+    parser.add_argument("--plan-only", action="store_true", help="`mlt plan` and the floor "
+                        "only, --reps times each in rotating order (no training runs)")
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--opt-epochs", type=int, default=10)
     parser.add_argument("--opt-reps", type=int, default=1)
@@ -467,8 +496,12 @@ def main() -> None:
     try:
         reps = {e: args.long_reps if e == args.long and e not in args.epochs else args.reps
                 for e in epochs_list}
-        wall, per_epoch, plan_s = ({}, {}, {}) if args.no_train else train_jobs(
-            bench, data, epochs_list, reps, tools)
+        if args.plan_only:
+            args.no_train, args.no_optimize = True, True
+            wall, per_epoch, plan_s = {}, {}, plan_jobs(bench, data, args.reps)
+        else:
+            wall, per_epoch, plan_s = ({}, {}, {}) if args.no_train else train_jobs(
+                bench, data, epochs_list, reps, tools)
         opt = None if args.no_optimize else optimize_job(bench, args.trials, args.opt_epochs,
                                                          args.opt_reps)
     finally:
@@ -514,8 +547,10 @@ def main() -> None:
         what = ("floor (import torch + one AdamW step)" if name == "floor"
                 else f"{name} plan")
         cpu = CPU[(f"{name} plan", 0)]
+        ratio = (f"; {med(times) / med(plan_s['floor']):.2f}x the floor"
+                 if name != "floor" and "floor" in plan_s else "")
         print(f"{what}: {med(times):.2f} s (median of {len(times)}: "
-              f"{', '.join(f'{s:.2f}' for s in times)}); CPU {med(cpu):.2f} s")
+              f"{', '.join(f'{s:.2f}' for s in times)}); CPU {med(cpu):.2f} s{ratio}")
     if opt is not None:
         plain = {k: 60 * args.trials / med(opt[f"plain_{k}_s"]) for k in ("search", "whole")}
         print(f"optimize (digits, mlp [128], {args.opt_epochs} epochs, {args.trials} trials, "

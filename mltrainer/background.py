@@ -187,7 +187,7 @@ def _serve_forked(fn: Callable[[], Any], fd: int) -> None:  # pragma: no cover (
         with os.fdopen(fd, "wb") as out:
             pickle.dump(answer, out, protocol=pickle.HIGHEST_PROTOCOL)
         code = 0
-    except BaseException:  # noqa: BLE001 - any failure: the parent does the work itself
+    except BaseException:  # any failure: the parent does the work itself
         pass
     finally:
         os._exit(code)
