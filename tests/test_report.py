@@ -282,18 +282,23 @@ def test_status_and_help_import_neither_matplotlib_nor_markdown(built: Path) -> 
     assert out.stdout.strip() == "[]"
 
 
-def test_a_fresh_process_draws_the_same_figures_in_a_child(built: Path) -> None:
+@pytest.mark.parametrize("kind", ["fork", "spawn"])
+def test_a_fresh_process_draws_the_same_figures_in_a_child(built: Path, kind: str) -> None:
     """A phase command in a fresh process gets its figures from a child that imported
     matplotlib meanwhile: the same bytes as drawn in-process; a dead child means None (the
-    report then draws them itself)."""
+    report then draws them itself). Before torch loads the child is a fork, started whatever
+    the load (it duplicates no import); after, a fresh interpreter, when a core is spare."""
+    setup = ("bg.spare_core = lambda: False  # a loaded machine\n" if kind == "fork" else
+             "bg.can_fork = lambda: False; bg.spare_core = lambda: True  # torch loaded\n")
     code = (f"import sys, pickle; from pathlib import Path; root = Path({str(built)!r})\n"
             "from mltrainer.project import Project; from mltrainer.state import load_state\n"
             "from mltrainer.reporting import FigureDrawer\n"
-            "import mltrainer.background as bg; bg.spare_core = lambda: True  # load aside\n"
+            "import mltrainer.background as bg\n" + setup +
             "p = Project.at(root); state = load_state(p)\n"
             "dead = FigureDrawer(); dead._child._proc.kill()\n"
             "assert dead.figures(p, state, 'plan') is None\n"
             "d = FigureDrawer(); assert d.started and 'matplotlib' not in sys.modules\n"
+            f"assert isinstance(d._child._proc, bg._ForkedServer) is {kind == 'fork'}\n"
             "sys.stdout.buffer.write(pickle.dumps(d.figures(p, state, 'baseline')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     p, state, _ = context(built)
