@@ -542,7 +542,8 @@ def main() -> None:
 
     med = statistics.median
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                            check=False, capture_output=True, text=True).stdout.strip() or str(REPO)
+                            check=False, capture_output=True, text=True).stdout.strip()
+    commit = commit or str(REPO)
     print(f"commit {commit}; {os.cpu_count()} cores, OMP_NUM_THREADS={args.threads}, torch "
           f"{torch.__version__}; {args.rows} rows x {FEATURES} features, {CLASSES} classes; "
           f"median of {args.reps} whole processes"
