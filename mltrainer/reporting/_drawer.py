@@ -4,9 +4,10 @@ matplotlib's import costs a fresh `mlt` process about 0.8 s, paid at the very en
 command, when the report is written. A phase command therefore starts a `FigureDrawer` as its
 phase begins (`background.Child`: a fork of this process, or a fresh interpreter when a core
 is spare): the child imports `_plots` on another core while the phase trains; once the state
-is saved it receives that state (the JSON `save_state` writes) and returns `phase_figures(...)` of it. The figures are the same bytes as
-drawn in this process (the same code and rc settings; the state as saved, which is what
-`mlt report` draws from), and the report is written, complete, before the command returns.
+is saved it receives that state (the JSON `save_state` writes) and returns `phase_figures(...)`
+of it. The figures are the same bytes as drawn in this process (the same code and rc settings;
+the state as saved, which is what `mlt report` draws from), and the report is written,
+complete, before the command returns.
 
 Without an answer (no child started, or it died, failed or took too long) `figures` returns
 None and the caller draws in its own process, as always. A process that has imported
