@@ -158,8 +158,7 @@ class Forked:
         try:
             with os.fdopen(self._fd, "rb") as answer:
                 ok, value = pickle.load(answer)
-        except (EOFError, OSError, pickle.UnpicklingError, ValueError, TypeError,
-                AttributeError, ImportError):
+        except Exception:  # no answer, a cut one, one that does not load: do it here
             ok, value = False, None
         finally:
             self._fd = -1
