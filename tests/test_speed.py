@@ -277,10 +277,12 @@ def test_a_file_digest_is_reused_only_while_the_file_is_unchanged(
     (16, 9.0, True)])
 def test_a_helper_process_starts_only_when_a_core_is_spare(
         monkeypatch: pytest.MonkeyPatch, cpus: int, load: float, spare: bool) -> None:
-    """The report's figures and fANOVA move to a child only when it can run beside the
-    command: on a loaded machine it would only add its own imports to the work."""
+    """The report's figures and fANOVA move to a fresh interpreter only when it can run beside
+    the command: on a loaded machine it would only add its own imports to the work. (A fork,
+    which imports nothing twice, starts whatever the load: `test_report.py`.)"""
     from mltrainer import background
 
+    monkeypatch.setattr(background, "can_fork", lambda: False)  # torch loaded: no fork
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     assert background.spare_core() is spare
