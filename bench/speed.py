@@ -460,11 +460,13 @@ def optimize_job(bench: Bench, trials: int, epochs: int, reps: int) -> dict[str,
             study = state["phases"]["optimize"]["outcome"]["study"]
             res.setdefault(f"{name}_whole_s", []).append(elapsed)
             CPU.setdefault((f"{name} optimize", 0), []).append(bench.cpu)
+            OWN.setdefault((f"{name} optimize", 0), []).append(bench.own)
             res.setdefault(f"{name}_search_s", []).append(study["elapsed_s"])
             res.setdefault(f"{name}_trials", []).append(study["ran_here"])
             shutil.rmtree(copy)
             print(f"  optimize rep {rep}: {name} {elapsed:.1f} s (search "
-                  f"{study['elapsed_s']:.1f} s), CPU {bench.cpu:.1f} s", file=sys.stderr)
+                  f"{study['elapsed_s']:.1f} s), CPU {bench.cpu:.1f} s (own {bench.own:.1f})",
+                  file=sys.stderr)
         elapsed, stdout = bench.timed([bench.python, str(script), str(trials), str(epochs),
                                        "128", "0.001"])
         res.setdefault("plain_whole_s", []).append(elapsed)
@@ -595,7 +597,8 @@ def main() -> None:
             print(f"  {name:<9} {tpm['search']:6.1f} ({tpm['search'] / plain['search']:.2f}x) / "
                   f"{tpm['whole']:6.1f} ({tpm['whole'] / plain['whole']:.2f}x); trials run "
                   f"{med(opt[f'{name}_trials']):g}; CPU s of the whole process "
-                  f"{med(CPU[(f'{name} optimize', 0)]):.1f}")
+                  f"{med(CPU[(f'{name} optimize', 0)]):.1f} (own "
+                  f"{med(OWN[(f'{name} optimize', 0)]):.1f})")
         print(f"  plain     CPU s of the whole process {med(CPU[('plain optimize', 0)]):.1f}")
 
 
