@@ -1,13 +1,13 @@
 """How well the online detectors find faults in real mlt training runs, on data they were
 tuned on and on data they were not.
 
-Four sets of labelled scenarios (healthy runs, and runs with a known fault for each of the
+Five sets of labelled scenarios (healthy runs, and runs with a known fault for each of the
 eight findings): `bench/scenarios.py`, the TUNING set (the rules' thresholds were chosen on it);
-`bench/heldout.py` and `bench/heldout2.py`, the OLD HELD-OUT sets (held out in issue 11's first
-and second passes, their misses analysed since: tuning material now); and `bench/heldout3.py`,
-HELD-OUT v3 (written and committed before the third pass changed any rule, never tuned on:
-other generated data, raw-unit regression, other model families, pathologies from config
-choices and injected faults).
+`bench/heldout.py`, `bench/heldout2.py` and `bench/heldout3.py`, the OLD HELD-OUT sets (held
+out in issue 11's first, second and third passes, their misses analysed since: tuning material
+now); and `bench/heldout4.py`, HELD-OUT v4 (written and committed before the fourth pass
+changed any rule, never tuned on: other generated data, standardised-target regression, other
+model families, pathologies from config choices and injected faults).
 Every scenario is trained by mlt's own `Trainer` on bundled or
 generated data, with the detectors online exactly as `mlt train-baseline` runs them: a
 `DetectorSubscriber` over `build_detectors(DetectorContext(task, metric, greater_is_better,
@@ -20,13 +20,14 @@ the fault's onset and the false-positive rate on healthy runs, beside the target
 detectors' share of the fit time (time inside `DetectorSubscriber.on_event` over the wall time
 of `Trainer.fit()`).
 
-    python bench/detectors.py [--set tuning|heldout|heldout2|heldout3|all] [--quick]
+    python bench/detectors.py [--set tuning|heldout|heldout2|heldout3|heldout4|all]
+                              [--quick]
                               [--jobs N] [--out DIR] [--repeats N] [--only REGEX]
                               [--summarize JSONL] [--rejudge JSONL] [--brief] [-v]
                               [--keep-runs]
 
 Per-run results go to DIR/detectors.jsonl (default bench/out/, git-ignored). Run by hand, not
-in CI: the full run (four sets, 2 seeds each: ~720 runs) takes about 40 minutes with --jobs 2
+in CI: the full run (five sets, 2 seeds each: ~890 runs) takes about 50 minutes with --jobs 2
 on a shared 2-core machine; --quick (one seed) about half that.
 
 Counting:
@@ -63,6 +64,7 @@ sys.path.insert(1, str(BENCH.parent))  # mltrainer from the checkout
 from heldout import build_heldout  # noqa: E402  (found through the sys.path line above)
 from heldout2 import build_heldout2  # noqa: E402
 from heldout3 import build_heldout3  # noqa: E402
+from heldout4 import build_heldout4  # noqa: E402
 from scenarios import HEALTHY, Scenario, build_scenarios, capture_parts  # noqa: E402
 
 DEFAULT_REPEATS = 2
@@ -460,7 +462,7 @@ def summarize(records: list[dict[str, Any]], finding_ids: tuple[str, ...]) -> st
 
 def set_of(name: str) -> str:
     """Which set a scenario belongs to, from its name's prefix."""
-    prefixes = {"h3-": "heldout3", "h2-": "heldout2", "ho-": "heldout"}
+    prefixes = {"h4-": "heldout4", "h3-": "heldout3", "h2-": "heldout2", "ho-": "heldout"}
     return next((v for k, v in prefixes.items() if name.startswith(k)), "tuning")
 
 
@@ -492,12 +494,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Benchmark mlt's online detectors on real training runs with injected "
         "faults and pathological configs (run by hand, not in CI).")
-    parser.add_argument("--set", choices=("tuning", "heldout", "heldout2", "heldout3", "all"),
+    parser.add_argument("--set", choices=("tuning", "heldout", "heldout2", "heldout3", "heldout4",
+                                          "all"),
                         default="all",
                         help="the tuning scenarios (scenarios.py), the old held-out ones "
                         "(heldout.py, tuning material since issue 11's second pass), held-out "
                         "v2 (heldout2.py, tuning material since the third pass), held-out v3 "
-                        "(heldout3.py, never tuned on), or all four (default), summarised apart")
+                        "(heldout3.py, tuning material since the fourth pass), held-out v4 "
+                        "(heldout4.py, never tuned on), or all five (default), summarised apart")
     parser.add_argument("--brief", action="store_true",
                         help="print aggregate figures only (recall per finding, healthy FP "
                         "per task), nothing per scenario")
@@ -546,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         scenarios += build_heldout2(repeats)
     if args.set in ("heldout3", "all"):
         scenarios += build_heldout3(repeats)
+    if args.set in ("heldout4", "all"):
+        scenarios += build_heldout4(repeats)
     if args.only:
         scenarios = [s for s in scenarios if re.search(args.only, s.name)]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -595,7 +601,9 @@ SET_TITLES = (
                 "first pass)"),
     ("heldout2", "OLD HELD-OUT v2, NOW TUNING (heldout2.py: its misses were read after issue "
                  "11's second pass)"),
-    ("heldout3", "HELD-OUT v3 (heldout3.py: written before the third pass's rule changes, "
+    ("heldout3", "OLD HELD-OUT v3, NOW TUNING (heldout3.py: its misses were read after issue "
+                 "11's third pass)"),
+    ("heldout4", "HELD-OUT v4 (heldout4.py: written before the fourth pass's rule changes, "
                  "never tuned on)"),
 )
 
