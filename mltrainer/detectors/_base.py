@@ -208,6 +208,8 @@ class Detector(ABC):
         stops_training: when True, the online subscriber stops training when it fires.
         _state_fields: the attributes that make up the detector's running state; they must hold
             JSON-safe values (numbers, strings, None, lists, dicts, deques of those).
+        _optional_state: those of `_state_fields` added after the state format was first
+            written: a saved state without one loads, keeping the field's `_setup` value.
 
     The base class handles: threshold validation (eagerly, in `__init__`), firing at most once
     per run, filling the context from the start event and inferring it from the first epoch,
@@ -221,6 +223,7 @@ class Detector(ABC):
     watches: ClassVar[frozenset[str]] = frozenset({"step", "epoch"})
     stops_training: ClassVar[bool] = False
     _state_fields: ClassVar[tuple[str, ...]] = ()
+    _optional_state: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, context: DetectorContext | None = None, **thresholds: float) -> None:
         self.thresholds: dict[str, float] = self.validate_thresholds(thresholds)
@@ -324,11 +327,14 @@ class Detector(ABC):
                 f"this mlt reads version {STATE_VERSION}"
             )
         saved = state.get("state") or {}
-        missing = [name for name in self._state_fields if name not in saved]
+        missing = [name for name in self._state_fields
+                   if name not in saved and name not in self._optional_state]
         if missing:
             raise StateCorruptError(f"detector state of {self.id!r} lacks {', '.join(missing)}")
         self._setup()  # fresh containers (deques keep their maxlen), then fill them
         for name in self._state_fields:
+            if name not in saved:
+                continue  # an optional field newer than the state: keep its fresh value
             value = decode_json(saved[name])
             current = getattr(self, name)
             if isinstance(current, deque):
@@ -361,12 +367,13 @@ class Detector(ABC):
         """The `collapse` rule's finding (`judge_collapse` over `self.collapse_watch`, with the
         thresholds `collapse`, `collapse_epochs`, `collapse_progress` and `factor_name`), or
         None. `message` is a `str.format` template over step, grad, ratio (grad / early),
-        early, loss (the streak's last), share (loss / ref), source, ref and epochs."""
+        early, loss (the streak's last), share (loss / ref), source, ref, epochs and best (the
+        lowest end-of-epoch train loss before the blow-up, formatted, "-" if none)."""
         ref, source = self.reference_loss()
         t = self.thresholds
         watch = self.collapse_watch  # type: ignore[attr-defined]
         streak = judge_collapse(watch, event, ref, t["collapse"], int(t["collapse_epochs"]),
-                                t["collapse_progress"])
+                                t["collapse_progress"], t.get("collapse_lost"))
         if streak is None or ref is None:
             return None
         epoch, step, grad, early = watch["blowup"]
@@ -374,12 +381,14 @@ class Detector(ABC):
         return self.finding(
             epoch, step,
             message.format(step=step, grad=grad, ratio=grad / early, early=early, loss=loss,
-                           share=loss / ref, source=source, ref=ref, epochs=len(streak)),
+                           share=loss / ref, source=source, ref=ref, epochs=len(streak),
+                           best="-" if watch.get("best") is None else f"{watch['best']:.4g}"),
             rule="collapse", peak_grad_norm=grad, early_grad_norm=early,
             **{factor_name: t[factor_name]}, train_losses=[row[2] for row in streak],
             epochs=[row[0] for row in streak], reference_loss=ref, reference=source,
             collapse=t["collapse"], collapse_epochs=t["collapse_epochs"],
-            collapse_progress=t["collapse_progress"],
+            collapse_progress=t["collapse_progress"], collapse_lost=t.get("collapse_lost"),
+            best_before=watch.get("best"),
         )
 
     @classmethod
@@ -420,8 +429,8 @@ def new_collapse_watch() -> dict[str, Any]:
     first blow-up step ([epoch, step, grad_norm, reference] or None), this epoch's steps since
     it and how many of them had a gradient norm back below the blow-up's 1/factor (`seen`,
     `quiet`), and the latest epochs' end-of-epoch train losses ([epoch, step, loss], the
-    current streak)."""
-    return {"early": [], "blowup": None, "seen": 0, "quiet": 0, "streak": []}
+    current streak) and the best end-of-epoch train loss before the blow-up (`best`)."""
+    return {"early": [], "blowup": None, "seen": 0, "quiet": 0, "streak": [], "best": None}
 
 
 def watch_blowup(watch: dict[str, Any], grad: float, epoch: int | None, step: int | None,
@@ -448,20 +457,31 @@ def watch_blowup(watch: dict[str, Any], grad: float, epoch: int | None, step: in
 
 
 def judge_collapse(watch: dict[str, Any], event: Mapping[str, Any], ref: float | None,
-                   level: float, epochs: int, progress: float) -> list[list[Any]] | None:
+                   level: float, epochs: int, progress: float,
+                   lost: float | None = None) -> list[list[Any]] | None:
     """After a blow-up, `epochs` consecutive epochs in which the end-of-epoch train loss
-    (`fitted_loss`) is at or above `level` x the reference (trivial) loss and most steps'
-    gradient norms are back below the blow-up's 1/factor, the loss improving by less than
-    `progress` (relative) over them: the model was thrown back to predicting a constant (dead
-    units, saturated outputs) and gets no signal to leave it. Returns the streak's rows once
-    it holds."""
+    (`fitted_loss`) is either at or above `level` x the reference (trivial) loss with most
+    steps' gradient norms back below the blow-up's 1/factor (the model was thrown back to
+    predicting a constant - dead units, saturated outputs - and gets no signal to leave it),
+    or (`lost`) has given back at least `lost` of the progress made before the blow-up
+    (at or above best + lost x (reference - best), `best` the lowest end-of-epoch train loss
+    before it: thrown out of the basin it had found, whatever the gradients do since), the
+    loss improving by less than `progress` (relative) over them. Returns the streak's rows
+    once it holds."""
     seen, quiet = watch["seen"], watch["quiet"]
     watch["seen"] = watch["quiet"] = 0
     loss = fitted_loss(event)
+    if loss is not None and watch["blowup"] is None:
+        best = watch.get("best")
+        watch["best"] = loss if best is None else min(best, loss)
     if watch["blowup"] is None or ref is None or loss is None:
         return None
     streak = watch["streak"]
-    if loss < level * ref or 2 * quiet < seen or seen == 0:
+    best = watch.get("best")
+    at_trivial = loss >= level * ref and 2 * quiet >= seen > 0
+    gave_back = (lost is not None and best is not None and ref > best
+                 and loss >= best + lost * (ref - best))
+    if not (at_trivial or gave_back):
         streak.clear()
         return None
     streak.append([event.get("epoch"), event.get("step"), loss])

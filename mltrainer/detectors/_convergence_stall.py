@@ -4,17 +4,22 @@ Rule (SageMaker `LossNotDecreasing`, judged per epoch): the best epoch train los
 `window` epochs improves on the best loss before them by less than `min_improvement`
 (relative), while that best is still at least `high_loss` x the reference loss (the trivial
 baseline's, or the first step's). The second condition keeps a converged model - whose loss has
-flattened near zero - from counting as stalled. Onset: the first epoch of the window. The train
-loss is the end-of-epoch model's (`train_eval_loss`) when the stream has it, else the epoch
-mean (see `fitted_loss`).
+flattened near zero - from counting as stalled. A run whose val metric has reached the goal
+(`goal_target`) at some epoch is never stalled: "still high" is judged against what the user
+asked for, not only against the trivial loss - on imbalanced classes or noisy targets the
+achievable loss is a large share of the trivial one (issue 11, fourth pass: a healthy 85/15 MLP
+converged at 70 % of it). Onset: the first epoch of the window. The train loss is the
+end-of-epoch model's (`train_eval_loss`) when the stream has it, else the epoch mean (see
+`fitted_loss`).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from mltrainer.detectors._base import Detector, Finding, fitted_loss
+from mltrainer.detectors._base import Detector, Finding, finite, fitted_loss
 
 
 class ConvergenceStallDetector(Detector):
@@ -23,15 +28,21 @@ class ConvergenceStallDetector(Detector):
     defaults: ClassVar[dict[str, float]] = {"window": 3, "min_improvement": 0.01, "high_loss": 0.5}
     kinds: ClassVar[dict[str, str]] = {"window": "count", "min_improvement": "nonnegative"}
     watches: ClassVar[frozenset[str]] = frozenset({"epoch"})
-    _state_fields: ClassVar[tuple[str, ...]] = ("recent", "best_before")
+    _state_fields: ClassVar[tuple[str, ...]] = ("recent", "best_before", "goal_met")
+    _optional_state: ClassVar[frozenset[str]] = frozenset({"goal_met"})
 
     def _setup(self) -> None:
         self.recent: deque[list[Any]] = deque()  # [epoch, step, train_loss], the last `window`
         self.best_before: float | None = None  # best train loss before the window
+        self.goal_met = False  # some epoch's val metric reached the goal
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
+        val, metric = event.get("val"), self.context.metric
+        if metric and isinstance(val, Mapping) and self.context.meets_goal(
+                finite(val.get(metric))):
+            self.goal_met = True
         loss = fitted_loss(event)
-        if loss is None:
+        if loss is None or self.goal_met:
             return None
         if len(self.recent) >= self.thresholds["window"]:
             leaving = self.recent.popleft()[2]

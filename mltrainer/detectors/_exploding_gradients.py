@@ -46,8 +46,13 @@ Rules (onset: the first step that counted):
   too-high lr on raw-unit targets, adamw at lr 0.1 on quantiles). The progress guard keeps a
   raw-unit regression that falls from far above its baseline's loss (learning the mean)
   apart, the gradient condition one whose gradient grows steadily while its loss creeps down
-  (Friedman #2 at lr 1e-3). Onset: the blow-up step. `loss_oscillation` shares this rule
-  (`_base.judge_collapse`).
+  (Friedman #2 at lr 1e-3). Or, gradients aside, the loss has given back at least
+  `collapse_lost` of the progress made before the blow-up (at or above best + `collapse_lost`
+  x (reference - best), best the lowest end-of-epoch train loss before it): a blow-up that
+  throws a trained model out of its basin without landing it at the trivial loss, its
+  gradients still bouncing (issue 11, fourth pass: adamw lr x100 mid-run on a gelu MLP). A
+  loss creeping down never gives anything back. Onset: the blow-up step. `loss_oscillation`
+  shares this rule (`_base.judge_collapse`).
 
 A stream without step events is judged on epoch `train_loss` with the divergence and
 loss_scale rules.
@@ -75,9 +80,9 @@ def _fmt(value: float | None) -> str:
 
 
 _COLLAPSE = ("the gradient norm blew up at step {step} ({grad:.4g}, {ratio:.3g}x the run's early "
-             "norm {early:.4g}) and the train loss then collapsed to the trivial level: "
-             "{loss:.4g}, {share:.0%} of the {source} loss {ref:.4g}, for {epochs} epochs "
-             "without progress")
+             "norm {early:.4g}) and the train loss then collapsed towards the trivial level "
+             "(best before it {best}): {loss:.4g}, {share:.0%} of the {source} loss {ref:.4g}, "
+             "for {epochs} epochs without progress")
 
 
 class ExplodingGradientsDetector(Detector):
@@ -95,10 +100,12 @@ class ExplodingGradientsDetector(Detector):
         "collapse": 0.9,
         "collapse_epochs": 3,
         "collapse_progress": 0.1,
+        "collapse_lost": 0.5,
     }
     kinds: ClassVar[dict[str, str]] = {
         "patience": "count", "window": "count", "min_history": "count", "span": "count",
         "collapse_epochs": "count", "collapse_progress": "fraction",
+        "collapse_lost": "fraction",
     }
     _state_fields: ClassVar[tuple[str, ...]] = (
         "history", "early_median", "grad_seen", "grad_hits", "loss_run", "scale_run", "recent",

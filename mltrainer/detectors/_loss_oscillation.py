@@ -41,7 +41,9 @@ Rules (either fires):
   `collapse_epochs` epochs, improving by less than `collapse_progress` over them, with most
   steps' gradient norms back below the blow-up's 1/`blowup_factor`: the optimiser threw the
   model off and it never came back (its units died or saturated), so
-  there is nothing left to bounce. The same rule as exploding_gradients' `collapse` (the
+  there is nothing left to bounce; or, gradients aside, it has given back at least
+  `collapse_lost` of the progress made before the blow-up (thrown out of its basin and still
+  bouncing above it). The same rule as exploding_gradients' `collapse` (the
   collapse hides which came first); a collapse without a blow-up (a bias shift killing the
   units) is dead_relu's. Onset: the blow-up step.
 
@@ -65,8 +67,9 @@ from mltrainer.detectors._base import (
 )
 
 _COLLAPSE = ("the optimiser blew up at step {step} (gradient norm {grad:.4g}, {ratio:.3g}x the "
-             "run's early norm) and threw the model back to the trivial loss: {loss:.4g}, "
-             "{share:.0%} of the {source} loss {ref:.4g}, for {epochs} epochs without progress")
+             "run's early norm) and threw the model back towards the trivial loss (best before "
+             "it {best}): {loss:.4g}, {share:.0%} of the {source} loss {ref:.4g}, for {epochs} "
+             "epochs without progress")
 
 
 class LossOscillationDetector(Detector):
@@ -91,6 +94,7 @@ class LossOscillationDetector(Detector):
         "collapse": 0.9,
         "collapse_epochs": 3,
         "collapse_progress": 0.1,
+        "collapse_lost": 0.5,
     }
     kinds: ClassVar[dict[str, str]] = {
         "window": "count",
@@ -105,7 +109,7 @@ class LossOscillationDetector(Detector):
         "kicks": "count",
         "blowup_history": "count",
         "collapse_epochs": "count",
-        "collapse_progress": "fraction",
+        "collapse_progress": "fraction", "collapse_lost": "fraction",
     }
     _state_fields: ClassVar[tuple[str, ...]] = (
         "epochs", "losses", "elevated", "spike_start", "spike_log", "last_fitted", "kick_log",

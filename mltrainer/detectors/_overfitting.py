@@ -27,7 +27,9 @@ Rules (any fires):
   says how many training rows `train` is over: mlt's engine evaluates as many as val for item
   data) - the gap's lower confidence bound clears `metric_gap`, so a handful of rows cannot
   make a gap - for `patience` consecutive epochs (AUTOTRAINER flags
-  a train/test accuracy gap of 0.07-0.1). Onset: the first of them.
+  a train/test accuracy gap of 0.07-0.1), while the best val metric has not improved over
+  the last `patience` epochs by `metric_drop` or more (a model still getting better on new
+  rows is not overfitting, whatever its gap). Onset: the first of them.
 * loss_gap (regression, MSE): the same gap read from the losses - (val loss - train loss) /
   the trivial baseline's loss, which is the r2 the model loses between its training rows and
   new rows whatever the metric - at least `metric_gap` beyond twice the gap's sampling
@@ -35,8 +37,9 @@ Rules (any fires):
   for `patience` consecutive
   epochs, once the model fits its training data and the val loss has flattened (it fell by
   less than `val_progress`, relative, over those epochs: while it still falls fast, the model
-  is learning and the gap is the training rows being learnt first). A regression model that
-  memorises noise can drive its train loss towards zero while the val loss keeps falling
+  is learning and the gap is the training rows being learnt first) and the best val metric
+  improved by less than `metric_drop` over them (the same guard as metric_gap). A regression
+  model that memorises noise can drive its train loss towards zero while the val loss keeps falling
   slowly: no rise, a gap.
 
 Without a metric in the events, the val_loss rule judges the losses alone.
@@ -74,8 +77,10 @@ class OverfittingDetector(Detector):
     }
     watches: ClassVar[frozenset[str]] = frozenset({"epoch"})
     _state_fields: ClassVar[tuple[str, ...]] = (
-        "best", "after_best", "best_metric", "rise_run", "gap_run", "val_recent"
+        "best", "after_best", "best_metric", "rise_run", "gap_run", "val_recent",
+        "best_metric_recent",
     )
+    _optional_state: ClassVar[frozenset[str]] = frozenset({"best_metric_recent"})
 
     def _setup(self) -> None:
         self.best: list[Any] | None = None  # [epoch, step, val_loss, train_loss at it]
@@ -85,6 +90,9 @@ class OverfittingDetector(Detector):
         self.gap_run: list[Any] = [0, None, None, []]  # [length, epoch, step, gaps]
         # the val losses of the last `patience` + 1 epochs (loss_gap's flattening test)
         self.val_recent: deque[float] = deque(maxlen=int(self.thresholds["patience"]) + 1)
+        # the best val metric so far after each of the last `patience` + 1 epochs
+        self.best_metric_recent: deque[float] = deque(
+            maxlen=int(self.thresholds["patience"]) + 1)
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
         metric = self._val_metric(event)
@@ -92,6 +100,8 @@ class OverfittingDetector(Detector):
         finding = self._judge_val_loss(event, metric, drop)
         if metric is not None and (drop is None or drop < 0):
             self.best_metric = metric
+        if self.best_metric is not None:
+            self.best_metric_recent.append(self.best_metric)
         if finding is None and self.context.task == "classification":
             finding = self._judge_gap(event)
         elif finding is None and self.context.task == "regression":
@@ -205,7 +215,7 @@ class OverfittingDetector(Detector):
                 variance += tr * (1 - tr) / n_train
             noise = 2 * math.sqrt(max(variance, 0.0))
         bar = self.thresholds["metric_gap"] + noise
-        if not self._gap_streak(event, gap, gap >= bar and fitted):
+        if not self._gap_streak(event, gap, gap >= bar and fitted and not self._improving()):
             return None
         run = self.gap_run
         return self.finding(
@@ -217,6 +227,21 @@ class OverfittingDetector(Detector):
             n_val=n_val, n_train_eval=n_train,
             consecutive_epochs=run[0], patience=self.thresholds["patience"],
         )
+
+    def _improving(self) -> bool:
+        """Whether the best val metric improved by at least `metric_drop` (absolute; relative
+        for rmse/mae) over the last `patience` epochs: a model still getting better on new rows
+        is not overfitting, however wide its train/val gap (an embedding or normalised net fits
+        its training rows closely from early on; issue 11, fourth pass)."""
+        recent = self.best_metric_recent
+        if len(recent) < 2:
+            return False
+        before, now = recent[0], recent[-1]
+        if self.context.greater_is_better is False:
+            gain = (before - now) / before if before > 0 else before - now
+        else:
+            gain = now - before
+        return gain >= self.thresholds["metric_drop"]
 
     def _gap_streak(self, event: dict[str, Any], gap: float, wide: bool) -> bool:
         """Count one more epoch of a gap `wide` beyond its limit (a narrow one ends the
@@ -245,7 +270,7 @@ class OverfittingDetector(Detector):
         gap = (val - train) / base
         noise = self._gap_noise(val, train) / base
         bar = self.thresholds["metric_gap"] + noise
-        if not self._gap_streak(event, gap, gap >= bar and flat
+        if not self._gap_streak(event, gap, gap >= bar and flat and not self._improving()
                                 and train <= self.thresholds["fitted_loss"] * base):
             return None
         run = self.gap_run
