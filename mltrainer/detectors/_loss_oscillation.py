@@ -18,7 +18,12 @@ Rules (either fires):
   the epoch of the first counted rise in the window. On a val set of n_val rows a val-loss move
   must also be at least 2 x sqrt(2 / n_val) of the lower value (when the start event says
   n_val): the wobble a mean over that many rows shows as the model jitters (0.3 on 90 rows,
-  0.17 on 270).
+  0.17 on 270). And a move must give back at least `give_back` of the progress its series has
+  made (the reference loss minus the series' lowest value so far): a converged model whose
+  val loss wobbles between 0.13 and 0.26 of a trivial 0.69 moves by a tenth of what it won,
+  where an optimiser past the edge of stability throws away a quarter to all of it (issue 11,
+  fourth pass: healthy checkerboard, batch-norm and offset nets fired on the amplitude
+  alone).
 * kicks: on `kicks` epochs of the run, the end-of-epoch train loss (`train_eval_loss`, on the
   same training rows every epoch with dropout off) is at least `kick_factor` x its value the
   epoch before and `amplitude` x the reference loss above it. A sound optimiser never makes
@@ -95,6 +100,7 @@ class LossOscillationDetector(Detector):
         "collapse_epochs": 3,
         "collapse_progress": 0.1,
         "collapse_lost": 0.5,
+        "give_back": 0.2,
     }
     kinds: ClassVar[dict[str, str]] = {
         "window": "count",
@@ -110,11 +116,13 @@ class LossOscillationDetector(Detector):
         "blowup_history": "count",
         "collapse_epochs": "count",
         "collapse_progress": "fraction", "collapse_lost": "fraction",
+        "give_back": "fraction",
     }
     _state_fields: ClassVar[tuple[str, ...]] = (
         "epochs", "losses", "elevated", "spike_start", "spike_log", "last_fitted", "kick_log",
-        "collapse_watch",
+        "collapse_watch", "best_losses",
     )
+    _optional_state: ClassVar[frozenset[str]] = frozenset({"best_losses"})
 
     def _setup(self) -> None:
         window = int(self.thresholds["window"])
@@ -126,6 +134,7 @@ class LossOscillationDetector(Detector):
         self.last_fitted: float | None = None  # the previous epoch's train_eval_loss
         self.kick_log: list[list[Any]] = []  # [epoch, step, before, after] of each kick
         self.collapse_watch = new_collapse_watch()
+        self.best_losses: list[float | None] = [None, None]  # lowest val, train loss so far
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
         if event["type"] == "step":
@@ -141,7 +150,12 @@ class LossOscillationDetector(Detector):
         val = finite(event.get("val_loss"))
         if val is None:
             return None
-        self.epochs.append([event.get("epoch"), event.get("step"), val, fitted_loss(event)])
+        train = fitted_loss(event)
+        self.epochs.append([event.get("epoch"), event.get("step"), val, train])
+        for i, value in enumerate((val, train)):
+            best = self.best_losses[i]
+            if value is not None and (best is None or value < best):
+                self.best_losses[i] = value
         if len(self.epochs) < self.thresholds["window"]:
             return None
         return self._judge_window()
@@ -158,11 +172,13 @@ class LossOscillationDetector(Detector):
         # of itself as the model jitters; a move must clear twice that to count
         n_val = self.context.n_val
         val_swing = max(self.thresholds["swing"], 2 * (2 / n_val) ** 0.5 if n_val else 0.0)
-        moves = self._moves(rows, 2, floor, val_swing)
+        least = self._floor(floor, ref, 0)
+        moves = self._moves(rows, 2, least, val_swing)
         changes = _direction_changes(moves)
         if changes < self.thresholds["sign_changes"] and all(r[3] is not None for r in rows):
             series = "train_loss"
-            moves = self._moves(rows, 3, floor, self.thresholds["swing"])
+            least = self._floor(floor, ref, 1)
+            moves = self._moves(rows, 3, least, self.thresholds["swing"])
             changes = _direction_changes(moves)
         if changes < self.thresholds["sign_changes"]:
             return None
@@ -178,13 +194,14 @@ class LossOscillationDetector(Detector):
         return self.finding(
             onset_row[0], onset_row[1],
             f"{series.replace('_', ' ')} changed direction {changes} times in {len(rows)} "
-            f"epochs (mean move {mean_swing:.3g}; moves of at least {floor:.3g} count) "
+            f"epochs (mean move {mean_swing:.3g}; moves of at least {least:.3g} count) "
             "without a downward trend",
             rule="epochs", series=series, sign_changes=changes,
             min_sign_changes=self.thresholds["sign_changes"],
             val_losses=[r[2] for r in rows], train_losses=[r[3] for r in rows],
             epochs=[r[0] for r in rows],
-            mean_move=mean_swing, min_move=floor, amplitude=self.thresholds["amplitude"],
+            mean_move=mean_swing, min_move=least, amplitude=self.thresholds["amplitude"],
+            give_back=self.thresholds["give_back"],
             swing=self.thresholds["swing"], reference_loss=ref, reference=source,
             train_progress=progress, max_train_progress=self.thresholds["train_progress"],
         )
@@ -222,6 +239,14 @@ class LossOscillationDetector(Detector):
             kick_factor=self.thresholds["kick_factor"], min_kicks=self.thresholds["kicks"],
             amplitude=self.thresholds["amplitude"], reference_loss=ref, reference=source,
         )
+
+    def _floor(self, floor: float, ref: float, column: int) -> float:
+        """The smallest move that counts: `amplitude` x the reference loss, and `give_back` x
+        the progress the series has made (reference - its lowest value so far)."""
+        best = self.best_losses[column]
+        if best is None or best >= ref:
+            return floor
+        return max(floor, self.thresholds["give_back"] * (ref - best))
 
     @staticmethod
     def _moves(rows: list[list[Any]], column: int, floor: float, swing: float
