@@ -413,6 +413,12 @@ CASES: dict[str, Case] = {
         val_loss=lambda e: 0.3 * (1 + 13 * (e - 1) / 39),
         val_metric=lambda e: 0.9 - 0.004 * e, train_metric=None),
         {"overfitting": (2, 20)}, rule="val_loss"),
+    # issue 11, fourth pass: a near-zero val loss that bounces (0.01 -> 0.08 -> 0.05 -> 0.11)
+    # is far above its minimum in relative terms but not climbing: not overfitting
+    "healthy, a near-zero val loss bounces far above its minimum": Case(Run(
+        epochs=16, train_loss=lambda e: 2.3 * 0.5**e + 0.001,
+        val_loss=lambda e: 2.3 * 0.5**e + 0.01 if e < 9 else [0.08, 0.05, 0.11, 0.04][e % 4],
+        val_metric=lambda e: min(0.99, HEALTHY_ACC(e))), {}),
     "train metric runs away from val": Case(Run(
         train_metric=piecewise(lambda e: HEALTHY_ACC(e) + 0.01, lambda e: 1.0, 5),
         val_metric=piecewise(HEALTHY_ACC, lambda e: 0.85, 5), n_val=300),

@@ -10,7 +10,9 @@ Rules (any fires):
   `metric_drop` (absolute for accuracy, f1_macro, roc_auc, r2; relative for rmse, mae); the
   val loss is above the reference loss (worse than the trivial baseline); or the val loss is
   above its minimum by at least `rise_alone` (relative) and by twice its own sampling error,
-  2 sqrt(2 / n_val) - SageMaker `Overtraining`/`Overfit`, Keras/Lightning `EarlyStopping` on
+  2 sqrt(2 / n_val), and no lower than the epoch before (a climb, not the bounce of a
+  near-zero val loss that comes straight back down: a healthy spirals net's 0.01 -> 0.08 ->
+  0.05 -> 0.11 -> 0.03; issue 11, fourth pass) - SageMaker `Overtraining`/`Overfit`, Keras/Lightning `EarlyStopping` on
   val loss with patience. The metric condition keeps the harmless kind apart: a val loss that
   creeps up on a few confidently wrong rows while the val metric holds (common on small val
   sets) costs nothing. A val loss half as large again as its minimum while the train loss
@@ -78,9 +80,9 @@ class OverfittingDetector(Detector):
     watches: ClassVar[frozenset[str]] = frozenset({"epoch"})
     _state_fields: ClassVar[tuple[str, ...]] = (
         "best", "after_best", "best_metric", "rise_run", "gap_run", "val_recent",
-        "best_metric_recent",
+        "best_metric_recent", "last_val",
     )
-    _optional_state: ClassVar[frozenset[str]] = frozenset({"best_metric_recent"})
+    _optional_state: ClassVar[frozenset[str]] = frozenset({"best_metric_recent", "last_val"})
 
     def _setup(self) -> None:
         self.best: list[Any] | None = None  # [epoch, step, val_loss, train_loss at it]
@@ -90,6 +92,7 @@ class OverfittingDetector(Detector):
         self.gap_run: list[Any] = [0, None, None, []]  # [length, epoch, step, gaps]
         # the val losses of the last `patience` + 1 epochs (loss_gap's flattening test)
         self.val_recent: deque[float] = deque(maxlen=int(self.thresholds["patience"]) + 1)
+        self.last_val: float | None = None  # the previous epoch's val loss
         # the best val metric so far after each of the last `patience` + 1 epochs
         self.best_metric_recent: deque[float] = deque(
             maxlen=int(self.thresholds["patience"]) + 1)
@@ -145,6 +148,7 @@ class OverfittingDetector(Detector):
         epoch, step = event.get("epoch"), event.get("step")
         if val is None:
             return None
+        last, self.last_val = self.last_val, val
         if self.best is None or val < self.best[2]:
             self.best, self.after_best, self.rise_run = [epoch, step, val, train], None, 0
             return None
@@ -161,7 +165,10 @@ class OverfittingDetector(Detector):
         # past the trivial baseline's loss: the model predicts val worse than a constant would
         past_baseline = known_ref is not None and val > known_ref
         # far above the minimum: more than `rise_alone` and more than the val loss's noise
-        rose_far = val >= best_val * (1 + max(self.thresholds["rise_alone"], self._val_noise()))
+        # far above the minimum and still climbing (no lower than the epoch before): a trend,
+        # not the bounce of a near-zero val loss that comes back down
+        rose_far = (val >= best_val * (1 + max(self.thresholds["rise_alone"], self._val_noise()))
+                    and (last is None or val >= last))
         metric_fell = (metric is None or past_baseline or rose_far
                        or (drop is not None and drop >= self.thresholds["metric_drop"]))
         if val < limit or not train_falling or not fitted or not metric_fell:
