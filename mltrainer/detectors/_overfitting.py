@@ -3,25 +3,25 @@
 Rules (any fires):
 
 * val_loss: for `patience` consecutive epochs, `val_loss` is above its minimum so far by at
-  least `rise` (relative) and `rise_atol` x the reference loss (absolute, so the wiggles of a
-  near-zero loss never count), while the model fits its training data better than it did at
-  that minimum - its train loss is below its value there and at most `fitted_loss` x the
+  least `rise` (relative) and `rise_atol` x the reference loss (absolute, so the wiggles of
+  a near-zero loss never count), while the model fits its training data better than it did
+  at that minimum - its train loss is below its value there and at most `fitted_loss` x the
   reference loss - and one of: the val metric has fallen from its best by at least
   `metric_drop` (absolute for accuracy, f1_macro, roc_auc, r2; relative for rmse, mae); the
   val loss is above the reference loss (worse than the trivial baseline); or the val loss is
   above its minimum by at least `rise_alone` (relative) and by twice its own sampling error,
-  2 sqrt(2 / n_val), and no lower than the epoch before (a climb, not the bounce of a
-  near-zero val loss that comes straight back down: a healthy spirals net's 0.01 -> 0.08 ->
-  0.05 -> 0.11 -> 0.03; issue 11, fourth pass) - SageMaker `Overtraining`/`Overfit`, Keras/Lightning `EarlyStopping` on
-  val loss with patience. The metric condition keeps the harmless kind apart: a val loss that
-  creeps up on a few confidently wrong rows while the val metric holds (common on small val
-  sets) costs nothing. A val loss half as large again as its minimum while the train loss
-  keeps falling is not a creep: the model's probabilities on new rows got worse however a
-  ranking metric like roc_auc holds. Onset: the epoch after the minimum.
-  The train loss judged is the end-of-epoch model's (`train_eval_loss`, see `fitted_loss`)
-  when the stream has it: the epoch mean of epoch 1 still holds the untrained start, and one
-  noisy epoch after the minimum only breaks the streak, it never blocks the rule for the rest
-  of the run.
+  2 sqrt(2 / n_val), and no lower than the epoch before (a climb, not the bounce of a near-
+  zero val loss that comes straight back down: a healthy spirals net's 0.01 -> 0.08 -> 0.05
+  -> 0.11 -> 0.03; issue 11, fourth pass) - SageMaker `Overtraining`/`Overfit`,
+  Keras/Lightning `EarlyStopping` on val loss with patience. The metric condition keeps the
+  harmless kind apart: a val loss that creeps up on a few confidently wrong rows while the
+  val metric holds (common on small val sets) costs nothing. A val loss half as large again
+  as its minimum while the train loss keeps falling is not a creep: the model's
+  probabilities on new rows got worse however a ranking metric like roc_auc holds. Onset:
+  the epoch after the minimum. The train loss judged is the end-of-epoch model's
+  (`train_eval_loss`, see `fitted_loss`) when the stream has it: the epoch mean of epoch 1
+  still holds the untrained start, and one noisy epoch after the minimum only breaks the
+  streak, it never blocks the rule for the rest of the run.
 * metric_gap (classification, when epoch events carry `train` metrics): once the model fits its
   training data (train loss at most `fitted_loss` x the reference loss), the train metric
   exceeds the val metric by at least `metric_gap` beyond twice the gap's sampling error,
