@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from typing import Any, ClassVar
 
 from mltrainer.config import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS
@@ -87,6 +88,9 @@ class DetectorContext:
     metric that counts as done (`goal.target`); `n_val` the number of val rows (the sampling
     noise of a val metric); `n_train_eval` the number of training rows the epoch events'
     `train` metrics and `train_eval_loss` are measured on (their sampling noise).
+
+    Immutable: the derived losses (`baseline_loss`, `untrained_loss`, `baseline_metric`) are
+    computed once per context (several detectors read them on every step event).
     """
 
     task: str | None = None
@@ -138,12 +142,12 @@ class DetectorContext:
                 )
         return self
 
-    @property
+    @cached_property
     def baseline_loss(self) -> float | None:
         value = finite((self.baseline or {}).get("loss"))
         return value if value is not None and value > 0 else None
 
-    @property
+    @cached_property
     def untrained_loss(self) -> float | None:
         """The loss a model that predicts about zero gets, which is where an untrained model
         starts: the baseline's loss for classification (uniform logits are about as good as the
@@ -160,7 +164,7 @@ class DetectorContext:
             mean = (mean - float(scale["mean"])) / float(scale["std"])
         return base + mean**2 if mean is not None else base
 
-    @property
+    @cached_property
     def baseline_metric(self) -> float | None:
         return finite((self.baseline or {}).get(self.metric)) if self.metric else None
 
@@ -289,8 +293,10 @@ class Detector(ABC):
     def start_loss(self) -> float | None:
         """The loss the run started from: the larger of the first step's loss and the trivial
         baseline's."""
-        values = [v for v in (self.initial_loss, self.context.baseline_loss) if v is not None]
-        return max(values) if values else None
+        first, base = self.initial_loss, self.context.baseline_loss
+        if first is None or base is None:
+            return base if first is None else first
+        return first if first > base else base
 
     def gradient_scale(self) -> float:
         """The scale of the gradients the task's loss makes, for bars on gradient norms.

@@ -134,8 +134,10 @@ class ExplodingGradientsDetector(Detector):
             return self._judge_collapse(event) if self._seen_step else (
                 self._epoch_divergence(event))
         epoch, step = event.get("epoch"), event.get("step")
-        grad, loss = finite(event.get("grad_norm")), finite(event.get("loss"))
-        if is_nonfinite(event.get("loss")) or is_nonfinite(event.get("grad_norm")):
+        raw_grad, raw_loss = event.get("grad_norm"), event.get("loss")
+        grad, loss = finite(raw_grad), finite(raw_loss)
+        if ((loss is None and is_nonfinite(raw_loss))
+                or (grad is None and is_nonfinite(raw_grad))):
             return self._judge_overflow(event)
         self.recent.append([epoch, step, grad, loss])
         if grad is not None:
@@ -163,7 +165,8 @@ class ExplodingGradientsDetector(Detector):
             ceiling = max(self._ceiling(), self.early_median)
             self.grad_seen += 1
             span = self.thresholds["span"]
-            self.grad_hits = [h for h in self.grad_hits if h[0] > self.grad_seen - span]
+            if self.grad_hits and self.grad_hits[0][0] <= self.grad_seen - span:
+                self.grad_hits = [h for h in self.grad_hits if h[0] > self.grad_seen - span]
             if grad > bar or grad > ceiling:
                 rule, limit = ("ratio", bar) if grad > bar else ("ceiling", ceiling)
                 self.grad_hits.append([self.grad_seen, epoch, step, grad, limit, rule])
