@@ -19,6 +19,7 @@ from torch import nn
 from mltrainer.config import parse_config
 from mltrainer.errors import ConfigError
 from mltrainer.integrations import RunMonitor, split_logged
+from mltrainer.integrations._core import NORM_EARLY
 from mltrainer.stream import read_stream
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -123,6 +124,24 @@ def test_a_non_finite_loss_stops_within_the_bound(tmp_path: Path, max_block: int
                           "stop_step": bad}
     found = json.loads((tmp_path / "findings.json").read_text())
     assert found["stop_step"] == bad and found["stop_lag"]["steps"] == step - bad
+
+
+@pytest.mark.parametrize(("cost_share", "every"), [
+    (0.001, 1),  # the pass costs 0.1 % of the step (a GPU, a long step): every step
+    (0.0049, 1),  # just within NORM_SHARE (0.5 %)
+    (0.018, 4),  # 1.8 %: every 4th step keeps it within 0.5 %
+    (1.0, 32),  # as long as the step itself: at most max_block steps apart
+])
+def test_the_gradient_norm_is_sampled_to_stay_within_its_share(tmp_path: Path,
+                                                                cost_share: float,
+                                                                every: int) -> None:
+    mon = RunMonitor(tmp_path, task="classification", metric="accuracy")
+    mon._step_time = 0.01  # the step's CPU seconds, as step() measures them
+    mon.note_norm_cost(cost_share * 0.01)
+    assert mon.norm_every == every
+    taken = [step for step in range(1, 101) if mon.wants_grad_norm(step)]
+    early = list(range(1, NORM_EARLY + 1))  # always: the detectors' early references
+    assert taken == early + [s for s in range(NORM_EARLY + 1, 101) if s % every == 0]
 
 
 def test_monitor_needs_its_settings_outside_an_mlt_run(tmp_path: Path) -> None:
@@ -474,10 +493,10 @@ def test_callbacks_find_what_the_engine_finds(tmp_path: Path, fault: str) -> Non
             events = read_stream(tmp_path / folder / "metrics.jsonl")
             assert events[-1]["reason"] == "detector:nan_loss"
             last = events[-2]
-            assert not (math.isfinite(last["loss"]) and math.isfinite(last["grad_norm"]))
+            assert not (math.isfinite(last["loss"]) and math.isfinite(last.get("grad_norm", 0)))
             # the stop names the first non-finite step and came within the bound (RunMonitor)
             broke = next(e["step"] for e in events if e["type"] == "step" and not (
-                math.isfinite(e["loss"]) and math.isfinite(e["grad_norm"])))
+                math.isfinite(e["loss"]) and math.isfinite(e.get("grad_norm", 0))))
             mon = cb.monitor
             assert mon.stop_step == broke == events[-1]["stop_step"]
             assert trainer_step == mon.last_step == events[-1]["step"]
@@ -485,11 +504,72 @@ def test_callbacks_find_what_the_engine_finds(tmp_path: Path, fault: str) -> Non
             assert mon.stop_lag["seconds"] < mon.max_delay_s + mon.stop_lag["last_step_seconds"]
     else:
         assert l_cb.stopping_reason is None and h_cb.stopping_reason is None
+        # HF logged every step for the stream, but its history keeps only your logging steps
+        # (logging_steps 500: none here), and the stream has every step with its grad_norm
+        assert not [e for e in h_trainer.state.log_history if "loss" in e]
+        hf_steps = [e for e in read_stream(tmp_path / "hf" / "metrics.jsonl")
+                    if e["type"] == "step"]
+        assert [e["step"] for e in hf_steps] == list(range(1, h_trainer.state.global_step + 1))
+        assert all("grad_norm" in e for e in hf_steps)
         for folder in ("lightning", "hf"):  # the fitted loss the detectors judge, as the engine
             epochs = [e for e in read_stream(tmp_path / folder / "metrics.jsonl")
                       if e["type"] == "epoch"]
             assert epochs and all(math.isfinite(e["train_eval_loss"])
                                   and e["train"].keys() >= e["val"].keys() for e in epochs)
+
+
+@pytest.mark.parametrize(("norm_share", "stop_step", "field"), [
+    (1.0, 15, "grad_norm"),  # every step's norm measured: stopped at the broken gradient
+    (1e-9, 16, "loss"),  # sampled (every 32nd after the first 10): at the next step's loss
+])
+def test_a_non_finite_gradient_with_a_finite_loss_stops_training(
+        tmp_path: Path, norm_share: float, stop_step: int, field: str) -> None:
+    """The guarantee of the sampled gradient norm (RunMonitor): a non-finite gradient whose
+    loss is finite stops training on the next step that measures the norm, or on the next
+    step whose loss it reaches through the updated weights - here the very next one."""
+    from mltrainer.engine.entrypoint import frameworks_importable
+
+    frameworks_importable()
+    import lightning as L
+
+    from mltrainer.integrations.lightning import MltCallback
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+
+        def training_step(self, batch: Any, idx: int) -> torch.Tensor:
+            loss = nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+            if self.global_step + 1 == 15:  # + sqrt(0 * w): adds 0, its gradient is NaN
+                loss = loss + torch.sqrt(self.net[0].weight.sum() * 0.0)
+            return loss
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    from sklearn.datasets import load_digits
+    from torch.utils.data import DataLoader, TensorDataset
+
+    X, y = load_digits(return_X_y=True)
+    rows = TensorDataset(torch.as_tensor(X, dtype=torch.float32) / 16, torch.as_tensor(y))
+    torch.manual_seed(0)
+    callback = MltCallback(tmp_path, task="classification", metric="accuracy")
+    callback.monitor.norm_share = norm_share
+    trainer = L.Trainer(max_epochs=1, callbacks=[callback], logger=False, accelerator="cpu",
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(Module(), DataLoader(rows, batch_size=32))
+    assert callback.stopping_reason == "detector:nan_loss" and trainer.should_stop
+    finding = callback.findings[0]
+    assert finding.onset["step"] == stop_step and finding.evidence["field"] == field
+    steps = [e for e in read_stream(tmp_path / "metrics.jsonl") if e["type"] == "step"]
+    assert all(math.isfinite(e["loss"]) for e in steps if e["step"] < 16)
+    # which steps carry a norm: the first NORM_EARLY and those with per-layer statistics when
+    # sampled, else every step
+    measured = [e["step"] for e in steps if "grad_norm" in e and "layers" not in e]
+    assert measured == [e["step"] for e in steps if "layers" not in e and (
+        field == "grad_norm" or e["step"] <= NORM_EARLY)]
 
 
 _KILLED_SCRIPT = """

@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import os
+import queue
 import threading
 import time
 import warnings
@@ -30,6 +31,7 @@ from mltrainer.config import LOWER_IS_BETTER
 from mltrainer.detectors import DetectorContext, DetectorSubscriber, Finding, build_detectors
 from mltrainer.engine.checkpoint import CheckpointWriter, epoch_name, serialize, write_atomic
 from mltrainer.engine.devices import peak_mem_mb
+from mltrainer.engine.entrypoint import POLL_S
 from mltrainer.engine.inference import evaluate
 from mltrainer.engine.metrics import improves
 from mltrainer.engine.step import loss_function
@@ -39,8 +41,12 @@ from mltrainer.stream import MetricWriter, encode_json
 CHECKPOINT_FORMAT = "mlt-integration/1"
 HANDLING_SHARE = 0.01  # the step handling's target share of the step time (see RunMonitor)
 STATS_SHARE = 0.0025  # the per-layer statistics' most share of the step time
+NORM_SHARE = 0.005  # the global gradient norm's most share of the step time (see RunMonitor)
+NORM_EARLY = 10  # the first steps always carry a gradient norm: the detectors' early references
 MAX_BLOCK = 32  # at most this many steps wait to be handled
-MAX_DELAY_S = 0.02  # nor for longer than this
+# nor for longer than mlt waits between two reads of an entrypoint's stream: the follower
+# sees no older numbers than it would anyway
+MAX_DELAY_S = POLL_S
 FINDINGS_FILE = "findings.json"
 # logged keys that are bookkeeping, not metrics (HF's evaluate adds these)
 _NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
@@ -189,6 +195,19 @@ class RunMonitor:
     measured to cost more than `STATS_SHARE` of the step (`stats_every`, a multiple of
     `grad_stats_every`): the detectors that read them count reports, not steps.
 
+    The global gradient norm, where the callback computes it (Lightning; HF's Trainer computes
+    its own every step), is taken on every step while its pass is measured to cost at most
+    `norm_share` (`NORM_SHARE`) of the step (a GPU, a long step), else on every
+    `norm_every`-th step, the smallest stride that keeps it within that share, at most
+    `max_block` (`wants_grad_norm`, `note_norm_cost`). The first `NORM_EARLY` steps always
+    carry one (the detectors' early references), and so does every step with per-layer
+    statistics; a step event carries `grad_norm` exactly when it was measured. Every step's
+    loss is kept, so a non-finite loss is judged on every step. A non-finite gradient with a
+    finite loss is caught on the next step that measures the norm, or on the first later step
+    whose loss it reaches: an update carries it into the weights (plain SGD or Adam without a
+    gradient scaler; gradient clipping by norm spreads it to every weight), and the next
+    forward pass through them into the loss.
+
     Durability, the engine's rule (a crash loses at most the epoch in progress): the step
     lines of a block reach the OS together; every epoch event is written with everything
     before it and then fsynced on a background thread, and the checkpoint written there too
@@ -204,7 +223,7 @@ class RunMonitor:
                  grad_stats_every: int = 10, checkpoints: bool = False,
                  save_final: bool = False, framework: str = "",
                  train_rows: tuple[Any, Any] | None = None, max_block: int = MAX_BLOCK,
-                 max_delay_s: float = MAX_DELAY_S) -> None:
+                 max_delay_s: float = MAX_DELAY_S, norm_share: float = NORM_SHARE) -> None:
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be classification or regression but got {task!r}")
         if grad_stats_every < 0:
@@ -232,6 +251,10 @@ class RunMonitor:
         self._fixed_cost = 0.0  # seconds a block costs whatever its size (read, write)
         self._event_cost = 0.0  # seconds each step's event costs (encode, detectors)
         self._stats_cost: float | None = None
+        self.norm_share = norm_share
+        self.norm_every = 1  # adapted: see wants_grad_norm
+        self._next_norm = 1
+        self._norm_cost: float | None = None
         self.checkpoints = checkpoints
         self.save_final = save_final
         self.framework = framework
@@ -244,7 +267,8 @@ class RunMonitor:
         self.writer: MetricWriter | None = None
         self._stream_fd = -1
         self._ckpts = CheckpointWriter(self.run_dir / "checkpoints", background=True)
-        self._sync: threading.Thread | None = None
+        self._sync: threading.Thread | None = None  # the stream's fsync thread: _sync_later
+        self._sync_requests: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self.stop_reason: str | None = None
         self.best_metric: float | None = None
         self.best_loss: float | None = None
@@ -283,6 +307,24 @@ class RunMonitor:
             self.stats_every = self.grad_stats_every * max(
                 1, math.ceil(every / self.grad_stats_every))
 
+    def wants_grad_norm(self, step: int) -> bool:
+        """The global gradient norm on this step (1-based)? Each of the first `NORM_EARLY`
+        steps, then every `norm_every`-th (1: every step) as `note_norm_cost` adapts it."""
+        if step < self._next_norm and step > NORM_EARLY:
+            return False
+        self._next_norm = (step // self.norm_every + 1) * self.norm_every
+        return True
+
+    def note_norm_cost(self, seconds: float) -> None:
+        """The time one step's gradient-norm pass took (the callbacks measure it):
+        `norm_every` becomes the smallest stride that keeps it within `norm_share`
+        (`NORM_SHARE`) of the step time, at most `max_block` steps."""
+        self._norm_cost = seconds if self._norm_cost is None else (
+            0.7 * self._norm_cost + 0.3 * seconds)
+        if self._step_time:
+            every = math.ceil(self._norm_cost / (self.norm_share * self._step_time))
+            self.norm_every = max(1, min(self.max_block, every))
+
     # -- events -------------------------------------------------------------------------------
 
     def start(self, *, steps_per_epoch: int | None, epochs: int | None = None,
@@ -317,7 +359,8 @@ class RunMonitor:
         if self.stopped:
             return self.stop_reason
         if isinstance(loss, torch.Tensor):
-            loss = loss.detach()
+            if loss.requires_grad:  # Lightning hands it detached already
+                loss = loss.detach()
             if loss.dim():
                 loss = loss.reshape(())
         self.last_step, self.last_epoch, self.last_lr = step, epoch, lr
@@ -486,7 +529,9 @@ class RunMonitor:
             self.writer.close()
             self.writer = None
             if self._sync is not None:
+                self._sync_requests.put(False)
                 self._sync.join()
+                self._sync = None
             self._fsync_stream()
             os.close(self._stream_fd)
             self._stream_fd = -1
@@ -512,12 +557,20 @@ class RunMonitor:
                 os.fsync(self._stream_fd)
 
     def _sync_later(self) -> None:
-        """fsync the stream on a thread (~1-2 ms that would otherwise stall the loop), one
-        at a time: the lines are already with the OS, this makes them survive a power loss."""
-        if self._sync is not None:
-            self._sync.join()
-        self._sync = threading.Thread(target=self._fsync_stream, name="mlt-stream-fsync")
-        self._sync.start()
+        """fsync the stream on a thread (~0.1 ms of CPU and a few ms of I/O that would
+        otherwise stall the loop): one thread for the run, woken once an epoch (starting a
+        thread an epoch cost about as much CPU as the fsync itself). The lines are already
+        with the OS (a killed process loses none of them); this makes them survive a power
+        loss. A daemon: a script that dies without `end` is not kept alive by it."""
+        if self._sync is None:
+            self._sync = threading.Thread(target=self._sync_loop, name="mlt-stream-fsync",
+                                          daemon=True)
+            self._sync.start()
+        self._sync_requests.put(True)
+
+    def _sync_loop(self) -> None:
+        while self._sync_requests.get():
+            self._fsync_stream()
 
 
 def _read(tensors: list[torch.Tensor]) -> list[float]:

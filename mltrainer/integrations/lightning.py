@@ -58,6 +58,7 @@ except ImportError:  # pragma: no cover - the older package name
     from pytorch_lightning.callbacks import EarlyStopping  # type: ignore[no-redef]
 
 __all__ = ["MltCallback"]
+_NO_NORMS = (None, None)  # a step whose gradient norm is not sampled
 
 
 class MltCallback(Callback):
@@ -83,6 +84,7 @@ class MltCallback(Callback):
         self._seen_step = -1
         self._params: list[Any] = []
         self._active = True
+        self._world = 1
 
     @property
     def findings(self) -> list[Any]:
@@ -92,6 +94,7 @@ class MltCallback(Callback):
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._active = trainer.is_global_zero  # one process writes the stream and decides
+        self._world = trainer.world_size
         reason = None
         if self._active:
             spe = trainer.num_training_batches
@@ -105,13 +108,20 @@ class MltCallback(Callback):
         if not self._active:
             return
         # called before Lightning clips: the norms are the unclipped ones, as the stream wants;
-        # kept on the device and read with the step's block (RunMonitor.flush): no sync here
-        if self.monitor.wants_layer_stats(trainer.global_step + 1):
+        # kept on the device and read with the step's block (RunMonitor.flush): no sync here.
+        # Lightning keeps no norm to reuse (it discards clip_grad_norm_'s; its grad_norm()
+        # utility is one norm per parameter and a host sync): one fused pass of our own, on
+        # the steps the monitor samples (RunMonitor.wants_grad_norm)
+        monitor, step = self.monitor, trainer.global_step + 1
+        grads: Any = _NO_NORMS
+        if monitor.wants_layer_stats(step):
             started = time.thread_time()
             grads = gradient_norms(self._params, layers=True)
-            self.monitor.note_stats_cost(time.thread_time() - started)
-        else:
+            monitor.note_stats_cost(time.thread_time() - started)
+        elif monitor.wants_grad_norm(step):
+            started = time.thread_time()
             grads = gradient_norms(self._params, layers=False)
+            monitor.note_norm_cost(time.thread_time() - started)
         self._pending = (grads, float(optimizer.param_groups[0]["lr"]))
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
@@ -158,7 +168,7 @@ class MltCallback(Callback):
         EarlyStopping does): all stop at the same step, or the others would wait forever in
         the next gradient all-reduce. One tiny collective a step, only when world_size > 1."""
         stop = reason is not None
-        if trainer.world_size > 1:
+        if self._world > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if not stop:
             return

@@ -84,6 +84,8 @@ class MltCallback(TrainerCallback):
         self._layers: dict[int, Any] = {}  # step -> gradient_norms(), read in on_log
         self._params: list[Any] | None = None
         self._training = False
+        self._forced = False  # this step's log is one only mlt asked for (on_step_end)
+        self._world = 1
 
     @property
     def findings(self) -> list[Any]:
@@ -93,6 +95,7 @@ class MltCallback(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._training = True  # in every process: trainer.evaluate() outside train() is not ours
+        self._world = _world_size()
         if not state.is_world_process_zero:
             return  # one process writes the stream (see the module docstring)
         loader = kwargs.get("train_dataloader")
@@ -119,6 +122,8 @@ class MltCallback(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.every_step:
+            # DefaultFlowCallback (always first) has set should_log on your logging steps
+            self._forced = not control.should_log
             control.should_log = True
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
@@ -131,7 +136,13 @@ class MltCallback(TrainerCallback):
                 epoch=max(1, self._epoch), step=state.global_step, loss=float(logs["loss"]),
                 lr=logs.get("learning_rate"), grad_norm=_float_or_none(logs.get("grad_norm")),
                 layers=self._layers.pop(state.global_step, None))
-        self._layers.clear()
+        if self._forced:  # a log only mlt asked for: it stays out of the Trainer's history
+            self._forced = False
+            history = state.log_history
+            if history and history[-1].get("step") == state.global_step and "loss" in history[-1]:
+                history.pop()
+        if self._layers:
+            self._layers.clear()
         self._stop_if(args, control, reason)
 
     def on_evaluate(self, args: Any, state: Any, control: Any,
@@ -170,7 +181,7 @@ class MltCallback(TrainerCallback):
         every process sets `control.should_training_stop` at the same step; the others would
         otherwise wait forever in the next gradient all-reduce."""
         stop = reason is not None
-        if collective and _world_size() > 1:
+        if collective and self._world > 1:
             import torch
             from torch import distributed as dist
 
