@@ -14,7 +14,9 @@ alternating order in one process for several rounds, on one thread:
                               every step: what the Trainer's own per-step log costs, apart
                               from mlt's handling of it;
 - the callbacks write the stream, per-layer statistics (every 10 steps or, measured too
-  costly, less often), run all eight detectors online; checkpoints are off in both arms
+  costly, less often), the global gradient norm (Lightning: every step or, measured to cost
+  more than 0.5 % of the step, on a stride; HF computes its own every step), run all eight
+  detectors online; checkpoints are off in both arms
   (`save_checkpoints=False`) because the plain scripts save none;
 - with `--train-rows`, `+mlt+train` also measures the epoch events' `train`/`train_eval_loss`
   on the rows an mlt run would use (`train_subset`): one more forward pass an epoch, which
@@ -327,9 +329,11 @@ def main() -> None:
             print(f"{name}+mlt: {1e6 * inside:.0f} us of CPU per step inside the callback's "
                   f"hooks = {share:.1%} of the plain step's median ({each})")
             mon = MADE[0].monitor
-            print(f"  adapted: {mon.block} steps a block, per-layer statistics every "
+            norm = (f"the gradient norm every {mon.norm_every} steps ("
+                    f"{1e6 * mon._norm_cost:.0f} us a pass), " if mon._norm_cost else "")
+            print(f"  adapted: {mon.block} steps a block, {norm}per-layer statistics every "
                   f"{mon.stats_every} steps; measured: step {1e3 * (mon._step_time or 0):.2f} "
-                  f"ms wall, a block's fixed part {1e6 * mon._fixed_cost:.0f} us, each event "
+                  f"ms CPU, a block's fixed part {1e6 * mon._fixed_cost:.0f} us, each event "
                   f"{1e6 * mon._event_cost:.1f} us, per-layer statistics "
                   f"{1e6 * (mon._stats_cost or 0):.0f} us")
 

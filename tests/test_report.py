@@ -337,6 +337,25 @@ def test_plots_survive_nonfinite_values_and_long_runs() -> None:
     assert _plots.training_curves(c).startswith(PNG)  # the loss panel alone
 
 
+def test_a_sampled_gradient_norm_is_drawn_as_one_line() -> None:
+    """A stream whose steps carry `grad_norm` only every 4th step (the Lightning callback's
+    stride): the panel joins the measured steps instead of breaking the line at each gap."""
+    import math
+
+    from matplotlib.figure import Figure
+
+    from mltrainer.reporting import _plots
+    from mltrainer.reporting._curves import RunCurves
+
+    c = RunCurves(metric="accuracy", greater_is_better=True)
+    c.step_x = [i / 40 for i in range(1, 41)]
+    c.step_grad = [1.0 + i if i % 4 == 0 else math.nan for i in range(1, 41)]
+    ax = Figure().subplots()
+    _plots._grad_panel(ax, c, labelled=True)
+    drawn = ax.lines[0].get_xydata()
+    assert len(drawn) == 10 and all(math.isfinite(y) for _, y in drawn)
+
+
 def test_a_figure_that_fails_to_draw_is_reported_not_raised(project: Path,
                                                             monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:

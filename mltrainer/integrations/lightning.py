@@ -7,8 +7,10 @@
     trainer.fit(model, train_loader, val_loader)
 
 Each optimisation step becomes a step event (the loss `training_step` returned, the lr, the
-global gradient norm before clipping, taken in `on_before_optimizer_step`, and every
-`grad_stats_every` steps per-layer statistics); the numbers stay on the device until the
+global gradient norm before clipping, taken in `on_before_optimizer_step` on every step while
+that costs at most 0.5 % of the step and on a stride otherwise (`RunMonitor.wants_grad_norm`;
+the event then goes without `grad_norm`), and every `grad_stats_every` steps per-layer
+statistics); the numbers stay on the device until the
 monitor handles a block of steps (`RunMonitor`: no sync per step, a detector's stop at most
 `max_block - 1` steps and `max_delay_s` plus one step late); each epoch an epoch event with
 the values the module logged as `val_loss` and `val_<metric>` (`val_prefix`). The detectors

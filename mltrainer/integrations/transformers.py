@@ -13,7 +13,11 @@ and loaders, and `on_pre_optimizer_step` comes after clipping), so the callback 
 on every optimisation step (`control.should_log` in `on_step_end`; `every_step=False` keeps
 your `logging_steps` instead, and the loss is then the Trainer's average since the last log)
 and records each as a step event (loss, learning_rate, grad_norm), handled in blocks as in
-`RunMonitor`. Every `grad_stats_every` steps it adds per-layer statistics, read in
+`RunMonitor`. The logs only mlt asked for are taken back out of `state.log_history` (so
+`trainer_state.json` keeps the entries of your `logging_steps`, not one a step), but the
+Trainer's printer or progress bar and your `report_to` integrations see every step's log, and
+the loss logged on your logging steps is that step's, not the average since the last log.
+Every `grad_stats_every` steps it adds per-layer statistics, read in
 `on_pre_optimizer_step` (after the Trainer clipped: the per-layer norms are the clipped ones,
 the zero fractions are exact). Each evaluation (`eval_strategy="epoch"`) becomes the epoch's
 event, with `eval_loss` and `eval_<metric>` from your `compute_metrics` (`val_prefix`).

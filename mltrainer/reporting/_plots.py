@@ -207,7 +207,10 @@ def optimizer_curves(c: RunCurves) -> bytes | None:
 
 
 def _grad_panel(ax: Any, c: RunCurves, labelled: bool) -> None:
-    gx, gy = _envelope(c.step_x, c.step_grad)
+    # steps without a measured norm (NaN: a sampled stream, see mltrainer.stream) are left
+    # out, or the line would break at every gap and nothing be drawn between samples
+    kept = [(x, y) for x, y in zip(c.step_x, c.step_grad, strict=True) if not math.isnan(y)]
+    gx, gy = _envelope([x for x, _ in kept], [y for _, y in kept])
     ax.plot(gx, gy, color=COLORS["grad"], linewidth=0.9, label="gradient norm (before clipping)")
     _scale(ax, [c.grad_clip] if c.grad_clip else [], c.step_grad, ratio=30.0, keep_max=True)
     title = "Gradient norm per step"
