@@ -688,7 +688,11 @@ def test_example_script_through_all_five_phases(tmp_path: Path, example: str) ->
         p.name for p in run_dir.iterdir()}
     events = read_stream(run_dir / "metrics.jsonl")
     steps = [e for e in events if e["type"] == "step"]
-    assert all(math.isfinite(e["grad_norm"]) for e in steps) and any("layers" in e for e in steps)
+    # every loss; the gradient norm where measured (Lightning samples it: the first steps
+    # always), per-layer statistics every few steps
+    assert all(math.isfinite(e["loss"]) for e in steps) and any("layers" in e for e in steps)
+    assert all("grad_norm" in e for e in steps[:NORM_EARLY])
+    assert all(math.isfinite(e["grad_norm"]) for e in steps if "grad_norm" in e)
     # the engine's fixed training rows, measured by default inside an mlt run
     assert all(math.isfinite(e["train_eval_loss"]) and "accuracy" in e["train"]
                for e in events if e["type"] == "epoch")
