@@ -145,6 +145,35 @@ def test_the_gradient_norm_is_sampled_to_stay_within_its_share(tmp_path: Path,
     assert taken == early + [s for s in range(NORM_EARLY + 1, 101) if s % every == 0]
 
 
+_STEP = {"type": "step", "epoch": 2, "step": 31, "loss": 0.12345678910112131, "lr": 1e-3}
+
+
+@pytest.mark.parametrize("event", [
+    {**_STEP, "time": 1764465000.1234567},
+    {**_STEP, "grad_norm": 1.2345678901234567e-07, "time": 1764465000.5},
+    {**_STEP, "loss": -0.0, "lr": 1e20, "grad_norm": 3.0, "time": 1.0},
+    {**_STEP, "loss": math.nan, "time": 1.0},  # the encoder's path from here on
+    {**_STEP, "lr": None, "time": 1.0},
+    {**_STEP, "lr": 1, "time": 1.0},
+    {**_STEP, "step": True, "time": 1.0},
+    {**_STEP, "grad_norm": math.inf, "time": 1.0},
+    {**_STEP, "time": 1.0, "grad_norm": 2.0},  # another key order
+    {**_STEP, "grad_norm": 2.0, "layers": {"w": {"grad_norm": 1.0, "zero_frac": 0.0}},
+     "time": 1.0},
+])
+def test_a_step_line_is_what_the_json_encoder_writes(tmp_path: Path,
+                                                     event: dict[str, Any]) -> None:
+    """MetricWriter formats the common step line itself (half the encoder's cost, one line a
+    step): byte for byte the encoder's line, and the encoder's for anything else."""
+    from mltrainer.numbers import encode_json
+    from mltrainer.stream import MetricWriter
+
+    with MetricWriter(tmp_path / "m.jsonl", write_start=False) as writer:
+        writer.write_many([event])
+    line = (tmp_path / "m.jsonl").read_text()
+    assert line == json.dumps(encode_json(event), separators=(",", ":")) + "\n"
+
+
 def test_monitor_needs_its_settings_outside_an_mlt_run(tmp_path: Path) -> None:
     from mltrainer.integrations._context import monitor_settings
 
