@@ -41,7 +41,9 @@ from mltrainer.stream import MetricWriter, encode_json
 CHECKPOINT_FORMAT = "mlt-integration/1"
 STATS_SHARE = 0.0025  # the per-layer statistics' most share of the step time
 NORM_SHARE = 0.005  # the global gradient norm's most share of the step time (see RunMonitor)
-NORM_EARLY = 10  # the first steps always carry a gradient norm: the detectors' early references
+# the first steps always carry a gradient norm: the detectors' early median (their first 5)
+# and one full span (5) judged step by step, where an lr far too high blows up
+NORM_EARLY = 10
 MAX_BLOCK = 32  # at most this many steps wait to be handled
 # nor for longer than mlt waits between two reads of an entrypoint's stream: the follower
 # sees no older numbers than it would anyway
