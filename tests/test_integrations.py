@@ -595,11 +595,14 @@ def test_a_non_finite_gradient_with_a_finite_loss_stops_training(
     assert finding.onset["step"] == stop_step and finding.evidence["field"] == field
     steps = [e for e in read_stream(tmp_path / "metrics.jsonl") if e["type"] == "step"]
     assert all(math.isfinite(e["loss"]) for e in steps if e["step"] < 16)
-    # which steps carry a norm: the first NORM_EARLY and those with per-layer statistics when
-    # sampled, else every step
+    # which steps carry a norm: every step, or when sampled the first NORM_EARLY, every
+    # norm_every-th (max_block here: training may run on up to 31 steps after the stop) and
+    # those with per-layer statistics
+    every = callback.monitor.norm_every
+    assert every == (1 if field == "grad_norm" else callback.monitor.max_block)
     measured = [e["step"] for e in steps if "grad_norm" in e and "layers" not in e]
     assert measured == [e["step"] for e in steps if "layers" not in e and (
-        field == "grad_norm" or e["step"] <= NORM_EARLY)]
+        e["step"] <= NORM_EARLY or e["step"] % every == 0)]
 
 
 _KILLED_SCRIPT = """
