@@ -573,6 +573,27 @@ def test_nan_loss_stops_at_the_very_step() -> None:
     assert subscriber.stop_reason == "detector:nan_loss"
 
 
+def test_nan_grad_run_counts_measured_steps_only() -> None:
+    """A callback that samples grad_norm on a stride leaves steps without it: such a step
+    neither breaks nor extends a run of non-finite norms (else grad_steps > 1 never fires on
+    a sampled stream), and a finite measured norm still breaks the run."""
+    def step(n: int, grad: float | None) -> dict[str, Any]:
+        event: dict[str, Any] = {"type": "step", "epoch": 1, "step": n, "loss": 0.5, "lr": 0.1}
+        if grad is not None:
+            event["grad_norm"] = grad
+        return event
+
+    nan = float("nan")
+    detector = REGISTRY["nan_loss"]()
+    detector.thresholds["grad_steps"] = 2
+    sampled = [step(1, 1.0), step(2, nan), step(3, None), step(4, None), step(5, nan)]
+    findings = _run_one(detector, sampled)
+    assert [(f.onset["step"], f.evidence["consecutive_steps"]) for f in findings] == [(2, 2)]
+    detector = REGISTRY["nan_loss"]()
+    detector.thresholds["grad_steps"] = 2
+    assert _run_one(detector, [step(1, nan), step(2, None), step(3, 1.0), step(4, nan)]) == []
+
+
 def test_thresholds_from_config_change_what_fires() -> None:
     cfg = MltConfig.model_validate({
         "name": "t", "task": "classification", "data": {"source": "sklearn:digits"},

@@ -2,8 +2,9 @@
 
 Rule (Keras `TerminateOnNaN`, Lightning `EarlyStopping(check_finite=True)`): a step whose `loss`
 is NaN or ±inf fires at once; a step whose unclipped `grad_norm` is non-finite fires once that
-has happened on `grad_steps` consecutive steps (1 = at once; raise it for fp16 with a gradient
-scaler, which skips a few overflowing steps on purpose); an epoch whose `train_loss` or
+has happened on `grad_steps` consecutive measured steps (1 = at once; raise it for fp16 with a
+gradient scaler, which skips a few overflowing steps on purpose; a step event without
+`grad_norm` was not measured and is skipped); an epoch whose `train_loss` or
 `val_loss` is non-finite fires at once.
 """
 
@@ -34,7 +35,11 @@ class NanLossDetector(Detector):
             loss = event.get("loss")
             if _bad(loss):
                 return self._fire(epoch, step, "loss", loss, "step")
-            grad = event.get("grad_norm")
+            if "grad_norm" not in event:
+                # an unmeasured step (a callback sampling the norm on a stride) neither
+                # extends nor breaks a run of non-finite norms: the run counts measured steps
+                return None
+            grad = event["grad_norm"]
             if not _bad(grad):
                 self.grad_run = 0
                 return None
