@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -42,9 +44,6 @@ def _sigterm_as_interrupt() -> Any:
     phase is recorded as failed with the reason, a message and exit 130, instead of a silent
     death that leaves the phase "running". Training replaces this handler with its own for
     the length of `fit` (stop at the step boundary, write interrupt.pt) and puts it back."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -89,8 +88,6 @@ class MltGroup(click.Group):
             ctx.exit(EXIT_UNEXPECTED)
         finally:
             if previous is not None:  # in-process callers (tests, notebooks) get theirs back
-                import signal
-
                 signal.signal(signal.SIGTERM, previous)
 
 
