@@ -646,7 +646,8 @@ def _through_finalize(mlt: Callable[..., tuple[int, dict[str, Any], Any]]) -> di
     code, out, res = mlt("finalize")
     assert "gate" in out, res.output
     auto = {i["id"]: i["status"] for i in out["gate"]["items"] if i["kind"] == "auto"}
-    assert set(auto.values()) == {"pass"}, auto
+    assert set(auto.values()) == {"pass"}, [(i["id"], i["evidence"]) for i in out["gate"]["items"]
+                                            if i["kind"] == "auto" and i["status"] != "pass"]
     return out
 
 
@@ -732,7 +733,8 @@ def test_deployment_preprocessing_reproduces_training_bitwise(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_text_example_through_finalize_and_predict(tmp_path: Path) -> None:
-    """`mlt init --example text`, shrunk (every 3rd name, a 1-layer 32-wide BERT, 6 epochs),
+    """`mlt init --example text`, shrunk (a 1-layer 32-wide BERT, 6 epochs; all the names: on a
+    third of them test accuracy ranged 0.56-0.71 over seeds and CPUs, too close to the goal),
     through plan, train-baseline and finalize: every automatic item passes, the three exports
     pass parity in a fresh process with a dynamic batch and sequence, the tokenizer travels in
     the artifact (hashed with it), and predict reads a CSV column."""
@@ -745,8 +747,6 @@ def test_text_example_through_finalize_and_predict(tmp_path: Path) -> None:
 
     mlt = _cli(root)
     assert runner.invoke(cli, ["init", str(root), "--example", "text"]).exit_code == 0
-    names = (root / "data" / "names.jsonl").read_text().splitlines()
-    (root / "data" / "names.jsonl").write_text("\n".join(names[::3]) + "\n")
     model = json.loads((root / "model" / "config.json").read_text())
     model.update(hidden_size=32, num_hidden_layers=1, intermediate_size=64)
     (root / "model" / "config.json").write_text(json.dumps(model))
