@@ -245,8 +245,11 @@ def _peek(path: Path) -> Any:
     except BadInputError:
         raise
     except Exception as exc:
-        raise BadInputError(f"--data {path}: cannot read it ({type(exc).__name__}: {exc})"
-                            ) from None
+        from mltrainer.data._sources import json_problem
+
+        problem = json_problem(path) if suffix in (".jsonl", ".json") else None
+        raise BadInputError(f"--data {path}: {problem or 'cannot read it'}" + (
+            "" if problem else f" ({type(exc).__name__}: {exc})")) from None
     raise BadInputError(f"--data {path}: not a .csv, .npz, .jsonl, .parquet file or a folder",
                         hint="save the table as .csv (comma-separated UTF-8 with a header) or "
                              ".parquet, or give a folder of images (one sub-folder per class)")

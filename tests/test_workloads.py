@@ -599,6 +599,30 @@ def test_init_from_data_picks_task_source_and_model(tmp_path: Path, case: str, t
         assert cfg["model"]["max_length"] <= positions
 
 
+def test_a_malformed_json_line_is_named_by_init_and_plan_in_one_line(tmp_path: Path) -> None:
+    """A .jsonl with a broken line: `init --data` and `plan` each name the line (1-based) in
+    one line, exit 2, no log noise from `datasets`, and plan leaves no state behind."""
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    _text(tmp_path)
+    good = (tmp_path / "d.jsonl").read_text()
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init", str(tmp_path / "p"), "--data", str(tmp_path / "d.jsonl"),
+                               "--target", "label"]).exit_code == 0
+    lines = good.splitlines()
+    (tmp_path / "d.jsonl").write_text("\n".join([*lines[:4], "{text: 'x'}", *lines[4:]]) + "\n")
+    res = runner.invoke(cli, ["init", str(tmp_path / "q"), "--data", str(tmp_path / "d.jsonl"),
+                              "--target", "label"])
+    assert res.exit_code == 2 and "line 5 is not JSON" in res.stderr, res.output
+    res = runner.invoke(cli, ["-C", str(tmp_path / "p"), "plan"])
+    assert res.exit_code == 2, res.output
+    assert "line 5 is not JSON" in res.stderr and "Failed to load" not in res.output
+    assert len(res.stderr.strip().splitlines()) == 2  # the error and its fix
+    assert not (tmp_path / "p" / ".mlt" / "state.json").exists()
+
+
 def test_max_length_beyond_the_models_positions_is_a_config_error(tmp_path: Path) -> None:
     from click.testing import CliRunner
 

@@ -183,6 +183,36 @@ def read_npz_xy(path: Path, where: str) -> tuple[Any, Any]:
         raise DataError(f"{where}: not a readable .npz archive ({type(exc).__name__}: {exc})",
                         hint=hint) from None
 
+def json_problem(path: Path) -> str | None:
+    """What makes a .jsonl / .json file unreadable, naming the line (1-based) a person opens
+    the file at: a line that is not JSON, or a line that is JSON but not an object. None when
+    the file parses (then the reader's own message stands)."""
+    import json
+
+    if path.suffix.lower() != ".jsonl":
+        try:
+            json.loads(path.read_bytes())
+        except UnicodeDecodeError:
+            return "it is not UTF-8 text"
+        except json.JSONDecodeError as exc:
+            return f"not JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"
+        return None
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except UnicodeDecodeError:
+                return f"line {number} is not UTF-8 text"
+            except json.JSONDecodeError as exc:
+                return f"line {number} is not JSON ({exc.msg} at column {exc.colno})"
+            if not isinstance(value, dict):
+                return (f"line {number} is a JSON {type(value).__name__}, not an object "
+                        "({\"column\": value, ...})")
+    return None
+
+
 @register_source
 class NpzSource(_FileSource):
     """A numpy .npz archive with arrays `X` (N, F) or images (N, [C,] H, W) and `y` (N,)."""

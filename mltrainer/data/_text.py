@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mltrainer.data._manifest import Manifest, list_files
-from mltrainer.data._sources import DataSource, register_source, resolve_path
+from mltrainer.data._sources import DataSource, json_problem, register_source, resolve_path
 from mltrainer.errors import DataError
 from mltrainer.hashing import sha256_file
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mltrainer.config import MltConfig
 
 TEXT_FILES = (".jsonl", ".json", ".parquet")
+_JSON_HINT = "write one JSON object per line, e.g. {\"text\": \"...\", \"label\": \"...\"}"
 _BUILDERS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 _SPLIT_NAMES = {"train": ("train",), "val": ("validation", "val", "valid", "dev"),
                 "test": ("test",)}
@@ -86,7 +87,8 @@ class TextSource(DataSource):
         import datasets
 
         datasets.disable_progress_bars()
-        datasets.logging.set_verbosity_error()
+        # its json builder logs a parse error before raising; the raise becomes mlt's one line
+        datasets.logging.set_verbosity(datasets.logging.CRITICAL)
         path = self.path(cfg, root)
         try:
             if path.is_dir():
@@ -101,6 +103,10 @@ class TextSource(DataSource):
         except DataError:
             raise
         except Exception as exc:
+            is_json = path.is_file() and _BUILDERS.get(path.suffix.lower()) == "json"
+            problem = json_problem(path) if is_json else None
+            if problem:
+                raise DataError(f"{cfg.data.source}: {problem}", hint=_JSON_HINT) from None
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise DataError(f"{cfg.data.source}: datasets cannot read it "
                             f"({type(exc).__name__}: {first})") from None
@@ -186,6 +192,9 @@ class TextSource(DataSource):
             else:
                 frame = pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
         except Exception as exc:
+            problem = json_problem(path) if path.suffix.lower() != ".parquet" else None
+            if problem:
+                raise DataError(f"{cfg.data.source}: {problem}", hint=_JSON_HINT) from None
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise DataError(f"{cfg.data.source}: cannot read it as a table "
                             f"({type(exc).__name__}: {first})",
