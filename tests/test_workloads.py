@@ -454,7 +454,7 @@ def _bad_case(tmp_path: Path, case: str) -> tuple[Any, str]:
         table = ds.data.table.set_column(1, "label", __import__("pyarrow").array([0, 1, 5, 1]))
         datasets.Dataset(table, info=ds.info).save_to_disk(str(tmp_path / "saved"))
         return (_cfg("text:saved", {"kind": "hf:bert", "tokenizer": "tok"}, text_column="text"),
-                r"row 2 has label 5, outside the 2 classes")
+                r"row 3 \(counting from 1\) has label 5, outside the 2 classes")
     raise AssertionError(case)
 
 

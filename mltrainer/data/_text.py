@@ -153,8 +153,8 @@ class TextSource(DataSource):
             col = part[text_col]
             bad = next((i for i, t in enumerate(col) if not isinstance(t, str)), None)
             if bad is not None:
-                raise DataError(f"{where}: row {start + bad} of column {text_col!r} is "
-                                f"{type(col[bad]).__name__}, not text",
+                raise DataError(f"{where}: row {start + bad + 1} (counting from 1) of column "
+                                f"{text_col!r} is {type(col[bad]).__name__}, not text",
                                 hint="fill or drop rows without text")
             texts.extend(col)
             raw_labels.extend(part[label_col])
@@ -225,13 +225,14 @@ def _encode(raw: list[Any], names: list[str] | None, task: str, where: str, col:
         arr = np.asarray(raw, dtype=np.int64)
         bad = np.flatnonzero((arr < 0) | (arr >= len(names)))
         if len(bad):
-            raise DataError(f"{where}: row {int(bad[0])} has label {int(arr[bad[0]])}, outside "
-                            f"the {len(names)} classes of column {col!r} (0..{len(names) - 1})",
+            raise DataError(f"{where}: row {int(bad[0]) + 1} (counting from 1) has label "
+                            f"{int(arr[bad[0]])}, outside the {len(names)} classes of column "
+                            f"{col!r} (0..{len(names) - 1})",
                             hint="fix or drop the row, or add the class to the ClassLabel names")
         return arr, names
     if any(v is None for v in raw):
         row = next(i for i, v in enumerate(raw) if v is None)
-        raise DataError(f"{where}: row {row} has no label in column {col!r}",
+        raise DataError(f"{where}: row {row + 1} (counting from 1) has no label in column {col!r}",
                         hint="fill or drop rows without a label")
     classes = sorted(set(raw), key=lambda v: (str(type(v)), v))
     index = {c: i for i, c in enumerate(classes)}
