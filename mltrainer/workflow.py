@@ -187,8 +187,9 @@ def unmet_needs(
 
 
 def _describe_unmet(cond: str, state: ProjectState, current: dict[str, dict[str, str]]) -> str:
-    if cond == "goal_met":
-        return "the baseline did not meet the goal (fast path closed): run `mlt diagnose`"
+    if cond == "goal_met":  # the typical path's next step, not the one already taken
+        step = "mlt optimize" if _condition_holds("diagnose", state, current) else "mlt diagnose"
+        return f"the baseline did not meet the goal (fast path closed): run `{step}`"
     ran_only, cond = cond.startswith("ran:"), _phase_of(cond)
     p = phase_def(cond)
     rec = state.phases.get(cond)

@@ -103,6 +103,9 @@ def test_status_and_next_for_every_transition(phases, expected, next_cmd) -> Non
         ({"plan": "blocked"}, "baseline", "beats_trivial_baseline"),
         ({"plan": "passed", "baseline": ("passed", MISS)}, "finalize",
          "did not meet the goal (fast path closed): run `mlt diagnose`"),
+        # after diagnose, the refusal names optimize (it named diagnose again: a loop)
+        ({"plan": "passed", "baseline": ("passed", MISS), "diagnose": "passed"}, "finalize",
+         "did not meet the goal (fast path closed): run `mlt optimize`"),
         ({"plan": "passed"}, "optimize", "diagnose has not passed"),
         ({"plan": "passed"}, "diagnose", "baseline has not run: run `mlt train-baseline`"),
     ],
