@@ -369,53 +369,11 @@ def _underfitting(b: _Builder) -> None:
 
 def check(argv: list[str]) -> int:
     """Train every v4 configuration once (first seed) with NO detector attached and print what
-    the run's own stream shows (goal met, the best metric, the gradient norm's and the loss's
-    rise after the onset, the first non-finite step, the epoch of the lowest val loss, the
-    last train loss over the trivial loss, the epoch train losses): whether each label is
-    earned by its config. Run before the commit; prints nothing a detector decided."""
-    import json
-    import math
-    import re
-    import tempfile
-    from pathlib import Path
+    the run's own stream shows (`detectors.check_labels`): whether each label is earned by its
+    config. Run before the commit; prints nothing a detector decided."""
+    from detectors import check_labels
 
-    import torch
-    from detectors import BENCH, stream_facts
-    from scenarios import capture_parts
-
-    from mltrainer.config import parse_config
-    from mltrainer.data import prepare_data, trivial_baseline
-    from mltrainer.engine import Trainer
-    from mltrainer.stream import read_stream
-
-    torch.set_num_threads(1)
-    pattern = argv[0] if argv else ""
-    for scn in build_heldout4(1):
-        if not re.search(pattern, scn.name):
-            continue
-        cfg = parse_config(scn.config, source=scn.name)
-        bundle = prepare_data(cfg, BENCH)
-        baseline = trivial_baseline(bundle, cfg.goal.metric)
-        with tempfile.TemporaryDirectory() as tmp, capture_parts(scn.injection):
-            result = Trainer(cfg, bundle, Path(tmp) / "run", subscribers=[], baseline=baseline,
-                             root=BENCH).fit()
-            facts = stream_facts(Path(tmp) / "run" / "metrics.jsonl", scn.onset_step)
-            epochs = [e for e in read_stream(Path(tmp) / "run" / "metrics.jsonl")
-                      if e.get("type") == "epoch"]
-        best, goal = result.best_metric, cfg.goal.target
-        met = best is not None and (best >= goal if cfg.greater_is_better else best <= goal)
-        trivial = baseline.get("loss") or float("nan")
-        losses = [e.get("train_loss") for e in epochs]
-        rel = [round(v / trivial, 3) if isinstance(v, float) and math.isfinite(v) else v
-               for v in losses]
-        print(json.dumps({
-            "scenario": scn.name, "label": scn.label, "goal_met": met,
-            "best": None if best is None else round(best, 4), "goal": goal,
-            "stopped": result.stopped_reason, "grad_rise": facts["grad_norm_rise"],
-            "loss_rise": facts["loss_rise"], "first_nonfinite": facts["first_nonfinite_step"],
-            "best_val_epoch": facts["best_val_loss_epoch"], "epochs": facts["epochs"],
-            "train_loss_over_trivial": rel}, default=str), flush=True)
-    return 0
+    return check_labels(build_heldout4(1), argv[0] if argv else "")
 
 
 if __name__ == "__main__":

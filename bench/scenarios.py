@@ -226,6 +226,25 @@ def factory(fn: str, **params: Any) -> dict[str, Any]:
     return {"model": {"kind": f"python:bench_factories:{fn}", "params": params}}
 
 
+# Config fragments shared by every set (held-out v5 on; earlier sets keep their own copies, as
+# committed): a model from a factory module, the built-in mlp, training fields.
+
+
+def fac_in(module: str, fn: str, **params: Any) -> dict[str, Any]:
+    """model.kind = python:<module>:<fn> with `params`."""
+    return {"model": {"kind": f"python:{module}:{fn}", "params": params}}
+
+
+def mlp(*hidden: int, **extra: Any) -> dict[str, Any]:
+    """The built-in mlp with these hidden widths (none: a linear model) and model fields."""
+    return {"model": {"kind": "mlp", "hidden": list(hidden), **extra}}
+
+
+def train(**fields: Any) -> dict[str, Any]:
+    """training.<field> = value for each keyword."""
+    return {"training": fields}
+
+
 def data(name: str) -> dict[str, Any]:
     return DATASETS[name]
 
