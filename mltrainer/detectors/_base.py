@@ -87,7 +87,9 @@ class DetectorContext:
     val by `mlt plan`, e.g. {"accuracy": 0.1, "loss": 2.30}. `goal_target` is the value of the
     metric that counts as done (`goal.target`); `n_val` the number of val rows (the sampling
     noise of a val metric); `n_train_eval` the number of training rows the epoch events'
-    `train` metrics and `train_eval_loss` are measured on (their sampling noise).
+    `train` metrics and `train_eval_loss` are measured on (their sampling noise); `epochs` the
+    number of epochs the run is configured for (the start event's `epochs`: how long it has
+    left to learn).
 
     Immutable: the derived losses (`baseline_loss`, `untrained_loss`, `baseline_metric`) are
     computed once per context (several detectors read them on every step event).
@@ -101,6 +103,7 @@ class DetectorContext:
     goal_target: float | None = None
     n_val: int | None = None
     n_train_eval: int | None = None
+    epochs: int | None = None
 
     @classmethod
     def from_start_event(
@@ -185,6 +188,7 @@ class DetectorContext:
             "goal_target": finite(data.get("goal_target")),
             "n_val": _count(data.get("n_val")),
             "n_train_eval": _count(data.get("n_train_eval")),
+            "epochs": _count(data.get("epochs")),
             "task": data.get("task") if isinstance(data.get("task"), str) else None,
             "metric": data.get("metric") if isinstance(data.get("metric"), str) else None,
             "greater_is_better": gib if isinstance(gib, bool) else None,

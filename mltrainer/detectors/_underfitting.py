@@ -15,7 +15,14 @@ does not reach the goal even on the rows it learns from (the "high bias" diagnos
 the training error with the desired performance). A model whose train metric meets the goal
 is never underfitting; one whose loss is still falling is still learning (a raw-unit
 regression that spends its first epochs learning the target's mean, a tiny data set with two
-steps an epoch). Onset: the first epoch of the flat window.
+steps an epoch). Nor is a slow learner on course to clear the bar it is judged against in the
+epochs it has left (the start event's `epochs`): a train loss that, falling on at the window's
+own rate (its relative progress per epoch, compounded), would get below the no-better-than-
+trivial bar before the run ends, or a train metric that, climbing on at the window's own
+rate (per epoch, linear), would reach the goal's bar (issue 11, fifth pass: a mixture of
+experts still breaking symmetry at 98 % of the trivial loss in epoch 4 of 40, gaining 2 % in
+three epochs, fired; it met its goal). Without `epochs` in the stream the run is judged as
+if it ended now. Onset: the first epoch of the flat window.
 
 All of it is scale-free: losses are judged against the reference loss and against their own
 earlier values, metrics against the goal. The train loss judged is the end-of-epoch model's
@@ -52,7 +59,7 @@ class UnderfittingDetector(Detector):
     _state_fields: ClassVar[tuple[str, ...]] = ("recent", "best_before", "epochs_seen")
 
     def _setup(self) -> None:
-        # [epoch, step, loss] of the last `patience` epochs and the one before them
+        # [epoch, step, loss, train metric] of the last `patience` epochs and the one before
         self.recent: deque[list[Any]] = deque()
         self.best_before: float | None = None  # best train loss before those
         self.epochs_seen = 0
@@ -68,7 +75,7 @@ class UnderfittingDetector(Detector):
             self.best_before = leaving if self.best_before is None else min(self.best_before,
                                                                              leaving)
         epoch = event.get("epoch")
-        self.recent.append([epoch, event.get("step"), train])
+        self.recent.append([epoch, event.get("step"), train, self._train_metric(event)])
         ref, source = self.reference_loss()
         seen = epoch if isinstance(epoch, int) else self.epochs_seen
         if ref is None or seen < self.thresholds["min_epochs"] or len(self.recent) <= patience:
@@ -89,6 +96,9 @@ class UnderfittingDetector(Detector):
         poor_loss = train >= limit
         if meets or not (poor_loss or short):
             return None
+        on_course = self._on_course(seen, progress, train, limit, poor_loss, short)
+        if on_course:
+            return None
         first = self.recent[1]
         why = (f"train loss {train:.4g} is {train / ref:.0%} of the {source} loss {ref:.4g} "
                f"(needs below {limit:.4g})" if poor_loss else
@@ -108,6 +118,27 @@ class UnderfittingDetector(Detector):
             train_losses=losses[1:], epochs=[row[0] for row in list(self.recent)[1:]],
             patience=self.thresholds["patience"], min_epochs=self.thresholds["min_epochs"],
         )
+
+    def _on_course(self, epoch: int, progress: float, train: float, limit: float,
+                   poor_loss: bool, short: bool) -> bool:
+        """Whether the run, learning on at the window's own rate for the epochs it has left,
+        would clear a bar it is now below: the no-better-than-trivial bar `limit` (the train
+        loss falling by the window's relative progress per epoch, compounded) or the goal's
+        bar (the train metric moving by the window's gain per epoch, linear)."""
+        total = self.context.epochs
+        if total is None or total <= epoch:
+            return False
+        left = total - epoch
+        window = len(self.recent) - 1
+        if poor_loss and 0 < progress < 1 and train * (1 - progress) ** (left / window) < limit:
+            return True
+        # (a state saved before the metric joined the rows has none: judged on the loss)
+        first, now = (row[3] if len(row) > 3 else None for row in (self.recent[0],
+                                                                   self.recent[-1]))
+        if short and first is not None and now is not None:
+            projected = now + (now - first) / window * left
+            return not self._short_of_goal(projected)
+        return False
 
     def _short_of_goal(self, value: float | None) -> bool:
         """Whether the train metric misses the goal by at least `metric_margin`."""
