@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from heldout4_factories import _flip, _scale
 from torch import nn
 
 _ACTS: dict[str, type[nn.Module]] = {
@@ -40,16 +41,9 @@ _ACTS: dict[str, type[nn.Module]] = {
 
 
 def _init(model: nn.Module, init_gain: float | None, bias_init: float | None) -> nn.Module:
-    """Multiply every Linear/Conv weight by `init_gain`; set every bias but the head's (the
-    last module with a bias) to `bias_init`."""
-    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    with torch.no_grad():
-        for layer in layers:
-            if init_gain is not None:
-                layer.weight.mul_(init_gain)
-        for layer in layers[:-1]:
-            if bias_init is not None and layer.bias is not None:
-                layer.bias.fill_(bias_init)
+    """`heldout4_factories._scale` (every Linear weight x `init_gain`, every hidden Linear bias
+    set to `bias_init`), returning the model."""
+    _scale(model, init_gain, bias_init)
     return model
 
 
@@ -156,10 +150,9 @@ class PatchConv(nn.Module):
 
 
 def patch_conv(input_spec: dict[str, Any], output_spec: dict[str, Any], *, channels: int = 16,
-               act: str = "relu", init_gain: float | None = None,
-               bias_init: float | None = None) -> nn.Module:
+               act: str = "relu") -> nn.Module:
     n_in, n_out = _io(input_spec, output_spec)
-    return _init(PatchConv(n_in, n_out, channels, act), init_gain, bias_init)
+    return PatchConv(n_in, n_out, channels, act)
 
 
 class BinBag(nn.Module):
@@ -266,14 +259,6 @@ def _mpl(name: str) -> Path:
     return Path(matplotlib.get_data_path()) / "sample_data" / name
 
 
-def _flip(y: np.ndarray, share: float, classes: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    flip = rng.random(len(y)) < share
-    y = y.copy()
-    y[flip] = rng.integers(0, classes, int(flip.sum()))
-    return y
-
-
 def _points(values: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`n` random cells of a 2-D grid: (row, col) as features, the cell's value as target."""
     rng = np.random.default_rng(seed)
@@ -283,17 +268,25 @@ def _points(values: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarr
     return X, values[rows, cols]
 
 
-@cache
-def _texture() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(51)
+def _patches(names: tuple[str, ...], size: int, per_image: int,
+             seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`per_image` random size x size patches (flattened, all channels) of each scikit-image
+    photograph in `names`; the class is the photograph's index."""
+    rng = np.random.default_rng(seed)
     X, y = [], []
-    for label, name in enumerate(("brick.png", "grass.png", "gravel.png")):
+    for label, name in enumerate(names):
         img = _skimage(name).astype(np.float32)
-        for _ in range(350):
-            r, c = rng.integers(0, img.shape[0] - 10), rng.integers(0, img.shape[1] - 10)
-            X.append(img[r:r + 10, c:c + 10].ravel())
+        for _ in range(per_image):
+            r = rng.integers(0, img.shape[0] - size)
+            c = rng.integers(0, img.shape[1] - size)
+            X.append(img[r:r + size, c:c + size].ravel())
             y.append(label)
     return np.stack(X), np.asarray(y, dtype=np.int64)
+
+
+@cache
+def _texture() -> tuple[np.ndarray, np.ndarray]:
+    return _patches(("brick.png", "grass.png", "gravel.png"), 10, 350, 51)
 
 
 def texture() -> tuple[np.ndarray, np.ndarray]:
@@ -341,15 +334,7 @@ def horse_noisy() -> tuple[np.ndarray, np.ndarray]:
 def colours() -> tuple[np.ndarray, np.ndarray]:
     """3x3 RGB neighbourhoods (27 features, 0-255) of 600 random pixels from each of
     scikit-image's chelsea, coffee and astronaut photographs; the class is the photograph."""
-    rng = np.random.default_rng(56)
-    X, y = [], []
-    for label, name in enumerate(("chelsea.png", "coffee.png", "astronaut.png")):
-        img = _skimage(name).astype(np.float32)
-        for _ in range(600):
-            r, c = rng.integers(0, img.shape[0] - 3), rng.integers(0, img.shape[1] - 3)
-            X.append(img[r:r + 3, c:c + 3].ravel())
-            y.append(label)
-    return np.stack(X), np.asarray(y, dtype=np.int64)
+    return _patches(("chelsea.png", "coffee.png", "astronaut.png"), 3, 600, 56)
 
 
 # -- data: regression in raw units -------------------------------------------------------------
