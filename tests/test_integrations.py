@@ -708,6 +708,9 @@ def test_example_script_through_all_five_phases(tmp_path: Path, example: str) ->
     cfg["training"]["epochs"] = 3
     cfg["optimize"] = {"trials": 1, "seeds": 2}
     cfg["finalize"] = {"retrain": False, "bootstrap": 100}
+    # the examples' goals (0.9 / 0.85) left the test interval's lower bound 0.02 above them
+    # after 3 epochs: CPU float rounding away from failing. The point here is the path.
+    cfg["goal"]["target"] = 0.8
     (root / "mlt.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     plan = _mlt(root, "plan")
