@@ -7,7 +7,7 @@
 - `text`: the 1990 US Census first-name lists that the `names` package ships — written as
   `data/names.jsonl` (`{"text": name, "label": "female"|"male"}`), names on both lists left
   out and the female list thinned evenly to the male list's size (a balanced task). The
-  example also trains a WordPiece tokenizer on the names (labels unused) with `tokenizers`
+  example also trains a BPE tokenizer on the names (labels unused) with `tokenizers`
   (`tokenizer/`) and writes a tiny BERT config (`model/config.json`): the transformer is
   built from that config with the run's seed, so no weights are downloaded.
 """
@@ -79,18 +79,21 @@ def _names(root: Path) -> list[str]:
 
 
 def _tokenizer(texts: list[str], folder: Path) -> None:
-    """A WordPiece tokenizer trained on the example's texts (`tokenizers`), saved as
-    `transformers` saves one."""
+    """A byte-pair (BPE) tokenizer trained on the example's texts (`tokenizers`), saved as
+    `transformers` saves one. The same texts give the same tokenizer, byte for byte: BPE
+    without a continuing-subword prefix numbers every token in a sorted order. (WordPiece's
+    trainer numbers its `##` tokens in hash-map order, so its merges, and the vocabulary, vary
+    from run to run: huggingface/tokenizers#1794.)"""
     from mltrainer.models._vision import torchvision
 
     torchvision()  # transformers imports it
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
+    trainer = trainers.BpeTrainer(
         vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
         show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)

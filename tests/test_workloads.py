@@ -599,6 +599,20 @@ def test_init_from_data_picks_task_source_and_model(tmp_path: Path, case: str, t
         assert cfg["model"]["max_length"] <= positions
 
 
+def test_the_text_tokenizer_init_trains_is_the_same_bytes_every_time(tmp_path: Path) -> None:
+    """`init --example text` / `init --data` train a tokenizer on the texts: the same texts
+    give the same tokenizer.json, so two people (or CI) starting from the same data train the
+    same model. (WordPiece's trainer gave a different vocabulary on each call.)"""
+    from mltrainer.examples import _tokenizer
+
+    texts = [f"{a}{b}{c}" for a in ("mar", "jo", "an", "el") for b in ("i", "a", "e", "")
+             for c in ("a", "na", "son", "ly", "n", "")]
+    for n in range(4):
+        _tokenizer(texts, tmp_path / str(n))
+    files = {(tmp_path / str(n) / "tokenizer.json").read_bytes() for n in range(4)}
+    assert len(files) == 1
+
+
 def test_a_malformed_json_line_is_named_by_init_and_plan_in_one_line(tmp_path: Path) -> None:
     """A .jsonl with a broken line: `init --data` and `plan` each name the line (1-based) in
     one line, exit 2, no log noise from `datasets`, and plan leaves no state behind."""
