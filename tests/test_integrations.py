@@ -145,6 +145,36 @@ def test_the_gradient_norm_is_sampled_to_stay_within_its_share(tmp_path: Path,
     assert taken == early + [s for s in range(NORM_EARLY + 1, 101) if s % every == 0]
 
 
+@pytest.mark.parametrize("block", [1, 3, 32])
+def test_detectors_judge_a_block_of_steps_as_they_judge_each_step(block: int) -> None:
+    """The callbacks hand the detectors a block of steps at once (`on_steps`, detector by
+    detector): on every case of the detectors' table the same findings in the same order, the
+    same stop on the same step, and the same running state as the engine's event by event."""
+    from test_detectors import CASES
+
+    from mltrainer.detectors import DetectorSubscriber, build_detectors
+
+    for name, case in CASES.items():
+        events = case.run.events()
+        one = DetectorSubscriber(build_detectors(None, case.thresholds))
+        stops_one = [i for i, event in enumerate(events) if one.on_event(event)]
+        many = DetectorSubscriber(build_detectors(None, case.thresholds))
+        stops_many: list[int] = []
+        steps: list[int] = []  # indices of the pending block's step events
+        for i, event in enumerate([*events, None]):
+            if steps and (event is None or event["type"] != "step" or len(steps) == block):
+                hit = many.on_steps([events[j] for j in steps])
+                stops_many += [] if hit is None else [steps[hit[0]]]
+                steps = []
+            if event is not None and event["type"] == "step":
+                steps.append(i)
+            elif event is not None and many.on_event(event):
+                stops_many.append(i)
+        assert many.findings == one.findings, name
+        assert many.state_dict() == one.state_dict(), name
+        assert stops_many[:1] == stops_one[:1], name  # the first stop: where training stops
+
+
 _STEP = {"type": "step", "epoch": 2, "step": 31, "loss": 0.12345678910112131, "lr": 1e-3}
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from typing import Any, ClassVar
@@ -284,6 +284,32 @@ class Detector(ABC):
         if finding is not None:
             self.fired = True
         return finding
+
+    def update_steps(self, events: Sequence[dict[str, Any]]) -> tuple[int, Finding] | None:
+        """`update` on each of several step events in order, up to the first finding: the
+        same running state and finding as one `update` a step, without the per-event dispatch
+        (the batch entry point `DetectorSubscriber.on_steps` uses). Every event must be a step
+        event. Returns (the index of the event the rule held on, the Finding), or None."""
+        if self.fired:
+            return None
+        start, count = 0, len(events)
+        while self.initial_loss is None and start < count:  # until a finite step loss
+            finding = self.update(events[start])
+            start += 1
+            if finding is not None:
+                return start - 1, finding
+        if start == count:
+            return None
+        self._seen_step = True
+        if "step" not in self.watches:
+            return None
+        observe = self._observe
+        for index in range(start, count):
+            finding = observe(events[index])
+            if finding is not None:
+                self.fired = True
+                return index, finding
+        return None
 
     def reference_loss(self) -> tuple[float | None, str]:
         """The loss level "no learning" sits at, and where it came from: the trivial baseline's

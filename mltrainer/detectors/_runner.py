@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from mltrainer.detectors._base import Detector, DetectorContext, Finding
@@ -105,6 +105,32 @@ class DetectorSubscriber:
             self._route()
         if stop is not None and self.stop_reason is None:
             self.stop_reason = stop
+        return stop
+
+    def on_steps(self, events: Sequence[dict[str, Any]]) -> tuple[int, str] | None:
+        """Several step events at once (a block of steps a callback handles together): the
+        same findings, in the same order, and the same detector state as `on_event` on each
+        in turn, judged detector by detector (`Detector.update_steps`) rather than event by
+        event. Returns (the index of the first event on which a detector that stops training
+        fired, "detector:<id>"), or None."""
+        hits = []
+        for order, detector in enumerate(self._routes["step"]):
+            hit = detector.update_steps(events)
+            if hit is not None:
+                hits.append((hit[0], order, detector, hit[1]))
+        if not hits:
+            return None
+        hits.sort(key=lambda hit: hit[:2])  # on_event's order: by event, then registry order
+        stop: tuple[int, str] | None = None
+        for index, _, detector, finding in hits:
+            self.findings.append(finding)
+            if self.on_finding is not None:
+                self.on_finding(finding)
+            if detector.stops_training and stop is None:
+                stop = (index, f"detector:{detector.id}")
+        self._route()
+        if stop is not None and self.stop_reason is None:
+            self.stop_reason = stop[1]
         return stop
 
     def state_dict(self) -> dict[str, Any]:

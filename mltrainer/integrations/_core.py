@@ -358,91 +358,107 @@ class RunMonitor:
         norms, whose L2 norm is the global one), kept as they are until the block is handled
         (see the class docstring). Returns the stop reason once a detector has asked for a
         stop, else None."""
-        if self.stopped:
+        if self.stop_reason is not None:
             return self.stop_reason
         if isinstance(loss, torch.Tensor):
-            if loss.requires_grad:  # Lightning hands it detached already
-                loss = loss.detach()
-            if loss.dim():
-                loss = loss.reshape(())
+            if loss.is_cpu:  # nothing to wait for: read now (the block's read gets shorter)
+                loss = loss.item()
+            else:
+                if loss.requires_grad:  # Lightning hands it detached already
+                    loss = loss.detach()
+                if loss.dim():
+                    loss = loss.reshape(())
         self.last_step, self.last_epoch, self.last_lr = step, epoch, lr
         now, cpu = time.perf_counter(), time.thread_time()
-        began = now if self._last_record is None else self._last_record  # this step's start
-        self._prev_record = began
-        if self._last_record is not None:
+        last = self._last_record
+        if last is None:
+            began = now  # the first step after start or an epoch event: no step time
+        else:
+            began = last  # this step's start
             # the step's CPU time is what the handling's share is judged against: on a busy
             # machine wall time measures the neighbours (the delay bound stays in wall time)
             took = cpu - self._last_cpu
             self._step_time = took if self._step_time is None else (
                 0.8 * self._step_time + 0.2 * took)
+        self._prev_record = began
         self._last_record, self._last_cpu = now, cpu
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             self._first_pending = began
-        self._pending.append((epoch, step, loss, lr, grad_norm, layers, now))
+        pending.append((epoch, step, loss, lr, grad_norm, layers, now))
         # the age counts from the start of the block's first step: a step longer than
         # max_delay_s is handled as it ends
-        if len(self._pending) >= self.max_block or now - self._first_pending >= self.max_delay_s:
+        if len(pending) >= self.max_block or now - self._first_pending >= self.max_delay_s:
             return self.flush()
         return None
 
     def flush(self) -> str | None:
         """Handle the pending steps: one device read for all their numbers, their lines in
-        one write, the detectors on each event in order. Returns the stop reason, if any."""
+        one write, then the detectors on the block (`DetectorSubscriber.on_steps`: the same
+        findings and state as event by event, in order). Returns the stop reason, if any."""
         if not self._pending or self.writer is None:
             return self.stop_reason
         started = time.thread_time()  # CPU time: on a busy machine wall time measures others
         pending, self._pending = self._pending, []
         tensors: list[torch.Tensor] = []
-        for _, _, loss, _, norm, layers, _ in pending:
-            if isinstance(loss, torch.Tensor):
+        for record in pending:
+            loss, norm, layers = record[2], record[4], record[5]
+            if loss.__class__ is not float and isinstance(loss, torch.Tensor):
                 tensors.append(loss)
-            if isinstance(norm, torch.Tensor):
-                tensors.append(norm.reshape(()) if norm.dim() else norm)
+            if norm is None:
+                if layers is None:
+                    continue  # the common step: its loss read already
             elif isinstance(norm, list):
                 tensors.extend(norm)
+            elif isinstance(norm, torch.Tensor):
+                tensors.append(norm.reshape(()) if norm.dim() else norm)
             if isinstance(layers, LayerStats):
                 if layers.norms is not norm:  # HF: its own global norm, our per-layer ones
                     tensors.extend(layers.norms)
                 tensors.extend(layers.nonzero)
-        values = iter(_read(tensors))
+        take = iter(_read(tensors)).__next__
         events: list[dict[str, Any]] = []
+        losses = self._losses
         to_wall = time.time() - time.perf_counter()
         for epoch, step, loss, lr, norm, layers, at in pending:
-            if isinstance(loss, torch.Tensor):
-                loss = next(values)
+            if loss.__class__ is not float and isinstance(loss, torch.Tensor):
+                loss = take()
+            losses.append(loss)
+            if norm is None and layers is None:  # the common step
+                events.append({"type": "step", "epoch": epoch, "step": step, "loss": loss,
+                               "lr": lr, "time": at + to_wall})
+                continue
             event: dict[str, Any] = {"type": "step", "epoch": epoch, "step": step,
                                      "loss": loss, "lr": lr}
             norms: list[float] = []
             norm_in = norm
-            if isinstance(norm, torch.Tensor):
-                norm = next(values)
-            elif isinstance(norm, list):
-                norms = [next(values) for _ in norm]
+            if isinstance(norm, list):
+                norms = [take() for _ in norm]
                 norm = math.hypot(*norms)
                 if math.isinf(norm) and any(map(math.isnan, norms)):
                     norm = math.nan  # as torch's norm: NaN wins
+            elif isinstance(norm, torch.Tensor):
+                norm = take()
             if norm is not None:
                 event["grad_norm"] = norm
             if isinstance(layers, LayerStats):
                 if layers.norms is not norm_in:
-                    norms = [next(values) for _ in layers.norms]
-                event["layers"] = layers.table(norms, [next(values) for _ in layers.nonzero])
+                    norms = [take() for _ in layers.norms]
+                event["layers"] = layers.table(norms, [take() for _ in layers.nonzero])
             elif layers:
                 event["layers"] = dict(layers)
             event["time"] = at + to_wall
             events.append(event)
-            self._losses.append(loss)
         self.writer.write_many(events)
-        for event, record in zip(events, pending, strict=True):
-            reason = self.detectors.on_event(event)
-            if reason is not None and self.stop_reason is None:
-                self.stop_reason, self.stop_step = reason, event["step"]
-                # the bound (class docstring): steps <= max_block - 1 and
-                # seconds < max_delay_s + last_step_seconds
-                now = self._last_record if self._last_record is not None else record[6]
-                self.stop_lag = {"steps": self.last_step - event["step"],
-                                 "seconds": now - record[6],
-                                 "last_step_seconds": now - self._prev_record}
+        hit = self.detectors.on_steps(events)
+        if hit is not None and self.stop_reason is None:
+            index, self.stop_reason = hit
+            self.stop_step, at = events[index]["step"], pending[index][6]
+            # the bound (class docstring): steps <= max_block - 1 and
+            # seconds < max_delay_s + last_step_seconds
+            now = self._last_record if self._last_record is not None else at
+            self.stop_lag = {"steps": self.last_step - self.stop_step, "seconds": now - at,
+                             "last_step_seconds": now - self._prev_record}
         self.handled += len(events)
         self.handling_s += time.thread_time() - started
         return self.stop_reason
@@ -561,10 +577,14 @@ class RunMonitor:
 
 
 def _read(tensors: list[torch.Tensor]) -> list[float]:
-    """The numbers of many 0-d tensors in one device read (one stack, one transfer); tensors
-    on several devices or of odd shapes are read one by one."""
+    """The numbers of many 0-d tensors in one device read (one stack, one transfer); on the
+    CPU, where there is nothing to wait for, each is read as it is (a stack of small tensors
+    costs more than reading them); tensors on several devices or of odd shapes one by one."""
     if not tensors:
         return []
+    if all(t.is_cpu for t in tensors):
+        with contextlib.suppress(RuntimeError):  # one of odd shape: read below
+            return [float(t.item()) for t in tensors]
     try:
         return torch.stack(tensors).float().tolist()
     except RuntimeError:
