@@ -33,9 +33,10 @@ same run, alternating with the others (before and after side by side).
 Prints the median and best CPU time (`time.process_time`; `--wall` for wall time) per step of
 each arm and the overhead: the median over rounds of (with / without - 1), each round's arms
 run back to back (so a busy neighbour hits both), and the ratio of the medians. Target: <= 2 %.
-Then one more run per framework with the callback's hooks timed from inside (the thread's CPU
-time in each hook per optimisation step) and what the callback adapted to (the gradient norm
-and per-layer statistics every N steps, the measured costs).
+Then `--hook-rounds` runs per framework (and per version, with `--before`, alternating) with
+the callback's hooks timed from inside (the thread's CPU time in each hook per optimisation
+step: on a busy machine a steadier figure than the end-to-end one), and what the callback
+adapted to (the gradient norm and per-layer statistics every N steps, the measured costs).
 """
 
 from __future__ import annotations
@@ -109,9 +110,10 @@ def callbacks(kind: Any, cfg: Any, bundle: Any, arm: str, tmp: Path) -> list[Any
     if not arm:
         return []
     if arm == "+before":
-        return [BEFORE["lightning" if "lightning" in kind.__module__ else "hf"](
+        MADE[:] = [BEFORE["lightning" if "lightning" in kind.__module__ else "hf"](
             tmp / f"b{time.perf_counter_ns()}", task="classification", metric="accuracy",
             save_checkpoints=False, train_rows=None)]
+        return list(MADE)
     if arm == "+empty":
         from lightning.pytorch import Callback
 
@@ -227,9 +229,10 @@ def hf_run(cfg: Any, bundle: Any, epochs: int, arm: str, tmp: Path) -> float:
     return (CLOCK() - start) / trainer.state.global_step
 
 
-def hook_cost(kind: Any, run: Any, cfg: Any, bundle: Any, epochs: int, tmp: Path
-              ) -> dict[str, float]:
-    """Thread CPU seconds per optimisation step spent inside each of the callback's hooks."""
+def hook_cost(kind: Any, run: Any, cfg: Any, bundle: Any, epochs: int, tmp: Path,
+              arm: str = "+mlt") -> dict[str, float]:
+    """Thread CPU seconds per optimisation step spent inside each of the callback's hooks
+    (`kind`, the class the run's `arm` makes)."""
     spent: dict[str, float] = {}
     originals = {name: fn for name, fn in vars(kind).items() if name.startswith("on_")}
 
@@ -245,7 +248,7 @@ def hook_cost(kind: Any, run: Any, cfg: Any, bundle: Any, epochs: int, tmp: Path
     for name, fn in originals.items():
         setattr(kind, name, timed(name, fn))
     try:
-        run(cfg, bundle, epochs, "+mlt", tmp)
+        run(cfg, bundle, epochs, arm, tmp)
     finally:
         for name, fn in originals.items():
             setattr(kind, name, fn)
@@ -264,6 +267,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["lightning", "hf"], help="one framework only")
     parser.add_argument("--before", metavar="REV",
                         help="also time the callbacks of git revision REV (+before arms)")
+    parser.add_argument("--hook-rounds", type=int, default=3,
+                        help="runs (per version) with the hooks timed from inside")
     parser.add_argument("--wall", action="store_true",
                         help="time with the wall clock instead of the process's CPU time")
     args = parser.parse_args()
@@ -318,24 +323,37 @@ def main() -> None:
     from mltrainer.integrations.lightning import MltCallback as LightningCallback
     from mltrainer.integrations.transformers import MltCallback as HFCallback
 
+    # the hooks timed from inside, now (and with --before, the old callbacks) in alternating
+    # runs: thread CPU time, which a busy machine inflates less than the end-to-end figures
     with tempfile.TemporaryDirectory() as tmp:
         for name, kind in (("lightning", LightningCallback), ("hf", HFCallback)):
             if name not in arms:
                 continue
-            hooks = hook_cost(kind, arms[name], cfg, bundle, args.epochs, Path(tmp))
-            inside = sum(hooks.values())
-            share = inside / statistics.median(times[name])
-            each = ", ".join(f"{k} {1e6 * v:.0f}" for k, v in hooks.items() if v >= 0.5e-6)
-            print(f"{name}+mlt: {1e6 * inside:.0f} us of CPU per step inside the callback's "
-                  f"hooks = {share:.1%} of the plain step's median ({each})")
-            mon = MADE[0].monitor
+            versions = [("+mlt", kind)] + ([("+before", BEFORE[name])] if args.before else [])
+            spent: dict[str, list[dict[str, float]]] = {arm: [] for arm, _ in versions}
+            for r in range(args.hook_rounds):
+                for arm, cls in versions if r % 2 == 0 else versions[::-1]:
+                    spent[arm].append(hook_cost(cls, arms[name], cfg, bundle, args.epochs,
+                                                Path(tmp), arm))
+                    if arm == "+mlt":
+                        mon = MADE[0].monitor
+            for arm, runs in spent.items():
+                totals = [sum(hooks.values()) for hooks in runs]
+                inside = statistics.median(totals)
+                share = inside / statistics.median(times[name])
+                each = ", ".join(
+                    f"{k} {1e6 * statistics.median(h.get(k, 0.0) for h in runs):.0f}"
+                    for k in runs[0] if statistics.median(h.get(k, 0.0) for h in runs) >= 0.5e-6)
+                print(f"{name}{arm}: {1e6 * inside:.0f} us of CPU per step inside the "
+                      f"callback's hooks (median of {len(runs)} runs, best "
+                      f"{1e6 * min(totals):.0f}) = {share:.1%} of the plain step's median "
+                      f"({each})")
             norm = (f"the gradient norm every {mon.norm_every} steps ("
                     f"{1e6 * mon._norm_cost:.0f} us a pass), " if mon._norm_cost else "")
-            print(f"  adapted: {norm}per-layer statistics every {mon.stats_every} steps ("
-                  f"{1e6 * (mon._stats_cost or 0):.0f} us a pass); measured: step "
+            print(f"  adapted (last run): {norm}per-layer statistics every {mon.stats_every} "
+                  f"steps ({1e6 * (mon._stats_cost or 0):.0f} us a pass); measured: step "
                   f"{1e3 * (mon._step_time or 0):.2f} ms CPU, handling (read, write, detectors) "
                   f"{1e6 * mon.handling_s / max(1, mon.handled):.1f} us an event")
-
 
 if __name__ == "__main__":
     main()

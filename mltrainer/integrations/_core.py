@@ -361,13 +361,10 @@ class RunMonitor:
         if self.stop_reason is not None:
             return self.stop_reason
         if isinstance(loss, torch.Tensor):
-            if loss.is_cpu:  # nothing to wait for: read now (the block's read gets shorter)
-                loss = loss.item()
-            else:
-                if loss.requires_grad:  # Lightning hands it detached already
-                    loss = loss.detach()
-                if loss.dim():
-                    loss = loss.reshape(())
+            if loss.requires_grad:  # Lightning hands it detached already
+                loss = loss.detach()
+            if loss.dim():
+                loss = loss.reshape(())
         self.last_step, self.last_epoch, self.last_lr = step, epoch, lr
         now, cpu = time.perf_counter(), time.thread_time()
         last = self._last_record

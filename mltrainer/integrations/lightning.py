@@ -133,15 +133,17 @@ class MltCallback(Callback):
             return  # an accumulation micro-batch (alike in every process)
         self._seen_step = step
         reason = None
-        loss = (outputs if isinstance(outputs, Tensor) else
-                outputs.get("loss") if isinstance(outputs, Mapping) else outputs)
+        loss = (outputs.get("loss") if type(outputs) is dict  # Lightning's own: {"loss": ...}
+                else outputs if isinstance(outputs, Tensor)
+                else outputs.get("loss") if isinstance(outputs, Mapping) else outputs)
+        pending, self._pending = self._pending, None
         # no pending numbers: a step the optimiser skipped; no loss: training_step returned None
-        if self._active and self._pending is not None and loss is not None:
-            (norms, layers), lr = self._pending
+        if pending is not None and loss is not None and self._active:
+            (norms, layers), lr = pending
             reason = self.monitor.step(epoch=trainer.current_epoch + 1, step=step, loss=loss,
                                        lr=lr, grad_norm=norms, layers=layers)
-        self._pending = None
-        self._stop_if(trainer, reason)
+        if reason is not None or self._world > 1:
+            self._stop_if(trainer, reason)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         reason = None
