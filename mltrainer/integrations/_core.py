@@ -182,7 +182,8 @@ class RunMonitor:
     Per step, only references (`step`): the loss and the gradients' norms stay on their
     device as the framework left them: no host sync, no JSON, no detector. The steps are
     handled in blocks (`flush`: one device read for the block, its lines in one write, then
-    the detectors event by event, in order, exactly as the engine feeds them). A block is
+    the detectors on the block, `DetectorSubscriber.on_steps`: the same findings, in the same
+    order, with the same state as the engine's event by event). A block is
     handled when it holds `K` steps, when its first step is `max_delay_s` old, at each epoch
     event (which comes after every step before it) and at the end. Blocks are as large as
     these bounds allow, `K` = `max_block`: the handling's cost per event falls with the block
