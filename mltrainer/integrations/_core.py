@@ -31,7 +31,6 @@ from mltrainer.config import LOWER_IS_BETTER
 from mltrainer.detectors import DetectorContext, DetectorSubscriber, Finding, build_detectors
 from mltrainer.engine.checkpoint import CheckpointWriter, epoch_name, serialize, write_atomic
 from mltrainer.engine.devices import peak_mem_mb
-from mltrainer.engine.entrypoint import POLL_S
 from mltrainer.engine.inference import evaluate
 from mltrainer.engine.metrics import improves
 from mltrainer.engine.step import loss_function
@@ -45,9 +44,14 @@ NORM_SHARE = 0.005  # the global gradient norm's most share of the step time (se
 # and one full span (5) judged step by step, where an lr far too high blows up
 NORM_EARLY = 10
 MAX_BLOCK = 32  # at most this many steps wait to be handled
-# nor for longer than mlt waits between two reads of an entrypoint's stream: the follower
-# sees no older numbers than it would anyway
-MAX_DELAY_S = POLL_S
+# nor for longer than this (wall time). Each block pays a fixed cost on top of its events:
+# the training step between two blocks has pushed the handling's code and data out of the
+# cache (measured on a 1024-wide MLP, ~12 ms steps: 83 us an event in blocks of 2 at 50 ms,
+# 35 us in blocks of 15 at 0.5 s). A quarter second keeps blocks of 20-32 steps up to ~10 ms
+# steps, and a block's fixed cost under 0.1 % of longer ones; an entrypoint's follower
+# (polling every `engine.entrypoint.POLL_S`) sees a step's line at most this late, an epoch
+# event at once.
+MAX_DELAY_S = 0.25
 FINDINGS_FILE = "findings.json"
 # logged keys that are bookkeeping, not metrics (HF's evaluate adds these)
 _NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
@@ -187,9 +191,8 @@ class RunMonitor:
     handled when it holds `K` steps, when its first step is `max_delay_s` old, at each epoch
     event (which comes after every step before it) and at the end. Blocks are as large as
     these bounds allow, `K` = `max_block`: the handling's cost per event falls with the block
-    (its code and data stay in the cache from one event to the next; measured ~25 % less at
-    a 16 ms step in blocks of 3 than one by one), and the bounds are what a stop's lag is
-    promised. So a detector's stop (a non-finite loss) reaches
+    (its code and data stay in the cache from one event to the next; see `MAX_DELAY_S`), and
+    the bounds are what a stop's lag is promised. So a detector's stop (a non-finite loss) reaches
     the framework at most `max_block - 1` steps and at most `max_delay_s` plus one step after
     the step that caused it; a step longer than `max_delay_s` is handled as it ends, and the
     stop is immediate. `stop_step` is the step the detector fired on, `last_step` the one
