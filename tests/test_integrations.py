@@ -145,6 +145,23 @@ def test_the_gradient_norm_is_sampled_to_stay_within_its_share(tmp_path: Path,
     assert taken == early + [s for s in range(NORM_EARLY + 1, 101) if s % every == 0]
 
 
+@pytest.mark.parametrize(("cost_share", "taken"), [
+    (0.001, [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]),  # within STATS_SHARE: every 10
+    (0.07, [10, 30, 60, 90]),  # 7 % of a step: every 30 keeps it within 0.25 %
+    (0.17, [10, 70]),  # every 70, from the first measured report on
+])
+def test_per_layer_statistics_are_spaced_to_stay_within_their_share(
+        tmp_path: Path, cost_share: float, taken: list[int]) -> None:
+    mon = RunMonitor(tmp_path, task="classification", metric="accuracy", grad_stats_every=10)
+    mon._step_time = 0.01  # the step's CPU seconds, as step() measures them
+    steps = []
+    for step in range(1, 101):
+        if mon.wants_layer_stats(step):
+            steps.append(step)
+            mon.note_stats_cost(cost_share * 0.01)  # the callback measures each pass
+    assert steps == taken
+
+
 @pytest.mark.parametrize("block", [1, 3, 32])
 def test_detectors_judge_a_block_of_steps_as_they_judge_each_step(block: int) -> None:
     """The callbacks hand the detectors a block of steps at once (`on_steps`, detector by

@@ -84,7 +84,7 @@ def split_logged(logged: Mapping[str, Any], prefix: str) -> tuple[float | None, 
 
 def _as_float(value: Any) -> float | None:
     if isinstance(value, torch.Tensor):
-        return float(value.detach().float().reshape(-1)[0]) if value.numel() == 1 else None
+        return float(value.item()) if value.numel() == 1 else None  # one read, no copies
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return None
@@ -245,6 +245,7 @@ class RunMonitor:
         self.grad_stats_every = grad_stats_every
         self.stats_every = grad_stats_every  # adapted: see wants_layer_stats
         self._next_stats = grad_stats_every
+        self._stats_taken = 0  # the last step with per-layer statistics
         self.max_block, self.max_delay_s = max_block, max_delay_s
         self.stop_step: int | None = None
         self._pending: list[tuple[Any, ...]] = []
@@ -260,6 +261,7 @@ class RunMonitor:
         self.norm_share = norm_share
         self.norm_every = 1  # adapted: see wants_grad_norm
         self._next_norm = 1
+        self._norm_taken = 0  # the last step with a gradient norm
         self._norm_cost: float | None = None
         self.checkpoints = checkpoints
         self.save_final = save_final
@@ -299,6 +301,7 @@ class RunMonitor:
         step (`note_stats_cost`)."""
         if self.grad_stats_every <= 0 or step < self._next_stats:
             return False
+        self._stats_taken = step
         self._next_stats = (step // self.stats_every + 1) * self.stats_every
         return True
 
@@ -312,12 +315,15 @@ class RunMonitor:
             every = self._stats_cost / (STATS_SHARE * self._step_time)
             self.stats_every = self.grad_stats_every * max(
                 1, math.ceil(every / self.grad_stats_every))
+            # the next report by the new stride already (not one more at the old one)
+            self._next_stats = (self._stats_taken // self.stats_every + 1) * self.stats_every
 
     def wants_grad_norm(self, step: int) -> bool:
         """The global gradient norm on this step (1-based)? Each of the first `NORM_EARLY`
         steps, then every `norm_every`-th (1: every step) as `note_norm_cost` adapts it."""
         if step < self._next_norm and step > NORM_EARLY:
             return False
+        self._norm_taken = step
         self._next_norm = (step // self.norm_every + 1) * self.norm_every
         return True
 
@@ -330,6 +336,7 @@ class RunMonitor:
         if self._step_time:
             every = math.ceil(self._norm_cost / (self.norm_share * self._step_time))
             self.norm_every = max(1, min(self.max_block, every))
+            self._next_norm = (self._norm_taken // self.norm_every + 1) * self.norm_every
 
     # -- events -------------------------------------------------------------------------------
 
