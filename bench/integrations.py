@@ -35,8 +35,9 @@ each arm and the overhead: the median over rounds of (with / without - 1), each 
 run back to back (so a busy neighbour hits both), and the ratio of the medians. Target: <= 2 %.
 Then `--hook-rounds` runs per framework (and per version, with `--before`, alternating) with
 the callback's hooks timed from inside (the thread's CPU time in each hook per optimisation
-step: on a busy machine a steadier figure than the end-to-end one), and what the callback
-adapted to (the gradient norm and per-layer statistics every N steps, the measured costs).
+step, the median of runs: on a busy machine a steadier figure than the end-to-end one; it
+includes the timing's own clock reads, ~6 us each right after a training step), and what the
+callback adapted to (the gradient norm and per-layer statistics every N steps, their costs).
 """
 
 from __future__ import annotations
@@ -237,6 +238,9 @@ def hook_cost(kind: Any, run: Any, cfg: Any, bundle: Any, epochs: int, tmp: Path
     originals = {name: fn for name, fn in vars(kind).items() if name.startswith("on_")}
 
     def timed(name: str, fn: Any) -> Any:
+        # the thread's CPU time: on a busy machine wall time measures the neighbours. Its two
+        # reads per call are counted in: right after a training step a read costs ~6 us, so
+        # each per-step hook's figure carries ~6-10 us of the clock itself, now as before
         def hook(*args: Any, **kwargs: Any) -> Any:
             start = time.thread_time()
             try:
@@ -324,7 +328,7 @@ def main() -> None:
     from mltrainer.integrations.transformers import MltCallback as HFCallback
 
     # the hooks timed from inside, now (and with --before, the old callbacks) in alternating
-    # runs: thread CPU time, which a busy machine inflates less than the end-to-end figures
+    # runs: the median of runs, steadier on a busy machine than the end-to-end figures
     with tempfile.TemporaryDirectory() as tmp:
         for name, kind in (("lightning", LightningCallback), ("hf", HFCallback)):
             if name not in arms:
@@ -352,8 +356,8 @@ def main() -> None:
                     f"{1e6 * mon._norm_cost:.0f} us a pass), " if mon._norm_cost else "")
             print(f"  adapted (last run): {norm}per-layer statistics every {mon.stats_every} "
                   f"steps ({1e6 * (mon._stats_cost or 0):.0f} us a pass); measured: step "
-                  f"{1e3 * (mon._step_time or 0):.2f} ms CPU, handling (read, write, detectors) "
-                  f"{1e6 * mon.handling_s / max(1, mon.handled):.1f} us an event")
+                  f"{1e3 * (mon._step_time or 0):.2f} ms CPU, handling (read, write, detectors, "
+                  f"wall) {1e6 * mon.handling_s / max(1, mon.handled):.1f} us an event")
 
 if __name__ == "__main__":
     main()

@@ -44,6 +44,10 @@ NORM_SHARE = 0.005  # the global gradient norm's most share of the step time (se
 # and one full span (5) judged step by step, where an lr far too high blows up
 NORM_EARLY = 10
 MAX_BLOCK = 32  # at most this many steps wait to be handled
+# the thread's CPU clock is read every this many steps (the step's CPU time, which the
+# norm's and the statistics' shares are judged against): right after a training step one
+# read costs ~6 us (a syscall; the wall clock ~0.5 us), so not every step
+CPU_EVERY = 8
 # nor for longer than this (wall time). Each block pays a fixed cost on top of its events:
 # the training step between two blocks has pushed the handling's code and data out of the
 # cache (measured on a 1024-wide MLP, ~12 ms steps: 83 us an event in blocks of 2 at 50 ms,
@@ -253,15 +257,17 @@ class RunMonitor:
         self._last_record: float | None = None
         self._prev_record = 0.0
         self.stop_lag: dict[str, float] | None = None  # how late the stop came (see flush)
-        self._last_cpu = 0.0
+        self._records = 0  # step() calls, and (thread CPU seconds, record) at the last read
+        self._cpu_mark: tuple[float, int] | None = None
         self._step_time: float | None = None  # CPU seconds a step, smoothed
-        self.handled = 0  # step events handled, and the thread CPU seconds that took
-        self.handling_s = 0.0  # (read, write, detectors; for bench/integrations.py)
+        self.handled = 0  # step events handled, and the seconds that took
+        self.handling_s = 0.0  # (read, write, detectors; wall; for bench/integrations.py)
         self._stats_cost: float | None = None
         self.norm_share = norm_share
         self.norm_every = 1  # adapted: see wants_grad_norm
         self._next_norm = 1
         self._norm_taken = 0  # the last step with a gradient norm
+        self._norm_passes = 0
         self._norm_cost: float | None = None
         self.checkpoints = checkpoints
         self.save_final = save_final
@@ -306,7 +312,8 @@ class RunMonitor:
         return True
 
     def note_stats_cost(self, seconds: float) -> None:
-        """The time the per-layer statistics of one step took (the callbacks measure it):
+        """The time the per-layer statistics of one step took (the thread's CPU time: the
+        callbacks measure it; on a busy machine wall time measures the neighbours):
         `stats_every` becomes the smallest multiple of `grad_stats_every` that keeps them
         within `STATS_SHARE` of the step time."""
         self._stats_cost = seconds if self._stats_cost is None else (
@@ -327,8 +334,16 @@ class RunMonitor:
         self._next_norm = (step // self.norm_every + 1) * self.norm_every
         return True
 
+    def times_norm(self) -> bool:
+        """Time this gradient-norm pass (`note_norm_cost`)? The first `NORM_EARLY`, then
+        every `CPU_EVERY`-th: each timing reads the thread's CPU clock twice (~6 us after a
+        training step, a sixth of a small model's pass)."""
+        self._norm_passes += 1
+        return self._norm_passes <= NORM_EARLY or self._norm_passes % CPU_EVERY == 0
+
     def note_norm_cost(self, seconds: float) -> None:
-        """The time one step's gradient-norm pass took (the callbacks measure it):
+        """The time one step's gradient-norm pass took (the thread's CPU time: the callbacks
+        measure it on the passes `times_norm` picks):
         `norm_every` becomes the smallest stride that keeps it within `norm_share`
         (`NORM_SHARE`) of the step time, at most `max_block` steps."""
         self._norm_cost = seconds if self._norm_cost is None else (
@@ -377,19 +392,23 @@ class RunMonitor:
             if loss.dim():
                 loss = loss.reshape(())
         self.last_step, self.last_epoch, self.last_lr = step, epoch, lr
-        now, cpu = time.perf_counter(), time.thread_time()
+        now = time.perf_counter()
         last = self._last_record
-        if last is None:
-            began = now  # the first step after start or an epoch event: no step time
-        else:
-            began = last  # this step's start
-            # the step's CPU time is what the handling's share is judged against: on a busy
-            # machine wall time measures the neighbours (the delay bound stays in wall time)
-            took = cpu - self._last_cpu
-            self._step_time = took if self._step_time is None else (
-                0.8 * self._step_time + 0.2 * took)
-        self._prev_record = began
-        self._last_record, self._last_cpu = now, cpu
+        began = now if last is None else last  # this step's start (none: the first after
+        self._prev_record = began  # start or an epoch event)
+        self._last_record = now
+        self._records += 1
+        mark = self._cpu_mark
+        if mark is None or self._records % CPU_EVERY == 0:
+            # the steps' CPU time is what the norm's and the statistics' shares are judged
+            # against (on a busy machine wall time measures the neighbours; the delay bound
+            # stays in wall time): the mean over the steps since the last read (CPU_EVERY)
+            cpu = time.thread_time()
+            if mark is not None:
+                took = (cpu - mark[0]) / (self._records - mark[1])
+                self._step_time = took if self._step_time is None else (
+                    0.8 * self._step_time + 0.2 * took)
+            self._cpu_mark = (cpu, self._records)
         pending = self._pending
         if not pending:
             self._first_pending = began
@@ -406,7 +425,7 @@ class RunMonitor:
         findings and state as event by event, in order). Returns the stop reason, if any."""
         if not self._pending or self.writer is None:
             return self.stop_reason
-        started = time.thread_time()  # CPU time: on a busy machine wall time measures others
+        started = time.perf_counter()  # for bench/integrations.py: one clock read, not a syscall
         pending, self._pending = self._pending, []
         tensors: list[torch.Tensor] = []
         for record in pending:
@@ -468,7 +487,7 @@ class RunMonitor:
             self.stop_lag = {"steps": self.last_step - self.stop_step, "seconds": now - at,
                              "last_step_seconds": now - self._prev_record}
         self.handled += len(events)
-        self.handling_s += time.thread_time() - started
+        self.handling_s += time.perf_counter() - started
         return self.stop_reason
 
     def epoch(self, *, epoch: int, step: int, val_loss: float | None,
@@ -481,6 +500,7 @@ class RunMonitor:
         (never non-finite weights: a diverged epoch keeps the previous best/last)."""
         self.flush()  # every step before the epoch event, handled and written before it
         self._last_record = None  # validation is no step: the next epoch's first starts anew
+        self._cpu_mark = None
         if self.stopped:
             return self.stop_reason
         fitted = (self.train_rows.measure(model)

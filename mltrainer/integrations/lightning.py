@@ -121,9 +121,12 @@ class MltCallback(Callback):
             grads = gradient_norms(self._params, layers=True)
             monitor.note_stats_cost(time.thread_time() - started)
         elif monitor.wants_grad_norm(step):
-            started = time.thread_time()
-            grads = gradient_norms(self._params, layers=False)
-            monitor.note_norm_cost(time.thread_time() - started)
+            if monitor.times_norm():
+                started = time.thread_time()
+                grads = gradient_norms(self._params, layers=False)
+                monitor.note_norm_cost(time.thread_time() - started)
+            else:
+                grads = gradient_norms(self._params, layers=False)
         self._pending = (grads, float(optimizer.param_groups[0]["lr"]))
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
