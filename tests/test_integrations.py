@@ -162,6 +162,36 @@ def test_per_layer_statistics_are_spaced_to_stay_within_their_share(
     assert steps == taken
 
 
+def test_the_step_time_is_the_mean_cpu_time_read_every_few_steps(tmp_path: Path) -> None:
+    """The shares are judged against the steps' CPU time, read every CPU_EVERY steps (one read
+    of the thread's CPU clock costs ~6 us right after a training step), and the norm passes
+    are timed on the first NORM_EARLY, then every CPU_EVERY-th."""
+    from mltrainer.integrations._core import CPU_EVERY
+
+    mon = RunMonitor(tmp_path, task="classification", metric="accuracy")
+    mon.start(steps_per_epoch=40)
+    reads = 0
+    real = time.thread_time
+
+    def counted() -> float:
+        nonlocal reads
+        reads += 1
+        return real()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(time, "thread_time", counted)
+        for step in range(1, 41):
+            until = real() + 0.001  # a step of ~1 ms of CPU
+            while real() < until:
+                pass
+            mon.step(epoch=1, step=step, loss=1.0, lr=0.1)
+    mon.end()
+    assert reads <= 40 // CPU_EVERY + 1 + 2  # + the start's read, + one block's handling
+    assert mon._step_time is not None and 0.0009 < mon._step_time < 0.003
+    timed = [n for n in range(1, 101) if mon.times_norm()]
+    assert timed == [*range(1, NORM_EARLY + 1), *range(16, 101, CPU_EVERY)]
+
+
 @pytest.mark.parametrize("block", [1, 3, 32])
 def test_detectors_judge_a_block_of_steps_as_they_judge_each_step(block: int) -> None:
     """The callbacks hand the detectors a block of steps at once (`on_steps`, detector by
