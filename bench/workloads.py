@@ -2,7 +2,7 @@
 on an image folder larger than memory allows, and export parity per model family.
 
     python bench/workloads.py throughput [--images 600] [--epochs 3] [--workers 2] [--rounds 3]
-                                         [--variants mlt,no-keep,table-rows]
+                                         [--variants mlt,no-keep,table-rows,whole-reads]
     python bench/workloads.py rss [--limit-mb 1024] [--epochs 3] [--workers 2]
     python bench/workloads.py parity
 
@@ -119,7 +119,9 @@ def _mlt_loop(cfg: Any, bundle: Any, run_dir: Path, variant: str = "mlt") -> lis
     """`Trainer.fit()`'s epoch wall times. Variants (what each engine choice buys): "mlt" as
     shipped; "no-keep": evaluation inputs re-read from disk every epoch
     (`loading.KEEP_EVAL_MB = 0`); "table-rows": the train-metric subset sized as for table
-    data (max(n_val, TRAIN_EVAL_MIN_ROWS) rows, here all of train)."""
+    data (max(n_val, TRAIN_EVAL_MIN_ROWS) rows, here all of train); "whole-reads": each
+    evaluation batch read whole by one worker (`loading._reading_parts` = 1, as before issue
+    13's fifth pass), not in one part per worker."""
     import json
     from unittest import mock
 
@@ -129,6 +131,8 @@ def _mlt_loop(cfg: Any, bundle: Any, run_dir: Path, variant: str = "mlt") -> lis
     patches = []
     if variant == "no-keep":
         patches.append(mock.patch.object(loading, "KEEP_EVAL_MB", 0))
+    if variant == "whole-reads":
+        patches.append(mock.patch.object(loading, "_reading_parts", lambda split: 1))
     if variant == "table-rows":
         table = loop.train_subset
         patches.append(mock.patch.object(

@@ -38,6 +38,8 @@ def run(ctx: PhaseContext) -> PlanOutcome:
         from mltrainer.engine import determinism_probe, seed_everything, set_deterministic
         from mltrainer.engine.probe import distributed_probe, probe_environment
 
+        if forked is not None:
+            _warm_optimizer()  # its imports (~1 CPU s) run while the child still works
         bundle, baseline = (forked.receive(otherwise=lambda: (None, None)) if forked
                             else (None, None))
     if bundle is None:
@@ -99,6 +101,16 @@ def _table(cfg: MltConfig) -> bool:
         return source_for(cfg.data.source).name in CACHEABLE
     except MltError:  # prepare_data says what is wrong, here
         return False
+
+
+def _warm_optimizer() -> None:
+    """Pay now, while the forked child prepares the data, what the determinism probe's first
+    optimiser costs whatever it trains: a torch optimiser's construction imports
+    `torch._dynamo` (about a second of CPU), once per process. The throwaway optimiser touches
+    no RNG and no global state the probe reads: only the import stays."""
+    import torch
+
+    torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
 
 
 def _prepared(cfg: MltConfig, root: Path) -> tuple[Any, dict[str, Any]]:
