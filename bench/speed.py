@@ -244,14 +244,30 @@ OPTUNA = textwrap.dedent('''
 
 
 FLOOR = textwrap.dedent('''
-    """The least any torch training process costs: import torch, one AdamW step (which imports
-    torch._dynamo: Optimizer.step does, whatever the script)."""
+    """The least a process that trains on the job's data costs: start Python, import torch,
+    read the .npz, one AdamW step (which imports torch._dynamo: Optimizer's construction and
+    step do, whatever the script; `mlt plan`'s determinism probe trains, so this is its floor)."""
+    import sys
+    import numpy as np
     import torch
+    with np.load(sys.argv[1]) as d:
+        X, y = d["X"], d["y"]
     p = torch.nn.Parameter(torch.zeros(4))
     opt = torch.optim.AdamW([p])
     p.sum().backward()
     opt.step()
 ''')
+
+FLOOR0 = textwrap.dedent('''
+    """Start Python, import torch, read the .npz: no training."""
+    import sys
+    import numpy as np
+    import torch
+    with np.load(sys.argv[1]) as d:
+        X, y = d["X"], d["y"]
+''')
+FLOORS = {"floor0": ("floor0 (python + import torch + read the .npz)", FLOOR0),
+          "floor": ("floor (+ one AdamW step: torch._dynamo)", FLOOR)}
 
 
 MLT_WRAPPER = textwrap.dedent('''
@@ -360,7 +376,7 @@ def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: dict[int,
     floor_script = bench.work / "floor.py"
     floor_script.write_text(FLOOR)
     for epochs in epochs_list:
-        elapsed, _ = bench.timed([bench.python, str(floor_script)])
+        elapsed, _ = bench.timed([bench.python, str(floor_script), str(data)])
         plan_s.setdefault("floor", []).append(elapsed)
         CPU.setdefault(("floor plan", 0), []).append(bench.cpu)
         OWN.setdefault(("floor plan", 0), []).append(bench.own)
@@ -405,17 +421,18 @@ def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: dict[int,
 
 
 def plan_jobs(bench: Bench, data: Path, reps: int) -> dict[str, list[float]]:
-    """`mlt plan` in fresh projects and the floor, in rotating order, `reps` times each."""
-    floor_script = bench.work / "floor.py"
-    floor_script.write_text(FLOOR)
-    tools = ["floor", *bench.variants]
+    """`mlt plan` in fresh projects and the floors, in rotating order, `reps` times each."""
+    for name, (_, script) in FLOORS.items():
+        (bench.work / f"{name}.py").write_text(script)
+    tools = [*FLOORS, *bench.variants]
     plan_s: dict[str, list[float]] = {}
     for rep in range(reps):
         for tool in tools[rep % len(tools):] + tools[:rep % len(tools)]:
-            if tool == "floor":
-                elapsed, _ = bench.timed([bench.python, str(floor_script)])
-                CPU.setdefault(("floor plan", 0), []).append(bench.cpu)
-                OWN.setdefault(("floor plan", 0), []).append(bench.own)
+            if tool in FLOORS:
+                elapsed, _ = bench.timed([bench.python, str(bench.work / f"{tool}.py"),
+                                          str(data)])
+                CPU.setdefault((f"{tool} plan", 0), []).append(bench.cpu)
+                OWN.setdefault((f"{tool} plan", 0), []).append(bench.own)
             else:
                 tree = bench.variants[tool]
                 project = bench.work / f"plan-{tool}-{rep}"
@@ -578,11 +595,10 @@ def main() -> None:
         row(f"fixed s @{epochs} (wall-epochs)",
             [med(wall[(t, epochs)]) - epochs * med(per_epoch[(t, epochs)]) for t in tools])
     for name, times in plan_s.items():
-        what = ("floor (import torch + one AdamW step)" if name == "floor"
-                else f"{name} plan")
+        what = FLOORS[name][0] if name in FLOORS else f"{name} plan"
         cpu, own = CPU[(f"{name} plan", 0)], OWN[(f"{name} plan", 0)]
         ratio = (f"; {med(times) / med(plan_s['floor']):.2f}x the floor"
-                 if name != "floor" and "floor" in plan_s else "")
+                 if name not in FLOORS and "floor" in plan_s else "")
         print(f"{what}: {med(times):.2f} s (median of {len(times)}: "
               f"{', '.join(f'{s:.2f}' for s in times)}); CPU {med(cpu):.2f} s, own CPU "
               f"{med(own):.2f} s{ratio}")

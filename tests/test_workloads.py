@@ -331,6 +331,47 @@ def test_evaluation_inputs_are_kept_in_memory_within_the_budget(
     assert torch.equal(loading.forward_split(model, bundle.train, 2, keep=True), whole)
 
 
+def test_evaluation_reads_a_batch_in_parts_with_every_worker_and_the_same_inputs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image split smaller than the evaluation batch is read as one part per loader worker
+    (both decode at once) and concatenated: the same outputs and kept inputs, bit for bit, as
+    reading it whole. Text (padding per batch) is read whole."""
+    from mltrainer.data._itemsets import TextPipeline
+    from mltrainer.engine import loading
+    from mltrainer.models import build_model
+
+    _faces(tmp_path)
+    cfg = _cfg("imagefolder:faces", transforms={"channels": 1}, loader={"num_workers": 2})
+    bundle = prepare_data(cfg, tmp_path)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, bundle.spec)
+    read: list[list[int]] = []
+    iterate = loading._Reader.iterate
+
+    def spy(self: Any, batches: list[list[tuple[int, int]]]) -> Any:
+        read.extend([len(b) for b in batches])
+        return iterate(self, batches)
+
+    monkeypatch.setattr(loading._Reader, "iterate", spy)
+    results = {}
+    for parts in ("each worker", "whole"):
+        monkeypatch.setattr(loading, "_EVAL_READERS", {})
+        if parts == "whole":
+            monkeypatch.setattr(loading, "_reading_parts", lambda split: 1)
+        read.clear()
+        out = loading.forward_split(model, bundle.val, keep=True)
+        kept = loading._EVAL_READERS[id(bundle.val)].kept
+        results[parts] = (out, kept, list(read))
+        assert torch.equal(loading.forward_split(model, bundle.val, keep=True), out)  # kept
+        loading._EVAL_READERS[id(bundle.val)].close_reader()
+    n = len(bundle.val)
+    assert results["each worker"][2] == [(n + 1) // 2, n // 2] and results["whole"][2] == [n]
+    (a, kept_a, _), (b, kept_b, _) = results.values()
+    assert torch.equal(a, b) and len(kept_a) == len(kept_b) == 1
+    assert torch.equal(kept_a[0], kept_b[0])
+    assert TextPipeline.concatenates is False and bundle.val.pipeline.concatenates is True
+
+
 @pytest.mark.slow
 def test_item_data_under_two_processes_and_accumulation_matches_one_batch(
         tmp_path: Path) -> None:

@@ -34,6 +34,10 @@ ITEM_ERROR = "mlt-item-error"  # marks an item's one-line error inside a worker'
 class Pipeline:
     modality = "tensor"
     input_shape: tuple[int, ...] | None = None
+    # `collate(a + b)` is `collate(a)` and `collate(b)` concatenated along the batch dimension,
+    # bit for bit (items of one shape, stacked): evaluation may read a batch in parts, one per
+    # loader worker (`engine.loading.forward_split`). Not for padding (text) or a user's collate.
+    concatenates = False
 
     def load(self, raw: Any, train: bool) -> Any:
         return raw
@@ -66,6 +70,7 @@ class TensorPipeline(Pipeline):
 
 class ImagePipeline(Pipeline):
     modality = "image"
+    concatenates = True  # default_collate stacks images of one shape (`input_shape`)
 
     def __init__(self, tcfg: Any, mean: list[float], std: list[float],
                  shape: tuple[int, int, int]) -> None:

@@ -282,6 +282,32 @@ def _kept_bytes() -> int:
     return sum(r.kept_bytes for r in _EVAL_READERS.values())
 
 
+def _reading_parts(split: Any) -> int:
+    """Into how many reading batches one evaluation batch is cut: one per loader worker when
+    the split's pipeline collates by stacking (`Pipeline.concatenates`: the concatenated parts
+    are the batch collated whole, bit for bit), so every worker decodes a share of it at once,
+    where one whole batch keeps one worker busy while the others wait (a split no larger than
+    the batch, like val and the train subset, is one batch). Otherwise one."""
+    workers = int(split.loader.num_workers)
+    return workers if workers > 1 and getattr(split.pipeline, "concatenates", False) else 1
+
+
+def _split_batch(batch: list[Any], parts: int) -> list[list[Any]]:
+    size = -(-len(batch) // parts)
+    return [batch[k:k + size] for k in range(0, len(batch), size)]
+
+
+def _concat(parts: list[Any]) -> Any:
+    """Collated batches joined along the batch dimension (tensors, or dicts/lists/tuples of
+    them): what collating their items together gives, for a stacking collate."""
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts)
+    if type(first) is dict:
+        return {k: _concat([p[k] for p in parts]) for k in first}
+    return type(first)(_concat(list(group)) for group in zip(*parts, strict=True))
+
+
 @torch.no_grad()
 def forward_split(model: torch.nn.Module, split: Any, batch_size: int = EVAL_BATCH, *,
                   keep: bool = False) -> torch.Tensor:
@@ -312,17 +338,19 @@ def forward_split(model: torch.nn.Module, split: Any, batch_size: int = EVAL_BAT
         rest = batches[len(kept):]
         if rest:
             reader = entry.open_reader(split)
-            it = reader.iterate(rest)
+            parts = _reading_parts(split)
+            it = reader.iterate([part for b in rest for part in _split_batch(b, parts)])
             keeping = keep and not entry.kept_full and entry.kept_batch in (None, batch_size)
             budget = KEEP_EVAL_MB * 2**20 - _kept_bytes()
-            for _ in rest:
-                xb, _y = reader.next(it)
+            for batch in rest:
+                read = [reader.next(it)[0] for _ in _split_batch(batch, parts)]
+                xb = read[0] if len(read) == 1 else _concat(read)
                 outs.append(model(to_device(xb, device)).float())
                 if keeping:  # a prefix of the batches, in order
                     size = _nbytes(xb)
                     keeping = size is not None and size <= budget
                     if keeping:  # a private copy: a worker's batch lives in shared memory
-                        entry.kept.append(_private(xb))
+                        entry.kept.append(_private(xb) if len(read) == 1 else xb)
                         entry.kept_bytes += size
                         entry.kept_batch = batch_size
                         budget -= size
