@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -303,6 +304,39 @@ def test_a_fresh_process_draws_the_same_figures_in_a_child(built: Path, kind: st
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     p, state, _ = context(built)
     assert pickle.loads(out.stdout) == phase_figures(p, state, "baseline")
+
+
+def test_figures_drawn_on_two_cores_are_the_ones_drawn_in_order() -> None:
+    """The drawer's child draws every second figure in a fork of itself: the same results in
+    the same order (errors included) as one after the other, the odd ones from another
+    process. Run in a fresh process without torch, as the drawer's child is."""
+    code = textwrap.dedent("""
+        import os, pickle, sys
+        from mltrainer.reporting._figures import _draw_all
+        def fig(i):
+            def draw():
+                if i == 3:
+                    raise ValueError("no numbers")
+                return f"{i}:{os.getpid()}".encode() if i != 4 else b""
+            return draw
+        draws = [fig(i) for i in range(6)]
+        out = {"parallel": _draw_all(draws, parallel=True),
+               "serial": _draw_all(draws, parallel=False), "pid": os.getpid(),
+               "torch": "torch" in sys.modules}
+        sys.stdout.buffer.write(pickle.dumps(out))
+    """)
+    out = pickle.loads(subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                      check=True).stdout)
+    here = str(out["pid"])
+    assert out["torch"] is False
+    serial, parallel = out["serial"], out["parallel"]
+    assert [pid for png, _ in serial if png for pid in [png.decode().split(":")[1]]] == [here] * 4
+    assert serial[3] == (None, "ValueError: no numbers") == parallel[3] and serial[4][0] == b""
+    for i, ((png, error), (png_s, error_s)) in enumerate(zip(parallel, serial, strict=True)):
+        assert error == error_s
+        if png:  # the same figure; odd ones from the fork
+            assert png.split(b":")[0] == png_s.split(b":")[0] == str(i).encode()
+            assert (png.split(b":")[1].decode() == here) is (i % 2 == 0)
 
 
 def test_curves_fall_back_to_the_recorded_history_without_the_run_folder(project: Path) -> None:

@@ -5,9 +5,11 @@ command, when the report is written. A phase command therefore starts a `FigureD
 phase begins (`background.Child`: a fork of this process, or a fresh interpreter when a core
 is spare): the child imports `_plots` on another core while the phase trains; once the state
 is saved it receives that state (the JSON `save_state` writes) and returns `phase_figures(...)`
-of it. The figures are the same bytes as drawn in this process (the same code and rc settings;
-the state as saved, which is what `mlt report` draws from), and the report is written,
-complete, before the command returns.
+of it, every second figure drawn in a fork of the child (the command waits for the figures
+with its own core idle: two figures take the time of the larger). The figures are the same
+bytes as drawn in this process (the same code and rc settings; the state as saved, which is
+what `mlt report` draws from), and the report is written, complete, before the command
+returns.
 
 Without an answer (no child started, or it died, failed or took too long) `figures` returns
 None and the caller draws in its own process, as always. A process that has imported
@@ -87,7 +89,10 @@ def serve() -> None:
         return
     request = json.loads(raw)
     state = ProjectState.model_validate_json(request["state"])
-    figures = phase_figures(Project.at(request["root"]), state, request["phase"])
+    # this process has no torch and no threads: its figures are drawn on two cores (the
+    # command waits for them, its own core idle)
+    figures = phase_figures(Project.at(request["root"]), state, request["phase"],
+                            parallel=True)
     answer = [{"phase": f.phase, "name": f.name, "title": f.title,
                "png": base64.b64encode(f.png).decode("ascii"), "error": f.error}
               for f in figures]

@@ -7,6 +7,7 @@ stream diagnose read), falling back to the per-epoch history recorded in the out
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,12 @@ class ReportFigure:
 Draw = Callable[[], "bytes | None"]
 
 
-def phase_figures(project: Project, state: ProjectState, phase: str) -> list[ReportFigure]:
+def phase_figures(project: Project, state: ProjectState, phase: str, *,
+                  parallel: bool = False) -> list[ReportFigure]:
+    """The phase's figures, in order. `parallel` (the report drawer's child, a process with no
+    threads and no torch): every second figure is drawn in a forked copy of it, on another
+    core, the same bytes (the same code and state); anything that copy does not answer is
+    drawn here."""
     rec = state.phases.get(phase)
     outcome: dict[str, Any] = dict(rec.outcome) if rec else {}
     sections: list[Callable[[], list[tuple[str, str, Draw]]]] = [
@@ -48,25 +54,106 @@ def phase_figures(project: Project, state: ProjectState, phase: str) -> list[Rep
         lambda: _search(state, outcome),
         lambda: _test(state, outcome),
     ]
-    figures = []
+    # A figure illustrates a gate that was already judged and saved: drawing it must never
+    # fail the command. What went wrong is printed in the report in the figure's place.
+    wanted: list[list[tuple[str, str, Draw]] | str] = []  # a section's figures, or its error
     for section in sections:
-        # A figure illustrates a gate that was already judged and saved: drawing it must never
-        # fail the command. What went wrong is printed in the report in the figure's place.
         try:
-            wanted = section()
+            wanted.append(section())
         except Exception as exc:
+            wanted.append(_why(exc))
+    draws = [draw for w in wanted if not isinstance(w, str) for _, _, draw in w]
+    drawn = iter(_draw_all(draws, parallel=parallel))
+    figures = []
+    for w in wanted:
+        if isinstance(w, str):
             figures.append(ReportFigure(phase, f"section{len(figures)}",
-                                        "this phase's figures", b"", _why(exc)))
+                                        "this phase's figures", b"", w))
             continue
-        for name, title, draw in wanted:
-            try:
-                png = draw()
-            except Exception as exc:
-                figures.append(ReportFigure(phase, name, title, b"", _why(exc)))
-                continue
-            if png:
+        for name, title, _ in w:
+            png, error = next(drawn)
+            if error is not None:
+                figures.append(ReportFigure(phase, name, title, b"", error))
+            elif png:
                 figures.append(ReportFigure(phase, name, title, png))
     return figures
+
+
+Drawn = tuple["bytes | None", "str | None"]  # (png, why it could not be drawn)
+
+
+def _attempt(draw: Draw) -> Drawn:
+    try:
+        return draw(), None
+    except Exception as exc:
+        return None, _why(exc)
+
+
+def _draw_all(draws: list[Draw], *, parallel: bool) -> list[Drawn]:
+    """Each draw's (png, error), in order; with `parallel`, the odd ones in a forked child
+    while this process draws the even ones."""
+    import os
+
+    child = None
+    if parallel and len(draws) > 1 and hasattr(os, "fork"):
+        child = _ForkedDraws({i: draws[i] for i in range(1, len(draws), 2)})
+    mine = {i: _attempt(d) for i, d in enumerate(draws) if child is None or i % 2 == 0}
+    theirs = child.answer() if child is not None else {}
+    return [mine[i] if i in mine else theirs[i] if i in theirs else _attempt(draws[i])
+            for i in range(len(draws))]
+
+
+class _ForkedDraws:
+    """`_attempt` of some draws in a forked child; `answer()` is {} when it gives none (those
+    figures are then drawn in this process)."""
+
+    def __init__(self, draws: dict[int, Draw]) -> None:
+        import os
+        import pickle
+
+        self._pid, self._fd = 0, -1
+        try:
+            read, write = os.pipe()
+        except OSError:
+            return
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read)
+            os.close(write)
+            return
+        if pid == 0:  # pragma: no cover (the child: coverage does not follow it)
+            code = 1
+            try:
+                os.close(read)
+                answer = pickle.dumps({i: _attempt(d) for i, d in draws.items()})
+                with os.fdopen(write, "wb") as out:
+                    out.write(answer)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        self._pid, self._fd = pid, read
+
+    def answer(self) -> dict[int, Drawn]:
+        import os
+        import pickle
+
+        if self._fd < 0:
+            return {}
+        got: Any = None
+        try:
+            with os.fdopen(self._fd, "rb") as answer:
+                got = pickle.loads(answer.read())
+        except Exception:  # a cut or unreadable answer: none
+            got = None
+        finally:
+            self._fd = -1
+            with contextlib.suppress(ChildProcessError):
+                _, status = os.waitpid(self._pid, 0)
+                if status != 0:
+                    got = None
+        return got if isinstance(got, dict) else {}
 
 
 def _why(exc: Exception) -> str:
