@@ -126,6 +126,9 @@ class _ForkedDraws:
             code = 1
             try:
                 os.close(read)
+                null = os.open(os.devnull, os.O_RDWR)  # not the command's pipes: its answer
+                os.dup2(null, 0)  # is read to their end, which must not wait on this copy
+                os.dup2(null, 1)
                 answer = pickle.dumps({i: _attempt(d) for i, d in draws.items()})
                 with os.fdopen(write, "wb") as out:
                     out.write(answer)
