@@ -23,10 +23,31 @@ def module_source_hash(spec_str: str, root: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else None
 
 
+def model_files(cfg: MltConfig, root: Path) -> list[str]:
+    """Fingerprints of the files the model is built from, where the config names them:
+    `model.weights`, the `hf:<folder>` and `model.tokenizer` (folders by their manifest, so
+    `mlt status` hashes a folder once and stats it afterwards)."""
+    from mltrainer.data import fingerprint_path
+
+    kind = cfg.model.kind
+    named = (("weights", cfg.model.weights), ("tokenizer", cfg.model.tokenizer),
+             ("hf", kind.split(":", 1)[1] if kind.startswith("hf:") else None))
+    parts = []
+    for name, rel in named:
+        if not rel:
+            continue
+        path = Path(rel).expanduser()
+        path = path if path.is_absolute() else Path(root) / path
+        if path.exists():
+            parts.append(f"{name}={fingerprint_path(Path(root), path)}")
+    return parts
+
+
 def code_fingerprint(cfg: MltConfig, root: Path) -> str:
     """mltrainer's version plus the source of a user model factory, training entrypoint and
-    its load_model, when the config names them (a changed script makes its phases stale)."""
-    parts = [f"mltrainer=={__version__}"]
+    its load_model, when the config names them (a changed script makes its phases stale),
+    and the model's own files (`model_files`: new weights or another tokenizer, too)."""
+    parts = [f"mltrainer=={__version__}", *model_files(cfg, root)]
     if cfg.model.kind.startswith("python:"):
         parts.append(f"model={module_source_hash(cfg.model.kind, root)}")
     for name in ("entrypoint", "load_model"):

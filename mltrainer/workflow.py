@@ -77,6 +77,10 @@ class PhaseView:
     reason: str
 
 
+# how a stale reason names a fingerprint: "code" covers the model's own files too
+_KIND_NAMES = {"code": "code or model files"}
+
+
 def stale_reasons(
     name: str, state: ProjectState, current: dict[str, dict[str, str]]
 ) -> list[str]:
@@ -86,7 +90,7 @@ def stale_reasons(
     if rec is None or rec.status not in ("passed", "blocked"):
         return []
     reasons = [
-        f"{kind} changed since it passed"
+        f"{_KIND_NAMES.get(kind, kind)} changed since it passed"
         for kind, value in rec.fingerprints.items()
         if kind in current.get(name, {}) and current[name][kind] != value
     ]

@@ -654,6 +654,33 @@ def test_the_text_tokenizer_init_trains_is_the_same_bytes_every_time(tmp_path: P
     assert len(files) == 1
 
 
+def test_the_models_files_are_part_of_what_a_passed_phase_judged(tmp_path: Path) -> None:
+    """Another tokenizer, hf config or weights file makes the phases that used them stale
+    (they were not fingerprinted: a passed baseline stood on a tokenizer since replaced); a
+    project whose model names no files keeps the fingerprint it had."""
+    import hashlib
+
+    import torch
+
+    from mltrainer import __version__
+    from mltrainer.fingerprints import code_fingerprint
+
+    _text(tmp_path)
+    torch.save({"w": torch.zeros(2)}, tmp_path / "w.pt")
+    cfg = _cfg("d.jsonl", {"kind": "hf:bert", "tokenizer": "tok", "weights": "w.pt"},
+               text_column="text")
+    seen = {code_fingerprint(cfg, tmp_path)}
+    assert code_fingerprint(cfg, tmp_path) in seen  # stable while nothing changes
+    for edit in (tmp_path / "tok" / "tokenizer.json", tmp_path / "bert" / "config.json",
+                 tmp_path / "w.pt"):
+        edit.write_bytes(edit.read_bytes() + b" ")
+        seen.add(code_fingerprint(cfg, tmp_path))
+    assert len(seen) == 4
+    plain = _cfg("sklearn:iris", {"kind": "mlp", "hidden": [4]})
+    assert code_fingerprint(plain, tmp_path) == hashlib.sha256(
+        f"mltrainer=={__version__}".encode()).hexdigest()
+
+
 def test_a_malformed_json_line_is_named_by_init_and_plan_in_one_line(tmp_path: Path) -> None:
     """A .jsonl with a broken line: `init --data` and `plan` each name the line (1-based) in
     one line, exit 2, no log noise from `datasets`, and plan leaves no state behind."""

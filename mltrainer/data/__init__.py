@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from mltrainer.data._imagefolder import ImageFolderSource  # registers imagefolder:<dir>
+from mltrainer.data._manifest import fingerprint_path
 
 # PythonSource registers python:<module>:<function>
 from mltrainer.data._python import PythonSource, find_module_file
@@ -66,6 +67,7 @@ __all__ = [
     "TextSource",
     "cache_prepared",
     "find_module_file",
+    "fingerprint_path",
     "prepare_data",
     "register_source",
     "running_phase",

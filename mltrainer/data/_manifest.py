@@ -94,3 +94,15 @@ class Manifest:
             self._dirty = False
         except OSError:
             pass
+
+
+def fingerprint_path(root: Path, path: Path) -> str:
+    """The content fingerprint of a file (its sha256) or of a folder (its manifest's digest,
+    cached in `.mlt/cache/` so a folder already seen is only stat-ed)."""
+    if path.is_file():
+        return sha256_file(path, reuse=True)
+    manifest = Manifest(root, path)
+    manifest.refresh(list_files(path, ("",)))
+    manifest.save()
+    return manifest.digest()
+

@@ -13,10 +13,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mltrainer.data._manifest import Manifest, list_files
+from mltrainer.data._manifest import fingerprint_path
 from mltrainer.data._sources import DataSource, json_problem, register_source, resolve_path
 from mltrainer.errors import DataError
-from mltrainer.hashing import sha256_file
 
 if TYPE_CHECKING:
     from mltrainer.config import MltConfig
@@ -71,13 +70,7 @@ class TextSource(DataSource):
         return path
 
     def fingerprint(self, cfg: MltConfig, root: Path) -> str:
-        path = self.path(cfg, root)
-        if path.is_file():
-            return sha256_file(path)
-        manifest = Manifest(root, path)
-        manifest.refresh(list_files(path, ("",)))
-        manifest.save()
-        return manifest.digest()
+        return fingerprint_path(root, self.path(cfg, root))
 
     def read(self, cfg: MltConfig, root: Path) -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
