@@ -28,6 +28,7 @@ def model_files(cfg: MltConfig, root: Path) -> list[str]:
     `model.weights`, the `hf:<folder>` and `model.tokenizer` (folders by their manifest, so
     `mlt status` hashes a folder once and stats it afterwards)."""
     from mltrainer.data import fingerprint_path
+    from mltrainer.data._sources import resolve_path
 
     kind = cfg.model.kind
     named = (("weights", cfg.model.weights), ("tokenizer", cfg.model.tokenizer),
@@ -36,8 +37,7 @@ def model_files(cfg: MltConfig, root: Path) -> list[str]:
     for name, rel in named:
         if not rel:
             continue
-        path = Path(rel).expanduser()
-        path = path if path.is_absolute() else Path(root) / path
+        path = resolve_path(rel, root)
         if path.exists():
             parts.append(f"{name}={fingerprint_path(Path(root), path)}")
     return parts
