@@ -229,33 +229,71 @@ def project_lock(project: Project, command: str) -> Iterator[None]:
 
     An flock is released by the kernel when its holder dies, so a crashed command never leaves
     the project locked; the file's content only says who holds it, for the message.
+
+    The lock file lives only while a command holds it: the command that creates it removes it
+    (before it lets go of the flock), and a `.mlt/` folder it created is removed again when the
+    command left nothing in it. So a command refused for bad input leaves the project's files
+    as they were, byte for byte, even in a project no command has run in yet. A lock file from
+    an older mlt is left where it is. Whoever takes the flock checks that the path still names
+    the file it locked (a racer may have opened the file just before its creator removed it)
+    and otherwise tries again on the new one.
     """
+    made_dir = not project.mlt_dir.exists()
     require_mlt_dir(project)
-    fd = os.open(project.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        holder = _wait_for_holder(project.lock_path)
-        raise LockHeldError(
-            f"another mlt command holds {project.lock_path}: "
-            f"`{holder.get('command', '?')}` (pid {holder.get('pid', '?')} on "
-            f"{holder.get('host', '?')}, since {holder.get('since', '?')})",
-            hint="wait for it to finish, or stop that process; the lock frees itself when "
-            "its holder exits",
-            holder=holder,
-        ) from None
-    try:
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-                "since": now()}
-        # One write of a fixed-size record (never truncate-then-write, which a racer could
-        # read in between); a refused racer waits for it (see _wait_for_holder).
-        os.pwrite(fd, _holder_record(info), 0)
-        yield
+        fd, created = _open_locked(project)
+        try:
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                    "since": now()}
+            # One write of a fixed-size record (never truncate-then-write, which a racer could
+            # read in between); a refused racer waits for it (see _wait_for_holder).
+            os.pwrite(fd, _holder_record(info), 0)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                if created:
+                    os.unlink(project.lock_path)  # still holding the flock: nobody else does
+                else:
+                    os.pwrite(fd, _holder_record({}), 0)
+            os.close(fd)  # closing the descriptor releases the flock
     finally:
-        with contextlib.suppress(OSError):
-            os.pwrite(fd, _holder_record({}), 0)
-        os.close(fd)  # closing the descriptor releases the flock
+        if made_dir:
+            with contextlib.suppress(OSError):
+                project.mlt_dir.rmdir()  # only when empty: the command wrote nothing there
+
+
+def _open_locked(project: Project) -> tuple[int, bool]:
+    """Open `.mlt/lock` (creating it when missing) and take its flock without waiting.
+    Returns the descriptor and whether this call created the file; raises LockHeldError."""
+    path = project.lock_path
+    while True:
+        try:
+            fd, created = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            try:
+                fd, created = os.open(path, os.O_RDWR), False
+            except FileNotFoundError:
+                continue  # its creator removed it in between: create it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = _wait_for_holder(path)
+            raise LockHeldError(
+                f"another mlt command holds {path}: "
+                f"`{holder.get('command', '?')}` (pid {holder.get('pid', '?')} on "
+                f"{holder.get('host', '?')}, since {holder.get('since', '?')})",
+                hint="wait for it to finish, or stop that process; the lock frees itself when "
+                "its holder exits",
+                holder=holder,
+            ) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd, created
+        os.close(fd)  # we locked a file its creator had already removed: take the new one
 
 
 HOLDER_BYTES = 1024  # the lock file's fixed-size holder record

@@ -8,6 +8,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -83,10 +85,40 @@ def test_the_lock_record_is_rewritten_whole_never_truncated_first(tmp_path: Path
     from mltrainer.state import HOLDER_BYTES, project_lock
 
     project = Project.at(tmp_path)
+    project.mlt_dir.mkdir()
+    project.lock_path.write_bytes(b"{}")  # a lock file an older mlt left: kept, record reset
     with project_lock(project, "mlt plan"):
         blob = project.lock_path.read_bytes()
         assert len(blob) == HOLDER_BYTES and json.loads(blob)["command"] == "mlt plan"
     assert json.loads(project.lock_path.read_bytes()) == {}
+
+
+def test_the_lock_file_lives_only_while_a_command_holds_it(tmp_path: Path) -> None:
+    """A command refused for bad input leaves the project's files byte for byte as they were,
+    also in a project where no command has run yet: no `.mlt/lock` (nor `.mlt/`) left behind."""
+    from mltrainer.state import project_lock
+
+    project = Project.at(tmp_path)
+    with project_lock(project, "mlt plan"):
+        assert project.lock_path.exists()
+    assert not project.mlt_dir.exists()  # created for the lock alone, removed with it
+    project.mlt_dir.mkdir()
+    (project.mlt_dir / "audit.jsonl").write_text("")
+    with (project_lock(project, "mlt plan"), pytest.raises(LockHeldError),
+          project_lock(project, "mlt status")):
+        pass
+    assert sorted(p.name for p in project.mlt_dir.iterdir()) == ["audit.jsonl"]
+    root = tmp_path / "p"
+    mlt = str(Path(sys.executable).with_name("mlt"))
+    assert subprocess.run([mlt, "init", str(root), "--example", "digits"],
+                          capture_output=True).returncode == 0
+    (root / "mlt.yaml").write_text((root / "mlt.yaml").read_text().replace(
+        "source: ", "source: nothere-", 1))
+    before = sorted((p, p.read_bytes()) for p in root.rglob("*") if p.is_file())
+    res = subprocess.run([mlt, "-C", str(root), "plan"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "nothere-" in res.stderr
+    assert sorted((p, p.read_bytes()) for p in root.rglob("*") if p.is_file()) == before
 
 
 def test_stale_staging_folders_are_removed(tmp_path: Path) -> None:
