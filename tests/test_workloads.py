@@ -173,6 +173,28 @@ def test_a_dataset_whose_items_cannot_train_is_refused_naming_the_item(
     assert "\n" not in info.value.message
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float16", "uint8"])
+def test_a_dataset_of_another_accepted_dtype_trains_as_float32(tmp_path: Path, dtype: str
+                                                               ) -> None:
+    """plan accepts float and uint8 items; a float64 Dataset (torch.tensor of a NumPy array,
+    the commonest kind) crashed plan's probe with "mat1 and mat2 must have the same dtype"."""
+    from mltrainer.engine import determinism_probe
+
+    (tmp_path / "dsd.py").write_text(
+        "import torch\n"
+        "from torch.utils.data import TensorDataset\n"
+        "def load():\n"
+        "    g = torch.Generator().manual_seed(0)\n"
+        "    X = torch.rand(40, 6, generator=g) * 9\n"
+        f"    return TensorDataset(X.to(torch.{dtype}), (X[:, 0] > 4.5).long())\n")
+    cfg = _cfg("python:dsd:load", {"kind": "mlp", "hidden": [8]})
+    bundle = prepare_data(cfg, tmp_path)
+    inputs, _ = bundle.pipeline.collate([bundle.train.items.dataset[i] for i in range(3)])
+    assert inputs.dtype == torch.float32
+    evidence = determinism_probe(cfg, bundle, steps=3)
+    assert evidence["reproduced"] is True, evidence
+
+
 # -- models ---------------------------------------------------------------------------------
 
 SPEC_IMAGE = dict(task="classification", n_features=3 * 32 * 32, n_classes=3, feature_names=[],

@@ -51,6 +51,13 @@ class Pipeline:
         return {"modality": self.modality}
 
 
+def _float32(x: Any) -> Any:
+    if isinstance(x, torch.Tensor) and x.dtype != torch.float32 and (
+            x.is_floating_point() or x.dtype == torch.uint8):
+        return x.to(torch.float32)
+    return x
+
+
 def _labels(samples: list[tuple[Any, Any]]) -> np.ndarray:
     return np.asarray([y for _, y in samples])
 
@@ -61,7 +68,14 @@ class TensorPipeline(Pipeline):
         self.input_shape = shape
 
     def collate(self, samples: list[tuple[Any, Any]]) -> tuple[Any, Any]:
-        return (self.collate_fn or default_collate)(samples)
+        """The user's collate_fn (or torch's), then the input as float32 when it is a tensor
+        of another float dtype or uint8 (the item types `mlt plan` accepts): models are built
+        in float32, and the exported graph takes "the Dataset's own items, as a float32
+        batch", so a float64 or uint8 Dataset trains and predicts on the numbers it returns."""
+        batch = (self.collate_fn or default_collate)(samples)
+        if isinstance(batch, (tuple, list)) and len(batch) == 2:
+            return _float32(batch[0]), batch[1]
+        return batch
 
     def describe(self) -> dict[str, Any]:
         return {"modality": "tensor", "input_shape": list(self.input_shape or []),
