@@ -290,6 +290,35 @@ def test_missing_weights_file_and_freeze_typo_are_config_errors(tmp_path: Path) 
     assert "torch.save(model.state_dict()" in info.value.hint
 
 
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "python:fac:make"])
+def test_model_weights_are_loaded_for_every_kind_never_ignored(tmp_path: Path, kind: str
+                                                               ) -> None:
+    """model.weights was read only by torchvision/timm/hf: on mlp, cnn or a python: factory a
+    missing file passed plan and the weights were silently not used."""
+    from mltrainer.config import ModelConfig
+    from mltrainer.data import DataSpec
+    from mltrainer.models import build_model
+
+    (tmp_path / "fac.py").write_text(
+        "import torch\n"
+        "def make(input_spec, output_spec):\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(\n"
+        "        input_spec['n_features'], output_spec['n_outputs']))\n")
+    spec = DataSpec(task="classification", n_features=64, n_classes=3, feature_names=[],
+                    image_shape=(1, 8, 8), class_labels=[0, 1, 2])
+    with pytest.raises(ConfigError, match="model.weights 'w.pt': no such file"):
+        build_model(ModelConfig(kind=kind, weights="w.pt", hidden=[8], channels=[4]), spec,
+                    root=tmp_path)
+    torch.manual_seed(1)
+    source = build_model(ModelConfig(kind=kind, hidden=[8], channels=[4]), spec, root=tmp_path)
+    torch.save({"model": source.state_dict()}, tmp_path / "w.pt")  # an mlt checkpoint's shape
+    torch.manual_seed(2)
+    loaded = build_model(ModelConfig(kind=kind, weights="w.pt", hidden=[8], channels=[4]), spec,
+                         root=tmp_path)
+    for (name, a), b in zip(source.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 # -- engine: workers, determinism, resume ----------------------------------------------------
 
 

@@ -25,6 +25,7 @@ from mltrainer.models._base import (
     check_fits_data,
     input_spec,
     kind_for,
+    load_weights,
     n_outputs,
     output_spec,
     register_model_kind,
@@ -63,7 +64,10 @@ def build_model(model_cfg: ModelConfig, spec: Any, *, root: Path | None = None) 
             hint={"text": "use model.kind: hf:<local dir> (a transformers model folder)",
                   "image": "use cnn, torchvision:<name>, timm:<name> or hf:<local dir>"}
             .get(modality, "use mlp"))
-    model = kind.build(model_cfg, spec, Path(root) if root is not None else Path.cwd())
+    root = Path(root) if root is not None else Path.cwd()
+    model = kind.build(model_cfg, spec, root)
+    if model_cfg.weights and not kind.loads_weights:
+        load_weights(model, model_cfg, root)  # mlp, cnn, a python: factory's model
     check_fits_data(model, spec, model_cfg.kind)
     apply_freeze(model, model_cfg.freeze)
     return model

@@ -52,6 +52,10 @@ class ModelKind(ABC):
 
     name: ClassVar[str]
     modalities: ClassVar[tuple[str, ...]] = ("table", "image", "tensor")  # data it can take
+    # True when `build` loads `model.weights` itself (at the point its architecture needs,
+    # e.g. before a grayscale input layer is folded); otherwise `build_model` loads them into
+    # the built model, so the field is never ignored whatever the kind.
+    loads_weights: ClassVar[bool] = False
 
     @classmethod
     def handles(cls, kind: str) -> bool:

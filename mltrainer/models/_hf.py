@@ -48,6 +48,7 @@ class HFClassifier(nn.Module):
 class HFKind(ModelKind):
     name = "hf"
     modalities = ("text", "image")
+    loads_weights = True
 
     def folder(self, cfg: ModelConfig, root: Path) -> Path:
         rel = cfg.kind.split(":", 1)[1]

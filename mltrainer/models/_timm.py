@@ -24,6 +24,7 @@ from mltrainer.models._vision import timm
 class TimmKind(ModelKind):
     name = "timm"
     modalities = ("image", "tensor")
+    loads_weights = True
 
     def build(self, cfg: ModelConfig, spec: Any, root: Path) -> nn.Module:
         lib = timm()

@@ -26,6 +26,7 @@ from mltrainer.models._vision import torchvision
 class TorchvisionKind(ModelKind):
     name = "torchvision"
     modalities = ("image", "tensor")
+    loads_weights = True
 
     def build(self, cfg: ModelConfig, spec: Any, root: Path) -> nn.Module:
         tv = torchvision()
