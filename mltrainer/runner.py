@@ -134,22 +134,44 @@ class ProgressForwarder:
 
 
 class _Snapshot:
-    """The bytes of state.json, its backup and the audit log's length, to put back on bad input."""
+    """What a command refused for bad input puts back: every file under `.mlt/` as it was
+    (state.json and its backup, env.json, the caches' files) and the audit log's length.
+    Files the command added there are removed, with the folders it made; files it changed are
+    written back from their bytes (a file over SNAPSHOT_MAX_BYTES, a prepared-data array, is
+    only ever written whole under a new name, so it is removed when new and otherwise left).
+    The lock file belongs to the command holding it and is left out."""
+
+    SNAPSHOT_MAX_BYTES = 16 << 20
 
     def __init__(self, project: Project) -> None:
         self.project = project
-        self.files = {
-            p: (p.read_bytes() if p.exists() else None)
-            for p in (project.state_path, project.state_path.with_name("state.json.bak"))
-        }
+        self.skip = {project.lock_path, project.audit_path}
+        self.files: dict[Path, bytes | None] = {}
+        self.dirs: set[Path] = set()
+        for path in self._walk():
+            if path.is_dir():
+                self.dirs.add(path)
+            elif path.is_file() and path not in self.skip:
+                small = path.stat().st_size <= self.SNAPSHOT_MAX_BYTES
+                self.files[path] = path.read_bytes() if small else None
         self.audit_len = project.audit_path.stat().st_size if project.audit_path.exists() else None
 
+    def _walk(self) -> list[Path]:
+        root = self.project.mlt_dir
+        return sorted(root.rglob("*")) if root.is_dir() else []
+
     def restore(self, keep_audit: bool = False) -> None:
-        for path, blob in self.files.items():
-            if blob is None:
+        for path in self._walk():
+            if path.is_file() and path not in self.skip and path not in self.files:
                 path.unlink(missing_ok=True)
-            elif not path.exists() or path.read_bytes() != blob:
+        for path, blob in self.files.items():
+            if blob is not None and (not path.exists() or path.read_bytes() != blob):
+                path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(path, blob)
+        for path in sorted(self._walk(), reverse=True):  # deepest first
+            if path.is_dir() and path not in self.dirs:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
         if keep_audit:
             return
         if self.audit_len is None:
@@ -213,14 +235,19 @@ def execute_phase(
     p = phase_def(name)
     cfg = load_project_config(config_path or project.config_path)
     with project_lock(project, p.command):
-        state = load_state(project)
-        fps = current_fingerprints(project, cfg)
+        snapshot = _Snapshot(project)
+        try:
+            state = load_state(project)
+            fps = current_fingerprints(project, cfg)  # may hash a folder into .mlt/cache/
+        except BadInputError:
+            snapshot.restore()
+            raise
         alt = satisfied_alternative(name, state, fps)
         if alt is None:
             err = refusal(name, state, fps)
+            snapshot.restore()
             audit(project, "refused", phase=name, unmet=err.details["unmet"])
             raise err
-        snapshot = _Snapshot(project)
         rec = state.phase(name)
         previous = rec.model_copy(deep=True)
         rec.status, rec.started_at, rec.error = "running", now(), None

@@ -193,3 +193,54 @@ def test_a_factory_inside_baseline_cannot_get_the_test_rows(tmp_path: Path) -> N
             bundle.test("finalize")
     assert [(e["event"], e["phase"], e["running"]) for e in read_audit(project)] == [
         ("test_split_denied", "finalize", "baseline")]
+
+
+def _png(seed: int) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+                    ).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("case", ["timm-typo", "fp16-on-cpu", "weights-missing",
+                                  "freeze-typo", "empty-image-file"])
+def test_bad_input_in_a_fresh_project_leaves_every_file_as_it_was(tmp_path: Path, case: str
+                                                                   ) -> None:
+    """A project where no command has run yet, then `mlt plan` refused for bad input: plan
+    had written .mlt/env.json, the image folder's hash cache (.mlt/cache/) and the lock file
+    before the input was found bad, so the project's files were not byte for byte as before."""
+    import yaml
+    from click.testing import CliRunner
+    from harness import FIXTURE_CONFIG, write_iris_csv
+
+    from mltrainer.cli import cli
+
+    runner = CliRunner()
+    root = tmp_path / "p"
+    assert runner.invoke(cli, ["init", str(root)]).exit_code == 0
+    cfg = yaml.safe_load(FIXTURE_CONFIG)
+    write_iris_csv(root / "data.csv")
+    if case == "empty-image-file":
+        for label in ("a", "b"):
+            for i in range(12):
+                (root / "img" / label).mkdir(parents=True, exist_ok=True)
+                (root / "img" / label / f"{i}.png").write_bytes(_png(i + 100 * (label == "b")))
+        (root / "img" / "a" / "empty.png").write_bytes(b"")
+        cfg["data"] = {"source": "imagefolder:img", "transforms": {"size": 8, "crop": 8}}
+        cfg["model"] = {"kind": "cnn", "channels": [4]}
+    else:
+        cfg["model"].update({"timm-typo": {"kind": "timm:resnet_nope"},
+                             "weights-missing": {"weights": "w.pt"},
+                             "freeze-typo": {"freeze": ["nothere"]}}.get(case, {}))
+        if case == "fp16-on-cpu":
+            cfg["training"]["precision"] = "fp16"
+    (root / "mlt.yaml").write_text(yaml.safe_dump(cfg))
+    before = sorted((str(p), p.read_bytes()) for p in root.rglob("*") if p.is_file())
+    res = runner.invoke(cli, ["-C", str(root), "plan"])
+    assert res.exit_code == 2, res.output
+    assert sorted((str(p), p.read_bytes()) for p in root.rglob("*") if p.is_file()) == before
