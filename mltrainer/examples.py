@@ -199,8 +199,8 @@ def _base(name: str, task: str, data: dict[str, Any], model: dict[str, Any],
 def _image_model(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     from PIL import Image
 
-    from mltrainer.data._imagefolder import IMAGE_SUFFIXES
     from mltrainer.data._manifest import list_files
+    from mltrainer.runtime.items import IMAGE_SUFFIXES
 
     files = list_files(folder, IMAGE_SUFFIXES)
     if not files:

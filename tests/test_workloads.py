@@ -195,6 +195,18 @@ def test_a_dataset_of_another_accepted_dtype_trains_as_float32(tmp_path: Path, d
     assert evidence["reproduced"] is True, evidence
 
 
+def test_an_image_folder_holds_the_files_torchvisions_imagefolder_reads() -> None:
+    """The layout is torchvision's ImageFolder: a folder of .tif (or .ppm/.pgm) images was
+    "a class folder with no images"."""
+    from mltrainer.models._vision import torchvision
+    from mltrainer.runtime.items import IMAGE_SUFFIXES
+
+    torchvision()
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    assert sorted(IMAGE_SUFFIXES) == sorted(IMG_EXTENSIONS)
+
+
 # -- models ---------------------------------------------------------------------------------
 
 SPEC_IMAGE = dict(task="classification", n_features=3 * 32 * 32, n_classes=3, feature_names=[],

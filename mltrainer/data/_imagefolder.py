@@ -1,4 +1,4 @@
-"""`imagefolder:<dir>`: one sub-folder per class, PNG/JPEG files inside (torchvision's
+"""`imagefolder:<dir>`: one sub-folder per class, image files inside (torchvision's
 ImageFolder layout). Files are listed, hashed (cached manifest) and fully decoded once per
 file version to catch unreadable or truncated images at `mlt plan`; training reads them lazily.
 """
@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING, Any
 from mltrainer.data._manifest import Manifest, list_files
 from mltrainer.data._sources import DataSource, register_source, resolve_path
 from mltrainer.errors import DataError
+from mltrainer.runtime.items import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from mltrainer.config import MltConfig
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 class ImageFiles:

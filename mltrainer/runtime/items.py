@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# The files an image folder holds: torchvision's ImageFolder's IMG_EXTENSIONS (a test keeps
+# them equal), here so that the torch-free runtime and the data layer share one list.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 def image_files(paths: list[Path]) -> list[Path]:
