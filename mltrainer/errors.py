@@ -12,6 +12,16 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+# Control characters (escape sequences among them) as `\xNN`: a user string (a class name, a
+# reason, a path) shown on a terminal or in a report is text, never a terminal command.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), 0x7F) if c not in (0x09, 0x0A)}
+
+
+def printable(text: object) -> str:
+    """`text` with its control characters (but tab and newline) shown as `\\xNN`."""
+    return str(text).translate(_CONTROL)
+
+
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
 EXIT_BAD_INPUT = 2

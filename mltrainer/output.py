@@ -14,6 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from mltrainer.errors import printable
+
 STATUS_STYLE = {
     "passed": "green", "pass": "green", "ready": "cyan", "locked": "dim", "running": "yellow",
     "blocked": "red", "fail": "red", "failed": "red", "pending": "yellow", "waived": "magenta",
@@ -22,13 +24,12 @@ STATUS_STYLE = {
 
 
 MESSAGE_LIMIT = 300  # characters of an error message or fix on the terminal (one line each)
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), 0x7F) if c not in (0x09, 0x0A)}
 
 
 def safe(text: object) -> str:
     """A user string (a project name, a reason, a path) as text: rich markup escaped and
     control characters (escape sequences among them) shown as `\\xNN`, never interpreted."""
-    return escape(str(text).translate(_CONTROL))
+    return escape(printable(text))
 
 
 def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:

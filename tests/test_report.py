@@ -274,6 +274,16 @@ def test_user_strings_in_markdown_are_text_never_markup() -> None:
         assert user and all("text" in e or "length" in e for e in user), (name, user)
 
 
+def test_control_characters_in_user_strings_never_reach_a_report_raw() -> None:
+    """An image folder's class "\x1b[31mred" was written raw into plan.md and plan.html (the
+    trivial baseline's `predicts`): `cat reports/plan.md` coloured the terminal."""
+    env, html_env = environment(), environment(html=True)
+    for e in (env, html_env):
+        for expr in ("{{ x | text }}", "{{ x | cell }}", "{{ x }}", "{{ x | fmt }}"):
+            out = e.from_string(expr).render(x="\x1b[31mred\x07")
+            assert "\x1b" not in out and "\x07" not in out and "\\x1b" in out, (expr, out)
+
+
 def test_status_and_help_import_neither_matplotlib_nor_markdown(built: Path) -> None:
     code = ("import sys; from click.testing import CliRunner; from mltrainer.cli import cli; "
             f"r = CliRunner().invoke(cli, ['status', '-C', {str(built)!r}]); "

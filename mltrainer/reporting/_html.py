@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
+from mltrainer.errors import printable
 from mltrainer.reporting._figures import ReportFigure
 
 
@@ -55,9 +56,20 @@ class Stash:
         return self._pattern.sub(put_back, html)
 
 
+def printable_finalize(value: Any) -> Any:
+    """Every expression's output in either report: a plain string (a user's class name, a
+    reason) with its control characters as `\\xNN`, so `cat report.md` cannot drive the
+    terminal; our own Markup passes as it is."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return printable(value)
+    return value
+
+
 @jinja2.pass_context
 def stash_finalize(context: jinja2.runtime.Context, value: Any) -> Any:
-    """The HTML environment's `finalize`: every expression's output goes into the stash."""
+    """The HTML environment's `finalize`: every expression's output goes into the stash (a
+    plain string with its control characters shown as `\\xNN`: see `printable_finalize`)."""
+    value = printable_finalize(value)
     stash = context.get("_stash")
     if stash is None:  # a template rendered outside render_html: escape in place
         return value if isinstance(value, Markup) else escape(value)

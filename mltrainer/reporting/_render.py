@@ -26,6 +26,7 @@ import yaml
 from markupsafe import Markup, escape
 
 from mltrainer import __version__
+from mltrainer.errors import printable
 from mltrainer.project import Project
 from mltrainer.reporting._figures import ReportFigure, phase_figures
 from mltrainer.resources import content_path
@@ -41,7 +42,7 @@ def _fmt(value: Any) -> str:
         return f"{value:.6g}"
     if isinstance(value, (dict, list)):
         return json.dumps(_rounded(value), default=str, separators=(", ", ": "))
-    return str(value)
+    return printable(value)  # a class name "\x1b[31m..." must not colour a terminal that cats
 
 
 def _rounded(value: Any) -> Any:
@@ -166,11 +167,9 @@ def environment(*, html: bool = False) -> jinja2.Environment:
     the escaping stash of `mltrainer.reporting._html` instead: that environment is for the HTML
     pass of `render_phase_report`. `*.html.j2` templates autoescape in both.
     """
-    kwargs: dict[str, Any] = {}
-    if html:
-        from mltrainer.reporting._html import stash_finalize
+    from mltrainer.reporting._html import printable_finalize, stash_finalize
 
-        kwargs["finalize"] = stash_finalize
+    kwargs: dict[str, Any] = {"finalize": stash_finalize if html else printable_finalize}
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(content_path("templates"))),
         bytecode_cache=_bytecode_cache(html),
