@@ -768,6 +768,24 @@ def test_a_malformed_json_line_is_named_by_init_and_plan_in_one_line(tmp_path: P
     assert not (tmp_path / "p" / ".mlt" / "state.json").exists()
 
 
+@pytest.mark.parametrize(("content", "says"), [
+    (b'{"text": "\xff\xfe", "label": "pos"}\n', "line 13 is not UTF-8 text"),
+    (None, "the file is empty"),
+])
+def test_a_text_file_not_utf8_or_empty_is_one_line(tmp_path: Path, content: bytes | None,
+                                                   says: str) -> None:
+    """A .jsonl line that is not UTF-8 passed the JSON reader and crashed plan (exit 1) when
+    the column was read; an empty file said "datasets cannot read it (StopIteration: )"."""
+    _text(tmp_path)
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(path.read_bytes() + content if content else b"\n")
+    cfg = _cfg("d.jsonl", {"kind": "hf:bert", "tokenizer": "tok", "max_length": 8},
+               text_column="text", target="label")
+    with pytest.raises(DataError, match=says) as info:
+        prepare_data(cfg, tmp_path)
+    assert "\n" not in info.value.message
+
+
 def test_max_length_beyond_the_models_positions_is_a_config_error(tmp_path: Path) -> None:
     from click.testing import CliRunner
 

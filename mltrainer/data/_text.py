@@ -83,6 +83,7 @@ class TextSource(DataSource):
         # its json builder logs a parse error before raising; the raise becomes mlt's one line
         datasets.logging.set_verbosity(datasets.logging.CRITICAL)
         path = self.path(cfg, root)
+        _refuse_empty(path, cfg.data.source)
         try:
             if path.is_dir():
                 return datasets.load_from_disk(str(path), keep_in_memory=True)
@@ -143,14 +144,22 @@ class TextSource(DataSource):
         given: dict[str, Any] = {}
         for name, part in parts.items():
             start = len(texts)
-            col = part[text_col]
+            try:
+                col = list(part[text_col])  # read here: a column decodes its rows lazily
+                labels_of_part = list(part[label_col])
+            except UnicodeDecodeError:
+                # the JSON reader passes bytes that are not UTF-8; they fail only when read
+                path = self.path(cfg, root)
+                problem = json_problem(path) if path.is_file() else None
+                raise DataError(f"{where}: {problem or 'it is not UTF-8 text'}",
+                                hint="save the file as UTF-8") from None
             bad = next((i for i, t in enumerate(col) if not isinstance(t, str)), None)
             if bad is not None:
                 raise DataError(f"{where}: row {start + bad + 1} (counting from 1) of column "
                                 f"{text_col!r} is {type(col[bad]).__name__}, not text",
                                 hint="fill or drop rows without text")
             texts.extend(col)
-            raw_labels.extend(part[label_col])
+            raw_labels.extend(labels_of_part)
             given[name] = np.arange(start, len(texts))
         names = _class_names(first.features.get(label_col))
         labels, classes = _encode(raw_labels, names, cfg.task, where, label_col)
@@ -179,6 +188,7 @@ class TextSource(DataSource):
         path = self.path(cfg, root)
         if not path.is_file():
             return None
+        _refuse_empty(path, cfg.data.source)
         try:
             if path.suffix.lower() == ".parquet":
                 frame = pd.read_parquet(path)
@@ -198,6 +208,14 @@ class TextSource(DataSource):
         frame.columns = [str(c) for c in frame.columns]
         return RawData(frame.reset_index(drop=True), cfg.data.target or "",
                        self.fingerprint(cfg, root), target_required=True)
+
+
+def _refuse_empty(path: Path, where: str) -> None:
+    """A file with no rows at all (0 bytes, or only blank lines): said plainly, not as the
+    reader's StopIteration."""
+    if path.is_file() and path.stat().st_size < 4096 and not path.read_bytes().strip():
+        raise DataError(f"{where}: the file is empty", hint="write the data into it, or point "
+                        "data.source at the file that holds it")
 
 
 def _class_names(feature: Any) -> list[str] | None:
