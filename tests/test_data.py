@@ -521,6 +521,8 @@ BAD_CSV = {
     "target_missing": ("a,label\n1,0\n2,\n3,1\n", "missing in 1 of 3 rows (lines 3)"),
     "typo_target": ("a,lable\n1,0\n2,1\n", "did you mean 'lable'"),
     "inf": ("a,label\n1,0\ninf,1\n", "infinite values"),
+    # 1e300 is finite in the file but infinite in the model's float32: a NaN prediction
+    "beyond_float32": ("a,label\n1,0\n-1e300,1\n", "values beyond float32's range"),
 }
 
 

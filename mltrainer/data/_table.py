@@ -122,11 +122,23 @@ def select_columns(
     return features.reset_index(drop=True), frame[target].reset_index(drop=True)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _too_large(values: np.ndarray) -> np.ndarray:
+    """Finite numbers that the float32 the model computes in cannot hold (|x| > 3.4e38): the
+    cast makes them infinite, and a prediction or a loss NaN."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)
+
+
 def check_features(features: pd.DataFrame, where: str, lines: list[int] | None = None) -> None:
-    """Feature columns must be numbers, booleans or text categories, with finite numbers."""
-    if all(isinstance(t, np.dtype) and t.kind == "f" for t in features.dtypes) and not np.isinf(
-            features.to_numpy()).any():
-        return  # all numpy floats, all finite (or missing): one pass over the matrix
+    """Feature columns must be numbers, booleans or text categories, with finite numbers that
+    float32 can hold."""
+    if all(isinstance(t, np.dtype) and t.kind == "f" for t in features.dtypes):
+        matrix = features.to_numpy()
+        if not np.isinf(matrix).any() and not _too_large(matrix).any():
+            return  # all numpy floats, all finite (or missing): one pass over the matrix
     for name in features.columns:
         col = features[name]
         if pd.api.types.is_bool_dtype(col):
@@ -145,6 +157,15 @@ def check_features(features: pd.DataFrame, where: str, lines: list[int] | None =
                     f"{where}: column {name!r} has {int(bad.sum())} infinite values "
                     f"({_rows(bad, lines)})",
                     hint="replace them with a number or leave the cells empty (missing)",
+                )
+            big = _too_large(values)
+            if big.any():
+                raise DataError(
+                    f"{where}: column {name!r} has {int(big.sum())} values beyond float32's "
+                    f"range, |x| > 3.4e38 ({_rows(big, lines)}), which the model would read "
+                    "as infinite",
+                    hint="rescale the column (e.g. its logarithm) or leave those cells empty "
+                         "(missing)",
                 )
 
 
@@ -171,6 +192,10 @@ def encode_target(
         y = target.to_numpy(dtype=np.float64)
         if not np.isfinite(y).all():
             raise DataError(f"{where}: target column {name!r} has infinite values")
+        if _too_large(y).any():
+            raise DataError(f"{where}: target column {name!r} has values beyond float32's "
+                            "range (|x| > 3.4e38)", hint="rescale the target (e.g. its "
+                            "logarithm)")
         return y.astype(np.float32), None
     values = target.to_numpy()
     if values.dtype.kind == "f" and not np.all(np.mod(values, 1) == 0):
