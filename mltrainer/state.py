@@ -236,7 +236,8 @@ def project_lock(project: Project, command: str) -> Iterator[None]:
     as they were, byte for byte, even in a project no command has run in yet. A lock file from
     an older mlt is left where it is. Whoever takes the flock checks that the path still names
     the file it locked (a racer may have opened the file just before its creator removed it)
-    and otherwise tries again on the new one.
+    and otherwise tries again on the new one. (Two commands racing for a new file can leave it
+    behind, as a lock file of an older mlt: harmless, it is reused.)
     """
     made_dir = not project.mlt_dir.exists()
     require_mlt_dir(project)
