@@ -118,7 +118,7 @@ class DataConfig(_Strict):
         description="Where the data comes from: sklearn:<name> (digits, breast_cancer, wine, "
         "iris, diabetes), a path to a .csv or .npz file, or a .parquet/.jsonl table (a file with "
         "no text column), relative to mlt.yaml; "
-        "imagefolder:<dir> (one sub-folder of PNG/JPEG files per class), text data "
+        "imagefolder:<dir> (one sub-folder of image files per class), text data "
         "(a datasets folder from save_to_disk, or .csv/.jsonl/.parquet files with "
         "data.text_column set), or python:<module>:<function> returning (X, y), a DataFrame "
         "with the target column, a torch Dataset or a dict of train/val/test Datasets.",

@@ -205,7 +205,7 @@ def _image_model(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     files = list_files(folder, IMAGE_SUFFIXES)
     if not files:
         raise BadInputError(f"--data {folder}: a folder without images",
-                            hint="use one sub-folder of PNG/JPEG files per class")
+                            hint="use one sub-folder of image files per class")
     with Image.open(folder / files[0]) as img:
         side, mode = min(img.size), img.mode
     channels = 1 if mode in ("1", "L", "I", "I;16", "F") else 3
