@@ -335,10 +335,14 @@ def test_the_entrypoint_receives_train_and_val_never_test(tmp_path: Path) -> Non
     assert json.loads(env["MLT_SPEC"])["n_features"] == 4
 
 
+_NO_LOAD_MODEL = "\n\ndef load_model(checkpoint, config, spec):\n    raise NotImplementedError\n"
+
+
 def _script_project(tmp_path: Path, body: str) -> tuple[Any, Any]:
     from mltrainer.data import prepare_data
 
-    (tmp_path / "user_train.py").write_text(body)
+    # every phase checks first that the script defines the entrypoint and load_model
+    (tmp_path / "user_train.py").write_text(body + _NO_LOAD_MODEL)
     cfg = parse_config({"name": "x", "task": "classification", "seed": 1,
                         "data": {"source": "sklearn:iris"},
                         "goal": {"metric": "accuracy", "target": 0.9},
@@ -365,6 +369,45 @@ def test_determinism_says_plainly_when_it_could_not_verify(tmp_path: Path) -> No
     assert "MltCallback" in probe["error"]
 
 
+@pytest.mark.parametrize(("training", "files", "says"), [
+    ({"entrypoint": "python:user_train:mian"}, {"user_train.py": "def main(): pass\n"},
+     "training.entrypoint: python:user_train:mian: user_train.py defines no 'mian'; did you "
+     "mean 'main'?"),
+    ({"entrypoint": "python:nomod:main"}, {}, "training.entrypoint: python:nomod:main: no "
+     "module 'nomod'"),
+    ({"entrypoint": "train_nope.py"}, {}, "training.entrypoint: train_nope.py: no such script"),
+    ({"entrypoint": "python:user_train:main"}, {"user_train.py": "def main(): pass\n"},
+     "training.load_model: python:user_train:load_model: user_train.py defines no "
+     "'load_model'"),
+    ({"entrypoint": "train.py", "load_model": "python:loader:lod"},
+     {"train.py": "print(1)\n", "loader.py": "from x import y as load\n"},
+     "training.load_model: python:loader:lod: loader.py defines no 'lod'; did you mean 'load'?"),
+    ({"entrypoint": "python:user_train:main"}, {"user_train.py": "def main(:\n"},
+     "user_train.py cannot be read as Python"),
+])
+def test_an_entrypoint_that_is_not_there_is_refused_before_anything_runs(
+        tmp_path: Path, training: dict[str, Any], files: dict[str, str], says: str) -> None:
+    """A typo in training.entrypoint failed plan's determinism check (exit 3, 'could not
+    verify') after two subprocesses; a missing load_model surfaced only after train-baseline
+    had trained. Both are read from the source first (nothing of it runs): exit 2."""
+    import yaml
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    root = tmp_path / "p"
+    root.mkdir()
+    for name, text in files.items():
+        (root / name).write_text(text)
+    (root / "mlt.yaml").write_text(yaml.safe_dump({
+        "name": "x", "task": "classification", "data": {"source": "sklearn:iris"},
+        "goal": {"metric": "accuracy", "target": 0.9}, "training": training}))
+    res = CliRunner().invoke(cli, ["plan", "-C", str(root)])
+    assert res.exit_code == 2, res.output
+    assert says in " ".join(res.stderr.split()), res.stderr
+    assert not (root / "runs").exists() and not (root / ".mlt").exists()
+
+
 def test_a_changed_script_changes_the_code_fingerprint(tmp_path: Path) -> None:
     from mltrainer.fingerprints import code_fingerprint
 
@@ -389,6 +432,10 @@ def main():
         mon.end("max_steps", state_dict=lambda: {"w": torch.zeros(3)})
     else:  # the run itself: stopped by Ctrl-C, as the callbacks record it
         mon.end("interrupted")
+
+
+def load_model(checkpoint, config, spec):
+    raise NotImplementedError
 """
 
 

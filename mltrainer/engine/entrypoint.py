@@ -67,6 +67,7 @@ def run_entrypoint(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, *,
     """Run the entrypoint into `run_dir`; every event of its stream reaches `subscribers` in
     order while it runs. A subscriber's stop (optimize's pruning) interrupts the script."""
     assert cfg.training.entrypoint
+    check_entrypoint(cfg, root)
     run_dir = Path(run_dir)
     if fresh:
         refuse_reusing(run_dir)
@@ -211,6 +212,7 @@ def entrypoint_determinism(cfg: MltConfig, bundle: Any, steps: int, root: Path
     from mltrainer.engine.checkpoint import state_sha256
     from mltrainer.stream import read_stream
 
+    check_entrypoint(cfg, root)  # a typo is bad input (exit 2), not an unverified check
     finals: list[dict[str, torch.Tensor] | None] = []
     counts: list[int] = []
     with tempfile.TemporaryDirectory(prefix="mlt-probe-") as tmp:
@@ -255,6 +257,91 @@ def entrypoint_determinism(cfg: MltConfig, bundle: Any, steps: int, root: Path
 def _unverified(steps: int, why: str) -> dict[str, Any]:
     return {"steps": steps, "identical": False, "verified": False, "max_abs_diff": None,
             "params_sha256": [None, None], "device": "cpu", "error": why}
+
+
+# -- checking the references before anything runs ------------------------------------------------
+
+
+def check_entrypoint(cfg: MltConfig, root: Path) -> None:
+    """Refuse (ConfigError, exit 2) a `training.entrypoint` or `training.load_model` that names
+    a script, module or function that is not there, before the script runs and before a run
+    folder exists: a typo was found only as a failed determinism check at plan, or (load_model)
+    after train-baseline had trained. Reads the source (ast), runs none of it; a module whose
+    names cannot be read statically (a star import, a module __getattr__) is left to run."""
+    root = Path(root)
+    entry = cfg.training.entrypoint
+    if not entry:
+        return
+    load = cfg.training.load_model
+    if load is None:
+        load = (":".join([*entry.split(":")[:2], "load_model"]) if entry.startswith("python:")
+                else entry)
+    checks = [("training.entrypoint", entry, None if entry.startswith("python:") else ""),
+              ("training.load_model", load, "load_model")]
+    for field, spec, default in checks:
+        if spec.startswith("python:"):
+            _, module, function = spec.split(":")
+            source = _module_source(module, root)
+            if source is None:
+                raise ConfigError(f"{field}: {spec}: no module {module!r} in {root}",
+                                  hint=f"put {module.replace('.', '/')}.py in the project root "
+                                       "(next to mlt.yaml), or fix the name")
+        else:
+            source = (root / spec).resolve()
+            if not source.is_file():
+                raise ConfigError(f"{field}: {spec}: no such script ({source})",
+                                  hint="point it at a .py file, relative to mlt.yaml's folder")
+            function = default or ""
+        if function:
+            _has_function(source, function, field, spec)
+
+
+def _module_source(module: str, root: Path) -> Path | None:
+    """The .py file `module` would be imported from, the project root first; None when none."""
+    parts = module.split(".")
+    for base in [root, *map(Path, sys.path[1:])]:
+        for candidate in (base.joinpath(*parts).with_suffix(".py"),
+                          base.joinpath(*parts, "__init__.py")):
+            if candidate.is_file():
+                return candidate
+    try:
+        spec = importlib.util.find_spec(module) if "." not in module else None
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None)
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+def _has_function(path: Path, function: str, field: str, spec: str) -> None:
+    import ast
+    import difflib
+
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError) as exc:
+        raise ConfigError(f"{field}: {path.name} cannot be read as Python ({exc})",
+                          hint="fix the script; `python -m py_compile FILE` shows the error"
+                          ) from None
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any(a.name == "*" for a in node.names):
+                return  # names this file cannot show
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    if function in names or "__getattr__" in names:
+        return
+    close = difflib.get_close_matches(function, sorted(names), n=3, cutoff=0.5)
+    tip = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise ConfigError(f"{field}: {spec}: {path.name} defines no {function!r}{tip}",
+                      hint="define load_model(checkpoint_path, config, spec) -> nn.Module beside "
+                           "the entrypoint, or name it with training.load_model: "
+                           "python:<module>:<function>" if field == "training.load_model" else
+                           f"name a function {path.name} defines")
 
 
 # -- reloading a checkpoint through the project's load_model --------------------------------------
