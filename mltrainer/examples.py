@@ -200,7 +200,7 @@ def _image_model(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     from PIL import Image
 
     from mltrainer.data._manifest import list_files
-    from mltrainer.runtime.items import IMAGE_SUFFIXES
+    from mltrainer.runtime import IMAGE_SUFFIXES
 
     files = list_files(folder, IMAGE_SUFFIXES)
     if not files:

@@ -199,7 +199,7 @@ def test_an_image_folder_holds_the_files_torchvisions_imagefolder_reads() -> Non
     """The layout is torchvision's ImageFolder: a folder of .tif (or .ppm/.pgm) images was
     "a class folder with no images"."""
     from mltrainer.models._vision import torchvision
-    from mltrainer.runtime.items import IMAGE_SUFFIXES
+    from mltrainer.runtime import IMAGE_SUFFIXES
 
     torchvision()
     from torchvision.datasets.folder import IMG_EXTENSIONS

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mltrainer.data._manifest import Manifest, list_files
 from mltrainer.data._sources import DataSource, register_source, resolve_path
 from mltrainer.errors import DataError
-from mltrainer.runtime.items import IMAGE_SUFFIXES
+from mltrainer.runtime import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from mltrainer.config import MltConfig

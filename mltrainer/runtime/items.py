@@ -15,9 +15,7 @@ from typing import Any
 
 import numpy as np
 
-# The files an image folder holds: torchvision's ImageFolder's IMG_EXTENSIONS (a test keeps
-# them equal), here so that the torch-free runtime and the data layer share one list.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+from mltrainer.runtime import IMAGE_SUFFIXES
 
 
 def image_files(paths: list[Path]) -> list[Path]:
