@@ -672,6 +672,55 @@ def test_callbacks_find_what_the_engine_finds(tmp_path: Path, fault: str) -> Non
                                   and e["train"].keys() >= e["val"].keys() for e in epochs)
 
 
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_the_hf_callback_records_every_step_without_asking_for_logs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        accumulate: int) -> None:
+    """The HF callback takes the step's loss and the Trainer's own norm before clipping from
+    the running Trainer's `training_step` and `_get_grad_norm`: the stream has every step with
+    the numbers a forced log would carry (the fallback, where no Trainer is found), the
+    Trainer's printer prints nothing per step, and the methods are the class's again after."""
+    from mltrainer.engine.entrypoint import frameworks_importable
+
+    frameworks_importable()
+    from transformers import Trainer, TrainingArguments
+
+    from mltrainer.integrations import transformers as hf
+    from mltrainer.models import build_model
+
+    cfg, bundle, _ = _fault_setup(tmp_path, "stall")
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for path in ("wrapped", "forced"):
+        if path == "forced":
+            monkeypatch.setattr(hf, "_running_trainer", lambda frame: None)
+        torch.manual_seed(0)
+        args = TrainingArguments(
+            output_dir=str(tmp_path / f"out-{path}"), num_train_epochs=1,
+            per_device_train_batch_size=128, gradient_accumulation_steps=accumulate,
+            learning_rate=1e-3, max_grad_norm=0.5, eval_strategy="epoch", save_strategy="no",
+            report_to="none", use_cpu=True, seed=0, disable_tqdm=True, log_level="error",
+            logging_nan_inf_filter=False)
+        trainer = Trainer(model=_HFModel(build_model(cfg.model, bundle.spec)), args=args,
+                          train_dataset=_Rows(bundle.train), eval_dataset=_Rows(bundle.val),
+                          callbacks=[hf.MltCallback(tmp_path / path, task="classification",
+                                                    metric="accuracy", train_rows=None)])
+        capsys.readouterr()
+        trainer.train()
+        printed = capsys.readouterr().out
+        steps = trainer.state.global_step
+        # the printer prints your logs only: the eval's and the closing summary here
+        assert printed.count("'loss'") == (0 if path == "wrapped" else steps), printed
+        assert "training_step" not in vars(trainer) and "_get_grad_norm" not in vars(trainer)
+        runs[path] = [e for e in read_stream(tmp_path / path / "metrics.jsonl")
+                      if e["type"] == "step"]
+        assert [e["step"] for e in runs[path]] == list(range(1, steps + 1))
+    for wrapped, forced in zip(runs["wrapped"], runs["forced"], strict=True):
+        assert wrapped["loss"] == pytest.approx(forced["loss"], rel=1e-6)
+        assert wrapped["grad_norm"] == pytest.approx(forced["grad_norm"], rel=1e-6)
+        assert wrapped["grad_norm"] > 0.5  # the norm before clipping
+        assert wrapped["lr"] == forced["lr"]
+
+
 @pytest.mark.parametrize(("norm_share", "stop_step", "field"), [
     (1.0, 15, "grad_norm"),  # every step's norm measured: stopped at the broken gradient
     (1e-9, 16, "loss"),  # sampled (every 32nd after the first 10): at the next step's loss

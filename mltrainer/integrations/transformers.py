@@ -7,29 +7,38 @@
                       compute_metrics=..., callbacks=[MltCallback("runs/my-run",
                       task="classification", metric="accuracy")])
 
-The Trainer hands callbacks its loss and pre-clipping gradient norm only through `on_log` (the
-norm is a local of its training loop; the other hooks receive the model, optimiser, scheduler
-and loaders, and `on_pre_optimizer_step` comes after clipping), so the callback asks for a log
-on every optimisation step (`control.should_log` in `on_step_end`; `every_step=False` keeps
-your `logging_steps` instead, and the loss is then the Trainer's average since the last log)
-and records each as a step event (loss, learning_rate, grad_norm), handled in blocks as in
-`RunMonitor`. The logs only mlt asked for are taken back out of `state.log_history` (so
-`trainer_state.json` keeps the entries of your `logging_steps`, not one a step), but the
-Trainer's printer or progress bar and your `report_to` integrations see every step's log, and
-the loss logged on your logging steps is that step's, not the average since the last log.
-Every `grad_stats_every` steps it adds per-layer statistics, read in
-`on_pre_optimizer_step` (after the Trainer clipped: the per-layer norms are the clipped ones,
-the zero fractions are exact). Each evaluation (`eval_strategy="epoch"`) becomes the epoch's
-event, with `eval_loss` and `eval_<metric>` from your `compute_metrics` (`val_prefix`).
+The Trainer hands callbacks neither the step's loss nor its gradient norm before clipping (both
+are locals of its training loop; the hooks receive the model, optimiser, scheduler and loaders,
+and `on_pre_optimizer_step` comes after clipping). So at `on_train_begin` the callback finds the
+running `Trainer` (the caller of its hook) and wraps two of that instance's methods, for the run
+only: `training_step`, whose return is the micro-batch's loss (the step's loss is their sum, what
+the Trainer would log for it), and `_get_grad_norm`, whose return is the norm before clipping
+the Trainer computes on every step. Each optimisation step becomes a step event in
+`on_step_end` (loss, the lr of the step, grad_norm), handled in blocks as in `RunMonitor`; the
+Trainer's own logging is untouched: your `logging_steps`, its printer or progress bar and your
+`report_to` see only the logs they would without the callback. The loss is this process's (the
+Trainer logs the mean over processes) and is never filtered (`logging_nan_inf_filter` replaces
+a non-finite loss only in the Trainer's own logs), so a NaN step loss stops training at once.
+Where the Trainer cannot be found or lacks those methods (another transformers version), the
+callback falls back to asking for a log on every optimisation step (`control.should_log` in
+`on_step_end`) and records each `on_log` (loss, learning_rate, grad_norm); those extra logs are
+taken back out of `state.log_history`, but the printer and `report_to` see them.
+`every_step=False` never wraps nor forces: only your logging steps become step events (the loss
+is then the Trainer's average since the last log). Every `grad_stats_every` steps the callback
+adds per-layer statistics, read in `on_pre_optimizer_step` (after the Trainer clipped: the
+per-layer norms are the clipped ones, the zero fractions are exact). Each evaluation
+(`eval_strategy="epoch"`) becomes the epoch's event, with `eval_loss` and `eval_<metric>` from
+your `compute_metrics` (`val_prefix`).
 
 When a detector that stops training fires (a non-finite loss or gradient norm: `nan_loss`),
 the callback sets `control.should_training_stop` (the Trainer's own way to stop), records
 `stopping_reason` and `stopping_reason_message`, and `findings.json` holds the findings.
-Set `logging_nan_inf_filter=False` in `TrainingArguments` to see a NaN step loss itself (the
-Trainer otherwise logs an average in its place; the NaN gradient norm still stops training).
+In the fallback (no wrapped methods), set `logging_nan_inf_filter=False` in `TrainingArguments`
+to see a NaN step loss itself (the Trainer otherwise logs an average in its place; the NaN
+gradient norm still stops training).
 
 With several processes the main one (`state.is_world_process_zero`) writes the stream and runs
-the detectors; its stop is all-reduced over `torch.distributed` at each logged step and each
+the detectors; its stop is all-reduced over `torch.distributed` at each recorded step and each
 evaluation, so every process sets `control.should_training_stop` at the same step (the others
 record `stopping_reason` "stopped_by_rank0").
 
@@ -44,6 +53,7 @@ Inside `mlt train-baseline` (a `training.entrypoint`), `MltCallback()` takes its
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -90,6 +100,12 @@ class MltCallback(TrainerCallback):
         self._training = False
         self._forced = False  # this step's log is one only mlt asked for (on_step_end)
         self._world = 1
+        # the wrapped Trainer (see the module docstring) and what its methods returned this step
+        self._trainer: Any = None
+        self._wrapped: dict[str, Any] = {}  # method name -> the instance attribute it replaced
+        self._losses: list[Any] = []  # training_step's returns since the last step
+        self._grad_norm: Any = None  # _get_grad_norm's return
+        self._lr: float | None = None
 
     @property
     def findings(self) -> list[Any]:
@@ -100,6 +116,8 @@ class MltCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._training = True  # in every process: trainer.evaluate() outside train() is not ours
         self._world = _world_size()
+        if self.every_step and self._trainer is None:
+            self._wrap(_running_trainer(sys._getframe(1)))
         if not state.is_world_process_zero:
             return  # one process writes the stream (see the module docstring)
         loader = kwargs.get("train_dataloader")
@@ -114,6 +132,9 @@ class MltCallback(TrainerCallback):
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         step = state.global_step + 1
+        if self._trainer is not None:  # the lr this step uses (the Trainer logs the same)
+            optimizer = kwargs.get("optimizer")
+            self._lr = float(optimizer.param_groups[0]["lr"]) if optimizer is not None else None
         if (state.is_world_process_zero and kwargs.get("model") is not None
                 and self.monitor.wants_layer_stats(step)):
             if self._params is None:
@@ -125,6 +146,19 @@ class MltCallback(TrainerCallback):
                 self._layers[step] = layers  # handed over with the step's event, in on_log
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._trainer is not None:  # the step from the wrapped methods: no log asked for
+            losses, self._losses = self._losses, []
+            norm, self._grad_norm = self._grad_norm, None
+            reason = None
+            if state.is_world_process_zero and losses:
+                loss = losses[0] if len(losses) == 1 else sum(losses[1:], losses[0])
+                reason = self.monitor.step(
+                    epoch=max(1, self._epoch), step=state.global_step, loss=loss, lr=self._lr,
+                    grad_norm=norm, layers=self._layers.pop(state.global_step, None))
+            if self._layers:
+                self._layers.clear()
+            self._stop_if(args, control, reason)
+            return
         if self.every_step:
             # DefaultFlowCallback (always first) has set should_log on your logging steps
             self._forced = not control.should_log
@@ -132,8 +166,8 @@ class MltCallback(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kwargs: Any) -> None:
-        if not logs or "loss" not in logs or not self._training:
-            return  # eval logs and the closing summary (alike in every process)
+        if not logs or "loss" not in logs or not self._training or self._trainer is not None:
+            return  # eval logs, the closing summary, your own logs (alike in every process)
         reason = None
         if state.is_world_process_zero:
             reason = self.monitor.step(
@@ -164,6 +198,7 @@ class MltCallback(TrainerCallback):
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._training = False
+        self._unwrap()
         if not state.is_world_process_zero:
             return
         if self.monitor.stopped:
@@ -176,6 +211,39 @@ class MltCallback(TrainerCallback):
             why = "completed"
         model = kwargs.get("model")
         self.monitor.end(why, state_dict=model.state_dict if model is not None else None)
+
+    def _wrap(self, trainer: Any) -> None:
+        """Wrap `trainer`'s `training_step` and `_get_grad_norm` (instance attributes, removed
+        at the end of the run: `_unwrap`) to keep what they return. Without both, nothing is
+        wrapped and the callback asks for a log every step instead (the module docstring)."""
+        if trainer is None or not all(callable(getattr(trainer, name, None))
+                                      for name in ("training_step", "_get_grad_norm")):
+            return
+        step_fn, norm_fn = trainer.training_step, trainer._get_grad_norm
+
+        def training_step(*args: Any, **kwargs: Any) -> Any:
+            loss = step_fn(*args, **kwargs)
+            self._losses.append(loss)
+            return loss
+
+        def get_grad_norm(*args: Any, **kwargs: Any) -> Any:
+            self._grad_norm = norm = norm_fn(*args, **kwargs)
+            return norm
+
+        for name, fn in (("training_step", training_step), ("_get_grad_norm", get_grad_norm)):
+            self._wrapped[name] = vars(trainer).get(name)
+            setattr(trainer, name, fn)
+        self._trainer = trainer
+
+    def _unwrap(self) -> None:
+        trainer, self._trainer = self._trainer, None
+        for name, before in self._wrapped.items():
+            if before is None:
+                vars(trainer).pop(name, None)
+            else:
+                setattr(trainer, name, before)
+        self._wrapped.clear()
+        self._losses.clear()
 
     def _stop_if(self, args: Any, control: Any, reason: str | None,
                  collective: bool = True) -> None:
@@ -200,6 +268,22 @@ class MltCallback(TrainerCallback):
         self.stopping_reason = reason or "stopped_by_rank0"  # the engine's name for it
         found = [f for f in self.monitor.findings if reason == f"detector:{f.id}"]
         self.stopping_reason_message = found[0].message if found else reason
+
+
+def _running_trainer(frame: Any) -> Any:
+    """The `transformers.Trainer` whose training loop called the hook running in `frame`'s
+    callee (the loop calls `CallbackHandler.on_<event>`, which calls `call_event`, which calls
+    the hook): the first caller frame, a few up, whose `self` is a Trainer; None if none is."""
+    from transformers import Trainer
+
+    for _ in range(6):
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, Trainer):
+            return owner
+        frame = frame.f_back
+    return None
 
 
 def _world_size() -> int:
