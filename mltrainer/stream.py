@@ -76,6 +76,8 @@ _PLAIN_STEPS = {
     keys: "{" + ",".join(f'"{k}":%r' if k != "type" else '"type":"step"' for k in keys) + "}"
     for keys in (("type", "epoch", "step", "loss", "lr", "time"),
                  ("type", "epoch", "step", "loss", "lr", "grad_norm", "time"))}
+_STEP_LINE = _PLAIN_STEPS[("type", "epoch", "step", "loss", "lr", "time")]
+_NORM_STEP_LINE = _PLAIN_STEPS[("type", "epoch", "step", "loss", "lr", "grad_norm", "time")]
 
 
 def _plain_step_line(event: dict[str, Any]) -> str | None:
@@ -91,6 +93,36 @@ def _plain_step_line(event: dict[str, Any]) -> str | None:
         if type(value) is not float or value - value != 0.0:  # a finite float
             return None
     return template % values
+
+
+def step_line(epoch: Any, step: Any, loss: Any, lr: Any, grad_norm: Any, at: Any) -> str | None:
+    """`_plain_step_line` of the event {"type": "step", "epoch", "step", "loss", "lr",
+    ["grad_norm" when not None,] "time": at} from its values, without building the dict
+    (mltrainer.integrations formats a block of steps so: `MetricWriter.write_lines`); None
+    when a value is not a plain int or finite float (then the encoder must write the event)."""
+    if type(epoch) is not int or type(step) is not int:
+        return None
+    if grad_norm is None:
+        if (type(loss) is float and type(lr) is float and type(at) is float
+                and loss - loss + lr - lr + at - at == 0.0):  # all finite (inf - inf is nan)
+            return _STEP_LINE % (epoch, step, loss, lr, at)
+        return None
+    if (type(loss) is float and type(lr) is float and type(grad_norm) is float
+            and type(at) is float and loss - loss + lr - lr + grad_norm - grad_norm + at - at
+            == 0.0):
+        return _NORM_STEP_LINE % (epoch, step, loss, lr, grad_norm, at)
+    return None
+
+
+def line_of(event: dict[str, Any]) -> str:
+    """The JSON line of one event (with its "time"): strict JSON, non-finite floats spelled."""
+    line = _plain_step_line(event) if event.get("type") == "step" else None
+    if line is not None:
+        return line
+    try:  # the common case, every float finite: strict JSON as it is, without a copy
+        return _STRICT.encode(event)
+    except (ValueError, TypeError):  # a non-finite float or a deque: encode_json
+        return _SPELLED.encode(encode_json(event))
 
 
 class MetricWriter:
@@ -149,14 +181,7 @@ class MetricWriter:
                 raise ValueError(f"event type must be one of {EVENT_TYPES} but got {kind!r}")
             if "time" not in event:
                 event = {**event, "time": time.time()}
-            line = _plain_step_line(event) if kind == "step" else None
-            if line is not None:
-                lines.append(line)
-                continue
-            try:  # the common case, every float finite: strict JSON as it is, without a copy
-                lines.append(_STRICT.encode(event))
-            except (ValueError, TypeError):  # a non-finite float or a deque: encode_json
-                lines.append(_SPELLED.encode(encode_json(event)))
+            lines.append(line_of(event))
             durable = durable or kind in ("epoch", "end")
         if not lines:
             return
@@ -165,6 +190,15 @@ class MetricWriter:
         self._fh.flush()
         if self._fsync and durable:
             os.fsync(self._fh.fileno())
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Lines already formatted (`step_line`, or the encoder's through `line_of`), in one
+        write and one flush: for mltrainer.integrations, which formats a block of step events
+        from their values. No fsync (step lines only)."""
+        if lines:
+            lines.append("")
+            self._fh.write("\n".join(lines))
+            self._fh.flush()
 
     def step(self, *, epoch: int, step: int, loss: float, **fields: Any) -> None:
         self.write({"type": "step", "epoch": epoch, "step": step, "loss": loss, **fields})

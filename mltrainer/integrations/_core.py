@@ -35,7 +35,7 @@ from mltrainer.engine.inference import evaluate
 from mltrainer.engine.metrics import improves
 from mltrainer.engine.step import loss_function
 from mltrainer.state import atomic_write_text
-from mltrainer.stream import MetricWriter, encode_json
+from mltrainer.stream import MetricWriter, encode_json, line_of, step_line
 
 CHECKPOINT_FORMAT = "mlt-integration/1"
 STATS_SHARE = 0.0025  # the per-layer statistics' most share of the step time
@@ -269,6 +269,8 @@ class RunMonitor:
         self._norm_taken = 0  # the last step with a gradient norm
         self._norm_passes = 0
         self._norm_cost: float | None = None
+        # no step before this one is sampled (norm or statistics): the hooks' fast path
+        self.next_sample = 0
         self.checkpoints = checkpoints
         self.save_final = save_final
         self.framework = framework
@@ -309,6 +311,7 @@ class RunMonitor:
             return False
         self._stats_taken = step
         self._next_stats = (step // self.stats_every + 1) * self.stats_every
+        self._plan()
         return True
 
     def note_stats_cost(self, seconds: float) -> None:
@@ -324,6 +327,7 @@ class RunMonitor:
                 1, math.ceil(every / self.grad_stats_every))
             # the next report by the new stride already (not one more at the old one)
             self._next_stats = (self._stats_taken // self.stats_every + 1) * self.stats_every
+            self._plan()
 
     def wants_grad_norm(self, step: int) -> bool:
         """The global gradient norm on this step (1-based)? Each of the first `NORM_EARLY`
@@ -332,6 +336,7 @@ class RunMonitor:
             return False
         self._norm_taken = step
         self._next_norm = (step // self.norm_every + 1) * self.norm_every
+        self._plan()
         return True
 
     def times_norm(self) -> bool:
@@ -352,6 +357,16 @@ class RunMonitor:
             every = math.ceil(self._norm_cost / (self.norm_share * self._step_time))
             self.norm_every = max(1, min(self.max_block, every))
             self._next_norm = (self._norm_taken // self.norm_every + 1) * self.norm_every
+            self._plan()
+
+    def _plan(self) -> None:
+        """`next_sample`: the first step `wants_layer_stats` or `wants_grad_norm` may say yes
+        to (a lower bound: a hook skips both below it)."""
+        norm = self._next_norm
+        if self._norm_taken < NORM_EARLY:  # each of the first NORM_EARLY steps
+            norm = min(norm, self._norm_taken + 1)
+        stats = self._next_stats if self.grad_stats_every > 0 else norm
+        self.next_sample = min(norm, stats)
 
     # -- events -------------------------------------------------------------------------------
 
@@ -386,29 +401,27 @@ class RunMonitor:
         stop, else None."""
         if self.stop_reason is not None:
             return self.stop_reason
-        if isinstance(loss, torch.Tensor):
-            if loss.requires_grad:  # Lightning hands it detached already
-                loss = loss.detach()
-            if loss.dim():
-                loss = loss.reshape(())
+        if (loss.__class__ is not float and isinstance(loss, torch.Tensor)
+                and loss.requires_grad):  # Lightning's: detached already
+            loss = loss.detach()  # (a graph kept until the block is read would hold memory)
         self.last_step, self.last_epoch, self.last_lr = step, epoch, lr
         now = time.perf_counter()
         last = self._last_record
         began = now if last is None else last  # this step's start (none: the first after
         self._prev_record = began  # start or an epoch event)
         self._last_record = now
-        self._records += 1
-        mark = self._cpu_mark
-        if mark is None or self._records % CPU_EVERY == 0:
+        self._records = records = self._records + 1
+        if records % CPU_EVERY == 0 or self._cpu_mark is None:
             # the steps' CPU time is what the norm's and the statistics' shares are judged
             # against (on a busy machine wall time measures the neighbours; the delay bound
             # stays in wall time): the mean over the steps since the last read (CPU_EVERY)
+            mark = self._cpu_mark
             cpu = time.thread_time()
             if mark is not None:
-                took = (cpu - mark[0]) / (self._records - mark[1])
+                took = (cpu - mark[0]) / (records - mark[1])
                 self._step_time = took if self._step_time is None else (
                     0.8 * self._step_time + 0.2 * took)
-            self._cpu_mark = (cpu, self._records)
+            self._cpu_mark = (cpu, records)
         pending = self._pending
         if not pending:
             self._first_pending = began
@@ -445,18 +458,21 @@ class RunMonitor:
                 tensors.extend(layers.nonzero)
         take = iter(_read(tensors)).__next__
         events: list[dict[str, Any]] = []
+        lines: list[str] = []
         losses = self._losses
         to_wall = time.time() - time.perf_counter()
         for epoch, step, loss, lr, norm, layers, at in pending:
             if loss.__class__ is not float and isinstance(loss, torch.Tensor):
                 loss = take()
             losses.append(loss)
+            at += to_wall
             if norm is None and layers is None:  # the common step
-                events.append({"type": "step", "epoch": epoch, "step": step, "loss": loss,
-                               "lr": lr, "time": at + to_wall})
+                event = {"type": "step", "epoch": epoch, "step": step, "loss": loss, "lr": lr,
+                         "time": at}
+                events.append(event)
+                lines.append(step_line(epoch, step, loss, lr, None, at) or line_of(event))
                 continue
-            event: dict[str, Any] = {"type": "step", "epoch": epoch, "step": step,
-                                     "loss": loss, "lr": lr}
+            event = {"type": "step", "epoch": epoch, "step": step, "loss": loss, "lr": lr}
             norms: list[float] = []
             norm_in = norm
             if isinstance(norm, list):
@@ -474,9 +490,11 @@ class RunMonitor:
                 event["layers"] = layers.table(norms, [take() for _ in layers.nonzero])
             elif layers:
                 event["layers"] = dict(layers)
-            event["time"] = at + to_wall
+            event["time"] = at
             events.append(event)
-        self.writer.write_many(events)
+            lines.append((step_line(epoch, step, loss, lr, norm, at) if layers is None
+                          else None) or line_of(event))
+        self.writer.write_lines(lines)
         hit = self.detectors.on_steps(events)
         if hit is not None and self.stop_reason is None:
             index, self.stop_reason = hit

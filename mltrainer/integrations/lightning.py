@@ -61,6 +61,7 @@ except ImportError:  # pragma: no cover - the older package name
 
 __all__ = ["MltCallback"]
 _NO_NORMS = (None, None)  # a step whose gradient norm is not sampled
+_INACTIVE = (0, _NO_NORMS, None)  # a step on a process that does not write the stream
 
 
 class MltCallback(Callback):
@@ -82,8 +83,8 @@ class MltCallback(Callback):
         self.val_prefix = val_prefix
         self.stopping_reason: str | None = None
         self.stopping_reason_message: str | None = None
-        self._pending: tuple[Any, float] | None = None
-        self._seen_step = -1
+        # (step, gradient norms, lr) from on_before_optimizer_step to on_train_batch_end
+        self._pending: tuple[int, Any, float | None] | None = None
         self._params: list[Any] = []
         self._active = True
         self._world = 1
@@ -108,6 +109,7 @@ class MltCallback(Callback):
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if not self._active:
+            self._pending = _INACTIVE  # the other processes: a step, for _stop_if's collective
             return
         # called before Lightning clips: the norms are the unclipped ones, as the stream wants;
         # kept on the device and read with the step's block (RunMonitor.flush): no sync here.
@@ -116,7 +118,9 @@ class MltCallback(Callback):
         # the steps the monitor samples (RunMonitor.wants_grad_norm)
         monitor, step = self.monitor, trainer.global_step + 1
         grads: Any = _NO_NORMS
-        if monitor.wants_layer_stats(step):
+        if step < monitor.next_sample:  # the common step: nothing sampled
+            pass
+        elif monitor.wants_layer_stats(step):
             started = time.thread_time()
             grads = gradient_norms(self._params, layers=True)
             monitor.note_stats_cost(time.thread_time() - started)
@@ -127,24 +131,23 @@ class MltCallback(Callback):
                 monitor.note_norm_cost(time.thread_time() - started)
             else:
                 grads = gradient_norms(self._params, layers=False)
-        self._pending = (grads, float(optimizer.param_groups[0]["lr"]))
+        self._pending = (step, grads, float(optimizer.param_groups[0]["lr"]))
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        step = trainer.global_step
-        if step == self._seen_step:
-            return  # an accumulation micro-batch (alike in every process)
-        self._seen_step = step
+        pending = self._pending
+        if pending is None:
+            return  # no optimisation step since the last batch: an accumulation micro-batch
+        self._pending = None
         reason = None
-        loss = (outputs.get("loss") if type(outputs) is dict  # Lightning's own: {"loss": ...}
-                else outputs if isinstance(outputs, Tensor)
-                else outputs.get("loss") if isinstance(outputs, Mapping) else outputs)
-        pending, self._pending = self._pending, None
-        # no pending numbers: a step the optimiser skipped; no loss: training_step returned None
-        if pending is not None and loss is not None and self._active:
-            (norms, layers), lr = pending
-            reason = self.monitor.step(epoch=trainer.current_epoch + 1, step=step, loss=loss,
-                                       lr=lr, grad_norm=norms, layers=layers)
+        if pending is not _INACTIVE:
+            loss = (outputs.get("loss") if type(outputs) is dict  # Lightning's: {"loss": ...}
+                    else outputs if isinstance(outputs, Tensor)
+                    else outputs.get("loss") if isinstance(outputs, Mapping) else outputs)
+            if loss is not None:  # None: training_step returned None
+                step, (norms, layers), lr = pending
+                reason = self.monitor.step(epoch=trainer.current_epoch + 1, step=step,
+                                           loss=loss, lr=lr, grad_norm=norms, layers=layers)
         if reason is not None or self._world > 1:
             self._stop_if(trainer, reason)
 
