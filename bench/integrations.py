@@ -7,12 +7,13 @@ alternating order in one process for several rounds, on one thread:
 - lightning / lightning+mlt:  `lightning.Trainer.fit`, with `MltCallback` added in the second;
 - hf / hf+mlt:                `transformers.Trainer.train` (`disable_tqdm`, `report_to="none"`,
                               the default `logging_steps`), with `MltCallback` added (which
-                              also makes the Trainer log every step: that cost is counted);
+                              takes each step's loss and gradient norm from the Trainer's
+                              `training_step` and `_get_grad_norm`: no log of its own);
 - lightning+empty:            the plain Lightning script with a callback that does nothing:
                               what Lightning's calling one more callback's hooks costs;
 - hf+log:                     the plain HF script with a callback that only asks for a log
-                              every step: what the Trainer's own per-step log costs, apart
-                              from mlt's handling of it;
+                              every step: what the Trainer's own per-step log costs (what
+                              the callback's fallback, and earlier versions, pay);
 - the callbacks write the stream, per-layer statistics (every 10 steps or, measured too
   costly, less often), the global gradient norm (Lightning: every step or, measured to cost
   more than 0.5 % of the step, on a stride; HF computes its own every step), run all eight
@@ -36,8 +37,10 @@ run back to back (so a busy neighbour hits both), and the ratio of the medians. 
 Then `--hook-rounds` runs per framework (and per version, with `--before`, alternating) with
 the callback's hooks timed from inside (the thread's CPU time in each hook per optimisation
 step, the median of runs: on a busy machine a steadier figure than the end-to-end one; it
-includes the timing's own clock reads, ~6 us each right after a training step), and what the
-callback adapted to (the gradient norm and per-layer statistics every N steps, their costs).
+includes the timing's own clock reads, ~6 us each right after a training step: the same
+hooks, empty, timed the same way alternating with them, give that floor, printed with the
+figure net of it), and what the callback adapted to (the gradient norm and per-layer
+statistics every N steps, their costs).
 """
 
 from __future__ import annotations
@@ -84,6 +87,17 @@ def train_rows(cfg: Any, bundle: Any) -> tuple[Any, Any]:
 
 
 BEFORE: dict[str, Any] = {}  # framework -> MltCallback of --before REV
+FLOOR: dict[str, Any] = {}  # framework -> a callback with MltCallback's hooks, all empty
+
+
+def empty_like(kind: Any, base: Any) -> Any:
+    """A `base` callback class with the same `on_*` hooks as `kind`, each doing nothing: timed
+    as `kind`'s are, what the timing itself and the framework's calls cost (the floor)."""
+    def nothing(self: Any, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    return type(f"Empty{kind.__name__}", (base,),
+                {name: nothing for name in vars(kind) if name.startswith("on_")})
 
 
 def load_before(rev: str, tmp: Path) -> None:
@@ -115,6 +129,9 @@ def callbacks(kind: Any, cfg: Any, bundle: Any, arm: str, tmp: Path) -> list[Any
             tmp / f"b{time.perf_counter_ns()}", task="classification", metric="accuracy",
             save_checkpoints=False, train_rows=None)]
         return list(MADE)
+    if arm == "+floor":
+        MADE[:] = []
+        return [FLOOR["lightning" if "lightning" in kind.__module__ else "hf"]()]
     if arm == "+empty":
         from lightning.pytorch import Callback
 
@@ -333,7 +350,12 @@ def main() -> None:
         for name, kind in (("lightning", LightningCallback), ("hf", HFCallback)):
             if name not in arms:
                 continue
-            versions = [("+mlt", kind)] + ([("+before", BEFORE[name])] if args.before else [])
+            from lightning.pytorch import Callback
+            from transformers import TrainerCallback
+
+            FLOOR[name] = empty_like(kind, Callback if name == "lightning" else TrainerCallback)
+            versions = ([("+mlt", kind)] + ([("+before", BEFORE[name])] if args.before else [])
+                        + [("+floor", FLOOR[name])])
             spent: dict[str, list[dict[str, float]]] = {arm: [] for arm, _ in versions}
             for r in range(args.hook_rounds):
                 for arm, cls in versions if r % 2 == 0 else versions[::-1]:
@@ -341,6 +363,7 @@ def main() -> None:
                                                 Path(tmp), arm))
                     if arm == "+mlt":
                         mon = MADE[0].monitor
+            floor = statistics.median(sum(hooks.values()) for hooks in spent["+floor"])
             for arm, runs in spent.items():
                 totals = [sum(hooks.values()) for hooks in runs]
                 inside = statistics.median(totals)
@@ -348,10 +371,13 @@ def main() -> None:
                 each = ", ".join(
                     f"{k} {1e6 * statistics.median(h.get(k, 0.0) for h in runs):.0f}"
                     for k in runs[0] if statistics.median(h.get(k, 0.0) for h in runs) >= 0.5e-6)
+                net = "" if arm == "+floor" else (
+                    f"; net of the floor {1e6 * (inside - floor):.0f} us = "
+                    f"{(inside - floor) / statistics.median(times[name]):.1%}")
                 print(f"{name}{arm}: {1e6 * inside:.0f} us of CPU per step inside the "
                       f"callback's hooks (median of {len(runs)} runs, best "
                       f"{1e6 * min(totals):.0f}) = {share:.1%} of the plain step's median "
-                      f"({each})")
+                      f"({each}){net}")
             norm = (f"the gradient norm every {mon.norm_every} steps ("
                     f"{1e6 * mon._norm_cost:.0f} us a pass), " if mon._norm_cost else "")
             print(f"  adapted (last run): {norm}per-layer statistics every {mon.stats_every} "
