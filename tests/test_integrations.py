@@ -162,6 +162,32 @@ def test_per_layer_statistics_are_spaced_to_stay_within_their_share(
     assert steps == taken
 
 
+@pytest.mark.parametrize(("norm_share", "stats_share"), [(0.001, 0.001), (0.018, 0.07),
+                                                        (1.0, 0.17), (0.03, 0.001)])
+def test_the_hooks_fast_path_skips_no_sampled_step(tmp_path: Path, norm_share: float,
+                                                   stats_share: float) -> None:
+    """The Lightning hook skips both samplers below `next_sample` (one comparison a step): the
+    steps it samples are exactly those `wants_layer_stats`/`wants_grad_norm` asked every step
+    pick, while the strides adapt."""
+    def sampled(fast: bool) -> list[tuple[int, str]]:
+        mon = RunMonitor(tmp_path, task="classification", metric="accuracy",
+                         grad_stats_every=10)
+        mon._step_time = 0.01
+        taken = []
+        for step in range(1, 301):
+            if fast and step < mon.next_sample:
+                continue
+            if mon.wants_layer_stats(step):
+                taken.append((step, "stats"))
+                mon.note_stats_cost(stats_share * 0.01)
+            elif mon.wants_grad_norm(step):
+                taken.append((step, "norm"))
+                mon.note_norm_cost(norm_share * 0.01 * (1 + step % 7))  # a cost that wanders
+        return taken
+
+    assert sampled(fast=True) == sampled(fast=False)
+
+
 def test_the_step_time_is_the_mean_cpu_time_read_every_few_steps(tmp_path: Path) -> None:
     """The shares are judged against the steps' CPU time, read every CPU_EVERY steps (one read
     of the thread's CPU clock costs ~6 us right after a training step), and the norm passes
@@ -249,6 +275,19 @@ def test_a_step_line_is_what_the_json_encoder_writes(tmp_path: Path,
         writer.write_many([event])
     line = (tmp_path / "m.jsonl").read_text()
     assert line == json.dumps(encode_json(event), separators=(",", ":")) + "\n"
+    # the callbacks format a block's lines from the values (step_line): the same line, or
+    # None (then the encoder writes it) for anything but a plain step in the usual order
+    from mltrainer.stream import step_line
+
+    keys = tuple(event)
+    if keys[-1] == "time" and set(keys) <= {*_STEP, "grad_norm", "time"}:
+        fast = step_line(event["epoch"], event["step"], event["loss"], event["lr"],
+                         event.get("grad_norm"), event["time"])
+        assert fast is None or fast + "\n" == line
+        plain = all(type(event[k]) is int for k in ("epoch", "step")) and all(
+            type(v) is float and math.isfinite(v) for k, v in event.items()
+            if k in ("loss", "lr", "grad_norm", "time"))
+        assert (fast is not None) == plain
 
 
 def test_monitor_needs_its_settings_outside_an_mlt_run(tmp_path: Path) -> None:

@@ -86,6 +86,7 @@ class MltCallback(Callback):
         # (step, gradient norms, lr) from on_before_optimizer_step to on_train_batch_end
         self._pending: tuple[int, Any, float | None] | None = None
         self._params: list[Any] = []
+        self._step = 0  # the optimisation steps so far: trainer.global_step, counted here
         self._active = True
         self._world = 1
 
@@ -98,6 +99,7 @@ class MltCallback(Callback):
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._active = trainer.is_global_zero  # one process writes the stream and decides
         self._world = trainer.world_size
+        self._step = trainer.global_step
         reason = None
         if self._active:
             spe = trainer.num_training_batches
@@ -116,8 +118,10 @@ class MltCallback(Callback):
         # Lightning keeps no norm to reuse (it discards clip_grad_norm_'s; its grad_norm()
         # utility is one norm per parameter and a host sync): one fused pass of our own, on
         # the steps the monitor samples (RunMonitor.wants_grad_norm)
-        monitor, step = self.monitor, trainer.global_step + 1
-        grads: Any = _NO_NORMS
+        # Lightning counts each call as one optimisation step (its global_step, read at each
+        # epoch's end and the start: a property chain that costs more than the count here)
+        monitor, self._step = self.monitor, self._step + 1
+        step, grads = self._step, _NO_NORMS
         if step < monitor.next_sample:  # the common step: nothing sampled
             pass
         elif monitor.wants_layer_stats(step):
@@ -153,6 +157,7 @@ class MltCallback(Callback):
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         reason = None
+        self._step = trainer.global_step
         if self._active:
             # Lightning validates before this hook, so the epoch's val values are logged by now
             val_loss, val = split_logged(trainer.callback_metrics, self.val_prefix)
