@@ -218,6 +218,49 @@ def test_the_step_time_is_the_mean_cpu_time_read_every_few_steps(tmp_path: Path)
     assert timed == [*range(1, NORM_EARLY + 1), *range(16, 101, CPU_EVERY)]
 
 
+@pytest.mark.parametrize("nan_at", [None, 150])
+def test_judging_several_epochs_at_once_finds_what_judging_each_finds(tmp_path: Path,
+                                                                      nan_at: int | None) -> None:
+    """The monitor's detectors judge the written steps and epochs every MAX_UNJUDGED steps (at
+    once on a non-finite number): the same findings, in the same order, and the same detector
+    state as judging each block as it is written, and a NaN loss stops on its own step."""
+    rng = np.random.default_rng(0)
+    results = []
+    for max_unjudged in (1, 64):
+        mon = RunMonitor(tmp_path / str(max_unjudged), task="classification", metric="accuracy",
+                         baseline={"accuracy": 0.1, "loss": 2.3}, max_unjudged=max_unjudged,
+                         max_block=2)
+        mon.start(steps_per_epoch=17)
+        rng = np.random.default_rng(0)
+        step, reason = 0, None
+        for epoch in range(1, 13):
+            for _ in range(17):
+                step += 1
+                loss = 2.3 - 0.001 * step + 0.01 * rng.standard_normal()
+                grad = 1.0 + 0.1 * rng.standard_normal() + (40.0 if 90 <= step < 96 else 0.0)
+                if step == nan_at:
+                    loss = math.nan
+                reason = mon.step(epoch=epoch, step=step, loss=loss, lr=1e-3,
+                                  grad_norm=grad if step % 3 == 0 or step < 11 else None)
+                if reason:
+                    break
+            if reason:
+                break
+            reason = mon.epoch(epoch=epoch, step=step, val_loss=2.3 - 0.0001 * epoch,
+                               val={"accuracy": 0.1 + 0.001 * epoch})
+            if reason:
+                break
+        mon.end()
+        results.append(([f.to_dict() for f in mon.findings], mon.detectors.state_dict(),
+                        reason, mon.stop_step, step))
+    assert results[0] == results[1]
+    findings, _, reason, stop_step, last = results[1]
+    assert {f["id"] for f in findings} >= {"exploding_gradients"}
+    if nan_at is not None:
+        assert reason == "detector:nan_loss" and stop_step == nan_at
+        assert last - nan_at <= 1  # the block's bound (max_block - 1), not MAX_UNJUDGED's
+
+
 @pytest.mark.parametrize("block", [1, 3, 32])
 def test_detectors_judge_a_block_of_steps_as_they_judge_each_step(block: int) -> None:
     """The callbacks hand the detectors a block of steps at once (`on_steps`, detector by
