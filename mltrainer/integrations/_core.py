@@ -66,6 +66,7 @@ MAX_DELAY_S = 0.25
 MAX_UNJUDGED = 64
 JUDGE_DELAY_S = 1.0
 FINDINGS_FILE = "findings.json"
+_STALE = (0.0, 0)  # RunMonitor._cpu_mark after an epoch event: the next CPU read only marks
 # logged keys that are bookkeeping, not metrics (HF's evaluate adds these)
 _NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
 
@@ -334,12 +335,14 @@ class RunMonitor:
         return True
 
     def note_stats_cost(self, seconds: float) -> None:
-        """The time the per-layer statistics of one step took (the thread's CPU time: the
-        callbacks measure it; on a busy machine wall time measures the neighbours):
-        `stats_every` becomes the smallest multiple of `grad_stats_every` that keeps them
-        within `STATS_SHARE` of the step time."""
+        """The time the per-layer statistics of one step took (the callbacks time the pass
+        with `time.perf_counter`, no system call: right after a training step a read of the
+        thread's CPU clock costs ~5 us and, on a busy machine, far more wall time; a pass a
+        neighbour preempted counts at most twice the estimate): `stats_every` becomes the
+        smallest multiple of `grad_stats_every` that keeps them within `STATS_SHARE` of the
+        step time."""
         self._stats_cost = seconds if self._stats_cost is None else (
-            0.7 * self._stats_cost + 0.3 * seconds)
+            0.7 * self._stats_cost + 0.3 * min(seconds, 2 * self._stats_cost))
         if self._step_time and self.grad_stats_every > 0:
             every = self._stats_cost / (STATS_SHARE * self._step_time)
             self.stats_every = self.grad_stats_every * max(
@@ -360,18 +363,18 @@ class RunMonitor:
 
     def times_norm(self) -> bool:
         """Time this gradient-norm pass (`note_norm_cost`)? The first `NORM_EARLY`, then
-        every `CPU_EVERY`-th: each timing reads the thread's CPU clock twice (~6 us after a
-        training step, a sixth of a small model's pass)."""
+        every `CPU_EVERY`-th: the estimate moves slowly, and each timing costs two clock
+        reads."""
         self._norm_passes += 1
         return self._norm_passes <= NORM_EARLY or self._norm_passes % CPU_EVERY == 0
 
     def note_norm_cost(self, seconds: float) -> None:
-        """The time one step's gradient-norm pass took (the thread's CPU time: the callbacks
-        measure it on the passes `times_norm` picks):
+        """The time one step's gradient-norm pass took (timed as `note_stats_cost` says, on
+        the passes `times_norm` picks):
         `norm_every` becomes the smallest stride that keeps it within `norm_share`
         (`NORM_SHARE`) of the step time, at most `max_block` steps."""
         self._norm_cost = seconds if self._norm_cost is None else (
-            0.7 * self._norm_cost + 0.3 * seconds)
+            0.7 * self._norm_cost + 0.3 * min(seconds, 2 * self._norm_cost))
         if self._step_time:
             every = math.ceil(self._norm_cost / (self.norm_share * self._step_time))
             self.norm_every = max(1, min(self.max_block, every))
@@ -433,10 +436,11 @@ class RunMonitor:
         if records % CPU_EVERY == 0 or self._cpu_mark is None:
             # the steps' CPU time is what the norm's and the statistics' shares are judged
             # against (on a busy machine wall time measures the neighbours; the delay bound
-            # stays in wall time): the mean over the steps since the last read (CPU_EVERY)
+            # stays in wall time): the mean over the steps since the last read (CPU_EVERY;
+            # after an epoch event the next read only marks: validation is no step)
             mark = self._cpu_mark
             cpu = time.thread_time()
-            if mark is not None:
+            if mark is not None and mark is not _STALE:
                 took = (cpu - mark[0]) / (records - mark[1])
                 self._step_time = took if self._step_time is None else (
                     0.8 * self._step_time + 0.2 * took)
@@ -572,7 +576,7 @@ class RunMonitor:
         (never non-finite weights: a diverged epoch keeps the previous best/last)."""
         self.flush()  # every step before the epoch event, handled and written before it
         self._last_record = None  # validation is no step: the next epoch's first starts anew
-        self._cpu_mark = None
+        self._cpu_mark = _STALE
         if self.stopped:
             return self.stop_reason
         fitted = (self.train_rows.measure(model)

@@ -125,14 +125,14 @@ class MltCallback(Callback):
         if step < monitor.next_sample:  # the common step: nothing sampled
             pass
         elif monitor.wants_layer_stats(step):
-            started = time.thread_time()
+            started = time.perf_counter()
             grads = gradient_norms(self._params, layers=True)
-            monitor.note_stats_cost(time.thread_time() - started)
+            monitor.note_stats_cost(time.perf_counter() - started)
         elif monitor.wants_grad_norm(step):
             if monitor.times_norm():
-                started = time.thread_time()
+                started = time.perf_counter()
                 grads = gradient_norms(self._params, layers=False)
-                monitor.note_norm_cost(time.thread_time() - started)
+                monitor.note_norm_cost(time.perf_counter() - started)
             else:
                 grads = gradient_norms(self._params, layers=False)
         self._pending = (step, grads, float(optimizer.param_groups[0]["lr"]))

@@ -139,9 +139,9 @@ class MltCallback(TrainerCallback):
                 and self.monitor.wants_layer_stats(step)):
             if self._params is None:
                 self._params = trainable(kwargs["model"])
-            started = time.thread_time()
+            started = time.perf_counter()
             _, layers = gradient_norms(self._params, layers=True)
-            self.monitor.note_stats_cost(time.thread_time() - started)
+            self.monitor.note_stats_cost(time.perf_counter() - started)
             if layers is not None:
                 self._layers[step] = layers  # handed over with the step's event, in on_log
 
