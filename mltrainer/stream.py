@@ -47,7 +47,8 @@ divided by std**2; without it on raw targets. Metrics (`val`, `train`, the basel
 
 Durability: a crash loses at most the steps of the epoch in progress. Every epoch event is
 written after all the steps before it; mlt's loop writes each step's line as the step ends,
-the callbacks of `mltrainer.integrations` in blocks of steps (`MetricWriter.write_lines`, the lines formatted by `step_line`).
+the callbacks of `mltrainer.integrations` in blocks of steps (`MetricWriter.write_lines`, the
+lines formatted by `step_line`).
 
 `epoch` counts from 1 (the first epoch is 1); `step` counts optimisation steps from 1 over the
 whole run. Non-finite floats are written as the strings "nan", "inf", "-inf" so the file stays
