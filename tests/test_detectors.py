@@ -130,6 +130,9 @@ def piecewise(before: Callable[[int], float], after: Callable[[int], float], at:
     return lambda e: before(e) if e < at else after(e)
 
 
+# a slow learner's end-of-epoch train loss, two noisy epochs (6, 8) among 20
+SLOW_NOISY = [0.52, 0.51, 0.505, 0.5, 0.494, 0.51, 0.484, 0.50, 0.474, 0.468, 0.462, 0.456,
+              0.45, 0.444, 0.438, 0.432, 0.426, 0.42, 0.414, 0.408]
 HEALTHY_TRAIN = Run.train_loss
 HEALTHY_VAL = Run.val_loss
 HEALTHY_ACC = Run.val_metric
@@ -251,6 +254,25 @@ CASES: dict[str, Case] = {
         layers=lambda e, s: healthy_layers(
             e, s, **({"net.2.weight": {"zero_frac": 0.9}} if s >= 50 else {}))),
         {"dead_relu": (5, 50)}),
+    # issue 11, sixth pass: an lr far too high throws the loss to 20x its start at step 3
+    # and kills the units; the loss then learns on slowly with a few live units (no swings,
+    # no collapse at the trivial level): dead_relu named the symptom, loss_oscillation the
+    # cause. The rule before the pass (windows, kicks, spikes, collapse) missed it
+    "the step loss overshoots 20x its start, then the units die": Case(Run(
+        step_loss=lambda e, s: 46.0 if s == 3 else HEALTHY_TRAIN(e),
+        layers=lambda e, s: healthy_layers(e, s, **{"net.2.weight": {"zero_frac": 0.95}})),
+        {"dead_relu": (1, 5), "loss_oscillation": (1, 3)}),
+    # units dead from the start (or killed by a bias shift): the loss never overshoots
+    "units die without an overshoot (a bias shift)": Case(Run(
+        step_loss=lambda e, s: 2.5 if s >= 50 else HEALTHY_TRAIN(e),
+        layers=lambda e, s: healthy_layers(
+            e, s, **({"net.2.weight": {"zero_frac": 0.9}} if s >= 50 else {}))),
+        {"dead_relu": (5, 50)}, rule=None),
+    # one batch at 4x the start in a noisy small-data run with many dead units: under the bar
+    "one batch 4x the start, units dead: not an overshoot": Case(Run(
+        step_loss=lambda e, s: 9.2 if s == 15 else HEALTHY_TRAIN(e),
+        layers=lambda e, s: healthy_layers(e, s, **{"net.2.weight": {"zero_frac": 0.7}})),
+        {"dead_relu": (1, 5)}),
     # loss_oscillation
     "val loss zigzags while train loss is flat": Case(Run(
         train_loss=piecewise(HEALTHY_TRAIN, lambda e: 0.25, 5),
@@ -506,6 +528,24 @@ CASES: dict[str, Case] = {
         epochs=30, train_loss=lambda e: 1.2 * 0.99**e, val_loss=lambda e: 1.25 * 0.99**e,
         val_metric=lambda e: min(0.92, 0.5 + 0.02 * e),
         train_metric=lambda e: min(0.93, 0.52 + 0.02 * e), goal_target=0.9), {}),
+    # issue 11, sixth pass: a raw-unit regression climbing ~0.006 r2 an epoch to the goal's
+    # bar (0.55 - 0.05), one noisy epoch (6, 8) falling back: judged on its last epoch it was
+    # short and not on course; at the window's best it is on course (it reached 0.70)
+    "healthy, slow learner with noisy epochs, judged at the window's best": Case(Run(
+        epochs=40, metric="r2", task="regression", baseline={"r2": 0.0, "rmse": 1.0, "loss": 1.0},
+        train_loss=lambda e: SLOW_NOISY[min(e, 20) - 1],
+        train_eval_loss=lambda e: SLOW_NOISY[min(e, 20) - 1],
+        val_loss=lambda e: SLOW_NOISY[min(e, 20) - 1] + 0.02,
+        val_metric=lambda e: 0.98 - SLOW_NOISY[min(e, 20) - 1],
+        train_metric=lambda e: 1 - SLOW_NOISY[min(e, 20) - 1], goal_target=0.55,
+        stop_after_epoch=20), {}),
+    # ... a curve flat at train r2 0.44-0.45 (noise and all) in a 12-epoch run: underfitting
+    "flat and short of the goal with noisy epochs, no epochs left": Case(Run(
+        epochs=12, metric="r2", task="regression", baseline={"r2": 0.0, "rmse": 1.0, "loss": 1.0},
+        train_loss=lambda e: 0.5 + 0.01 * (e % 2), train_eval_loss=lambda e: 0.5 + 0.01 * (e % 2),
+        val_loss=lambda e: 0.52, val_metric=lambda e: 0.48,
+        train_metric=lambda e: 0.45 - 0.01 * (e % 2), goal_target=0.55),
+        {"underfitting": (2, 20), "convergence_stall": (3, 30)}),
     "healthy, flat and short of the goal but the train metric meets it": Case(Run(
         epochs=10, train_loss=lambda e: max(0.9, 2.3 * 0.5**e), val_loss=lambda e: 1.0,
         val_metric=lambda e: 0.85, train_metric=lambda e: 0.93, goal_target=0.9), {}),

@@ -52,6 +52,19 @@ Rules (either fires):
   collapse hides which came first); a collapse without a blow-up (a bias shift killing the
   units) is dead_relu's. Onset: the blow-up step.
 
+* overshoot: a step loss at least `overshoot` x the loss the run started from (the larger of
+  the first step's and the trivial baseline's), then units that stopped passing gradient: on
+  `dead_reports` consecutive per-layer reports some judged weight (dead_relu's choice of
+  layers) has `zero_frac` >= `dead_fraction` (dead_relu's bar). A sound optimiser's steps
+  never take the loss far above where it started - that is the model thrown across the
+  valley by steps too long for it - and ReLU units pushed that far die: the loss then has
+  nothing left to bounce with (too few live units to move, or stuck near the trivial loss),
+  so the window and kicks rules see no swings and only dead_relu fired, naming the symptom
+  and not its cause (issue 11, sixth pass: adamw at lr 0.1 on friedman1 and a raw elevation
+  model). Units dead from the start (negative biases at init) or killed by a shift of their
+  biases never overshoot: their loss starts at, or jumps to, about the trivial loss - the
+  overshoot bar sits well above that. Onset: the overshooting step.
+
 The reference loss is the trivial baseline's (or the first step's): amplitudes are judged on
 the loss scale of the task, so the small wiggles of a converged model never count.
 """
@@ -59,6 +72,7 @@ the loss scale of the task, so the small wiggles of a converged model never coun
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from itertools import pairwise
 from typing import Any, ClassVar
 
@@ -70,6 +84,7 @@ from mltrainer.detectors._base import (
     new_collapse_watch,
     watch_blowup,
 )
+from mltrainer.detectors._dead_relu import judged_layers
 
 _COLLAPSE = ("the optimiser blew up at step {step} (gradient norm {grad:.4g}, {ratio:.3g}x the "
              "run's early norm) and threw the model back towards the trivial loss (best before "
@@ -101,6 +116,9 @@ class LossOscillationDetector(Detector):
         "collapse_progress": 0.1,
         "collapse_lost": 0.5,
         "give_back": 0.2,
+        "overshoot": 5.0,
+        "dead_fraction": 0.6,
+        "dead_reports": 3,
     }
     kinds: ClassVar[dict[str, str]] = {
         "window": "count",
@@ -117,12 +135,14 @@ class LossOscillationDetector(Detector):
         "collapse_epochs": "count",
         "collapse_progress": "fraction", "collapse_lost": "fraction",
         "give_back": "fraction",
+        "dead_fraction": "fraction", "dead_reports": "count",
     }
     _state_fields: ClassVar[tuple[str, ...]] = (
         "epochs", "losses", "elevated", "spike_start", "spike_log", "last_fitted", "kick_log",
-        "collapse_watch", "best_losses",
+        "collapse_watch", "best_losses", "overshot", "dead_run",
     )
-    _optional_state: ClassVar[frozenset[str]] = frozenset({"best_losses"})
+    _optional_state: ClassVar[frozenset[str]] = frozenset({"best_losses", "overshot",
+                                                           "dead_run"})
 
     def _setup(self) -> None:
         window = int(self.thresholds["window"])
@@ -135,6 +155,8 @@ class LossOscillationDetector(Detector):
         self.kick_log: list[list[Any]] = []  # [epoch, step, before, after] of each kick
         self.collapse_watch = new_collapse_watch()
         self.best_losses: list[float | None] = [None, None]  # lowest val, train loss so far
+        self.overshot: list[Any] = []  # [epoch, step, loss, start] of the first overshoot
+        self.dead_run: list[Any] = [0, None, None, 0.0]  # [reports, epoch, step, worst share]
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
         if event["type"] == "step":
@@ -143,7 +165,7 @@ class LossOscillationDetector(Detector):
                 watch_blowup(self.collapse_watch, grad, event.get("epoch"), event.get("step"),
                              self.thresholds["blowup_factor"],
                              int(self.thresholds["blowup_history"]))
-            return self._judge_step(event)
+            return self._judge_overshoot(event) or self._judge_step(event)
         finding = self._judge_kick(event) or self._judge_collapse(event)
         if finding is not None:
             return finding
@@ -204,6 +226,45 @@ class LossOscillationDetector(Detector):
             give_back=self.thresholds["give_back"],
             swing=self.thresholds["swing"], reference_loss=ref, reference=source,
             train_progress=progress, max_train_progress=self.thresholds["train_progress"],
+        )
+
+    def _judge_overshoot(self, event: dict[str, Any]) -> Finding | None:
+        """A step loss far above the run's start, then units dead on `dead_reports` reports in
+        a row (see the module docstring)."""
+        if not self.overshot:
+            loss, start = finite(event.get("loss")), self.start_loss()
+            if loss is not None and start is not None and start > 0 and (
+                    loss >= self.thresholds["overshoot"] * start):
+                self.overshot = [event.get("epoch"), event.get("step"), loss, start]
+        layers = event.get("layers")
+        if not layers or not isinstance(layers, Mapping):
+            return None
+        shares = [s for s in (finite(layers[n].get("zero_frac")) for n in judged_layers(layers)
+                              if isinstance(layers[n], Mapping)) if s is not None]
+        if not shares:
+            return None
+        worst = max(shares)
+        run = self.dead_run
+        if worst < self.thresholds["dead_fraction"]:
+            run[:] = [0, None, None, 0.0]
+            return None
+        if run[0] == 0:
+            run[1], run[2] = event.get("epoch"), event.get("step")
+        run[0] += 1
+        run[3] = max(run[3], worst)
+        if not self.overshot or run[0] < self.thresholds["dead_reports"]:
+            return None
+        epoch, step, loss, start = self.overshot
+        return self.finding(
+            epoch, step,
+            f"the step loss overshot to {loss:.4g} at step {step}, {loss / start:.3g}x the "
+            f"{start:.4g} the run started from, and then up to {run[3]:.0%} of a layer's "
+            f"gradient was exactly zero on {run[0]} reports since step {run[2]} (dead units): "
+            "steps too long for the model threw it across the valley and killed its units",
+            rule="overshoot", overshoot_loss=loss, start_loss=start,
+            overshoot=self.thresholds["overshoot"], dead_since_step=run[2],
+            zero_frac=run[3], dead_fraction=self.thresholds["dead_fraction"],
+            dead_reports=self.thresholds["dead_reports"],
         )
 
     def _judge_collapse(self, event: dict[str, Any]) -> Finding | None:

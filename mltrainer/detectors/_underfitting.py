@@ -22,7 +22,11 @@ trivial bar before the run ends, or a train metric that, climbing on at the wind
 rate (per epoch, linear), would reach the goal's bar (issue 11, fifth pass: a mixture of
 experts still breaking symmetry at 98 % of the trivial loss in epoch 4 of 40, gaining 2 % in
 three epochs, fired; it met its goal). Without `epochs` in the stream the run is judged as
-if it ended now. Onset: the first epoch of the flat window.
+if it ended now. The fit is judged at its best in the window (the lowest train loss, the best
+train metric of its last `patience` epochs), and so is the projection's starting point: one
+noisy epoch is not where a model stands (issue 11, sixth pass: a raw-unit elevation model at
+train r2 0.48-0.50, climbing about 0.006 an epoch to the goal's bar 0.50, fired on an epoch
+that fell back to 0.46; it reached 0.70 by epoch 40). Onset: the first epoch of the flat window.
 
 All of it is scale-free: losses are judged against the reference loss and against their own
 earlier values, metrics against the goal. The train loss judged is the end-of-epoch model's
@@ -89,19 +93,21 @@ class UnderfittingDetector(Detector):
         if abs(progress) >= self.thresholds["min_progress"] or accelerating:
             return None  # still learning, or thrown about (rising): not at a plateau yet
         metric = self.context.metric
-        train_metric = self._train_metric(event)
+        # the fit is judged at its best in the window, not on its last epoch alone: one noisy
+        # epoch (a worse loss, a lower train metric) is not where the model stands
+        train_metric = self._best_metric(list(self.recent)[1:])
         meets = self.context.meets_goal(train_metric)
         short = self._short_of_goal(train_metric)
         limit = (1 - self.thresholds["loss_margin"]) * ref
-        poor_loss = train >= limit
+        poor_loss = best_now >= limit
         if meets or not (poor_loss or short):
             return None
-        on_course = self._on_course(seen, progress, train, limit, poor_loss, short)
+        on_course = self._on_course(seen, progress, best_now, limit, poor_loss, short)
         if on_course:
             return None
         first = self.recent[1]
-        why = (f"train loss {train:.4g} is {train / ref:.0%} of the {source} loss {ref:.4g} "
-               f"(needs below {limit:.4g})" if poor_loss else
+        why = (f"train loss {best_now:.4g} (the window's best) is {best_now / ref:.0%} of the "
+               f"{source} loss {ref:.4g} (needs below {limit:.4g})" if poor_loss else
                f"train {metric} {train_metric:.4g} falls short of the goal "
                f"{self.context.goal_target:.4g} on the training rows (by more than "
                f"{self.thresholds['metric_margin']:g})")
@@ -110,7 +116,8 @@ class UnderfittingDetector(Detector):
             f"{why}, and the train loss improved by only {progress:.1%} over the last "
             f"{len(self.recent)} epochs (needs {self.thresholds['min_progress']:.0%})",
             rule="no_better_than_trivial" if poor_loss else "short_of_goal",
-            train_loss=train, reference_loss=ref, reference=source, loss_ratio=train / ref,
+            train_loss=best_now, reference_loss=ref, reference=source,
+            loss_ratio=best_now / ref,
             limit=limit, loss_margin=self.thresholds["loss_margin"], metric=metric,
             train_metric=train_metric, goal_target=self.context.goal_target,
             progress=progress, min_progress=self.thresholds["min_progress"],
@@ -133,12 +140,19 @@ class UnderfittingDetector(Detector):
         if poor_loss and 0 < progress < 1 and train * (1 - progress) ** (left / window) < limit:
             return True
         # (a state saved before the metric joined the rows has none: judged on the loss)
-        first, now = (row[3] if len(row) > 3 else None for row in (self.recent[0],
-                                                                   self.recent[-1]))
+        first = self.recent[0][3] if len(self.recent[0]) > 3 else None
+        now = self._best_metric(list(self.recent)[1:])
         if short and first is not None and now is not None:
             projected = now + (now - first) / window * left
             return not self._short_of_goal(projected)
         return False
+
+    def _best_metric(self, rows: list[list[Any]]) -> float | None:
+        """The best train metric among `rows` (their fourth field), or None."""
+        values = [row[3] for row in rows if len(row) > 3 and row[3] is not None]
+        if not values:
+            return None
+        return min(values) if self.context.greater_is_better is False else max(values)
 
     def _short_of_goal(self, value: float | None) -> bool:
         """Whether the train metric misses the goal by at least `metric_margin`."""
