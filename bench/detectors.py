@@ -568,6 +568,34 @@ def brief(records: list[dict[str, Any]], finding_ids: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def detector_cost(runs: Path, rounds: int = 3) -> str:
+    """CPU time (`time.process_time`) of a whole `DetectorSubscriber` (the detectors of the
+    checkout on sys.path) fed every event of every kept `metrics.jsonl` under `runs`, best and
+    median of `rounds`, in microseconds per event. Compare checkouts by running this in
+    separate processes, alternating (`PYTHONPATH=<checkout> python bench/detectors.py --cost
+    DIR`)."""
+    from mltrainer.detectors import DetectorContext, DetectorSubscriber, build_detectors
+    from mltrainer.stream import read_stream
+
+    streams = [read_stream(p) for p in sorted(runs.glob("*/metrics.jsonl"))]
+    events = sum(len(s) for s in streams)
+    per_event = []
+    for _ in range(rounds):
+        t0 = time.process_time()
+        for stream in streams:
+            start = stream[0] if stream and stream[0].get("type") == "start" else {}
+            context = DetectorContext(task=start.get("task"), metric=start.get("metric"),
+                                      greater_is_better=start.get("greater_is_better"),
+                                      baseline=start.get("baseline"))
+            subscriber = DetectorSubscriber(build_detectors(context))
+            for event in stream:
+                if subscriber.on_event(event):
+                    break
+        per_event.append((time.process_time() - t0) / events * 1e6)
+    return (f"{len(streams)} streams, {events} events: {min(per_event):.2f} us per event "
+            f"(best of {rounds}; median {statistics.median(per_event):.2f})")
+
+
 def _run_one(scn: Scenario, workdir: Path) -> dict[str, Any]:
     import torch
 
@@ -607,12 +635,18 @@ def main(argv: list[str] | None = None) -> int:
                         "summary; train nothing")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print every run's findings as it finishes (stderr)")
+    parser.add_argument("--cost", type=Path, metavar="RUNS",
+                        help="time the detectors (CPU per event) over the kept runs in RUNS "
+                        "(OUT/runs of a --keep-runs run); train nothing")
     parser.add_argument("--keep-runs", action="store_true",
                         help="keep the run folders (metrics.jsonl, checkpoints) in OUT/runs/")
     args = parser.parse_args(argv)
 
     from mltrainer.detectors import FINDING_IDS
 
+    if args.cost is not None:
+        print(detector_cost(args.cost))
+        return 0
     if args.rejudge is not None:
         records = rejudge(args.rejudge)
         if args.only:
