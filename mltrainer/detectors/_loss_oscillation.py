@@ -53,17 +53,17 @@ Rules (either fires):
   units) is dead_relu's. Onset: the blow-up step.
 
 * overshoot: a step loss at least `overshoot` x the loss the run started from (the larger of
-  the first step's and the trivial baseline's), then units that stopped passing gradient: on
-  `dead_reports` consecutive per-layer reports some judged weight (dead_relu's choice of
-  layers) has `zero_frac` >= `dead_fraction` (dead_relu's bar). A sound optimiser's steps
-  never take the loss far above where it started - that is the model thrown across the
-  valley by steps too long for it - and ReLU units pushed that far die: the loss then has
-  nothing left to bounce with (too few live units to move, or stuck near the trivial loss),
-  so the window and kicks rules see no swings and only dead_relu fired, naming the symptom
-  and not its cause (issue 11, sixth pass: adamw at lr 0.1 on friedman1 and a raw elevation
-  model). Units dead from the start (negative biases at init) or killed by a shift of their
-  biases never overshoot: their loss starts at, or jumps to, about the trivial loss - the
-  overshoot bar sits well above that. Onset: the overshooting step.
+  the first step's and the trivial baseline's), then units that stopped passing gradient: from
+  that step on, on `dead_reports` consecutive per-layer reports some judged weight
+  (dead_relu's choice of layers) has `zero_frac` >= `dead_fraction` (dead_relu's bar). A
+  sound optimiser's steps never take the loss far above where it started - that is the model
+  thrown across the valley by steps too long for it - and ReLU units pushed that far die: the
+  loss then has nothing left to bounce with (too few live units to move, or stuck near the
+  trivial loss), so the window and kicks rules see no swings and only dead_relu fired,
+  naming the symptom and not its cause (issue 11, sixth pass: adamw at lr 0.1 on friedman1
+  and a raw elevation model). Units dead from the start (negative biases at init) or killed
+  by a shift of their biases never overshoot: their loss starts at, or jumps to, about the
+  trivial loss - the overshoot bar sits well above that. Onset: the overshooting step.
 
 The reference loss is the trivial baseline's (or the first step's): amplitudes are judged on
 the loss scale of the task, so the small wiggles of a converged model never count.
@@ -157,6 +157,10 @@ class LossOscillationDetector(Detector):
         self.best_losses: list[float | None] = [None, None]  # lowest val, train loss so far
         self.overshot: list[Any] = []  # [epoch, step, loss, start] of the first overshoot
         self.dead_run: list[Any] = [0, None, None, 0.0]  # [reports, epoch, step, worst share]
+        self._overshoot_bar: float | None = None  # overshoot x start_loss(), once known
+
+    def _after_load(self) -> None:
+        self._overshoot_bar = None
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
         if event["type"] == "step":
@@ -232,10 +236,19 @@ class LossOscillationDetector(Detector):
         """A step loss far above the run's start, then units dead on `dead_reports` reports in
         a row (see the module docstring)."""
         if not self.overshot:
-            loss, start = finite(event.get("loss")), self.start_loss()
-            if loss is not None and start is not None and start > 0 and (
-                    loss >= self.thresholds["overshoot"] * start):
-                self.overshot = [event.get("epoch"), event.get("step"), loss, start]
+            bar = self._overshoot_bar
+            if bar is None:
+                start = self.start_loss()
+                if start is None or start <= 0:
+                    return None
+                bar = self.thresholds["overshoot"] * start
+                if self.initial_loss is not None:  # fixed from the first finite step loss on
+                    self._overshoot_bar = bar
+            loss = event.get("loss")
+            if not isinstance(loss, (int, float)) or not loss >= bar or finite(loss) is None:
+                return None  # units are counted from the overshoot on
+            self.overshot = [event.get("epoch"), event.get("step"), loss, bar / self.thresholds[
+                "overshoot"]]
         layers = event.get("layers")
         if not layers or not isinstance(layers, Mapping):
             return None
