@@ -35,8 +35,9 @@ readers judge the norm on the steps that have it (the detectors count reports, n
 `loss` is on every step.
 
 `train` and `train_eval_loss` are measured like `val` and `val_loss` (same model, same moment,
-eval mode) on a fixed subset of the training rows (mlt's engine: as many rows as val, at least
-2048 or all of train; for item data as many as val); a stream without them is judged on
+eval mode) on a fixed subset of the training rows (mlt's engine, `loop.train_subset`: as many
+rows as val, at most a 32nd of train but at least 2048 or all of train; item data: no more than
+val); a stream without them is judged on
 `train_loss` alone.
 
 Regression losses (`loss`, `train_loss`, `val_loss`, `train_eval_loss` and the baseline's

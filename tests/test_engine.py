@@ -346,6 +346,57 @@ def test_epoch_events_carry_train_metrics_of_the_epochs_model(short_run: tuple) 
     assert epochs[-1]["train_eval_loss"] < epochs[0]["train_loss"]  # not the epoch mean
     assert _result.history[-1]["train"] == epochs[-1]["train"]
 
+@pytest.mark.parametrize(
+    ("n_train", "n_val", "items", "rows"),
+    [
+        (1257, 270, False, 1257),        # small: all of train
+        (3000, 6, False, 2048),          # the floor
+        (10_000, 2_000, False, 2048),    # the floor, val under it
+        (20_000, 4_000, False, 2048),    # was 4000 (as many as val): a 32nd of train is 625
+        (140_000, 30_000, False, 4375),  # issue 16's job: was 30 000, a 32nd of train now
+        (1_000_000, 20_000, False, 20_000),  # val under a 32nd of train: as many as val
+        (479, 61, True, 61),             # items: as many as val, no floor
+        (3000, 6, True, 6),
+        (50_000, 10_000, True, 2048),    # was 10 000
+        (1_281_167, 50_000, True, 40_037),  # was 50 000
+    ],
+)
+def test_train_subset_size_is_bounded_by_a_share_of_train(n_train: int, n_val: int,
+                                                          items: bool, rows: int) -> None:
+    """The train metrics' rows: as many as val, at most a 32nd of train (its forward pass
+    then costs ~1 % of an epoch), never under 2048 (or all of train); items no more than val.
+    Distinct sorted training rows, the same for the same seed."""
+    from mltrainer.engine.loop import train_subset
+
+    subset = train_subset(n_train, n_val, 7, items=items)
+    assert len(subset) == rows
+    assert np.all(np.diff(subset) > 0) and 0 <= subset[0] and subset[-1] < n_train
+    assert np.array_equal(subset, train_subset(n_train, n_val, 7, items=items))
+
+
+def test_start_event_records_the_bounded_train_subset(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the share bound applies (digits with the floor lowered to 16: a 32nd of 1257
+    training rows is 40, under val's 270), the start event's n_train_eval, which the overfitting
+    rule weighs the train side's noise by, is the subset's size, and the train metrics are
+    those of exactly those rows."""
+    from mltrainer.engine import loop
+
+    monkeypatch.setattr(loop, "TRAIN_EVAL_MIN_ROWS", 16)
+    bundle = digits_bundle()
+    cfg = make_config(training={"epochs": 1})
+    Trainer(cfg, bundle, tmp_path / "run").fit()
+    stream = read_stream(tmp_path / "run" / "metrics.jsonl")
+    rows = loop.train_subset(len(bundle.train.y), len(bundle.val.y), cfg.seed)
+    assert stream[0]["n_train_eval"] == len(rows) == 40
+    model = load_model_from_checkpoint(tmp_path / "run" / "checkpoints" / "epoch-001.pt", cfg,
+                                       bundle.spec, device="cpu")
+    outputs = predict(model, bundle.train.X[rows])
+    epoch = next(e for e in stream if e["type"] == "epoch")
+    assert epoch["train"] == pytest.approx(compute_metrics("classification",
+                                                           bundle.train.y[rows], outputs))
+
+
 
 @pytest.mark.parametrize(
     ("damage", "message"),

@@ -75,8 +75,11 @@ class Subscriber(Protocol):
         the stop reason (e.g. "detector:nan_loss"). The return value for "end" is ignored."""
 
 
-# Rows of the training split re-evaluated at every epoch's end for the train metrics.
+# Rows of the training split re-evaluated at every epoch's end for the train metrics
+# (`train_subset`): at least this many (or all of train), and beyond it at most one
+# TRAIN_EVAL_SHARE-th of train.
 TRAIN_EVAL_MIN_ROWS = 2048
+TRAIN_EVAL_SHARE = 32
 
 
 def train_subset(n_train: int, n_val: int, seed: int, *, items: bool = False) -> np.ndarray:
@@ -86,16 +89,30 @@ def train_subset(n_train: int, n_val: int, seed: int, *, items: bool = False) ->
     epoch's batches: accumulated numbers mix the model of every step (the untrained start of
     epoch 1 included) and are taken in train mode (dropout on, batch statistics), so a train
     vs val gap measured from them is biased low exactly when it matters. The same rows, in eval
-    mode, at the same moment as val, compare like with like. Size: as many rows as val (the two
-    metrics then carry the same sampling noise), at least TRAIN_EVAL_MIN_ROWS (or all of
-    train) for table data, whose rows cost next to nothing to evaluate. Item data (`items`:
-    images, text, a Dataset) gets as many rows as val and no floor: each row is a forward pass
-    of a real model, and the floor would add up to a third of an epoch (a forward pass over
-    every training item) to cut the gap's noise by at most a factor sqrt(2) (val's noise
-    stays). Drawn from its own generator, so the global RNG (and with it the training
-    trajectory) is untouched.
+    mode, at the same moment as val, compare like with like.
+
+    Size: as many rows as val (the two metrics then carry the same sampling noise), bounded
+    by its cost: at most one TRAIN_EVAL_SHARE-th (1/32) of train, whose forward pass (about a
+    third of a training step per row) then costs about 1 % of an epoch whatever the data's size
+    (as many as val, with a 15 % val split, cost ~6 %: the per-epoch overhead of issue 16).
+    Never fewer than TRAIN_EVAL_MIN_ROWS (or all of train): below that the train metric's own
+    sampling error (0.011 for an accuracy near 0.5) would hide the gaps the overfitting rule
+    looks for. The detectors weigh the subset's sampling error by its size (the start event's
+    `n_train_eval`), so a smaller subset on large data makes a gap's bar higher by the noise
+    it adds (at 2048 rows at most 2 x 0.011), not a false finding. Small data is unchanged:
+    all of train up to 2048 rows, and as many rows as val while val is under 2048 rows or
+    under a 32nd of train.
+
+    Item data (`items`: images, text, a Dataset) gets no more rows than val, not even the
+    floor: each row is a forward pass of a real model (and a decode in epoch 1), and the floor
+    would add up to a third of an epoch on a small data set to cut the gap's noise by at most
+    a factor sqrt(2) (val's noise stays). Drawn from its own generator, so the global RNG (and
+    with it the training trajectory) is untouched.
     """
-    rows = min(n_train, n_val if items else max(n_val, TRAIN_EVAL_MIN_ROWS))
+    share = -(-n_train // TRAIN_EVAL_SHARE)
+    rows = min(n_train, max(TRAIN_EVAL_MIN_ROWS, min(n_val, share)))
+    if items:
+        rows = min(rows, n_val)
     if rows == n_train:
         return np.arange(n_train)
     return np.sort(np.random.default_rng(seed).choice(n_train, size=rows, replace=False))

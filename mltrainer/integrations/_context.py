@@ -166,7 +166,7 @@ def monitor_settings(run_dir: str | Path | None, *, task: str | None, metric: st
 
 def train_rows_of(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
     """The training rows mlt's engine reports under `train` for this run (`train_subset`:
-    as many as val, at least 2048 or all of train, drawn from the seed)."""
+    as many as val, at most a 32nd of train, at least 2048 or all of train; from the seed)."""
     from mltrainer.engine.loop import train_subset
 
     rows = train_subset(len(ctx.train), len(ctx.val), ctx.seed)

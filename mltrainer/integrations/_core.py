@@ -153,8 +153,8 @@ class TrainRows:
     contract as the project's `load_model`. When it cannot (its forward wants other inputs),
     the first attempt warns once and the events go without the fields; the detectors then
     judge the epoch's mean train loss, as for any stream without them. Cost: one forward pass
-    over the rows per epoch (inside an mlt run as many rows as val, at least 2048 or all of
-    train, like the engine: at most one more val pass)."""
+    over the rows per epoch (inside an mlt run the engine's `train_subset`: at most one more
+    val pass)."""
 
     def __init__(self, X: Any, y: Any, task: str) -> None:
         self.task = task
