@@ -370,7 +370,7 @@ def test_train_subset_size_is_bounded_by_a_share_of_train(n_train: int, n_val: i
 
     subset = train_subset(n_train, n_val, 7, items=items)
     assert len(subset) == rows
-    assert np.all(np.diff(subset) > 0) and 0 <= subset[0] and subset[-1] < n_train
+    assert np.all(np.diff(subset) > 0) and subset[0] >= 0 and subset[-1] < n_train
     assert np.array_equal(subset, train_subset(n_train, n_val, 7, items=items))
 
 
