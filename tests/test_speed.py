@@ -195,6 +195,25 @@ def test_help_and_status_import_nothing_heavy(tmp_path: Path, args: list[str]) -
     assert not any(loaded.values()), loaded
 
 
+def test_the_command_collects_less_often_and_not_at_exit(tmp_path: Path) -> None:
+    """`mlt` (cli.main) raises the collector's first threshold and freezes what is alive once
+    every other exit handler has run: the interpreter's exit collections have nothing to
+    traverse. The command's output and exit code are its own."""
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent("""
+            import atexit, gc, sys
+            atexit.register(lambda: print("at exit", gc.get_threshold(), gc.get_freeze_count() > 0,
+                                          file=sys.stderr))
+            from mltrainer.cli import main
+            sys.argv = ["mlt", "--version"]
+            main()
+        """)], cwd=tmp_path, capture_output=True, text=True, check=False,
+        env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith(__import__("mltrainer").__version__)
+    assert out.stderr.strip().splitlines()[-1] == "at exit (10000, 10, 10) True"
+
+
 def test_a_cache_hit_and_the_training_path_import_no_pandas_sklearn_or_scipy(
         tmp_path: Path) -> None:
     root = csv_project(tmp_path)
