@@ -168,8 +168,9 @@ def cli(ctx: click.Context, directory: str | None, json_mode: bool, debug: bool)
 # library in a caller's process): a first-generation threshold of 10 000 allocations instead of
 # 700, and none of it at exit. Importing torch, torch._dynamo and the CLI's modules builds ~1M
 # long-lived objects; at the default threshold the collector ran 5 full and 63 middle passes
-# over them during a short train-baseline (0.45-0.75 CPU s), and the interpreter's collections
-# at exit cost ~1 s more (measured on issue 16's 3-epoch job: bench/README.md, sixth round).
+# over them during a short train-baseline (0.75-1 s at load 5), and the interpreter's own
+# collections after the last exit handler 1.5-2 s more (load 5-7; 0.3-0.4 s frozen), on issue
+# 16's 3-epoch job (bench/README.md, sixth round).
 # Nothing is collected that would have been kept: cycles wait a little longer, and at exit
 # the objects alive are frozen (`gc.freeze`) rather than traversed, as the process ends anyway.
 GC_THRESHOLD = (10_000, 10, 10)
