@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -67,7 +68,8 @@ def run_entrypoint(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, *,
     """Run the entrypoint into `run_dir`; every event of its stream reaches `subscribers` in
     order while it runs. A subscriber's stop (optimize's pruning) interrupts the script."""
     assert cfg.training.entrypoint
-    check_entrypoint(cfg, root)
+    if kind != "probe":  # the probe's caller checked once, before its two threads
+        check_entrypoint(cfg, root)
     run_dir = Path(run_dir)
     if fresh:
         refuse_reusing(run_dir)
@@ -312,12 +314,17 @@ def _module_source(module: str, root: Path) -> Path | None:
     return Path(origin) if origin and origin.endswith(".py") else None
 
 
+_AST_LOCK = threading.Lock()
+
+
 def _has_function(path: Path, function: str, field: str, spec: str) -> None:
     import ast
     import difflib
 
     try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
+        with _AST_LOCK:  # CPython 3.11's parser is not thread-safe (SystemError: "AST
+            # constructor recursion depth mismatch"): plan's probe runs two scripts in threads
+            tree = ast.parse(path.read_bytes(), filename=str(path))
     except (SyntaxError, ValueError) as exc:
         raise ConfigError(f"{field}: {path.name} cannot be read as Python ({exc})",
                           hint="fix the script; `python -m py_compile FILE` shows the error"
