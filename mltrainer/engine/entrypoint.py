@@ -274,10 +274,7 @@ def check_entrypoint(cfg: MltConfig, root: Path) -> None:
     entry = cfg.training.entrypoint
     if not entry:
         return
-    load = cfg.training.load_model
-    if load is None:
-        load = (":".join([*entry.split(":")[:2], "load_model"]) if entry.startswith("python:")
-                else entry)
+    load = load_model_spec(cfg)
     checks = [("training.entrypoint", entry, None if entry.startswith("python:") else ""),
               ("training.load_model", load, "load_model")]
     for field, spec, default in checks:
@@ -296,6 +293,15 @@ def check_entrypoint(cfg: MltConfig, root: Path) -> None:
             function = default or ""
         if function:
             _has_function(source, function, field, spec)
+
+
+def load_model_spec(cfg: MltConfig) -> str:
+    """What reloads an entrypoint's checkpoint: `training.load_model`, else `load_model` in
+    the entrypoint's module (python:<module>:load_model) or in its script."""
+    spec = cfg.training.load_model or cfg.training.entrypoint or ""
+    if spec.startswith("python:") and not cfg.training.load_model:
+        spec = ":".join([*spec.split(":")[:2], "load_model"])
+    return spec
 
 
 def _module_source(module: str, root: Path) -> Path | None:
@@ -358,9 +364,7 @@ def load_entrypoint_model(path: str | os.PathLike[str], cfg: MltConfig, spec: An
                           root: Path | None) -> nn.Module:
     """The user's `load_model(path, config, spec)`, in eval mode; refused clearly when it is
     missing or returns something else than a module."""
-    spec_str = cfg.training.load_model or cfg.training.entrypoint or ""
-    if spec_str.startswith("python:") and not cfg.training.load_model:
-        spec_str = ":".join([*spec_str.split(":")[:2], "load_model"])
+    spec_str = load_model_spec(cfg)
     root = Path(root) if root is not None else Path.cwd()
     frameworks_importable()  # the module may import Lightning or transformers (see there)
     try:
