@@ -182,12 +182,13 @@ def render_reports(project: Project, phase: str | None) -> dict[str, Any]:
 
     cfg = load_project_config(project.config_path)
     state = load_state(project)
-    fps = current_fingerprints(project, cfg)
     names = [phase_name(phase)] if phase else list(PHASE_NAMES)
     done = [n for n in names if state.phases.get(n) and state.phases[n].gate is not None]
     if phase and not done:
         raise BadInputError(f"phase {names[0]} has no gate result yet",
                             hint=f"run `{phase_def(names[0]).command}` first")
+    # only after the input is known good: hashing a folder may write .mlt/cache/
+    fps = current_fingerprints(project, cfg)
     reports = [project.relative(render_phase_report(project, state, n, fps)) for n in done]
     render_index(project, state, fps)
     html = [project.relative(report_path(project, n, "html")) for n in done]
@@ -216,11 +217,13 @@ def optimize_worker(project: Project, *,
                     progress: Callable[[dict[str, Any]], None] | None = None, **options: Any
                     ) -> dict[str, Any]:
     """`mlt optimize --worker`: trials in the shared study only (see phases.optimize)."""
-    from mltrainer.phases.optimize.phase import run_worker
-    from mltrainer.runner import read_only_context
+    from mltrainer.phases.optimize.phase import open_worker, run_worker
+    from mltrainer.runner import read_only_context, restored_on_refusal
 
-    return run_worker(read_only_context(project, "optimize", options=options,
-                                        progress=progress))
+    with restored_on_refusal(project):
+        ctx = read_only_context(project, "optimize", options=options, progress=progress)
+        search = open_worker(ctx)
+    return run_worker(ctx, search)
 
 
 def join_training(project: Project, kind: str, *, resume: bool, nproc: int, nnodes: int,

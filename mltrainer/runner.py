@@ -8,7 +8,7 @@ backup and the audit log back exactly as they were.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -143,8 +143,9 @@ class _Snapshot:
 
     SNAPSHOT_MAX_BYTES = 16 << 20
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Project, under: Path | None = None) -> None:
         self.project = project
+        self.root = under or project.mlt_dir
         self.skip = {project.lock_path, project.audit_path}
         self.files: dict[Path, bytes | None] = {}
         self.dirs: set[Path] = set()
@@ -157,8 +158,7 @@ class _Snapshot:
         self.audit_len = project.audit_path.stat().st_size if project.audit_path.exists() else None
 
     def _walk(self) -> list[Path]:
-        root = self.project.mlt_dir
-        return sorted(root.rglob("*")) if root.is_dir() else []
+        return sorted(self.root.rglob("*")) if self.root.is_dir() else []
 
     def restore(self, keep_audit: bool = False) -> None:
         for path in self._walk():
@@ -172,13 +172,28 @@ class _Snapshot:
             if path.is_dir() and path not in self.dirs:
                 with contextlib.suppress(OSError):
                     path.rmdir()
-        if keep_audit:
+        if keep_audit or self.root != self.project.mlt_dir:
             return
         if self.audit_len is None:
             self.project.audit_path.unlink(missing_ok=True)
         else:
             with open(self.project.audit_path, "r+b") as fh:
                 fh.truncate(self.audit_len)
+
+
+@contextlib.contextmanager
+def restored_on_refusal(project: Project) -> Iterator[None]:
+    """For a command outside `execute_phase` that changes no state (a report, an optimize
+    worker opening its study): bad input or a refusal found inside leaves `.mlt/cache/` as it was (the
+    fingerprints hash a folder into it). Only the caches: such a command holds no lock, so
+    another command may be writing the state or a shared study's journal meanwhile, and
+    putting those back would lose what it finished. Wrap the checks, never the work."""
+    snapshot = _Snapshot(project, under=project.mlt_dir / "cache")
+    try:
+        yield
+    except (BadInputError, RefusedError):
+        snapshot.restore()
+        raise
 
 
 def load_project_config(path: Path) -> MltConfig:

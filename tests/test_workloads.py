@@ -862,6 +862,13 @@ def test_image_folder_through_finalize_and_predict(tmp_path: Path) -> None:
                      str(tmp_path / "p.csv"))
     assert code == 0 and pred["rows"] == 40
     assert (tmp_path / "p.csv").read_text().splitlines()[0].startswith("input,prediction")
+    # a worker refused (diagnose skipped on the fast path) leaves the folder's hash cache as
+    # it found it: the fingerprints used to hash the folder into .mlt/cache/ first
+    for cached in (tmp_path / ".mlt" / "cache").glob("manifest-*.json"):
+        cached.unlink()
+    code, out, _ = mlt("optimize", "--worker")
+    assert code == 3 and "diagnose" in out["message"], out
+    assert not list((tmp_path / ".mlt" / "cache").glob("manifest-*.json"))
 
 
 def test_a_worker_that_dies_names_the_item_it_was_loading(

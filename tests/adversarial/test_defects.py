@@ -244,3 +244,30 @@ def test_bad_input_in_a_fresh_project_leaves_every_file_as_it_was(tmp_path: Path
     res = runner.invoke(cli, ["-C", str(root), "plan"])
     assert res.exit_code == 2, res.output
     assert sorted((str(p), p.read_bytes()) for p in root.rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.parametrize("args", [["report", "deploy"], ["report", "diagnose"]])
+def test_a_report_refused_for_bad_input_hashes_no_folder(tmp_path: Path, args: list[str]
+                                                          ) -> None:
+    """`mlt report PHASE` with an unknown phase, or one with no gate yet, exits 2: it used to
+    hash the image folder into .mlt/cache/ first, so a cold cache was written by a refusal."""
+    import yaml
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    runner = CliRunner()
+    root = tmp_path / "p"
+    assert runner.invoke(cli, ["init", str(root)]).exit_code == 0
+    for label in ("a", "b"):
+        (root / "img" / label).mkdir(parents=True)
+        for i in range(3):
+            (root / "img" / label / f"{i}.png").write_bytes(_png(i + 100 * (label == "b")))
+    cfg = yaml.safe_load((root / "mlt.yaml").read_text())
+    cfg["data"] = {"source": "imagefolder:img", "transforms": {"size": 8, "crop": 8}}
+    cfg["model"] = {"kind": "cnn", "channels": [4]}
+    (root / "mlt.yaml").write_text(yaml.safe_dump(cfg))
+    before = sorted((str(p), p.read_bytes()) for p in root.rglob("*") if p.is_file())
+    res = runner.invoke(cli, ["-C", str(root), *args])
+    assert res.exit_code == 2, res.output
+    assert sorted((str(p), p.read_bytes()) for p in root.rglob("*") if p.is_file()) == before

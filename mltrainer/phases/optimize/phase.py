@@ -37,19 +37,24 @@ def run(ctx: PhaseContext) -> OptimizeOutcome:
     return _search(ctx, _iteration(ctx, previous), previous)
 
 
-def run_worker(ctx: PhaseContext) -> dict[str, Any]:
-    """`mlt optimize --worker`: join this iteration's study (on a shared storage) and run trials
-    until it holds the requested number; no seeds comparison, no gate, no state change (the
-    `mlt optimize` that leads the iteration does those once the study has its trials)."""
-    from mltrainer.phases.optimize.search import run_trials
-
+def open_worker(ctx: PhaseContext) -> _OpenSearch:
+    """`mlt optimize --worker`, its checks: a shared storage, this iteration's study opened
+    in it (bad input here is found before any trial runs)."""
     if not (ctx.options.get("storage") or ctx.cfg.optimize.storage):
         raise BadInputError(
             "`mlt optimize --worker` needs a storage that every worker shares",
             hint="pass --storage postgresql://USER:PASSWORD@HOST/DB (or set optimize.storage "
             "in mlt.yaml); on one machine a path ending in .journal works too")
     previous = previous_iteration(ctx)
-    s = _open_search(ctx, _iteration(ctx, previous), previous)
+    return _open_search(ctx, _iteration(ctx, previous), previous)
+
+
+def run_worker(ctx: PhaseContext, s: _OpenSearch) -> dict[str, Any]:
+    """`mlt optimize --worker`: join this iteration's study (on a shared storage) and run trials
+    until it holds the requested number; no seeds comparison, no gate, no state change (the
+    `mlt optimize` that leads the iteration does those once the study has its trials)."""
+    from mltrainer.phases.optimize.search import run_trials
+
     summary = run_trials(s.it.study, s.runner, s.target, timeout_s=ctx.cfg.optimize.timeout,
                          enqueue=s.enqueue, on_trial=ctx.progress)
     return {"worker": True, "iteration": s.iteration, "study": s.it.name,
