@@ -183,10 +183,10 @@ class _Snapshot:
 
 @contextlib.contextmanager
 def restored_on_refusal(project: Project) -> Iterator[None]:
-    """For a command outside `execute_phase` that changes no state (a report, an optimize
-    worker opening its study): bad input or a refusal found inside leaves `.mlt/cache/` as it was (the
-    fingerprints hash a folder into it). Only the caches: such a command holds no lock, so
-    another command may be writing the state or a shared study's journal meanwhile, and
+    """For a command outside `execute_phase` that changes no state (an optimize worker
+    opening its study): bad input or a refusal found inside leaves `.mlt/cache/` as it was
+    (the fingerprints hash a folder into it). Only the caches: such a command holds no lock,
+    so another command may be writing the state or a shared study's journal meanwhile, and
     putting those back would lose what it finished. Wrap the checks, never the work."""
     snapshot = _Snapshot(project, under=project.mlt_dir / "cache")
     try:
