@@ -183,11 +183,11 @@ class _Snapshot:
 
 @contextlib.contextmanager
 def restored_on_refusal(project: Project) -> Iterator[None]:
-    """For a command outside `execute_phase` that changes no state (an optimize worker
-    opening its study): bad input or a refusal found inside leaves `.mlt/cache/` as it was
-    (the fingerprints hash a folder into it). Only the caches: such a command holds no lock,
-    so another command may be writing the state or a shared study's journal meanwhile, and
-    putting those back would lose what it finished. Wrap the checks, never the work."""
+    """For a command outside `execute_phase` (a sign-off or waiver, an optimize worker opening
+    its study): bad input or a refusal found inside leaves `.mlt/cache/` as it was (the
+    fingerprints hash a folder into it). Only the caches: a worker holds no lock, so another
+    command may be writing the state or a shared study's journal meanwhile, and putting those
+    back would lose what it finished. Wrap the checks, never the work."""
     snapshot = _Snapshot(project, under=project.mlt_dir / "cache")
     try:
         yield
@@ -376,8 +376,9 @@ def rejudge(project: Project, phase: Phase, change: Callable[[ProjectState], Non
     cfg = load_project_config(project.config_path)
     with project_lock(project, command):
         state = load_state(project)
-        fps = current_fingerprints(project, cfg)
-        change(state)
+        with restored_on_refusal(project):  # a sign-off refused: the cache as it was
+            fps = current_fingerprints(project, cfg)
+            change(state)
         rec = state.phases.get(name)
         if rec is None or rec.gate is None or rec.status not in ("passed", "blocked"):
             save_state(project, state)

@@ -246,11 +246,14 @@ def test_bad_input_in_a_fresh_project_leaves_every_file_as_it_was(tmp_path: Path
     assert sorted((str(p), p.read_bytes()) for p in root.rglob("*") if p.is_file()) == before
 
 
-@pytest.mark.parametrize("args", [["report", "deploy"], ["report", "diagnose"]])
-def test_a_report_refused_for_bad_input_hashes_no_folder(tmp_path: Path, args: list[str]
-                                                          ) -> None:
-    """`mlt report PHASE` with an unknown phase, or one with no gate yet, exits 2: it used to
-    hash the image folder into .mlt/cache/ first, so a cold cache was written by a refusal."""
+@pytest.mark.parametrize("args,code", [(["report", "deploy"], 2), (["report", "diagnose"], 2),
+                                       (["signoff", "finalize", "fairness_review", "--by", "A"],
+                                        3)])
+def test_a_command_refused_outside_a_phase_hashes_no_folder(tmp_path: Path, args: list[str],
+                                                            code: int) -> None:
+    """`mlt report PHASE` with an unknown phase or one with no gate yet (exit 2), a sign-off
+    before there is an artifact (exit 3): each used to hash the image folder into .mlt/cache/
+    first, so a cold cache was written by a command that was refused."""
     import yaml
     from click.testing import CliRunner
 
@@ -269,5 +272,5 @@ def test_a_report_refused_for_bad_input_hashes_no_folder(tmp_path: Path, args: l
     (root / "mlt.yaml").write_text(yaml.safe_dump(cfg))
     before = sorted((str(p), p.read_bytes()) for p in root.rglob("*") if p.is_file())
     res = runner.invoke(cli, ["-C", str(root), *args])
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == code, res.output
     assert sorted((str(p), p.read_bytes()) for p in root.rglob("*") if p.is_file()) == before
