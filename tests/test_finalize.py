@@ -210,6 +210,8 @@ def test_model_card_has_metadata_sections_and_limitations_left_to_a_person(
     outcome = state_outcome(root)
     assert outcome["data"]["fingerprints"]["test"][:16] in text
     assert "95 %" in text and outcome["artifact_hash"] in text
+    n = outcome["exports"][0]["parity_rows"]  # a table's parity adds the all-missing row
+    assert f"on {n} rows (validation rows and one row with every value missing)" in text
 
 
 def test_deployment_snippet_runs_against_the_artifact(digits: tuple[Path, dict[str, Any]]
@@ -376,7 +378,8 @@ def test_failing_parity_fails_its_gate_item(digits: tuple[Path, dict[str, Any]])
     shifted = build_deployable(_Shifted(model, 0.01), bundle.preprocessor.scale_params, cfg.task)
     onnx = artifacts.records_from_manifest(root / outcome["artifact"]["dir"])[:1]
     inputs = verification.parity_inputs(bundle.val.encoded[:20], bundle.preprocessor)
-    exports, _ = verification.verify_exports(project, shifted, onnx, inputs, cfg.task)
+    exports, _ = verification.verify_exports(project, shifted, onnx, inputs, cfg.task,
+                                             missing_row=True)
     assert exports[0]["passed"] is False and exports[0]["label_agreement"] == 1.0
     outcome["exports"][0] = exports[0]
 

@@ -858,6 +858,12 @@ def test_image_folder_through_finalize_and_predict(tmp_path: Path) -> None:
     assert all(e["passed"] and e["reloaded_in_fresh_process"] for e in exports.values())
     doc = json.loads((tmp_path / out["artifact"]["dir"] / "preprocess.json").read_text())
     assert doc["input"]["kind"] == "image" and doc["input"]["crop"] == 12
+    # what parity compared, as it was: images have no row of missing values to add
+    report = (tmp_path / "reports" / "finalize.md").read_text()
+    card = (tmp_path / out["artifact"]["dir"] / "model_card.md").read_text()
+    for text in (report, card):
+        assert f"on {exports['onnx']['parity_rows']} rows (validation items)" in text
+        assert "every value missing" not in text
     code, pred, _ = mlt("predict", str(tmp_path / "faces" / "face"), "--out",
                      str(tmp_path / "p.csv"))
     assert code == 0 and pred["rows"] == 40

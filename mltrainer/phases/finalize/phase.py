@@ -224,7 +224,8 @@ def _ship(ctx: PhaseContext, prod: Production) -> FinalizeOutcome:
             extra_files=(lambda f: items.write_extra_files(bundle, f)) if is_items else None)
     inputs = (items.model_inputs(bundle, items.PARITY_MAX_ITEMS) if is_items
               else verification.parity_inputs(bundle.val.encoded, bundle.preprocessor))
-    exports, latency = verification.verify_exports(project, deployable, records, inputs, task)
+    exports, latency = verification.verify_exports(project, deployable, records, inputs, task,
+                                                   missing_row=not is_items)
 
     rows = (items.example_rows(bundle, folder) if is_items
             else verification.example_rows(bundle.preprocessor))

@@ -47,9 +47,15 @@ def parity_inputs(val_encoded: np.ndarray, preprocessor: Any) -> np.ndarray:
     return np.ascontiguousarray(np.vstack([rows, missing_row(preprocessor)]))
 
 
+PARITY_INPUTS = {True: "validation rows and one row with every value missing",
+                 False: "validation items"}
+
+
 def verify_exports(project: Project, deployable: Any, records: list[Any], inputs: Any,
-                   task: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(one entry per export: file, checker, parity, latency; the full latency record)."""
+                   task: str, *, missing_row: bool
+                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(one entry per export: file, checker, parity, latency; the full latency record).
+    `missing_row`: the inputs end with `missing_row`'s row (a table's), as the entries say."""
     from mltrainer.exporting import RUNTIMES, check_parity, measure_latency
     from mltrainer.runtime.runners import n_rows, take_rows
 
@@ -70,7 +76,8 @@ def verify_exports(project: Project, deployable: Any, records: list[Any], inputs
             "passed": bool(par["passed"]), "reason": par.get("reason"),
             "max_abs_diff": par.get("max_abs_diff"), "max_rel_diff": par.get("max_rel_diff"),
             "label_agreement": par.get("label_agreement"), "tolerance": par.get("tolerance"),
-            "parity_rows": n_rows(inputs), "batch_sizes": par.get("batch_sizes"),
+            "parity_rows": n_rows(inputs), "parity_inputs": PARITY_INPUTS[missing_row],
+            "batch_sizes": par.get("batch_sizes"),
             "reloaded_in_fresh_process": bool(par.get("reloaded_in_fresh_process")),
             "nonfinite_mismatch": sum(int(b.get("nonfinite_mismatch") or 0)
                                       for b in par.get("batches", [])),
