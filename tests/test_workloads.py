@@ -858,6 +858,10 @@ def test_image_folder_through_finalize_and_predict(tmp_path: Path) -> None:
     assert all(e["passed"] and e["reloaded_in_fresh_process"] for e in exports.values())
     doc = json.loads((tmp_path / out["artifact"]["dir"] / "preprocess.json").read_text())
     assert doc["input"]["kind"] == "image" and doc["input"]["crop"] == 12
+    # the baseline report names the rows its train metrics were measured on (item data: as
+    # many as val), not a rule that did not apply
+    baseline = (tmp_path / "reports" / "baseline.md").read_text()
+    assert "Train metrics: the epoch's end model on 20 training rows" in baseline
     # what parity compared, as it was: images have no row of missing values to add
     report = (tmp_path / "reports" / "finalize.md").read_text()
     card = (tmp_path / out["artifact"]["dir"] / "model_card.md").read_text()

@@ -24,6 +24,7 @@ class RunSummary(BaseModel):
     world_size: int = 1  # training processes (torchrun / DDP)
     precision: str | None = None  # fp32 | bf16 | fp16
     grad_accum_steps: int | None = None  # micro-batches per optimisation step
+    train_eval_rows: int | None = None  # training rows the epochs' train metrics are over
     dir: str  # the run folder, relative to the project
 
 

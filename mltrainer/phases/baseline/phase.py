@@ -119,6 +119,7 @@ def summarize_run(ctx: PhaseContext, result: Any, bundle: Any, detectors: Any
     goal_met = best is not None and math.isfinite(best) and (
         best >= cfg.goal.target if cfg.greater_is_better else best <= cfg.goal.target)
     findings = [f.to_dict() for f in getattr(detectors, "findings", [])]
+    peaks, train_eval_rows = stream_facts(Path(result.run_dir) / "metrics.jsonl")
     return BaselineOutcome(
         run=RunSummary(id=result.run_id, best_epoch=result.best_epoch, val=result.val,
                        stopped_reason=result.stopped_reason, epochs_run=result.epochs_run,
@@ -126,8 +127,9 @@ def summarize_run(ctx: PhaseContext, result: Any, bundle: Any, detectors: Any
                        device_notice=result.device_notice, world_size=result.world_size,
                        precision=cfg.training.precision,
                        grad_accum_steps=cfg.training.grad_accum_steps,
+                       train_eval_rows=train_eval_rows,
                        dir=ctx.project.relative(Path(result.run_dir))),
-        history=with_peak_memory(result.history, Path(result.run_dir) / "metrics.jsonl"),
+        history=[{**h, "peak_mem_mb": peaks.get(h["epoch"])} for h in result.history],
         metric=metric,
         best_metric=best,
         trivial_baseline=PlanOutcome.of(ctx.state).trivial_baseline,
@@ -139,14 +141,21 @@ def summarize_run(ctx: PhaseContext, result: Any, bundle: Any, detectors: Any
     )
 
 
-def with_peak_memory(history: list[dict[str, Any]], stream: Path) -> list[dict[str, Any]]:
-    """The run's epochs with each one's peak device memory (MiB) from the metric stream (a
-    measurement, so it is kept out of the run's history, which a resume reproduces exactly)."""
+def stream_facts(stream: Path) -> tuple[dict[int, Any], int | None]:
+    """From the run's metric stream, in one pass: each epoch's peak device memory (MiB; a
+    measurement, so it is kept out of the run's history, which a resume reproduces exactly)
+    and the number of training rows the train metrics were measured on (the start event's
+    `n_train_eval`; None when the run measured none)."""
     from mltrainer.stream import read_stream
 
-    peaks = {e["epoch"]: e.get("peak_mem_mb") for e in read_stream(stream)
-             if e["type"] == "epoch"} if stream.is_file() else {}
-    return [{**h, "peak_mem_mb": peaks.get(h["epoch"])} for h in history]
+    peaks: dict[int, Any] = {}
+    train_eval_rows = None
+    for e in read_stream(stream) if stream.is_file() else ():
+        if e["type"] == "epoch":
+            peaks[e["epoch"]] = e.get("peak_mem_mb")
+        elif e["type"] == "start" and e.get("n_train_eval") is not None:
+            train_eval_rows = int(e["n_train_eval"])
+    return peaks, train_eval_rows
 
 
 def _nan(v: Any) -> bool:
