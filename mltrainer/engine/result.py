@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mltrainer.errors import InterruptedRunError
 from mltrainer.numbers import encode_json
 
 STOP_REASONS = ("completed", "early_stopping", "interrupted")  # or "detector:<id>", any string
@@ -30,6 +31,13 @@ class RunResult:
     deterministic: dict[str, Any] = field(default_factory=dict)  # set_deterministic()'s flags
     device_notice: str | None = None  # set when training.device auto fell back to the CPU
     world_size: int = 1  # processes that trained it (torchrun / DDP)
+
+    def raise_if_interrupted(self, message: str, hint: str) -> None:
+        """Ctrl-C or SIGTERM stopped this run (its checkpoint saved): the command that ran it
+        ends there, exit 130, and never goes on with a part-trained model as if it had
+        finished. Every caller of `Trainer.fit` calls this before it uses the result."""
+        if self.stopped_reason == "interrupted":
+            raise InterruptedRunError(message, hint=hint)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; non-finite floats as "nan"/"inf"/"-inf", as in the metric stream."""

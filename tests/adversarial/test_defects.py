@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -274,3 +275,56 @@ def test_a_command_refused_outside_a_phase_hashes_no_folder(tmp_path: Path, args
     res = runner.invoke(cli, ["-C", str(root), *args])
     assert res.exit_code == code, res.output
     assert sorted((str(p), p.read_bytes()) for p in root.rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.parametrize("at_epoch_event,run", [(1, "replay"), (4, "final")])
+def test_ctrl_c_in_finalize_training_stops_it_before_the_test_split(
+        tmp_path: Path, at_epoch_event: int, run: str) -> None:
+    """Ctrl-C during finalize's replay or production training ended that run as "interrupted",
+    and finalize went on: it judged a part-trained replay, shipped a part-trained model and
+    spent the test split on it. Now it exits 130 there, the test split unread, and a second
+    `mlt finalize` runs whole."""
+    import signal
+
+    import yaml
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+    from mltrainer.output import TrainingProgress
+
+    runner = CliRunner()
+    root = tmp_path / "p"
+    root.mkdir()
+    cfg = {**IRIS, "training": {"epochs": 3, "batch_size": 16, "lr": 0.01,
+                                "early_stopping": None}}
+    (root / "mlt.yaml").write_text(yaml.safe_dump(cfg))
+    for phase in ("plan", "train-baseline"):
+        res = runner.invoke(cli, ["-C", str(root), phase])
+        assert res.exit_code == 0, res.output
+    real, seen = TrainingProgress.on_event, []
+
+    def on_event(self: TrainingProgress, event: dict[str, Any]) -> None:
+        if event.get("type") == "epoch":
+            seen.append(event)
+            if len(seen) == at_epoch_event:
+                os.kill(os.getpid(), signal.SIGINT)
+        return real(self, event)
+
+    previous = signal.getsignal(signal.SIGINT)
+    TrainingProgress.on_event = on_event  # type: ignore[method-assign]
+    try:
+        res = runner.invoke(cli, ["-C", str(root), "finalize"])
+    finally:
+        TrainingProgress.on_event = real  # type: ignore[method-assign]
+        signal.signal(signal.SIGINT, previous)
+    assert res.exit_code == 130, res.output
+    assert f"interrupted during {'the replay' if run == 'replay' else 'production'}" in (
+        res.output)
+    assert not (root / ".mlt" / "test_evaluations.json").exists()
+    assert not list((root / "artifacts").glob("*/model.onnx"))
+    res = runner.invoke(cli, ["-C", str(root), "finalize", "--json"])
+    assert res.exit_code == 3, res.output  # judged; people's items wait
+    status = {i["id"]: i["status"] for i in json.loads(res.stdout)["gate"]["items"]}
+    assert status["test_evaluated_once"] == status["shipped_recipe_reproduces_validation"] == (
+        "pass")
+    assert status["production_training_recorded"] == "pass"

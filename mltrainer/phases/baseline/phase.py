@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mltrainer.errors import CheckpointError, DataError, InterruptedRunError
+from mltrainer.errors import CheckpointError, DataError
 from mltrainer.numbers import number, same_value
 from mltrainer.phases.baseline.outcome import BaselineOutcome, RunSummary
 from mltrainer.phases.plan.outcome import PlanOutcome
@@ -55,19 +55,15 @@ def run(ctx: PhaseContext) -> BaselineOutcome:
     else:
         with provisional_run_dir(project, RUN_KIND) as run_dir:  # gone again if refused
             result = train(run_dir, None)
-    if result.stopped_reason == "interrupted":
-        if cfg.training.entrypoint:  # the script's own loop: it cannot be continued
-            raise InterruptedRunError(
-                f"training interrupted at epoch {result.final_epoch} (step "
-                f"{result.final_step}); the run so far is kept in {project.relative(run_dir)}",
-                hint="run `mlt train-baseline` again: a training.entrypoint run starts afresh "
-                "(--resume continues mlt's own loop only)",
-            )
-        raise InterruptedRunError(
-            f"training interrupted at epoch {result.final_epoch} (step {result.final_step}); "
-            f"checkpoint saved in {project.relative(run_dir)}/checkpoints",
-            hint=f"continue with `mlt train-baseline --resume{launch.flags()}`",
-        )
+    where = f"training interrupted at epoch {result.final_epoch} (step {result.final_step})"
+    if cfg.training.entrypoint:  # the script's own loop: it cannot be continued
+        result.raise_if_interrupted(
+            f"{where}; the run so far is kept in {project.relative(run_dir)}",
+            hint="run `mlt train-baseline` again: a training.entrypoint run starts afresh "
+            "(--resume continues mlt's own loop only)")
+    result.raise_if_interrupted(
+        f"{where}; checkpoint saved in {project.relative(run_dir)}/checkpoints",
+        hint=f"continue with `mlt train-baseline --resume{launch.flags()}`")
     return summarize_run(ctx, result, bundle, detectors)
 
 

@@ -169,6 +169,9 @@ def produce_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any
             result = Trainer(prod_cfg, data, run_dir,
                              subscribers=[ProgressForwarder(ctx.progress)], kind=RUN_KIND,
                              root=root, schedule_epochs=horizon).fit()
+    result.raise_if_interrupted(
+        f"finalize interrupted during production training (run {run_dir.name}); the test "
+        "split was not evaluated", hint=_RERUN)
     last = result.checkpoints.get("last")
     if not last:
         raise CheckpointError(
@@ -197,6 +200,9 @@ def produce_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any
     return model, run, prod_cfg, data
 
 
+_RERUN = "run `mlt finalize` again: it trains the replay and the production run afresh"
+
+
 def replay_on_train(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any, prod_cfg: MltConfig
                     ) -> dict[str, Any]:
     """The production recipe (`prod_cfg`, the source run's schedule horizon) trained on train
@@ -221,6 +227,9 @@ def replay_on_train(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any, prod_c
             result = Trainer(prod_cfg, bundle, run_dir,
                              subscribers=[ProgressForwarder(ctx.progress)], kind=REPLAY_KIND,
                              root=ctx.project.root, schedule_epochs=horizon).fit()
+    result.raise_if_interrupted(
+        f"finalize interrupted during the replay on train (run {run_dir.name}); the test split "
+        "was not evaluated", hint=_RERUN)
     last = result.history[-1]["val"].get(metric) if result.history else None
     source_dir = chosen.run.get("dir")
     lrs = compare_lr_streams(ctx.project.root / str(source_dir or "") / "metrics.jsonl",

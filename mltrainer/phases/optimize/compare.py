@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 from mltrainer.config import MltConfig, sha256_json
-from mltrainer.errors import InterruptedRunError
 from mltrainer.project import Project
 from mltrainer.stats import diff_ci, mean_ci
 
@@ -59,12 +58,10 @@ def compare_seeds(project: Project, bundle: Any, configs: dict[str, MltConfig], 
                     result = Trainer(seeded, bundle, run_dir, baseline=trivial_baseline,
                                      kind=RUN_KIND,
                                      keep_checkpoints=0 if keep is None else keep).fit()
-                if result.stopped_reason == "interrupted":
-                    raise InterruptedRunError(
-                        f"optimize interrupted during the seeds comparison (run {run_dir.name});"
-                        " the search's trials are kept in the study",
-                        hint="re-run `mlt optimize`: it continues the study and compares again",
-                    )
+                result.raise_if_interrupted(
+                    f"optimize interrupted during the seeds comparison (run {run_dir.name}); "
+                    "the search's trials are kept in the study",
+                    hint="re-run `mlt optimize`: it continues the study and compares again")
                 best = result.best_metric
                 done[key] = [best if best is not None and math.isfinite(best) else None,
                              run_dir.name]

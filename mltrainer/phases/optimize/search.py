@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 # The engine (and torch) is imported with this module, before any trial: `run_trials` times
 # the trials, as a plain Optuna script's clock starts after its `import torch`.
 from mltrainer.engine import Trainer
-from mltrainer.errors import ConfigError, InterruptedRunError, RefusedError
+from mltrainer.errors import ConfigError, RefusedError
 from mltrainer.phases.optimize.space import SearchSpace, trial_config
 from mltrainer.phases.optimize.study import counts, fail_dead_trials, heartbeat, worker_info
 from mltrainer.project import Project
@@ -89,11 +89,10 @@ class TrialRunner:
         trial.set_user_attr("mlt.stopped", result.stopped_reason)
         if result.stopped_reason == "interrupted":
             _fail(study, trial, "interrupted")
-            raise InterruptedRunError(
-                f"optimize interrupted during trial {trial.number} (run {result.run_id}); the "
-                "finished trials are kept in the study",
-                hint="re-run `mlt optimize` to continue the same study",
-            )
+        result.raise_if_interrupted(
+            f"optimize interrupted during trial {trial.number} (run {result.run_id}); the "
+            "finished trials are kept in the study",
+            hint="re-run `mlt optimize` to continue the same study")
         if pruned_at is not None:
             trial.set_user_attr("mlt.pruned_at", pruned_at)
             study.tell(trial, state=TrialState.PRUNED)
