@@ -11,6 +11,19 @@ A span where wall time passes and neither CPU column moves is waiting (for the r
 figures, a child, the disk). Prints the marks, then the summary: start-up (the interpreter
 before the first mark), the command, exit (after the last exit handler: the interpreter's
 teardown), the collector's passes per generation.
+
+What one epoch costs above a plain loop (issue 16's per-epoch target), in one process:
+
+    python bench/timeline.py --epoch-cost [--rounds 2] -C PROJECT   # a planned project
+
+runs `mlt train-baseline` in process (through `cli.main`, in a copy of the project) with every
+part of the epoch timed in thread CPU and wall (exclusive of the parts inside it: the step,
+batching, the stream, each subscriber, val and the train subset (forward and metrics apart),
+the finiteness check, the checkpoint's payload, serialising, waiting and the writer thread's
+own CPU, the collector), then the issue's plain loop (`bench/speed.py`'s script: indexing
+tensors, AdamW, cosine, clipping, val, `torch.save` of the state every epoch) on the very
+tensors the run trained on, with and without deterministic kernels, alternating `--rounds`
+times. Per-epoch figures are medians over epochs 2.. of every round.
 """
 
 from __future__ import annotations
@@ -154,6 +167,10 @@ def run(argv: list[str], copy: bool) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child(sys.argv[2], sys.argv[3:])
+    elif "--epoch-cost" in sys.argv:
+        from epoch_cost import epoch_cost  # bench/epoch_cost.py
+
+        epoch_cost([a for a in sys.argv[1:] if a != "--epoch-cost"])
     else:
         copy = "--copy" in sys.argv
         run([a for a in sys.argv[1:] if a != "--copy"], copy)

@@ -65,7 +65,9 @@ class InMemoryBatches:
             if short:  # pad as DistributedSampler does: every process gets as many rows
                 idx = torch.cat([idx, order[:short]])
             idx = idx[self.rank::self.world]
-        return self.X[idx], self.y[idx]
+        # index_select, not X[idx]: the same rows (a gather), at a third of advanced indexing's
+        # cost for a batch of table rows (bench/README.md, issue 16's seventh round)
+        return self.X.index_select(0, idx), self.y.index_select(0, idx)
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

@@ -312,10 +312,7 @@ class Trainer:
                 xb, yb = parts.batches.batch(p.order, index)
                 stats = parts.wants_layer_stats(p.step, every)
                 out = parts.step(p.step, xb, yb, layer_stats=stats)
-                # one device sync per step for both numbers the event needs (the loss averaged
-                # over the processes: their gradients were averaged too)
-                loss, grad_norm = torch.stack([self.dist.mean_loss(out.loss).float(),
-                                               out.grad_norm.float()]).tolist()
+                loss, grad_norm = self._step_numbers(out)
                 p.step, p.position, p.last_lr = p.step + 1, index + 1, out.lr
                 p.loss_sum += loss
                 p.loss_count += 1
@@ -371,6 +368,17 @@ class Trainer:
             if reason is not None:
                 return reason
         return "completed"
+
+    def _step_numbers(self, out: Any) -> tuple[float, float]:
+        """The step event's loss (averaged over the processes: their gradients were averaged
+        too) and gradient norm, as Python floats. On an accelerator one device sync for both
+        (one stacked copy); on the CPU there is nothing to wait for and two reads cost a fifth
+        of stacking them. The same float32 values either way."""
+        loss = self.dist.mean_loss(out.loss).float()
+        if loss.device.type == "cpu" and out.grad_norm.device.type == "cpu":
+            return loss.item(), out.grad_norm.float().item()
+        both = torch.stack([loss, out.grad_norm.float()]).tolist()
+        return both[0], both[1]
 
     def _save_midway(self, parts: TrainingParts, p: Progress, stopper: EarlyStopping,
                      ckpts: CheckpointWriter, reason: str, started: float) -> None:
