@@ -2,7 +2,8 @@
 on an image folder larger than memory allows, and export parity per model family.
 
     python bench/workloads.py throughput [--images 600] [--epochs 3] [--workers 2] [--rounds 3]
-                                         [--variants mlt,no-keep,table-rows,whole-reads]
+                                         [--variants mlt,no-keep,table-rows,whole-reads,
+                                                     reread-subset]
     python bench/workloads.py rss [--limit-mb 1024] [--epochs 3] [--workers 2]
     python bench/workloads.py parity
 
@@ -121,7 +122,9 @@ def _mlt_loop(cfg: Any, bundle: Any, run_dir: Path, variant: str = "mlt") -> lis
     (`loading.KEEP_EVAL_MB = 0`); "table-rows": the train-metric subset sized as for table
     data (max(n_val, TRAIN_EVAL_MIN_ROWS) rows, here all of train); "whole-reads": each
     evaluation batch read whole by one worker (`loading._reading_parts` = 1, as before issue
-    13's fifth pass), not in one part per worker."""
+    13's fifth pass), not in one part per worker; "reread-subset": epoch 1's train subset read
+    and decoded by the evaluation workers (`LoaderBatches.evaluate_too` off, as before issue
+    13's seventh pass), not taken from the training workers' decode."""
     import json
     from unittest import mock
 
@@ -131,6 +134,9 @@ def _mlt_loop(cfg: Any, bundle: Any, run_dir: Path, variant: str = "mlt") -> lis
     patches = []
     if variant == "no-keep":
         patches.append(mock.patch.object(loading, "KEEP_EVAL_MB", 0))
+    if variant == "reread-subset":
+        patches.append(mock.patch.object(loading.LoaderBatches, "evaluate_too",
+                                         lambda self, part: False))
     if variant == "whole-reads":
         patches.append(mock.patch.object(loading, "_reading_parts", lambda split: 1))
     if variant == "table-rows":

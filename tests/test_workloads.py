@@ -394,6 +394,65 @@ def test_evaluation_inputs_are_kept_in_memory_within_the_budget(
     assert torch.equal(loading.forward_split(model, bundle.train, 2, keep=True), whole)
 
 
+def test_epoch_one_takes_the_train_subset_from_the_training_decode(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Epoch 1's train metrics: the training workers return the subset's evaluation inputs
+    from the decode they make for training (`ImagePipeline.load_twice`), so no item is decoded
+    for evaluation but val's, and no pool of workers reads the subset. The history (train
+    metrics and train_eval_loss included) and the weights are those of reading it, bit for
+    bit; a run resumed inside epoch 1 (the subset not all seen) reads the rest as before."""
+    from mltrainer.data._itemsets import ImagePipeline
+    from mltrainer.engine import loading
+
+    _faces(tmp_path)
+    aug = {"channels": 1, "augment": {"hflip": 0.5, "rotation": 10}}
+    evaluated: list[str] = []  # items decoded for evaluation, in this process
+    load = ImagePipeline.load
+
+    def counted(self: Any, raw: Any, train: bool) -> Any:
+        if not train:
+            evaluated.append(raw)
+        return load(self, raw, train)
+
+    monkeypatch.setattr(ImagePipeline, "load", counted)
+    taken: list[int] = []
+    take = loading._Harvest.take
+
+    def spy(self: Any, entry: Any, batches: Any, batch_size: int) -> None:
+        take(self, entry, batches, batch_size)
+        taken.append(sum(len(b) for b in entry.kept))
+
+    monkeypatch.setattr(loading._Harvest, "take", spy)
+    evaluate_too = loading.LoaderBatches.evaluate_too
+    for workers in (0, 2):
+        cfg = _cfg("imagefolder:faces", loader={"num_workers": workers}, transforms=aug)
+        bundle = prepare_data(cfg, tmp_path)
+        n_val, n_sub = len(bundle.val), min(len(bundle.train), len(bundle.val))
+        runs = {}
+        for harvest in (True, False):
+            monkeypatch.setattr(loading.LoaderBatches, "evaluate_too",
+                                evaluate_too if harvest else lambda self, part: False)
+            monkeypatch.setattr(loading, "_EVAL_READERS", {})  # val's kept inputs: not shared
+            evaluated.clear()
+            taken.clear()
+            runs[harvest] = Trainer(cfg, bundle, tmp_path / "runs" / f"{workers}-{harvest}",
+                                    background_checkpoints=False).fit()
+            assert taken == ([n_sub] if harvest else [])  # all of it, once
+            if workers == 0:  # the decodes are in this process: counted
+                assert len(evaluated) == n_val + (0 if harvest else n_sub)
+        assert runs[True].history == runs[False].history
+        a, b = (load_checkpoint(Path(r.checkpoints["last"]))["model"] for r in runs.values())
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    monkeypatch.setattr(loading.LoaderBatches, "evaluate_too", evaluate_too)
+    run = tmp_path / "runs" / "resumed"
+    Trainer(cfg, bundle, run, subscribers=[StopAt(1)], background_checkpoints=False).fit()
+    taken.clear()
+    again = Trainer(cfg, bundle, run, background_checkpoints=False).fit(
+        resume=find_resume_checkpoint(run))
+    assert taken and taken[0] < n_sub  # the items of step 1 were not seen: read from disk
+    assert again.history == runs[False].history
+
+
 def test_evaluation_reads_a_batch_in_parts_with_every_worker_and_the_same_inputs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An image split smaller than the evaluation batch is read as one part per loader worker

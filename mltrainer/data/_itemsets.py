@@ -129,6 +129,16 @@ class ImagePipeline(Pipeline):
     def load(self, raw: Any, train: bool) -> torch.Tensor:
         return (self.train_tf if train else self.eval_tf)(self.open(raw))
 
+    def load_twice(self, raw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(training input, evaluation input) of one item from one decode: what `load(raw,
+        True)` and `load(raw, False)` return, bit for bit. The training transforms run first,
+        with the item's seeded randomness as in `load`; the evaluation ones draw no random
+        numbers, and no transform changes the decoded image (each returns a new one). What
+        the training loader's workers return for the train-metrics subset in epoch 1
+        (`engine.loading.LoaderBatches.evaluate_too`), so it is not decoded twice."""
+        img = self.open(raw)
+        return self.train_tf(img), self.eval_tf(img)
+
     def describe(self) -> dict[str, Any]:
         return {"modality": "image", "mode": self.mode, "resize": self.cfg.size,
                 "resize_interpolation": "bilinear (PIL, shorter side)",
@@ -181,19 +191,24 @@ class SeededItems(Dataset):
     def __len__(self) -> int:
         return len(self.items.labels)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, Any]:
+    def __getitem__(self, key: tuple[int, ...]) -> tuple[Any, ...]:
         with _states_kept():
             return self._load(key)
 
-    def __getitems__(self, keys: list[tuple[int, int]]) -> list[tuple[Any, Any]]:
+    def __getitems__(self, keys: list[tuple[int, ...]]) -> list[tuple[Any, ...]]:
         with _states_kept():  # saving numpy's state costs ~0.3 ms: once a batch, not an item
             return [self._load(key) for key in keys]
 
-    def _load(self, key: tuple[int, int]) -> tuple[Any, Any]:
-        index, seed = key
+    def _load(self, key: tuple[int, ...]) -> tuple[Any, ...]:
+        """(input, label); a key (index, seed, True) of the training reader also asks for the
+        item's evaluation input from the same decode: (input, label, (index, eval input))."""
+        index, seed = key[0], key[1]
         try:
             _seed_all(seed)
             raw, label = self.items.dataset[index]
+            if len(key) > 2:
+                x, evaluated = self.pipeline.load_twice(raw)
+                return x, label, (index, evaluated)
             return self.pipeline.load(raw, self.train), label
         except DataError as exc:
             raise RuntimeError(f"{ITEM_ERROR}[{exc.message}]") from None

@@ -54,7 +54,7 @@ class _Tracked(SeededItems):
         super().__init__(*args, **kw)
         self.slots = slots
 
-    def _load(self, key: tuple[int, int]) -> tuple[Any, Any]:
+    def _load(self, key: tuple[int, ...]) -> tuple[Any, ...]:
         info = torch.utils.data.get_worker_info()
         if info is not None:
             import os
@@ -92,6 +92,22 @@ def to_device(x: Any, device: torch.device) -> Any:
     return x.to(device, non_blocking=True)
 
 
+class _WithEvalInputs:
+    """The training reader's collate when its items may carry their evaluation inputs (keys
+    (index, seed, True): `LoaderBatches.evaluate_too`): the batch as the pipeline collates it,
+    plus (their indices, their evaluation inputs stacked) when any item of it does."""
+
+    def __init__(self, collate: Any) -> None:
+        self.collate = collate
+
+    def __call__(self, samples: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+        extra = [s[2] for s in samples if len(s) > 2]
+        batch = self.collate([s[:2] for s in samples] if extra else samples)
+        if not extra:
+            return batch
+        return (*batch, ([i for i, _ in extra], torch.stack([x for _, x in extra])))
+
+
 class _Reader:
     """One DataLoader over a split's items, with error translation."""
 
@@ -102,6 +118,8 @@ class _Reader:
         self.sampler = _BatchList()
         self.dataset = _Tracked(split.items, split.pipeline, train, slots=self.slots)
         collate = split.pipeline.collate  # not the split: the reader must not keep it alive
+        if train and hasattr(split.pipeline, "load_twice"):
+            collate = _WithEvalInputs(collate)
         # nor itself (a cycle): a reader nobody holds stops its workers at once, never in a
         # later garbage collection, maybe inside a worker forked meanwhile that inherited it
         dataset, sampler = self.dataset, self.sampler
@@ -169,6 +187,27 @@ class LoaderBatches:
         self._it: Any = None
         self._order: torch.Tensor | None = None
         self._next = -1
+        self._harvest: _Harvest | None = None
+
+    def evaluate_too(self, part: Any) -> bool:
+        """Have the training workers also return the evaluation inputs of `part` (a split of
+        the training items: the train-metrics subset), from the decode they make for training
+        anyway, until `forward_split(part, keep=True)` takes them as its kept batches: in
+        epoch 1 the subset is then neither decoded a second time nor read by a pool of
+        workers of its own. Exact (`ImagePipeline.load_twice`), for images only (their
+        evaluation batches are stacks of items: `Pipeline.concatenates`), on one process, and
+        only while the subset's inputs fit in the memory kept for evaluation (`KEEP_EVAL_MB`,
+        which bounds what is held meanwhile). Items the epoch does not read (a resume inside
+        it, the dropped last item) are read by the evaluation as before. True when it will."""
+        pipeline = self.split.pipeline
+        shape = getattr(pipeline, "input_shape", None)
+        if (self.world > 1 or not hasattr(pipeline, "load_twice") or shape is None
+                or part.pipeline is not pipeline or part.items is not self.split.items
+                or not len(part)
+                or len(part) * 4 * math.prod(shape) > KEEP_EVAL_MB * 2**20):
+            return False
+        self._harvest = _HARVESTS[id(part)] = _Harvest(part)
+        return True
 
     def new_order(self) -> torch.Tensor:
         return torch.randperm(self.n, generator=self.generator)
@@ -176,7 +215,11 @@ class LoaderBatches:
     def batch(self, order: torch.Tensor, index: int) -> tuple[Any, torch.Tensor]:
         if self._it is None or order is not self._order or index != self._next:
             self._start(order, index)
-        xb, yb = self._reader.next(self._it)
+        got = self._reader.next(self._it)
+        if self._harvest is not None and len(got) > 2:
+            self._harvest.add(*got[2])
+            got = got[:2]
+        xb, yb = got
         self._next = index + 1
         return (to_device(xb, self._device),
                 torch.as_tensor(yb).to(self._device, self._ydtype))
@@ -187,7 +230,12 @@ class LoaderBatches:
                                     "little") >> 1
         indices = self.split.indices
         bs = self.batch_size
+        harvest = self._harvest if self._harvest is not None and not self._harvest.taken \
+            else None
+        self._harvest = harvest
+        wanted = harvest.wanted if harvest is not None else frozenset()
         batches = [[(int(indices[p]), item_seed(epoch_seed, int(p)))
+                    + ((True,) if int(indices[p]) in wanted else ())
                     for p in self._shard(positions, positions[k * bs:(k + 1) * bs])]
                    for k in range(index, self.steps_per_epoch)]
         self._it = self._reader.iterate(batches)
@@ -207,6 +255,46 @@ class LoaderBatches:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+
+
+class _Harvest:
+    """The evaluation inputs of a split's items as the training workers return them
+    (`LoaderBatches.evaluate_too`), for its first `forward_split(keep=True)`."""
+
+    def __init__(self, part: Any) -> None:
+        self.part = weakref.ref(part)
+        self.wanted = frozenset(int(i) for i in part.indices)
+        self.inputs: dict[int, torch.Tensor] = {}
+        self.taken = False  # forward_split took what there was: the workers stop returning
+
+    def add(self, items: list[int], inputs: torch.Tensor) -> None:
+        private = inputs.clone()  # a worker's batch lives in shared memory (a file each)
+        for k, item in enumerate(items):
+            self.inputs[int(item)] = private[k]
+
+    def take(self, entry: _EvalSplit, batches: list[list[tuple[int, int]]],
+             batch_size: int) -> None:
+        """The kept batches forward_split would keep after reading: the prefix of `batches`
+        whose items all came, stacked as the pipeline collates them (`concatenates`), as far
+        as the budget allows; the rest is read from disk as before."""
+        self.taken = True
+        inputs, self.inputs = self.inputs, {}
+        budget = KEEP_EVAL_MB * 2**20 - _kept_bytes()
+        for batch in batches:
+            if any(i not in inputs for i, _ in batch):
+                return
+            xb = torch.stack([inputs[i] for i, _ in batch])
+            size = _nbytes(xb) or 0
+            if size > budget:
+                entry.kept_full = True
+                return
+            entry.kept.append(xb)
+            entry.kept_bytes += size
+            entry.kept_batch = batch_size
+            budget -= size
+
+
+_HARVESTS: weakref.WeakValueDictionary[int, _Harvest] = weakref.WeakValueDictionary()
 
 
 class _EvalSplit:
@@ -330,6 +418,11 @@ def forward_split(model: torch.nn.Module, split: Any, batch_size: int = EVAL_BAT
     device = model_device(model)
     idx = [int(i) for i in split.indices]
     batches = [[(i, 0) for i in idx[k:k + batch_size]] for k in range(0, len(idx), batch_size)]
+    harvest = _HARVESTS.pop(id(split), None)
+    if harvest is not None:  # epoch 1's train subset, decoded by the training workers
+        if harvest.part() is split and keep and not entry.kept:
+            harvest.take(entry, batches, batch_size)
+        harvest.taken, harvest.inputs = True, {}
     was_training = model.training
     model.eval()
     kept = entry.kept if entry.kept_batch == batch_size else []
