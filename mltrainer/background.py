@@ -53,15 +53,17 @@ def can_fork() -> bool:
     return hasattr(os, "fork") and "torch" not in sys.modules and usable_cpus() >= 2
 
 
-def spare_core() -> bool:
+def spare_core(waiting: int = 0) -> bool:
     """A core is free for a helper: at least two usable CPUs (this process has one), and the
-    one-minute load average (a busy command counts about one) half a core below them."""
+    one-minute load average (a busy command counts about one) half a core below them.
+    `waiting`: processes the load average counts that are now blocked on this one (the
+    command that waits for its report's figures: its core is idle meanwhile)."""
     cpus = usable_cpus()
     try:
         load = os.getloadavg()[0]
     except OSError:
         return False
-    return cpus >= 2 and load < cpus - 0.5
+    return cpus >= 2 and load - waiting < cpus - 0.5
 
 
 class Child:

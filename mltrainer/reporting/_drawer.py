@@ -90,10 +90,11 @@ def serve() -> None:
     request = json.loads(raw)
     state = ProjectState.model_validate_json(request["state"])
     # this process has no torch and no threads: its figures are drawn on two cores when one
-    # is spare (the command waits for them, its own core idle; on a busy machine a second
-    # drawing process only adds its fork: measured ~0.1 s slower at load 2.7 on 2 cores)
+    # is spare, not counting the command, which the load average counts as busy but which
+    # now waits for them with its own core idle (on a busy machine a second drawing process
+    # only adds its fork: measured ~0.1 s slower at load 2.7 on 2 cores)
     figures = phase_figures(Project.at(request["root"]), state, request["phase"],
-                            parallel=spare_core())
+                            parallel=spare_core(waiting=1))
     answer = [{"phase": f.phase, "name": f.name, "title": f.title,
                "png": base64.b64encode(f.png).decode("ascii"), "error": f.error}
               for f in figures]
