@@ -6,7 +6,8 @@ Run through `bench/timeline.py` (see its docstring). Each round runs `mlt train-
 through `cli.main` in a copy of PROJECT, every part of the epoch wrapped in a timer (thread CPU
 and wall, exclusive of the timed parts inside it), and the issue's plain loop
 (`bench/speed.py`'s script, in process) on the very tensors the run trained on, once with the
-default kernels and once under `torch.use_deterministic_algorithms(True)`, in rotating order.
+default kernels (with `--det` also under `torch.use_deterministic_algorithms(True)`), in
+rotating order.
 Per-epoch figures are medians over epochs 2.. of all rounds (epoch 1 pays first calls).
 
 The rows: the main thread's parts (what the epoch waits for), the checkpoint writer thread's
@@ -261,6 +262,8 @@ def epoch_cost(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="timeline.py --epoch-cost")
     parser.add_argument("-C", dest="project", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--det", action="store_true", help="also the plain loop under "
+                        "deterministic kernels (as mlt trains)")
     parser.add_argument("train_baseline", nargs="?", default="train-baseline")
     args = parser.parse_args(argv)
     import os
@@ -282,7 +285,7 @@ def epoch_cost(argv: list[str]) -> None:
         for r in range(args.rounds):
             order = ["mlt", "plain", "plain-det"] if r == 0 else (
                 ["plain", "plain-det", "mlt"] if r % 2 else ["plain-det", "mlt", "plain"])
-            for what in order:
+            for what in order if args.det else [w for w in order if w != "plain-det"]:
                 if what == "mlt":
                     mlt_rows += run_mlt(args.project, work, clock, marks)
                 else:

@@ -14,7 +14,7 @@ teardown), the collector's passes per generation.
 
 What one epoch costs above a plain loop (issue 16's per-epoch target), in one process:
 
-    python bench/timeline.py --epoch-cost [--rounds 2] -C PROJECT   # a planned project
+    python bench/timeline.py --epoch-cost [--rounds 2] [--det] -C PROJECT   # a planned project
 
 runs `mlt train-baseline` in process (through `cli.main`, in a copy of the project) with every
 part of the epoch timed in thread CPU and wall (exclusive of the parts inside it: the step,
@@ -22,8 +22,8 @@ batching, the stream, each subscriber, val and the train subset (forward and met
 the finiteness check, the checkpoint's payload, serialising, waiting and the writer thread's
 own CPU, the collector), then the issue's plain loop (`bench/speed.py`'s script: indexing
 tensors, AdamW, cosine, clipping, val, `torch.save` of the state every epoch) on the very
-tensors the run trained on, with and without deterministic kernels, alternating `--rounds`
-times. Per-epoch figures are medians over epochs 2.. of every round.
+tensors the run trained on (with `--det` also under deterministic kernels, as mlt trains),
+alternating `--rounds` times. Per-epoch figures are medians over epochs 2.. of every round.
 """
 
 from __future__ import annotations
