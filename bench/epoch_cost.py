@@ -4,11 +4,11 @@
 
 Run through `bench/timeline.py` (see its docstring). Each round runs `mlt train-baseline`
 through `cli.main` in a copy of PROJECT, every part of the epoch wrapped in a timer (thread CPU
-and wall, exclusive of the timed parts inside it), and the issue's plain loop
-(`bench/speed.py`'s script, in process) on the very tensors the run trained on, once with the
-default kernels (with `--det` also under `torch.use_deterministic_algorithms(True)`), in
-rotating order.
-Per-epoch figures are medians over epochs 2.. of all rounds (epoch 1 pays first calls).
+and wall, exclusive of the timed parts inside it), and after each of its epochs one epoch of
+the issue's plain loop (`bench/speed.py`'s script, in process, on the very tensors the run
+trains on; with `--det` one more under `torch.use_deterministic_algorithms(True)`), so the two
+alternate epoch by epoch and share the machine's load as it drifts. Per-epoch figures are
+medians over epochs 2.. of all rounds (epoch 1 pays first calls).
 
 The rows: the main thread's parts (what the epoch waits for), the checkpoint writer thread's
 CPU (on 2 busy cores it competes with the loop), the collector's wall time (inside the rest),
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import itertools
 import math
 import shutil
 import statistics
@@ -31,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,14 +144,18 @@ def instrument(clock: Clock, marks: list[dict[str, Any]], kept: dict[str, Any]) 
                 marks.append(clock.snapshot())
             elif event.get("type") == "epoch":
                 marks.append(clock.snapshot())
+                kept["between"]()  # the plain loop's epochs, between two of mlt's
+                marks.append(clock.snapshot())
 
     loop.Trainer._emit = emit_and_mark  # type: ignore[method-assign]
 
 
 def epochs_of(marks: list[dict[str, Any]]) -> list[dict[str, float]]:
-    """Per epoch (from the second): label -> (cpu, wall) deltas, and the totals."""
+    """Per epoch (from the second): label -> (cpu, wall) deltas, and the totals. `marks`:
+    the start, then each epoch's end and the next one's start (the plain epochs between)."""
     out = []
-    for before, after in itertools.pairwise(marks[1:]):
+    windows = list(zip(marks[0::2], marks[1::2], strict=False))
+    for before, after in windows[1:]:
         row: dict[str, float] = {}
         for key, (cpu, wall, n) in after["excl"].items():
             b = before["excl"].get(key, [0.0, 0.0, 0.0])
@@ -168,9 +171,10 @@ def epochs_of(marks: list[dict[str, Any]]) -> list[dict[str, float]]:
     return out
 
 
-def plain_epochs(bundle: Any, epochs: int, out: Path, deterministic: bool
-                 ) -> list[dict[str, float]]:
-    """bench/speed.py's plain script's loop, on the run's own (preprocessed) tensors."""
+def plain_loop(bundle: Any, epochs: int, out: Path, deterministic: bool
+               ) -> Iterator[dict[str, float]]:
+    """bench/speed.py's plain script's loop, on the run's own (preprocessed) tensors: one
+    epoch per `next()`, under deterministic kernels or not (the flag as it was, after)."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -179,76 +183,74 @@ def plain_epochs(bundle: Any, epochs: int, out: Path, deterministic: bool
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype("int64"))
     Xv = torch.from_numpy(bundle.val.X)
     yv = torch.from_numpy(bundle.val.y.astype("int64"))
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(deterministic)
-    try:
-        torch.manual_seed(42)
-        model = nn.Sequential(nn.Linear(Xt.shape[1], 256), nn.ReLU(), nn.Dropout(0.1),
-                              nn.Linear(256, 256), nn.ReLU(), nn.Dropout(0.1),
-                              nn.Linear(256, int(yt.max()) + 1))
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-        bs, n = 256, len(Xt)
-        steps = math.ceil(n / bs)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
-        gen = torch.Generator().manual_seed(42)
-        rows, best = [], -1.0
-        clock = time.thread_time
-        for epoch in range(1, epochs + 1):
-            w0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
-            parts = dict.fromkeys(("indexing", "step", "fwd+bwd", "clip", "AdamW", "lr", "val",
-                                   "save"), 0.0)
-            model.train()
-            order = torch.randperm(n, generator=gen)
-            total = torch.zeros(())
-            for i in range(steps):
-                t0 = clock()
-                idx = order[i * bs:(i + 1) * bs]
-                xb, yb = Xt[idx], yt[idx]
-                t1 = clock()
-                opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(xb), yb)
-                loss.backward()
-                t2 = clock()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                t3 = clock()
-                opt.step()
-                t4 = clock()
-                sched.step()
-                total += loss.detach()
-                t5 = clock()
-                parts["indexing"] += t1 - t0
-                parts["step"] += t5 - t1
-                parts["fwd+bwd"] += t2 - t1
-                parts["clip"] += t3 - t2
-                parts["AdamW"] += t4 - t3
-                parts["lr"] += t5 - t4
+    torch.manual_seed(42)
+    model = nn.Sequential(nn.Linear(Xt.shape[1], 256), nn.ReLU(), nn.Dropout(0.1),
+                          nn.Linear(256, 256), nn.ReLU(), nn.Dropout(0.1),
+                          nn.Linear(256, int(yt.max()) + 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    bs, n = 256, len(Xt)
+    steps = math.ceil(n / bs)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
+    gen = torch.Generator().manual_seed(42)
+    best = -1.0
+    clock = time.thread_time
+    for epoch in range(1, epochs + 1):
+        before = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(deterministic)
+        w0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
+        parts = dict.fromkeys(("indexing", "step", "fwd+bwd", "clip", "AdamW", "lr", "val",
+                               "save"), 0.0)
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        total = torch.zeros(())
+        for i in range(steps):
             t0 = clock()
-            model.eval()
-            with torch.no_grad():
-                logits = model(Xv)
-                F.cross_entropy(logits, yv).item()
-                acc = (logits.argmax(1) == yv).float().mean().item()
+            idx = order[i * bs:(i + 1) * bs]
+            xb, yb = Xt[idx], yt[idx]
             t1 = clock()
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "epoch": epoch}
-            torch.save(state, out / f"epoch-{epoch:03d}.pt")
-            if acc > best:
-                best = acc
-                torch.save(state, out / "best.pt")
-            total.item()
-            parts["val"], parts["save"] = t1 - t0, clock() - t1
-            rows.append({"wall": time.perf_counter() - w0, "main": time.thread_time() - c0,
-                         "process": time.process_time() - p0, **parts})
-        return rows[1:]
-    finally:
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(xb), yb)
+            loss.backward()
+            t2 = clock()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            t3 = clock()
+            opt.step()
+            t4 = clock()
+            sched.step()
+            total += loss.detach()
+            t5 = clock()
+            parts["indexing"] += t1 - t0
+            parts["step"] += t5 - t1
+            parts["fwd+bwd"] += t2 - t1
+            parts["clip"] += t3 - t2
+            parts["AdamW"] += t4 - t3
+            parts["lr"] += t5 - t4
+        t0 = clock()
+        model.eval()
+        with torch.no_grad():
+            logits = model(Xv)
+            F.cross_entropy(logits, yv).item()
+            acc = (logits.argmax(1) == yv).float().mean().item()
+        t1 = clock()
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict(), "epoch": epoch}
+        torch.save(state, out / f"epoch-{epoch:03d}.pt")
+        if acc > best:
+            best = acc
+            torch.save(state, out / "best.pt")
+        total.item()
+        parts["val"], parts["save"] = t1 - t0, clock() - t1
+        row = {"wall": time.perf_counter() - w0, "main": time.thread_time() - c0,
+               "process": time.process_time() - p0, **parts}
         torch.use_deterministic_algorithms(before)
+        yield row
 
 
 def run_mlt(project: Path, work: Path, clock: Clock, marks: list[dict[str, Any]]
             ) -> list[dict[str, float]]:
     from mltrainer.cli import cli
 
-    copy = work / f"project-{len(list(work.iterdir()))}"
+    copy = work / f"project-{len(list(work.glob('project-*')))}"
     shutil.copytree(project, copy)
     with contextlib.suppress(SystemExit):
         cli(["-C", str(copy), "--json", "train-baseline"], prog_name="mlt",
@@ -281,21 +283,27 @@ def epoch_cost(argv: list[str]) -> None:
     mlt_rows: list[dict[str, float]] = []
     plain: dict[bool, list[dict[str, float]]] = {False: [], True: []}
     loads = [os.getloadavg()[0]]
+    kinds = [False, True] if args.det else [False]
     try:
         for r in range(args.rounds):
-            order = ["mlt", "plain", "plain-det"] if r == 0 else (
-                ["plain", "plain-det", "mlt"] if r % 2 else ["plain-det", "mlt", "plain"])
-            for what in order if args.det else [w for w in order if w != "plain-det"]:
-                if what == "mlt":
-                    mlt_rows += run_mlt(args.project, work, clock, marks)
-                else:
-                    folder = work / f"{what}-{r}"
-                    folder.mkdir()
-                    plain[what == "plain-det"] += plain_epochs(
-                        kept["bundle"], kept["epochs"], folder, what == "plain-det")
-                    shutil.rmtree(folder)
-                loads.append(os.getloadavg()[0])
-                print(f"  round {r} {what} done, load {loads[-1]:.1f}", file=sys.stderr)
+            loops: dict[bool, Iterator[dict[str, float]]] = {}
+            rows: dict[bool, list[dict[str, float]]] = {k: [] for k in kinds}
+
+            def between(r: int = r, loops: Any = loops, rows: Any = rows) -> None:
+                for det in kinds if r % 2 == 0 else kinds[::-1]:
+                    if det not in loops:
+                        folder = work / f"plain-{r}-{det}"
+                        folder.mkdir()
+                        loops[det] = plain_loop(kept["bundle"], kept["epochs"], folder, det)
+                    with torch.random.fork_rng(devices=[]):  # mlt's own draws untouched
+                        rows[det].append(next(loops[det]))
+
+            kept["between"] = between
+            mlt_rows += run_mlt(args.project, work, clock, marks)
+            for det in kinds:
+                plain[det] += rows[det][1:]
+            loads.append(os.getloadavg()[0])
+            print(f"  round {r} done, load {loads[-1]:.1f}", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(mlt_rows, plain, kept, loads, args.rounds)

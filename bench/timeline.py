@@ -20,10 +20,11 @@ runs `mlt train-baseline` in process (through `cli.main`, in a copy of the proje
 part of the epoch timed in thread CPU and wall (exclusive of the parts inside it: the step,
 batching, the stream, each subscriber, val and the train subset (forward and metrics apart),
 the finiteness check, the checkpoint's payload, serialising, waiting and the writer thread's
-own CPU, the collector), then the issue's plain loop (`bench/speed.py`'s script: indexing
-tensors, AdamW, cosine, clipping, val, `torch.save` of the state every epoch) on the very
-tensors the run trained on (with `--det` also under deterministic kernels, as mlt trains),
-alternating `--rounds` times. Per-epoch figures are medians over epochs 2.. of every round.
+own CPU, the collector), and between its epochs one epoch each of the issue's plain loop
+(`bench/speed.py`'s script: indexing tensors, AdamW, cosine, clipping, val, `torch.save` of
+the state every epoch) on the very tensors the run trains on (with `--det` also under
+deterministic kernels, as mlt trains), `--rounds` runs. Per-epoch figures are medians over
+epochs 2.. of every round.
 """
 
 from __future__ import annotations
