@@ -71,8 +71,10 @@ from scenarios import (
     Injection,
     Scenario,
     _Builder,
+    clf_in,
     fac_in,
     mlp,
+    reg_in,
     train,
 )
 
@@ -80,14 +82,11 @@ F = "heldout6_factories"
 
 
 def _clf(source: str, batch: int, metric: str, target: float) -> dict[str, Any]:
-    return {"data": {"source": f"python:{F}:{source}"}, "training": {"batch_size": batch},
-            "goal": {"metric": metric, "target": target}}
+    return clf_in(F, source, batch, metric, target)
 
 
 def _reg(source: str, batch: int, metric: str, target: float) -> dict[str, Any]:
-    return {"task": "regression",
-            "data": {"source": f"python:{F}:{source}", "split": {"stratify": False}},
-            "training": {"batch_size": batch}, "goal": {"metric": metric, "target": target}}
+    return reg_in(F, source, batch, metric, target)
 
 
 # goals: below what a scikit-learn MLP (64, 64) reaches on a 70/30 split (scenes accuracy

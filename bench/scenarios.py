@@ -235,6 +235,22 @@ def fac_in(module: str, fn: str, **params: Any) -> dict[str, Any]:
     return {"model": {"kind": f"python:{module}:{fn}", "params": params}}
 
 
+def clf_in(module: str, source: str, batch: int, metric: str,
+           target: float) -> dict[str, Any]:
+    """A classification data set from `python:<module>:<source>`, its batch size and goal."""
+    return {"data": {"source": f"python:{module}:{source}"}, "training": {"batch_size": batch},
+            "goal": {"metric": metric, "target": target}}
+
+
+def reg_in(module: str, source: str, batch: int, metric: str,
+           target: float) -> dict[str, Any]:
+    """A regression data set from `python:<module>:<source>` (unstratified split), its batch
+    size and goal."""
+    return {"task": "regression",
+            "data": {"source": f"python:{module}:{source}", "split": {"stratify": False}},
+            "training": {"batch_size": batch}, "goal": {"metric": metric, "target": target}}
+
+
 def mlp(*hidden: int, **extra: Any) -> dict[str, Any]:
     """The built-in mlp with these hidden widths (none: a linear model) and model fields."""
     return {"model": {"kind": "mlp", "hidden": list(hidden), **extra}}
