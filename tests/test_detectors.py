@@ -319,6 +319,18 @@ CASES: dict[str, Case] = {
     "step loss spikes for two steps, three times": Case(Run(
         step_loss=lambda e, s: 3.0 if s in (61, 62, 81, 82, 101, 102) else HEALTHY_TRAIN(e)),
         {"loss_oscillation": (7, 61)}, rule="spikes"),
+    # issue 11, seventh pass: on a heavy-tailed target one batch in five holds a row many times
+    # the mean loss (a lone high step every fifth step here); pairs of them come by chance,
+    # and three pairs fired the rule before the pass (a day's trading volume, heldout6). The
+    # run's own chance share makes a spike 3 steps long there ...
+    "healthy, heavy-tailed batches: lone high steps and chance pairs": Case(Run(
+        epochs=20, step_loss=lambda e, s: 3.0 if (s > 10 and s % 5 == 3)
+        or s in (101, 102, 131, 132, 161, 162) else HEALTHY_TRAIN(e)), {}),
+    # ... which an optimiser kicked off course still makes, on the same heavy-tailed run
+    "heavy-tailed batches, and three 4-step spikes": Case(Run(
+        epochs=20, step_loss=lambda e, s: 3.0 if (s > 10 and s % 5 == 3)
+        or 101 <= s <= 104 or 131 <= s <= 134 or 161 <= s <= 164 else HEALTHY_TRAIN(e)),
+        {"loss_oscillation": (11, 101)}, rule="spikes"),
     # blow-up, then collapse (exploding_gradients and loss_oscillation): one step's gradient
     # 30x the run's early norm, then the fitted rows' loss back at the trivial baseline's and
     # flat (dead units): neither the ratio rule (3 of 5 steps) nor the kicks (2) see it
@@ -771,7 +783,7 @@ def test_corrupt_state_is_refused() -> None:
         detector.load_state_dict({**detector.state_dict(), "state": {}})
 
 
-@pytest.mark.parametrize("finding_id", ["overfitting", "convergence_stall"])
+@pytest.mark.parametrize("finding_id", ["overfitting", "convergence_stall", "loss_oscillation"])
 def test_state_saved_before_a_field_was_added_still_loads(finding_id: str) -> None:
     """A checkpoint written before issue 11's fourth pass lacks the state fields added then
     (`_optional_state`): it loads, those fields starting fresh, and judging goes on."""
