@@ -262,6 +262,20 @@ CASES: dict[str, Case] = {
         step_loss=lambda e, s: 46.0 if s == 3 else HEALTHY_TRAIN(e),
         layers=lambda e, s: healthy_layers(e, s, **{"net.2.weight": {"zero_frac": 0.95}})),
         {"dead_relu": (1, 5), "loss_oscillation": (1, 3)}),
+    # issue 11, seventh pass: the step that throws the model off need not take the loss 5x
+    # over its start (adamw lr 0.05 on a disparity mlp: 4x, then 70-90 % of the units dead);
+    # its gradient norm blows up (14x the early norm) while the units were alive
+    "the gradient blows up 20x, the loss 2x, then the units die": Case(Run(
+        grad_norm=lambda e, s: 20.0 if s == 25 else 1.0,
+        step_loss=lambda e, s: 4.6 if s in (25, 26) else HEALTHY_TRAIN(e),
+        layers=lambda e, s: healthy_layers(
+            e, s, **({"net.2.weight": {"zero_frac": 0.9}} if s >= 30 else {}))),
+        {"dead_relu": (3, 30), "loss_oscillation": (3, 25)}),
+    # ... but units dead before the blow-up died of something else (an init, a bias shift)
+    "units dead from the start, then a gradient blow-up": Case(Run(
+        grad_norm=lambda e, s: 20.0 if s == 25 else 1.0,
+        layers=lambda e, s: healthy_layers(e, s, **{"net.2.weight": {"zero_frac": 0.9}})),
+        {"dead_relu": (1, 5)}),
     # units dead from the start (or killed by a bias shift): the loss never overshoots
     "units die without an overshoot (a bias shift)": Case(Run(
         step_loss=lambda e, s: 2.5 if s >= 50 else HEALTHY_TRAIN(e),

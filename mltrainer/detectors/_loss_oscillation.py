@@ -72,7 +72,13 @@ Rules (either fires):
   naming the symptom and not its cause (issue 11, sixth pass: adamw at lr 0.1 on friedman1
   and a raw elevation model). Units dead from the start (negative biases at init) or killed
   by a shift of their biases never overshoot: their loss starts at, or jumps to, about the
-  trivial loss - the overshoot bar sits well above that. Onset: the overshooting step.
+  trivial loss - the overshoot bar sits well above that. The throw also shows in the
+  gradient (issue 11, seventh pass): a step whose norm blows up (`blowup_factor` x the run's
+  early norm, as for `collapse`) while the last per-layer report had no dead layer, then
+  units dead on `dead_reports` reports, is the same overshoot even when the loss rose only
+  1.4-4x its start (adamw at lr 0.05 on heldout6's disparity mlp: gradient 14x, 70-90 % of
+  the units dead ten steps later). A bias shift kills units without a blow-up; units dead
+  before the blow-up are not its doing. Onset: the overshooting step.
 
 The reference loss is the trivial baseline's (or the first step's): amplitudes are judged on
 the loss scale of the task, so the small wiggles of a converged model never count.
@@ -151,11 +157,11 @@ class LossOscillationDetector(Detector):
     _state_fields: ClassVar[tuple[str, ...]] = (
         "epochs", "losses", "elevated", "spike_start", "spike_log", "last_fitted", "kick_log",
         "collapse_watch", "best_losses", "overshot", "dead_run", "judged", "by_chance",
-        "run_length",
+        "run_length", "last_worst",
     )
     _optional_state: ClassVar[frozenset[str]] = frozenset({"best_losses", "overshot",
                                                            "dead_run", "judged", "by_chance",
-                                                           "run_length"})
+                                                           "run_length", "last_worst"})
 
     def _setup(self) -> None:
         window = int(self.thresholds["window"])
@@ -174,6 +180,7 @@ class LossOscillationDetector(Detector):
         self.judged = 0  # step losses judged against the spike bar
         self.by_chance = 0  # elevated steps in runs too short to be a spike
         self.run_length = 0  # the length the current run of elevated steps needs (0: none)
+        self.last_worst: float | None = None  # the last report's largest zero_frac (overshoot)
 
     def _after_load(self) -> None:
         self._overshoot_bar = None
@@ -251,30 +258,18 @@ class LossOscillationDetector(Detector):
         )
 
     def _judge_overshoot(self, event: dict[str, Any]) -> Finding | None:
-        """A step loss far above the run's start, then units dead on `dead_reports` reports in
-        a row (see the module docstring)."""
+        """A step loss far above the run's start, or a gradient blow-up while the units were
+        alive, then units dead on `dead_reports` reports in a row (see the module
+        docstring)."""
+        worst = _worst_share(event.get("layers"))
         if not self.overshot:
-            bar = self._overshoot_bar
-            if bar is None:
-                start = self.start_loss()
-                if start is None or start <= 0:
-                    return None
-                bar = self.thresholds["overshoot"] * start
-                if self.initial_loss is not None:  # fixed from the first finite step loss on
-                    self._overshoot_bar = bar
-            loss = event.get("loss")
-            if not isinstance(loss, (int, float)) or not loss >= bar or finite(loss) is None:
+            self.overshot = self._overshoot_at(event)
+            if not self.overshot:
+                if worst is not None:
+                    self.last_worst = worst
                 return None  # units are counted from the overshoot on
-            self.overshot = [event.get("epoch"), event.get("step"), loss, bar / self.thresholds[
-                "overshoot"]]
-        layers = event.get("layers")
-        if not layers or not isinstance(layers, Mapping):
+        if worst is None:
             return None
-        shares = [s for s in (finite(layers[n].get("zero_frac")) for n in judged_layers(layers)
-                              if isinstance(layers[n], Mapping)) if s is not None]
-        if not shares:
-            return None
-        worst = max(shares)
         run = self.dead_run
         if worst < self.thresholds["dead_fraction"]:
             run[:] = [0, None, None, 0.0]
@@ -283,20 +278,52 @@ class LossOscillationDetector(Detector):
             run[1], run[2] = event.get("epoch"), event.get("step")
         run[0] += 1
         run[3] = max(run[3], worst)
-        if not self.overshot or run[0] < self.thresholds["dead_reports"]:
+        if run[0] < self.thresholds["dead_reports"]:
             return None
-        epoch, step, loss, start = self.overshot
+        epoch, step, loss, start = self.overshot[:4]
+        dead = (f"up to {run[3]:.0%} of a layer's gradient was exactly zero on {run[0]} reports "
+                f"since step {run[2]} (dead units): steps too long for the model threw it "
+                "across the valley and killed its units")
+        common = {"rule": "overshoot", "start_loss": start, "dead_since_step": run[2],
+                  "zero_frac": run[3], "dead_fraction": self.thresholds["dead_fraction"],
+                  "dead_reports": self.thresholds["dead_reports"]}
+        if len(self.overshot) > 4:  # by the gradient: [.., "gradient", norm, early norm]
+            grad, early = self.overshot[5], self.overshot[6]
+            return self.finding(
+                epoch, step,
+                f"the gradient norm blew up to {grad:.4g} at step {step}, {grad / early:.3g}x "
+                f"the run's early norm {early:.4g}, while the units were alive, and then {dead}",
+                by="gradient", grad_norm=grad, early_norm=early,
+                blowup_factor=self.thresholds["blowup_factor"], **common)
         return self.finding(
             epoch, step,
             f"the step loss overshot to {loss:.4g} at step {step}, {loss / start:.3g}x the "
-            f"{start:.4g} the run started from, and then up to {run[3]:.0%} of a layer's "
-            f"gradient was exactly zero on {run[0]} reports since step {run[2]} (dead units): "
-            "steps too long for the model threw it across the valley and killed its units",
-            rule="overshoot", overshoot_loss=loss, start_loss=start,
-            overshoot=self.thresholds["overshoot"], dead_since_step=run[2],
-            zero_frac=run[3], dead_fraction=self.thresholds["dead_fraction"],
-            dead_reports=self.thresholds["dead_reports"],
-        )
+            f"{start:.4g} the run started from, and then {dead}",
+            by="loss", overshoot_loss=loss, overshoot=self.thresholds["overshoot"], **common)
+
+    def _overshoot_at(self, event: dict[str, Any]) -> list[Any]:
+        """[epoch, step, loss, start loss] when this step's loss is `overshoot` x the run's
+        start, [.., "gradient", norm, early norm] when its gradient norm just blew up
+        (`watch_blowup`) while the last per-layer report had no dead layer; else []."""
+        bar = self._overshoot_bar
+        if bar is None:
+            start = self.start_loss()
+            if start is None or start <= 0:
+                return []
+            bar = self.thresholds["overshoot"] * start
+            if self.initial_loss is not None:  # fixed from the first finite step loss on
+                self._overshoot_bar = bar
+        start = bar / self.thresholds["overshoot"]
+        loss = event.get("loss")
+        if isinstance(loss, (int, float)) and loss >= bar and finite(loss) is not None:
+            return [event.get("epoch"), event.get("step"), loss, start]
+        blowup = self.collapse_watch["blowup"]
+        if (blowup is not None and blowup[1] == event.get("step")
+                and (self.last_worst is None
+                     or self.last_worst < self.thresholds["dead_fraction"])):
+            return [blowup[0], blowup[1], finite(loss), start, "gradient", blowup[2],
+                    blowup[3]]
+        return []
 
     def _judge_collapse(self, event: dict[str, Any]) -> Finding | None:
         """A gradient blow-up, then the loss thrown back to the trivial level for good: the
@@ -416,6 +443,16 @@ class LossOscillationDetector(Detector):
         while horizon * share**length > chance and length < horizon:
             length += 1
         return length
+
+
+def _worst_share(layers: Any) -> float | None:
+    """The largest `zero_frac` among dead_relu's judged layers of a per-layer report (None
+    without one)."""
+    if not layers or not isinstance(layers, Mapping):
+        return None
+    shares = [s for s in (finite(layers[n].get("zero_frac")) for n in judged_layers(layers)
+                          if isinstance(layers[n], Mapping)) if s is not None]
+    return max(shares) if shares else None
 
 
 def _direction_changes(moves: list[tuple[int, int, float]]) -> int:
