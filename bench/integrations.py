@@ -378,6 +378,15 @@ def main() -> None:
                       f"callback's hooks (median of {len(runs)} runs, best "
                       f"{1e6 * min(totals):.0f}) = {share:.1%} of the plain step's median "
                       f"({each}){net}")
+            if "+before" in spent:  # side by side: each round's new minus old, per hook
+                paired = [(sum(new.values()) - sum(old.values()), new, old)
+                          for new, old in zip(spent["+mlt"], spent["+before"], strict=True)]
+                hooks = {k: statistics.median(n.get(k, 0.0) - o.get(k, 0.0)
+                                              for _, n, o in paired) for k in paired[0][1]}
+                each = ", ".join(f"{k} {1e6 * v:+.1f}" for k, v in hooks.items())
+                middle = statistics.median(d for d, _, _ in paired)
+                print(f"{name}: now - before, median of the rounds' differences "
+                      f"{1e6 * middle:+.1f} us a step ({each})")
             norm = (f"the gradient norm every {mon.norm_every} steps ("
                     f"{1e6 * mon._norm_cost:.0f} us a pass), " if mon._norm_cost else "")
             print(f"  adapted (last run): {norm}per-layer statistics every {mon.stats_every} "

@@ -59,6 +59,7 @@ strict JSON, and read back as floats.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -114,6 +115,27 @@ def step_line(epoch: Any, step: Any, loss: Any, lr: Any, grad_norm: Any, at: Any
             == 0.0):
         return _NORM_STEP_LINE % (epoch, step, loss, lr, grad_norm, at)
     return None
+
+
+def step_lines(epochs: list[Any], steps: list[Any], losses: list[Any], lrs: list[Any],
+               grad_norms: list[Any], times: list[Any]) -> list[str | None]:
+    """`step_line` of each step of a block, from its columns (`grad_norms` None where a step
+    has none): the same lines, the common block (int epochs and steps, finite float losses,
+    lrs and times) checked once for all and formatted in one pass."""
+    try:
+        plain = (set(map(type, epochs)) | set(map(type, steps)) == {int}
+                 and set(map(type, losses)) | set(map(type, lrs)) | set(map(type, times))
+                 == {float} and math.isfinite(sum(losses) + sum(lrs) + sum(times)))
+    except TypeError:
+        plain = False
+    if not plain:
+        return [step_line(*row) for row in zip(epochs, steps, losses, lrs, grad_norms, times,
+                                               strict=True)]
+    if grad_norms.count(None) == len(grad_norms):
+        return [_STEP_LINE % row for row in zip(epochs, steps, losses, lrs, times, strict=True)]
+    return [_STEP_LINE % (e, s, loss, lr, at) if norm is None else step_line(
+        e, s, loss, lr, norm, at) for e, s, loss, lr, norm, at in zip(
+            epochs, steps, losses, lrs, grad_norms, times, strict=True)]
 
 
 def line_of(event: dict[str, Any]) -> str:

@@ -261,34 +261,151 @@ def test_judging_several_epochs_at_once_finds_what_judging_each_finds(tmp_path: 
         assert last - nan_at <= 1  # the block's bound (max_block - 1), not MAX_UNJUDGED's
 
 
-@pytest.mark.parametrize("block", [1, 3, 32])
-def test_detectors_judge_a_block_of_steps_as_they_judge_each_step(block: int) -> None:
-    """The callbacks hand the detectors a block of steps at once (`on_steps`, detector by
-    detector): on every case of the detectors' table the same findings in the same order, the
-    same stop on the same step, and the same running state as the engine's event by event."""
-    from test_detectors import CASES
+def _columns(events: list[dict[str, Any]]) -> Any:
+    """The step events as the callbacks hand them to the detectors: a StepBlock."""
+    from mltrainer.detectors import StepBlock
 
+    return StepBlock(*([e.get(k) for e in events] for k in (
+        "epoch", "step", "loss", "lr", "grad_norm", "layers", "time")))
+
+
+def _sparse(events: list[dict[str, Any]], every: int = 4) -> list[dict[str, Any]]:
+    """The stream as the Lightning callback samples it: a gradient norm on the first 10 steps,
+    every `every`-th and with each per-layer report; on the others none."""
+    return [{k: v for k, v in e.items() if k != "grad_norm"}
+            if e["type"] == "step" and e["step"] > 10 and e["step"] % every
+            and "layers" not in e else e for e in events]
+
+
+def _judge_in_blocks_as_each(events: list[dict[str, Any]], thresholds: Any, block: Any,
+                             columns: bool, lockstep: bool = True) -> list[Any]:
+    """Two subscribers, one fed event by event (the engine), the other as a callback feeds
+    it: runs of step events in blocks (sizes from `block`, an int or an iterator of them; as
+    dicts or as a StepBlock), the other events one by one. Both hold the same running state
+    and findings after every block (`lockstep`; else at the end), and a stop comes on the
+    same event. Returns the findings."""
     from mltrainer.detectors import DetectorSubscriber, build_detectors
+
+    sizes = iter(block) if not isinstance(block, int) else None
+    size = block if sizes is None else next(sizes)
+    one = DetectorSubscriber(build_detectors(None, thresholds))
+    many = DetectorSubscriber(build_detectors(None, thresholds))
+    stops_one: list[int] = []
+    stops_many: list[int] = []
+    steps: list[int] = []  # indices of the pending block's step events
+    for i, event in enumerate([*events, None]):
+        if steps and (event is None or event["type"] != "step" or len(steps) == size):
+            chunk = [events[j] for j in steps]
+            hit = many.on_steps(_columns(chunk) if columns else chunk)
+            stops_many += [] if hit is None else [steps[hit[0]]]
+            stops_one += [j for j in steps if one.on_event(events[j])]
+            if lockstep:
+                assert many.state_dict() == one.state_dict(), f"after the block to event {i}"
+            assert stops_many[:1] == stops_one[:1]  # the first stop: where training stops
+            steps = []
+            size = size if sizes is None else next(sizes)
+        if event is not None and event["type"] == "step":
+            steps.append(i)
+        elif event is not None:
+            stops_many += [i] if many.on_event(event) else []
+            stops_one += [i] if one.on_event(event) else []
+    assert many.findings == one.findings
+    assert many.state_dict() == one.state_dict()
+    return many.findings
+
+
+@pytest.mark.parametrize("form", ["dicts", "columns", "columns, sampled norms"])
+@pytest.mark.parametrize("block", [1, 3, 32])
+def test_detectors_judge_a_block_of_steps_as_they_judge_each_step(block: int,
+                                                                  form: str) -> None:
+    """The callbacks hand the detectors a block of steps at once (`on_steps`, detector by
+    detector; as columns, a StepBlock, whose steps that cannot fire a detector takes in bulk:
+    `Detector._observe_block`): on every case of the detectors' table, and with the gradient
+    norm sampled as the Lightning callback samples it, the same findings in the same order,
+    the same stop on the same step, and the same running state after every block as the
+    engine's event by event."""
+    from test_detectors import CASES
 
     for name, case in CASES.items():
         events = case.run.events()
-        one = DetectorSubscriber(build_detectors(None, case.thresholds))
-        stops_one = [i for i, event in enumerate(events) if one.on_event(event)]
-        many = DetectorSubscriber(build_detectors(None, case.thresholds))
-        stops_many: list[int] = []
-        steps: list[int] = []  # indices of the pending block's step events
-        for i, event in enumerate([*events, None]):
-            if steps and (event is None or event["type"] != "step" or len(steps) == block):
-                hit = many.on_steps([events[j] for j in steps])
-                stops_many += [] if hit is None else [steps[hit[0]]]
-                steps = []
-            if event is not None and event["type"] == "step":
-                steps.append(i)
-            elif event is not None and many.on_event(event):
-                stops_many.append(i)
-        assert many.findings == one.findings, name
-        assert many.state_dict() == one.state_dict(), name
-        assert stops_many[:1] == stops_one[:1], name  # the first stop: where training stops
+        if form.endswith("sampled norms"):
+            events = _sparse(events)
+        try:
+            _judge_in_blocks_as_each(events, case.thresholds, block, columns=form != "dicts",
+                                     lockstep=form.endswith("sampled norms") and block > 1)
+        except AssertionError as exc:
+            raise AssertionError(f"{name}: {exc}") from None
+
+
+def _faulty_stream(seed: int) -> list[dict[str, Any]]:
+    """A random stream built to cross the detectors' bars, as a callback writes it: gradient
+    norms on a random stride (always on the first 10 steps), per-layer reports every 7 steps.
+    Even seeds: mild (single loss spikes, a step over the divergence bar, a gradient spike, a
+    report with dead units, never twice in a row: the detectors keep judging to the end, a
+    NaN there); odd seeds: faults in bursts (spikes, overshoots, blow-ups, non-finite values)
+    that fire; 2 and 6 a climb of the loss past the overshoot bar without a spike (their
+    single kicks stay under it). A regression every third seed; a baseline in the start event
+    on every other pair (else the bars come from the first loss)."""
+    rng = np.random.default_rng(seed)
+    mild = seed % 2 == 0
+    task = "regression" if seed % 3 == 2 else "classification"
+    metric = "rmse" if task == "regression" else "accuracy"
+    start: dict[str, Any] = {"type": "start", "run_id": "t", "task": task, "metric": metric,
+                             "greater_is_better": task != "regression", "steps_per_epoch": 25}
+    if seed % 4 < 2:
+        start["baseline"] = {metric: 0.1, "loss": 2.3}
+    events: list[dict[str, Any]] = [start]
+    step, loss, last_fault, burst, kick = 0, 2.3, 0, 0, 1.0
+    for epoch in range(1, 13):
+        for _ in range(25):
+            step += 1
+            loss = max(0.05, loss * (0.985 + 0.02 * rng.random()))
+            value, grad, dead = loss, 1.0 + 0.2 * rng.random(), 0.1
+            if burst:  # a fault of the odd seeds lasts a few steps
+                burst -= 1
+            else:
+                kick = rng.random()
+                burst = 0 if mild or kick >= 0.12 else int(rng.integers(0, 4))
+            if step > 12 and (not mild or step - last_fault > 2):
+                if kick < 0.05:
+                    value = loss * (3.0 if mild else float(rng.choice([3.0, 8.0, 40.0, 200.0])))
+                elif kick < 0.07:
+                    value = (loss * (3.0 if seed % 4 == 2 else 8.0) if mild
+                             else float(rng.choice([math.nan, math.inf])))
+                elif kick < 0.09:
+                    grad *= 60.0
+                elif kick < 0.12:
+                    dead = 0.7 if mild else 0.95
+                last_fault = step if kick < 0.12 else last_fault
+            if seed % 4 == 2 and 150 < step <= 200:
+                value = loss * 1.055 ** (step - 150)  # a climb past the overshoot bar, no spike
+            if mild and step > 295:
+                value = math.nan
+            event: dict[str, Any] = {"type": "step", "epoch": epoch, "step": step,
+                                     "loss": value, "lr": 1e-3}
+            if step <= 10 or step % int(rng.integers(1, 9)) == 0:
+                event["grad_norm"] = grad
+            if step % 7 == 0:
+                event["layers"] = {f"net.{i}.weight": {"grad_norm": float(rng.random()),
+                                                       "zero_frac": dead if i else 0.0}
+                                   for i in range(3)}
+            event["time"] = 1.7e9 + step
+            events.append(event)
+        events.append({"type": "epoch", "epoch": epoch, "step": step, "train_loss": loss,
+                       "val_loss": loss * 1.1, "val": {metric: 0.5}, "lr": 1e-3})
+    return events
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_bulk_paths_judge_as_each_step_on_faulty_streams(seed: int) -> None:
+    """The detectors' bulk paths over a block's columns (`_observe_block`) against event by
+    event on random streams built to cross their bars (`_faulty_stream`), in blocks of random
+    sizes: the same state after every block, the same findings, order and first stop. Fails
+    when a detector's step rule reads a step its bulk path takes as quiet."""
+    rng = np.random.default_rng(100 + seed)
+    events = _faulty_stream(seed)
+    sizes = (int(n) for n in rng.integers(1, 40, size=len(events)))
+    _judge_in_blocks_as_each(events, None, sizes, columns=True)
 
 
 _STEP = {"type": "step", "epoch": 2, "step": 31, "loss": 0.12345678910112131, "lr": 1e-3}

@@ -16,7 +16,13 @@ Detectors read plain event dicts; they never import torch.
 
 from __future__ import annotations
 
-from mltrainer.detectors._base import SEVERITIES, Detector, DetectorContext, Finding
+from mltrainer.detectors._base import (
+    SEVERITIES,
+    Detector,
+    DetectorContext,
+    Finding,
+    StepBlock,
+)
 from mltrainer.detectors._convergence_stall import ConvergenceStallDetector
 from mltrainer.detectors._dead_relu import DeadReluDetector
 from mltrainer.detectors._exploding_gradients import ExplodingGradientsDetector
@@ -47,6 +53,7 @@ __all__ = [
     "LossOscillationDetector",
     "NanLossDetector",
     "OverfittingDetector",
+    "StepBlock",
     "UnderfittingDetector",
     "VanishingGradientsDetector",
     "build_detectors",

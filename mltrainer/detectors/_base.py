@@ -77,6 +77,62 @@ class Finding:
             raise StateCorruptError(f"not a finding: {data!r} ({exc})") from None
 
 
+class StepBlock(Sequence[dict[str, Any]]):
+    """Consecutive step events as columns, one list per field (`grad_norms` and `layers` None
+    where a step has none): what a callback hands the detectors for a block of steps
+    (`DetectorSubscriber.on_steps`). As a sequence, its items are the step events as dicts,
+    built when first read, key for key the callbacks' lines: {"type": "step", "epoch",
+    "step", "loss", "lr", ["grad_norm",] ["layers",] "time"}; a detector's bulk path
+    (`Detector._observe_block`) reads the columns instead."""
+
+    __slots__ = ("_made", "epochs", "grad_norms", "layers", "losses", "lrs", "steps", "times")
+    COLUMNS = ("epochs", "steps", "losses", "lrs", "grad_norms", "layers", "times")  # __init__'s
+
+    def __init__(self, epochs: list[Any], steps: list[Any], losses: list[Any], lrs: list[Any],
+                 grad_norms: list[Any], layers: list[Any], times: list[Any]) -> None:
+        self.epochs, self.steps, self.losses, self.lrs = epochs, steps, losses, lrs
+        self.grad_norms, self.layers, self.times = grad_norms, layers, times
+        self._made: list[dict[str, Any] | None] = [None] * len(steps)
+
+    @classmethod
+    def join(cls, blocks: Sequence[StepBlock]) -> StepBlock:
+        if len(blocks) == 1:
+            return blocks[0]
+        columns = [[value for block in blocks for value in getattr(block, name)]
+                   for name in cls.COLUMNS]
+        return cls(*columns)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        event = self._made[index]
+        if event is None:
+            event = self._made[index] = self._event(index)
+        return event
+
+    def _event(self, i: int) -> dict[str, Any]:
+        event = {"type": "step", "epoch": self.epochs[i], "step": self.steps[i],
+                 "loss": self.losses[i], "lr": self.lrs[i]}
+        if self.grad_norms[i] is not None:
+            event["grad_norm"] = self.grad_norms[i]
+        if self.layers[i] is not None:
+            event["layers"] = self.layers[i]
+        event["time"] = self.times[i]
+        return event
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every step event as a dict (built once)."""
+        made = self._made
+        if None in made:
+            self._made = made = [self._event(i) if event is None else event
+                                 for i, event in enumerate(made)]
+        return made  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class DetectorContext:
     """What a detector knows about the run beyond its events.
@@ -214,6 +270,10 @@ class Detector(ABC):
             "count" (a whole number >= 1, available to `_observe` as an int).
         watches: the event types `_observe` is given ("start" is handled here).
         stops_training: when True, the online subscriber stops training when it fires.
+        step_fields: the optional step-event fields ("grad_norm", "layers") the step rules
+            read, when a step event with none of them and a finite loss leaves the running
+            state as it is (`_observe` returns None and changes nothing): a `StepBlock`'s such
+            steps are skipped (`_observe_block`). None (the default): every step counts.
         _state_fields: the attributes that make up the detector's running state; they must hold
             JSON-safe values (numbers, strings, None, lists, dicts, deques of those).
         _optional_state: those of `_state_fields` added after the state format was first
@@ -230,6 +290,7 @@ class Detector(ABC):
     kinds: ClassVar[dict[str, str]] = {}
     watches: ClassVar[frozenset[str]] = frozenset({"step", "epoch"})
     stops_training: ClassVar[bool] = False
+    step_fields: ClassVar[frozenset[str] | None] = None
     _state_fields: ClassVar[tuple[str, ...]] = ()
     _optional_state: ClassVar[frozenset[str]] = frozenset()
 
@@ -289,7 +350,9 @@ class Detector(ABC):
         """`update` on each of several step events in order, up to the first finding: the
         same running state and finding as one `update` a step, without the per-event dispatch
         (the batch entry point `DetectorSubscriber.on_steps` uses). Every event must be a step
-        event. Returns (the index of the event the rule held on, the Finding), or None."""
+        event. Given a `StepBlock`, the steps that cannot fire are taken in bulk (see
+        `_observe_block`). Returns (the index of the event the rule held on, the Finding), or
+        None."""
         if self.fired:
             return None
         start, count = 0, len(events)
@@ -304,10 +367,43 @@ class Detector(ABC):
         if "step" not in self.watches:
             return None
         observe = self._observe
+        if isinstance(events, StepBlock):
+            hit = self._observe_block(events, start)
+            if hit is not None:
+                self.fired = True
+            return hit
         for index in range(start, count):
             finding = observe(events[index])
             if finding is not None:
                 self.fired = True
+                return index, finding
+        return None
+
+    def _observe_block(self, block: StepBlock, start: int) -> tuple[int, Finding] | None:
+        """`_observe` on each of a block's steps from `start` on, in order, up to the first
+        finding: (its index, the Finding), or None. A detector may override this with a bulk
+        path that reads the block's columns (no event dicts) for the steps that cannot fire
+        and calls `_observe` on the others (`block[index]`): the same running state and
+        finding. The default skips, with `step_fields`, the steps that carry none of them and
+        a finite float loss."""
+        observe, losses = self._observe, block.losses
+        fields = self.step_fields
+        if fields is None:
+            for index in range(start, len(losses)):
+                finding = observe(block[index])
+                if finding is not None:
+                    return index, finding
+            return None
+        grads = block.grad_norms if "grad_norm" in fields else None
+        layers = block.layers if "layers" in fields else None
+        for index in range(start, len(losses)):
+            loss = losses[index]
+            if (type(loss) is float and loss - loss == 0.0
+                    and (grads is None or grads[index] is None)
+                    and (layers is None or layers[index] is None)):
+                continue  # a quiet step (`step_fields`)
+            finding = observe(block[index])
+            if finding is not None:
                 return index, finding
         return None
 

@@ -33,6 +33,7 @@ class DeadReluDetector(Detector):
     defaults: ClassVar[dict[str, float]] = {"zero_fraction": 0.6, "reports": 3}
     kinds: ClassVar[dict[str, str]] = {"zero_fraction": "fraction", "reports": "count"}
     watches: ClassVar[frozenset[str]] = frozenset({"step"})
+    step_fields: ClassVar[frozenset[str] | None] = frozenset({"layers"})
     _state_fields: ClassVar[tuple[str, ...]] = ("run", "run_epoch", "run_step", "worst")
 
     def _setup(self) -> None:

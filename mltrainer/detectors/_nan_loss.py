@@ -20,6 +20,7 @@ class NanLossDetector(Detector):
     id: ClassVar[str] = "nan_loss"
     severity: ClassVar[str] = "critical"
     stops_training: ClassVar[bool] = True
+    step_fields: ClassVar[frozenset[str] | None] = frozenset({"grad_norm"})
     defaults: ClassVar[dict[str, float]] = {"grad_steps": 1}
     kinds: ClassVar[dict[str, str]] = {"grad_steps": "count"}
     _state_fields: ClassVar[tuple[str, ...]] = ("grad_run", "grad_run_epoch", "grad_run_step")

@@ -60,6 +60,7 @@ class VanishingGradientsDetector(Detector):
     }
     kinds: ClassVar[dict[str, str]] = {"reports": "count", "steps": "count"}
     watches: ClassVar[frozenset[str]] = frozenset({"step"})
+    step_fields: ClassVar[frozenset[str] | None] = frozenset({"grad_norm", "layers"})
     _state_fields: ClassVar[tuple[str, ...]] = ("layer_run", "global_run")
 
     def _setup(self) -> None:

@@ -28,14 +28,20 @@ import torch
 from torch import nn
 
 from mltrainer.config import LOWER_IS_BETTER
-from mltrainer.detectors import DetectorContext, DetectorSubscriber, Finding, build_detectors
+from mltrainer.detectors import (
+    DetectorContext,
+    DetectorSubscriber,
+    Finding,
+    StepBlock,
+    build_detectors,
+)
 from mltrainer.engine.checkpoint import CheckpointWriter, epoch_name, serialize, write_atomic
 from mltrainer.engine.devices import peak_mem_mb
 from mltrainer.engine.inference import evaluate
 from mltrainer.engine.metrics import improves
 from mltrainer.engine.step import loss_function
 from mltrainer.state import atomic_write_text
-from mltrainer.stream import MetricWriter, encode_json, line_of, step_line
+from mltrainer.stream import MetricWriter, encode_json, line_of, step_lines
 
 CHECKPOINT_FORMAT = "mlt-integration/1"
 STATS_SHARE = 0.0025  # the per-layer statistics' most share of the step time
@@ -267,17 +273,22 @@ class RunMonitor:
         self._stats_taken = 0  # the last step with per-layer statistics
         self.max_block, self.max_delay_s = max_block, max_delay_s
         self.max_unjudged = max_unjudged
-        # written events the detectors have not judged yet: (event, perf_counter at its step)
-        self._unjudged: list[tuple[dict[str, Any], float]] = []
+        # written events the detectors have not judged yet: (a block of steps, perf_counter at
+        # each step) or (an epoch event, None)
+        self._unjudged: list[tuple[Any, list[float] | None]] = []
         self._unjudged_steps = 0
         self._first_unjudged = 0.0  # perf_counter at the first unjudged step
         self.stop_step: int | None = None
         self._pending: list[tuple[Any, ...]] = []
-        self._first_pending = 0.0
-        self._last_record: float | None = None
-        self._prev_record = 0.0
+        self._first_pending = 0.0  # perf_counter when the pending block's first step began
+        # record's fast path: `_due` once this many steps are pending or the clock passes this
+        self._due_at = 1
+        self._flush_by = -math.inf
+        self._last_record: float | None = None  # perf_counter at the last handled step's end
+        self._prev_record = 0.0  # and at its start
         self.stop_lag: dict[str, float] | None = None  # how late the stop came (see flush)
-        self._records = 0  # step() calls, and (thread CPU seconds, record) at the last read
+        self._records = 0  # steps handled, and (thread CPU seconds, steps) at the last read
+        self._next_cpu = 1  # the CPU clock is read when this many steps were recorded
         self._cpu_mark: tuple[float, int] | None = None
         self._step_time: float | None = None  # CPU seconds a step, smoothed
         self.handled = 0  # step events handled, and the seconds that took
@@ -421,143 +432,180 @@ class RunMonitor:
         norms, whose L2 norm is the global one), kept as they are until the block is handled
         (see the class docstring). Returns the stop reason once a detector has asked for a
         stop, else None."""
-        if self.stop_reason is not None:
-            return self.stop_reason
         if (loss.__class__ is not float and isinstance(loss, torch.Tensor)
-                and loss.requires_grad):  # Lightning's: detached already
+                and loss.requires_grad):
             loss = loss.detach()  # (a graph kept until the block is read would hold memory)
-        self.last_step, self.last_epoch, self.last_lr = step, epoch, lr
+        return self.record(epoch, step, loss, lr, grad_norm, layers)
+
+    def record(self, epoch: int, step: int, loss: float | torch.Tensor, lr: float | None,
+               grad_norm: Any, layers: Any) -> str | None:
+        """`step` as a callback's hook calls it, once a step: positional, `loss` detached
+        already. Right after a training step every object this touches is a cache miss (a
+        few us each time on the bench), so a step is one tuple, one clock read and one
+        comparison; the rest waits for `_due` (the first step after the start or an epoch
+        event, every `CPU_EVERY` steps, a full or old block) or `flush`."""
         now = time.perf_counter()
-        last = self._last_record
-        began = now if last is None else last  # this step's start (none: the first after
-        self._prev_record = began  # start or an epoch event)
-        self._last_record = now
-        self._records = records = self._records + 1
-        if records % CPU_EVERY == 0 or self._cpu_mark is None:
-            # the steps' CPU time is what the norm's and the statistics' shares are judged
-            # against (on a busy machine wall time measures the neighbours; the delay bound
-            # stays in wall time): the mean over the steps since the last read (CPU_EVERY;
-            # after an epoch event the next read only marks: validation is no step)
-            mark = self._cpu_mark
-            cpu = time.thread_time()
-            if mark is not None and mark is not _STALE:
-                took = (cpu - mark[0]) / (records - mark[1])
-                self._step_time = took if self._step_time is None else (
-                    0.8 * self._step_time + 0.2 * took)
-            self._cpu_mark = (cpu, records)
         pending = self._pending
-        if not pending:
-            self._first_pending = began
         pending.append((epoch, step, loss, lr, grad_norm, layers, now))
+        if len(pending) < self._due_at and now < self._flush_by:
+            return None
+        return self._due()
+
+    def _due(self) -> str | None:
+        """A step `record` hands on: nothing is recorded after a stop; the age bound of a new
+        block (it began when the step before it ended, or as it ended after the start or an
+        epoch event); the thread's CPU clock read every `CPU_EVERY` steps; the block handled
+        when it holds `max_block` steps or its first is `max_delay_s` old."""
+        pending = self._pending
+        if self.stop_reason is not None:
+            pending.clear()
+            return self.stop_reason
+        now = pending[-1][6]
+        if self._flush_by == -math.inf:  # the first step after the start or an epoch event
+            self._first_pending = pending[0][6]
+            self._flush_by = self._first_pending + self.max_delay_s
+        records = self._records + len(pending)
+        if records >= self._next_cpu:
+            self._read_cpu(records)
+            self._next_cpu = (records // CPU_EVERY + 1) * CPU_EVERY
+            self._due_at = min(self.max_block, self._next_cpu - self._records)
         # the age counts from the start of the block's first step: a step longer than
         # max_delay_s is handled as it ends
-        if len(pending) >= self.max_block or now - self._first_pending >= self.max_delay_s:
+        if len(pending) >= self.max_block or now >= self._flush_by:
             return self.flush()
         return None
 
+    def _read_cpu(self, records: int) -> None:
+        """The steps' CPU time is what the norm's and the statistics' shares are judged
+        against (on a busy machine wall time measures the neighbours; the delay bound stays in
+        wall time): the mean over the steps since the last read (every CPU_EVERY steps; after
+        an epoch event the next read only marks: validation is no step)."""
+        mark = self._cpu_mark
+        cpu = time.thread_time()
+        if mark is not None and mark is not _STALE:
+            took = (cpu - mark[0]) / (records - mark[1])
+            self._step_time = took if self._step_time is None else (
+                0.8 * self._step_time + 0.2 * took)
+        self._cpu_mark = (cpu, records)
+
     def flush(self) -> str | None:
-        """Handle the pending steps: one device read for all their numbers, their lines in
-        one write, then the detectors on the block (`DetectorSubscriber.on_steps`: the same
-        findings and state as event by event, in order). Returns the stop reason, if any."""
+        """Handle the pending steps as columns: one device read for all their numbers, their
+        lines in one write (`stream.step_lines`), and the block (a `StepBlock`) queued for the
+        detectors (`judge`: `DetectorSubscriber.on_steps`, the same findings and state as event
+        by event, in order). Returns the stop reason, if any."""
         if not self._pending or self.writer is None:
             return self.stop_reason
         started = time.perf_counter()  # for bench/integrations.py: one clock read, not a syscall
         pending, self._pending = self._pending, []
-        tensors: list[torch.Tensor] = []
-        for record in pending:
-            loss, norm, layers = record[2], record[4], record[5]
-            if loss.__class__ is not float and isinstance(loss, torch.Tensor):
-                tensors.append(loss)
-            if norm is None:
-                if layers is None:
-                    continue  # the common step: its loss read already
-            elif isinstance(norm, list):
+        count = len(pending)
+        epochs, steps, losses, lrs, norms, layers, marks = map(list, zip(*pending, strict=True))
+        self.last_epoch, self.last_step, self.last_lr = epochs[-1], steps[-1], lrs[-1]
+        # the last step began as the one before it ended (the block's first: see _due)
+        self._prev_record = marks[-2] if count > 1 else self._first_pending
+        # the next block's first step begins as this one's last ends
+        self._last_record = self._first_pending = marks[-1]
+        self._flush_by = marks[-1] + self.max_delay_s
+        self._records += count
+        self._due_at = min(self.max_block, self._next_cpu - self._records)
+        sampled = [i for i in range(count) if norms[i] is not None or layers[i] is not None]
+        tensors = [x for x in losses if x.__class__ is not float and isinstance(x, torch.Tensor)]
+        read = len(tensors)
+        for i in sampled:
+            norm, stats = norms[i], layers[i]
+            if isinstance(norm, list):
                 tensors.extend(norm)
             elif isinstance(norm, torch.Tensor):
                 tensors.append(norm.reshape(()) if norm.dim() else norm)
-            if isinstance(layers, LayerStats):
-                if layers.norms is not norm:  # HF: its own global norm, our per-layer ones
-                    tensors.extend(layers.norms)
-                tensors.extend(layers.nonzero)
-        take = iter(_read(tensors)).__next__
-        events: list[dict[str, Any]] = []
-        lines: list[str] = []
-        losses = self._losses
-        to_wall = time.time() - time.perf_counter()
-        nonfinite = False  # a loss or gradient norm: judge at once (MAX_UNJUDGED)
-        for epoch, step, loss, lr, norm, layers, at in pending:
-            if loss.__class__ is not float and isinstance(loss, torch.Tensor):
-                loss = take()
-            losses.append(loss)
-            if loss - loss != 0.0:  # NaN or infinite (inf - inf is NaN)
-                nonfinite = True
-            at += to_wall
-            if norm is None and layers is None:  # the common step
-                event = {"type": "step", "epoch": epoch, "step": step, "loss": loss, "lr": lr,
-                         "time": at}
-                events.append(event)
-                lines.append(step_line(epoch, step, loss, lr, None, at) or line_of(event))
-                continue
-            event = {"type": "step", "epoch": epoch, "step": step, "loss": loss, "lr": lr}
-            norms: list[float] = []
-            norm_in = norm
+            if isinstance(stats, LayerStats):
+                if stats.norms is not norm:  # HF: its own global norm, our per-layer ones
+                    tensors.extend(stats.norms)
+                tensors.extend(stats.nonzero)
+        values = _read(tensors)
+        if read == count:  # every loss a tensor (a callback's)
+            losses = values[:count]
+        elif read:
+            taken = iter(values).__next__
+            losses = [x if x.__class__ is float or not isinstance(x, torch.Tensor) else taken()
+                      for x in losses]
+        take = iter(values[read:]).__next__
+        try:
+            nonfinite = not math.isfinite(sum(losses))  # a loss or gradient norm: judge at once
+        except TypeError:
+            nonfinite = True
+        if nonfinite:  # (a sum of finite losses may overflow)
+            nonfinite = any(loss - loss != 0.0 for loss in losses)  # NaN or inf (inf-inf: NaN)
+        grad_norms: list[Any] = [None] * count
+        tables: list[Any] = [None] * count
+        for i in sampled:
+            norm, stats = norms[i], layers[i]
+            parts: list[float] = []
             if isinstance(norm, list):
-                norms = [take() for _ in norm]
-                norm = math.hypot(*norms)
-                if math.isinf(norm) and any(map(math.isnan, norms)):
+                parts = [take() for _ in norm]
+                norm = math.hypot(*parts)
+                if math.isinf(norm) and any(map(math.isnan, parts)):
                     norm = math.nan  # as torch's norm: NaN wins
             elif isinstance(norm, torch.Tensor):
                 norm = take()
             if norm is not None:
-                event["grad_norm"] = norm
+                grad_norms[i] = norm
                 if norm - norm != 0.0:
                     nonfinite = True
-            if isinstance(layers, LayerStats):
-                if layers.norms is not norm_in:
-                    norms = [take() for _ in layers.norms]
-                event["layers"] = layers.table(norms, [take() for _ in layers.nonzero])
-            elif layers:
-                event["layers"] = dict(layers)
-            event["time"] = at
-            events.append(event)
-            lines.append((step_line(epoch, step, loss, lr, norm, at) if layers is None
-                          else None) or line_of(event))
-        self.writer.write_lines(lines)
+            if isinstance(stats, LayerStats):
+                if stats.norms is not norms[i]:
+                    parts = [take() for _ in stats.norms]
+                tables[i] = stats.table(parts, [take() for _ in stats.nonzero])
+            elif stats:
+                tables[i] = dict(stats)
+        to_wall = time.time() - time.perf_counter()
+        block = StepBlock(epochs, steps, losses, lrs, grad_norms, tables,
+                          [mark + to_wall for mark in marks])
+        lines = step_lines(epochs, steps, losses, lrs, grad_norms, block.times)
+        for i in sampled:
+            if tables[i] is not None:
+                lines[i] = None
+        if None in lines:
+            lines = [line_of(block[i]) if line is None else line for i, line in enumerate(lines)]
+        self.writer.write_lines(lines)  # type: ignore[arg-type]
+        self._losses.extend(losses)
         unjudged = self._unjudged
         if not unjudged:
-            self._first_unjudged = pending[0][6]
-        unjudged.extend(zip(events, [record[6] for record in pending], strict=True))
-        self._unjudged_steps += len(events)
+            self._first_unjudged = marks[0]
+        unjudged.append((block, marks))
+        self._unjudged_steps += count
         if (nonfinite or self._unjudged_steps >= self.max_unjudged
-                or pending[-1][6] - self._first_unjudged >= JUDGE_DELAY_S):
+                or marks[-1] - self._first_unjudged >= JUDGE_DELAY_S):
             self.judge()
-        self.handled += len(events)
+        self.handled += count
         self.handling_s += time.perf_counter() - started
         return self.stop_reason
 
     def judge(self) -> str | None:
-        """Run the detectors over the written events not judged yet, in order: the steps in
-        runs (`DetectorSubscriber.on_steps`: the same findings and state as event by event),
-        each epoch event between them (`on_event`). Returns the stop reason, if any."""
+        """Run the detectors over the written events not judged yet, in order: the blocks of
+        steps between two epoch events as one (`DetectorSubscriber.on_steps`: the same
+        findings and state as event by event), each epoch event (`on_event`). Returns the stop
+        reason, if any."""
         queued, self._unjudged = self._unjudged, []
         self._unjudged_steps = 0
         detectors, start = self.detectors, 0
         while start < len(queued):
-            event, at = queued[start]
-            if event["type"] != "step":
-                reason = detectors.on_event(event)
+            item, marks = queued[start]
+            if marks is None:  # an epoch event
+                reason = detectors.on_event(item)  # type: ignore[arg-type]
                 if reason is not None and self.stop_reason is None:
-                    self.stop_reason, self.stop_step = reason, event.get("step")
+                    self.stop_reason, self.stop_step = reason, item.get("step")
+                    self._due_at = 0  # nothing is recorded after a stop (_due)
                 start += 1
                 continue
             end = start + 1
-            while end < len(queued) and queued[end][0]["type"] == "step":
+            while end < len(queued) and queued[end][1] is not None:
                 end += 1
-            steps = [event for event, _ in queued[start:end]]
-            hit = detectors.on_steps(steps)
+            block = StepBlock.join([item for item, _ in queued[start:end]])  # type: ignore[misc]
+            hit = detectors.on_steps(block)
             if hit is not None and self.stop_reason is None:
                 index, self.stop_reason = hit
-                self.stop_step, at = steps[index]["step"], queued[start + index][1]
+                self._due_at = 0
+                at = [mark for _, part in queued[start:end] for mark in part][index]
+                self.stop_step = block.steps[index]
                 # the bound (class docstring): steps <= max_block - 1 and
                 # seconds < max_delay_s + last_step_seconds
                 now = self._last_record if self._last_record is not None else at
@@ -576,6 +624,7 @@ class RunMonitor:
         (never non-finite weights: a diverged epoch keeps the previous best/last)."""
         self.flush()  # every step before the epoch event, handled and written before it
         self._last_record = None  # validation is no step: the next epoch's first starts anew
+        self._flush_by = -math.inf
         self._cpu_mark = _STALE
         if self.stopped:
             return self.stop_reason
@@ -653,13 +702,14 @@ class RunMonitor:
         event["time"] = time.time()
         self.writer.write(event)
         if self._unjudged:  # after the steps before it (MAX_UNJUDGED)
-            self._unjudged.append((event, 0.0))
+            self._unjudged.append((event, None))
             if any(_is_nonfinite(event.get(k)) for k in ("train_loss", "val_loss")):
                 return self.judge()
             return None
         reason = self.detectors.on_event(event)
         if reason is not None and self.stop_reason is None:
             self.stop_reason, self.stop_step = reason, event.get("step")
+            self._due_at = 0
         return reason
 
     # -- durability ---------------------------------------------------------------------------

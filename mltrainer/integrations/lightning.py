@@ -34,6 +34,7 @@ event also carries `train` and `train_eval_loss`, measured as the engine does (s
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,7 +62,6 @@ except ImportError:  # pragma: no cover - the older package name
 
 __all__ = ["MltCallback"]
 _NO_NORMS = (None, None)  # a step whose gradient norm is not sampled
-_INACTIVE = (0, _NO_NORMS, None)  # a step on a process that does not write the stream
 
 
 class MltCallback(Callback):
@@ -83,12 +83,18 @@ class MltCallback(Callback):
         self.val_prefix = val_prefix
         self.stopping_reason: str | None = None
         self.stopping_reason_message: str | None = None
-        # (step, gradient norms, lr) from on_before_optimizer_step to on_train_batch_end
-        self._pending: tuple[int, Any, float | None] | None = None
         self._params: list[Any] = []
         self._step = 0  # the optimisation steps so far: trainer.global_step, counted here
+        self._recorded = 0  # the last step on_train_batch_end handed on
+        self._epoch = 1  # the epoch in progress, from 1: trainer.current_epoch + 1
+        # from on_before_optimizer_step to on_train_batch_end: the step's lr and, when the
+        # monitor samples it, its gradient norms (on the device; `_sample`)
+        self._lr: Any = None
+        self._grads: tuple[Any, Any] = _NO_NORMS
+        self._next_sample: float = 0  # RunMonitor.next_sample, kept here (the hooks' fast path)
         self._active = True
         self._world = 1
+        self._alone = True  # active, one process: on_train_batch_end's fast path
 
     @property
     def findings(self) -> list[Any]:
@@ -99,7 +105,7 @@ class MltCallback(Callback):
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._active = trainer.is_global_zero  # one process writes the stream and decides
         self._world = trainer.world_size
-        self._step = trainer.global_step
+        self._step = self._recorded = trainer.global_step
         reason = None
         if self._active:
             spe = trainer.num_training_batches
@@ -107,53 +113,84 @@ class MltCallback(Callback):
             steps = int(spe) // per_step if spe != float("inf") else None
             self._params = trainable(pl_module)
             reason = self.monitor.start(steps_per_epoch=steps, epochs=trainer.max_epochs)
+        self._next_sample = self.monitor.next_sample if self._active else math.inf
+        self._alone = self._active and self._world == 1
         self._stop_if(trainer, reason)
 
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._epoch = trainer.current_epoch + 1  # once an epoch: a property chain a step
+
+    # The two per-step hooks run right after the backward pass and the optimiser's step, when
+    # every object they touch is out of the cache: a Python call costs ~3 us there, an
+    # attribute of a large object ~0.5 us (bench/integrations.py). So the common step (no
+    # norm sampled) is a few lines of each, with no call of ours: a count and the lr here, one
+    # tuple appended to the monitor's pending block at the batch's end (`RunMonitor.record`,
+    # inlined); `_sample` and `RunMonitor._due` only when a step is sampled or due.
+
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        if not self._active:
-            self._pending = _INACTIVE  # the other processes: a step, for _stop_if's collective
-            return
-        # called before Lightning clips: the norms are the unclipped ones, as the stream wants;
-        # kept on the device and read with the step's block (RunMonitor.flush): no sync here.
-        # Lightning keeps no norm to reuse (it discards clip_grad_norm_'s; its grad_norm()
-        # utility is one norm per parameter and a host sync): one fused pass of our own, on
-        # the steps the monitor samples (RunMonitor.wants_grad_norm)
         # Lightning counts each call as one optimisation step (its global_step, read at each
         # epoch's end and the start: a property chain that costs more than the count here)
-        monitor, self._step = self.monitor, self._step + 1
-        step, grads = self._step, _NO_NORMS
-        if step < monitor.next_sample:  # the common step: nothing sampled
-            pass
-        elif monitor.wants_layer_stats(step):
-            started = time.perf_counter()
+        self._step = step = self._step + 1
+        self._lr = optimizer.param_groups[0]["lr"]  # the lr this step uses (a scheduler
+        if step >= self._next_sample:  # steps before on_train_batch_end)
+            self._sample(step)
+
+    def _sample(self, step: int) -> None:
+        """The gradients' numbers on a step the monitor samples (`RunMonitor.next_sample`).
+        Called before Lightning clips: the norms are the unclipped ones, as the stream wants;
+        kept on the device and read with the step's block (RunMonitor.flush): no sync here.
+        Lightning keeps no norm to reuse (it discards clip_grad_norm_'s; its grad_norm()
+        utility is one norm per parameter and a host sync): one fused pass of our own."""
+        # the cost noted is all of this sampling's (the decision, the pass), what a sampled
+        # step costs more than another
+        monitor, grads = self.monitor, _NO_NORMS
+        started = time.perf_counter()
+        if monitor.wants_layer_stats(step):
             grads = gradient_norms(self._params, layers=True)
             monitor.note_stats_cost(time.perf_counter() - started)
         elif monitor.wants_grad_norm(step):
+            grads = gradient_norms(self._params, layers=False)
             if monitor.times_norm():
-                started = time.perf_counter()
-                grads = gradient_norms(self._params, layers=False)
                 monitor.note_norm_cost(time.perf_counter() - started)
-            else:
-                grads = gradient_norms(self._params, layers=False)
-        self._pending = (step, grads, float(optimizer.param_groups[0]["lr"]))
+        self._grads = grads
+        self._next_sample = monitor.next_sample
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        pending = self._pending
-        if pending is None:
+        step = self._step
+        if step == self._recorded:
             return  # no optimisation step since the last batch: an accumulation micro-batch
-        self._pending = None
+        self._recorded = step
+        if not self._alone:
+            self._record_elsewhere(trainer, outputs)
+            return
+        # Lightning's outputs: {"loss": the loss detached, ...} (both optimisation modes)
+        loss = outputs.get("loss") if type(outputs) is dict else _loss_of(outputs)
+        if loss is None:
+            return  # training_step returned None
+        grads = self._grads
+        if grads is not _NO_NORMS:
+            self._grads = _NO_NORMS
+        monitor = self.monitor
+        pending = monitor._pending  # RunMonitor.record, inlined (see above)
+        now = time.perf_counter()
+        pending.append((self._epoch, step, loss, float(self._lr), grads[0], grads[1], now))
+        if len(pending) >= monitor._due_at or now >= monitor._flush_by:
+            reason = monitor._due()
+            if reason is not None:
+                self._stop_if(trainer, reason)
+
+    def _record_elsewhere(self, trainer: Any, outputs: Any) -> None:
+        """on_train_batch_end with several processes (every one joins `_stop_if`'s collective
+        each step; process 0 records the step) or on a process that does not write."""
         reason = None
-        if pending is not _INACTIVE:
-            loss = (outputs.get("loss") if type(outputs) is dict  # Lightning's: {"loss": ...}
-                    else outputs if isinstance(outputs, Tensor)
-                    else outputs.get("loss") if isinstance(outputs, Mapping) else outputs)
-            if loss is not None:  # None: training_step returned None
-                step, (norms, layers), lr = pending
-                reason = self.monitor.step(epoch=trainer.current_epoch + 1, step=step,
-                                           loss=loss, lr=lr, grad_norm=norms, layers=layers)
-        if reason is not None or self._world > 1:
-            self._stop_if(trainer, reason)
+        if self._active:
+            loss = _loss_of(outputs)
+            if loss is not None:
+                grads, self._grads = self._grads, _NO_NORMS
+                reason = self.monitor.record(self._epoch, self._step, loss, float(self._lr),
+                                             grads[0], grads[1])
+        self._stop_if(trainer, reason)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         reason = None
@@ -193,6 +230,15 @@ class MltCallback(Callback):
         self.stopping_reason = reason or "stopped_by_rank0"  # the engine's name for it
         found = [f for f in self.monitor.findings if reason == f"detector:{f.id}"]
         self.stopping_reason_message = found[0].message if found else reason
+
+
+def _loss_of(outputs: Any) -> Any:
+    """The loss in what `training_step` returned, as on_train_batch_end receives it (Lightning
+    detaches it in both optimisation modes); None when there is none."""
+    loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+    if isinstance(loss, Tensor) and loss.requires_grad:
+        loss = loss.detach()  # (a graph kept until the block is read would hold memory)
+    return loss
 
 
 def _why_lightning_ended(trainer: Any) -> str:
