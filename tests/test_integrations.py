@@ -76,7 +76,9 @@ def test_monitor_stops_on_a_non_finite_loss_and_records_the_finding(tmp_path: Pa
     mon.start(steps_per_epoch=4)
     assert mon.step(epoch=1, step=1, loss=2.0, lr=0.1, grad_norm=1.0) is None
     assert mon.step(epoch=1, step=2, loss=math.nan, lr=0.1, grad_norm=1.0) == "detector:nan_loss"
-    # after the stop nothing more is recorded, not even a checkpoint of non-finite weights
+    # after the stop nothing more is recorded (a step the framework still runs, not even a
+    # checkpoint of non-finite weights)
+    assert mon.step(epoch=1, step=3, loss=1.0, lr=0.1, grad_norm=1.0) == "detector:nan_loss"
     assert mon.epoch(epoch=1, step=2, val_loss=math.nan, val={"accuracy": 0.1},
                      state_dict=lambda: _weights(math.nan)) == "detector:nan_loss"
     mon.end("completed")

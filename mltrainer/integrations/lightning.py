@@ -124,7 +124,7 @@ class MltCallback(Callback):
     # every object they touch is out of the cache: a Python call costs ~3 us there, an
     # attribute of a large object ~0.5 us (bench/integrations.py). So the common step (no
     # norm sampled) is a few lines of each, with no call of ours: a count and the lr here, one
-    # tuple appended to the monitor's pending block at the batch's end (`RunMonitor.record`,
+    # tuple appended to the monitor's pending block at the batch's end (`RunMonitor.step`,
     # inlined); `_sample` and `RunMonitor._due` only when a step is sampled or due.
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
@@ -172,7 +172,7 @@ class MltCallback(Callback):
         if grads is not _NO_NORMS:
             self._grads = _NO_NORMS
         monitor = self.monitor
-        pending = monitor._pending  # RunMonitor.record, inlined (see above)
+        pending = monitor._pending  # RunMonitor.step, inlined (see above)
         now = time.perf_counter()
         pending.append((self._epoch, step, loss, float(self._lr), grads[0], grads[1], now))
         if len(pending) >= monitor._due_at or now >= monitor._flush_by:
@@ -188,8 +188,9 @@ class MltCallback(Callback):
             loss = _loss_of(outputs)
             if loss is not None:
                 grads, self._grads = self._grads, _NO_NORMS
-                reason = self.monitor.record(self._epoch, self._step, loss, float(self._lr),
-                                             grads[0], grads[1])
+                reason = self.monitor.step(epoch=self._epoch, step=self._step, loss=loss,
+                                           lr=float(self._lr), grad_norm=grads[0],
+                                           layers=grads[1])
         self._stop_if(trainer, reason)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
