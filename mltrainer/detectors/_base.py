@@ -388,9 +388,10 @@ class Detector(ABC):
         a finite float loss."""
         observe, losses = self._observe, block.losses
         fields = self.step_fields
-        if fields is None:
+        if fields is None:  # every step: all as dicts, built once
+            events = block.events
             for index in range(start, len(losses)):
-                finding = observe(block[index])
+                finding = observe(events[index])
                 if finding is not None:
                     return index, finding
             return None
