@@ -40,7 +40,8 @@ step, the median of runs: on a busy machine a steadier figure than the end-to-en
 includes the timing's own clock reads, ~6 us each right after a training step: the same
 hooks, empty, timed the same way alternating with them, give that floor, printed with the
 figure net of it), and what the callback adapted to (the gradient norm and per-layer
-statistics every N steps, their costs).
+statistics every N steps, their costs). With `--before`, also the median over rounds of each
+round's difference (now - before), per hook: side by side, steadier than two medians.
 """
 
 from __future__ import annotations

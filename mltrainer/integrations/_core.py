@@ -347,6 +347,7 @@ class RunMonitor:
 
     def note_stats_cost(self, seconds: float) -> None:
         """The time the per-layer statistics of one step took (the callbacks time the pass
+        and, Lightning's, the sampling decision before it: what a sampled step costs more;
         with `time.perf_counter`, no system call: right after a training step a read of the
         thread's CPU clock costs ~5 us and, on a busy machine, far more wall time; a pass a
         neighbour preempted counts at most twice the estimate): `stats_every` becomes the
@@ -380,8 +381,8 @@ class RunMonitor:
         return self._norm_passes <= NORM_EARLY or self._norm_passes % CPU_EVERY == 0
 
     def note_norm_cost(self, seconds: float) -> None:
-        """The time one step's gradient-norm pass took (timed as `note_stats_cost` says, on
-        the passes `times_norm` picks):
+        """The time one step's gradient-norm pass took, with the sampling decision before it
+        (timed as `note_stats_cost` says, on the passes `times_norm` picks):
         `norm_every` becomes the smallest stride that keeps it within `norm_share`
         (`NORM_SHARE`) of the step time, at most `max_block` steps."""
         self._norm_cost = seconds if self._norm_cost is None else (
