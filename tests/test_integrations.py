@@ -321,10 +321,10 @@ def _judge_in_blocks_as_each(events: list[dict[str, Any]], thresholds: Any, bloc
 def test_detectors_judge_a_block_of_steps_as_they_judge_each_step(block: int,
                                                                   form: str) -> None:
     """The callbacks hand the detectors a block of steps at once (`on_steps`, detector by
-    detector; as columns, a StepBlock, whose steps that cannot fire a detector takes in bulk:
-    `Detector._observe_block`): on every case of the detectors' table, and with the gradient
-    norm sampled as the Lightning callback samples it, the same findings in the same order,
-    the same stop on the same step, and the same running state after every block as the
+    detector; as columns, a StepBlock, whose steps that cannot fire a detector skips or takes
+    in bulk: `Detector._observe_block`): on every case of the detectors' table, and with the
+    gradient norm sampled as the Lightning callback samples it, the same findings in the same
+    order, the same stop on the same step, and the same running state after every block as the
     engine's event by event."""
     from test_detectors import CASES
 

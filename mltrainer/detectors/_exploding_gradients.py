@@ -62,14 +62,12 @@ The ratio and ceiling rules start after `min_history` finite gradient norms.
 from __future__ import annotations
 
 import bisect
-import math
 from collections import deque
 from typing import Any, ClassVar
 
 from mltrainer.detectors._base import (
     Detector,
     Finding,
-    StepBlock,
     finite,
     is_nonfinite,
     new_collapse_watch,
@@ -315,32 +313,3 @@ class ExplodingGradientsDetector(Detector):
             rule="divergence", peak_loss=loss, limit=bar, starting_loss=self._start_loss(),
             divergence=self.thresholds["divergence"], consecutive_epochs=1,
         )
-
-    def _observe_block(self, block: StepBlock, start: int) -> tuple[int, Finding] | None:
-        """`_observe`'s bulk path (see `Detector._observe_block`): a step without a gradient
-        norm whose loss is a finite float at or under both loss bars (fixed within a block)
-        can fire no rule; it only joins `recent` and breaks both loss runs."""
-        grads, losses = block.grad_norms, block.losses
-        bars = [bar for bar in (self._divergence_bar(), self._scale_bar()) if bar is not None]
-        bar = min(bars) if bars else math.inf
-        span, count, index = int(self.thresholds["span"]), len(losses), start
-        while index < count:
-            first = index
-            while index < count:
-                loss = losses[index]
-                if (grads[index] is not None or type(loss) is not float or loss - loss != 0.0
-                        or loss > bar):
-                    break
-                index += 1
-            if index > first:  # quiet steps: `recent` keeps the last `span`
-                first = max(first, index - span)
-                self.recent.extend([[e, s, None, loss] for e, s, loss in zip(
-                    block.epochs[first:index], block.steps[first:index], losses[first:index],
-                    strict=True)])
-                self.loss_run[0] = self.scale_run[0] = 0
-            if index < count:
-                finding = self._observe(block[index])
-                if finding is not None:
-                    return index, finding
-                index += 1
-        return None
