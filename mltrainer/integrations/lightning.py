@@ -131,8 +131,9 @@ class MltCallback(Callback):
         # Lightning counts each call as one optimisation step (its global_step, read at each
         # epoch's end and the start: a property chain that costs more than the count here)
         self._step = step = self._step + 1
-        self._lr = optimizer.param_groups[0]["lr"]  # the lr this step uses (a scheduler
-        if step >= self._next_sample:  # steps before on_train_batch_end)
+        # the lr this step uses (Lightning steps the schedulers before on_train_batch_end)
+        self._lr = optimizer.param_groups[0]["lr"]
+        if step >= self._next_sample:
             self._sample(step)
 
     def _sample(self, step: int) -> None:
