@@ -452,6 +452,23 @@ def test_a_step_line_is_what_the_json_encoder_writes(tmp_path: Path,
         assert (fast is not None) == plain
 
 
+@pytest.mark.parametrize("rows", [
+    [(1, 1, 0.5, 1e-3, None, 1.7e9), (1, 2, 0.25, 1e-3, None, 1.7e9 + 0.1)],  # the common block
+    [(1, 1, 0.5, 1e-3, 1.25, 1.7e9), (1, 2, 0.25, 1e-3, None, 1.7e9 + 0.1)],  # a sampled norm
+    [(1, 1, math.nan, 1e-3, None, 1.0), (1, 2, 0.5, 1e-3, math.inf, 2.0)],  # non-finite
+    [(1, 1, 0.5, None, None, 1.0), (1, 2, 0.5, 1, None, 2.0), (True, 3, 0.5, 0.1, None, 3.0)],
+    [(1, 1, 1e308, 1e-3, None, 1.0), (1, 2, 1e308, 1e-3, None, 2.0)],  # a sum that overflows
+])
+def test_a_block_of_step_lines_is_each_steps_line(rows: list[tuple[Any, ...]]) -> None:
+    """The monitor formats a block's lines from its columns (`stream.step_lines`, the common
+    block checked once): byte for byte `step_line` of each step (None where the encoder must
+    write it)."""
+    from mltrainer.stream import step_line, step_lines
+
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    assert step_lines(*columns) == [step_line(*row) for row in rows]
+
+
 def test_monitor_needs_its_settings_outside_an_mlt_run(tmp_path: Path) -> None:
     from mltrainer.integrations._context import monitor_settings
 
