@@ -35,18 +35,20 @@ from mltrainer.project import Project
 EXIT_INTERRUPTED = 130
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _sigterm_as_interrupt() -> Any:
+def _stop_signals_as_interrupt() -> dict[int, Any]:
     """SIGTERM (a scheduler's preemption, `timeout`, `kill`) ends a command as Ctrl-C does: the
     phase is recorded as failed with the reason, a message and exit 130, instead of a silent
-    death that leaves the phase "running". Training replaces this handler with its own for
-    the length of `fit` (stop at the step boundary, write interrupt.pt) and puts it back."""
+    death that leaves the phase "running". Both raise KeyboardInterrupt through a handler that
+    also records the signal (`engine.signals.raise_interrupt`), so an interrupt Python drops
+    (one raised inside a weakref callback) still ends the command. Training replaces the
+    handlers with its own for the length of `fit` (stop at the step boundary, write
+    interrupt.pt) and puts them back."""
+    from mltrainer.engine.signals import HANDLED, forget_stops, raise_interrupt
+
+    forget_stops()
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _raise_interrupt)
+        return {}
+    return {sig: signal.signal(sig, raise_interrupt) for sig in HANDLED}
 
 
 class MltGroup(click.Group):
@@ -55,9 +57,13 @@ class MltGroup(click.Group):
         return list(self.commands)
 
     def invoke(self, ctx: click.Context) -> Any:
-        previous = _sigterm_as_interrupt()
+        previous = _stop_signals_as_interrupt()
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            from mltrainer.engine.signals import raise_if_stop_arrived
+
+            raise_if_stop_arrived()  # one Python dropped on the way still ends the command
+            return result
         except MltError as exc:
             out = _output(ctx)
             out.error(exc.message, exc.hint, exc.to_dict())
@@ -87,8 +93,8 @@ class MltGroup(click.Group):
             )
             ctx.exit(EXIT_UNEXPECTED)
         finally:
-            if previous is not None:  # in-process callers (tests, notebooks) get theirs back
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():  # in-process callers get theirs back
+                signal.signal(sig, handler)
 
 
     def main(self, args: Any = None, prog_name: str | None = None,

@@ -25,6 +25,7 @@ from mltrainer.errors import (
     StateCorruptError,
     UserCodeExitError,
 )
+from mltrainer.engine import signals
 from mltrainer.fingerprints import current_fingerprints
 from mltrainer.gates import GateContext, evaluate_gate
 from mltrainer.project import Project
@@ -280,6 +281,7 @@ def execute_phase(
             # the test split exists only while finalize runs
             with running_phase(name), drawer.closed_on_error():
                 outcome = phase.run(ctx)
+                signals.raise_if_stop_arrived()  # a Ctrl-C Python dropped is not a pass
         except SystemExit as exc:
             # project code (a factory, a data function) called sys.exit: the phase failed
             msg = (f"project code called sys.exit({exc.code!r}) during `{p.command}`; "

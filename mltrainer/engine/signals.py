@@ -5,6 +5,13 @@ previous ones after. The first signal sets a flag (the loop finishes its step, w
 `interrupt.pt` and returns); a second one raises KeyboardInterrupt at once, for a person who
 really means it. Outside the main thread signals cannot be handled, so there the flag simply
 never rises.
+
+Outside `fit` a stop signal raises KeyboardInterrupt (`raise_interrupt`, which the CLI installs
+for the whole command). Python can lose that exception: a signal that lands while a weakref
+callback or `__del__` runs (importlib's module locks use one) has its exception printed as
+"Exception ignored" and dropped. So the handler also records that the signal arrived, and the
+phase runner calls `raise_if_stop_arrived()` before it records an outcome: a phase a person
+asked to stop is never recorded as passed.
 """
 
 from __future__ import annotations
@@ -17,6 +24,29 @@ from types import FrameType
 from typing import Any
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
+_ARRIVED: list[str] = []  # stop signals raised as KeyboardInterrupt in this command
+
+
+def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    """A stop signal outside `fit`: Ctrl-C's KeyboardInterrupt, recorded in case it is lost."""
+    _ARRIVED.append(signal.Signals(signum).name)
+    raise KeyboardInterrupt
+
+
+def stop_arrived() -> str | None:
+    """The first stop signal raised as KeyboardInterrupt since `forget_stops()`, if any."""
+    return _ARRIVED[0] if _ARRIVED else None
+
+
+def raise_if_stop_arrived() -> None:
+    """Raise the KeyboardInterrupt a stop signal raised, in case it was lost on the way."""
+    if _ARRIVED:
+        raise KeyboardInterrupt
+
+
+def forget_stops() -> None:
+    """A new command starts: no stop signal has arrived for it yet."""
+    _ARRIVED.clear()
 
 
 class InterruptFlag:
@@ -31,7 +61,7 @@ class InterruptFlag:
     def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signal_name is not None:  # the second signal: stop now
             self.restore()
-            raise KeyboardInterrupt
+            raise_interrupt(signum, frame)
         self.signal_name = signal.Signals(signum).name
 
     def install(self) -> None:
