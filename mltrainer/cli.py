@@ -428,6 +428,10 @@ def predict(out: Output, project: Project, inputs: tuple[str, ...], out_path: st
     result = predict_inputs(project, [Path(p) for p in inputs], Path(out_path), column,
                             force=force)
     out.info(f"wrote {result['rows']} predictions to {safe(result['out'])}")
+    blank = result.get("skipped_blank_lines") or []
+    if blank:
+        shown = ", ".join(safe(b) for b in blank[:5]) + (", ..." if len(blank) > 5 else "")
+        out.info(f"skipped {len(blank)} blank line(s), which have no prediction: {shown}")
     out.result(result)
 
 

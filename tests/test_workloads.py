@@ -1035,6 +1035,20 @@ def test_text_example_through_finalize_and_predict(tmp_path: Path) -> None:
     assert code == 0 and pred["rows"] == 3
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0].startswith("input,prediction") and lines[1].startswith("Maria,")
+    # a text file: one text a line; a blank line has no prediction, and the result says so
+    (tmp_path / "new.txt").write_text("Maria\n\nJohn\n")
+    code, pred, _ = mlt("predict", str(tmp_path / "new.txt"), "--out", str(tmp_path / "t.csv"))
+    assert code == 0 and pred["rows"] == 2
+    assert pred["skipped_blank_lines"] == [f"{tmp_path / 'new.txt'}:2"]
+    # a file that is not UTF-8 text is bad input (exit 2, naming it), not an unexpected failure
+    for name, raw in (("latin.txt", "Jos\xe9\n".encode("latin-1")),
+                      ("utf16.csv", "name\nMaria\n".encode("utf-16"))):
+        (tmp_path / name).write_bytes(raw)
+        code, doc, res = mlt("predict", str(tmp_path / name), "--column", "name", "--out",
+                             str(tmp_path / "x.csv"))
+        said = res.stderr + json.dumps(doc)
+        assert code == 2 and name in said and ("UTF-8" in said or "NUL" in said), said
+        assert not (tmp_path / "x.csv").exists()
 
 
 @pytest.mark.slow

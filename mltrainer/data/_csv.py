@@ -22,32 +22,41 @@ _MAX_LINES_QUOTED = 5  # offending line numbers quoted in a message
 _CSV_HINT = "the file must be comma-separated UTF-8 text with a header row"
 
 
-def read_csv_frame(path: Path, where: str) -> tuple[pd.DataFrame, str, list[int] | None]:
-    """(table, sha256 of the file bytes, file line of each data row). `where` names the file.
-
-    The line numbers serve messages about rows; None when rows and lines do not match one to
-    one. (Not kept in `frame.attrs`: pandas deep-copies attrs on every operation.)
-    """
+def read_text_file(path: Path, where: str, what: str = "CSV text file",
+                   hint: str = _CSV_HINT) -> tuple[bytes, str]:
+    """(the file's bytes, its text): a DataError naming the file when it cannot be read, is
+    empty, is binary (NUL bytes) or is not UTF-8 (a byte-order mark is allowed)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{where}: cannot read {path}: {exc.strerror}") from None
-    data_hash = hashlib.sha256(raw).hexdigest()
     if not raw.strip():
-        raise DataError(f"{where}: the file is empty", hint=_CSV_HINT)
+        raise DataError(f"{where}: the file is empty", hint=hint)
     if b"\x00" in raw[:_SNIFF_BYTES]:
-        raise DataError(f"{where}: binary content (NUL bytes), not a CSV text file",
-                        hint=_CSV_HINT)
+        raise DataError(f"{where}: binary content (NUL bytes), not a {what}", hint=hint)
     try:
-        text = raw.decode("utf-8-sig")
+        return raw, raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-            hint=_CSV_HINT,
+            hint=hint,
         ) from None
+
+
+def read_csv_frame(path: Path, where: str, *, as_text: bool = False
+                   ) -> tuple[pd.DataFrame, str, list[int] | None]:
+    """(table, sha256 of the file bytes, file line of each data row). `where` names the file.
+    `as_text`: every cell a string as written (an empty cell is ""), for columns of texts.
+
+    The line numbers serve messages about rows; None when rows and lines do not match one to
+    one. (Not kept in `frame.attrs`: pandas deep-copies attrs on every operation.)
+    """
+    raw, text = read_text_file(path, where)
+    data_hash = hashlib.sha256(raw).hexdigest()
     lines = _check_structure(text, where)
     try:
-        frame = pd.read_csv(io.StringIO(text), low_memory=False)
+        frame = pd.read_csv(io.StringIO(text), low_memory=False,
+                            **({"dtype": str, "keep_default_na": False} if as_text else {}))
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"{where}: malformed CSV: {str(exc).strip()}", hint=_CSV_HINT) from None
     frame.columns = [str(c) for c in frame.columns]

@@ -253,14 +253,17 @@ def predict_items(project: Project, inputs: list[Path], out_path: Path,
             raise DataError(f"{bad}: not a readable image ({type(exc).__name__}: {exc})",
                             hint="fix or remove the file") from None
     elif pre["kind"] == "text":
-        names = _texts(inputs, column)
+        names, blank = _texts(inputs, column)
         batch = text_batch(names, folder, pre)
     else:
         names, items = _tensor_items(inputs, pre)
         batch = {pre["name"]: items}
     run, _ = load_runner("onnx", str(folder / "model.onnx"))
-    return _write_predictions(project, folder, out, run(batch), len(names), out_path, [],
-                              names=names)
+    result = _write_predictions(project, folder, out, run(batch), len(names), out_path, [],
+                                names=names)
+    if pre["kind"] == "text":  # nothing skipped silently: a blank line has no prediction
+        result["skipped_blank_lines"] = blank
+    return result
 
 
 def _tensor_items(inputs: list[Path], pre: dict[str, Any]) -> tuple[list[str], np.ndarray]:
@@ -301,13 +304,15 @@ def _readable(path: Path) -> bool:
         return False
 
 
-def _texts(inputs: list[Path], column: str | None) -> list[str]:
-    import pandas as pd
+def _texts(inputs: list[Path], column: str | None) -> tuple[list[str], list[str]]:
+    """(the texts in order, the blank lines of text files skipped, as `file:line`)."""
+    from mltrainer.data._csv import read_csv_frame, read_text_file
 
     texts: list[str] = []
+    blank: list[str] = []
     for path in map(Path, inputs):
         if path.suffix.lower() == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+            frame, _, _ = read_csv_frame(path, str(path), as_text=True)
             col = column or "text"
             if col not in frame.columns:
                 guess = difflib.get_close_matches(col, list(frame.columns), n=1)
@@ -317,8 +322,13 @@ def _texts(inputs: list[Path], column: str | None) -> list[str]:
                                 hint="pass --column NAME")
             texts.extend(frame[col].tolist())
         else:
-            texts.extend(line for line in path.read_text(encoding="utf-8").splitlines()
-                         if line.strip())
+            _, text = read_text_file(path, str(path), "text file",
+                                     hint="pass a UTF-8 text file, one text a line")
+            for number, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    texts.append(line)
+                else:
+                    blank.append(f"{path}:{number}")
     if not texts:
         raise DataError(f"mlt predict: no texts in {', '.join(map(str, inputs))}")
-    return texts
+    return texts, blank
