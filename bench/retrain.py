@@ -77,18 +77,20 @@ def config(name: str, seed: int) -> Any:
 
 
 def one(name: str, seed: int, work: Path) -> dict[str, Any]:
-    from mltrainer.data import prepare_data
+    from mltrainer.data import prepare_data, running_phase
     from mltrainer.engine import Trainer, compute_metrics, load_model_from_checkpoint, predict
     from mltrainer.phases.finalize.production import production_config, train_plus_val
 
     cfg = config(name, seed)
     bundle = prepare_data(cfg, work)
-    test = bundle.test(phase="finalize")
+    with running_phase("finalize"):  # the test split opens only while finalize runs
+        test = bundle.test(phase="finalize")
     metric = cfg.goal.metric
     runs = work / "runs"
     source = Trainer(cfg, bundle, runs / f"{name}-{seed}-source", root=work).fit()
     best = source.best_epoch or cfg.training.epochs
     scores: dict[str, float] = {}
+    in_sample: dict[str, float] = {}  # each retrained model's val metric: val is in its rows
     started = time.perf_counter()
     model = load_model_from_checkpoint(Path(source.checkpoints["best"]), cfg, bundle.spec,
                                        root=work)
@@ -104,10 +106,12 @@ def one(name: str, seed: int, work: Path) -> dict[str, Any]:
                                            data.spec, root=work)
         scores[choice] = compute_metrics(cfg.task, test.y, predict(
             model, test.X, target_scale=scale))[metric]
+        in_sample[choice] = result.history[-1]["val"][metric]
     return {"dataset": name, "seed": seed, "metric": metric,
             "greater_is_better": cfg.greater_is_better, "best_epoch": best,
             "epochs": cfg.training.epochs, "epochs_run": source.epochs_run,
-            "val": source.best_metric, "test": scores, "n_test": len(test.y),
+            "val": source.best_metric, "test": scores, "in_sample_val": in_sample,
+            "n_test": len(test.y),
             "train_rows": len(bundle.train), "train_val_rows": len(data.train),
             "seconds": round(source.wall_time_s + time.perf_counter() - started, 1)}
 

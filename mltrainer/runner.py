@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mltrainer.config import MltConfig, load_config
+from mltrainer.engine import signals
 from mltrainer.errors import (
     BadInputError,
     ConfigError,
@@ -25,7 +26,6 @@ from mltrainer.errors import (
     StateCorruptError,
     UserCodeExitError,
 )
-from mltrainer.engine import signals
 from mltrainer.fingerprints import current_fingerprints
 from mltrainer.gates import GateContext, evaluate_gate
 from mltrainer.project import Project

@@ -345,6 +345,10 @@ def test_latency_reports_p50_and_p95_for_each_runtime(
     deployable, records = mlp_export
     result = measure_latency(deployable, records, data[0], warmup=3, iters=20)
     assert result["torch_num_threads"] == torch.get_num_threads()
+    machine = result["machine"]  # the load around the timing, and whether it exceeded the CPUs
+    assert machine["cpus"] >= 1 and machine["load_1min_before"] >= 0
+    assert machine["busy"] == (max(machine["load_1min_before"], machine["load_1min_after"])
+                               > machine["cpus"])
     assert result["onnxruntime_session_options"]["intra_op_num_threads"] >= 1
     assert set(result["runtimes"]) == {"eager", "onnxruntime", "torchscript", "pt2"}
     for name, runtime in result["runtimes"].items():

@@ -212,6 +212,7 @@ def test_model_card_has_metadata_sections_and_limitations_left_to_a_person(
     assert "95 %" in text and outcome["artifact_hash"] in text
     n = outcome["exports"][0]["parity_rows"]  # a table's parity adds the all-missing row
     assert f"on {n} rows (validation rows and one row with every value missing)" in text
+    assert "Timed at a 1-minute load average of" in text  # how busy the machine was
 
 
 def test_deployment_snippet_runs_against_the_artifact(digits: tuple[Path, dict[str, Any]]
@@ -615,3 +616,39 @@ def test_production_training_replays_the_source_runs_lr_at_every_step(tmp_path: 
     assert replay["lr"]["steps_compared"] == replay["lr"]["replay_steps"] == 3 * spe_src
     assert replay["lr"]["max_rel_diff"] == 0.0
     assert replay["val"] == replay["source_val"] == source.history[2]["val"]["accuracy"]
+    check = run["in_sample_check"]  # production on the val rows it trained on: not short
+    assert check["compared"] and check["short_by"] <= check["tolerance"]
+
+
+@pytest.mark.parametrize(("metric", "validated", "production", "val_rows", "refused"), [
+    ("accuracy", 0.95, 0.96, 200, False),  # trained on val: in-sample at least the validated
+    ("accuracy", 0.95, 0.94, 200, False),  # within the tolerance (0.02 absolute)
+    ("accuracy", 0.95, 0.92, 200, True),
+    ("accuracy", 22 / 23, 21 / 23, 23, False),  # one row of 23: within one row's worth
+    ("accuracy", 1.0, 0.516, 31, True),    # a BERT that learned in the source run's last epoch
+    ("r2", 0.50, 0.47, 23, True),          # continuous: no row allowance
+    ("rmse", 10.0, 10.1, 23, False),       # lower is better; relative: 1 % short
+    ("rmse", 10.0, 10.5, 23, True),        # 5 % short
+    ("mae", 0.0, 0.0, 23, False),
+])
+def test_finalize_refuses_a_production_model_short_of_the_validated_one(
+        metric: str, validated: float, production: float, val_rows: int, refused: bool
+) -> None:
+    """Before the test split opens: the production model scored on the val rows it trained on
+    must reach the validated run's score on them unseen; else the retrained model learned less
+    than the one validated, and spending the test split on it is refused (exit 3)."""
+    from mltrainer.config import parse_config
+    from mltrainer.errors import RefusedError
+    from mltrainer.phases.finalize.production import ChosenConfig, refuse_if_short_of_validated
+
+    task = "classification" if metric == "accuracy" else "regression"
+    cfg = parse_config({"name": "x", "task": task, "data": {"source": "sklearn:iris"},
+                        "goal": {"metric": metric, "target": 0.5}})
+    chosen = ChosenConfig(cfg, "baseline", "mlt.yaml", {"val": {metric: validated}})
+    run = {"dir": "runs/x-final", "in_sample_val": {metric: production}}
+    if refused:
+        with pytest.raises(RefusedError, match="learned less than the validated one.*not opened"):
+            refuse_if_short_of_validated(chosen, run, val_rows)
+    else:
+        refuse_if_short_of_validated(chosen, run, val_rows)
+    assert run["in_sample_check"]["compared"] and run["in_sample_check"]["validated"] == validated

@@ -416,3 +416,19 @@ def test_a_figure_that_fails_to_draw_is_reported_not_raised(project: Path,
     assert '<p class="figure-error">' in html and "ValueError: &lt;boom&gt;" in html
     assert not (project / "reports" / "img" / "baseline-optimizer.png").exists()
     assert (project / "reports" / "img" / "baseline-curves.png").exists()
+
+
+@pytest.mark.parametrize(("machine", "says", "busy"), [
+    ({"cpus": 2, "load_1min_before": 5.1, "load_1min_after": 4.0, "busy": True},
+     "load average of 5.1 (before) and 4 (after) on 2 CPU(s)", True),
+    ({"cpus": 8, "load_1min_before": 0.4, "load_1min_after": 1.2, "busy": False},
+     "load average of 0.4 (before) and 1.2 (after) on 8 CPU(s).", False),
+    (None, "", False),  # a record from before the load was measured
+])
+def test_latency_says_how_busy_the_machine_was(machine: dict | None, says: str,
+                                                busy: bool) -> None:
+    """Latency timed on a busy machine (a 2-layer BERT: 0.3 ms idle, 248 ms p50 at load 8 on
+    2 CPUs) is printed with the load beside it, and a warning when it exceeded the CPUs."""
+    out = environment().get_template("_machine_load.md.j2").render(machine=machine)
+    assert says in out
+    assert ("the machine was busy" in out) is busy

@@ -6,6 +6,7 @@ same thread budget, torch's current one, so the numbers compare engines, not thr
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -54,6 +55,21 @@ def time_runner(runner: Runner, x: Inputs, warmup: int, iters: int,
     }
 
 
+def machine_load() -> dict[str, Any]:
+    """The CPUs this process may use and the 1-minute load average (None where the platform
+    has none). Latency timed while other work keeps more CPUs busy than there are includes the
+    time spent waiting for one: a report says so rather than print the numbers bare."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # Windows
+        load = None
+    return {"cpus": cpus, "load_1min": load}
+
+
 def _repeat_first(example: Inputs, b: int) -> Inputs:
     """The first row (a table's 1-D row counts as one) repeated `b` times, per input."""
     if isinstance(example, dict):
@@ -93,6 +109,7 @@ def measure_latency(
     if any(b < 1 for b in batch_sizes):
         raise ValueError(f"batch sizes must be >= 1 but got {list(batch_sizes)}")
     inputs = {int(b): _repeat_first(example_row, int(b)) for b in batch_sizes}
+    before = machine_load()
     threads = torch.get_num_threads()
     deployable.eval()
     runtimes: dict[str, dict[str, Any]] = {}
@@ -141,4 +158,13 @@ def measure_latency(
         "torch_num_interop_threads": torch.get_num_interop_threads(),
         "onnxruntime_session_options": session_options,
         "runtimes": runtimes,
+        "machine": _busy(before, machine_load()),
     }
+
+
+def _busy(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The load around the timing, and whether it exceeded the CPUs (then `busy`)."""
+    loads = [x for x in (before["load_1min"], after["load_1min"]) if x is not None]
+    return {"cpus": before["cpus"], "load_1min_before": before["load_1min"],
+            "load_1min_after": after["load_1min"],
+            "busy": bool(loads) and max(loads) > before["cpus"]}

@@ -169,7 +169,10 @@ def shipped_recipe_reproduces_validation(ctx: Ctx, item: dict[str, Any]) -> Chec
                 "epochs": run.get("epochs"), "steps_per_epoch": run.get("steps_per_epoch"),
                 "lr_steps_compared": lr.get("steps_compared"),
                 "lr_max_rel_diff": lr.get("max_rel_diff"),
-                "cost_s": replay.get("wall_time_s")}
+                "cost_s": replay.get("wall_time_s"),
+                # the production model on the val rows it trained on, against the validated
+                # run on them unseen (finalize refused to open the test split if short)
+                "production_in_sample": run.get("in_sample_check")}
     if not replay or finite_number(val) is None or finite_number(source) is None:
         return CheckResult(False, {**evidence, "error": "no replay of the production recipe on "
                                    "train with a finite val metric to compare"})

@@ -268,7 +268,7 @@ def _ship(ctx: PhaseContext, prod: Production) -> FinalizeOutcome:
                    "test_outputs_non_finite": record["result"].get("non_finite_outputs")},
         "exports": exports,
         "latency": {k: latency[k] for k in ("unit", "batch_sizes", "warmup", "iters",
-                                            "budget_s", "torch_num_threads")}
+                                            "budget_s", "torch_num_threads", "machine")}
                    | {"eager": latency["runtimes"]["eager"]["batches"]},
         "artifact_hash": digest,
         "artifact": {"hash": digest, "dir": project.relative(folder), "reused": artifact_reused,
@@ -362,7 +362,7 @@ def _documents_context(ctx: PhaseContext, prod: Production, shipped: dict[str, A
                         "packages": package_versions()},
         "determinism": shipped["determinism"], "exports": shipped["exports"],
         "latency": {"iters": latency["iters"], "budget_s": latency["budget_s"],
-                    "threads": latency["torch_num_threads"],
+                    "threads": latency["torch_num_threads"], "machine": latency["machine"],
                     "eager": latency["runtimes"]["eager"]["batches"]},
         "preprocess": shipped["preprocess"], "example_rows": shipped["example_rows"],
     }
