@@ -195,6 +195,27 @@ def test_a_dataset_of_another_accepted_dtype_trains_as_float32(tmp_path: Path, d
     assert evidence["reproduced"] is True, evidence
 
 
+@pytest.mark.parametrize("kind", ["cnn", "torchvision:resnet18", "timm:resnet10t"])
+def test_a_dataset_of_c_h_w_items_feeds_the_image_models(tmp_path: Path, kind: str) -> None:
+    """A Dataset of 1-channel (1, 8, 8) tensors: cnn refused it ("the data has no
+    image_shape"), and torchvision/timm built a 3-channel model that crashed plan's probe
+    (exit 1, "expected input to have 3 channels")."""
+    from mltrainer.engine import determinism_probe
+
+    (tmp_path / "grey.py").write_text(
+        "import torch\n"
+        "from torch.utils.data import TensorDataset\n"
+        "def load():\n"
+        "    g = torch.Generator().manual_seed(0)\n"
+        "    X = torch.rand(40, 1, 8, 8, generator=g)\n"
+        "    return TensorDataset(X, (X.mean((1, 2, 3)) > 0.5).long())\n")
+    model = {"kind": kind, **({"channels": [4], "hidden": [8]} if kind == "cnn" else {})}
+    cfg = _cfg("python:grey:load", model)
+    bundle = prepare_data(cfg, tmp_path)
+    assert bundle.spec.modality == "tensor" and bundle.spec.image_shape == (1, 8, 8)
+    assert determinism_probe(cfg, bundle, steps=2)["reproduced"] is True
+
+
 def test_an_image_folder_holds_the_files_torchvisions_imagefolder_reads() -> None:
     """The layout is torchvision's ImageFolder: a folder of .tif (or .ppm/.pgm) images was
     "a class folder with no images"."""

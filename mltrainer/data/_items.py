@@ -158,9 +158,13 @@ def prepare_items(cfg: MltConfig, root: Path, items: ItemData, *,
               for name, idx in plan.indices().items()}
     n_classes = len(items.class_labels) if items.class_labels is not None else None
     shape = pipeline.input_shape
+    # a Dataset's (C, H, W) items are images to the image models (cnn, torchvision, timm: the
+    # channels they take), as PyTorch's convention has it; other shapes are plain tensors
+    pictures = items.modality == "image" or (items.modality == "tensor" and shape is not None
+                                             and len(shape) == 3)
     spec = DataSpec(
         task=cfg.task, n_features=int(np.prod(shape)) if shape else 0, n_classes=n_classes,
-        feature_names=[], image_shape=tuple(shape) if items.modality == "image" else None,
+        feature_names=[], image_shape=tuple(shape) if pictures else None,
         class_labels=items.class_labels, target=cfg.data.target, modality=items.modality,
         target_scale=fit_target_scale(cfg, splits["train"].y),
     )
