@@ -195,6 +195,37 @@ def test_a_dataset_of_another_accepted_dtype_trains_as_float32(tmp_path: Path, d
     assert evidence["reproduced"] is True, evidence
 
 
+def test_a_dataset_drawing_random_numbers_hashes_the_same_in_every_command(tmp_path: Path
+                                                                          ) -> None:
+    """A Dataset adding noise in __getitem__ (numpy, torch and python randomness) had new
+    split fingerprints on every read: `mlt plan` passed, then train-baseline refused ("the
+    data no longer matches what mlt plan recorded"), and re-planning could never fix it."""
+    import random
+
+    (tmp_path / "noisy.py").write_text(
+        "import random\n"
+        "import numpy as np\n"
+        "import torch\n"
+        "class Noisy(torch.utils.data.Dataset):\n"
+        "    def __len__(self): return 40\n"
+        "    def __getitem__(self, i):\n"
+        "        x = torch.full((4,), float(i)) + torch.rand(4)\n"
+        "        x[0] += float(np.random.normal()) + random.random()\n"
+        "        return x, i % 2\n"
+        "def load(): return Noisy()\n")
+    cfg = _cfg("python:noisy:load", {"kind": "mlp", "hidden": [8]})
+    first = prepare_data(cfg, tmp_path).fingerprints
+
+    def draws() -> tuple[float, float, float]:
+        return random.random(), float(np.random.random()), float(torch.rand(1))
+
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    expected = draws()
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    assert prepare_data(cfg, tmp_path).fingerprints == first
+    assert draws() == expected  # the reads leave the caller's random numbers where they were
+
+
 @pytest.mark.parametrize("kind", ["cnn", "torchvision:resnet18", "timm:resnet10t"])
 def test_a_dataset_of_c_h_w_items_feeds_the_image_models(tmp_path: Path, kind: str) -> None:
     """A Dataset of 1-channel (1, 8, 8) tensors: cnn refused it ("the data has no
@@ -984,6 +1015,30 @@ def test_a_worker_that_dies_names_the_item_it_was_loading(
     monkeypatch.setenv("MLT_TEST_VICTIM", str(victim))
     with pytest.raises(DataError, match=rf"worker died while loading .*item {victim}\b"):
         Trainer(cfg, bundle, tmp_path / "runs" / "x").fit()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_16_bit_image_is_scaled_to_8_bits_not_clipped_white(tmp_path: Path, channels: int
+                                                             ) -> None:
+    """A 16-bit grey PNG (PIL mode I;16) came out of PIL's convert clipped at 255: all white.
+    Training and deployment (runtime.items) now read it as the same picture saved in 8 bits."""
+    from PIL import Image
+
+    from mltrainer.runtime.items import image_array
+
+    _faces(tmp_path, n=8, size=16)
+    cfg = _cfg("imagefolder:faces", transforms={"channels": channels, "size": 16, "crop": 16})
+    bundle = prepare_data(cfg, tmp_path)
+    picture = (np.arange(256, dtype=np.uint16).reshape(16, 16))
+    Image.fromarray((picture * 257).astype(np.uint16)).save(tmp_path / "wide.png")
+    Image.fromarray(picture.astype(np.uint8)).save(tmp_path / "narrow.png")
+    assert Image.open(tmp_path / "wide.png").mode.startswith("I")
+    pipe = bundle.pipeline
+    wide, narrow = (pipe.unnormalised(pipe.open(str(tmp_path / n))).numpy()
+                    for n in ("wide.png", "narrow.png"))
+    assert np.array_equal(wide, narrow) and wide.max() == 1.0 and wide.min() == 0.0
+    pre = {"mode": pipe.mode, "resize": 16, "crop": 16}
+    assert np.array_equal(image_array(tmp_path / "wide.png", pre), wide)
 
 
 def test_deployment_preprocessing_reproduces_training_bitwise(tmp_path: Path) -> None:

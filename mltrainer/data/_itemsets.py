@@ -121,10 +121,9 @@ class ImagePipeline(Pipeline):
         self.train_tf = v2.Compose([*train, *to_float, norm])
 
     def open(self, path: str) -> Any:
-        from PIL import Image
+        from mltrainer.runtime.items import open_image
 
-        with Image.open(path) as img:
-            return img.convert(self.mode)
+        return open_image(path, self.mode)
 
     def load(self, raw: Any, train: bool) -> torch.Tensor:
         return (self.train_tf if train else self.eval_tf)(self.open(raw))
@@ -178,7 +177,7 @@ class TextPipeline(Pipeline):
 
 class SeededItems(Dataset):
     """`dataset[(index, seed)]` → (input, label): the item, preprocessed, with python, numpy
-    and torch (CPU) randomness seeded from `seed` for that item alone (see `_seed_all`).
+    and torch (CPU) randomness seeded from `seed` for that item alone (see `seed_item`).
     In the training process (no loader workers) the RNG states are put back afterwards, once
     per batch (`__getitems__`, which the DataLoader calls), so loading never shifts training's
     own random numbers; a worker process has nothing else drawing from them."""
@@ -192,11 +191,11 @@ class SeededItems(Dataset):
         return len(self.items.labels)
 
     def __getitem__(self, key: tuple[int, ...]) -> tuple[Any, ...]:
-        with _states_kept():
+        with rng_states_kept():
             return self._load(key)
 
     def __getitems__(self, keys: list[tuple[int, ...]]) -> list[tuple[Any, ...]]:
-        with _states_kept():  # saving numpy's state costs ~0.3 ms: once a batch, not an item
+        with rng_states_kept():  # saving numpy's state costs ~0.3 ms: once a batch, not an item
             return [self._load(key) for key in keys]
 
     def _load(self, key: tuple[int, ...]) -> tuple[Any, ...]:
@@ -204,7 +203,7 @@ class SeededItems(Dataset):
         item's evaluation input from the same decode: (input, label, (index, eval input))."""
         index, seed = key[0], key[1]
         try:
-            _seed_all(seed)
+            seed_item(seed)
             raw, label = self.items.dataset[index]
             if len(key) > 2:
                 x, evaluated = self.pipeline.load_twice(raw)
@@ -219,13 +218,13 @@ class SeededItems(Dataset):
                                f"({type(exc).__name__}: {first})]") from None
 
 
-def _seed_all(seed: int) -> None:
+def seed_item(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.default_generator.manual_seed(seed)
 
 
-class _states_kept:
+class rng_states_kept:
     """In the training process (no loader workers): python's, numpy's and torch's (CPU) RNG
     states as they were before, afterwards."""
 
@@ -255,7 +254,8 @@ def fit_pipeline(cfg: MltConfig, root: Path, items: Any, train_idx: np.ndarray) 
         return _fit_image(cfg, items, train_idx)
     if items.modality == "text":
         return _text_pipeline(cfg, root)
-    first = items.dataset[int(train_idx[0])][0] if len(train_idx) else None
+    with rng_states_kept():  # a Dataset drawing random numbers does not shift the caller's
+        first = items.dataset[int(train_idx[0])][0] if len(train_idx) else None
     shape = tuple(int(d) for d in np.shape(first)) if first is not None else None
     return TensorPipeline(items.collate_fn, shape)
 

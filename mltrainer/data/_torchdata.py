@@ -4,7 +4,10 @@ items with identical content in two of them are counted as overlap). A `collate_
 along as the dict's "collate_fn" or the Dataset's attribute.
 
 Every item is read once at `mlt plan` to check its types and hash its content: an item must be
-`(input, label)` with a tensor/array input and an int label (a float for regression).
+`(input, label)` with a tensor/array input and an int label (a float for regression). Each read
+is seeded from its index (python, numpy and torch randomness, as training seeds its reads), so
+a Dataset that draws random numbers in `__getitem__` (noise, augmentation) hashes the same in
+every command: its split fingerprints would otherwise change on every read.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 from mltrainer.errors import DataError
 
 SPLIT_KEYS = ("train", "val", "test")
+HASH_SEED = 0  # the per-item seeds of the reads that hash items: fixed, not the run's seed
 
 
 def is_dataset_result(result: Any) -> bool:
@@ -50,6 +54,7 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
     import torch
 
     from mltrainer.data._items import ItemData
+    from mltrainer.data._itemsets import item_seed, rng_states_kept, seed_item
 
     collate = None
     given = None
@@ -80,24 +85,26 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
     labels = np.empty(n, dtype=np.float64)
     digests = np.empty((n, 32), dtype=np.uint8)
     first_shape = None
-    for i in range(n):
-        try:
-            item = dataset[i]
-        except Exception as exc:
-            raise DataError(f"{where}: item {i} cannot be read ({type(exc).__name__}: {exc})"
-                            ) from None
-        x, y, shape = _check_item(item, i, task, where)
-        if first_shape is None:
-            first_shape = shape
-        elif shape != first_shape and collate is None:
-            # the default collate stacks a batch: items of two shapes would crash training
-            raise DataError(
-                f"{where}: item {i}'s input has shape {shape} but item 0's has {first_shape}; "
-                "without a collate_fn every item must have one shape",
-                hint="return inputs of one shape, or give a collate_fn (the dict's "
-                     "'collate_fn' or the Dataset's collate_fn attribute)")
-        labels[i] = y
-        digests[i] = np.frombuffer(hashlib.sha256(x).digest(), np.uint8)
+    with rng_states_kept():  # the caller's random numbers are not shifted by the reads
+        for i in range(n):
+            try:
+                seed_item(item_seed(HASH_SEED, i))
+                item = dataset[i]
+            except Exception as exc:
+                raise DataError(f"{where}: item {i} cannot be read ({type(exc).__name__}: "
+                                f"{exc})") from None
+            x, y, shape = _check_item(item, i, task, where)
+            if first_shape is None:
+                first_shape = shape
+            elif shape != first_shape and collate is None:
+                # the default collate stacks a batch: items of two shapes would crash training
+                raise DataError(
+                    f"{where}: item {i}'s input has shape {shape} but item 0's has "
+                    f"{first_shape}; without a collate_fn every item must have one shape",
+                    hint="return inputs of one shape, or give a collate_fn (the dict's "
+                         "'collate_fn' or the Dataset's collate_fn attribute)")
+            labels[i] = y
+            digests[i] = np.frombuffer(hashlib.sha256(x).digest(), np.uint8)
     class_labels = None
     if task == "classification":
         ints = labels.astype(np.int64)

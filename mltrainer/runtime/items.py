@@ -1,9 +1,10 @@
 """Raw items → an exported item model's inputs, without torch (what `mlt predict` and the
 DEPLOYMENT.md snippet do): the preprocessing `preprocess.json` states, reproduced exactly.
 
-- Images: open with PIL, convert to the mode, resize the shorter side (bilinear, PIL — what
-  torchvision's Resize calls for PIL images), centre-crop, scale to [0, 1] in float32 as
-  torchvision's ToDtype does (x * float32(1/255)); the graph normalises.
+- Images: open with PIL (16-bit ones scaled to 8 bits), convert to the mode, resize the
+  shorter side (bilinear, PIL — what torchvision's Resize calls for PIL images), centre-crop,
+  scale to [0, 1] in float32 as torchvision's ToDtype does (x * float32(1/255)); the graph
+  normalises.
 - Text: the tokenizer copied into the artifact (`tokenizer/tokenizer.json`, the `tokenizers`
   library), truncation to max_length, padding to the longest text of the batch.
 """
@@ -29,12 +30,29 @@ def image_files(paths: list[Path]) -> list[Path]:
     return out
 
 
+# PIL modes of integer images wider than 8 bits (a 16-bit grey PNG opens as I;16 or I)
+WIDE_INTEGER_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def open_image(path: str | Path, mode: str) -> Any:
+    """The image at `path` converted to `mode` (L or RGB), as training and deployment read it.
+    PIL's convert clips wider integers at 255, so a 16-bit photo came out white: they are
+    scaled to 8 bits first (value / 257, rounded: 65535 -> 255), as image tools reduce depth."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        if img.mode in WIDE_INTEGER_MODES:
+            wide = np.asarray(img, dtype=np.float64)
+            return Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8),
+                                   "L").convert(mode)
+        return img.convert(mode)
+
+
 def image_array(path: Path, pre: dict[str, Any]) -> np.ndarray:
     """(C, H, W) float32 in [0, 1], as the training pipeline made it before normalising."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert(pre["mode"])
+    img = open_image(path, pre["mode"])
     size, crop = pre.get("resize"), pre.get("crop")
     if size:
         w, h = img.size
