@@ -322,11 +322,29 @@ class TrainingConfig(_Strict):
         raise ValueError("must be auto, cpu, cuda, cuda:N (N a device index) or mps")
 
 
+# The values each goal metric can take: a goal outside them can never be met.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "accuracy": (0.0, 1.0), "f1_macro": (0.0, 1.0), "roc_auc": (0.0, 1.0),
+    "r2": (-math.inf, 1.0), "rmse": (0.0, math.inf), "mae": (0.0, math.inf)}
+
+
 class GoalConfig(_Strict):
     metric: Literal["accuracy", "f1_macro", "roc_auc", "rmse", "mae", "r2"] = Field(
         "accuracy", description="The metric every gate judges by (on validation, test at the end)."
     )
     target: float = Field(..., description="The value of the metric that counts as done.")
+
+    @model_validator(mode="after")
+    def _target_in_reach(self) -> GoalConfig:
+        """A goal the metric cannot reach (accuracy 2, rmse -1) would block finalize forever."""
+        low, high = METRIC_RANGES[self.metric]
+        if not (low <= self.target <= high):
+            bounds = (f"lies in [{low:g}, {high:g}]" if math.isfinite(low) and math.isfinite(high)
+                      else f"is at most {high:g}" if math.isfinite(high)
+                      else f"is at least {low:g}")
+            raise ValueError(f"goal.target {self.target:g} is out of reach: {self.metric} "
+                             f"{bounds}")
+        return self
 
 
 class DiagnoseConfig(_Strict):
@@ -496,8 +514,10 @@ def _describe_error(err: dict[str, Any], raw: dict[str, Any]) -> str:
         return f"unknown field '{path}'{tip} (known here: {', '.join(sorted(known))})"
     if err["type"] == "missing":
         return f"field '{path}' is required but missing"
-    value = _value_at(raw, err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
+    if not loc:  # a check across fields: its message names them
+        return msg
+    value = _value_at(raw, err["loc"])
     return f"field '{path}' has bad value {echo(value)}: {msg}"
 
 

@@ -49,6 +49,9 @@ def test_example_carries_the_design_contract_values() -> None:
         (lambda c: c["model"].__setitem__("hidden", [64, 0]), "model.hidden"),
         (lambda c: c.pop("goal"), "'goal' is required"),
         (lambda c: c["training"].__setitem__("epochs", "many"), "'many'"),
+        # a goal the metric cannot reach would block finalize forever
+        (lambda c: c["goal"].__setitem__("target", 2), "accuracy lies in [0, 1]"),
+        (lambda c: c["goal"].update(metric="roc_auc", target=-0.1), "out of reach"),
     ],
 )
 def test_bad_config_names_field_value_and_fix(tmp_path: Path, mutate, expected: str) -> None:
@@ -61,6 +64,30 @@ def test_bad_config_names_field_value_and_fix(tmp_path: Path, mutate, expected: 
     assert expected in err.value.message
     assert err.value.exit_code == 2
     assert "mlt config validate" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize(("task", "metric", "target", "ok"), [
+    ("regression", "r2", 1.0, True), ("regression", "r2", -5.0, True),
+    ("regression", "r2", 1.1, False), ("regression", "rmse", 0.0, True),
+    ("regression", "rmse", -1.0, False), ("regression", "mae", 1e9, True),
+    ("classification", "f1_macro", 1.0, True), ("classification", "f1_macro", 1.01, False),
+])
+def test_goal_target_must_be_reachable(task: str, metric: str, target: float, ok: bool
+                                       ) -> None:
+    raw = _example() | {"task": task, "goal": {"metric": metric, "target": target}}
+    if ok:
+        assert parse_config(raw).goal.target == target
+    else:
+        with pytest.raises(ConfigError, match="is out of reach"):
+            parse_config(raw)
+
+
+def test_a_check_across_fields_says_its_message_not_the_whole_config(tmp_path: Path) -> None:
+    data = _example()
+    data["goal"]["metric"] = "rmse"
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, data))
+    assert "(top level)" not in err.value.message and "'data'" not in err.value.message
 
 
 def test_invalid_yaml_gives_line_number(tmp_path: Path) -> None:
