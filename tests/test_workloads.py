@@ -100,6 +100,42 @@ def test_imagefolder_splits_fingerprints_and_locks_test(tmp_path: Path) -> None:
     assert source_fingerprint(cfg, tmp_path) != bundle.fingerprints["data"]
 
 
+def test_an_interrupted_first_hash_of_a_folder_keeps_the_files_it_finished(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifest cache was written once, at the end: a first look at a large folder
+    stopped at 90 % (Ctrl-C, a crash) hashed everything again. Here the scan stops at a file
+    that cannot be read, halfway; the files before it are in the cache, and the next look
+    hashes only the rest."""
+    import json
+
+    from mltrainer.data import _manifest
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"{i}.bin").write_bytes(bytes([i]) * 100)
+    (folder / "3.bin").unlink()
+    (folder / "3.bin").symlink_to(folder / "missing")  # listed, but stat fails
+    files = _manifest.list_files(folder, (".bin",))
+    manifest = _manifest.Manifest(tmp_path, folder)
+    with pytest.raises(FileNotFoundError):
+        manifest.refresh(files)
+    kept = json.loads(_manifest.cache_file(tmp_path, folder).read_text())["files"]
+    assert sorted(kept) == ["0.bin", "1.bin", "2.bin"]
+    (folder / "3.bin").unlink()
+    (folder / "3.bin").write_bytes(b"\x03" * 100)
+    hashed: list[str] = []
+    real = _manifest.sha256_file
+    monkeypatch.setattr(_manifest, "sha256_file",  # counts the files hashed, hashes them
+                        lambda path: hashed.append(path.name) or real(path))
+    again = _manifest.Manifest(tmp_path, folder)
+    again.refresh(files)
+    assert hashed == ["3.bin", "4.bin", "5.bin"]
+    again.save()
+    assert sorted(json.loads(_manifest.cache_file(tmp_path, folder).read_text())["files"]) == (
+        files)
+
+
 def test_text_source_tokenises_and_pads_per_batch(tmp_path: Path) -> None:
     _text(tmp_path)
     cfg = _cfg("d.jsonl", {"kind": "hf:bert", "tokenizer": "tok", "max_length": 8},

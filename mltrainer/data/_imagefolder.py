@@ -89,9 +89,10 @@ class ImageFolderSource(DataSource):
         classes, files = self.classes(cfg, folder)
         manifest = Manifest(root, folder)
         entries = manifest.refresh(files)
-        for rel in files:
-            if "image" not in entries[rel]:
-                manifest.note(rel, image=_check_image(folder / rel, cfg.data.source))
+        with manifest.progress_kept():  # a bad file or a Ctrl-C keeps the checks finished
+            for rel in files:
+                if "image" not in entries[rel]:
+                    manifest.note(rel, image=_check_image(folder / rel, cfg.data.source))
         manifest.save()
         index = {c: i for i, c in enumerate(classes)}
         labels = [index[f.split("/", 1)[0]] for f in files]

@@ -3,20 +3,26 @@ cached by (path, size, mtime) in `.mlt/cache/` so a 100 000-file folder is hashe
 `mlt status` only stats it afterwards. Standard library only (`mlt status` imports this).
 
 The cache may also hold what a source learned about a file the first time (an image's size
-and mode after a full decode), so that check too runs once per file version.
+and mode after a full decode), so that check too runs once per file version. Work in progress
+is written every PROGRESS_S seconds and when it is interrupted (Ctrl-C, a crash): a first look
+at a large folder stopped at 90 % resumes from there, not from its start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mltrainer.hashing import sha256_file
 
 CACHE_VERSION = 1
+PROGRESS_S = 30.0  # seconds of hashing or checking between two writes of the work so far
 
 
 def cache_file(root: Path, folder: Path) -> Path:
@@ -44,6 +50,7 @@ class Manifest:
         self.entries: dict[str, dict[str, Any]] = {}
         self._cached: dict[str, dict[str, Any]] = {}
         self._dirty = False
+        self._last_progress: float | None = None
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             if data.get("version") == CACHE_VERSION:
@@ -53,24 +60,26 @@ class Manifest:
 
     def refresh(self, files: list[str]) -> dict[str, dict[str, Any]]:
         """Stat every file; hash the ones whose size or mtime changed since the cache."""
-        entries = {}
-        for rel in files:
-            st = os.stat(self.folder / rel)
-            old = self._cached.get(rel)
-            if old and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns:
-                entries[rel] = old
-                continue
-            entries[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                            "sha256": sha256_file(self.folder / rel)}
-            self._dirty = True
+        self.entries = entries = {}
+        with self.progress_kept():
+            for rel in files:
+                st = os.stat(self.folder / rel)
+                old = self._cached.get(rel)
+                if old and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns:
+                    entries[rel] = old
+                    continue
+                entries[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                "sha256": sha256_file(self.folder / rel)}
+                self._dirty = True
+                self._progress_due()
         self._dirty = self._dirty or set(entries) != set(self._cached)
-        self.entries = entries
         return entries
 
     def note(self, rel: str, **extra: Any) -> None:
         """Remember facts about the current version of one file (saved with `save`)."""
         self.entries[rel].update(extra)
         self._dirty = True
+        self._progress_due()
 
     def digest(self) -> str:
         """sha256 over (path, size, sha256) of every file: the folder's content fingerprint."""
@@ -82,18 +91,41 @@ class Manifest:
 
     def save(self) -> None:
         """Write the cache (atomically; a cache that cannot be written is only slower)."""
-        if not self._dirty:
-            return
+        if self._dirty and self._write(self.entries):
+            self._dirty = False
+
+    @contextlib.contextmanager
+    def progress_kept(self) -> Iterator[None]:
+        """Whatever ends the block early (Ctrl-C, a crash, a bad file) first writes the work
+        finished so far, beside the cache's other files."""
+        try:
+            yield
+        except BaseException:
+            self._save_progress()
+            raise
+
+    def _progress_due(self) -> None:
+        now = time.monotonic()
+        if self._last_progress is None:
+            self._last_progress = now
+        elif now - self._last_progress >= PROGRESS_S:
+            self._save_progress()
+            self._last_progress = now
+
+    def _save_progress(self) -> None:
+        if self._dirty:  # still dirty after: the final save writes exactly the files listed
+            self._write({**self._cached, **self.entries})
+
+    def _write(self, files: dict[str, dict[str, Any]]) -> bool:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"version": CACHE_VERSION, "folder": str(self.folder),
-                                       "files": self.entries}, sort_keys=True),
-                           encoding="utf-8")
+                                       "files": files}, sort_keys=True), encoding="utf-8")
             os.replace(tmp, self.path)
-            self._dirty = False
+            return True
         except OSError:
-            pass
+            return False
 
 
 def fingerprint_path(root: Path, path: Path) -> str:
