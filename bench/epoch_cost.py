@@ -49,7 +49,9 @@ class Clock:
         self._gc_t = 0.0
 
     def wrap(self, owner: Any, name: str, label: str | Callable[[], str]) -> None:
-        fn = getattr(owner, name)
+        fn = getattr(owner, name, None)
+        if fn is None:  # a tree without it (an older main: no step blocks)
+            return
         clock = self
 
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -114,9 +116,15 @@ def instrument(clock: Clock, marks: list[dict[str, Any]], kept: dict[str, Any]) 
     clock.wrap(schedule.LrSchedule, "apply", "/ lr schedule")
     clock.wrap(torch.optim.Optimizer, "zero_grad", "/ zero_grad")
     clock.wrap(stream.MetricWriter, "write", "stream: MetricWriter.write")
+    clock.wrap(stream.MetricWriter, "write_lines", "stream: MetricWriter.write_lines")
+    clock.wrap(loop, "step_line", "stream: step line (format)")
     clock.wrap(_runner.DetectorSubscriber, "on_event", "subscriber: detectors")
+    clock.wrap(_runner.DetectorSubscriber, "on_steps", "subscriber: detectors")
     clock.wrap(runner.ProgressForwarder, "on_event", "subscriber: progress")
+    clock.wrap(runner.ProgressForwarder, "on_steps", "subscriber: progress")
     clock.wrap(loop.Trainer, "_emit", "emit (dispatch)")
+    clock.wrap(loop.Trainer, "_flush_steps", "step block (dispatch)")
+    clock.wrap(loop.Trainer, "_step_event", "emit (dispatch)")
     clock.wrap(loop.Trainer, "_decide", "decide (stop reason)")
     clock.wrap(loop, "evaluate", evaluate_label)
     clock.wrap(inference, "forward_batches", "/ forward")

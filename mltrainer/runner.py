@@ -131,6 +131,12 @@ class ProgressForwarder:
         if self.fn is not None:
             self.fn(event)
 
+    def on_steps(self, block: Any) -> None:
+        """A block of step events (`engine.loop`'s blocks): each, in order."""
+        if self.fn is not None:
+            for event in block.events:
+                self.fn(event)
+
 
 
 

@@ -133,6 +133,13 @@ def step_lines(epochs: list[Any], steps: list[Any], losses: list[Any], lrs: list
                                                strict=True)]
     if grad_norms.count(None) == len(grad_norms):
         return [_STEP_LINE % row for row in zip(epochs, steps, losses, lrs, times, strict=True)]
+    try:  # a norm on every step (mlt's loop, HF): the same check, once for all
+        normed = (set(map(type, grad_norms)) == {float} and math.isfinite(sum(grad_norms)))
+    except TypeError:
+        normed = False
+    if normed:
+        return [_NORM_STEP_LINE % row for row in zip(epochs, steps, losses, lrs, grad_norms,
+                                                      times, strict=True)]
     return [_STEP_LINE % (e, s, loss, lr, at) if norm is None else step_line(
         e, s, loss, lr, norm, at) for e, s, loss, lr, norm, at in zip(
             epochs, steps, losses, lrs, grad_norms, times, strict=True)]

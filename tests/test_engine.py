@@ -604,6 +604,93 @@ def test_a_nan_loss_never_leaves_non_finite_weights(tmp_path: Path, stop_on_nan:
     assert '"nan"' in as_json or '"inf"' in as_json or stop_on_nan
 
 
+class BlockRecorder:
+    """A subscriber with `on_steps`: the loop hands it the step events in blocks."""
+
+    def __init__(self) -> None:
+        self.blocks: list[list[dict[str, Any]]] = []
+        self.events: list[dict[str, Any]] = []
+
+    def on_steps(self, block: Any) -> None:
+        self.blocks.append(list(block.events))
+        self.events += block.events
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+
+def test_step_blocks_write_each_step_line_as_the_per_step_writer_did(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # blocks of 7 on 20-step epochs: full blocks, an epoch's short last one; per-layer
+    # statistics every 3rd step. The per-step writer wrote `line_of(event)` of each step event
+    # as it ended (MetricWriter.write); a per-step subscriber (no on_steps) still gets that
+    # event, so the file must hold exactly its line, and the block subscribers the same events.
+    from mltrainer.detectors import DetectorSubscriber, build_detectors, run_detectors
+    from mltrainer.engine import loop
+    from mltrainer.stream import line_of
+
+    monkeypatch.setattr(loop, "STEP_BLOCK", 7)
+    per_step, blocks = CountingSubscriber(), BlockRecorder()
+    seen: list[dict[str, Any]] = []
+    per_step.on_event = lambda e: seen.append(e) if e["type"] == "step" else None  # type: ignore
+    detectors = DetectorSubscriber(build_detectors(None))
+    cfg = make_config(training={"epochs": 2, "grad_stats_every": 3})
+    Trainer(cfg, digits_bundle(), tmp_path / "r", subscribers=[detectors, blocks, per_step]).fit()
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    steps = [line for line in lines if line.startswith('{"type":"step"')]
+    assert len(steps) == len(seen) == 40
+    assert steps == [line_of(event) for event in seen]  # byte for byte, time included
+    assert [e for e in blocks.events if e["type"] == "step"] == seen
+    assert [len(b) for b in blocks.blocks] == [7, 7, 6, 7, 7, 6]
+    base = ["type", "epoch", "step", "loss", "lr", "grad_norm"]
+    assert [list(e) for e in seen] == [
+        [*base, "layers", "time"] if e["step"] % 3 == 0 else [*base, "time"] for e in seen]
+    # every epoch event after the steps before it; judged as event by event (offline)
+    kinds = [json.loads(line)["type"] for line in lines]
+    assert kinds == ["start"] + ["step"] * 20 + ["epoch"] + ["step"] * 20 + ["epoch", "end"]
+    offline = run_detectors(tmp_path / "r" / "metrics.jsonl")
+    assert [f.to_dict() for f in detectors.findings] == [f.to_dict() for f in offline]
+
+
+@pytest.mark.parametrize("rows", [
+    [(1, 1, 0.5, 1e-3, 1.25, 1.7e9), (1, 2, 0.25, 1e-3, 0.75, 1.7e9 + 0.1)],  # the loop's
+    [(1, 1, 0.5, 1e-3, math.nan, 1.0), (1, 2, 0.5, 1e-3, math.inf, 2.0)],  # non-finite norms
+    [(1, 1, 0.5, 1e-3, 1e308, 1.0), (1, 2, 0.5, 1e-3, 1e308, 2.0)],  # a sum that overflows
+    [(1, 1, 0.5, 1e-3, 1, 1.0), (1, 2, 0.5, 1e-3, 2.0, 2.0)],  # an int norm
+])
+def test_a_block_with_a_norm_on_every_step_is_each_steps_line(rows: list[tuple[Any, ...]]
+                                                              ) -> None:
+    """`stream.step_lines` checks a norm on every step (the loop's, HF's) once for the block:
+    byte for byte `step_line` of each step (None where the encoder must write it)."""
+    from mltrainer.stream import step_line, step_lines
+
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    assert step_lines(*columns) == [step_line(*row) for row in rows]
+
+
+def test_a_non_finite_step_stops_training_at_that_step(tmp_path: Path) -> None:
+    # the real nan_loss detector, in blocks: the stop, the finding and the end event name the
+    # first step whose loss or gradient norm is not finite, and nothing after it is written
+    from mltrainer.detectors import DetectorSubscriber, build_detectors
+
+    cfg = make_config(task="regression", data={"source": "sklearn:diabetes"},
+                      model={"dropout": 0.0},
+                      training={"optimizer": "sgd", "lr": 1e-3, "grad_clip": None,
+                                "scheduler": "none", "epochs": 8,
+                                "early_stopping": {"patience": 0}},
+                      goal={"metric": "rmse", "target": 50.0})
+    detectors = DetectorSubscriber(build_detectors(None))
+    result = Trainer(cfg, diabetes_bundle(), tmp_path / "nan", subscribers=[detectors]).fit()
+    events = read_stream(tmp_path / "nan" / "metrics.jsonl")
+    bad = [e["step"] for e in events if e["type"] == "step"
+           and not (math.isfinite(e["loss"]) and math.isfinite(e["grad_norm"]))]
+    assert result.stopped_reason == "detector:nan_loss" and bad == [result.final_step]
+    assert events[-2]["type"] == "step" and events[-2]["step"] == result.final_step
+    assert (events[-1]["reason"], events[-1]["step"]) == ("detector:nan_loss", bad[0])
+    nan = [f for f in detectors.findings if f.id == "nan_loss"]
+    assert [f.onset["step"] for f in nan] == bad
+
+
 # -- determinism --------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from mltrainer.detectors._base import (
     DetectorContext,
     Finding,
     StepBlock,
+    step_event,
 )
 from mltrainer.detectors._convergence_stall import ConvergenceStallDetector
 from mltrainer.detectors._dead_relu import DeadReluDetector
@@ -54,6 +55,7 @@ __all__ = [
     "NanLossDetector",
     "OverfittingDetector",
     "StepBlock",
+    "step_event",
     "UnderfittingDetector",
     "VanishingGradientsDetector",
     "build_detectors",

@@ -77,6 +77,20 @@ class Finding:
             raise StateCorruptError(f"not a finding: {data!r} ({exc})") from None
 
 
+def step_event(epoch: Any, step: Any, loss: Any, lr: Any, grad_norm: Any, layers: Any,
+               at: Any) -> dict[str, Any]:
+    """One step event from its values, key for key (and in the order) mlt's loop and the
+    callbacks write it: {"type": "step", "epoch", "step", "loss", "lr", ["grad_norm",]
+    ["layers",] "time"}, the optional keys where the value is not None."""
+    event = {"type": "step", "epoch": epoch, "step": step, "loss": loss, "lr": lr}
+    if grad_norm is not None:
+        event["grad_norm"] = grad_norm
+    if layers is not None:
+        event["layers"] = layers
+    event["time"] = at
+    return event
+
+
 class StepBlock(Sequence[dict[str, Any]]):
     """Consecutive step events as columns, one list per field (`grad_norms` and `layers` None
     where a step has none): what a callback hands the detectors for a block of steps
@@ -114,14 +128,8 @@ class StepBlock(Sequence[dict[str, Any]]):
         return event
 
     def _event(self, i: int) -> dict[str, Any]:
-        event = {"type": "step", "epoch": self.epochs[i], "step": self.steps[i],
-                 "loss": self.losses[i], "lr": self.lrs[i]}
-        if self.grad_norms[i] is not None:
-            event["grad_norm"] = self.grad_norms[i]
-        if self.layers[i] is not None:
-            event["layers"] = self.layers[i]
-        event["time"] = self.times[i]
-        return event
+        return step_event(self.epochs[i], self.steps[i], self.losses[i], self.lrs[i],
+                          self.grad_norms[i], self.layers[i], self.times[i])
 
     @property
     def events(self) -> list[dict[str, Any]]:
