@@ -55,9 +55,9 @@ __all__ = [
     "NanLossDetector",
     "OverfittingDetector",
     "StepBlock",
-    "step_event",
     "UnderfittingDetector",
     "VanishingGradientsDetector",
     "build_detectors",
     "run_detectors",
+    "step_event",
 ]
