@@ -40,9 +40,6 @@ class PruningSubscriber:
         self.trial, self.metric = trial, metric
         self.pruned_at: int | None = None
 
-    def on_steps(self, block: Any) -> None:
-        """Step events, in the loop's blocks: nothing to report (epochs only)."""
-
     def on_event(self, event: dict[str, Any]) -> str | None:
         if event.get("type") != "epoch":
             return None
