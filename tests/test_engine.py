@@ -668,6 +668,22 @@ def test_a_block_with_a_norm_on_every_step_is_each_steps_line(rows: list[tuple[A
     assert step_lines(*columns) == [step_line(*row) for row in rows]
 
 
+@pytest.mark.parametrize("rows", [
+    [(1, 1, 0.5, 1e-3, 1.25, None, 1.7e9), (1, 2, 0.25, 1e-3, 0.75, None, 1.7e9 + 0.1)],
+    [(1, 1, 0.5, 1e-3, 1.25, {"w": {"grad_norm": 1.0, "zero_frac": 0.0}}, 1.0),
+     (1, 2, 0.5, 1e-3, 1.5, None, 2.0)],  # a per-layer table
+    [(1, 1, 0.5, 1e-3, math.nan, None, 1.0), (1, 2, math.inf, 1e-3, 1.0, None, 2.0)],
+])
+def test_a_blocks_lines_are_each_events_line(rows: list[tuple[Any, ...]]) -> None:
+    """The loop writes a block's lines from its columns (`stream.block_lines`): byte for byte
+    what the per-step writer wrote for each event (`line_of`)."""
+    from mltrainer.detectors import StepBlock
+    from mltrainer.stream import block_lines, line_of
+
+    block = StepBlock(*[list(column) for column in zip(*rows, strict=True)])
+    assert block_lines(block) == [line_of(event) for event in block.events]
+
+
 def test_a_non_finite_step_stops_training_at_that_step(tmp_path: Path) -> None:
     # the real nan_loss detector, in blocks: the stop, the finding and the end event name the
     # first step whose loss or gradient norm is not finite, and nothing after it is written
@@ -722,9 +738,10 @@ tests = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tests)
 from mltrainer.engine import Trainer
 
-class Slow:  # gives the test time to send the signal mid-epoch
+class Slow:  # gives the test time to send the signal mid-epoch; counts the steps done
     def on_event(self, event):
         if event["type"] == "step":
+            Path(sys.argv[2] + ".steps").write_text(str(event["step"]))
             time.sleep(0.01)
 
 cfg = tests.make_config(training={"epochs": 4})
@@ -733,11 +750,17 @@ print(json.dumps(result.to_dict()))
 """
 
 
-def _wait_for_steps(path: Path, count: int, proc: subprocess.Popen, timeout: float) -> None:
+def _steps_done(run_dir: Path) -> int:
+    """The last step the script's subscriber saw end (its lines may wait in a block)."""
+    text = Path(f"{run_dir}.steps").read_text() if Path(f"{run_dir}.steps").is_file() else ""
+    return int(text) if text.strip() else 0
+
+
+def _wait_for_steps(run_dir: Path, count: int, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        if path.is_file() and path.read_text().count('"type":"step"') >= count:
+        if _steps_done(run_dir) >= count:
             return
         time.sleep(0.02)
     proc.kill()
@@ -751,7 +774,7 @@ def _start_training(tmp_path: Path, run_dir: Path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, str(script), __file__, str(run_dir)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # inside epoch 2; generous: it returns as soon as the steps are there (a loaded CI box)
-    _wait_for_steps(run_dir / "metrics.jsonl", 25, proc, timeout=180)
+    _wait_for_steps(run_dir, 25, proc, timeout=180)
     return proc
 
 
@@ -792,7 +815,14 @@ def test_kill_9_loses_at_most_the_epoch_in_progress(tmp_path: Path) -> None:
     proc.communicate(timeout=180)
     assert proc.returncode == -signal.SIGKILL
     events = read_stream(run_dir / "metrics.jsonl")
-    assert events[-1]["type"] == "step" and events[-1]["epoch"] == 2  # no end event
+    assert events[-1]["type"] in ("step", "epoch")  # no end event
+    # epoch 1 whole; of epoch 2 the steps up to the block in progress (engine.loop.STEP_BLOCK)
+    from mltrainer.engine.loop import STEP_BLOCK
+
+    steps = [e["step"] for e in events if e["type"] == "step"]
+    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 20
+    assert _steps_done(run_dir) - STEP_BLOCK <= len(steps) <= _steps_done(run_dir)
     resume = find_resume_checkpoint(run_dir)
     assert load_checkpoint(resume)["epoch"] == 1  # epoch 1 survived; epoch 2 was in progress
     _resume_equals_uninterrupted(tmp_path, run_dir)

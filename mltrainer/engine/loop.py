@@ -1,22 +1,25 @@
 """The training loop: `Trainer(cfg, bundle, run_dir, ...).fit(resume=None) -> RunResult`.
 
-Per step: one `TrainStep` (shared with `determinism_probe`) and one step event: its line
-written to the stream as the step ends (`stream.step_line`), the event judged in blocks of
-steps (the subscribers with `on_steps`, the detectors, get a block as one `StepBlock`). Per
-epoch: val loss and metrics, the same on a fixed subset of the
+Per step: one `TrainStep` (shared with `determinism_probe`) and one step event, handled in
+blocks of steps (`_flush_steps`: the block's lines in one write, `stream.block_lines`, the
+per-step writer's bytes; the subscribers with `on_steps`, the detectors, given the block as
+one `StepBlock`). Per epoch: val loss and metrics, the same on a fixed subset of the
 training rows (`train_subset`), best/early-stopping bookkeeping, one checkpoint, one epoch
 event. A subscriber's non-None return stops the loop right there with
 that reason; so does SIGINT/SIGTERM (reason "interrupted", after writing `interrupt.pt`).
 
-Step blocks: every step's line reaches the OS as the step ends (a killed process loses no
-finished step's line); the block subscribers judge the steps when `STEP_BLOCK` wait or the
-first waiting is `STEP_BLOCK_S` old, at the epoch's last step, and at once on a step whose
-loss or gradient norm is not finite (what `nan_loss`, the one detector that stops training,
-fires on: it stops training at that very step, as event by event), on a Ctrl-C/SIGTERM and on
-a per-step subscriber's stop (a subscriber without `on_steps` gets each step event as the step
-ends). Every stop, checkpoint and epoch event comes after the steps before it are judged, so
-checkpoints hold the subscribers' state of every step before them (exact resume). The other
-detectors' findings come at the block's end, carrying the step they refer to.
+Step blocks: a block is handled when it holds `STEP_BLOCK` steps or its first is
+`STEP_BLOCK_S` old, at the epoch's last step, and at once on a step whose loss or gradient norm
+is not finite (what `nan_loss`, the one detector that stops training, fires on: it stops
+training at that very step, as event by event), on a Ctrl-C/SIGTERM and on a per-step
+subscriber's stop (a subscriber without `on_steps` gets each step event as the step ends,
+before its line is written). Every stop, checkpoint and epoch event comes after the steps
+before it are written and judged, so checkpoints hold the subscribers' state of every step
+before them (exact resume); an exception writes the pending lines before its end event. A
+process killed outright (kill -9, the OOM killer, a power loss) loses the lines of the block
+in progress: at most `STEP_BLOCK` finished steps and at most `STEP_BLOCK_S` plus one step of
+them (one line a step before: none), all after the last checkpoint (a resume re-runs them).
+The other detectors' findings come at the block's end, carrying the step they refer to.
 
 Resuming restores model, optimiser, schedule, scaler, early stopping, history, every RNG (last,
 after everything that draws from them was built) and the position inside the epoch, so on the
@@ -73,7 +76,7 @@ from mltrainer.engine.step import (
 )
 from mltrainer.engine.stopping import EarlyStopping
 from mltrainer.errors import CheckpointError, ConfigError
-from mltrainer.stream import MetricWriter, line_of, step_line
+from mltrainer.stream import MetricWriter, block_lines
 from mltrainer.tracking import trackers_for
 
 
@@ -93,12 +96,13 @@ class Subscriber(Protocol):
         reason) stops training at once, at the block's last step."""
 
 
-# The block subscribers judge the steps once this many wait or the first waiting is this
-# old (the module doc): the callbacks' `integrations.MAX_UNJUDGED` and `JUDGE_DELAY_S`, for the
-# same reason: one judging a block, its code and data in the cache from one step to the next,
-# instead of one dispatch a step (~0.19 ms a step with the line, on issue 16's 5 ms steps).
-STEP_BLOCK = 64
-STEP_BLOCK_S = 1.0
+# A block of steps is handled once it holds this many or its first is this old (the module
+# doc): the callbacks' `integrations.MAX_BLOCK` and `MAX_DELAY_S`, for the same reason. Right
+# after a training step every object the event touches is a cache miss: one step's line cost
+# ~17 us to format and ~20 us to write there, its dispatch and detectors ~0.1 ms (issue 16's
+# 5 ms steps); a block pays those misses once.
+STEP_BLOCK = 32
+STEP_BLOCK_S = 0.25
 
 
 # Rows of the training split re-evaluated at every epoch's end for the train metrics
@@ -194,7 +198,7 @@ class Trainer:
         self._background = background_checkpoints
         self._writer: MetricWriter | None = None
         self._stream_fd = -1
-        self._pending: list[tuple[Any, ...]] = []  # the steps not judged yet (_flush_steps)
+        self._pending: list[tuple[Any, ...]] = []  # the steps not handled yet (_flush_steps)
         self._interrupt_written = False
 
     # -- the public entry point ---------------------------------------------------------------
@@ -308,6 +312,8 @@ class Trainer:
             self._fsync_stream()
             return reason
         except BaseException as exc:
+            with contextlib.suppress(Exception):  # finished steps' lines before the end event
+                self._flush_steps(judge=False)
             with contextlib.suppress(BaseException):
                 ckpts.wait()
             with contextlib.suppress(Exception):
@@ -335,7 +341,6 @@ class Trainer:
         pending = self._pending
         pending.clear()
         flush_by = 0.0
-        write = self._writer.write_lines if self._writer is not None else None
         while p.epoch < tcfg.epochs:
             epoch_no = p.epoch + 1
             if p.position == 0:
@@ -362,9 +367,6 @@ class Trainer:
                         }
                     now = time.time()
                     row = (epoch_no, p.step, loss, out.lr, grad_norm, layers, now)
-                    line = (step_line(epoch_no, p.step, loss, out.lr, grad_norm, now)
-                            if layers is None else None)
-                    write([line if line is not None else line_of(step_event(*row))])
                     pending.append(row)
                     if len(pending) == 1:
                         flush_by = now + STEP_BLOCK_S
@@ -474,14 +476,19 @@ class Trainer:
                 reason = str(answer)
         return reason
 
-    def _flush_steps(self) -> str | None:
-        """The steps not judged yet, as one `StepBlock`, to every subscriber with `on_steps`
-        (their lines are written already). Returns the first stop reason."""
+    def _flush_steps(self, judge: bool = True) -> str | None:
+        """Handle the pending steps as one `StepBlock`: their lines in one write and one flush
+        (`stream.block_lines`: the bytes of one `MetricWriter.write` a step), then, with
+        `judge`, the block to every subscriber with `on_steps`. Returns the first stop
+        reason."""
         pending = self._pending
-        if not pending:
+        if not pending or self._writer is None:
             return None
         block = StepBlock(*map(list, zip(*pending, strict=True)))
         pending.clear()
+        self._writer.write_lines(block_lines(block))
+        if not judge:
+            return None
         reason = None
         for sub in self.subscribers:
             on_steps = getattr(sub, "on_steps", None)
