@@ -24,10 +24,32 @@ detector may also say about the same run.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-from scenarios import HEALTHY, Injection, Scenario, _Builder
+from heldout_common import (
+    DEAD_OK,
+    EXPLODE_OK,
+    NAN_OK,
+    OSC_OK,
+    STALL_OK,
+    UNDER_OK,
+    VANISH_OK,
+    build_set,
+)
+from scenarios import (
+    CONSTANT_LR,
+    HEALTHY,
+    NO_CLIP,
+    NO_ES,
+    NO_REG,
+    SGD,
+    Injection,
+    Scenario,
+    _Builder,
+    factory,
+    mlp,
+    train,
+)
 
 # goal targets are ones these models reach on train comfortably when healthy
 SETS: dict[str, dict[str, Any]] = {
@@ -58,36 +80,18 @@ SETS: dict[str, dict[str, Any]] = {
 }
 REGRESSION = ("diabetes", "friedman1", "regraw")
 
-NO_ES = {"training": {"early_stopping": {"patience": 0}}}
-NO_REG = {"model": {"dropout": 0.0}, "training": {"weight_decay": 0.0}}
-NO_CLIP = {"training": {"grad_clip": None}}
-CONSTANT_LR = {"training": {"scheduler": "none"}}
-SGD = {"training": {"optimizer": "sgd"}}
-
-
 def on(name: str) -> dict[str, Any]:
     return SETS[name]
 
 
 def fac(fn: str, **params: Any) -> dict[str, Any]:
-    return {"model": {"kind": f"python:bench_factories:{fn}", "params": params}}
-
-
-def mlp(*hidden: int, **extra: Any) -> dict[str, Any]:
-    return {"model": {"kind": "mlp", "hidden": list(hidden), **extra}}
-
-
-def train(**fields: Any) -> dict[str, Any]:
-    return {"training": fields}
+    return factory(fn, **params)
 
 
 def build_heldout(repeats: int = 1) -> list[Scenario]:
     """Every held-out scenario, each `repeats` times over different seeds (seed + 100 k)."""
-    b = _Builder(repeats)
-    for group in (_healthy, _nan, _exploding, _vanishing, _dead, _oscillation, _stall,
-                  _overfitting, _underfitting):
-        group(b)
-    return [replace(s, name=f"ho-{s.name}") for s in b.scenarios]
+    return build_set("ho", (_healthy, _nan, _exploding, _vanishing, _dead, _oscillation, _stall,
+                  _overfitting, _underfitting), repeats)
 
 
 def _healthy(b: _Builder) -> None:
@@ -124,9 +128,6 @@ def _healthy(b: _Builder) -> None:
           fac("residual_mlp", width=64), train(epochs=60, lr=3e-3, warmup_epochs=3), seed=26)
 
 
-NAN_OK = {"exploding_gradients", "loss_oscillation", "dead_relu"}
-
-
 def _nan(b: _Builder) -> None:
     for seed, (ds, at, model) in enumerate([
             ("iris", 20, mlp(32)), ("friedman1", 40, fac("residual_mlp", width=32)),
@@ -138,9 +139,6 @@ def _nan(b: _Builder) -> None:
         b.add(f"nan-sgd-hugelr-{ds}", "nan_loss", on(ds), mlp(64), NO_ES, NO_CLIP, SGD,
               CONSTANT_LR, train(lr=1.0), seed=40 + seed, allowed=NAN_OK,
               note="sgd lr 1 on raw-unit targets, no clipping")
-
-
-EXPLODE_OK = {"nan_loss", "loss_oscillation", "dead_relu", "convergence_stall", "underfitting"}
 
 
 def _exploding(b: _Builder) -> None:
@@ -163,9 +161,6 @@ def _exploding(b: _Builder) -> None:
           note="residual relu net, weights x6 at init, sgd, no clipping")
 
 
-VANISH_OK = {"convergence_stall", "underfitting"}
-
-
 def _vanishing(b: _Builder) -> None:
     for seed, ds in enumerate(["iris", "clf4", "friedman1"]):
         b.add(f"vanish-sigmoid10-{ds}", "vanishing_gradients", on(ds),
@@ -175,9 +170,6 @@ def _vanishing(b: _Builder) -> None:
         b.add(f"vanish-deeptanh-{ds}", "vanishing_gradients", on(ds),
               fac("deep_tanh", depth=8, width=32, init_std=0.05), NO_ES, seed=65 + seed,
               allowed=VANISH_OK, note="8 tanh layers, init std 0.05")
-
-
-DEAD_OK = {"convergence_stall", "underfitting"}
 
 
 def _dead(b: _Builder) -> None:
@@ -191,9 +183,6 @@ def _dead(b: _Builder) -> None:
               note="hidden biases -10 mid-run")
 
 
-OSC_OK = {"exploding_gradients", "dead_relu", "convergence_stall", "underfitting"}
-
-
 def _oscillation(b: _Builder) -> None:
     # config: adam with an lr ~50-100x too high, constant, no clipping
     for seed, (ds, value) in enumerate([("iris", 0.1), ("moons", 0.1), ("clf4", 0.05),
@@ -205,9 +194,6 @@ def _oscillation(b: _Builder) -> None:
     b.add("osc-lrup-clf4", "loss_oscillation", on("clf4"), mlp(128, 64), NO_ES, NO_CLIP,
           CONSTANT_LR, train(epochs=25), seed=85, allowed=OSC_OK,
           injection=Injection("lr_scale", 100, 100.0), note="adamw lr x100 mid-run")
-
-
-STALL_OK = {"underfitting"}
 
 
 def _stall(b: _Builder) -> None:
@@ -234,9 +220,6 @@ def _overfitting(b: _Builder) -> None:
           fac("residual_mlp", width=128, blocks=3), NO_REG, NO_ES, CONSTANT_LR,
           train(epochs=150, batch_size=16), seed=106,
           note="residual mlp on 10% of two moons, no regularisation, 150 epochs")
-
-
-UNDER_OK = {"convergence_stall"}
 
 
 def _underfitting(b: _Builder) -> None:

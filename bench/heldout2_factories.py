@@ -17,26 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from heldout_common import ACTS, scale
 from torch import nn
-
-_ACTS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
-}
-
-
-def _scale_linears(model: nn.Module, init_gain: float | None, bias_init: float | None,
-                   skip_last: bool = True) -> None:
-    """Multiply every Linear weight by `init_gain`; set every hidden Linear bias (all but the
-    last Linear, the head) to `bias_init`."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    with torch.no_grad():
-        for lin in linears:
-            if init_gain is not None:
-                lin.weight.mul_(init_gain)
-        for lin in linears[:-1] if skip_last else linears:
-            if bias_init is not None and lin.bias is not None:
-                lin.bias.fill_(bias_init)
-
 
 # -- models ------------------------------------------------------------------------------------
 
@@ -47,7 +29,7 @@ def bn_mlp(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
     layers: list[nn.Module] = []
     n_in = input_spec["n_features"]
     for width in widths or [128, 64]:
-        layers += [nn.Linear(n_in, width), nn.BatchNorm1d(width), _ACTS[act]()]
+        layers += [nn.Linear(n_in, width), nn.BatchNorm1d(width), ACTS[act]()]
         n_in = width
     return nn.Sequential(*layers, nn.Linear(n_in, output_spec["n_outputs"]))
 
@@ -61,10 +43,10 @@ def hourglass(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
     layers: list[nn.Module] = []
     n_in = input_spec["n_features"]
     for width in widths or [128, 32, 8, 32, 128]:
-        layers += [nn.Linear(n_in, width), _ACTS[act]()]
+        layers += [nn.Linear(n_in, width), ACTS[act]()]
         n_in = width
     model = nn.Sequential(*layers, nn.Linear(n_in, output_spec["n_outputs"]))
-    _scale_linears(model, init_gain, bias_init)
+    scale(model, init_gain, bias_init)
     return model
 
 
@@ -72,9 +54,9 @@ def wide_shallow(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
                  width: int = 1024, act: str = "relu", init_gain: float | None = None,
                  bias_init: float | None = None) -> nn.Module:
     """One very wide hidden layer."""
-    model = nn.Sequential(nn.Linear(input_spec["n_features"], width), _ACTS[act](),
+    model = nn.Sequential(nn.Linear(input_spec["n_features"], width), ACTS[act](),
                           nn.Linear(width, output_spec["n_outputs"]))
-    _scale_linears(model, init_gain, bias_init)
+    scale(model, init_gain, bias_init)
     return model
 
 

@@ -33,23 +33,44 @@ written before any rule change"). A label found wrong later is reported in the n
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-from scenarios import HEALTHY, Injection, Scenario, _Builder
+from heldout_common import (
+    DEAD_OK,
+    EXPLODE_OK,
+    NAN_OK,
+    OSC_OK,
+    STALL_OK,
+    UNDER_OK,
+    VANISH_OK,
+    build_set,
+)
+from scenarios import (
+    CONSTANT_LR,
+    HEALTHY,
+    NO_CLIP,
+    NO_ES,
+    NO_REG,
+    SGD,
+    Injection,
+    Scenario,
+    _Builder,
+    clf_in,
+    fac_in,
+    mlp,
+    reg_in,
+    train,
+)
 
-F = "python:heldout3_factories"
+F = "heldout3_factories"
 
 
 def _clf(source: str, batch: int, metric: str, target: float) -> dict[str, Any]:
-    return {"data": {"source": f"{F}:{source}"}, "training": {"batch_size": batch},
-            "goal": {"metric": metric, "target": target}}
+    return clf_in(F, source, batch, metric, target)
 
 
 def _reg(source: str, metric: str, target: float) -> dict[str, Any]:
-    return {"task": "regression",
-            "data": {"source": f"{F}:{source}", "split": {"stratify": False}},
-            "training": {"batch_size": 32}, "goal": {"metric": metric, "target": target}}
+    return reg_in(F, source, 32, metric, target)
 
 
 # goals: below what a scikit-learn MLP (64, 64) reaches on a 70/30 split (manyclass accuracy
@@ -72,36 +93,18 @@ SETS: dict[str, dict[str, Any]] = {
     "product": _reg("product", "rmse", 1.5),
 }
 
-NO_ES = {"training": {"early_stopping": {"patience": 0}}}
-NO_REG = {"model": {"dropout": 0.0}, "training": {"weight_decay": 0.0}}
-NO_CLIP = {"training": {"grad_clip": None}}
-CONSTANT_LR = {"training": {"scheduler": "none"}}
-SGD = {"training": {"optimizer": "sgd"}}
-
-
 def on(name: str) -> dict[str, Any]:
     return SETS[name]
 
 
 def fac(fn: str, **params: Any) -> dict[str, Any]:
-    return {"model": {"kind": f"{F}:{fn}", "params": params}}
-
-
-def mlp(*hidden: int, **extra: Any) -> dict[str, Any]:
-    return {"model": {"kind": "mlp", "hidden": list(hidden), **extra}}
-
-
-def train(**fields: Any) -> dict[str, Any]:
-    return {"training": fields}
+    return fac_in(F, fn, **params)
 
 
 def build_heldout3(repeats: int = 1) -> list[Scenario]:
     """Every held-out v3 scenario, each `repeats` times over different seeds (seed + 100 k)."""
-    b = _Builder(repeats)
-    for group in (_healthy, _nan, _exploding, _vanishing, _dead, _oscillation, _stall,
-                  _overfitting, _underfitting):
-        group(b)
-    return [replace(s, name=f"h3-{s.name}") for s in b.scenarios]
+    return build_set("h3", (_healthy, _nan, _exploding, _vanishing, _dead, _oscillation, _stall,
+                  _overfitting, _underfitting), repeats)
 
 
 def _healthy(b: _Builder) -> None:
@@ -174,9 +177,6 @@ def _healthy(b: _Builder) -> None:
           train(epochs=80, lr=3e-3, warmup_epochs=5, **es), seed=432)
 
 
-NAN_OK = {"exploding_gradients", "loss_oscillation", "dead_relu"}
-
-
 def _nan(b: _Builder) -> None:
     # injected: a weight set to NaN mid-run
     for seed, (ds, at, model) in enumerate([
@@ -192,9 +192,6 @@ def _nan(b: _Builder) -> None:
     b.add("nan-hugelr-sines", "nan_loss", on("sines"), mlp(64, 32, dropout=0.0), NO_ES,
           NO_CLIP, SGD, CONSTANT_LR, train(lr=1e4), seed=445, allowed=NAN_OK,
           note="sgd lr 1e4 from the start, no clipping")
-
-
-EXPLODE_OK = {"nan_loss", "loss_oscillation", "dead_relu", "convergence_stall", "underfitting"}
 
 
 def _exploding(b: _Builder) -> None:
@@ -224,9 +221,6 @@ def _exploding(b: _Builder) -> None:
           note="glu stack, weights x3 at init, adamw, no clipping")
 
 
-VANISH_OK = {"convergence_stall", "underfitting"}
-
-
 def _vanishing(b: _Builder) -> None:
     b.add("vanish-tanh-small-init-manyclass", "vanishing_gradients", on("manyclass"),
           fac("tanh_stack", depth=12, width=32, init_gain=0.5), NO_ES, train(epochs=20),
@@ -250,9 +244,6 @@ def _vanishing(b: _Builder) -> None:
           seed=465, allowed=VANISH_OK, note="built-in mlp, 14 sigmoid layers of 16, adamw")
 
 
-DEAD_OK = {"convergence_stall", "underfitting"}
-
-
 def _dead(b: _Builder) -> None:
     # model: hidden biases far below zero at init
     b.add("dead-init-imbalanced-ln", "dead_relu", on("imbalanced"),
@@ -271,9 +262,6 @@ def _dead(b: _Builder) -> None:
               note="hidden biases -10 mid-run")
 
 
-OSC_OK = {"exploding_gradients", "dead_relu", "convergence_stall", "underfitting"}
-
-
 def _oscillation(b: _Builder) -> None:
     # config: adamw with an lr 50-100x too high, constant, no clipping
     for seed, (ds, value, model) in enumerate([
@@ -289,9 +277,6 @@ def _oscillation(b: _Builder) -> None:
         b.add(f"osc-lrup-{ds}", "loss_oscillation", on(ds), model, NO_ES, NO_CLIP, CONSTANT_LR,
               train(epochs=25), seed=484 + seed, allowed=OSC_OK,
               injection=Injection("lr_scale", at, 100.0), note="adamw lr x100 mid-run")
-
-
-STALL_OK = {"underfitting"}
 
 
 def _stall(b: _Builder) -> None:
@@ -326,9 +311,6 @@ def _overfitting(b: _Builder) -> None:
         b.add(f"overfit-smallsplit-{ds}-{model['model']['kind'].split(':')[-1]}", "overfitting",
               on(ds), small, model, NO_REG, NO_ES, CONSTANT_LR, long, seed=500 + seed,
               note="11% of the rows to train on, wide net, no regularisation, 150 epochs")
-
-
-UNDER_OK = {"convergence_stall"}
 
 
 def _underfitting(b: _Builder) -> None:

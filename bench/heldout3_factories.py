@@ -21,25 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from heldout_common import ACTS, scale
 from torch import nn
-
-_ACTS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
-}
-
-
-def _scale(model: nn.Module, init_gain: float | None, bias_init: float | None) -> None:
-    """Multiply every Linear/Conv weight by `init_gain`; set every hidden Linear/Conv bias (all
-    but the last such layer, the head) to `bias_init`."""
-    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    with torch.no_grad():
-        for layer in layers:
-            if init_gain is not None:
-                layer.weight.mul_(init_gain)
-        for layer in layers[:-1]:
-            if bias_init is not None and layer.bias is not None:
-                layer.bias.fill_(bias_init)
-
 
 # -- models ------------------------------------------------------------------------------------
 
@@ -52,10 +35,10 @@ def ln_mlp(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
     layers: list[nn.Module] = []
     n_in = input_spec["n_features"]
     for width in widths or [128, 128]:
-        layers += [nn.Linear(n_in, width), _ACTS[act](), nn.LayerNorm(width)]
+        layers += [nn.Linear(n_in, width), ACTS[act](), nn.LayerNorm(width)]
         n_in = width
     model = nn.Sequential(*layers, nn.Linear(n_in, output_spec["n_outputs"]))
-    _scale(model, init_gain, bias_init)
+    scale(model, init_gain, bias_init, conv=True)
     return model
 
 
@@ -64,7 +47,7 @@ class _PreNormBlock(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(width)
         self.fc1 = nn.Linear(width, 2 * width)
-        self.act = _ACTS[act]()
+        self.act = ACTS[act]()
         self.fc2 = nn.Linear(2 * width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,7 +73,7 @@ def prenorm_resnet(input_spec: dict[str, Any], output_spec: dict[str, Any], *, w
                    blocks: int = 3, act: str = "gelu",
                    init_gain: float | None = None) -> nn.Module:
     model = PreNormResNet(input_spec["n_features"], output_spec["n_outputs"], width, blocks, act)
-    _scale(model, init_gain, None)
+    scale(model, init_gain, None, conv=True)
     return model
 
 
@@ -103,8 +86,8 @@ class GridCNN(nn.Module):
         self.side = max(2, math.ceil(math.sqrt(n_in)))
         self.n_in = n_in
         self.conv = nn.Sequential(
-            nn.Conv2d(1, channels, 3, padding=1), _ACTS[act](),
-            nn.Conv2d(channels, 2 * channels, 3, padding=1), _ACTS[act]())
+            nn.Conv2d(1, channels, 3, padding=1), ACTS[act](),
+            nn.Conv2d(channels, 2 * channels, 3, padding=1), ACTS[act]())
         self.head = nn.Linear(2 * channels * self.side * self.side, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,7 +100,7 @@ def grid_cnn(input_spec: dict[str, Any], output_spec: dict[str, Any], *, channel
              act: str = "relu", init_gain: float | None = None,
              bias_init: float | None = None) -> nn.Module:
     model = GridCNN(input_spec["n_features"], output_spec["n_outputs"], channels, act)
-    _scale(model, init_gain, bias_init)
+    scale(model, init_gain, bias_init, conv=True)
     return model
 
 
@@ -154,7 +137,7 @@ def glu_mlp(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
         layers += [nn.Linear(n_in, 2 * width), nn.GLU(dim=-1)]
         n_in = width
     model = nn.Sequential(*layers, nn.Linear(n_in, output_spec["n_outputs"]))
-    _scale(model, init_gain, None)
+    scale(model, init_gain, None, conv=True)
     return model
 
 
@@ -168,7 +151,7 @@ def tanh_stack(input_spec: dict[str, Any], output_spec: dict[str, Any], *, depth
         layers += [nn.Linear(n_in, width), nn.Tanh()]
         n_in = width
     model = nn.Sequential(*layers, nn.Linear(n_in, output_spec["n_outputs"]))
-    _scale(model, init_gain, None)
+    scale(model, init_gain, None, conv=True)
     return model
 
 

@@ -39,23 +39,45 @@ written before any rule change"). A label found wrong later is reported in the n
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from typing import Any
 
-from scenarios import HEALTHY, Injection, Scenario, _Builder
+from heldout_common import (
+    DEAD_OK,
+    EXPLODE_OK,
+    NAN_OK,
+    OSC_OK,
+    STALL_OK,
+    UNDER_OK,
+    VANISH_OK,
+    build_set,
+    check_main,
+)
+from scenarios import (
+    CONSTANT_LR,
+    HEALTHY,
+    NO_CLIP,
+    NO_ES,
+    NO_REG,
+    SGD,
+    Injection,
+    Scenario,
+    _Builder,
+    clf_in,
+    fac_in,
+    mlp,
+    reg_in,
+    train,
+)
 
-F = "python:heldout4_factories"
+F = "heldout4_factories"
 
 
 def _clf(source: str, batch: int, metric: str, target: float) -> dict[str, Any]:
-    return {"data": {"source": f"{F}:{source}"}, "training": {"batch_size": batch},
-            "goal": {"metric": metric, "target": target}}
+    return clf_in(F, source, batch, metric, target)
 
 
 def _reg(source: str, metric: str, target: float) -> dict[str, Any]:
-    return {"task": "regression",
-            "data": {"source": f"{F}:{source}", "split": {"stratify": False}},
-            "training": {"batch_size": 32}, "goal": {"metric": metric, "target": target}}
+    return reg_in(F, source, 32, metric, target)
 
 
 # goals: below what a scikit-learn MLP (64, 64) reaches on a 70/30 split (parity accuracy
@@ -83,36 +105,18 @@ SETS: dict[str, dict[str, Any]] = {
     "seasonal": _reg("seasonal", "r2", 0.8),
 }
 
-NO_ES = {"training": {"early_stopping": {"patience": 0}}}
-NO_REG = {"model": {"dropout": 0.0}, "training": {"weight_decay": 0.0}}
-NO_CLIP = {"training": {"grad_clip": None}}
-CONSTANT_LR = {"training": {"scheduler": "none"}}
-SGD = {"training": {"optimizer": "sgd"}}
-
-
 def on(name: str) -> dict[str, Any]:
     return SETS[name]
 
 
 def fac(fn: str, **params: Any) -> dict[str, Any]:
-    return {"model": {"kind": f"{F}:{fn}", "params": params}}
-
-
-def mlp(*hidden: int, **extra: Any) -> dict[str, Any]:
-    return {"model": {"kind": "mlp", "hidden": list(hidden), **extra}}
-
-
-def train(**fields: Any) -> dict[str, Any]:
-    return {"training": fields}
+    return fac_in(F, fn, **params)
 
 
 def build_heldout4(repeats: int = 1) -> list[Scenario]:
     """Every held-out v4 scenario, each `repeats` times over different seeds (seed + 100 k)."""
-    b = _Builder(repeats)
-    for group in (_healthy, _nan, _exploding, _vanishing, _dead, _oscillation, _stall,
-                  _overfitting, _underfitting):
-        group(b)
-    return [replace(s, name=f"h4-{s.name}") for s in b.scenarios]
+    return build_set("h4", (_healthy, _nan, _exploding, _vanishing, _dead, _oscillation, _stall,
+                  _overfitting, _underfitting), repeats)
 
 
 def _healthy(b: _Builder) -> None:
@@ -185,9 +189,6 @@ def _healthy(b: _Builder) -> None:
           train(epochs=80, lr=3e-3, **es), seed=632)
 
 
-NAN_OK = {"exploding_gradients", "loss_oscillation", "dead_relu"}
-
-
 def _nan(b: _Builder) -> None:
     # injected: a weight set to NaN mid-run
     for seed, (ds, at, model) in enumerate([
@@ -206,9 +207,6 @@ def _nan(b: _Builder) -> None:
     b.add("nan-hugelr-skewed3", "nan_loss", on("skewed3"), fac("dense_mlp"), NO_ES,
           NO_CLIP, SGD, CONSTANT_LR, train(lr=1e5), seed=646, allowed=NAN_OK,
           note="sgd lr 1e5 from the start, no clipping")
-
-
-EXPLODE_OK = {"nan_loss", "loss_oscillation", "dead_relu", "convergence_stall", "underfitting"}
 
 
 def _exploding(b: _Builder) -> None:
@@ -237,9 +235,6 @@ def _exploding(b: _Builder) -> None:
           note="8-layer selu net, weights x3 at init, sgd lr 0.05, no clipping")
 
 
-VANISH_OK = {"convergence_stall", "underfitting"}
-
-
 def _vanishing(b: _Builder) -> None:
     b.add("vanish-softsign-parity", "vanishing_gradients", on("parity"),
           fac("saturating_stack", act="softsign", depth=14, width=32, init_gain=0.5), NO_ES,
@@ -265,9 +260,6 @@ def _vanishing(b: _Builder) -> None:
           seed=665, allowed=VANISH_OK, note="15 sigmoid layers of 16, adamw")
 
 
-DEAD_OK = {"convergence_stall", "underfitting"}
-
-
 def _dead(b: _Builder) -> None:
     # model: hidden biases far below zero at init
     b.add("dead-init-topics-dense", "dead_relu", on("topics"),
@@ -286,9 +278,6 @@ def _dead(b: _Builder) -> None:
               note="hidden biases -10 mid-run")
 
 
-OSC_OK = {"exploding_gradients", "dead_relu", "convergence_stall", "underfitting"}
-
-
 def _oscillation(b: _Builder) -> None:
     # config: adamw with an lr 50-100x too high, constant, no clipping
     for seed, (ds, value, model) in enumerate([
@@ -304,9 +293,6 @@ def _oscillation(b: _Builder) -> None:
         b.add(f"osc-lrup-{ds}", "loss_oscillation", on(ds), model, NO_ES, NO_CLIP, CONSTANT_LR,
               train(epochs=25), seed=685 + seed, allowed=OSC_OK,
               injection=Injection("lr_scale", at, 100.0), note="adamw lr x100 mid-run")
-
-
-STALL_OK = {"underfitting"}
 
 
 def _stall(b: _Builder) -> None:
@@ -343,9 +329,6 @@ def _overfitting(b: _Builder) -> None:
               note="11% of the rows to train on, wide net, no regularisation, 150 epochs")
 
 
-UNDER_OK = {"convergence_stall"}
-
-
 def _underfitting(b: _Builder) -> None:
     # config: no hidden layer (a linear model) on data no line fits
     for seed, (ds, epochs) in enumerate([("parity", 30), ("rings", 30), ("ackley", 40)]):
@@ -367,16 +350,5 @@ def _underfitting(b: _Builder) -> None:
           train(epochs=30, lr=1e-2), seed=716, allowed=UNDER_OK, note="2 RBF centres")
 
 
-def check(argv: list[str]) -> int:
-    """Train every v4 configuration once (first seed) with NO detector attached and print what
-    the run's own stream shows (`detectors.check_labels`): whether each label is earned by its
-    config. Run before the commit; prints nothing a detector decided."""
-    from detectors import check_labels
-
-    return check_labels(build_heldout4(1), argv[0] if argv else "")
-
-
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["--check"]:
-        sys.exit("usage: python bench/heldout4.py --check [REGEX]")
-    sys.exit(check(sys.argv[2:]))
+    sys.exit(check_main("heldout4.py", build_heldout4, 1))

@@ -28,26 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from heldout_common import ACTS, flip, scale
 from torch import nn
-
-_ACTS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
-    "elu": nn.ELU, "softsign": nn.Softsign, "mish": nn.Mish,
-}
-
-
-def _scale(model: nn.Module, init_gain: float | None, bias_init: float | None) -> None:
-    """Multiply every Linear weight by `init_gain`; set every hidden Linear bias (all but the
-    last Linear, the head) to `bias_init`."""
-    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    with torch.no_grad():
-        for layer in layers:
-            if init_gain is not None:
-                layer.weight.mul_(init_gain)
-        for layer in layers[:-1]:
-            if bias_init is not None and layer.bias is not None:
-                layer.bias.fill_(bias_init)
-
 
 # -- models ------------------------------------------------------------------------------------
 
@@ -61,7 +43,7 @@ class DenseMLP(nn.Module):
         self.layers = nn.ModuleList()
         width = n_in
         for _ in range(layers):
-            self.layers.append(nn.Sequential(nn.Linear(width, growth), _ACTS[act]()))
+            self.layers.append(nn.Sequential(nn.Linear(width, growth), ACTS[act]()))
             width += growth
         self.head = nn.Linear(width, n_out)
 
@@ -76,7 +58,7 @@ def dense_mlp(input_spec: dict[str, Any], output_spec: dict[str, Any], *, layers
               growth: int = 32, act: str = "relu", init_gain: float | None = None,
               bias_init: float | None = None) -> nn.Module:
     model = DenseMLP(input_spec["n_features"], output_spec["n_outputs"], layers, growth, act)
-    _scale(model, init_gain, bias_init)
+    scale(model, init_gain, bias_init)
     return model
 
 
@@ -88,7 +70,7 @@ class MixtureOfExperts(nn.Module):
         super().__init__()
         self.gate = nn.Linear(n_in, experts)
         self.experts = nn.ModuleList(
-            nn.Sequential(nn.Linear(n_in, width), _ACTS[act](), nn.Linear(width, n_out))
+            nn.Sequential(nn.Linear(n_in, width), ACTS[act](), nn.Linear(width, n_out))
             for _ in range(experts))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +83,7 @@ def moe_mlp(input_spec: dict[str, Any], output_spec: dict[str, Any], *, experts:
             width: int = 32, act: str = "relu", init_gain: float | None = None) -> nn.Module:
     model = MixtureOfExperts(input_spec["n_features"], output_spec["n_outputs"], experts,
                              width, act)
-    _scale(model, init_gain, None)
+    scale(model, init_gain, None)
     return model
 
 
@@ -130,7 +112,7 @@ def fourier_mlp(input_spec: dict[str, Any], output_spec: dict[str, Any], *, feat
                 bias_init: float | None = None) -> nn.Module:
     model = FourierMLP(input_spec["n_features"], output_spec["n_outputs"], features, sigma,
                        hidden or [64])
-    _scale(model, None, bias_init)
+    scale(model, None, bias_init)
     return model
 
 
@@ -166,7 +148,7 @@ class Highway(nn.Module):
         with torch.no_grad():
             for t in self.t:
                 t.bias.fill_(carry_bias)
-        self.act = _ACTS[act]()
+        self.act = ACTS[act]()
         self.head = nn.Linear(width, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -182,7 +164,7 @@ def highway(input_spec: dict[str, Any], output_spec: dict[str, Any], *, width: i
             init_gain: float | None = None) -> nn.Module:
     model = Highway(input_spec["n_features"], output_spec["n_outputs"], width, layers, act,
                     carry_bias)
-    _scale(model, init_gain, None)
+    scale(model, init_gain, None)
     return model
 
 
@@ -201,7 +183,7 @@ def selu_net(input_spec: dict[str, Any], output_spec: dict[str, Any], *, depth: 
             layers.append(nn.AlphaDropout(alpha_dropout))
         n_in = width
     model = nn.Sequential(*layers, nn.Linear(n_in, output_spec["n_outputs"]))
-    _scale(model, init_gain, bias_init)
+    scale(model, init_gain, bias_init)
     return model
 
 
@@ -234,22 +216,14 @@ def saturating_stack(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
     layers: list[nn.Module] = []
     n_in = input_spec["n_features"]
     for _ in range(depth):
-        layers += [nn.Linear(n_in, width), _ACTS[act]()]
+        layers += [nn.Linear(n_in, width), ACTS[act]()]
         n_in = width
     model = nn.Sequential(*layers, nn.Linear(n_in, output_spec["n_outputs"]))
-    _scale(model, init_gain, None)
+    scale(model, init_gain, None)
     return model
 
 
 # -- data: classification ----------------------------------------------------------------------
-
-
-def _flip(y: np.ndarray, share: float, classes: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    flip = rng.random(len(y)) < share
-    y = y.copy()
-    y[flip] = rng.integers(0, classes, int(flip.sum()))
-    return y
 
 
 def parity() -> tuple[np.ndarray, np.ndarray]:
@@ -267,7 +241,7 @@ def parity() -> tuple[np.ndarray, np.ndarray]:
 def parity_noisy() -> tuple[np.ndarray, np.ndarray]:
     """parity with 25 % of the labels replaced by a random class."""
     X, y = parity()
-    return X, _flip(y, 0.25, 2, 62)
+    return X, flip(y, 0.25, 2, 62)
 
 
 def rings() -> tuple[np.ndarray, np.ndarray]:
@@ -285,7 +259,7 @@ def rings() -> tuple[np.ndarray, np.ndarray]:
 def rings_noisy() -> tuple[np.ndarray, np.ndarray]:
     """rings with 30 % of the labels replaced by a random class."""
     X, y = rings()
-    return X, _flip(y, 0.3, 5, 64)
+    return X, flip(y, 0.3, 5, 64)
 
 
 def topics() -> tuple[np.ndarray, np.ndarray]:
@@ -306,7 +280,7 @@ def topics() -> tuple[np.ndarray, np.ndarray]:
 def topics_noisy() -> tuple[np.ndarray, np.ndarray]:
     """topics with 30 % of the labels replaced by a random class."""
     X, y = topics()
-    return X, _flip(y, 0.3, 4, 66)
+    return X, flip(y, 0.3, 4, 66)
 
 
 def wave() -> tuple[np.ndarray, np.ndarray]:

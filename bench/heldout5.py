@@ -40,9 +40,20 @@ written before any rule change"). A label found wrong later is reported in the n
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from typing import Any
 
+from heldout_common import (
+    DEAD_OK,
+    EXPLODE_OK,
+    NAN_OK,
+    OSC_OK,
+    RAW,
+    STALL_OK,
+    UNDER_OK,
+    VANISH_OK,
+    build_set,
+    check_main,
+)
 from scenarios import (
     CONSTANT_LR,
     HEALTHY,
@@ -90,7 +101,6 @@ SETS: dict[str, dict[str, Any]] = {
     "stocks": _reg("stocks", 16, "mae", 150.0),
     "diabetes_raw": _reg("diabetes_raw", 16, "r2", 0.3),
 }
-RAW = {"data": {"standardize_target": False}}  # the loss on raw-unit targets
 
 
 def on(name: str) -> dict[str, Any]:
@@ -103,11 +113,8 @@ def fac(fn: str, **params: Any) -> dict[str, Any]:
 
 def build_heldout5(repeats: int = 1) -> list[Scenario]:
     """Every held-out v5 scenario, each `repeats` times over different seeds (seed + 100 k)."""
-    b = _Builder(repeats)
-    for group in (_healthy, _nan, _exploding, _vanishing, _dead, _oscillation, _stall,
-                  _overfitting, _underfitting):
-        group(b)
-    return [replace(s, name=f"h5-{s.name}") for s in b.scenarios]
+    return build_set("h5", (_healthy, _nan, _exploding, _vanishing, _dead, _oscillation, _stall,
+                  _overfitting, _underfitting), repeats)
 
 
 def _healthy(b: _Builder) -> None:
@@ -186,9 +193,6 @@ def _healthy(b: _Builder) -> None:
           seed=835)
 
 
-NAN_OK = {"exploding_gradients", "loss_oscillation", "dead_relu"}
-
-
 def _nan(b: _Builder) -> None:
     # injected: a weight set to NaN mid-run
     for seed, (ds, at, model) in enumerate([
@@ -209,9 +213,6 @@ def _nan(b: _Builder) -> None:
     b.add("nan-raw-sgd-stocks", "nan_loss", on("stocks"), RAW, mlp(64, 64, dropout=0.0),
           NO_ES, NO_CLIP, SGD, CONSTANT_LR, train(lr=0.1, epochs=10), seed=845,
           allowed=NAN_OK, note="raw targets (~1500) in the loss, sgd lr 0.1, no clipping")
-
-
-EXPLODE_OK = {"nan_loss", "loss_oscillation", "dead_relu", "convergence_stall", "underfitting"}
 
 
 def _exploding(b: _Builder) -> None:
@@ -241,9 +242,6 @@ def _exploding(b: _Builder) -> None:
           note="6 relu layers, weights x3 at init, sgd lr 0.01, no clipping")
 
 
-VANISH_OK = {"convergence_stall", "underfitting"}
-
-
 def _vanishing(b: _Builder) -> None:
     b.add("vanish-hardtanh-small-init-texture", "vanishing_gradients", on("texture"),
           fac("saturating_deep", act="hardtanh", depth=16, width=32, init_gain=0.3), NO_ES,
@@ -269,9 +267,6 @@ def _vanishing(b: _Builder) -> None:
           note="12 sigmoid layers of 24, sgd")
 
 
-DEAD_OK = {"convergence_stall", "underfitting"}
-
-
 def _dead(b: _Builder) -> None:
     # model: hidden biases far below zero at init
     b.add("dead-init-texture-wn", "dead_relu", on("texture"), fac("wn_mlp", bias_init=-6.0),
@@ -288,9 +283,6 @@ def _dead(b: _Builder) -> None:
         b.add(f"dead-shift-{ds}", "dead_relu", on(ds), model, NO_ES, train(epochs=20),
               seed=872 + seed, allowed=DEAD_OK, injection=Injection("bias_shift", at, -10.0),
               note="hidden biases -10 mid-run")
-
-
-OSC_OK = {"exploding_gradients", "dead_relu", "convergence_stall", "underfitting"}
 
 
 def _oscillation(b: _Builder) -> None:
@@ -311,9 +303,6 @@ def _oscillation(b: _Builder) -> None:
         b.add(f"osc-lrup-{ds}", "loss_oscillation", on(ds), model, NO_ES, NO_CLIP, CONSTANT_LR,
               train(epochs=20), seed=885 + seed, allowed=OSC_OK,
               injection=Injection("lr_scale", at, 100.0), note="adamw lr x100 mid-run")
-
-
-STALL_OK = {"underfitting"}
 
 
 def _stall(b: _Builder) -> None:
@@ -349,9 +338,6 @@ def _overfitting(b: _Builder) -> None:
               note="11% of the rows to train on, wide net, no regularisation, 150 epochs")
 
 
-UNDER_OK = {"convergence_stall"}
-
-
 def _underfitting(b: _Builder) -> None:
     # config: no hidden layer (a linear model) on data no line fits
     for seed, ds in enumerate(["horse", "dem", "texture"]):
@@ -371,8 +357,4 @@ def _underfitting(b: _Builder) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["--check"]:
-        sys.exit("usage: python bench/heldout5.py --check [REGEX]")
-    from detectors import check_labels
-
-    sys.exit(check_labels(build_heldout5(1), sys.argv[2] if sys.argv[2:] else ""))
+    sys.exit(check_main("heldout5.py", build_heldout5, 1))

@@ -26,30 +26,12 @@ from __future__ import annotations
 import gzip
 import math
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from heldout4_factories import _flip, _scale
+from heldout_common import ACTS, flip, in_out, mpl_sample, patches, scale, skimage_file
 from torch import nn
-
-_ACTS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
-    "elu": nn.ELU, "hardtanh": nn.Hardtanh, "logsigmoid": nn.LogSigmoid,
-}
-
-
-def _init(model: nn.Module, init_gain: float | None, bias_init: float | None) -> nn.Module:
-    """`heldout4_factories._scale` (every Linear weight x `init_gain`, every hidden Linear bias
-    set to `bias_init`), returning the model."""
-    _scale(model, init_gain, bias_init)
-    return model
-
-
-def _io(input_spec: dict[str, Any], output_spec: dict[str, Any]) -> tuple[int, int]:
-    return int(input_spec["n_features"]), int(output_spec["n_outputs"])
-
 
 # -- models ------------------------------------------------------------------------------------
 
@@ -73,23 +55,23 @@ class GatedResidual(nn.Module):
 def grn_net(input_spec: dict[str, Any], output_spec: dict[str, Any], *, width: int = 64,
             blocks: int = 2, dropout: float = 0.0, init_gain: float | None = None,
             bias_init: float | None = None) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     model = nn.Sequential(nn.Linear(n_in, width),
                           *[GatedResidual(width, dropout) for _ in range(blocks)],
                           nn.Linear(width, n_out))
-    return _init(model, init_gain, bias_init)
+    return scale(model, init_gain, bias_init)
 
 
 def rms_mlp(input_spec: dict[str, Any], output_spec: dict[str, Any], *, hidden: int = 128,
             depth: int = 3, init_gain: float | None = None,
             bias_init: float | None = None) -> nn.Module:
     """Linear -> RMSNorm -> SiLU, `depth` times, then a Linear head."""
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     layers: list[nn.Module] = []
     for _ in range(depth):
         layers += [nn.Linear(n_in, hidden), nn.RMSNorm(hidden), nn.SiLU()]
         n_in = hidden
-    return _init(nn.Sequential(*layers, nn.Linear(n_in, n_out)), init_gain, bias_init)
+    return scale(nn.Sequential(*layers, nn.Linear(n_in, n_out)), init_gain, bias_init)
 
 
 def wn_mlp(input_spec: dict[str, Any], output_spec: dict[str, Any], *, hidden: int = 128,
@@ -97,13 +79,13 @@ def wn_mlp(input_spec: dict[str, Any], output_spec: dict[str, Any], *, hidden: i
     """A ReLU MLP whose Linear weights are weight-normalised (g * v / |v|)."""
     from torch.nn.utils.parametrizations import weight_norm
 
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     layers: list[nn.Module] = []
     for _ in range(depth):
-        layers += [nn.Linear(n_in, hidden), _ACTS[act]()]
+        layers += [nn.Linear(n_in, hidden), ACTS[act]()]
         n_in = hidden
     model = nn.Sequential(*layers, nn.Linear(n_in, n_out))
-    _init(model, None, bias_init)
+    scale(model, None, bias_init)
     for m in model:
         if isinstance(m, nn.Linear):
             weight_norm(m)
@@ -122,12 +104,12 @@ class Maxout(nn.Module):
 
 def maxout_net(input_spec: dict[str, Any], output_spec: dict[str, Any], *, width: int = 64,
                pieces: int = 3, depth: int = 2, init_gain: float | None = None) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     layers: list[nn.Module] = []
     for _ in range(depth):
         layers.append(Maxout(n_in, width, pieces))
         n_in = width
-    return _init(nn.Sequential(*layers, nn.Linear(n_in, n_out)), init_gain, None)
+    return scale(nn.Sequential(*layers, nn.Linear(n_in, n_out)), init_gain, None)
 
 
 class PatchConv(nn.Module):
@@ -139,9 +121,9 @@ class PatchConv(nn.Module):
         self.side = math.ceil(math.sqrt(n_in))
         self.pad = self.side * self.side - n_in
         self.body = nn.Sequential(
-            nn.Conv2d(1, channels, 3, padding=1), nn.GroupNorm(4, channels), _ACTS[act](),
+            nn.Conv2d(1, channels, 3, padding=1), nn.GroupNorm(4, channels), ACTS[act](),
             nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.GroupNorm(4, 2 * channels),
-            _ACTS[act](), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+            ACTS[act](), nn.AdaptiveAvgPool2d(2), nn.Flatten())
         self.head = nn.Linear(8 * channels, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,7 +133,7 @@ class PatchConv(nn.Module):
 
 def patch_conv(input_spec: dict[str, Any], output_spec: dict[str, Any], *, channels: int = 16,
                act: str = "relu") -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     return PatchConv(n_in, n_out, channels, act)
 
 
@@ -174,7 +156,7 @@ class BinBag(nn.Module):
 
 def embag_net(input_spec: dict[str, Any], output_spec: dict[str, Any], *, bins: int = 16,
               dim: int = 32, hidden: int = 64) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     return BinBag(n_in, n_out, bins, dim, hidden)
 
 
@@ -187,7 +169,7 @@ class WideDeep(nn.Module):
         layers: list[nn.Module] = []
         width = n_in
         for h in hidden:
-            layers += [nn.Linear(width, h), _ACTS[act]()]
+            layers += [nn.Linear(width, h), ACTS[act]()]
             width = h
         self.deep = nn.Sequential(*layers, nn.Linear(width, n_out))
 
@@ -198,10 +180,10 @@ class WideDeep(nn.Module):
 def wide_deep(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
               hidden: list[int] | None = None, act: str = "relu",
               init_gain: float | None = None, bias_init: float | None = None) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     model = WideDeep(n_in, n_out, hidden or [64, 64], act)
-    _init(model.deep, init_gain, bias_init)  # the deep part's hidden biases, not the output's
-    _init(model.wide, init_gain, None)
+    scale(model.deep, init_gain, bias_init)  # the deep part's hidden biases, not the output's
+    scale(model.wide, init_gain, None)
     return model
 
 
@@ -222,7 +204,7 @@ class FactorisationMachine(nn.Module):
 
 def fm_net(input_spec: dict[str, Any], output_spec: dict[str, Any], *, rank: int = 8,
            hidden: int = 64) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     return FactorisationMachine(n_in, n_out, rank, hidden)
 
 
@@ -230,33 +212,21 @@ def saturating_deep(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
                     act: str = "hardtanh", depth: int = 12, width: int = 32,
                     init_gain: float | None = None) -> nn.Module:
     """`depth` Linear layers each followed by `act`, weights times `init_gain`."""
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     layers: list[nn.Module] = []
     for _ in range(depth):
-        layers += [nn.Linear(n_in, width), _ACTS[act]()]
+        layers += [nn.Linear(n_in, width), ACTS[act]()]
         n_in = width
-    return _init(nn.Sequential(*layers, nn.Linear(n_in, n_out)), init_gain, None)
+    return scale(nn.Sequential(*layers, nn.Linear(n_in, n_out)), init_gain, None)
 
 
 # -- data: files shipped by installed packages -------------------------------------------------
 
 
-def _skimage_file(name: str) -> Path:
-    import skimage
-
-    return Path(skimage.__file__).parent / "data" / name
-
-
 def _skimage(name: str) -> np.ndarray:
     from PIL import Image
 
-    return np.asarray(Image.open(_skimage_file(name)))
-
-
-def _mpl(name: str) -> Path:
-    import matplotlib
-
-    return Path(matplotlib.get_data_path()) / "sample_data" / name
+    return np.asarray(Image.open(skimage_file(name)))
 
 
 def _points(values: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -272,16 +242,7 @@ def _patches(names: tuple[str, ...], size: int, per_image: int,
              seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`per_image` random size x size patches (flattened, all channels) of each scikit-image
     photograph in `names`; the class is the photograph's index."""
-    rng = np.random.default_rng(seed)
-    X, y = [], []
-    for label, name in enumerate(names):
-        img = _skimage(name).astype(np.float32)
-        for _ in range(per_image):
-            r = rng.integers(0, img.shape[0] - size)
-            c = rng.integers(0, img.shape[1] - size)
-            X.append(img[r:r + size, c:c + size].ravel())
-            y.append(label)
-    return np.stack(X), np.asarray(y, dtype=np.int64)
+    return patches([_skimage(n).astype(np.float32) for n in names], size, per_image, seed)
 
 
 @cache
@@ -298,13 +259,13 @@ def texture() -> tuple[np.ndarray, np.ndarray]:
 def texture_noisy() -> tuple[np.ndarray, np.ndarray]:
     """texture with 30 % of the labels replaced by a random class."""
     X, y = _texture()
-    return X, _flip(y, 0.3, 3, 52)
+    return X, flip(y, 0.3, 3, 52)
 
 
 def faces() -> tuple[np.ndarray, np.ndarray]:
     """scikit-image's LFW subset: 200 25x25 grey images, 100 faces then 100 non-faces,
     downsampled 2x to 13x13 (169 features); the class is face or not."""
-    imgs = np.load(_skimage_file("lfw_subset.npy"))
+    imgs = np.load(skimage_file("lfw_subset.npy"))
     small = imgs[:, ::2, ::2].reshape(len(imgs), -1).astype(np.float32)
     y = np.r_[np.ones(100), np.zeros(100)].astype(np.int64)
     return small, y
@@ -328,7 +289,7 @@ def horse() -> tuple[np.ndarray, np.ndarray]:
 def horse_noisy() -> tuple[np.ndarray, np.ndarray]:
     """horse with 30 % of the labels replaced by a random class."""
     X, y = _horse()
-    return X, _flip(y, 0.3, 2, 55)
+    return X, flip(y, 0.3, 2, 55)
 
 
 def colours() -> tuple[np.ndarray, np.ndarray]:
@@ -342,7 +303,7 @@ def colours() -> tuple[np.ndarray, np.ndarray]:
 
 @cache
 def _dem() -> tuple[np.ndarray, np.ndarray]:
-    with np.load(_mpl("jacksboro_fault_dem.npz")) as d:
+    with np.load(mpl_sample("jacksboro_fault_dem.npz")) as d:
         elevation = d["elevation"].astype(np.float32)
     return _points(elevation, 2400, 57)
 
@@ -366,7 +327,7 @@ def dem_noisy() -> tuple[np.ndarray, np.ndarray]:
 def topo() -> tuple[np.ndarray, np.ndarray]:
     """2400 random cells of matplotlib's topography/bathymetry grid: (latitude, longitude)
     -> height in metres (-1437 to 2205)."""
-    with np.load(_mpl("topobathy.npz")) as d:
+    with np.load(mpl_sample("topobathy.npz")) as d:
         topo_, lat, lon = d["topo"].astype(np.float32), d["latitude"], d["longitude"]
     rng = np.random.default_rng(59)
     rows, cols = rng.integers(0, topo_.shape[0], 2400), rng.integers(0, topo_.shape[1], 2400)
@@ -377,7 +338,7 @@ def topo() -> tuple[np.ndarray, np.ndarray]:
 def mri() -> tuple[np.ndarray, np.ndarray]:
     """2400 random pixels of matplotlib's 256x256 MRI slice (s1045.ima): (row, col) -> the raw
     intensity (big-endian 16-bit, 0-215)."""
-    with gzip.open(_mpl("s1045.ima.gz")) as f:
+    with gzip.open(mpl_sample("s1045.ima.gz")) as f:
         raw = f.read()
     img = np.frombuffer(raw, ">u2").astype(np.float32).reshape(256, 256)
     return _points(img, 2400, 60)
@@ -390,7 +351,7 @@ def stocks() -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
     columns = ["IBM", "AAPL", "MSFT", "XRX", "ADBE", "^IXIC", "^GSPC"]
-    frame = pd.read_csv(_mpl("Stocks.csv"), comment="#")[columns].dropna()
+    frame = pd.read_csv(mpl_sample("Stocks.csv"), comment="#")[columns].dropna()
     X = frame[columns[:-1]]
     return X.to_numpy(np.float32), frame["^GSPC"].to_numpy(np.float32)
 

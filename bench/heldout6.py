@@ -58,9 +58,20 @@ written before any rule change"). A label found wrong later is reported in the n
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from typing import Any
 
+from heldout_common import (
+    DEAD_OK,
+    EXPLODE_OK,
+    NAN_OK,
+    OSC_OK,
+    RAW,
+    STALL_OK,
+    UNDER_OK,
+    VANISH_OK,
+    build_set,
+    check_main,
+)
 from scenarios import (
     CONSTANT_LR,
     HEALTHY,
@@ -109,7 +120,6 @@ SETS: dict[str, dict[str, Any]] = {
     "disparity": _reg("disparity", 64, "mae", 7.0),
     "china_red": _reg("china_red", 64, "rmse", 25.0),
 }
-RAW = {"data": {"standardize_target": False}}  # the loss on raw-unit targets
 
 
 def on(name: str) -> dict[str, Any]:
@@ -122,11 +132,8 @@ def fac(fn: str, **params: Any) -> dict[str, Any]:
 
 def build_heldout6(repeats: int = 1) -> list[Scenario]:
     """Every held-out v6 scenario, each `repeats` times over different seeds (seed + 100 k)."""
-    b = _Builder(repeats)
-    for group in (_healthy, _nan, _exploding, _vanishing, _dead, _oscillation, _stall,
-                  _overfitting, _underfitting):
-        group(b)
-    return [replace(s, name=f"h6-{s.name}") for s in b.scenarios]
+    return build_set("h6", (_healthy, _nan, _exploding, _vanishing, _dead, _oscillation, _stall,
+                  _overfitting, _underfitting), repeats)
 
 
 def _healthy(b: _Builder) -> None:
@@ -201,9 +208,6 @@ def _healthy(b: _Builder) -> None:
           train(epochs=60, lr=0.01, **es), seed=1033)
 
 
-NAN_OK = {"exploding_gradients", "loss_oscillation", "dead_relu"}
-
-
 def _nan(b: _Builder) -> None:
     # injected: a weight set to NaN mid-run
     for seed, (ds, at, model) in enumerate([
@@ -225,9 +229,6 @@ def _nan(b: _Builder) -> None:
           mlp(64, 64, dropout=0.0), NO_ES, NO_CLIP, SGD, CONSTANT_LR,
           train(lr=0.01, epochs=10), seed=1045, allowed=NAN_OK,
           note="raw targets (~1e7) in the loss, sgd lr 0.01, no clipping")
-
-
-EXPLODE_OK = {"nan_loss", "loss_oscillation", "dead_relu", "convergence_stall", "underfitting"}
 
 
 def _exploding(b: _Builder) -> None:
@@ -257,9 +258,6 @@ def _exploding(b: _Builder) -> None:
           note="6 relu layers, weights x3 at init, sgd lr 0.01, no clipping")
 
 
-VANISH_OK = {"convergence_stall", "underfitting"}
-
-
 def _vanishing(b: _Builder) -> None:
     b.add("vanish-sigmoid-scenes", "vanishing_gradients", on("scenes"),
           fac("deep_stack", act="sigmoid", depth=14, width=32), NO_ES, train(epochs=20),
@@ -284,9 +282,6 @@ def _vanishing(b: _Builder) -> None:
           seed=1065, allowed=VANISH_OK, note="built-in mlp, 10 sigmoid layers of 24, adamw")
 
 
-DEAD_OK = {"convergence_stall", "underfitting"}
-
-
 def _dead(b: _Builder) -> None:
     # model: hidden biases far below zero at init
     b.add("dead-init-scenes-relu", "dead_relu", on("scenes"),
@@ -303,9 +298,6 @@ def _dead(b: _Builder) -> None:
         b.add(f"dead-shift-{ds}", "dead_relu", on(ds), model, NO_ES, train(epochs=20),
               seed=1072 + seed, allowed=DEAD_OK, injection=Injection("bias_shift", at, -10.0),
               note="hidden biases -10 mid-run")
-
-
-OSC_OK = {"exploding_gradients", "dead_relu", "convergence_stall", "underfitting"}
 
 
 def _oscillation(b: _Builder) -> None:
@@ -330,9 +322,6 @@ def _oscillation(b: _Builder) -> None:
         b.add(f"osc-lrup-{ds}", "loss_oscillation", on(ds), model, NO_ES, NO_CLIP, CONSTANT_LR,
               train(epochs=20), seed=1085 + seed, allowed=OSC_OK,
               injection=Injection("lr_scale", at, 100.0), note="adamw lr x100 mid-run")
-
-
-STALL_OK = {"underfitting"}
 
 
 def _stall(b: _Builder) -> None:
@@ -372,9 +361,6 @@ def _overfitting(b: _Builder) -> None:
               note="11% of the rows to train on, wide net, no regularisation, 150 epochs")
 
 
-UNDER_OK = {"convergence_stall"}
-
-
 def _underfitting(b: _Builder) -> None:
     # config: no hidden layer (a linear model) on data no line fits
     for seed, ds in enumerate(["scenes", "disparity"]):
@@ -396,8 +382,4 @@ def _underfitting(b: _Builder) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["--check"]:
-        sys.exit("usage: python bench/heldout6.py --check [REGEX]")
-    from detectors import check_labels
-
-    sys.exit(check_labels(build_heldout6(1), sys.argv[2] if sys.argv[2:] else ""))
+    sys.exit(check_main("heldout6.py", build_heldout6, 1))

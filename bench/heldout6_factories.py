@@ -26,31 +26,22 @@ from __future__ import annotations
 
 import math
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from heldout4_factories import _flip, _scale
+from heldout_common import (
+    ACTS,
+    flip,
+    image,
+    in_out,
+    mpl_sample,
+    patches,
+    scale,
+    skimage_file,
+    sklearn_image,
+)
 from torch import nn
-
-_ACTS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "gelu": nn.GELU, "prelu": nn.PReLU, "softplus": nn.Softplus,
-    "mish": nn.Mish, "celu": nn.CELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
-    "softsign": nn.Softsign, "hardsigmoid": nn.Hardsigmoid,
-}
-
-
-def _init(model: nn.Module, init_gain: float | None, bias_init: float | None) -> nn.Module:
-    """`heldout4_factories._scale` (every Linear weight x `init_gain`, every hidden Linear bias
-    set to `bias_init`), returning the model."""
-    _scale(model, init_gain, bias_init)
-    return model
-
-
-def _io(input_spec: dict[str, Any], output_spec: dict[str, Any]) -> tuple[int, int]:
-    return int(input_spec["n_features"]), int(output_spec["n_outputs"])
-
 
 # -- models ------------------------------------------------------------------------------------
 
@@ -79,7 +70,7 @@ class TabTransformer(nn.Module):
 
 def tab_transformer(input_spec: dict[str, Any], output_spec: dict[str, Any], *, dim: int = 32,
                     depth: int = 2, heads: int = 4, dropout: float = 0.0) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     return TabTransformer(n_in, n_out, dim, depth, heads, dropout)
 
 
@@ -118,7 +109,7 @@ class Mixer(nn.Module):
 
 def mixer(input_spec: dict[str, Any], output_spec: dict[str, Any], *, tokens: int = 4,
           dim: int = 32, depth: int = 2) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     return Mixer(n_in, n_out, tokens, dim, depth)
 
 
@@ -133,7 +124,7 @@ class CrossNet(nn.Module):
         layers: list[nn.Module] = []
         width = n_in
         for h in hidden:
-            layers += [nn.Linear(width, h), _ACTS[act]()]
+            layers += [nn.Linear(width, h), ACTS[act]()]
             width = h
         self.deep = nn.Sequential(*layers)
         self.head = nn.Linear(n_in + width, n_out)
@@ -148,9 +139,9 @@ class CrossNet(nn.Module):
 def cross_net(input_spec: dict[str, Any], output_spec: dict[str, Any], *, crosses: int = 2,
               hidden: list[int] | None = None, act: str = "relu",
               init_gain: float | None = None, bias_init: float | None = None) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     model = CrossNet(n_in, n_out, crosses, hidden or [64, 64], act)
-    _init(model.deep, init_gain, None)
+    scale(model.deep, init_gain, None)
     if bias_init is not None:
         with torch.no_grad():
             for m in model.deep:
@@ -178,7 +169,7 @@ class LSTMReader(nn.Module):
 
 def lstm_reader(input_spec: dict[str, Any], output_spec: dict[str, Any], *, chunk: int = 4,
                 hidden: int = 48, layers: int = 1) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     return LSTMReader(n_in, n_out, chunk, hidden, layers)
 
 
@@ -195,7 +186,7 @@ def siren(input_spec: dict[str, Any], output_spec: dict[str, Any], *, hidden: in
           depth: int = 3, omega: float = 3.0) -> nn.Module:
     """SIREN: Linear + sin(omega x) layers with Sitzmann et al.'s init (first layer
     U(-1/n, 1/n), later U(-sqrt(6/n)/omega, +)), a Linear head."""
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     layers: list[nn.Module] = []
     width = n_in
     for i in range(depth):
@@ -216,14 +207,14 @@ def act_mlp(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
     normalised Linear layers (`torch.nn.utils.parametrizations.spectral_norm`)."""
     from torch.nn.utils.parametrizations import spectral_norm
 
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     layers: list[nn.Module] = []
     width = n_in
     for h in hidden or [128, 64]:
-        layers += [nn.Linear(width, h), _ACTS[act](), nn.Dropout(dropout)]
+        layers += [nn.Linear(width, h), ACTS[act](), nn.Dropout(dropout)]
         width = h
     model = nn.Sequential(*layers, nn.Linear(width, n_out))
-    _init(model, init_gain, bias_init)
+    scale(model, init_gain, bias_init)
     if spectral:
         for m in model:
             if isinstance(m, nn.Linear):
@@ -249,7 +240,7 @@ class BilinearNet(nn.Module):
 
 def bilinear_net(input_spec: dict[str, Any], output_spec: dict[str, Any], *, dim: int = 16,
                  hidden: int = 64) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     return BilinearNet(n_in, n_out, dim, hidden)
 
 
@@ -281,7 +272,7 @@ class TCN(nn.Module):
 
 def tcn(input_spec: dict[str, Any], output_spec: dict[str, Any], *, channels: int = 16,
         levels: int = 3, kernel: int = 3) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     return TCN(n_in, n_out, channels, levels, kernel)
 
 
@@ -289,61 +280,21 @@ def deep_stack(input_spec: dict[str, Any], output_spec: dict[str, Any], *, act: 
                depth: int = 12, width: int = 32, init_gain: float | None = None) -> nn.Module:
     """`depth` Linear layers each followed by `act` (softsign, hardsigmoid, sigmoid, tanh),
     weights times `init_gain`, a Linear head."""
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     layers: list[nn.Module] = []
     for _ in range(depth):
-        layers += [nn.Linear(n_in, width), _ACTS[act]()]
+        layers += [nn.Linear(n_in, width), ACTS[act]()]
         n_in = width
-    return _init(nn.Sequential(*layers, nn.Linear(n_in, n_out)), init_gain, None)
+    return scale(nn.Sequential(*layers, nn.Linear(n_in, n_out)), init_gain, None)
 
 
 # -- data: files shipped by installed packages -------------------------------------------------
 
 
-def _skimage_file(name: str) -> Path:
-    import skimage
-
-    return Path(skimage.__file__).parent / "data" / name
-
-
-def _image(path: Path, grey: bool = False) -> np.ndarray:
-    from PIL import Image
-
-    img = Image.open(path)
-    return np.asarray(img.convert("L" if grey else "RGB"), dtype=np.float32)
-
-
-def _sklearn_image(name: str) -> Path:
-    import sklearn
-
-    return Path(sklearn.__file__).parent / "datasets" / "images" / name
-
-
-def _mpl(name: str) -> Path:
-    import matplotlib
-
-    return Path(matplotlib.get_data_path()) / "sample_data" / name
-
-
-def _patches(images: list[np.ndarray], size: int, per_image: int,
-             seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """`per_image` random size x size patches (flattened) of each image; the class is the
-    image's index."""
-    rng = np.random.default_rng(seed)
-    X, y = [], []
-    for label, img in enumerate(images):
-        for _ in range(per_image):
-            r = rng.integers(0, img.shape[0] - size)
-            c = rng.integers(0, img.shape[1] - size)
-            X.append(img[r:r + size, c:c + size].ravel())
-            y.append(label)
-    return np.stack(X).astype(np.float32), np.asarray(y, dtype=np.int64)
-
-
 @cache
 def _scenes() -> tuple[np.ndarray, np.ndarray]:
     names = ("camera.png", "coins.png", "moon.png", "page.png", "text.png")
-    return _patches([_image(_skimage_file(n), grey=True) for n in names], 8, 300, 61)
+    return patches([image(skimage_file(n), grey=True) for n in names], 8, 300, 61)
 
 
 def scenes() -> tuple[np.ndarray, np.ndarray]:
@@ -355,22 +306,22 @@ def scenes() -> tuple[np.ndarray, np.ndarray]:
 def scenes_noisy() -> tuple[np.ndarray, np.ndarray]:
     """scenes with 30 % of the labels replaced by a random class."""
     X, y = _scenes()
-    return X, _flip(y, 0.3, 5, 62)
+    return X, flip(y, 0.3, 5, 62)
 
 
 def photos() -> tuple[np.ndarray, np.ndarray]:
     """1500 4x4 RGB patches (48 features, 0-255), 500 each from scikit-learn's china.jpg and
     flower.jpg and scikit-image's rocket.jpg; the class is the photograph."""
-    imgs = [_image(_sklearn_image("china.jpg")), _image(_sklearn_image("flower.jpg")),
-            _image(_skimage_file("rocket.jpg"))]
-    return _patches(imgs, 4, 500, 63)
+    imgs = [image(sklearn_image("china.jpg")), image(sklearn_image("flower.jpg")),
+            image(skimage_file("rocket.jpg"))]
+    return patches(imgs, 4, 500, 63)
 
 
 @cache
 def _stain() -> tuple[np.ndarray, np.ndarray]:
     from skimage.color import rgb2hed
 
-    img = _image(_skimage_file("ihc.png"))
+    img = image(skimage_file("ihc.png"))
     dab = rgb2hed(img / 255.0)[..., 2]
     rng = np.random.default_rng(64)
     rows = rng.integers(1, img.shape[0] - 1, 2400)
@@ -391,13 +342,13 @@ def stain() -> tuple[np.ndarray, np.ndarray]:
 def stain_noisy() -> tuple[np.ndarray, np.ndarray]:
     """stain with 30 % of the labels replaced by a random class."""
     X, y = _stain()
-    return X, _flip(y, 0.3, 2, 65)
+    return X, flip(y, 0.3, 2, 65)
 
 
 def hubble() -> tuple[np.ndarray, np.ndarray]:
     """2000 random 7x7 grey patches (49 features) of scikit-image's Hubble deep field; the
     class is whether the patch's 3x3 centre holds a pixel in the image's brightest 2 %."""
-    img = _image(_skimage_file("hubble_deep_field.jpg"), grey=True)
+    img = image(skimage_file("hubble_deep_field.jpg"), grey=True)
     bright = np.quantile(img, 0.98)
     rng = np.random.default_rng(66)
     X, y = [], []
@@ -417,7 +368,7 @@ def hubble() -> tuple[np.ndarray, np.ndarray]:
 
 @cache
 def _goog() -> np.ndarray:
-    with np.load(_mpl("goog.npz")) as d:
+    with np.load(mpl_sample("goog.npz")) as d:
         return d["price_data"]
 
 
@@ -448,7 +399,7 @@ def goog_volume() -> tuple[np.ndarray, np.ndarray]:
 
 @cache
 def _eeg() -> np.ndarray:
-    return np.fromfile(_mpl("eeg.dat"), dtype=np.float64).reshape(800, 4)
+    return np.fromfile(mpl_sample("eeg.dat"), dtype=np.float64).reshape(800, 4)
 
 
 def eeg() -> tuple[np.ndarray, np.ndarray]:
@@ -461,7 +412,7 @@ def eeg() -> tuple[np.ndarray, np.ndarray]:
 
 @cache
 def _membrane() -> tuple[np.ndarray, np.ndarray]:
-    trace = np.fromfile(_mpl("membrane.dat"), dtype=np.float32)
+    trace = np.fromfile(mpl_sample("membrane.dat"), dtype=np.float32)
     rng = np.random.default_rng(67)
     starts = rng.integers(0, len(trace) - 24, 2400)
     X = np.stack([trace[s:s + 16] for s in starts])
@@ -486,9 +437,9 @@ def membrane_noisy() -> tuple[np.ndarray, np.ndarray]:
 
 @cache
 def _disparity() -> tuple[np.ndarray, np.ndarray]:
-    with np.load(_skimage_file("motorcycle_disp.npz")) as d:
+    with np.load(skimage_file("motorcycle_disp.npz")) as d:
         disp = d["arr_0"].astype(np.float32)
-    left = _image(_skimage_file("motorcycle_left.png"), grey=True)
+    left = image(skimage_file("motorcycle_left.png"), grey=True)
     rng = np.random.default_rng(69)
     rows = rng.integers(1, disp.shape[0] - 1, 2400)
     cols = rng.integers(1, disp.shape[1] - 1, 2400)
@@ -508,7 +459,7 @@ def disparity() -> tuple[np.ndarray, np.ndarray]:
 def china_red() -> tuple[np.ndarray, np.ndarray]:
     """2400 random pixels of scikit-learn's china.jpg: the 3x3 neighbourhood's green and blue
     levels (18 features, 0-255) -> the centre pixel's red level (0-255)."""
-    img = _image(_sklearn_image("china.jpg"))
+    img = image(sklearn_image("china.jpg"))
     rng = np.random.default_rng(70)
     rows = rng.integers(1, img.shape[0] - 1, 2400)
     cols = rng.integers(1, img.shape[1] - 1, 2400)

@@ -31,35 +31,22 @@ from __future__ import annotations
 import itertools
 import math
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from heldout4_factories import _flip, _scale
+from heldout_common import (
+    ACTS,
+    flip,
+    hidden_bias,
+    image,
+    in_out,
+    mpl_data,
+    scale,
+    site,
+    skimage_file,
+)
 from torch import nn
-
-_ACTS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "leaky": nn.LeakyReLU, "elu": nn.ELU, "hardswish": nn.Hardswish,
-    "silu": nn.SiLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
-    "hardtanh": nn.Hardtanh, "logsigmoid": nn.LogSigmoid,
-}
-
-
-def _io(input_spec: dict[str, Any], output_spec: dict[str, Any]) -> tuple[int, int]:
-    return int(input_spec["n_features"]), int(output_spec["n_outputs"])
-
-
-def _bias(model: nn.Module, bias_init: float | None) -> nn.Module:
-    """Every Linear/Conv bias but the last set to `bias_init` (None: left alone)."""
-    if bias_init is not None:
-        layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))
-                  and m.bias is not None]
-        with torch.no_grad():
-            for m in layers[:-1]:
-                m.bias.fill_(bias_init)
-    return model
-
 
 # -- models ------------------------------------------------------------------------------------
 
@@ -92,7 +79,7 @@ class SoftTrees(nn.Module):
 
 def soft_trees(input_spec: dict[str, Any], output_spec: dict[str, Any], *, trees: int = 32,
                depth: int = 4, temp: float = 1.0, hidden: int = 64) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     return SoftTrees(n_in, n_out, trees, depth, temp, hidden)
 
 
@@ -117,7 +104,7 @@ class KANLayer(nn.Module):
 
 def kan(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
         hidden: list[int] | None = None, grid: int = 8) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     widths = [n_in, *(hidden or [32]), n_out]
     return nn.Sequential(*[KANLayer(a, b, grid) for a, b in itertools.pairwise(widths)])
 
@@ -131,7 +118,7 @@ class Looped(nn.Module):
         super().__init__()
         self.inp = nn.Linear(n_in, width)
         self.block = nn.Linear(width, width)
-        self.act = _ACTS[act]()
+        self.act = ACTS[act]()
         self.loops, self.residual = loops, residual
         self.head = nn.Linear(width, n_out)
 
@@ -146,10 +133,10 @@ class Looped(nn.Module):
 def looped(input_spec: dict[str, Any], output_spec: dict[str, Any], *, width: int = 64,
            loops: int = 6, act: str = "tanh", residual: bool = True,
            init_gain: float | None = None, bias_init: float | None = None) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     model = Looped(n_in, n_out, width, loops, act, residual)
-    _scale(model, init_gain, None)
-    return _bias(model, bias_init)
+    scale(model, init_gain, None)
+    return hidden_bias(model, bias_init)
 
 
 class PiNet(nn.Module):
@@ -171,9 +158,9 @@ class PiNet(nn.Module):
 
 def pinet(input_spec: dict[str, Any], output_spec: dict[str, Any], *, width: int = 48,
           degree: int = 3, init_gain: float | None = None) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     model = PiNet(n_in, n_out, width, degree)
-    _scale(model, init_gain, None)
+    scale(model, init_gain, None)
     return model
 
 
@@ -189,10 +176,10 @@ class SepConvNet(nn.Module):
         if self.side * self.side * channels != n_in:
             raise ValueError(f"{n_in} features are not a {channels}-channel square image")
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1),
-                                   nn.GroupNorm(4, width), _ACTS[act]()]
+                                   nn.GroupNorm(4, width), ACTS[act]()]
         for _ in range(blocks):
             layers += [nn.Conv2d(width, width, 3, padding=1, groups=width),
-                       nn.Conv2d(width, width, 1), nn.GroupNorm(4, width), _ACTS[act]()]
+                       nn.Conv2d(width, width, 1), nn.GroupNorm(4, width), ACTS[act]()]
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, n_out)
 
@@ -204,8 +191,8 @@ class SepConvNet(nn.Module):
 def sepconv(input_spec: dict[str, Any], output_spec: dict[str, Any], *, channels: int = 1,
             width: int = 24, blocks: int = 2, act: str = "relu",
             bias_init: float | None = None) -> nn.Module:
-    n_in, n_out = _io(input_spec, output_spec)
-    return _bias(SepConvNet(n_in, n_out, channels, width, blocks, act), bias_init)
+    n_in, n_out = in_out(input_spec, output_spec)
+    return hidden_bias(SepConvNet(n_in, n_out, channels, width, blocks, act), bias_init)
 
 
 class LowRank(nn.Module):
@@ -225,15 +212,15 @@ def lowrank_mlp(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
                 dropout: float = 0.0, init_gain: float | None = None,
                 bias_init: float | None = None) -> nn.Module:
     """An MLP whose hidden Linear layers are rank-`rank` factorisations."""
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     layers: list[nn.Module] = []
     width = n_in
     for h in hidden or [128, 128]:
-        layers += [LowRank(width, h, rank), _ACTS[act](), nn.Dropout(dropout)]
+        layers += [LowRank(width, h, rank), ACTS[act](), nn.Dropout(dropout)]
         width = h
     model = nn.Sequential(*layers, nn.Linear(width, n_out))
-    _scale(model, init_gain, None)
-    return _bias(model, bias_init)
+    scale(model, init_gain, None)
+    return hidden_bias(model, bias_init)
 
 
 class GroupSort(nn.Module):
@@ -248,7 +235,7 @@ class GroupSort(nn.Module):
 def groupsort_mlp(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
                   hidden: list[int] | None = None) -> nn.Module:
     """An MLP with MaxMin (GroupSort) units and orthogonal weight init."""
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     layers: list[nn.Module] = []
     width = n_in
     for h in hidden or [64, 64]:
@@ -278,7 +265,7 @@ def droppath_resnet(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
                     width: int = 64, blocks: int = 3, drop: float = 0.1) -> nn.Module:
     """A residual MLP: pre-norm SiLU blocks with stochastic depth (each block's branch dropped
     for a whole example with probability `drop` in training)."""
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     return nn.Sequential(nn.Linear(n_in, width),
                          *[DropPathBlock(width, drop) for _ in range(blocks)],
                          nn.LayerNorm(width), nn.Linear(width, n_out))
@@ -289,58 +276,32 @@ def act_mlp7(input_spec: dict[str, Any], output_spec: dict[str, Any], *,
              init_gain: float | None = None, bias_init: float | None = None) -> nn.Module:
     """An MLP with the unit `act` (LeakyReLU, ELU, Hardswish, SiLU, ReLU6, ...), weights times
     `init_gain`, hidden biases set to `bias_init`."""
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     layers: list[nn.Module] = []
     width = n_in
     for h in hidden or [128, 64]:
-        layers += [nn.Linear(width, h), _ACTS[act](), nn.Dropout(dropout)]
+        layers += [nn.Linear(width, h), ACTS[act](), nn.Dropout(dropout)]
         width = h
     model = nn.Sequential(*layers, nn.Linear(width, n_out))
-    _scale(model, init_gain, None)
-    return _bias(model, bias_init)
+    scale(model, init_gain, None)
+    return hidden_bias(model, bias_init)
 
 
 def stack7(input_spec: dict[str, Any], output_spec: dict[str, Any], *, act: str = "hardtanh",
            depth: int = 12, width: int = 32, init_gain: float | None = None) -> nn.Module:
     """`depth` Linear layers each followed by `act` (hardtanh, logsigmoid, sigmoid, tanh),
     weights times `init_gain`, a Linear head."""
-    n_in, n_out = _io(input_spec, output_spec)
+    n_in, n_out = in_out(input_spec, output_spec)
     layers: list[nn.Module] = []
     for _ in range(depth):
-        layers += [nn.Linear(n_in, width), _ACTS[act]()]
+        layers += [nn.Linear(n_in, width), ACTS[act]()]
         n_in = width
     model = nn.Sequential(*layers, nn.Linear(n_in, n_out))
-    _scale(model, init_gain, None)
+    scale(model, init_gain, None)
     return model
 
 
 # -- data: files shipped by installed packages -------------------------------------------------
-
-
-def _site(package: str) -> Path:
-    import importlib
-
-    return Path(importlib.import_module(package).__file__).parent  # type: ignore[arg-type]
-
-
-def _image(path: Path, grey: bool = False, scale: float = 1.0) -> np.ndarray:
-    from PIL import Image
-
-    img = Image.open(path).convert("L" if grey else "RGB")
-    if scale != 1.0:
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                         Image.Resampling.BILINEAR)
-    return np.asarray(img, dtype=np.float32)
-
-
-def _skimage_file(name: str) -> Path:
-    return _site("skimage") / "data" / name
-
-
-def _mpl(name: str) -> Path:
-    import matplotlib
-
-    return Path(matplotlib.get_data_path()) / name
 
 
 def _letters(name: str) -> np.ndarray:
@@ -357,7 +318,7 @@ def _letters(name: str) -> np.ndarray:
 
 def _census(file: str) -> list[tuple[str, float]]:
     rows = []
-    for line in (_site("names") / file).read_text().splitlines():
+    for line in (site("names") / file).read_text().splitlines():
         parts = line.split()
         if parts and parts[0].isalpha():
             rows.append((parts[0], float(parts[1])))
@@ -387,7 +348,7 @@ def names() -> tuple[np.ndarray, np.ndarray]:
 def names_noisy() -> tuple[np.ndarray, np.ndarray]:
     """names with 30 % of the labels replaced by a random class."""
     X, y = _names()
-    return X, _flip(y, 0.3, 2, 72)
+    return X, flip(y, 0.3, 2, 72)
 
 
 _FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
@@ -401,7 +362,7 @@ _GLYPHS = "aegkmrsx"
 def _render(char: str, font: str, size: int, angle: float, dx: int, dy: int) -> np.ndarray:
     from PIL import Image, ImageDraw, ImageFont
 
-    face = ImageFont.truetype(str(_mpl("fonts/ttf") / font), size * 2)
+    face = ImageFont.truetype(str(mpl_data("fonts/ttf") / font), size * 2)
     img = Image.new("L", (48, 48), 0)
     ImageDraw.Draw(img).text((24 + dx, 24 + dy), char, fill=255, font=face, anchor="mm")
     img = img.rotate(angle, resample=Image.Resampling.BILINEAR)
@@ -432,14 +393,14 @@ def glyphs() -> tuple[np.ndarray, np.ndarray]:
 def glyphs_noisy() -> tuple[np.ndarray, np.ndarray]:
     """glyphs with 30 % of the labels replaced by a random class."""
     X, y = _glyphs(4000, 73)
-    return X, _flip(y, 0.3, len(_GLYPHS), 74)
+    return X, flip(y, 0.3, len(_GLYPHS), 74)
 
 
 @cache
 def _fundus() -> tuple[np.ndarray, np.ndarray]:
     from skimage.filters import sato
 
-    img = _image(_skimage_file("retina.jpg"), scale=0.25)
+    img = image(skimage_file("retina.jpg"), scale_by=0.25)
     tube = sato(img[..., 1] / 255.0, sigmas=[1, 2], black_ridges=True).astype(np.float32)
     return img, tube
 
@@ -475,7 +436,7 @@ def vessels() -> tuple[np.ndarray, np.ndarray]:
 def vessels_noisy() -> tuple[np.ndarray, np.ndarray]:
     """vessels with 30 % of the labels replaced by a random class."""
     X, y = _vessels()
-    return X, _flip(y, 0.3, 2, 77)
+    return X, flip(y, 0.3, 2, 77)
 
 
 def tubeness() -> tuple[np.ndarray, np.ndarray]:
@@ -498,10 +459,10 @@ def micrographs() -> tuple[np.ndarray, np.ndarray]:
     """1600 6x6 grey patches (36 features, 0-255), 400 each from scikit-image's cell,
     microaneurysms and clock (motion-blurred) photographs and matplotlib's Grace Hopper
     portrait; the class is the photograph."""
-    imgs = [_image(_skimage_file("cell.png"), grey=True),
-            _image(_skimage_file("microaneurysms.png"), grey=True),
-            _image(_skimage_file("clock_motion.png"), grey=True),
-            _image(_mpl("sample_data/grace_hopper.jpg"), grey=True, scale=0.5)]
+    imgs = [image(skimage_file("cell.png"), grey=True),
+            image(skimage_file("microaneurysms.png"), grey=True),
+            image(skimage_file("clock_motion.png"), grey=True),
+            image(mpl_data("sample_data/grace_hopper.jpg"), grey=True, scale_by=0.5)]
     rng = np.random.default_rng(79)
     X, y = [], []
     for label, img in enumerate(imgs):
@@ -527,7 +488,7 @@ def _zones() -> list[tuple[str, float, float, float]]:
         return sign * (d + m / 60 + s / 3600)
 
     rows = []
-    for line in (_site("tzdata") / "zoneinfo" / "zone1970.tab").read_text().splitlines():
+    for line in (site("tzdata") / "zoneinfo" / "zone1970.tab").read_text().splitlines():
         if line.startswith("#") or not line.strip():
             continue
         _, coords, zone = line.split("\t")[:3]
@@ -570,14 +531,14 @@ def _coordinates(img: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.nda
 def hopper() -> tuple[np.ndarray, np.ndarray]:
     """matplotlib's Grace Hopper portrait at 1/16 size (about 38x32 grey): 2400 random pixel
     positions (row, col) -> the grey level (0-255)."""
-    img = _image(_mpl("sample_data/grace_hopper.jpg"), grey=True, scale=1 / 16)
+    img = image(mpl_data("sample_data/grace_hopper.jpg"), grey=True, scale_by=1 / 16)
     return _coordinates(img, 2400, 80)
 
 
 def phantom() -> tuple[np.ndarray, np.ndarray]:
     """scikit-image's Shepp-Logan phantom at 1/8 size (50x50 grey): 2400 random pixel
     positions (row, col) -> the grey level (0-255, piecewise constant)."""
-    img = _image(_skimage_file("phantom.png"), grey=True, scale=1 / 8)
+    img = image(skimage_file("phantom.png"), grey=True, scale_by=1 / 8)
     return _coordinates(img, 2400, 81)
 
 
@@ -606,7 +567,7 @@ def surnames() -> tuple[np.ndarray, np.ndarray]:
 def inpaint() -> tuple[np.ndarray, np.ndarray]:
     """2400 random 5x5 grey patches of scikit-image's cell photograph (cell.png): the 24
     pixels around the centre (0-255) -> the centre pixel's grey level (0-255)."""
-    img = _image(_skimage_file("cell.png"), grey=True)
+    img = image(skimage_file("cell.png"), grey=True)
     rng = np.random.default_rng(84)
     rows = rng.integers(2, img.shape[0] - 2, 2400)
     cols = rng.integers(2, img.shape[1] - 2, 2400)
