@@ -3,11 +3,11 @@ tuned on and on data they were not.
 
 Eight sets of labelled scenarios (healthy runs, and runs with a known fault for each of the
 eight findings): `bench/scenarios.py`, the TUNING set (the rules' thresholds were chosen on it);
-`bench/heldout.py` .. `bench/heldout6.py`, the OLD HELD-OUT sets (held out in issue 11's
-first to sixth passes, read per case since: tuning material now); and `bench/heldout7.py`,
-HELD-OUT v7 (written and committed before the seventh pass changed any rule, never tuned on:
-other files shipped inside installed packages, raw-unit regression, other model families,
-pathologies from config choices and injected faults).
+`bench/heldout.py` .. `bench/heldout7.py`, the OLD HELD-OUT sets (held out in issue 11's
+first to seventh passes, read per case since: tuning material now); and `bench/heldout8.py`,
+HELD-OUT v8 (written and committed before the eighth pass changed any rule, never tuned on:
+data no earlier set read, raw-unit regression, other model families, pathologies from config
+choices and injected faults).
 Every scenario is trained by mlt's own `Trainer` on bundled or
 generated data, with the detectors online exactly as `mlt train-baseline` runs them: a
 `DetectorSubscriber` over `build_detectors(DetectorContext(task, metric, greater_is_better,
@@ -20,14 +20,14 @@ the fault's onset and the false-positive rate on healthy runs, beside the target
 detectors' share of the fit time (time inside `DetectorSubscriber.on_event` over the wall time
 of `Trainer.fit()`).
 
-    python bench/detectors.py [--set tuning|heldout|heldout2..heldout7|tuned|all]
+    python bench/detectors.py [--set tuning|heldout|heldout2..heldout8|tuned|all]
                               [--quick]
                               [--jobs N] [--out DIR] [--repeats N] [--only REGEX]
                               [--summarize JSONL] [--rejudge JSONL] [--brief] [-v]
                               [--keep-runs]
 
 Per-run results go to DIR/detectors.jsonl (default bench/out/, git-ignored). Run by hand, not
-in CI: the full run (eight sets, 2 seeds each: ~1410 runs) takes about an hour with --jobs 2
+in CI: the full run (nine sets, 2 seeds each: ~1590 runs) takes about an hour with --jobs 2
 on a shared 2-core machine; --quick (one seed) about half that.
 
 Counting:
@@ -68,6 +68,7 @@ from heldout4 import build_heldout4  # noqa: E402
 from heldout5 import build_heldout5  # noqa: E402
 from heldout6 import build_heldout6  # noqa: E402
 from heldout7 import build_heldout7  # noqa: E402
+from heldout8 import build_heldout8  # noqa: E402
 from scenarios import HEALTHY, Scenario, build_scenarios, capture_parts  # noqa: E402
 
 DEFAULT_REPEATS = 2
@@ -547,8 +548,8 @@ def summarize(records: list[dict[str, Any]], finding_ids: tuple[str, ...]) -> st
 
 def set_of(name: str) -> str:
     """Which set a scenario belongs to, from its name's prefix."""
-    prefixes = {"h7-": "heldout7", "h6-": "heldout6", "h5-": "heldout5", "h4-": "heldout4",
-                "h3-": "heldout3", "h2-": "heldout2", "ho-": "heldout"}
+    prefixes = {"h8-": "heldout8", "h7-": "heldout7", "h6-": "heldout6", "h5-": "heldout5",
+                "h4-": "heldout4", "h3-": "heldout3", "h2-": "heldout2", "ho-": "heldout"}
     return next((v for k, v in prefixes.items() if name.startswith(k)), "tuning")
 
 
@@ -614,13 +615,14 @@ def main(argv: list[str] | None = None) -> int:
         description="Benchmark mlt's online detectors on real training runs with injected "
         "faults and pathological configs (run by hand, not in CI).")
     parser.add_argument("--set", choices=("tuning", "heldout", "heldout2", "heldout3", "heldout4",
-                                          "heldout5", "heldout6", "heldout7", "tuned", "all"),
+                                          "heldout5", "heldout6", "heldout7", "heldout8", "tuned",
+                                          "all"),
                         default="all",
                         help="the tuning scenarios (scenarios.py), the old held-out ones "
-                        "(heldout.py .. heldout6.py, tuning material since issue 11's second to "
-                        "seventh passes), held-out v7 (heldout7.py, never tuned on), every set "
-                        "tuned on (tuned: scenarios.py and heldout.py .. heldout6.py), or all "
-                        "eight (default), summarised apart")
+                        "(heldout.py .. heldout7.py, tuning material since issue 11's second to "
+                        "eighth passes), held-out v8 (heldout8.py, never tuned on), every set "
+                        "tuned on (tuned: scenarios.py and heldout.py .. heldout7.py), or all "
+                        "nine (default), summarised apart")
     parser.add_argument("--brief", action="store_true",
                         help="print aggregate figures only (recall per finding, healthy FP "
                         "per task), nothing per scenario")
@@ -682,8 +684,10 @@ def main(argv: list[str] | None = None) -> int:
         scenarios += build_heldout5(repeats)
     if args.set in ("heldout6", "tuned", "all"):
         scenarios += build_heldout6(repeats)
-    if args.set in ("heldout7", "all"):
+    if args.set in ("heldout7", "tuned", "all"):
         scenarios += build_heldout7(repeats)
+    if args.set in ("heldout8", "all"):
+        scenarios += build_heldout8(repeats)
     if args.only:
         scenarios = [s for s in scenarios if re.search(args.only, s.name)]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -741,7 +745,9 @@ SET_TITLES = (
                  "fifth pass)"),
     ("heldout6", "OLD HELD-OUT v6, NOW TUNING (heldout6.py: read per case after issue 11's "
                  "sixth pass)"),
-    ("heldout7", "HELD-OUT v7 (heldout7.py: written before the seventh pass's rule changes, "
+    ("heldout7", "OLD HELD-OUT v7, NOW TUNING (heldout7.py: read per case after issue 11's "
+                 "seventh pass)"),
+    ("heldout8", "HELD-OUT v8 (heldout8.py: written before the eighth pass's rule changes, "
                  "never tuned on)"),
 )
 
