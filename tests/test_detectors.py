@@ -205,6 +205,19 @@ CASES: dict[str, Case] = {
     "gradient norm flickers above 10x (3 of 5 steps)": Case(Run(
         grad_norm=lambda e, s: 30.0 if s in (41, 43, 45) else 1.0, stop_after_step=45),
         {"exploding_gradients": (5, 41)}, rule="ratio"),
+    # issue 11, eighth pass: a model leaving a plateau at the uniform prediction's loss (the
+    # text example's tiny BERT): the gradient norm climbs 40x over 20 steps while the loss
+    # falls from ln 2 - a steeper region reached, the run's new scale, not an explosion
+    "healthy, gradient climbs 40x as the loss leaves its plateau": Case(Run(
+        baseline={"accuracy": 0.5, "loss": 0.693},
+        step_loss=lambda e, s: (0.69 if s <= 20 else 0.69 - 0.015 * (s - 20) if s <= 40
+                                else 0.3) * (1 + 0.05 * _jitter(s)),
+        grad_norm=lambda e, s: (0.2 if s <= 20 else 0.2 * 1.2 ** (s - 20) if s <= 40
+                                else 7.0) * (1 + 0.1 * _jitter(s)),
+        train_loss=lambda e: {1: 0.69, 2: 0.69, 3: 0.6, 4: 0.45}.get(e, 0.3),
+        val_loss=lambda e: {1: 0.7, 2: 0.7, 3: 0.62, 4: 0.47}.get(e, 0.33),
+        val_metric=lambda e: {1: 0.5, 2: 0.5, 3: 0.62, 4: 0.75}.get(e, 0.85),
+        train_metric=lambda e: {1: 0.5, 2: 0.5, 3: 0.62, 4: 0.76}.get(e, 0.87)), {}),
     "healthy, a lone gradient spike every fourth step": Case(Run(
         grad_norm=lambda e, s: 30.0 if s % 4 == 0 else 1.0 + 0.2 * _jitter(s)), {}),
     "bad init: loss and gradient norm far above the baseline from step 1": Case(Run(
@@ -496,6 +509,17 @@ CASES: dict[str, Case] = {
         n_val=300, train_loss=lambda e: 0.9 * 0.5**e + 0.01,
         val_loss=lambda e: 0.9 * 0.2**e + 0.55, val_metric=lambda e: 0.45 - 0.9 * 0.2**e,
         train_metric=None), {"overfitting": (6, 60)}, rule="loss_gap"),
+    # issue 11, eighth pass: a heavy-tailed target standardised on train (the train rows'
+    # trivial loss is 1) whose small train split drew more of the tail than val (val's trivial
+    # loss 0.48): the train loss falls from 1.8x the val baseline to half its own trivial loss
+    # while val stays at 1.17x its baseline - never "fitted" against the val baseline
+    "regression memorises a heavy-tailed train split (its own trivial loss)": Case(Run(
+        metric="r2", task="regression", n_val=300, train_metric=None,
+        baseline={"r2": 0.0, "rmse": 1.0, "loss": 0.48,
+                  "target_scale": {"mean": 0.0, "std": 1.0}},
+        train_loss=lambda e: 1.8 * 0.85**e, val_loss=lambda e: 0.48 if e == 1 else 0.56,
+        val_metric=lambda e: 0.0 if e == 1 else -0.17), {"overfitting": (8, 80)},
+        rule="loss_gap"),
     # issue 11, fourth pass: a wide gap while the val metric still climbs (0.05 an epoch) is
     # a model learning new rows more slowly than its training rows, not overfitting
     "healthy, train metric far ahead while the val metric still improves": Case(Run(

@@ -8,6 +8,18 @@ Rules (onset: the first step that counted):
   median keeps the bar from sinking with the tiny gradients of a converged model (after the
   run's own scale: Lightning `SpikeDetection` judges against a running mean, AUTOTRAINER flags
   a gradient ratio above 70).
+  Not while the loss falls: when the norm climbed to the bar (a step just before the first
+  flagged one was past the halfway mark, sqrt(`factor`) x the median: a jump from the usual
+  level is not a climb) and every flagged step's loss is below the median loss of the
+  accepted steps before them (the last `window`), the gradient grew because the model left a
+  flat region - a plateau or a saddle, e.g. a transformer at the uniform prediction's loss
+  ln 2 - and is descending a steeper one: the larger norm is the run's new scale, so the
+  running median and the loss median restart from those steps (the early median, the bar's
+  floor, stays). An explosion throws the loss up with the gradient (an update too
+  large for the curvature overshoots); a gradient that grows while the loss drops below where
+  it was is doing its job (issue 11, eighth pass: the text example's tiny BERT left its ln 2
+  plateau in epoch 2, its gradient norm from 0.2 to 3-8 while the loss fell 0.69 -> 0.45, and
+  the ratio rule fired).
 * ceiling (`patience` of the last `span` steps): `grad_norm` > `max_norm` x the task's
   gradient scale (or the early median, when a model starts above it). The scale
   (`Detector.gradient_scale`) is 1 for classification and the square root of the starting
@@ -62,6 +74,7 @@ The ratio and ceiling rules start after `min_history` finite gradient norms.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from typing import Any, ClassVar
 
@@ -109,15 +122,19 @@ class ExplodingGradientsDetector(Detector):
     }
     _state_fields: ClassVar[tuple[str, ...]] = (
         "history", "early_median", "grad_seen", "grad_hits", "loss_run", "scale_run", "recent",
-        "collapse_watch",
+        "collapse_watch", "loss_history",
     )
+    _optional_state: ClassVar[frozenset[str]] = frozenset({"loss_history"})
 
     def _setup(self) -> None:
         self.history: deque[float] = deque(maxlen=int(self.thresholds["window"]))
+        # the step losses of the accepted steps (the last `window` with a finite loss)
+        self.loss_history: deque[float] = deque(maxlen=int(self.thresholds["window"]))
         self._sorted: list[float] = []
         self.early_median: float | None = None
         self.grad_seen = 0  # finite gradient norms judged so far
-        # flagged gradient steps among the last `span`: [index, epoch, step, value, bar, rule]
+        # flagged gradient steps among the last `span`: [index, epoch, step, value, bar, rule,
+        # loss] (the loss None when not finite)
         self.grad_hits: list[list[Any]] = []
         # a run: [length, onset epoch, onset step, peak value, bar it was judged against, rule]
         self.loss_run: list[Any] = [0, None, None, 0.0, 0.0, "divergence"]
@@ -143,7 +160,7 @@ class ExplodingGradientsDetector(Detector):
         if grad is not None:
             watch_blowup(self.collapse_watch, grad, epoch, step, self.thresholds["factor"],
                          int(self.thresholds["min_history"]))
-            finding = self._judge_grad(grad, epoch, step)
+            finding = self._judge_grad(grad, epoch, step, loss)
             if finding is not None:
                 return finding
         if loss is None:
@@ -158,7 +175,8 @@ class ExplodingGradientsDetector(Detector):
                 run[0] = 0
         return None
 
-    def _judge_grad(self, grad: float, epoch: int | None, step: int | None) -> Finding | None:
+    def _judge_grad(self, grad: float, epoch: int | None, step: int | None,
+                    loss: float | None = None) -> Finding | None:
         if len(self.history) >= self.thresholds["min_history"] and self.early_median is not None:
             median = self._sorted[len(self._sorted) // 2]
             bar = self.thresholds["factor"] * max(median, self.early_median)
@@ -169,12 +187,41 @@ class ExplodingGradientsDetector(Detector):
                 self.grad_hits = [h for h in self.grad_hits if h[0] > self.grad_seen - span]
             if grad > bar or grad > ceiling:
                 rule, limit = ("ratio", bar) if grad > bar else ("ceiling", ceiling)
-                self.grad_hits.append([self.grad_seen, epoch, step, grad, limit, rule])
-                if len(self.grad_hits) >= self.thresholds["patience"]:
+                # climbing: a norm among the steps just before it was past the halfway mark (in
+                # ratio: sqrt(factor) x the median) but under the bar - it grew, not jumped
+                halfway = limit / math.sqrt(self.thresholds["factor"])
+                climbed = any(row[2] is not None and halfway < row[2] <= limit
+                              for row in list(self.recent)[:-1])
+                self.grad_hits.append([self.grad_seen, epoch, step, grad, limit, rule, loss,
+                                       climbed])
+                if len(self.grad_hits) < self.thresholds["patience"]:
+                    return None
+                if not self._descending():
                     return self._fire_grad()
+                # a plateau left: the run's statistics restart from its new gradient scale
+                self.history.clear()
+                self._sorted = []
+                self.loss_history.clear()
+                for hit in self.grad_hits:
+                    self._accept(hit[3], hit[6] if len(hit) > 6 else None)
+                self.grad_hits = []
                 return None
-        self._accept(grad)
+        self._accept(grad, loss)
         return None
+
+    def _descending(self) -> bool:
+        """Whether the flagged steps are a ratio-rule climb out of a plateau: the norm climbed
+        past the halfway mark before the bar (not a jump from the run's usual level), and every
+        flagged step's loss is below the median loss of the accepted steps before them (see
+        the ratio rule). The ceiling is absolute: never excused."""
+        hits = self.grad_hits
+        if any(len(h) < 8 or h[5] != "ratio" for h in hits) or not hits[0][7]:
+            return False
+        losses = [h[6] for h in hits]
+        if not self.loss_history or any(v is None for v in losses):
+            return False
+        before = sorted(self.loss_history)[len(self.loss_history) // 2]
+        return max(losses) < before
 
     def _judge_collapse(self, event: dict[str, Any]) -> Finding | None:
         """A gradient blow-up, then the loss back at the trivial level and staying there."""
@@ -207,7 +254,9 @@ class ExplodingGradientsDetector(Detector):
             divergence=self.thresholds["divergence"], span=self.thresholds["span"],
         )
 
-    def _accept(self, grad: float) -> None:
+    def _accept(self, grad: float, loss: float | None = None) -> None:
+        if loss is not None:
+            self.loss_history.append(loss)
         if len(self.history) == self.history.maxlen:
             oldest = self.history[0]
             del self._sorted[bisect.bisect_left(self._sorted, oldest)]
@@ -230,7 +279,7 @@ class ExplodingGradientsDetector(Detector):
 
     def _fire_grad(self) -> Finding:
         hits = self.grad_hits
-        _, epoch, step, _, bar, rule = hits[0]
+        _, epoch, step, _, bar, rule = hits[0][:6]
         peak = max(h[3] for h in hits)
         what = (
             f"{self.thresholds['factor']:g}x the running median" if rule == "ratio"
