@@ -72,6 +72,7 @@ MAX_DELAY_S = 0.25
 MAX_UNJUDGED = 64
 JUDGE_DELAY_S = 1.0
 FINDINGS_FILE = "findings.json"
+_CPU = torch.device("cpu")
 _STALE = (0.0, 0)  # RunMonitor._cpu_mark after an epoch event: the next CPU read only marks
 # logged keys that are bookkeeping, not metrics (HF's evaluate adds these)
 _NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
@@ -280,6 +281,9 @@ class RunMonitor:
         self._first_unjudged = 0.0  # perf_counter at the first unjudged step
         self.stop_step: int | None = None
         self._pending: list[tuple[Any, ...]] = []
+        # at an epoch's end flush keeps the block's lines here, for the epoch line's write
+        self._holding = False
+        self._held: list[str] = []
         self._first_pending = 0.0  # perf_counter when the pending block's first step began
         # step()'s fast path: `_due` once this many steps are pending or the clock passes this
         self._due_at = 1
@@ -564,7 +568,10 @@ class RunMonitor:
                 lines[i] = None
         if None in lines:
             lines = [line_of(block[i]) if line is None else line for i, line in enumerate(lines)]
-        self.writer.write_lines(lines)  # type: ignore[arg-type]
+        if self._holding:
+            self._held = lines  # type: ignore[assignment]
+        else:
+            self.writer.write_lines(lines)  # type: ignore[arg-type]
         self._losses.extend(losses)
         unjudged = self._unjudged
         if not unjudged:
@@ -624,11 +631,18 @@ class RunMonitor:
         epoch's step losses; with `train_rows` and `model`, `train` and `train_eval_loss` are
         measured on those rows (`TrainRows`). With checkpoints on, `state_dict()` is saved
         (never non-finite weights: a diverged epoch keeps the previous best/last)."""
-        self.flush()  # every step before the epoch event, handled and written before it
+        # every step before the epoch event, handled and written before it: their lines in
+        # the epoch line's write (one write and flush an epoch, not two)
+        self._holding = True
+        try:
+            self.flush()
+        finally:
+            self._holding = False
         self._last_record = None  # validation is no step: the next epoch's first starts anew
         self._flush_by = -math.inf
         self._cpu_mark = _STALE
-        if self.stopped:
+        if self.stop_reason is not None:
+            self._write_held()
             return self.stop_reason
         fitted = (self.train_rows.measure(model)
                   if self.train_rows is not None and model is not None else None)
@@ -654,7 +668,7 @@ class RunMonitor:
         event = {"type": "epoch", "epoch": epoch, "step": step, "train_loss": train_loss,
                  "val_loss": val_loss if val_loss is not None else math.nan, "val": dict(val),
                  "lr": self.last_lr, "wall_time": time.perf_counter() - self._epoch_started,
-                 "peak_mem_mb": peak_mem_mb(torch.device("cpu")), "checkpoint": name,
+                 "peak_mem_mb": peak_mem_mb(_CPU), "checkpoint": name,
                  "best_epoch": self.best_epoch}
         if fitted is not None:
             event["train_eval_loss"], event["train"] = fitted
@@ -674,6 +688,7 @@ class RunMonitor:
         if self.writer is None:
             return
         try:
+            self._write_held()  # (an epoch's end that raised before its line)
             self.flush()
             self.judge()
             self._ckpts.wait()  # the last epoch's checkpoint is on disk (or its error raised)
@@ -699,10 +714,23 @@ class RunMonitor:
             "last_step": self.last_step, "stop_lag": self.stop_lag,
             "findings": [f.to_dict() for f in self.findings]}), indent=2) + "\n")
 
+    def _write_held(self) -> None:
+        lines, self._held = self._held, []
+        if lines and self.writer is not None:
+            self.writer.write_lines(lines)
+
     def _emit(self, event: dict[str, Any]) -> str | None:
+        """Write `event` (after the step lines `flush` held back: one write) and judge it, or
+        queue it behind the events not judged yet."""
         assert self.writer is not None, "start() must come first"
         event["time"] = time.time()
-        self.writer.write(event)
+        lines = self._held
+        if lines:
+            self._held = []
+            lines.append(line_of(event))
+            self.writer.write_lines(lines)
+        else:
+            self.writer.write(event)
         if self._unjudged:  # after the steps before it (MAX_UNJUDGED)
             self._unjudged.append((event, None))
             if any(_is_nonfinite(event.get(k)) for k in ("train_loss", "val_loss")):

@@ -195,15 +195,18 @@ class MltCallback(Callback):
         self._stop_if(trainer, reason)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        # once an epoch, right after validation: everything here is cold (each property chain
+        # of the trainer and each call of ours costs a few us), so each is read once
         reason = None
-        self._step = trainer.global_step
+        self._step = step = trainer.global_step
         if self._active:
             # Lightning validates before this hook, so the epoch's val values are logged by now
             val_loss, val = split_logged(trainer.callback_metrics, self.val_prefix)
-            reason = self.monitor.epoch(epoch=trainer.current_epoch + 1,
-                                        step=trainer.global_step, val_loss=val_loss, val=val,
-                                        state_dict=pl_module.state_dict, model=pl_module)
-        self._stop_if(trainer, reason)
+            reason = self.monitor.epoch(epoch=self._epoch, step=step, val_loss=val_loss,
+                                        val=val, state_dict=pl_module.state_dict,
+                                        model=pl_module)
+        if reason is not None or self._world > 1:
+            self._stop_if(trainer, reason)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if not self._active:
