@@ -45,7 +45,9 @@ from mltrainer.stream import MetricWriter, encode_json, line_of, step_lines
 
 CHECKPOINT_FORMAT = "mlt-integration/1"
 STATS_SHARE = 0.0025  # the per-layer statistics' most share of the step time
-NORM_SHARE = 0.005  # the global gradient norm's most share of the step time (see RunMonitor)
+# the global gradient norm's most share of the step time (see RunMonitor): on the bench's
+# ~3 ms CPU steps a pass every ~10 steps (at 0.5 %, every ~5: 5-6 us a step more)
+NORM_SHARE = 0.0025
 # the first steps always carry a gradient norm: the detectors' early median (their first 5)
 # and one full span (5) judged step by step, where an lr far too high blows up
 NORM_EARLY = 10
