@@ -243,8 +243,9 @@ class RunMonitor:
     forward pass through them into the loss.
 
     Durability, the engine's rule (a crash loses at most the epoch in progress): the step
-    lines of a block reach the OS together; every epoch event is written with everything
-    before it and then fsynced on a background thread, and the checkpoint written there too
+    lines of a block reach the OS together; every epoch event is written after everything
+    before it (in one write with the epoch's last step lines) and then fsynced on a background
+    thread, and the checkpoint written there too
     (the engine's `CheckpointWriter`: the state is serialised at once, the file I/O overlaps
     the next steps); `end` handles what is pending, waits for both and fsyncs the closed
     stream. A killed process loses at most the unhandled steps of the epoch in progress.
