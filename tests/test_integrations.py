@@ -92,6 +92,34 @@ def test_monitor_stops_on_a_non_finite_loss_and_records_the_finding(tmp_path: Pa
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("fails", [False, True])
+def test_an_epochs_step_lines_go_out_with_its_line_and_survive_an_epoch_end_that_fails(
+        tmp_path: Path, fails: bool) -> None:
+    """The steps an epoch's end handles are written in one write with the epoch's line, after
+    it in the stream; when the epoch's end fails before its line (here the model's
+    state_dict), the end still writes every step recorded."""
+    mon = RunMonitor(tmp_path, task="classification", metric="accuracy", checkpoints=True)
+    mon.start(steps_per_epoch=3)
+    for step in (1, 2, 3):
+        assert mon.step(epoch=1, step=step, loss=2.0 - 0.1 * step, lr=0.1, grad_norm=1.0) is None
+
+    def state_dict() -> dict[str, torch.Tensor]:
+        if fails:
+            raise RuntimeError("boom")
+        return _weights(1.0)
+
+    if fails:
+        with pytest.raises(RuntimeError, match="boom"):
+            mon.epoch(epoch=1, step=3, val_loss=1.5, val={"accuracy": 0.5}, state_dict=state_dict)
+    else:
+        mon.epoch(epoch=1, step=3, val_loss=1.5, val={"accuracy": 0.5}, state_dict=state_dict)
+    mon.end("error:RuntimeError" if fails else "completed")
+    events = read_stream(tmp_path / "metrics.jsonl")
+    epoch = [] if fails else ["epoch"]
+    assert [e["type"] for e in events] == ["start", "step", "step", "step", *epoch, "end"]
+    assert [e["step"] for e in events if e["type"] == "step"] == [1, 2, 3]
+
+
 @pytest.mark.parametrize(("max_block", "max_delay_s", "sleep_s"), [
     (8, 10.0, 0.0),  # fast steps: handled in blocks, the stop at most max_block - 1 steps late
     (1000, 0.01, 0.002),  # the wall-time bound: at most max_delay_s plus one step late
