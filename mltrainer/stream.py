@@ -72,6 +72,11 @@ from mltrainer.errors import BadInputError
 from mltrainer.numbers import decode_json, encode_json
 
 EVENT_TYPES = ("start", "step", "epoch", "end")
+# Step lines are written (and judged) in blocks: at most this many steps, and for at most
+# this long (wall time), wait. The engine's loop (`engine.loop.STEP_BLOCK`) and the callbacks
+# (`integrations.MAX_BLOCK`) share these bounds; why these values: `integrations._core`.
+BLOCK_STEPS = 32
+BLOCK_DELAY_S = 0.25
 # one encoder for every line (json.dumps with options builds a new one per call: twice the cost)
 _STRICT = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _SPELLED = json.JSONEncoder(separators=(",", ":"))

@@ -76,7 +76,7 @@ from mltrainer.engine.step import (
 )
 from mltrainer.engine.stopping import EarlyStopping
 from mltrainer.errors import CheckpointError, ConfigError
-from mltrainer.stream import MetricWriter, block_lines
+from mltrainer.stream import BLOCK_DELAY_S, BLOCK_STEPS, MetricWriter, block_lines
 from mltrainer.tracking import trackers_for
 
 
@@ -97,12 +97,12 @@ class Subscriber(Protocol):
 
 
 # A block of steps is handled once it holds this many or its first is this old (the module
-# doc): the callbacks' `integrations.MAX_BLOCK` and `MAX_DELAY_S`, for the same reason. Right
-# after a training step every object the event touches is a cache miss: one step's line cost
-# ~17 us to format and ~20 us to write there, its dispatch and detectors ~0.1 ms (issue 16's
-# 5 ms steps); a block pays those misses once.
-STEP_BLOCK = 32
-STEP_BLOCK_S = 0.25
+# doc): `stream.BLOCK_STEPS` and `BLOCK_DELAY_S`, the callbacks' bounds too, for the same
+# reason. Right after a training step every object the event touches is a cache miss: one
+# step's line cost ~17 us to format and ~20 us to write there, its dispatch and detectors
+# ~0.1 ms (issue 16's 5 ms steps); a block pays those misses once.
+STEP_BLOCK = BLOCK_STEPS
+STEP_BLOCK_S = BLOCK_DELAY_S
 
 
 # Rows of the training split re-evaluated at every epoch's end for the train metrics

@@ -41,7 +41,14 @@ from mltrainer.engine.inference import evaluate
 from mltrainer.engine.metrics import improves
 from mltrainer.engine.step import loss_function
 from mltrainer.state import atomic_write_text
-from mltrainer.stream import MetricWriter, encode_json, line_of, step_lines
+from mltrainer.stream import (
+    BLOCK_DELAY_S,
+    BLOCK_STEPS,
+    MetricWriter,
+    encode_json,
+    line_of,
+    step_lines,
+)
 
 CHECKPOINT_FORMAT = "mlt-integration/1"
 STATS_SHARE = 0.0025  # the per-layer statistics' most share of the step time
@@ -51,7 +58,7 @@ NORM_SHARE = 0.0025
 # the first steps always carry a gradient norm: the detectors' early median (their first 5)
 # and one full span (5) judged step by step, where an lr far too high blows up
 NORM_EARLY = 10
-MAX_BLOCK = 32  # at most this many steps wait to be handled
+MAX_BLOCK = BLOCK_STEPS  # at most this many steps wait to be handled
 # the thread's CPU clock is read every this many steps (the step's CPU time, which the
 # norm's and the statistics' shares are judged against): right after a training step one
 # read costs ~6 us (a syscall; the wall clock ~0.5 us), so not every step
@@ -63,7 +70,7 @@ CPU_EVERY = 8
 # steps, and a block's fixed cost under 0.1 % of longer ones; an entrypoint's follower
 # (polling every `engine.entrypoint.POLL_S`) sees a step's line at most this late, an epoch
 # event at once.
-MAX_DELAY_S = 0.25
+MAX_DELAY_S = BLOCK_DELAY_S
 # The detectors judge the written steps (and the epoch events between them) once this many
 # steps wait, or their first is this old, at once when a step or an epoch event carries a
 # non-finite loss or gradient norm (what `nan_loss`, the one detector that stops training,
