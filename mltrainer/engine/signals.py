@@ -33,11 +33,6 @@ def raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def stop_arrived() -> str | None:
-    """The first stop signal raised as KeyboardInterrupt since `forget_stops()`, if any."""
-    return _ARRIVED[0] if _ARRIVED else None
-
-
 def raise_if_stop_arrived() -> None:
     """Raise the KeyboardInterrupt a stop signal raised, in case it was lost on the way."""
     if _ARRIVED:
