@@ -35,6 +35,22 @@ from mltrainer.project import Project
 EXIT_INTERRUPTED = 130
 
 
+# What an interrupted command keeps, for its one `fix:` line. train-baseline's own interruption
+# (a checkpoint, `--resume`) is an InterruptedRunError with its own hint; this is the rest.
+_KEPT_ON_INTERRUPT = {
+    "optimize": "its finished trials are kept in the study and not run again",
+    "train-baseline": "add --resume to continue a run from the checkpoint it saved, if any",
+}
+
+
+def _rerun_hint(command: str | None) -> str:
+    """`fix:` for a Ctrl-C/SIGTERM: run the same command again, and what it keeps."""
+    if not command:
+        return "run the command again"
+    kept = _KEPT_ON_INTERRUPT.get(command)
+    return f"run `mlt {command}` again" + (f" ({kept})" if kept else "")
+
+
 def _stop_signals_as_interrupt() -> dict[int, Any]:
     """SIGTERM (a scheduler's preemption, `timeout`, `kill`) ends a command as Ctrl-C does: the
     phase is recorded as failed with the reason, a message and exit 130, instead of a silent
@@ -71,8 +87,8 @@ class MltGroup(click.Group):
                 traceback.print_exc(file=sys.stderr)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            _output(ctx).error("interrupted", "run the command again (training continues with "
-                               "--resume)", {"error": "interrupted", "exit_code": 130})
+            _output(ctx).error("interrupted", _rerun_hint(ctx.invoked_subcommand),
+                               {"error": "interrupted", "exit_code": 130})
             ctx.exit(EXIT_INTERRUPTED)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise

@@ -251,5 +251,7 @@ def test_a_sigterm_python_drops_still_fails_the_phase_with_exit_130(tmp_path: Pa
     code, result, err = mlt("plan", "-C", str(root))
     assert code == 130, err
     assert result["error"] == "interrupted"
+    # the fix names the command that was stopped; --resume is train-baseline's, not plan's
+    assert result["hint"] == "run `mlt plan` again", result
     plan = json.loads((root / ".mlt" / "state.json").read_text())["phases"]["plan"]
     assert plan["status"] == "failed" and "interrupted" in plan["error"]
