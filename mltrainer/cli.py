@@ -446,9 +446,21 @@ def predict(out: Output, project: Project, inputs: tuple[str, ...], out_path: st
     out.info(f"wrote {result['rows']} predictions to {safe(result['out'])}")
     blank = result.get("skipped_blank_lines") or []
     if blank:
-        shown = ", ".join(safe(b) for b in blank[:5]) + (", ..." if len(blank) > 5 else "")
-        out.info(f"skipped {len(blank)} blank line(s), which have no prediction: {shown}")
+        out.info(f"skipped {len(blank)} blank line(s), which have no prediction: {_few(blank)}")
+    ignored = result.get("ignored_columns") or []
+    if ignored:  # nothing dropped silently: a misspelt column would be one of these
+        out.info(f"ignored {len(ignored)} column(s) the model does not read: {_few(ignored)}")
+    status = result.get("finalize_status")
+    if status != "passed":
+        out.info(f"[bold yellow]warning:[/] the finalize gate is {safe(status or 'not run')}: "
+                 "these predictions come from an artifact its gate has not passed "
+                 "(`mlt status`)")
     out.result(result)
+
+
+def _few(names: list[str], most: int = 5) -> str:
+    """The first `most` names, escaped, with ", ..." when there are more."""
+    return ", ".join(safe(n) for n in names[:most]) + (", ..." if len(names) > most else "")
 
 
 # ---------------------------------------------------------------- gates by hand

@@ -481,6 +481,10 @@ def test_predict_csv_with_text_categories_and_missing_values(
                             "-C", str(root))
     assert code == 0, err
     assert result["rows"] == 4 and result["ignored_columns"] == ["id"]
+    # said to the person too: a column the model does not read, an artifact not signed off
+    assert "ignored 1 column(s) the model does not read: id" in err
+    assert (f"warning: the finalize gate is {result['finalize_status']}" in err) == (
+        result["finalize_status"] != "passed")
     preds = pd.read_csv(out)
     assert list(preds.columns) == ["prediction", "prob_no", "prob_yes"]
     assert set(preds["prediction"]) <= {"no", "yes"}
