@@ -275,6 +275,11 @@ def _run_phase(out: Output, project: Project, name: str, **options: Any) -> dict
     result = run_phase(project, name, progress=progress.on_event, **options)
     if "findings" in result:
         out.findings(result["findings"])
+    skipped = ((result.get("data") or {}).get("split") or {}).get("skipped_files") or {}
+    if skipped.get("count"):  # nothing left out silently: a .gif or .heic picture, a stray file
+        reasons = ", ".join(f"{n} {safe(r)}" for r, n in skipped["by_reason"].items())
+        out.info(f"note: {skipped['count']} file(s) in the image folder are not read "
+                 f"({reasons}), e.g. {_few(skipped['examples'])}")
     out.gate(result)
     out.result(result)
     return result

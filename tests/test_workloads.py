@@ -283,6 +283,29 @@ def test_a_dataset_of_c_h_w_items_feeds_the_image_models(tmp_path: Path, kind: s
     assert determinism_probe(cfg, bundle, steps=2)["reproduced"] is True
 
 
+def test_files_an_image_folder_does_not_read_are_counted_not_dropped_silently(
+        tmp_path: Path) -> None:
+    """A `.gif` picture, a stray note, `.DS_Store` and a top-level README are not trained on;
+    the data record counts them by reason and names the first, and nothing else changes."""
+    _faces(tmp_path)
+    cfg = _cfg("imagefolder:faces", transforms={"channels": 1})
+    clean = prepare_data(cfg, tmp_path)
+    assert clean.split_info["skipped_files"] == {"count": 0, "by_reason": {}, "examples": []}
+    faces = tmp_path / "faces"
+    (faces / "face" / "x.gif").write_bytes((faces / "face" / "000.png").read_bytes())
+    (faces / "face" / ".DS_Store").write_bytes(b"\0")
+    (faces / ".git").mkdir()
+    (faces / ".git" / "HEAD").write_text("ref")
+    (faces / "not_face" / "notes.txt").write_text("taken in 2019")
+    (faces / "README.md").write_text("faces")
+    (faces / "stray.png").write_bytes((faces / "face" / "000.png").read_bytes())
+    bundle = prepare_data(cfg, tmp_path)
+    assert bundle.split_info["skipped_files"] == {
+        "count": 6, "by_reason": {"not an image": 3, "hidden": 2, "outside a class folder": 1},
+        "examples": ["README.md", "stray.png", ".git/HEAD", "face/.DS_Store", "face/x.gif"]}
+    assert bundle.fingerprints == clean.fingerprints  # what is read is what it was
+
+
 def test_an_image_folder_holds_the_files_torchvisions_imagefolder_reads() -> None:
     """The layout is torchvision's ImageFolder: a folder of .tif (or .ppm/.pgm) images was
     "a class folder with no images"."""

@@ -104,10 +104,41 @@ class ImageFolderSource(DataSource):
             labels=np.asarray(labels, dtype=np.int64), class_labels=classes, digests=digests,
             data_hash=manifest.digest(), modality="image",
             describe=lambda i: str(folder / files[i]),
-            extra={"files": len(files), "image_sizes": sorted(list(s) for s in sizes)[:5],
+            extra={"files": len(files), "skipped_files": skipped_files(folder, files),
+                   "image_sizes": sorted(list(s) for s in sizes)[:5],
                    "manifest": str(manifest.path.relative_to(root))
                    if manifest.path.is_relative_to(root) else str(manifest.path)},
         )
+
+
+SHOWN = 5  # skipped files named in the record (the rest are counted)
+
+
+def skipped_files(folder: Path, used: list[str]) -> dict[str, Any]:
+    """What the folder holds that training does not read, by reason, so nothing is left out
+    silently: hidden files and folders (`.DS_Store`, `.git`), files without an image suffix
+    (`notes.txt`, `Thumbs.db`, a `.gif` or `.heic` picture), and files outside a class
+    folder (a README at the top). `{"count", "by_reason": {reason: n}, "examples": [...]}`."""
+    import os
+
+    taken = set(used)
+    by_reason: dict[str, int] = {}
+    examples: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        rel_dir = Path(dirpath).relative_to(folder)
+        hidden_dir = any(part.startswith(".") for part in rel_dir.parts)
+        for name in sorted(filenames):
+            rel = (rel_dir / name).as_posix()
+            if rel in taken:
+                continue
+            reason = ("hidden" if hidden_dir or name.startswith(".") else
+                      "not an image" if not name.lower().endswith(IMAGE_SUFFIXES) else
+                      "outside a class folder")
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+            if len(examples) < SHOWN:
+                examples.append(rel)
+    return {"count": sum(by_reason.values()), "by_reason": by_reason, "examples": examples}
 
 
 def _check_image(path: Path, where: str) -> list[Any]:
