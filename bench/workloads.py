@@ -3,7 +3,8 @@ on an image folder larger than memory allows, and export parity per model family
 
     python bench/workloads.py throughput [--images 600] [--epochs 3] [--workers 2] [--rounds 3]
                                          [--variants mlt,no-keep,table-rows,whole-reads,
-                                                     reread-subset]
+                                                     reread-subset,eval-pool]
+                                         [--baseline TREE] [--fresh]
     python bench/workloads.py rss [--limit-mb 1024] [--epochs 3] [--workers 2]
     python bench/workloads.py parity
 
@@ -13,7 +14,10 @@ same DataLoader workers; `Trainer.fit()` (epoch wall time from its stream, val i
 hand-written loop (torchvision ImageFolder + DataLoader, shuffle, loss.item() per step, val
 each epoch), in alternating order for several rounds, torch.set_num_threads(1). Prints ms per
 epoch (median of epochs 2+, and of epoch 1 apart: mlt keeps evaluation inputs in memory after
-epoch 1, workers start in epoch 1) and the ratios to the hand loop.
+epoch 1, workers start in epoch 1) and the ratios to the hand loop. `--fresh`: each run in a
+process of its own (as `mlt train-baseline` is), not all in this one; `--baseline TREE` (implies
+--fresh) adds "mlt@base", `Trainer.fit()` of another checkout (e.g. `git archive main`), side by
+side in the same rounds.
 
 rss: generates a folder of noise PNGs (512x512 RGB, incompressible) whose size on disk is 4x
 `--limit-mb`, trains a CNN on it (resize 64) and prints peak RSS (the training process, and the
@@ -124,7 +128,9 @@ def _mlt_loop(cfg: Any, bundle: Any, run_dir: Path, variant: str = "mlt") -> lis
     evaluation batch read whole by one worker (`loading._reading_parts` = 1, as before issue
     13's fifth pass), not in one part per worker; "reread-subset": epoch 1's train subset read
     and decoded by the evaluation workers (`LoaderBatches.evaluate_too` off, as before issue
-    13's seventh pass), not taken from the training workers' decode."""
+    13's seventh pass), not taken from the training workers' decode; "eval-pool": epoch 1's val
+    read by a pool of evaluation workers at the epoch's end (as before issue 13's ninth pass),
+    not by the training workers while it trains (the subset still from their decode)."""
     import json
     from unittest import mock
 
@@ -137,6 +143,11 @@ def _mlt_loop(cfg: Any, bundle: Any, run_dir: Path, variant: str = "mlt") -> lis
     if variant == "reread-subset":
         patches.append(mock.patch.object(loading.LoaderBatches, "evaluate_too",
                                          lambda self, part: False))
+    if variant == "eval-pool":
+        only_subset = loading.LoaderBatches.evaluate_too
+        patches.append(mock.patch.object(
+            loading.LoaderBatches, "evaluate_too",
+            lambda self, part: part is not bundle.val and only_subset(self, part)))
     if variant == "whole-reads":
         patches.append(mock.patch.object(loading, "_reading_parts", lambda split: 1))
     if variant == "table-rows":
@@ -155,6 +166,39 @@ def _mlt_loop(cfg: Any, bundle: Any, run_dir: Path, variant: str = "mlt") -> lis
     return [e["wall_time"] for e in events if e["type"] == "epoch"]
 
 
+def _fresh(tree: Path, name: str, root: Path, args: argparse.Namespace, r: int) -> list[float]:
+    """One run in a process of its own, with `tree`'s mltrainer."""
+    import json
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), "arm", "--tree", str(tree),
+           "--name", name, "--root", str(root), "--round", str(r),
+           "--workers", str(args.workers), "--epochs", str(args.epochs)]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def arm(args: argparse.Namespace) -> None:
+    """`--fresh`'s child: one run of `--name` on the folder under `--root`, epoch times as JSON."""
+    import json
+
+    import torch
+
+    from mltrainer.data import prepare_data
+
+    torch.set_num_threads(1)
+    root = Path(args.root)
+    cfg = _config("imagefolder:imgs", args.workers, args.epochs, 32)
+    bundle = prepare_data(cfg, root)
+    if args.name == "hand":
+        times = _hand_loop(root / "imgs", cfg, bundle, args.epochs)
+    else:
+        times = _mlt_loop(cfg, bundle, root / "runs" / f"{args.name}-{args.round}",
+                          args.name.split("@")[0])
+    print(json.dumps(times))
+
+
 def throughput(args: argparse.Namespace) -> None:
     import torch
 
@@ -162,6 +206,9 @@ def throughput(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     names = ["hand", *args.variants.split(",")]
+    fresh = args.fresh or args.baseline is not None
+    if args.baseline is not None:
+        names.append("mlt@base")
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -174,14 +221,18 @@ def throughput(args: argparse.Namespace) -> None:
         for r in range(args.rounds):
             shift = r % len(names)  # each round starts with a different one
             for name in names[shift:] + names[:shift]:
-                if name == "hand":
+                if fresh:
+                    tree = Path(args.baseline).resolve() if name.endswith("@base") else REPO
+                    times = _fresh(tree, name, root, args, r)
+                elif name == "hand":
                     times = _hand_loop(folder, cfg, bundle, args.epochs)
                 else:
                     times = _mlt_loop(cfg, bundle, root / "runs" / f"{name}-{r}", name)
                 first[name].append(times[0])
                 later[name].extend(times[1:])
         print(f"train images {n}, val {len(bundle.val)}, workers {args.workers}, "
-              f"epochs {args.epochs}, rounds {args.rounds} (alternating order), 1 thread; "
+              f"epochs {args.epochs}, rounds {args.rounds} (alternating order), 1 thread, "
+              f"{'a process per run' if fresh else 'all in one process'}; "
               f"load average before: {load_before:.2f}")
         h, h1 = statistics.median(later["hand"]), statistics.median(first["hand"])
         print(f"{'':<14}{'epochs 2+ ms':>13}{'images/s':>10}{'ratio':>7}   "
@@ -191,6 +242,8 @@ def throughput(args: argparse.Namespace) -> None:
             print(f"{name:<14}{m * 1000:13.1f}{n / m:10.1f}{m / h:7.3f}   "
                   f"{m1 * 1000:11.1f}{m1 / h1:7.3f}")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
+        if args.baseline is not None:
+            print(f"mlt@base: {args.baseline}")
 
 
 def _rss_mb(who: int) -> float:
@@ -285,8 +338,18 @@ def main() -> None:
     t.add_argument("--workers", type=int, default=2)
     t.add_argument("--rounds", type=int, default=3)
     t.add_argument("--variants", default="mlt",
-                   help="comma-separated, beside the hand loop: mlt, no-keep, table-rows "
-                        "(see _mlt_loop)")
+                   help="comma-separated, beside the hand loop: mlt, no-keep, table-rows, "
+                        "whole-reads, reread-subset, eval-pool (see _mlt_loop)")
+    t.add_argument("--baseline", default=None, metavar="TREE",
+                   help="another checkout's mlt beside (mlt@base); implies --fresh")
+    t.add_argument("--fresh", action="store_true", help="each run in a process of its own")
+    a = sub.add_parser("arm")
+    a.add_argument("--tree", required=True)
+    a.add_argument("--name", required=True)
+    a.add_argument("--root", required=True)
+    a.add_argument("--round", type=int, default=0)
+    a.add_argument("--workers", type=int, default=2)
+    a.add_argument("--epochs", type=int, default=3)
     r = sub.add_parser("rss")
     r.add_argument("--limit-mb", type=int, default=1024)
     r.add_argument("--epochs", type=int, default=3)
@@ -295,7 +358,9 @@ def main() -> None:
     p = sub.add_parser("parity")
     p.add_argument("--rows", type=int, default=60, help="val items compared per export")
     args = parser.parse_args()
-    {"throughput": throughput, "rss": rss, "parity": parity}[args.what](args)
+    if args.what == "arm":  # the tree under test's mltrainer, not this script's
+        sys.path.insert(0, str(Path(args.tree).resolve()))
+    {"throughput": throughput, "rss": rss, "parity": parity, "arm": arm}[args.what](args)
 
 
 if __name__ == "__main__":

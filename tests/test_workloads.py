@@ -505,13 +505,15 @@ def test_evaluation_inputs_are_kept_in_memory_within_the_budget(
     assert torch.equal(loading.forward_split(model, bundle.train, 2, keep=True), whole)
 
 
-def test_epoch_one_takes_the_train_subset_from_the_training_decode(
+def test_epoch_one_takes_the_evaluation_inputs_from_the_training_workers(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Epoch 1's train metrics: the training workers return the subset's evaluation inputs
-    from the decode they make for training (`ImagePipeline.load_twice`), so no item is decoded
-    for evaluation but val's, and no pool of workers reads the subset. The history (train
-    metrics and train_eval_loss included) and the weights are those of reading it, bit for
-    bit; a run resumed inside epoch 1 (the subset not all seen) reads the rest as before."""
+    """Epoch 1's evaluation inputs come from the training workers: the train subset's from the
+    decode they make for training (`ImagePipeline.load_twice`), val's read alongside, spread
+    over the epoch's batches; so no pool of workers is started for evaluation and nothing is
+    read for it at the epoch's end. The kept inputs equal reading them, and the history (val
+    metrics and val_loss every epoch, train metrics, train_eval_loss) and the weights are those
+    of the old path (evaluation reading both), bit for bit; a run resumed inside epoch 1 (the
+    subset not all seen) reads the rest of the subset as before and still takes all of val."""
     from mltrainer.data._itemsets import ImagePipeline
     from mltrainer.engine import loading
 
@@ -526,31 +528,44 @@ def test_epoch_one_takes_the_train_subset_from_the_training_decode(
         return load(self, raw, train)
 
     monkeypatch.setattr(ImagePipeline, "load", counted)
-    taken: list[int] = []
+    taken: list[tuple[int, int]] = []  # (items of the split, items taken)
     take = loading._Harvest.take
 
     def spy(self: Any, entry: Any, batches: Any, batch_size: int) -> None:
         take(self, entry, batches, batch_size)
-        taken.append(sum(len(b) for b in entry.kept))
+        taken.append((len(self.wanted), sum(len(b) for b in entry.kept)))
 
     monkeypatch.setattr(loading._Harvest, "take", spy)
+    readers: list[bool] = []  # a _Reader's train flag, for each made
+    made = loading._Reader.__init__
+
+    def counted_reader(self: Any, split: Any, train: bool, *a: Any) -> None:
+        readers.append(train)
+        made(self, split, train, *a)
+
+    monkeypatch.setattr(loading._Reader, "__init__", counted_reader)
     evaluate_too = loading.LoaderBatches.evaluate_too
     for workers in (0, 2):
         cfg = _cfg("imagefolder:faces", loader={"num_workers": workers}, transforms=aug)
         bundle = prepare_data(cfg, tmp_path)
         n_val, n_sub = len(bundle.val), min(len(bundle.train), len(bundle.val))
-        runs = {}
+        runs, kept = {}, {}
         for harvest in (True, False):
             monkeypatch.setattr(loading.LoaderBatches, "evaluate_too",
                                 evaluate_too if harvest else lambda self, part: False)
             monkeypatch.setattr(loading, "_EVAL_READERS", {})  # val's kept inputs: not shared
             evaluated.clear()
             taken.clear()
+            readers.clear()
             runs[harvest] = Trainer(cfg, bundle, tmp_path / "runs" / f"{workers}-{harvest}",
                                     background_checkpoints=False).fit()
-            assert taken == ([n_sub] if harvest else [])  # all of it, once
+            kept[harvest] = loading._EVAL_READERS[id(bundle.val)].kept
+            assert taken == ([(n_val, n_val), (n_sub, n_sub)] if harvest else [])  # once
+            assert (False in readers) is not harvest  # harvest: no evaluation reader made
             if workers == 0:  # the decodes are in this process: counted
                 assert len(evaluated) == n_val + (0 if harvest else n_sub)
+        assert len(kept[True]) == len(kept[False]) == 1
+        assert torch.equal(kept[True][0], kept[False][0])  # val's inputs, bit for bit
         assert runs[True].history == runs[False].history
         a, b = (load_checkpoint(Path(r.checkpoints["last"]))["model"] for r in runs.values())
         assert all(torch.equal(a[k], b[k]) for k in a)
@@ -558,9 +573,11 @@ def test_epoch_one_takes_the_train_subset_from_the_training_decode(
     run = tmp_path / "runs" / "resumed"
     Trainer(cfg, bundle, run, subscribers=[StopAt(1)], background_checkpoints=False).fit()
     taken.clear()
+    monkeypatch.setattr(loading, "_EVAL_READERS", {})
     again = Trainer(cfg, bundle, run, background_checkpoints=False).fit(
         resume=find_resume_checkpoint(run))
-    assert taken and taken[0] < n_sub  # the items of step 1 were not seen: read from disk
+    assert taken[0] == (n_val, n_val)  # val: spread over the batches still to read
+    assert taken[1][1] < n_sub  # the items of step 1 were not seen: read from disk
     assert again.history == runs[False].history
 
 

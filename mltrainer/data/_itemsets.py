@@ -199,15 +199,20 @@ class SeededItems(Dataset):
             return [self._load(key) for key in keys]
 
     def _load(self, key: tuple[int, ...]) -> tuple[Any, ...]:
-        """(input, label); a key (index, seed, True) of the training reader also asks for the
-        item's evaluation input from the same decode: (input, label, (index, eval input))."""
+        """(input, label). The training reader's keys may also ask for evaluation inputs
+        (`engine.loading.LoaderBatches.evaluate_too`): (index, seed, True), a training item's
+        from the same decode: (input, label, (index, eval input)); (index, 0, False), an item
+        it does not train on (val's), its evaluation input alone, read as an evaluation
+        reader reads it (seed 0, `load(raw, False)`): ((index, eval input),)."""
         index, seed = key[0], key[1]
         try:
             seed_item(seed)
             raw, label = self.items.dataset[index]
-            if len(key) > 2:
+            if len(key) > 2 and key[2]:
                 x, evaluated = self.pipeline.load_twice(raw)
                 return x, label, (index, evaluated)
+            if len(key) > 2:
+                return ((index, self.pipeline.load(raw, False)),)
             return self.pipeline.load(raw, self.train), label
         except DataError as exc:
             raise RuntimeError(f"{ITEM_ERROR}[{exc.message}]") from None

@@ -93,18 +93,20 @@ def to_device(x: Any, device: torch.device) -> Any:
 
 
 class _WithEvalInputs:
-    """The training reader's collate when its items may carry their evaluation inputs (keys
-    (index, seed, True): `LoaderBatches.evaluate_too`): the batch as the pipeline collates it,
-    plus (their indices, their evaluation inputs stacked) when any item of it does."""
+    """The training reader's collate when its keys may ask for evaluation inputs
+    (`LoaderBatches.evaluate_too`, `SeededItems._load`): the training items' batch as the
+    pipeline collates it, plus (the indices, their evaluation inputs stacked) when any sample
+    carries one (a training item's, (input, label, (index, x)), or an item evaluated alone,
+    ((index, x),), which is not part of the training batch)."""
 
     def __init__(self, collate: Any) -> None:
         self.collate = collate
 
     def __call__(self, samples: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-        extra = [s[2] for s in samples if len(s) > 2]
-        batch = self.collate([s[:2] for s in samples] if extra else samples)
-        if not extra:
-            return batch
+        if all(len(s) == 2 for s in samples):
+            return self.collate(samples)
+        batch = self.collate([s[:2] for s in samples if len(s) > 1])
+        extra = [s[-1] for s in samples if len(s) != 2]
         return (*batch, ([i for i, _ in extra], torch.stack([x for _, x in extra])))
 
 
@@ -187,26 +189,44 @@ class LoaderBatches:
         self._it: Any = None
         self._order: torch.Tensor | None = None
         self._next = -1
-        self._harvest: _Harvest | None = None
+        self._harvests: list[_Harvest] = []
 
     def evaluate_too(self, part: Any) -> bool:
-        """Have the training workers also return the evaluation inputs of `part` (a split of
-        the training items: the train-metrics subset), from the decode they make for training
-        anyway, until `forward_split(part, keep=True)` takes them as its kept batches: in
-        epoch 1 the subset is then neither decoded a second time nor read by a pool of
-        workers of its own. Exact (`ImagePipeline.load_twice`), for images only (their
-        evaluation batches are stacks of items: `Pipeline.concatenates`), on one process, and
-        only while the subset's inputs fit in the memory kept for evaluation (`KEEP_EVAL_MB`,
-        which bounds what is held meanwhile). Items the epoch does not read (a resume inside
-        it, the dropped last item) are read by the evaluation as before. True when it will."""
+        """Have the training workers also return the evaluation inputs of `part` in the first
+        epoch this process trains, until `forward_split(part, keep=True)` takes them as its
+        kept batches: that epoch's evaluation then starts no pool of workers of its own (its
+        fork and start cost more than the decoding), and reads nothing from disk.
+        - `part` a split of the training items (the train-metrics subset): from the decode
+          the workers make for training anyway (`ImagePipeline.load_twice`), so no item is
+          decoded a second time;
+        - `part` of items it does not train on (val): read as an evaluation reader reads them
+          (seed 0, `load(raw, False)`), spread evenly over the epoch's batches, while the
+          main process trains.
+        Exact (an item's evaluation input is a function of its content alone), for images only
+        (their evaluation batches are stacks of items: `Pipeline.concatenates`), on one
+        process, and only while the parts' inputs fit together in the memory kept for
+        evaluation (`KEEP_EVAL_MB`, which bounds what is held meanwhile). Items the epoch does
+        not read (a resume inside it, the dropped last item) are read by the evaluation as
+        before. True when it will."""
         pipeline = self.split.pipeline
         shape = getattr(pipeline, "input_shape", None)
         if (self.world > 1 or not hasattr(pipeline, "load_twice") or shape is None
                 or part.pipeline is not pipeline or part.items is not self.split.items
-                or not len(part)
-                or len(part) * 4 * math.prod(shape) > KEEP_EVAL_MB * 2**20):
+                or not len(part)):
             return False
-        self._harvest = _HARVESTS[id(part)] = _Harvest(part)
+        entry = _EVAL_READERS.get(id(part))
+        if entry is not None and entry.split() is part and entry.kept:
+            return False  # an earlier run in this process kept them already
+        wanted = frozenset(int(i) for i in part.indices)
+        trained = frozenset(int(i) for i in self.split.indices)
+        if not (wanted <= trained or wanted.isdisjoint(trained)):
+            return False
+        size = 4 * math.prod(shape)
+        held = sum(len(h.wanted) for h in self._harvests) * size
+        if held + len(wanted) * size > KEEP_EVAL_MB * 2**20 - _kept_bytes():
+            return False
+        harvest = _HARVESTS[id(part)] = _Harvest(part, wanted, alone=not wanted <= trained)
+        self._harvests.append(harvest)
         return True
 
     def new_order(self) -> torch.Tensor:
@@ -216,8 +236,11 @@ class LoaderBatches:
         if self._it is None or order is not self._order or index != self._next:
             self._start(order, index)
         got = self._reader.next(self._it)
-        if self._harvest is not None and len(got) > 2:
-            self._harvest.add(*got[2])
+        if len(got) > 2:
+            items, inputs = got[2]
+            private = inputs.clone()  # a worker's batch lives in shared memory (a file each)
+            for harvest in self._harvests:
+                harvest.add(items, private)
             got = got[:2]
         xb, yb = got
         self._next = index + 1
@@ -230,14 +253,16 @@ class LoaderBatches:
                                     "little") >> 1
         indices = self.split.indices
         bs = self.batch_size
-        harvest = self._harvest if self._harvest is not None and not self._harvest.taken \
-            else None
-        self._harvest = harvest
-        wanted = harvest.wanted if harvest is not None else frozenset()
+        self._harvests = [h for h in self._harvests if not h.taken]
+        twice = frozenset().union(*(h.wanted for h in self._harvests if not h.alone))
         batches = [[(int(indices[p]), item_seed(epoch_seed, int(p)))
-                    + ((True,) if int(indices[p]) in wanted else ())
+                    + ((True,) if int(indices[p]) in twice else ())
                     for p in self._shard(positions, positions[k * bs:(k + 1) * bs])]
                    for k in range(index, self.steps_per_epoch)]
+        alone = sorted(frozenset().union(*(h.wanted for h in self._harvests if h.alone)))
+        for k, batch in enumerate(batches):  # spread evenly over the batches left to read
+            share = alone[k * len(alone) // len(batches):(k + 1) * len(alone) // len(batches)]
+            batch.extend((i, 0, False) for i in share)
         self._it = self._reader.iterate(batches)
         self._order = order
         self._next = index
@@ -259,18 +284,22 @@ class LoaderBatches:
 
 class _Harvest:
     """The evaluation inputs of a split's items as the training workers return them
-    (`LoaderBatches.evaluate_too`), for its first `forward_split(keep=True)`."""
+    (`LoaderBatches.evaluate_too`), for its first `forward_split(keep=True)`. `alone`: items
+    the training does not read (val's), asked for on their own."""
 
-    def __init__(self, part: Any) -> None:
+    def __init__(self, part: Any, wanted: frozenset[int], alone: bool) -> None:
         self.part = weakref.ref(part)
-        self.wanted = frozenset(int(i) for i in part.indices)
+        self.wanted = wanted
+        self.alone = alone
         self.inputs: dict[int, torch.Tensor] = {}
         self.taken = False  # forward_split took what there was: the workers stop returning
 
     def add(self, items: list[int], inputs: torch.Tensor) -> None:
-        private = inputs.clone()  # a worker's batch lives in shared memory (a file each)
+        if self.taken:
+            return
         for k, item in enumerate(items):
-            self.inputs[int(item)] = private[k]
+            if int(item) in self.wanted:
+                self.inputs[int(item)] = inputs[k]
 
     def take(self, entry: _EvalSplit, batches: list[list[tuple[int, int]]],
              batch_size: int) -> None:

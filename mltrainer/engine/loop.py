@@ -288,8 +288,9 @@ class Trainer:
         rows = train_subset(len(self.bundle.train.y), len(self.bundle.val.y), self.cfg.seed,
                             items=getattr(self.bundle.train, "is_lazy", False))
         train = evaluation_data(self.bundle.train, rows, self.device, self.cfg.task)
-        if hasattr(parts.batches, "evaluate_too"):  # item data: epoch 1 decodes the subset once
-            parts.batches.evaluate_too(train[0])
+        if hasattr(parts.batches, "evaluate_too"):  # item data: the first epoch's training
+            for part in (val[0], train[0]):  # workers read the evaluation inputs too
+                parts.batches.evaluate_too(part)
         ckpts = CheckpointWriter(self.ckpt_dir, background=self._background,
                                  keep=self.keep_checkpoints, enabled=self.dist.is_main)
         # The stream is fsynced by the checkpoint writer's thread after each epoch's checkpoint
