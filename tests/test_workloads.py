@@ -581,6 +581,41 @@ def test_epoch_one_takes_the_evaluation_inputs_from_the_training_workers(
     assert again.history == runs[False].history
 
 
+def test_epoch_one_reads_evaluation_inputs_only_within_the_kept_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the training workers read for evaluation is held until the epoch's end: val and
+    the train subset together within KEEP_EVAL_MB (past it, evaluation reads from disk as
+    before, so memory stays bounded on a large folder); a split mixing training and other
+    items, or one already kept by an earlier run, is not asked for."""
+    from dataclasses import replace
+
+    from mltrainer.engine import loading
+    from mltrainer.engine.inference import evaluation_data
+
+    _faces(tmp_path)
+    cfg = _cfg("imagefolder:faces", transforms={"channels": 1})
+    bundle = prepare_data(cfg, tmp_path)
+    monkeypatch.setattr(loading, "_EVAL_READERS", {})
+    cpu = torch.device("cpu")
+    sub = evaluation_data(bundle.train, np.arange(len(bundle.val)), cpu, "classification")[0]
+    item = 4 * int(np.prod(bundle.pipeline.input_shape))
+    monkeypatch.setattr(loading, "KEEP_EVAL_MB", (len(bundle.val) + 1) * item / 2**20)
+
+    def batches() -> Any:
+        return loading.LoaderBatches(bundle.train, 4, cpu, 0, cfg.data.loader, False)
+
+    first = batches()
+    assert first.evaluate_too(bundle.val) and not first.evaluate_too(sub)  # both: over
+    assert batches().evaluate_too(sub)
+    mixed = replace(bundle.val, indices=np.array([bundle.val.indices[0],
+                                                  bundle.train.indices[0]]),
+                    y=np.asarray(bundle.val.y)[:2])
+    assert not batches().evaluate_too(mixed)
+    entry = loading._EVAL_READERS[id(bundle.val)] = loading._EvalSplit(bundle.val)
+    entry.kept.append(torch.zeros(1))
+    assert not batches().evaluate_too(bundle.val)  # kept already
+
+
 def test_evaluation_reads_a_batch_in_parts_with_every_worker_and_the_same_inputs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An image split smaller than the evaluation batch is read as one part per loader worker
@@ -782,11 +817,12 @@ def test_bad_image_at_plan_exits_2_and_keeps_state(tmp_path: Path) -> None:
             if n not in ("cache", "lock")] == [n for n in before if n not in ("cache", "lock")]
 
 
-def test_a_worker_that_fails_names_the_item(tmp_path: Path) -> None:
+@pytest.mark.parametrize("split", ["train", "val"])  # val: read by the training workers
+def test_a_worker_that_fails_names_the_item(tmp_path: Path, split: str) -> None:
     _faces(tmp_path)
     cfg = _cfg("imagefolder:faces", loader={"num_workers": 2}, transforms={"channels": 1})
     bundle = prepare_data(cfg, tmp_path)
-    victim = int(bundle.train.indices[0])
+    victim = int(getattr(bundle, split).indices[0])
     path = Path(bundle.train.items.dataset[victim][0])
     path.write_bytes(b"not a png any more")  # changed after plan checked it
     with pytest.raises(DataError, match=rf"{path.name}: cannot load it"):
