@@ -241,6 +241,10 @@ def throughput(args: argparse.Namespace) -> None:
             m, m1 = statistics.median(later[name]), statistics.median(first[name])
             print(f"{name:<14}{m * 1000:13.1f}{n / m:10.1f}{m / h:7.3f}   "
                   f"{m1 * 1000:11.1f}{m1 / h1:7.3f}")
+        print("epoch 1 ms per round (in run order within a round: "
+              "names rotated by one each round):")
+        for name in names:
+            print(f"  {name:<12}" + " ".join(f"{t * 1000:7.0f}" for t in first[name]))
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         if args.baseline is not None:
             print(f"mlt@base: {args.baseline}")
