@@ -166,8 +166,10 @@ def _mlt_loop(cfg: Any, bundle: Any, run_dir: Path, variant: str = "mlt") -> lis
     return [e["wall_time"] for e in events if e["type"] == "epoch"]
 
 
-def _fresh(tree: Path, name: str, root: Path, args: argparse.Namespace, r: int) -> list[float]:
-    """One run in a process of its own, with `tree`'s mltrainer."""
+def _fresh(tree: Path, name: str, root: Path, args: argparse.Namespace, r: int
+           ) -> tuple[list[float], float]:
+    """One run in a process of its own, with `tree`'s mltrainer: (epoch times, CPU seconds of
+    the run, its loader workers' included)."""
     import json
     import subprocess
 
@@ -176,11 +178,14 @@ def _fresh(tree: Path, name: str, root: Path, args: argparse.Namespace, r: int) 
            "--workers", str(args.workers), "--epochs", str(args.epochs)]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    got = json.loads(out.strip().splitlines()[-1])
+    return got["times"], got["cpu"]
 
 
 def arm(args: argparse.Namespace) -> None:
-    """`--fresh`'s child: one run of `--name` on the folder under `--root`, epoch times as JSON."""
+    """`--fresh`'s child: one run of `--name` on the folder under `--root`: its epoch times
+    and CPU seconds (this process and its finished children: the workers, once stopped)."""
+    import gc
     import json
 
     import torch
@@ -191,12 +196,20 @@ def arm(args: argparse.Namespace) -> None:
     root = Path(args.root)
     cfg = _config("imagefolder:imgs", args.workers, args.epochs, 32)
     bundle = prepare_data(cfg, root)
+
+    def cpu() -> float:
+        return sum(u.ru_utime + u.ru_stime for u in (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+    before = cpu()
     if args.name == "hand":
         times = _hand_loop(root / "imgs", cfg, bundle, args.epochs)
     else:
         times = _mlt_loop(cfg, bundle, root / "runs" / f"{args.name}-{args.round}",
                           args.name.split("@")[0])
-    print(json.dumps(times))
+    gc.collect()  # the loaders go, and their workers stop (then RUSAGE_CHILDREN counts them)
+    print(json.dumps({"times": times, "cpu": cpu() - before}))
 
 
 def throughput(args: argparse.Namespace) -> None:
@@ -218,12 +231,14 @@ def throughput(args: argparse.Namespace) -> None:
         n = len(bundle.train)
         later: dict[str, list[float]] = {name: [] for name in names}
         first: dict[str, list[float]] = {name: [] for name in names}
+        cpus: dict[str, list[float]] = {name: [] for name in names}
         for r in range(args.rounds):
             shift = r % len(names)  # each round starts with a different one
             for name in names[shift:] + names[:shift]:
                 if fresh:
                     tree = Path(args.baseline).resolve() if name.endswith("@base") else REPO
-                    times = _fresh(tree, name, root, args, r)
+                    times, used = _fresh(tree, name, root, args, r)
+                    cpus[name].append(used)
                 elif name == "hand":
                     times = _hand_loop(folder, cfg, bundle, args.epochs)
                 else:
@@ -245,6 +260,10 @@ def throughput(args: argparse.Namespace) -> None:
               "names rotated by one each round):")
         for name in names:
             print(f"  {name:<12}" + " ".join(f"{t * 1000:7.0f}" for t in first[name]))
+        if fresh:
+            print("CPU s of a whole run (all epochs; main process and loader workers), "
+                  "median:", ", ".join(f"{name} {statistics.median(cpus[name]):.2f}"
+                                       for name in names))
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         if args.baseline is not None:
             print(f"mlt@base: {args.baseline}")
