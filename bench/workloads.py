@@ -249,11 +249,14 @@ def throughput(args: argparse.Namespace) -> None:
               f"epochs {args.epochs}, rounds {args.rounds} (alternating order), 1 thread, "
               f"{'a process per run' if fresh else 'all in one process'}; "
               f"load average before: {load_before:.2f}")
-        h, h1 = statistics.median(later["hand"]), statistics.median(first["hand"])
+        def median(xs: list[float]) -> float:  # --epochs 1: no epochs 2+
+            return statistics.median(xs) if xs else float("nan")
+
+        h, h1 = median(later["hand"]), statistics.median(first["hand"])
         print(f"{'':<14}{'epochs 2+ ms':>13}{'images/s':>10}{'ratio':>7}   "
               f"{'epoch 1 ms':>11}{'ratio':>7}")
         for name in names:
-            m, m1 = statistics.median(later[name]), statistics.median(first[name])
+            m, m1 = median(later[name]), statistics.median(first[name])
             print(f"{name:<14}{m * 1000:13.1f}{n / m:10.1f}{m / h:7.3f}   "
                   f"{m1 * 1000:11.1f}{m1 / h1:7.3f}")
         print("epoch 1 ms per round (in run order within a round: "
