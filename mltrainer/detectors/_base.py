@@ -11,6 +11,7 @@ what an uninterrupted one would.
 from __future__ import annotations
 
 import difflib
+import re
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,27 @@ def fitted_loss(event: Mapping[str, Any]) -> float | None:
     untrained start and is taken with dropout on)."""
     value = finite(event.get("train_eval_loss"))
     return value if value is not None else finite(event.get("train_loss"))
+
+
+# where a parametrised tensor is stored: `<module>.parametrizations.<tensor>.original[N]`
+# (torch.nn.utils.parametrizations: spectral_norm, weight_norm's magnitude and direction,
+# orthogonal), `<tensor>_orig` / `_g` / `_v` (the older torch.nn.utils hooks)
+_PARAMETRISED = re.compile(r"^(?P<key>(?:.*\.)?parametrizations\.(?P<tensor>[^.]+))\.original\d*$")
+_HOOKED = re.compile(r"^(?P<key>.*weight)_(?:orig|g|v)$")
+
+
+def weight_of(name: str) -> str | None:
+    """The weight a parameter (by its name in the per-layer statistics) is or stores - the
+    name itself when it ends in "weight", the parametrised weight's name for the tensors a
+    parametrisation keeps (`0.parametrizations.weight.original1` -> `0.parametrizations.weight`,
+    `0.weight_orig` -> `0.weight`) - or None when it is no weight (a bias, a scale)."""
+    stored = _PARAMETRISED.match(name)
+    if stored is not None:
+        return stored.group("key") if stored.group("tensor").endswith("weight") else None
+    hooked = _HOOKED.match(name)
+    if hooked is not None:
+        return hooked.group("key")
+    return name if name.endswith("weight") else None
 
 
 @dataclass(frozen=True)

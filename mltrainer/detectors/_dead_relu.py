@@ -10,6 +10,10 @@ Rule: on `reports` consecutive per-layer reports, some weight parameter has
 AUTOTRAINER flags 70% zero gradients). The first weight parameter is not judged (exact zeros
 there also come from input features that are constant zero, e.g. blank pixels; its dead units
 still show up as zero columns of the next layer), nor are embeddings (sparse by design).
+Weights are named as `vanishing_gradients` reads them (`_base.weight_of`): a parametrised
+weight (spectral_norm, weight_norm, orthogonal) is stored as `...parametrizations.weight.
+original[N]`, and without that a spectral-normalised net's only "weight" was its head, so no
+layer was judged (issue 11, ninth pass).
 Onset: the first report of the streak.
 """
 
@@ -18,13 +22,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from mltrainer.detectors._base import Detector, Finding, finite
+from mltrainer.detectors._base import Detector, Finding, finite, weight_of
 
 
 def judged_layers(layers: Mapping[str, Any]) -> list[str]:
+    """The weights judged: every weight but the first (`weight_of`: with the tensors a
+    parametrised weight is stored as, all of the first weight's), or every name but the first
+    when none is a weight."""
     names = [n for n in layers if "embed" not in n.lower()]
-    weights = [n for n in names if n.endswith("weight")] or names
-    return weights[1:]
+    weights = [n for n in names if weight_of(n) is not None]
+    if not weights:
+        return names[1:]
+    first = weight_of(weights[0])
+    return [n for n in weights if weight_of(n) != first]
 
 
 class DeadReluDetector(Detector):

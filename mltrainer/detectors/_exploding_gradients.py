@@ -27,7 +27,15 @@ Rules (onset: the first step that counted):
   gradients of scale c, so an absolute bar fires on a healthy raw-unit run. An explosion that
   flickers (a step or two
   back under the bar between larger ones, common with plain SGD at a too-high learning rate)
-  still counts.
+  still counts. Not while the loss falls, in a run that started below the ceiling: when the
+  norm climbed to it and every flagged step's loss is below the median loss before them (the
+  ratio rule's descent), the ceiling rises to `factor` x the largest of those steps, as the
+  ratio's bar rises with the running median. The ceiling's scale is the task's, not the run's:
+  a ReZero net on raw-unit targets (0-255) starts with tiny gradients (its residual scalars are
+  0) and its norm climbed to 800x its early norm, past the ceiling, while its loss fell learning
+  the target's mean (issue 11, ninth pass: held-out v8's one exploding false positive). A
+  model that starts above the ceiling (a bad initialisation) is judged against its early median
+  and never excused.
 * divergence (`patience` consecutive steps): the step `loss` > `divergence` x the starting loss
   (the larger of the first step's loss and the trivial baseline's; Lightning
   `EarlyStopping(divergence_threshold)`).
@@ -122,9 +130,9 @@ class ExplodingGradientsDetector(Detector):
     }
     _state_fields: ClassVar[tuple[str, ...]] = (
         "history", "early_median", "grad_seen", "grad_hits", "loss_run", "scale_run", "recent",
-        "collapse_watch", "loss_history",
+        "collapse_watch", "loss_history", "ceiling_floor",
     )
-    _optional_state: ClassVar[frozenset[str]] = frozenset({"loss_history"})
+    _optional_state: ClassVar[frozenset[str]] = frozenset({"loss_history", "ceiling_floor"})
 
     def _setup(self) -> None:
         self.history: deque[float] = deque(maxlen=int(self.thresholds["window"]))
@@ -132,6 +140,8 @@ class ExplodingGradientsDetector(Detector):
         self.loss_history: deque[float] = deque(maxlen=int(self.thresholds["window"]))
         self._sorted: list[float] = []
         self.early_median: float | None = None
+        # the ceiling lifted by a climb out of a plateau past it (see the ceiling rule)
+        self.ceiling_floor: float | None = None
         self.grad_seen = 0  # finite gradient norms judged so far
         # flagged gradient steps among the last `span`: [index, epoch, step, value, bar, rule,
         # loss] (the loss None when not finite)
@@ -180,7 +190,7 @@ class ExplodingGradientsDetector(Detector):
         if len(self.history) >= self.thresholds["min_history"] and self.early_median is not None:
             median = self._sorted[len(self._sorted) // 2]
             bar = self.thresholds["factor"] * max(median, self.early_median)
-            ceiling = max(self._ceiling(), self.early_median)
+            ceiling = max(self._ceiling(), self.early_median, self.ceiling_floor or 0.0)
             self.grad_seen += 1
             span = self.thresholds["span"]
             if self.grad_hits and self.grad_hits[0][0] <= self.grad_seen - span:
@@ -198,7 +208,11 @@ class ExplodingGradientsDetector(Detector):
                     return None
                 if not self._descending():
                     return self._fire_grad()
-                # a plateau left: the run's statistics restart from its new gradient scale
+                # a plateau left: the run's statistics restart from its new gradient scale, and
+                # a ceiling it climbed past rises above that scale as the ratio's bar does
+                peak = max(h[3] for h in self.grad_hits)
+                if peak > ceiling and self._started_below():
+                    self.ceiling_floor = self.thresholds["factor"] * peak
                 self.history.clear()
                 self._sorted = []
                 self.loss_history.clear()
@@ -210,18 +224,25 @@ class ExplodingGradientsDetector(Detector):
         return None
 
     def _descending(self) -> bool:
-        """Whether the flagged steps are a ratio-rule climb out of a plateau: the norm climbed
-        past the halfway mark before the bar (not a jump from the run's usual level), and every
-        flagged step's loss is below the median loss of the accepted steps before them (see
-        the ratio rule). The ceiling is absolute: never excused."""
+        """Whether the flagged steps are a climb out of a plateau: the norm climbed past the
+        halfway mark before the bar (not a jump from the run's usual level), and every flagged
+        step's loss is below the median loss of the accepted steps before them (see the ratio
+        rule). A ceiling hit counts only in a run that started below the ceiling (a model that
+        starts exploded is judged against its early median, never excused)."""
         hits = self.grad_hits
-        if any(len(h) < 8 or h[5] != "ratio" for h in hits) or not hits[0][7]:
+        started_below = self._started_below()
+        if (any(len(h) < 8 or (h[5] != "ratio" and not (h[5] == "ceiling" and started_below))
+                for h in hits) or not hits[0][7]):
             return False
         losses = [h[6] for h in hits]
         if not self.loss_history or any(v is None for v in losses):
             return False
         before = sorted(self.loss_history)[len(self.loss_history) // 2]
         return max(losses) < before
+
+    def _started_below(self) -> bool:
+        """Whether the run started below the task's ceiling (its early median under it)."""
+        return self.early_median is not None and self.early_median < self._ceiling()
 
     def _judge_collapse(self, event: dict[str, Any]) -> Finding | None:
         """A gradient blow-up, then the loss back at the trivial level and staying there."""

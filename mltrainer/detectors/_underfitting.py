@@ -28,6 +28,13 @@ noisy epoch is not where a model stands (issue 11, sixth pass: a raw-unit elevat
 train r2 0.48-0.50, climbing about 0.006 an epoch to the goal's bar 0.50, fired on an epoch
 that fell back to 0.46; it reached 0.70 by epoch 40). Onset: the first epoch of the flat window.
 
+Short of the goal is judged only once the run has used `goal_after` of its epochs (the start
+event's `epochs`): the goal is where the run should end, and a model on an early plateau that
+it leaves later is not one that cannot fit (issue 11, ninth pass: a ReZero net - residual
+scalars from 0 - sat at train r2 0.13 in epoch 5 of 40, a looped SiLU net at 0.24 in epochs
+3-10 of 60; both left their plateaus and met their goals). No better than the trivial
+baseline is judged from `min_epochs` on, whatever the budget.
+
 All of it is scale-free: losses are judged against the reference loss and against their own
 earlier values, metrics against the goal. The train loss judged is the end-of-epoch model's
 (`train_eval_loss`) when the stream has it, else the epoch mean (`fitted_loss`). Without a
@@ -54,10 +61,11 @@ class UnderfittingDetector(Detector):
         "loss_margin": 0.1,
         "min_progress": 0.05,
         "metric_margin": 0.05,
+        "goal_after": 0.25,
     }
     kinds: ClassVar[dict[str, str]] = {
         "min_epochs": "count", "patience": "count", "loss_margin": "fraction",
-        "min_progress": "nonnegative", "metric_margin": "nonnegative",
+        "min_progress": "nonnegative", "metric_margin": "nonnegative", "goal_after": "fraction",
     }
     watches: ClassVar[frozenset[str]] = frozenset({"epoch"})
     _state_fields: ClassVar[tuple[str, ...]] = ("recent", "best_before", "epochs_seen")
@@ -102,6 +110,8 @@ class UnderfittingDetector(Detector):
         poor_loss = best_now >= limit
         if meets or not (poor_loss or short):
             return None
+        if not poor_loss and self._too_early_for_the_goal(seen):
+            return None
         on_course = self._on_course(seen, progress, best_now, limit, poor_loss, short)
         if on_course:
             return None
@@ -125,6 +135,13 @@ class UnderfittingDetector(Detector):
             train_losses=losses[1:], epochs=[row[0] for row in list(self.recent)[1:]],
             patience=self.thresholds["patience"], min_epochs=self.thresholds["min_epochs"],
         )
+
+    def _too_early_for_the_goal(self, epoch: int) -> bool:
+        """Whether the run has used less than `goal_after` of its epochs (the start event's
+        `epochs`; never without them): too early to judge it against the goal, which is where
+        the run should end."""
+        total = self.context.epochs
+        return total is not None and epoch < self.thresholds["goal_after"] * total
 
     def _on_course(self, epoch: int, progress: float, train: float, limit: float,
                    poor_loss: bool, short: bool) -> bool:

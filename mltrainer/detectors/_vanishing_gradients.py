@@ -9,7 +9,13 @@ Rules (onset: the first report or step of the streak):
   init the forward signal shrinks as much as the backward one, so the last weight's gradient
   is as tiny as the first's - only the head's bias still gets a signal - and a first/last
   ratio stays near 1. Parameters are taken in the stream's order (the model's registration
-  order); only names ending in "weight" can be the first (all names when none do);
+  order); only weights can be the first (all names when none is): a name ending in "weight",
+  or the tensors a parametrised weight is stored as - `parametrizations.<name>.original`
+  (`original0`, `original1`: magnitude and direction) of `torch.nn.utils.parametrizations`
+  (spectral_norm, weight_norm, orthogonal), `weight_orig`/`weight_g`/`weight_v` of the older
+  `torch.nn.utils` hooks. Without them the first "weight" of a spectral-normalised stack is
+  its plain head, and the head's gradient is compared with the strongest (issue 11, ninth
+  pass: 10 spectral-normalised sigmoid layers flat at the trivial loss, nothing fired);
   embeddings are skipped (their gradients are sparse by design), and so are parameters whose
   gradient is mostly exact zeros (`zero_frac` >= 0.5: dead units, `dead_relu`'s finding, not
   a vanishing signal).
@@ -26,10 +32,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from mltrainer.detectors._base import Detector, Finding, finite
+from mltrainer.detectors._base import Detector, Finding, finite, weight_of
 
 DEAD_SHARE = 0.5  # a gradient at least this share exact zeros is dead units', not vanishing
-
 
 def first_and_strongest(layers: Mapping[str, Any]) -> tuple[str, float, str, float] | None:
     """(the first weight, its gradient norm, the parameter with the largest gradient norm,
@@ -43,7 +48,7 @@ def first_and_strongest(layers: Mapping[str, Any]) -> tuple[str, float, str, flo
             norms[name] = norm
     if len(norms) < 2:
         return None
-    weights = [n for n in norms if n.endswith("weight")] or list(norms)
+    weights = [n for n in norms if weight_of(n) is not None] or list(norms)
     strongest = max(norms, key=norms.__getitem__)
     return weights[0], norms[weights[0]], strongest, norms[strongest]
 
