@@ -63,6 +63,7 @@ class Run:
     steps: bool = True
     stop_after_step: int | None = None  # the run ends after this step (a crash, a stop)
     stop_after_epoch: int | None = None
+    end_reason: str = "completed"  # the end event's reason when the run ends at `epochs`
 
     def events(self) -> list[dict[str, Any]]:
         return list(self._events())
@@ -110,7 +111,7 @@ class Run:
             if epoch == self.stop_after_epoch:
                 yield {"type": "end", "reason": "stopped", "epoch": epoch, "step": step}
                 return
-        yield {"type": "end", "reason": "completed", "epoch": self.epochs, "step": step}
+        yield {"type": "end", "reason": self.end_reason, "epoch": self.epochs, "step": step}
 
 
 def healthy_layers(epoch: int, step: int, **override: dict[str, float]) -> dict[str, Any]:
@@ -418,8 +419,10 @@ CASES: dict[str, Case] = {
     # a raw-unit regression whose gradient grows 30x as it slowly learns the target's scale
     # (Friedman #2 at lr 1e-3): the loss sits above the baseline's, under 1 % better an epoch,
     # but the gradient stays up - a signal, not a collapse
+    # (an excerpt: the first 8 epochs of a 60-epoch run, which went on to learn; a run that
+    # ENDED here, its loss 2.6x the trivial one, would be underfitting - see below)
     "healthy, raw-unit regression, gradient grows steadily while the loss creeps down": Case(
-        Run(epochs=8, metric="r2", task="regression",
+        Run(epochs=60, stop_after_epoch=8, metric="r2", task="regression",
             baseline={"r2": 0.0, "rmse": 370.0, "loss": 137000.0, "predicts": 400.0},
             grad_norm=lambda e, s: 2000.0 * 1.05**s,
             train_loss=lambda e: 376000.0 - 300.0 * e**2,
@@ -619,6 +622,29 @@ CASES: dict[str, Case] = {
         val_loss=lambda e: 0.52, val_metric=lambda e: 0.48,
         train_metric=lambda e: 0.45 - 0.01 * (e % 2), goal_target=0.55),
         {"underfitting": (2, 20), "convergence_stall": (3, 30)}),
+    # issue 11, ninth pass: a run whose budget ran out before it left the trivial loss (3
+    # epochs of 4 steps on wine: train loss 93 % of trivial, still falling, train accuracy
+    # 0.52 against 0.8) is too short for the plateau rule; at its end it is underfitting
+    "budget spent before the loss left the trivial level (3 epochs, still falling)": Case(Run(
+        epochs=3, train_loss=lambda e: 2.28 - 0.03 * e, val_loss=lambda e: 2.29 - 0.03 * e,
+        val_metric=lambda e: 0.2 + 0.05 * e, train_metric=lambda e: 0.2 + 0.05 * e,
+        goal_target=0.8), {"underfitting": (1, 10)}, rule="ended_no_better_than_trivial"),
+    "early stopping before the loss left the trivial level": Case(Run(
+        epochs=5, end_reason="early_stopping", train_loss=lambda e: 2.6 - 0.1 * e,
+        val_loss=lambda e: 2.3, val_metric=lambda e: 0.15, train_metric=lambda e: 0.16),
+        {"underfitting": (3, 30)}, rule="ended_no_better_than_trivial"),
+    # ... the same stream cut by a Ctrl-C, an error or a detector's stop: the run is not over
+    "interrupted before the loss left the trivial level: not judged yet": Case(Run(
+        epochs=3, end_reason="interrupted", train_loss=lambda e: 2.28 - 0.03 * e,
+        val_loss=lambda e: 2.29 - 0.03 * e, val_metric=lambda e: 0.2 + 0.05 * e,
+        train_metric=lambda e: 0.2 + 0.05 * e, goal_target=0.8), {}),
+    # ... and a short run that did fit (the default healthy curve, 3 epochs): nothing
+    "healthy, 3 epochs that fit": Case(Run(epochs=3), {}),
+    # ... nor a short run at the trivial loss whose train metric meets the goal (imbalanced
+    # classes: a goal the trivial model nearly meets)
+    "short run at the trivial loss whose train metric meets the goal": Case(Run(
+        epochs=3, train_loss=lambda e: 2.2, val_loss=lambda e: 2.25, val_metric=lambda e: 0.9,
+        train_metric=lambda e: 0.91, goal_target=0.9), {}),
     "healthy, flat and short of the goal but the train metric meets it": Case(Run(
         epochs=10, train_loss=lambda e: max(0.9, 2.3 * 0.5**e), val_loss=lambda e: 1.0,
         val_metric=lambda e: 0.85, train_metric=lambda e: 0.93, goal_target=0.9), {}),

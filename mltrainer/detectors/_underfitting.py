@@ -35,6 +35,17 @@ scalars from 0 - sat at train r2 0.13 in epoch 5 of 40, a looped SiLU net at 0.2
 3-10 of 60; both left their plateaus and met their goals). No better than the trivial
 baseline is judged from `min_epochs` on, whatever the budget.
 
+A run that ends (the end event's reason `completed` or `early_stopping`: its budget ran out,
+not a detector, a Ctrl-C or an error) before the plateau rule could judge it - too few epochs
+for `min_epochs` and a window, or a loss still falling when the budget ran out - is judged once
+more at its end: when its train loss was never better than trivial (at or above
+(1 - `loss_margin`) x the reference loss in every epoch: a model that got below that bar and
+fell back collapsed, it did not underfit) and the train metric of its last `patience` epochs
+does not meet the goal, the model never fitted its training rows in the run it had (rule
+`ended_no_better_than_trivial`; issue 11, ninth pass: 3 epochs of 4 steps on wine, train loss
+93 % of trivial, train accuracy 0.52 against a goal of 0.8, a baseline that failed its gate and a
+diagnose that said nothing was wrong). A slow start is a finding at the end, not on the way.
+
 All of it is scale-free: losses are judged against the reference loss and against their own
 earlier values, metrics against the goal. The train loss judged is the end-of-epoch model's
 (`train_eval_loss`) when the stream has it, else the epoch mean (`fitted_loss`). Without a
@@ -67,7 +78,10 @@ class UnderfittingDetector(Detector):
         "min_epochs": "count", "patience": "count", "loss_margin": "fraction",
         "min_progress": "nonnegative", "metric_margin": "nonnegative", "goal_after": "fraction",
     }
-    watches: ClassVar[frozenset[str]] = frozenset({"epoch"})
+    watches: ClassVar[frozenset[str]] = frozenset({"epoch", "end"})
+    # the end reasons of a run whose budget ran out (not a detector's stop, a Ctrl-C, an error,
+    # or a determinism probe's max_steps): the run is over, and it is judged as it ended
+    ended: ClassVar[frozenset[str]] = frozenset({"completed", "early_stopping"})
     _state_fields: ClassVar[tuple[str, ...]] = ("recent", "best_before", "epochs_seen")
 
     def _setup(self) -> None:
@@ -77,6 +91,8 @@ class UnderfittingDetector(Detector):
         self.epochs_seen = 0
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
+        if event.get("type") == "end":
+            return self._at_end(event)
         self.epochs_seen += 1
         train = fitted_loss(event)
         if train is None:
@@ -142,6 +158,44 @@ class UnderfittingDetector(Detector):
         the run should end."""
         total = self.context.epochs
         return total is not None and epoch < self.thresholds["goal_after"] * total
+
+    def _at_end(self, event: dict[str, Any]) -> Finding | None:
+        """The run ended with its budget spent: a train loss still no better than trivial at
+        its best over the last `patience` epochs, and a train metric short of the goal."""
+        if event.get("reason") not in self.ended or not self.recent:
+            return None
+        ref, source = self.reference_loss()
+        if ref is None:
+            return None
+        rows = list(self.recent)[-self.thresholds["patience"]:]
+        best = min(row[2] for row in rows)
+        limit = (1 - self.thresholds["loss_margin"]) * ref
+        train_metric = self._best_metric(rows)
+        if best < limit or self.context.meets_goal(train_metric):
+            return None
+        # never below the bar in the whole run: a model that fitted and then fell back to the
+        # trivial level collapsed (exploding_gradients, convergence_stall), it did not underfit
+        ever = min(row[2] for row in self.recent)
+        if ever < limit or (self.best_before is not None and self.best_before < limit):
+            return None
+        metric = self.context.metric
+        fit = ("" if train_metric is None else
+               f" (train {metric} {train_metric:.4g}"
+               + ("" if self.context.goal_target is None else
+                  f", goal {self.context.goal_target:.4g}") + ")")
+        return self.finding(
+            rows[0][0], rows[0][1],
+            f"the run ended ({event.get('reason')}, epoch {event.get('epoch')}) with its train "
+            f"loss {best:.4g} (the best of its last {len(rows)} epochs) at {best / ref:.0%} of "
+            f"the {source} loss {ref:.4g} (needs below {limit:.4g}){fit}: the model never "
+            f"fitted its training rows in the epochs it had",
+            rule="ended_no_better_than_trivial", end_reason=event.get("reason"),
+            train_loss=best, reference_loss=ref, reference=source, loss_ratio=best / ref,
+            limit=limit, loss_margin=self.thresholds["loss_margin"], metric=metric,
+            train_metric=train_metric, goal_target=self.context.goal_target,
+            train_losses=[row[2] for row in rows], epochs=[row[0] for row in rows],
+            patience=self.thresholds["patience"],
+        )
 
     def _on_course(self, epoch: int, progress: float, train: float, limit: float,
                    poor_loss: bool, short: bool) -> bool:
