@@ -273,6 +273,16 @@ CASES: dict[str, Case] = {
         layers=lambda e, s: healthy_layers(
             e, s, **({"net.0.weight": {"grad_norm": 1e-7}} if s >= 30 else {}))),
         {"vanishing_gradients": (3, 30)}, rule="layer_ratio"),
+    # issue 11, ninth pass: a tiny BERT at train accuracy 1.0 from epoch 3, its loss falling
+    # 0.1 -> 0.002, layer 0's gradient 3e-4 x the classifier's from step 40: converged, not
+    # starved - once an epoch's train metric met the goal, neither rule fires
+    "healthy, the first layer's gradient shrinks after the goal was met": Case(Run(
+        goal_target=0.9, layers=lambda e, s: healthy_layers(
+            e, s, **({"net.0.weight": {"grad_norm": 1e-7}} if s >= 60 else {}))), {}),
+    "first layer gradient vanishes, the goal never met": Case(Run(
+        goal_target=0.99, layers=lambda e, s: healthy_layers(
+            e, s, **({"net.0.weight": {"grad_norm": 1e-7}} if s >= 30 else {}))),
+        {"vanishing_gradients": (3, 30)}, rule="layer_ratio"),
     "global gradient vanishes while the loss is high": Case(Run(
         train_loss=lambda e: 2.3, val_metric=lambda e: 0.1, step_loss=lambda e, s: 2.3,
         grad_norm=lambda e, s: 1e-8 if s > 10 else 1.0, stop_after_step=25),
