@@ -25,6 +25,8 @@ def finite(value: Any) -> float | None:
     """`value` as a float when it is a finite number; None for None, NaN, ±inf, bools, text."""
     if type(value) is float:  # the common case (every metric event), without the checks
         return value if math.isfinite(value) else None
+    if value is None:  # the next commonest (a step without a sampled gradient norm)
+        return None
     v = number(value)
     return v if v is not None and math.isfinite(v) else None
 
@@ -33,6 +35,8 @@ def is_nonfinite(value: Any) -> bool:
     """True for a number that is NaN or ±inf (a missing value is not non-finite)."""
     if type(value) is float:  # the common case, without the checks
         return not math.isfinite(value)
+    if value is None:
+        return False
     v = number(value)
     return v is not None and not math.isfinite(v)
 

@@ -9,7 +9,7 @@ import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -436,6 +436,103 @@ def test_the_bulk_paths_judge_as_each_step_on_faulty_streams(seed: int) -> None:
     events = _faulty_stream(seed)
     sizes = (int(n) for n in rng.integers(1, 40, size=len(events)))
     _judge_in_blocks_as_each(events, None, sizes, columns=True)
+
+
+# the two step detectors whose every step counts (no quiet steps to skip) and the step
+# event's fields each one's rules read: their column paths hand the rules exactly these
+_COLUMN_PATHS = {"exploding_gradients": {"type", "epoch", "step", "loss", "grad_norm"},
+                 "loss_oscillation": {"type", "epoch", "step", "loss", "grad_norm", "layers"}}
+
+
+def _column_streams() -> dict[str, tuple[list[dict[str, Any]], Any]]:
+    """Streams for the column paths: the faulty ones (every fault, both tasks, with and
+    without a baseline), those of the detectors' own cases that fire these two, sampled as
+    the Lightning callback samples (their finding then rests on the column path)."""
+    from test_detectors import CASES
+
+    streams = {f"faulty {seed}": (_faulty_stream(seed), None) for seed in range(8)}
+    for name, case in CASES.items():
+        if set(case.expected) & set(_COLUMN_PATHS):
+            streams[name] = (_sparse(case.run.events()), case.thresholds)
+    return streams
+
+
+@pytest.mark.parametrize("detector_id", sorted(_COLUMN_PATHS))
+def test_the_column_paths_find_what_event_by_event_finds(detector_id: str) -> None:
+    """exploding_gradients and loss_oscillation take a Lightning block's steps from its
+    columns (`_observe_block`: no event dicts), judged by the same rules as each step event:
+    on every stream, in blocks of 1, 5 and 32 steps, the same findings (and where they held)
+    and the same running state after every block as event by event, and no event dict built
+    for a block with sampled norms (the column path ran). Some findings come of it."""
+    from mltrainer.detectors import StepBlock, build_detectors
+
+    fired = 0
+    for name, (events, thresholds) in _column_streams().items():
+        for size in (1, 5, 32):
+            one, = (d for d in build_detectors(None, thresholds) if d.id == detector_id)
+            many, = (d for d in build_detectors(None, thresholds) if d.id == detector_id)
+            each: list[Any] = []
+            blocks: list[Any] = []
+            pending: list[dict[str, Any]] = []
+            for event in [*events, None]:
+                if pending and (event is None or event["type"] != "step"
+                                or len(pending) == size):
+                    block = _columns(pending)
+                    hit = many.update_steps(block)
+                    blocks += [] if hit is None else [(pending[hit[0]]["step"], hit[1])]
+                    each += [(e["step"], f) for e in pending if (f := one.update(e))]
+                    assert many.state_dict() == one.state_dict(), f"{name}, blocks of {size}"
+                    if block.grad_norms.count(None) * 2 > len(block) and not blocks:
+                        assert isinstance(block, StepBlock) and block._made.count(None) == len(
+                            block), f"{name}: the column path built event dicts"
+                    pending = []
+                if event is not None and event["type"] == "step":
+                    pending.append(event)
+                elif event is not None:
+                    each += [(event["step"], f) for f in [one.update(event)] if f]
+                    blocks += [(event["step"], f) for f in [many.update(event)] if f]
+            assert blocks == each, f"{name}, blocks of {size}"
+            fired += bool(each)
+    assert fired >= 6  # the rules fire on these streams: the paths agree on findings, too
+
+
+class _ReadKeys(dict):  # type: ignore[type-arg]
+    """A step event that notes which of its fields are read."""
+
+    read: ClassVar[set[str]] = set()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        _ReadKeys.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        _ReadKeys.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: Any) -> bool:
+        _ReadKeys.read.add(key)
+        return super().__contains__(key)
+
+
+@pytest.mark.parametrize("detector_id", sorted(_COLUMN_PATHS))
+def test_the_column_paths_give_the_rules_every_field_they_read(detector_id: str) -> None:
+    """The column paths hand the step rules only some of a step event's fields
+    (`_COLUMN_PATHS`, the dicts and arguments of `_observe_block`): a rule that starts reading
+    another (the lr, the time) must be given it there too, or the callbacks' findings would
+    differ from the engine's. Every faulty stream, event by event, reads no other field."""
+    from mltrainer.detectors import build_detectors
+
+    _ReadKeys.read = set()
+    for seed in range(8):
+        detector, = (d for d in build_detectors(None, None) if d.id == detector_id)
+        for event in _faulty_stream(seed):
+            if event["type"] == "step":
+                event = _ReadKeys(event)
+            if detector.update(event) is not None:
+                break
+    assert _ReadKeys.read - {"type"} <= _COLUMN_PATHS[detector_id], (
+        f"{detector_id}'s step rules read {sorted(_ReadKeys.read - _COLUMN_PATHS[detector_id])}"
+        " too: give its `_observe_block` those fields")
 
 
 _STEP = {"type": "step", "epoch": 2, "step": 31, "loss": 0.12345678910112131, "lr": 1e-3}

@@ -89,6 +89,7 @@ from typing import Any, ClassVar
 from mltrainer.detectors._base import (
     Detector,
     Finding,
+    StepBlock,
     finite,
     is_nonfinite,
     new_collapse_watch,
@@ -160,12 +161,19 @@ class ExplodingGradientsDetector(Detector):
         if event["type"] == "epoch":
             return self._judge_collapse(event) if self._seen_step else (
                 self._epoch_divergence(event))
-        epoch, step = event.get("epoch"), event.get("step")
-        raw_grad, raw_loss = event.get("grad_norm"), event.get("loss")
+        return self._observe_step(event.get("epoch"), event.get("step"),
+                                  event.get("grad_norm"), event.get("loss"), event)
+
+    def _observe_step(self, epoch: Any, step: Any, raw_grad: Any, raw_loss: Any,
+                      event: dict[str, Any] | None = None) -> Finding | None:
+        """A step event's rules, from its fields (`_observe` gives its event too; the column
+        path, `_observe_block`, the block's columns)."""
         grad, loss = finite(raw_grad), finite(raw_loss)
         if ((loss is None and is_nonfinite(raw_loss))
                 or (grad is None and is_nonfinite(raw_grad))):
-            return self._judge_overflow(event)
+            return self._judge_overflow(event if event is not None else {
+                "type": "step", "epoch": epoch, "step": step, "loss": raw_loss,
+                "grad_norm": raw_grad})
         self.recent.append([epoch, step, grad, loss])
         if grad is not None:
             watch_blowup(self.collapse_watch, grad, epoch, step, self.thresholds["factor"],
@@ -183,6 +191,19 @@ class ExplodingGradientsDetector(Detector):
                     return finding
             else:
                 run[0] = 0
+        return None
+
+    def _observe_block(self, block: StepBlock, start: int) -> tuple[int, Finding] | None:
+        """The column path (`Detector._observe_block`): every step counts here (the loss
+        rules), so each is judged by `_observe_step` - the rules `_observe` applies to a step
+        event - from the block's columns, without an event dict (also where the block's dicts
+        are built anyway, a gradient norm on most steps: mlt's loop, HF; as cheap there)."""
+        observe = self._observe_step
+        epochs, steps, losses, grads = block.epochs, block.steps, block.losses, block.grad_norms
+        for index in range(start, len(losses)):
+            finding = observe(epochs[index], steps[index], grads[index], losses[index])
+            if finding is not None:
+                return index, finding
         return None
 
     def _judge_grad(self, grad: float, epoch: int | None, step: int | None,

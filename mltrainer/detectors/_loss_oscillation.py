@@ -94,6 +94,7 @@ from typing import Any, ClassVar
 from mltrainer.detectors._base import (
     Detector,
     Finding,
+    StepBlock,
     finite,
     fitted_loss,
     new_collapse_watch,
@@ -210,6 +211,30 @@ class LossOscillationDetector(Detector):
         if len(self.epochs) < self.thresholds["window"]:
             return None
         return self._judge_window()
+
+    # the step event's fields `_observe` reads: all `_observe_block`'s dicts hold
+    BLOCK_FIELDS: ClassVar[tuple[str, ...]] = ("type", "epoch", "step", "loss", "grad_norm",
+                                               "layers")
+
+    def _observe_block(self, block: StepBlock, start: int) -> tuple[int, Finding] | None:
+        """The column path (`Detector._observe_block`): every step counts here (the spike
+        rule's running mean), so `_observe` itself judges each step, from a small dict of the
+        fields it reads (`BLOCK_FIELDS`) built from the block's columns, not the block's full
+        event dicts (`StepBlock.events`: two calls and seven keys a step), unless those are
+        built anyway: where most steps carry a gradient norm (mlt's loop, HF: the other step
+        detectors read those steps' dicts)."""
+        grads = block.grad_norms
+        if grads.count(None) * 2 <= len(grads):
+            return super()._observe_block(block, start)
+        observe = self._observe
+        epochs, steps, losses, layers = block.epochs, block.steps, block.losses, block.layers
+        for index in range(start, len(losses)):
+            finding = observe({"type": "step", "epoch": epochs[index], "step": steps[index],
+                               "loss": losses[index], "grad_norm": grads[index],
+                               "layers": layers[index]})
+            if finding is not None:
+                return index, finding
+        return None
 
     def _judge_window(self) -> Finding | None:
         ref, source = self.reference_loss()
