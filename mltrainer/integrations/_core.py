@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -52,6 +53,11 @@ from mltrainer.stream import (
 
 CHECKPOINT_FORMAT = "mlt-integration/1"
 STATS_SHARE = 0.0025  # the per-layer statistics' most share of the step time
+# a pass's cost is the least of the last this many passes' (a neighbour's pre-emption only
+# adds time), and the stride at most doubles from one report to the next: one pass timed far
+# too long (4.3 ms against ~0.1: a stride of 660 steps, a short run with no more reports)
+# costs one report early, not the run's statistics
+STATS_PASSES = 3
 # the global gradient norm's most share of the step time (see RunMonitor): on the bench's
 # ~3 ms CPU steps a pass every ~10 steps (at 0.5 %, every ~5: 5-6 us a step more)
 NORM_SHARE = 0.0025
@@ -308,6 +314,7 @@ class RunMonitor:
         self.handled = 0  # step events handled, and the seconds that took
         self.handling_s = 0.0  # (read, write, detectors; wall; for bench/integrations.py)
         self._stats_cost: float | None = None
+        self._stats_costs: deque[float] = deque(maxlen=STATS_PASSES)
         self.norm_share = norm_share
         self.norm_every = 1  # adapted: see wants_grad_norm
         self._next_norm = 1
@@ -363,16 +370,19 @@ class RunMonitor:
         """The time the per-layer statistics of one step took (the callbacks time the pass
         and, Lightning's, the sampling decision before it: what a sampled step costs more;
         with `time.perf_counter`, no system call: right after a training step a read of the
-        thread's CPU clock costs ~5 us and, on a busy machine, far more wall time; a pass a
-        neighbour preempted counts at most twice the estimate): `stats_every` becomes the
-        smallest multiple of `grad_stats_every` that keeps them within `STATS_SHARE` of the
-        step time."""
-        self._stats_cost = seconds if self._stats_cost is None else (
-            0.7 * self._stats_cost + 0.3 * min(seconds, 2 * self._stats_cost))
+        thread's CPU clock costs ~5 us and, on a busy machine, far more wall time):
+        `stats_every` becomes the smallest multiple of `grad_stats_every` that keeps them
+        within `STATS_SHARE` of the step time, their cost being the least of the last
+        `STATS_PASSES` passes' (a pass a neighbour pre-empted takes longer, none shorter), at
+        most twice the stride before (a stride sized on one such pass is re-measured at the
+        next report, not hundreds of steps on)."""
+        costs = self._stats_costs
+        costs.append(seconds)
+        self._stats_cost = min(costs)
         if self._step_time and self.grad_stats_every > 0:
-            every = self._stats_cost / (STATS_SHARE * self._step_time)
-            self.stats_every = self.grad_stats_every * max(
-                1, math.ceil(every / self.grad_stats_every))
+            unit = self.grad_stats_every
+            every = math.ceil(self._stats_cost / (STATS_SHARE * self._step_time) / unit)
+            self.stats_every = unit * max(1, min(every, 2 * self.stats_every // unit))
             # the next report by the new stride already (not one more at the old one)
             self._next_stats = (self._stats_taken // self.stats_every + 1) * self.stats_every
             self._plan()
