@@ -27,7 +27,10 @@ alternating order in one process for several rounds, on one thread:
                                  [--before REV]
 
 `--before main` adds "+before" arms: the callbacks as they are at that git revision, in the
-same run, alternating with the others (before and after side by side).
+same run, alternating with the others (before and after side by side); the rest of mltrainer
+(detectors, stream) is this checkout's. `--before DIR`, DIR a `git archive` of a revision
+extracted (`git archive main | tar -x -C DIR`), takes the whole package from there (renamed
+`mlt_before`): the detectors' and the stream's changes counted too.
 
 `--hidden 1024 1024 --batch 512` gives a ~20 ms step (the amortisation at a realistic size).
 `--tile N` repeats the training rows N times an epoch: epochs N times longer (the default's are
@@ -107,10 +110,26 @@ def empty_like(kind: Any, base: Any) -> Any:
 
 def load_before(rev: str, tmp: Path) -> None:
     """The callbacks as they were at git revision `rev` (their three files, importing the rest
-    of mltrainer from this checkout), as the "+before" arms: old and new in one run."""
+    of mltrainer from this checkout), or, when `rev` is a folder (a `git archive` of main,
+    extracted), the whole `mltrainer` package there (the detectors, the stream, ... too),
+    renamed `mlt_before`, as the "+before" arms: old and new in one run."""
     import importlib
+    import re
+    import shutil
     import subprocess
 
+    if Path(rev).is_dir():
+        shutil.copytree(Path(rev) / "mltrainer", tmp / "mlt_before",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        names = re.compile(r"\bmltrainer(?=\.)|(?<=^from )mltrainer\b|(?<=^import )mltrainer\b",
+                           re.MULTILINE)
+        for path in (tmp / "mlt_before").rglob("*.py"):
+            path.write_text(names.sub("mlt_before", path.read_text()))
+        sys.path.insert(0, str(tmp))
+        BEFORE["lightning"] = importlib.import_module(
+            "mlt_before.integrations.lightning").MltCallback
+        BEFORE["hf"] = importlib.import_module("mlt_before.integrations.transformers").MltCallback
+        return
     package = tmp / "mlt_before"
     package.mkdir()
     (package / "__init__.py").write_text("")
@@ -297,7 +316,8 @@ def main() -> None:
                         help="also time +mlt+train (the epoch events' train metrics)")
     parser.add_argument("--only", choices=["lightning", "hf"], help="one framework only")
     parser.add_argument("--before", metavar="REV",
-                        help="also time the callbacks of git revision REV (+before arms)")
+                        help="also time the callbacks of git revision REV, or all of mltrainer in "
+                             "the folder REV (a git archive), as +before arms")
     parser.add_argument("--hook-rounds", type=int, default=3,
                         help="runs (per version) with the hooks timed from inside")
     parser.add_argument("--wall", action="store_true",
