@@ -53,10 +53,11 @@ from mltrainer.stream import (
 
 CHECKPOINT_FORMAT = "mlt-integration/1"
 STATS_SHARE = 0.0025  # the per-layer statistics' most share of the step time
-# a pass's cost is the least of the last this many passes' (a neighbour's pre-emption only
-# adds time), and the stride at most doubles from one report to the next: one pass timed far
-# too long (4.3 ms against ~0.1: a stride of 660 steps, a short run with no more reports)
-# costs one report early, not the run's statistics
+# a pass's cost is the median of the last this many passes' (the lower of two): a pass a
+# neighbour pre-empted is one outlier; and until this many were measured the stride at most
+# doubles from one report to the next: one first pass timed far too long (4.3 ms against
+# ~0.1: a stride of 660 steps, a short run with no more reports) costs one report early, not
+# the run's statistics
 STATS_PASSES = 3
 # the global gradient norm's most share of the step time (see RunMonitor): on the bench's
 # ~3 ms CPU steps a pass every ~10 steps (at 0.5 %, every ~5: 5-6 us a step more)
@@ -372,17 +373,20 @@ class RunMonitor:
         with `time.perf_counter`, no system call: right after a training step a read of the
         thread's CPU clock costs ~5 us and, on a busy machine, far more wall time):
         `stats_every` becomes the smallest multiple of `grad_stats_every` that keeps them
-        within `STATS_SHARE` of the step time, their cost being the least of the last
-        `STATS_PASSES` passes' (a pass a neighbour pre-empted takes longer, none shorter), at
-        most twice the stride before (a stride sized on one such pass is re-measured at the
-        next report, not hundreds of steps on)."""
+        within `STATS_SHARE` of the step time, their cost being the median of the last
+        `STATS_PASSES` passes' (a pass a neighbour pre-empted is one outlier; of two, the
+        lower), and, until that many were measured, at most twice the stride before (a stride
+        sized on one such first pass is re-measured at the next report, not hundreds of steps
+        on)."""
         costs = self._stats_costs
         costs.append(seconds)
-        self._stats_cost = min(costs)
+        self._stats_cost = sorted(costs)[(len(costs) - 1) // 2]
         if self._step_time and self.grad_stats_every > 0:
             unit = self.grad_stats_every
             every = math.ceil(self._stats_cost / (STATS_SHARE * self._step_time) / unit)
-            self.stats_every = unit * max(1, min(every, 2 * self.stats_every // unit))
+            if len(costs) < STATS_PASSES:
+                every = min(every, 2 * self.stats_every // unit)
+            self.stats_every = unit * max(1, every)
             # the next report by the new stride already (not one more at the old one)
             self._next_stats = (self._stats_taken // self.stats_every + 1) * self.stats_every
             self._plan()
