@@ -212,17 +212,13 @@ class LossOscillationDetector(Detector):
             return None
         return self._judge_window()
 
-    # the step event's fields `_observe` reads: all `_observe_block`'s dicts hold
-    BLOCK_FIELDS: ClassVar[tuple[str, ...]] = ("type", "epoch", "step", "loss", "grad_norm",
-                                               "layers")
-
     def _observe_block(self, block: StepBlock, start: int) -> tuple[int, Finding] | None:
         """The column path (`Detector._observe_block`): every step counts here (the spike
         rule's running mean), so `_observe` itself judges each step, from a small dict of the
-        fields it reads (`BLOCK_FIELDS`) built from the block's columns, not the block's full
-        event dicts (`StepBlock.events`: two calls and seven keys a step), unless those are
-        built anyway: where most steps carry a gradient norm (mlt's loop, HF: the other step
-        detectors read those steps' dicts)."""
+        fields its step rules read (a test notes them) built from the block's columns, not the
+        block's full event dicts (`StepBlock.events`: two calls and seven keys a step), unless
+        those are built anyway: where most steps carry a gradient norm (mlt's loop, HF: the
+        other step detectors read those steps' dicts)."""
         grads = block.grad_norms
         if grads.count(None) * 2 <= len(grads):
             return super()._observe_block(block, start)
