@@ -54,11 +54,13 @@ from mltrainer.stream import (
 CHECKPOINT_FORMAT = "mlt-integration/1"
 STATS_SHARE = 0.0025  # the per-layer statistics' most share of the step time
 # a pass's cost is the median of the last this many passes' (the lower of two): a pass a
-# neighbour pre-empted is one outlier; and until this many were measured the stride at most
-# doubles from one report to the next: one first pass timed far too long (4.3 ms against
-# ~0.1: a stride of 660 steps, a short run with no more reports) costs one report early, not
-# the run's statistics
+# neighbour pre-empted is one outlier; and until this many were measured the stride grows at
+# most STATS_STRETCH-fold from one report to the next: one first pass timed far too long
+# (4.3 ms against ~0.1: a stride of 660 steps, a short run with no more reports) costs three
+# reports, not the run's statistics. (Twofold cost the bench's 160-step runs a pass more,
+# ~1.5 us a step: their passes want a stride of 3x.)
 STATS_PASSES = 3
+STATS_STRETCH = 4
 # the global gradient norm's most share of the step time (see RunMonitor): on the bench's
 # ~3 ms CPU steps a pass every ~10 steps (at 0.5 %, every ~5: 5-6 us a step more)
 NORM_SHARE = 0.0025
@@ -375,9 +377,9 @@ class RunMonitor:
         `stats_every` becomes the smallest multiple of `grad_stats_every` that keeps them
         within `STATS_SHARE` of the step time, their cost being the median of the last
         `STATS_PASSES` passes' (a pass a neighbour pre-empted is one outlier; of two, the
-        lower), and, until that many were measured, at most twice the stride before (a stride
-        sized on one such first pass is re-measured at the next report, not hundreds of steps
-        on)."""
+        lower), and, until that many were measured, at most `STATS_STRETCH` times the stride
+        before (a stride sized on one such first pass is re-measured a few reports on, not
+        hundreds of steps on)."""
         costs = self._stats_costs
         costs.append(seconds)
         self._stats_cost = sorted(costs)[(len(costs) - 1) // 2]
@@ -385,7 +387,7 @@ class RunMonitor:
             unit = self.grad_stats_every
             every = math.ceil(self._stats_cost / (STATS_SHARE * self._step_time) / unit)
             if len(costs) < STATS_PASSES:
-                every = min(every, 2 * self.stats_every // unit)
+                every = min(every, STATS_STRETCH * self.stats_every // unit)
             self.stats_every = unit * max(1, every)
             # the next report by the new stride already (not one more at the old one)
             self._next_stats = (self._stats_taken // self.stats_every + 1) * self.stats_every
