@@ -92,6 +92,30 @@ def test_monitor_stops_on_a_non_finite_loss_and_records_the_finding(tmp_path: Pa
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.parametrize(("reason", "found"), [("completed", ["underfitting"]),
+                                               ("interrupted", [])])
+def test_the_monitors_detectors_judge_the_end_as_mlts_loop_and_diagnose_do(
+        tmp_path: Path, reason: str, found: list[str]) -> None:
+    """A run whose budget ran out at the trivial loss (3 epochs, never below the bar) is
+    underfitting at its end: in the callback's findings.json as in `mlt diagnose` over its
+    stream; a run cut short by a Ctrl-C is not judged."""
+    from mltrainer.detectors import run_detectors
+
+    mon = RunMonitor(tmp_path, task="classification", metric="accuracy",
+                     baseline={"accuracy": 0.1, "loss": 2.3}, goal_target=0.8)
+    mon.start(steps_per_epoch=2, epochs=3)
+    for epoch in (1, 2, 3):
+        for step in (2 * epoch - 1, 2 * epoch):
+            mon.step(epoch=epoch, step=step, loss=2.3 - 0.02 * step, lr=0.1, grad_norm=1.0)
+        mon.epoch(epoch=epoch, step=2 * epoch, val_loss=2.3, val={"accuracy": 0.15})
+    mon.end(reason)
+    recorded = json.loads((tmp_path / "findings.json").read_text())["findings"]
+    assert [f["id"] for f in recorded] == found
+    assert [f.id for f in run_detectors(tmp_path / "metrics.jsonl")] == found
+    if found:
+        assert recorded[0]["evidence"]["rule"] == "ended_no_better_than_trivial"
+
+
 @pytest.mark.parametrize("fails", [False, True])
 def test_an_epochs_step_lines_go_out_with_its_line_and_survive_an_epoch_end_that_fails(
         tmp_path: Path, fails: bool) -> None:

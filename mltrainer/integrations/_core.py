@@ -725,6 +725,10 @@ class RunMonitor:
         finally:
             why = self.stop_reason or reason or "completed"
             fields = {} if self.stop_step is None else {"stop_step": self.stop_step}
+            # the end event reaches the detectors as in mlt's loop and `mlt diagnose` (a run
+            # whose budget ran out is judged at its end: underfitting's end rule)
+            self.detectors.on_event({"type": "end", "reason": why, "epoch": self.last_epoch,
+                                     "step": self.last_step, **fields})
             self.writer.end(reason=why, epoch=self.last_epoch, step=self.last_step, **fields)
             self.writer.close()
             self.writer = None
