@@ -438,6 +438,12 @@ class Detector(ABC):
                 return index, finding
         return None
 
+    def metric_of(self, event: Mapping[str, Any], split: str) -> float | None:
+        """The goal metric in an epoch event's `split` ("val" or "train") when it is a finite
+        number, else None (no metric known, no such split, a missing or non-finite value)."""
+        scores, metric = event.get(split), self.context.metric
+        return finite(scores.get(metric)) if metric and isinstance(scores, Mapping) else None
+
     def reference_loss(self) -> tuple[float | None, str]:
         """The loss level "no learning" sits at, and where it came from: the trivial baseline's
         val loss when the context has one ("baseline"), else the first finite step loss, or

@@ -16,10 +16,9 @@ end-of-epoch model's (`train_eval_loss`) when the stream has it, else the epoch 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from mltrainer.detectors._base import Detector, Finding, finite, fitted_loss
+from mltrainer.detectors._base import Detector, Finding, fitted_loss
 
 
 class ConvergenceStallDetector(Detector):
@@ -37,9 +36,7 @@ class ConvergenceStallDetector(Detector):
         self.goal_met = False  # some epoch's val metric reached the goal
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
-        val, metric = event.get("val"), self.context.metric
-        if metric and isinstance(val, Mapping) and self.context.meets_goal(
-                finite(val.get(metric))):
+        if self.context.meets_goal(self.metric_of(event, "val")):
             self.goal_met = True
         loss = fitted_loss(event)
         if loss is None or self.goal_met:

@@ -122,7 +122,7 @@ class OverfittingDetector(Detector):
             maxlen=int(self.thresholds["patience"]) + 1)
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
-        metric = self._val_metric(event)
+        metric = self.metric_of(event, "val")
         drop = self._drop(metric)
         finding = self._judge_val_loss(event, metric, drop)
         if metric is not None and (drop is None or drop < 0):
@@ -162,10 +162,6 @@ class OverfittingDetector(Detector):
             return 0.0
         variance = 2 * val**2 / n_val + (2 * train**2 / n_train if n_train else 0.0)
         return 2 * math.sqrt(variance)
-
-    def _val_metric(self, event: dict[str, Any]) -> float | None:
-        val, metric = event.get("val"), self.context.metric
-        return finite(val.get(metric)) if metric and isinstance(val, Mapping) else None
 
     def _drop(self, metric: float | None) -> float | None:
         """How far `metric` is below the best so far (relative for lower-is-better metrics);

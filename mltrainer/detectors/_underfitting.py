@@ -56,11 +56,10 @@ the first epoch's train loss in a stream without steps.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
 from itertools import pairwise
 from typing import Any, ClassVar
 
-from mltrainer.detectors._base import Detector, Finding, finite, fitted_loss
+from mltrainer.detectors._base import Detector, Finding, fitted_loss
 
 
 class UnderfittingDetector(Detector):
@@ -103,7 +102,7 @@ class UnderfittingDetector(Detector):
             self.best_before = leaving if self.best_before is None else min(self.best_before,
                                                                              leaving)
         epoch = event.get("epoch")
-        self.recent.append([epoch, event.get("step"), train, self._train_metric(event)])
+        self.recent.append([epoch, event.get("step"), train, self.metric_of(event, "train")])
         ref, source = self.reference_loss()
         seen = epoch if isinstance(epoch, int) else self.epochs_seen
         if ref is None or seen < self.thresholds["min_epochs"] or len(self.recent) <= patience:
@@ -168,16 +167,15 @@ class UnderfittingDetector(Detector):
         if ref is None:
             return None
         rows = list(self.recent)[-self.thresholds["patience"]:]
-        best = min(row[2] for row in rows)
         limit = (1 - self.thresholds["loss_margin"]) * ref
         train_metric = self._best_metric(rows)
-        if best < limit or self.context.meets_goal(train_metric):
-            return None
         # never below the bar in the whole run: a model that fitted and then fell back to the
         # trivial level collapsed (exploding_gradients, convergence_stall), it did not underfit
-        ever = min(row[2] for row in self.recent)
-        if ever < limit or (self.best_before is not None and self.best_before < limit):
+        ever = min([row[2] for row in self.recent]
+                   + ([] if self.best_before is None else [self.best_before]))
+        if ever < limit or self.context.meets_goal(train_metric):
             return None
+        best = min(row[2] for row in rows)
         metric = self.context.metric
         fit = ("" if train_metric is None else
                f" (train {metric} {train_metric:.4g}"
@@ -234,6 +232,3 @@ class UnderfittingDetector(Detector):
             return value > goal * (1 + margin)
         return value < goal - margin
 
-    def _train_metric(self, event: dict[str, Any]) -> float | None:
-        train, metric = event.get("train"), self.context.metric
-        return finite(train.get(metric)) if metric and isinstance(train, Mapping) else None

@@ -43,6 +43,7 @@ from mltrainer.detectors._base import Detector, Finding, finite, weight_of
 
 DEAD_SHARE = 0.5  # a gradient at least this share exact zeros is dead units', not vanishing
 
+
 def first_and_strongest(layers: Mapping[str, Any]) -> tuple[str, float, str, float] | None:
     """(the first weight, its gradient norm, the parameter with the largest gradient norm,
     that norm), or None with fewer than two parameters to compare."""
@@ -84,10 +85,8 @@ class VanishingGradientsDetector(Detector):
 
     def _observe(self, event: dict[str, Any]) -> Finding | None:
         if event.get("type") == "epoch":
-            scores = event.get("train") if isinstance(event.get("train"), Mapping) else (
-                event.get("val"))
-            if isinstance(scores, Mapping) and self.context.metric and self.context.meets_goal(
-                    finite(scores.get(self.context.metric))):
+            split = "train" if isinstance(event.get("train"), Mapping) else "val"
+            if self.context.meets_goal(self.metric_of(event, split)):
                 self.goal_met = True
             return None
         if self.goal_met:

@@ -316,7 +316,6 @@ class RunMonitor:
         self._step_time: float | None = None  # CPU seconds a step, smoothed
         self.handled = 0  # step events handled, and the seconds that took
         self.handling_s = 0.0  # (read, write, detectors; wall; for bench/integrations.py)
-        self._stats_cost: float | None = None
         self._stats_costs: deque[float] = deque(maxlen=STATS_PASSES)
         self.norm_share = norm_share
         self.norm_every = 1  # adapted: see wants_grad_norm
@@ -382,10 +381,10 @@ class RunMonitor:
         hundreds of steps on)."""
         costs = self._stats_costs
         costs.append(seconds)
-        self._stats_cost = sorted(costs)[(len(costs) - 1) // 2]
+        cost = sorted(costs)[(len(costs) - 1) // 2]
         if self._step_time and self.grad_stats_every > 0:
             unit = self.grad_stats_every
-            every = math.ceil(self._stats_cost / (STATS_SHARE * self._step_time) / unit)
+            every = math.ceil(cost / (STATS_SHARE * self._step_time) / unit)
             if len(costs) < STATS_PASSES:
                 every = min(every, STATS_STRETCH * self.stats_every // unit)
             self.stats_every = unit * max(1, every)
