@@ -47,11 +47,13 @@ def init_project(project: Project, example: str, *, data: str | None = None,
             f"{project.config_path} already exists: this is already an mlt project",
             hint="edit it, or choose another directory for `mlt init`",
         )
+    dropped: list[str] = []
     if data is not None:
         import yaml
 
         cfg = config_for_data(Path(data), target, project.root, project.root.resolve().name)
         parse_config(cfg, source="mlt init --data")  # what init writes must validate
+        dropped = list(cfg["data"].get("drop", []))
         text = ("# mlt.yaml written by `mlt init --data`: a starting point that fits the data.\n"
                 "# `mlt config schema` lists every field; set goal.target to what counts as "
                 "done.\n" + yaml.safe_dump(cfg, sort_keys=False))
@@ -67,7 +69,8 @@ def init_project(project: Project, example: str, *, data: str | None = None,
                              encoding="utf-8")
     audit(project, "init", example=example if data is None else None, data=data)
     return {"root": str(project.root), "config": str(project.config_path),
-            "example": example if data is None else None, "data": data}
+            "example": example if data is None else None, "data": data,
+            "dropped": dropped}
 
 
 def project_status(project: Project) -> dict[str, Any]:

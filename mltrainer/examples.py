@@ -173,7 +173,11 @@ def config_for_data(data: Path, target: str | None, root: Path, name: str) -> di
                      {"kind": "hf:model", "tokenizer": "tokenizer",
                       "max_length": _TINY_BERT_POSITIONS},
                      None, None)
-    return _base(name, task, {"source": rel, "target": target}, {"kind": "mlp"}, None, None)
+    data_cfg: dict[str, Any] = {"source": rel, "target": target}
+    drop = _not_features(frame.drop(columns=[target]))
+    if drop:
+        data_cfg["drop"] = drop
+    return _base(name, task, data_cfg, {"kind": "mlp"}, None, None)
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -272,6 +276,14 @@ def _task_of(values: Any) -> str:
     if values.dtype.kind in "iu" or np.all(np.mod(values, 1) == 0):
         return "classification" if len(np.unique(values)) <= _MAX_CLASSES else "regression"
     return "regression"
+
+
+def _not_features(frame: Any) -> list[str]:
+    """The text columns plan would refuse as categories (mostly distinct values: an identifier,
+    a timestamp, free text): `data.drop` leaves them out (read on the first rows)."""
+    from mltrainer.data._preprocess import refused_as_category
+
+    return [str(name) for name in frame.columns if refused_as_category(frame[name])]
 
 
 def _text_column(frame: Any) -> str | None:

@@ -324,6 +324,38 @@ def test_init_from_a_parquet_table_writes_a_table_project(tmp_path: Path) -> Non
     assert cfg["model"]["kind"] == "mlp" and "text_column" not in cfg["data"]
 
 
+def test_init_from_data_leaves_out_the_text_columns_plan_would_refuse(tmp_path: Path) -> None:
+    """A date or an identifier stored as text (every value distinct) is no category: plan
+    refuses it as a feature (exit 2), so the config `mlt init --data` writes drops it, says
+    so, and plan then passes. A text column of few values stays a feature."""
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    rng = np.random.default_rng(0)
+    n = 200
+    x = rng.normal(size=n)
+    pd.DataFrame({"x": x, "when": pd.date_range("2020-01-01", periods=n).astype(str),
+                  "order": [f"A-{i:05d}" for i in rng.permutation(n)],
+                  "colour": rng.choice(["red", "green"], size=n),
+                  "label": np.where(x > 0, "yes", "no")}).to_csv(tmp_path / "t.csv", index=False)
+    root = tmp_path / "p"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["init", str(root), "--data", str(tmp_path / "t.csv"),
+                                 "--target", "label"])
+    assert result.exit_code == 0, result.output
+    assert "note: data.drop leaves out 'when', 'order'" in result.stderr
+    import yaml
+
+    cfg = yaml.safe_load((root / "mlt.yaml").read_text())
+    assert cfg["data"]["drop"] == ["when", "order"]
+    cfg["training"]["epochs"] = 1
+    (root / "mlt.yaml").write_text(yaml.safe_dump(cfg))
+    plan = runner.invoke(cli, ["plan", "-C", str(root), "--json"])
+    assert plan.exit_code == 0, plan.output
+    assert json.loads(plan.stdout)["gate"]["passed"]
+
+
 @pytest.mark.parametrize(("name", "fragment"), [
     ("a.npz", "the archive has no array 'y'; it holds 'X'"),  # was a KeyError crash (exit 1)
     ("a.tsv", "save the table as .csv"),

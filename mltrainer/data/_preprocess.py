@@ -221,17 +221,11 @@ def _kind(value: Any) -> str:
 
 
 def _column_spec(name: str, col: pd.Series) -> ColumnSpec:
-    import pandas as pd
-
-    if pd.api.types.is_bool_dtype(col) or (
-        pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_complex_dtype(col)
-    ):
+    if _is_numeric(col):
         return ColumnSpec(name, "numeric")
     present = col.dropna()
     categories = sorted(set(present.astype(str)))
-    if len(categories) > MAX_CATEGORIES or (
-        len(categories) >= _ID_LIKE_MIN and len(categories) > _ID_LIKE_SHARE * len(present)
-    ):
+    if not_a_category(len(categories), len(present)):
         raise DataError(
             f"text column {name!r} has {len(categories)} distinct values in {len(present)} "
             f"train rows: it looks like an identifier or free text, not a category",
@@ -239,6 +233,28 @@ def _column_spec(name: str, col: pd.Series) -> ColumnSpec:
                  f"set data.text_column: {name} and a model.tokenizer)",
         )
     return ColumnSpec(name, "category", tuple(categories))
+
+
+def _is_numeric(col: pd.Series) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_bool_dtype(col) or (
+        pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_complex_dtype(col)))
+
+
+def refused_as_category(col: pd.Series) -> bool:
+    """Would `_column_spec` refuse this column (a text column of mostly distinct values)?"""
+    if _is_numeric(col):
+        return False
+    present = col.dropna()
+    return not_a_category(present.astype(str).nunique(), len(present))
+
+
+def not_a_category(distinct: int, present: int) -> bool:
+    """A text column with `distinct` values in `present` non-missing cells is an identifier or
+    free text, not a category (plan refuses it as a feature; `mlt init --data` drops it)."""
+    return distinct > MAX_CATEGORIES or (distinct >= _ID_LIKE_MIN
+                                         and distinct > _ID_LIKE_SHARE * present)
 
 
 def _as_float(col: pd.Series, name: str) -> np.ndarray:
