@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+VISION = REPO / "mltrainer" / "models" / "_vision.py"  # the Lightning job loads it alone
 FEATURES, CLASSES = 64, 10
 
 PLAIN = textwrap.dedent('''
@@ -118,6 +119,14 @@ LIGHTNING = textwrap.dedent('''
     import torch
     from torch import nn
     import torch.nn.functional as F
+    import importlib.util
+    # PyPI's torchvision (which Lightning's torchmetrics imports) is a CUDA build: on a CPU torch
+    # its import fails unless two op schemas are defined first, mlt's own fix
+    # (mltrainer/models/_vision.py), loaded alone so the job imports no other mlt module
+    spec = importlib.util.spec_from_file_location("_vision", sys.argv[4])
+    vision = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vision)
+    vision.torchvision()
     try:
         import lightning.pytorch as pl
     except ImportError:
@@ -407,7 +416,8 @@ def train_jobs(bench: Bench, data: Path, epochs_list: list[int], reps: dict[int,
                 else:
                     out.mkdir()
                     elapsed, stdout = bench.timed(
-                        [bench.python, str(scripts[tool]), str(data), str(epochs), str(out)])
+                        [bench.python, str(scripts[tool]), str(data), str(epochs), str(out),
+                         str(VISION)])
                     times = last_json(stdout)["epoch_s"]
                 wall.setdefault((tool, epochs), []).append(elapsed)
                 CPU.setdefault((tool, epochs), []).append(bench.cpu)
@@ -496,8 +506,11 @@ def optimize_job(bench: Bench, trials: int, epochs: int, reps: int) -> dict[str,
 
 def has_lightning() -> bool:
     """Installed and importable (a broken torchvision, e.g., breaks torchmetrics' import)."""
+    fix = ("import importlib.util as u; s = u.spec_from_file_location('_vision', "
+           f"{str(VISION)!r}); v = u.module_from_spec(s); s.loader.exec_module(v); "
+           "v.torchvision(); ")  # as the job does (LIGHTNING)
     for module in ("lightning.pytorch", "pytorch_lightning"):
-        proc = subprocess.run([sys.executable, "-c", f"import {module}"], check=False,
+        proc = subprocess.run([sys.executable, "-c", f"{fix}import {module}"], check=False,
                               capture_output=True, text=True)
         if proc.returncode == 0:
             return True
