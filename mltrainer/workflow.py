@@ -192,8 +192,14 @@ def unmet_needs(
 
 def _describe_unmet(cond: str, state: ProjectState, current: dict[str, dict[str, str]]) -> str:
     if cond == "goal_met":  # the typical path's next step, not the one already taken
-        step = "mlt optimize" if _condition_holds("diagnose", state, current) else "mlt diagnose"
-        return f"the baseline did not meet the goal (fast path closed): run `{step}`"
+        closed = "the baseline did not meet the goal (fast path closed)"
+        if not _condition_holds("diagnose", state, current):
+            return f"{closed}: run `mlt diagnose`"
+        searched = state.phases.get("optimize")
+        if searched is not None and searched.status not in ("ready", "locked"):
+            # the search ran and did not pass: what holds it is the fix, not "run it"
+            return f"{closed}, and {_describe_unmet('optimize', state, current)}"
+        return f"{closed}: run `mlt optimize`"
     ran_only, cond = cond.startswith("ran:"), _phase_of(cond)
     p = phase_def(cond)
     rec = state.phases.get(cond)

@@ -106,6 +106,11 @@ def test_status_and_next_for_every_transition(phases, expected, next_cmd) -> Non
         # after diagnose, the refusal names optimize (it named diagnose again: a loop)
         ({"plan": "passed", "baseline": ("passed", MISS), "diagnose": "passed"}, "finalize",
          "did not meet the goal (fast path closed): run `mlt optimize`"),
+        # after a search that did not pass, what holds it (it said "run `mlt optimize`" as if
+        # the search had not run)
+        ({"plan": "passed", "baseline": ("passed", MISS), "diagnose": "passed",
+          "optimize": "blocked"}, "finalize",
+         "did not meet the goal (fast path closed), and optimize gate blocked on "),
         ({"plan": "passed"}, "optimize", "diagnose has not passed"),
         ({"plan": "passed"}, "diagnose", "baseline has not run: run `mlt train-baseline`"),
     ],
