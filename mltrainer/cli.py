@@ -460,6 +460,11 @@ def predict(out: Output, project: Project, inputs: tuple[str, ...], out_path: st
     ignored = result.get("ignored_columns") or []
     if ignored:  # nothing dropped silently: a misspelt column would be one of these
         out.info(f"ignored {len(ignored)} column(s) the model does not read: {_few(ignored)}")
+    for name, unseen in (result.get("unseen_categories") or {}).items():
+        out.info(f"[bold yellow]warning:[/] column {safe(repr(name))}: {unseen['rows']} row(s) "
+                 f"hold a category training never saw ({_few(unseen['values'])}"
+                 f"{', ...' if unseen['distinct'] > len(unseen['values']) else ''}), encoded as "
+                 "none of the known ones")
     status = result.get("finalize_status")
     if status != "passed":
         out.info(f"[bold yellow]warning:[/] the finalize gate is {safe(status or 'not run')}: "

@@ -485,6 +485,12 @@ def test_predict_csv_with_text_categories_and_missing_values(
     assert "ignored 1 column(s) the model does not read: id" in err
     assert (f"warning: the finalize gate is {result['finalize_status']}" in err) == (
         result["finalize_status"] != "passed")
+    # a category training never saw is encoded as none of the known ones: said, not silent
+    # (a missing one is no category: not counted)
+    assert result["unseen_categories"] == {
+        "color": {"rows": 1, "distinct": 1, "values": ["purple"]}}
+    assert ("warning: column 'color': 1 row(s) hold a category training never saw (purple), "
+            "encoded as none of the known ones") in err
     preds = pd.read_csv(out)
     assert list(preds.columns) == ["prediction", "prob_no", "prob_yes"]
     assert set(preds["prediction"]) <= {"no", "yes"}
@@ -508,6 +514,13 @@ def test_predict_csv_with_text_categories_and_missing_values(
                           str(tmp_path / "x.csv"), "-C", str(root))
     assert code == 2
     assert "'color' (did you mean 'colour'?)" in result["message"] and "'b'" in result["message"]
+    assert not (tmp_path / "x.csv").exists()
+    # a value of the wrong kind: the fix is in the input file, not in mlt.yaml
+    (tmp_path / "kind.csv").write_text("size,color,a,b\nS,red,abc,1.0\n")
+    code, result, _ = mlt("predict", str(tmp_path / "kind.csv"), "--out",
+                          str(tmp_path / "x.csv"), "-C", str(root))
+    assert code == 2 and "column 'a' must be numeric but holds 'abc'" in result["message"]
+    assert result["hint"].startswith(f"fix that column in {tmp_path / 'kind.csv'}")
     assert not (tmp_path / "x.csv").exists()
 
 

@@ -21,6 +21,7 @@ from mltrainer.project import Project
 from mltrainer.state import atomic_write_text
 
 PROB_PREFIX = "prob_"  # column name prefix of the per-class probabilities
+UNSEEN_SHOWN = 5  # a column's categories unseen in training named in the result (sorted)
 
 
 def current_artifact(project: Project) -> tuple[Path, dict[str, Any]]:
@@ -71,8 +72,12 @@ def _as_category_text(col: Any) -> Any:
     return col.map(text).astype(object)
 
 
-def encode_csv(path: Path, preprocessor: Any) -> tuple[np.ndarray, list[str], int]:
-    """(encoded float32 rows, ignored columns, row count); DataError naming the file otherwise."""
+def encode_csv(path: Path, preprocessor: Any
+               ) -> tuple[np.ndarray, list[str], int, dict[str, dict[str, Any]]]:
+    """(encoded float32 rows, ignored columns, row count, unseen categories); DataError naming
+    the file otherwise. A category training never saw is encoded as none of the known ones
+    (`Preprocessor.encode`); `unseen` says where: {column: {"rows": count, "values": [the
+    first few, sorted], "distinct": how many}}."""
     from mltrainer.data._csv import read_csv_frame
     from mltrainer.data._table import check_features
 
@@ -95,15 +100,24 @@ def encode_csv(path: Path, preprocessor: Any) -> tuple[np.ndarray, list[str], in
         )
     features = frame[wanted].copy()
     check_features(features, where, lines)
+    unseen: dict[str, dict[str, Any]] = {}
     for c in preprocessor.columns:
         if c.kind == "category":
-            features[c.name] = _as_category_text(features[c.name])
+            features[c.name] = text = _as_category_text(features[c.name])
+            new = text.notna() & ~text.astype(str).isin(c.categories)
+            if new.any():
+                values = sorted(set(text[new].astype(str)))
+                unseen[c.name] = {"rows": int(new.sum()), "distinct": len(values),
+                                  "values": values[:UNSEEN_SHOWN]}
     try:
         encoded = preprocessor.encode(features)
     except DataError as exc:
-        raise DataError(f"{where}: {exc.message}", hint=exc.hint) from None
+        # the default hint names mlt.yaml's data settings: here the input file is what to fix
+        hint = (f"fix that column in {where}: the model reads it as in training"
+                if exc.hint == DataError.default_hint else exc.hint)
+        raise DataError(f"{where}: {exc.message}", hint=hint) from None
     ignored = [c for c in frame.columns if c not in wanted]
-    return encoded, ignored, len(frame)
+    return encoded, ignored, len(frame), unseen
 
 
 def check_output_path(project: Project, input_path: Path, out_path: Path, force: bool) -> None:
@@ -161,11 +175,12 @@ def predict_csv(project: Project, input_path: Path, out_path: Path, *, force: bo
     check_output_path(project, Path(input_path), Path(out_path), force)
     folder, doc = current_artifact(project)
     preprocessor = Preprocessor.from_dict(doc["preprocessor"])
-    encoded, ignored, rows = encode_csv(Path(input_path), preprocessor)
+    encoded, ignored, rows, unseen = encode_csv(Path(input_path), preprocessor)
     session = ort.InferenceSession(str(folder / "model.onnx"),
                                    providers=["CPUExecutionProvider"])
     (outputs,) = session.run([doc["output"]["name"]], {doc["input"]["name"]: encoded})
-    return _write_predictions(project, folder, doc["output"], outputs, rows, out_path, ignored)
+    return {**_write_predictions(project, folder, doc["output"], outputs, rows, out_path,
+                                 ignored), "unseen_categories": unseen}
 
 
 def _write_predictions(project: Project, folder: Path, out: dict[str, Any], outputs: Any,
