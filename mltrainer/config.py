@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import re
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -20,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -32,6 +34,7 @@ LOWER_IS_BETTER = frozenset({"rmse", "mae"})
 MAX_NODES = 10_000  # values a config document may expand to (aliases counted each time used)
 MAX_DEPTH = 50  # nesting levels a config document may have
 ECHO_LIMIT = 80  # characters of a bad value an error message repeats
+MAX_SEED = 2**31 - 1  # seed + k (optimize, the seed comparison, shuffling) stays under 2**32
 
 
 class _Strict(BaseModel):
@@ -50,6 +53,17 @@ class _Strict(BaseModel):
             return data
         return {k: (copy_off(cls._off[k]) if k in cls._off and (v is None or v is False) else v)
                 for k, v in data.items()}
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _true_is_no_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """`batch_size: true` is a slip, not 1 (pydantic reads a bool as 0/1 for a number)."""
+        if isinstance(value, bool) and info.field_name is not None:
+            kinds = typing.get_args(cls.model_fields[info.field_name].annotation) or (
+                cls.model_fields[info.field_name].annotation,)
+            if bool not in kinds and any(k in (int, float) for k in kinds):
+                raise ValueError("a number is needed, not true/false")
+        return value
 
 
 def copy_off(value: Any) -> Any:
@@ -396,7 +410,10 @@ class TrackingConfig(_Strict):
 class MltConfig(_Strict):
     name: str = Field(..., min_length=1, description="Project name (used in reports).")
     task: Literal["classification", "regression"] = Field(..., description="What is predicted.")
-    seed: int = Field(42, ge=0, description="The seed every random number derives from.")
+    seed: int = Field(42, ge=0, le=MAX_SEED,
+                      description="The seed every random number derives from (at most "
+                                  "2**31 - 1: the seeds derived from it, seed + k, stay within "
+                                  "what NumPy and scikit-learn take, 2**32 - 1).")
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)

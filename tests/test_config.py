@@ -52,6 +52,12 @@ def test_example_carries_the_design_contract_values() -> None:
         # a goal the metric cannot reach would block finalize forever
         (lambda c: c["goal"].__setitem__("target", 2), "accuracy lies in [0, 1]"),
         (lambda c: c["goal"].update(metric="roc_auc", target=-0.1), "out of reach"),
+        # true/false for a number was read as 1/0 (batch_size: true trained on batches of 1)
+        (lambda c: c["training"].__setitem__("batch_size", True),
+         "'training.batch_size' has bad value True: a number is needed, not true/false"),
+        (lambda c: c["training"].__setitem__("lr", True), "a number is needed"),
+        # a seed past 2**31 - 1 failed in scikit-learn's split as bad data (seed + k overflows)
+        (lambda c: c.__setitem__("seed", 2**31), "field 'seed' has bad value 2147483648"),
     ],
 )
 def test_bad_config_names_field_value_and_fix(tmp_path: Path, mutate, expected: str) -> None:
