@@ -550,7 +550,7 @@ BAD_CSV = {
     "not_utf8": (b"a,b,label\n1,\xff\xfe,0\n", "not UTF-8"),
     "semicolons": ("a;b;label\n1;2;0\n", "separated by ';'"),
     "dup_header": ("a,a,label\n1,2,0\n", "duplicate column names"),
-    "target_missing": ("a,label\n1,0\n2,\n3,1\n", "missing in 1 of 3 rows (lines 3)"),
+    "target_missing": ("a,label\n1,0\n2,\n3,1\n", "missing in 1 of 3 rows (line 3)"),
     "typo_target": ("a,lable\n1,0\n2,1\n", "did you mean 'lable'"),
     "inf": ("a,label\n1,0\ninf,1\n", "infinite values"),
     # 1e300 is finite in the file but infinite in the model's float32: a NaN prediction

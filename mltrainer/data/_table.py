@@ -238,10 +238,10 @@ def _rows(mask: np.ndarray, lines: list[int] | None) -> str:
     where = np.flatnonzero(mask)[:_QUOTED_ROWS]
     if lines is not None and len(lines) == len(mask):
         shown = ", ".join(str(lines[i]) for i in where)
-        label = "lines"
+        label = "line" if mask.sum() == 1 else "lines"
     else:
         shown = ", ".join(str(i + 1) for i in where)
-        label = "rows"
+        label = "row" if mask.sum() == 1 else "rows"
     more = ", ..." if mask.sum() > _QUOTED_ROWS else ""
     return f"{label} {shown}{more}"
 
