@@ -176,6 +176,8 @@ class TrainingProgress:
             elif not self.out.quiet and time.monotonic() - self._last >= self.every_s:
                 self._last = time.monotonic()
                 self.out.plain(f"{self.label}: {info}")
+        elif kind == "note":  # a phase's remark before or between runs (text is data)
+            self.out.plain(f"note: {event['text']}")
         elif kind == "trial":
             self.out.plain(
                 f"trial {event.get('number')}: {event.get('state')} value "

@@ -255,3 +255,36 @@ def test_a_sigterm_python_drops_still_fails_the_phase_with_exit_130(tmp_path: Pa
     assert result["hint"] == "run `mlt plan` again", result
     plan = json.loads((root / ".mlt" / "state.json").read_text())["phases"]["plan"]
     assert plan["status"] == "failed" and "interrupted" in plan["error"]
+
+
+@pytest.mark.parametrize(("stream", "unfinished"), [
+    ('{"type": "epoch", "epoch": 1}\n', True),  # killed: no end event
+    ('{"type": "epoch", "epoch": 1}\n{"type": "ep', True),  # its last line cut short
+    ('{"type": "end", "reason": "interrupted"}\n', True),  # Ctrl-C, SIGTERM
+    ('{"type": "end", "reason": "error:RuntimeError"}\n', True),
+    ('{"type": "end", "reason": "completed"}\n', False),
+    ('{"type": "end", "reason": "early_stopping"}\n', False),
+    (None, False),  # no checkpoint: nothing to continue
+])
+def test_a_fresh_baseline_says_when_the_last_one_stopped_without_finishing(
+        tmp_path: Path, stream: str | None, unfinished: bool) -> None:
+    """A plain `mlt train-baseline` after a kill starts a new run: the stopped one's epochs are
+    kept, and the command says so and names --resume (it started afresh without a word)."""
+    root = tmp_path / "p"
+    assert mlt("init", str(root), "--example", "digits")[0] == 0
+    cfg = yaml.safe_load((root / "mlt.yaml").read_text())
+    cfg["training"]["epochs"] = 1
+    (root / "mlt.yaml").write_text(yaml.safe_dump(cfg))
+    assert mlt("plan", "-C", str(root))[0] == 0
+    stopped = root / "runs" / "20200101-000000-baseline-0000"
+    (stopped / "checkpoints").mkdir(parents=True)
+    (stopped / "metrics.jsonl").write_text(stream or '{"type": "epoch", "epoch": 1}\n')
+    if stream is not None:
+        (stopped / "checkpoints" / "epoch-001.pt").write_bytes(b"x")
+    code, result, err = mlt("train-baseline", "-C", str(root))
+    assert code in (0, 3), err
+    note = ("note: runs/20200101-000000-baseline-0000 stopped without finishing (its "
+            "checkpoints are kept); this starts a new run instead of continuing it "
+            "(`mlt train-baseline --resume` continues a stopped run)")
+    assert (note in " ".join(err.split())) == unfinished, err
+    assert result["run"]["id"] != stopped.name

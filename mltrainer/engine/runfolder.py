@@ -33,6 +33,35 @@ def latest_resumable(runs_dir: Path, kind: str) -> Path | None:
     return (resumable or runs or [None])[-1]
 
 
+def unfinished_run(runs_dir: Path, kind: str) -> Path | None:
+    """The newest `kind` run when it stopped without finishing (killed, crashed, interrupted:
+    its stream has no end event, or one whose reason is interrupted, aborted or an error) and
+    holds a checkpoint to resume from; else None."""
+    run = latest_resumable(runs_dir, kind)
+    if run is None or not has_checkpoint(run):
+        return None
+    end = _end_event(run / "metrics.jsonl")
+    if end is None:
+        return run
+    reason = str(end.get("reason"))
+    return run if reason in ("interrupted", "aborted") or reason.startswith("error:") else None
+
+
+def _end_event(stream: Path) -> dict[str, Any] | None:
+    """The stream's end event when its last line is one (read from the file's tail)."""
+    try:
+        with open(stream, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 8192))
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    try:
+        event = json.loads(lines[-1]) if lines else None
+    except ValueError:  # a line cut short by the kill
+        return None
+    return event if isinstance(event, dict) and event.get("type") == "end" else None
+
+
 @contextlib.contextmanager
 def provisional_run_dir(project: Project, kind: str) -> Iterator[Path]:
     """A new `runs/<id>/` that is removed again (with `runs/` when this made it) if the start

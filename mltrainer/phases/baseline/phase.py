@@ -21,7 +21,11 @@ def run(ctx: PhaseContext) -> BaselineOutcome:
     from mltrainer.data import prepare_data
     from mltrainer.engine import Trainer, find_resume_checkpoint
     from mltrainer.engine.launch import Launch
-    from mltrainer.engine.runfolder import latest_resumable, provisional_run_dir
+    from mltrainer.engine.runfolder import (
+        latest_resumable,
+        provisional_run_dir,
+        unfinished_run,
+    )
 
     cfg, project = ctx.cfg, ctx.project
     launch = Launch.from_options(ctx.options, cfg)  # bad --nproc for this project: exit 2 now
@@ -53,6 +57,12 @@ def run(ctx: PhaseContext) -> BaselineOutcome:
             )
         result = train(run_dir, find_resume_checkpoint(run_dir))
     else:
+        stopped = None if cfg.training.entrypoint else unfinished_run(project.runs_dir, RUN_KIND)
+        if stopped is not None and ctx.progress is not None:  # its epochs are not lost: said
+            ctx.progress({"type": "note", "text": (
+                f"{project.relative(stopped)} stopped without finishing (its checkpoints are "
+                "kept); this starts a new run instead of continuing it "
+                f"(`mlt train-baseline --resume{launch.flags()}` continues a stopped run)")})
         with provisional_run_dir(project, RUN_KIND) as run_dir:  # gone again if refused
             result = train(run_dir, None)
     where = f"training interrupted at epoch {result.final_epoch} (step {result.final_step})"
