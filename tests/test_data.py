@@ -555,6 +555,11 @@ BAD_CSV = {
     "inf": ("a,label\n1,0\ninf,1\n", "infinite values"),
     # 1e300 is finite in the file but infinite in the model's float32: a NaN prediction
     "beyond_float32": ("a,label\n1,0\n-1e300,1\n", "values beyond float32's range"),
+    # a column of numbers with a decimal comma in one cell is read as text: the cell is named,
+    # not the column called an identifier
+    "decimal_comma": ("a,label\n" + "".join(f"{i / 7:.4f},{i % 2}\n" for i in range(80))
+                      + '"1,5",0\n', "column 'a' holds numbers, but 1 cell(s) are not numbers "
+                                      "(line 82): '1,5'"),
 }
 
 
@@ -710,3 +715,20 @@ def test_preprocessor_scale_params_are_the_per_column_ones_bit_for_bit(kind: str
     want = np.stack([frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in frame.columns],
                     axis=1).astype(np.float32)
     assert encoded.dtype == np.float32 and encoded.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize(("values", "refused", "stray"), [
+    ([f"2020-01-{i % 28 + 1:02d}T{i:03d}" for i in range(100)], True, 0),  # an id, a timestamp
+    ([f"{i / 3:.3f}" for i in range(99)] + ["1,5"], False, 1),  # numbers with a decimal comma
+    ([f"{i / 3:.3f}" for i in range(80)] + [f"n{i}" for i in range(20)], True, 0),  # 80 %: text
+    (["red", "green", "1"] * 40, False, 0),  # a category that holds a number
+])
+def test_plan_and_init_agree_on_what_a_text_column_is(values: list[str], refused: bool,
+                                                      stray: int) -> None:
+    """`mlt init --data` drops a column exactly when plan would refuse it as a category, and a
+    column of numbers with a typo is neither: plan names the cells (check_features)."""
+    from mltrainer.data._preprocess import refused_as_category, stray_text
+
+    col = pd.Series(values, dtype=object)
+    assert refused_as_category(col) == refused
+    assert int(stray_text(col).sum()) == stray

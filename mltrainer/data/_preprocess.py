@@ -25,6 +25,7 @@ FORMAT_VERSION = 1
 MAX_CATEGORIES = 1000  # distinct values of one text column: more would explode the one-hot width
 _ID_LIKE_MIN = 50  # distinct values from which a mostly-unique text column counts as an id
 _ID_LIKE_SHARE = 0.5  # share of distinct values among non-missing cells that looks like an id
+_NUMBERS_SHARE = 0.9  # a many-valued text column this share numbers is numbers with typos
 _F32_EPS = float(np.finfo(np.float32).eps)
 
 
@@ -247,7 +248,28 @@ def refused_as_category(col: pd.Series) -> bool:
     if _is_numeric(col):
         return False
     present = col.dropna()
-    return not_a_category(present.astype(str).nunique(), len(present))
+    return not_a_category(present.astype(str).nunique(), len(present)) and not (
+        stray_text(col).any())
+
+
+def stray_text(col: pd.Series) -> np.ndarray:
+    """The cells of a many-valued text column that are not numbers when nearly all of its
+    values (`_NUMBERS_SHARE`) are: a column of numbers with a typo or a decimal comma ("1,5"),
+    which pandas reads as text (and a category would be refused as an identifier). All False
+    for a column of numbers, of categories or of text."""
+    import pandas as pd
+
+    stray = np.zeros(len(col), dtype=bool)
+    if _is_numeric(col):
+        return stray
+    present = col.notna().to_numpy()
+    text = col[present].astype(str)
+    if not not_a_category(text.nunique(), len(text)):
+        return stray
+    wrong = pd.to_numeric(text, errors="coerce").isna().to_numpy()
+    if wrong.mean() <= 1 - _NUMBERS_SHARE:
+        stray[np.flatnonzero(present)[wrong]] = True
+    return stray
 
 
 def not_a_category(distinct: int, present: int) -> bool:

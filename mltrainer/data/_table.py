@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mltrainer.data._preprocess import stray_text
 from mltrainer.errors import DataError
 
 ARRAY_TARGET = "y"  # the target column's name for array sources (X, y)
@@ -167,6 +168,16 @@ def check_features(features: pd.DataFrame, where: str, lines: list[int] | None =
                     hint="rescale the column (e.g. its logarithm) or leave those cells empty "
                          "(missing)",
                 )
+            continue
+        stray = stray_text(col)
+        if stray.any():  # numbers read as text because of a few cells: those cells
+            shown = ", ".join(repr(v) for v in sorted(set(col[stray].astype(str)))[:3])
+            raise DataError(
+                f"{where}: column {name!r} holds numbers, but {int(stray.sum())} cell(s) are "
+                f"not numbers ({_rows(stray, lines)}): {shown}",
+                hint="fix or empty those cells (a decimal point, not a comma: 1.5), or add "
+                     f"{name!r} to data.drop in mlt.yaml",
+            )
 
 
 def encode_target(
