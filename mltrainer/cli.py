@@ -547,6 +547,7 @@ def config() -> None:
 @common
 def config_validate(out: Output, project: Project, path: str | None) -> None:
     """Validate mlt.yaml (or PATH)."""
+    import mltrainer.phases  # noqa: F401 (their CONFIG_CHECKS: optimize.space)
     from mltrainer.runner import load_project_config
 
     target = Path(path) if path else project.config_path

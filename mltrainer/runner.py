@@ -43,6 +43,9 @@ from mltrainer.workflow import next_command, phase_def, satisfied_alternative, u
 
 OutcomeT = TypeVar("OutcomeT", bound="Outcome")
 _RESERVED = ("phase", "gate", "report", "next")  # the keys every phase's `--json` starts with
+# what only a phase can judge in mlt.yaml (e.g. optimize's search ranges), added by the phase's
+# package on import and run by `load_project_config`: check(cfg, path) raises ConfigError
+CONFIG_CHECKS: list[Callable[[MltConfig, str], None]] = []
 
 
 class Outcome(BaseModel):
@@ -205,8 +208,9 @@ def restored_on_refusal(project: Project) -> Iterator[None]:
 
 def load_project_config(path: Path) -> MltConfig:
     """`load_config` plus what only the layers above the config can judge: the detector
-    thresholds under `diagnose.thresholds` (owned by the detectors, so a typo fails at load
-    time, on every command, not after a training run)."""
+    thresholds under `diagnose.thresholds` (owned by the detectors) and each phase's
+    `CONFIG_CHECKS` (optimize's `optimize.space`), so a typo fails at load time, on every
+    command and in `mlt config validate`, not after a training run."""
     cfg = load_config(path)
     if cfg.diagnose.thresholds:
         from mltrainer.detectors import build_detectors  # no torch
@@ -215,6 +219,8 @@ def load_project_config(path: Path) -> MltConfig:
             build_detectors(None, cfg.diagnose.thresholds)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc.message}", hint=exc.hint) from None
+    for check in CONFIG_CHECKS:  # the phases' own (e.g. optimize.space), on every command too
+        check(cfg, str(path))
     return cfg
 
 

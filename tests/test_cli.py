@@ -288,3 +288,26 @@ def test_a_fresh_baseline_says_when_the_last_one_stopped_without_finishing(
             "(`mlt train-baseline --resume` continues a stopped run)")
     assert (note in " ".join(err.split())) == unfinished, err
     assert result["run"]["id"] != stopped.name
+
+
+@pytest.mark.parametrize(("space", "fragment"), [
+    ({"training.lr": {"type": "float", "low": 1, "high": 0.1}}, "needs numbers low < high"),
+    ({"training.lrr": {"type": "float", "low": 0.001, "high": 0.1}}, "did you mean 'training.lr'"),
+    ({"training.batch_size": {"type": "int", "low": 0, "high": 64}}, "low 0 is not a valid value"),
+    ({"seed": {"type": "int", "low": 0, "high": 3}}, "fields can be searched"),
+])
+def test_config_validate_judges_the_search_space_too(tmp_path: Path, space: dict,
+                                                     fragment: str) -> None:
+    """A bad `optimize.space` range was accepted by `mlt config validate` (and by plan, and
+    trained a baseline) and refused only when `mlt optimize` started."""
+    root = tmp_path / "p"
+    assert mlt("init", str(root), "--example", "digits")[0] == 0
+    raw = yaml.safe_load((root / "mlt.yaml").read_text())
+    raw.setdefault("optimize", {})["space"] = space
+    (root / "mlt.yaml").write_text(yaml.safe_dump(raw))
+    before = files_snapshot(root)
+    for command in (["config", "validate"], ["plan"]):
+        code, result, err = mlt(*command, "-C", str(root))
+        assert code == 2 and f"field 'optimize.space.{next(iter(space))}'" in result["message"]
+        assert fragment in result["message"] and "Traceback" not in err
+    assert files_snapshot(root) == before

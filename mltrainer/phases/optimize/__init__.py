@@ -15,5 +15,9 @@ from __future__ import annotations
 from mltrainer.phases.optimize import checks
 from mltrainer.phases.optimize.outcome import OptimizeOutcome
 from mltrainer.phases.optimize.phase import run
+from mltrainer.phases.optimize.space import check_user_space
+from mltrainer.runner import CONFIG_CHECKS
+
+CONFIG_CHECKS.append(check_user_space)  # a bad optimize.space fails on load, not in optimize
 
 __all__ = ["OptimizeOutcome", "checks", "run"]

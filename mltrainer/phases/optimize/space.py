@@ -282,6 +282,15 @@ def default_params(cfg: MltConfig) -> list[Param]:
 # -- the user's `optimize.space` ---------------------------------------------------------------
 
 
+def check_user_space(cfg: MltConfig, source: str) -> None:
+    """Every `optimize.space` entry, as `build_space` will read it (runner.CONFIG_CHECKS: at
+    load time, so `mlt config validate` and every command refuse a bad range at once)."""
+    if cfg.optimize.space:
+        base_raw = cfg.model_dump(mode="json")
+        for path, spec in cfg.optimize.space.items():
+            user_param(path, spec, base_raw, source)
+
+
 def user_param(path: str, spec: Any, base_raw: dict[str, Any], source: str = "mlt.yaml"
                ) -> Param:
     """One `optimize.space` entry, validated eagerly: ConfigError names the entry and the value."""
