@@ -770,6 +770,10 @@ def _bad_case(tmp_path: Path, case: str) -> tuple[Any, str]:
         (tmp_path / "notok" / "readme.txt").write_text("hi")
         return (_cfg("d.jsonl", {"kind": "hf:bert", "tokenizer": "notok"}, text_column="text"),
                 "model.tokenizer: .*notok is not a tokenizer folder")
+    if case == "empty_texts":  # an empty CSV cell reads as None: "NoneType, not text" before
+        (tmp_path / "t.csv").write_text("text,label\ngood fine,pos\n,neg\nbad,neg\n,pos\n")
+        return (_cfg("t.csv", {"kind": "hf:bert", "tokenizer": "tok"}, text_column="text"),
+                r"2 row\(s\) of column 'text' have no text \(rows 2, 4, counting from 1\)")
     if case == "label_outside_classes":
         import datasets
 
@@ -785,7 +789,7 @@ def _bad_case(tmp_path: Path, case: str) -> tuple[Any, str]:
 
 
 BAD = ["empty_class", "truncated_image", "missing_text_column", "not_a_tokenizer",
-       "label_outside_classes"]
+       "label_outside_classes", "empty_texts"]
 
 
 @pytest.mark.parametrize("case", BAD)

@@ -153,11 +153,17 @@ class TextSource(DataSource):
                 problem = json_problem(path) if path.is_file() else None
                 raise DataError(f"{where}: {problem or 'it is not UTF-8 text'}",
                                 hint="save the file as UTF-8") from None
-            bad = next((i for i, t in enumerate(col) if not isinstance(t, str)), None)
-            if bad is not None:
-                raise DataError(f"{where}: row {start + bad + 1} (counting from 1) of column "
-                                f"{text_col!r} is {type(col[bad]).__name__}, not text",
-                                hint="fill or drop rows without text")
+            bad = [i for i, t in enumerate(col) if not isinstance(t, str)]
+            if bad:
+                empty = [i for i in bad if col[i] is None]  # (an empty CSV cell reads as None)
+                rows = ", ".join(str(start + i + 1) for i in (empty or bad)[:5]) + (
+                    ", ..." if len(empty or bad) > 5 else "")
+                what = (f"{len(empty)} row(s) of column {text_col!r} have no text" if empty
+                        else f"{len(bad)} row(s) of column {text_col!r} hold "
+                             f"{type(col[bad[0]]).__name__}, not text")
+                raise DataError(f"{where}: {what} (rows {rows}, counting from 1)",
+                                hint="fill those cells or drop those rows: a text model "
+                                     "reads a text in every row")
             texts.extend(col)
             raw_labels.extend(labels_of_part)
             given[name] = np.arange(start, len(texts))
