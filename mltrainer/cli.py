@@ -285,6 +285,13 @@ def _run_phase(out: Output, project: Project, name: str, **options: Any) -> dict
         reasons = ", ".join(f"{n} {safe(r)}" for r, n in skipped["by_reason"].items())
         out.info(f"note: {skipped['count']} file(s) in the image folder are not read "
                  f"({reasons}), e.g. {_few(skipped['examples'])}")
+    unseen = ((result.get("data") or {}).get("split") or {}).get("unseen_categories") or {}
+    if unseen:  # categories training never saw: the model reads them as none of the known
+        where = "; ".join(f"{split}: " + ", ".join(f"{n} row(s) of {safe(repr(col))}"
+                                                    for col, n in cols.items())
+                          for split, cols in unseen.items())
+        out.info(f"note: categories train does not hold, encoded as none of the known ones "
+                 f"({where})")
     out.gate(result)
     out.result(result)
     return result

@@ -732,3 +732,31 @@ def test_plan_and_init_agree_on_what_a_text_column_is(values: list[str], refused
     col = pd.Series(values, dtype=object)
     assert refused_as_category(col) == refused
     assert int(stray_text(col).sum()) == stray
+
+
+def test_categories_only_val_or_test_hold_are_counted_at_plan(tmp_path: Path) -> None:
+    """A category train never holds is encoded as none of the known ones in val and test: the
+    split record counts those rows per split and column (it was silent), and nothing when every
+    category is in train."""
+    rng = np.random.default_rng(1)
+    n = 400
+    frame = pd.DataFrame({"x": rng.normal(size=n), "shop": rng.choice(["a", "b", "c"], size=n),
+                          "colour": rng.choice(["red", "blue"], size=n)})
+    frame.loc[range(0, 40, 2), "shop"] = [f"rare{i}" for i in range(20)]
+    frame.loc[3, "shop"] = None  # missing: not a category
+    frame["label"] = np.where(frame.x > 0, "p", "n")
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    bundle = prepare_data(make_cfg("d.csv", target="label"), tmp_path, cache=False)
+    seen = set(frame.loc[bundle.train.raw_index, "shop"].dropna())
+    expected = {}
+    parts = {"val": bundle.val, "test": bundle._test_rows()}  # (the lock is not the point)
+    for split in ("val", "test"):
+        rows = frame.loc[parts[split].raw_index, "shop"]
+        count = int((rows.notna() & ~rows.isin(seen)).sum())
+        if count:
+            expected[split] = {"shop": count}
+    assert expected and bundle.split_info["unseen_categories"] == expected
+    frame["shop"] = rng.choice(["a", "b"], size=n)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    assert "unseen_categories" not in prepare_data(make_cfg("d.csv", target="label"), tmp_path,
+                                                   cache=False).split_info

@@ -242,7 +242,7 @@ def _from_cache(cached: Any, audit: AuditFn | None, rebuild: Callable[[], DataBu
 
 
 def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:
-    from mltrainer.data._preprocess import Preprocessor
+    from mltrainer.data._preprocess import Preprocessor, unseen_categories
     from mltrainer.data._sources import RawData, source_for
     from mltrainer.data._split import (
         digest_groups,
@@ -300,11 +300,16 @@ def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:
         class_labels=class_labels, target=str(target.name),
         target_scale=fit_target_scale(cfg, splits["train"].y),
     )
+    info = split_info(cfg, plan, y, class_labels, len(features),
+                      "identical feature rows (sha256) are kept together in one split")
+    unseen = {name: found for name in ("val", "test") if (found := unseen_categories(
+        preprocessor, features.iloc[getattr(plan, name)]))}
+    if unseen:  # encoded as none of the known categories: said, not silent
+        info["unseen_categories"] = unseen
     return DataBundle(
         spec=spec, train=splits["train"], val=splits["val"], test=splits["test"],
         fingerprints=fingerprints,
-        split_info=split_info(cfg, plan, y, class_labels, len(features),
-                              "identical feature rows (sha256) are kept together in one split"),
+        split_info=info,
         duplicates=duplicate_evidence(digests, plan, full, groups),
         preprocessor=preprocessor, source=where, audit=audit,
     )

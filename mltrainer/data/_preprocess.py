@@ -236,6 +236,19 @@ def _column_spec(name: str, col: pd.Series) -> ColumnSpec:
     return ColumnSpec(name, "category", tuple(categories))
 
 
+def unseen_categories(pre: Preprocessor, frame: pd.DataFrame) -> dict[str, int]:
+    """{column: rows} of `frame` whose value of a category column the preprocessing was not
+    fitted with (encoded as none of the known ones; a missing value is not counted)."""
+    out: dict[str, int] = {}
+    for spec in pre.columns:
+        if spec.kind == "category":
+            col = frame[spec.name]
+            new = int((col.notna() & ~col.astype(str).isin(spec.categories)).sum())
+            if new:
+                out[spec.name] = new
+    return out
+
+
 def _is_numeric(col: pd.Series) -> bool:
     import pandas as pd
 
