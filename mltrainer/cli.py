@@ -232,11 +232,8 @@ def init(out: Output, project: Project, target: str | None, example: str, data: 
                           target=target_col)
     origin = f"example '{safe(example)}'" if data is None else f"the data in {safe(data)}"
     out.info(f"created [bold]{safe(result['config'])}[/] from {origin}")
-    if result.get("dropped"):
-        names = ", ".join(repr(n) for n in result["dropped"])
-        out.info(f"note: data.drop leaves out {safe(names)}: text with mostly distinct values "
-                 "(an identifier, a date or free text), not a category; edit data.drop to "
-                 "change that")
+    for note in result.get("notes") or []:
+        out.info(f"note: {safe(note)}")
     out.info(f"next: cd {safe(result['root'])} && [bold]mlt plan[/]")
     out.result(result)
 

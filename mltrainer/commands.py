@@ -48,10 +48,12 @@ def init_project(project: Project, example: str, *, data: str | None = None,
             hint="edit it, or choose another directory for `mlt init`",
         )
     dropped: list[str] = []
+    notes: list[str] = []  # what init chose that the user should know
     if data is not None:
         import yaml
 
-        cfg = config_for_data(Path(data), target, project.root, project.root.resolve().name)
+        cfg, notes = config_for_data(Path(data), target, project.root,
+                                     project.root.resolve().name)
         parse_config(cfg, source="mlt init --data")  # what init writes must validate
         dropped = list(cfg["data"].get("drop", []))
         text = ("# mlt.yaml written by `mlt init --data`: a starting point that fits the data.\n"
@@ -70,7 +72,7 @@ def init_project(project: Project, example: str, *, data: str | None = None,
     audit(project, "init", example=example if data is None else None, data=data)
     return {"root": str(project.root), "config": str(project.config_path),
             "example": example if data is None else None, "data": data,
-            "dropped": dropped}
+            "dropped": dropped, "notes": notes}
 
 
 def project_status(project: Project) -> dict[str, Any]:

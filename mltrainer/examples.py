@@ -132,12 +132,16 @@ def describe() -> dict[str, Any]:
 
 _TEXT_MIN_MEAN_CHARS = 20  # a string column this long on average (with spaces) is free text
 _MAX_CLASSES = 50  # an integer target with at most this many values is a class label
+_PEEK_ROWS = 2000  # rows of the data that decide the task and the text column
+_IMBALANCED = 0.8  # a largest class above this share: the goal is f1_macro, not accuracy
 
 
-def config_for_data(data: Path, target: str | None, root: Path, name: str) -> dict[str, Any]:
+def config_for_data(data: Path, target: str | None, root: Path, name: str
+                    ) -> tuple[dict[str, Any], list[str]]:
     """mlt.yaml (as a dict) for the data at `data`: task, source kind and a fitting model —
     mlp for tables, a small CNN (or torchvision:resnet18 for larger photos) for image folders,
-    the example's tiny transformer (its tokenizer trained on the texts) for text."""
+    the example's tiny transformer (its tokenizer trained on the texts) for text — and notes
+    on what it chose that the user should know (columns left out, the goal's metric)."""
     data = Path(data).expanduser().resolve()
     rel = _relative(data, root)
     if not data.exists():
@@ -146,14 +150,16 @@ def config_for_data(data: Path, target: str | None, root: Path, name: str) -> di
                                  "folder, or a folder with one sub-folder of images per class")
     if data.is_dir() and not (data / "dataset_info.json").exists() and not (
             data / "dataset_dict.json").exists():
-        model, transforms = _image_model(data)
+        model, transforms, classes = _image_model(data)
+        metric, goal, notes = _goal("classification", classes)
         return _base(name, "classification", {"source": f"imagefolder:{rel}",
                                               "transforms": transforms},
-                     model, "accuracy", 0.9)
+                     model, metric or "accuracy", goal or 0.9), notes
     suffix = data.suffix.lower()
     if suffix == ".npz":
-        return _base(name, _npz_task(data), {"source": rel}, {"kind": "mlp"}, None, None)
-    frame = _peek(data)
+        return _base(name, _npz_task(data), {"source": rel}, {"kind": "mlp"}, None, None), []
+    whole = _peek(data)
+    frame = whole.head(_PEEK_ROWS)  # what the task, the text column and the tokenizer read
     if target is None:
         columns = ", ".join(map(str, frame.columns))
         raise BadInputError(f"--data {rel}: which column is the target?",
@@ -162,6 +168,7 @@ def config_for_data(data: Path, target: str | None, root: Path, name: str) -> di
         raise BadInputError(f"--target {target!r}: no such column in {rel} (columns: "
                             f"{', '.join(map(str, frame.columns))})", hint="pass --target COL")
     task = _task(frame[target])
+    metric, goal, notes = _goal(task, whole[target].dropna().astype(str))
     text = _text_column(frame.drop(columns=[target]))
     if text is not None or data.is_dir() or (suffix in (".jsonl", ".json", ".parquet")
                                              and "text" in frame.columns):
@@ -172,12 +179,33 @@ def config_for_data(data: Path, target: str | None, root: Path, name: str) -> di
         return _base(name, task, {"source": rel, "text_column": text, "target": target},
                      {"kind": "hf:model", "tokenizer": "tokenizer",
                       "max_length": _TINY_BERT_POSITIONS},
-                     None, None)
+                     metric, goal), notes
     data_cfg: dict[str, Any] = {"source": rel, "target": target}
-    drop = _not_features(frame.drop(columns=[target]))
+    drop = _not_features(whole.drop(columns=[target]))
     if drop:
         data_cfg["drop"] = drop
-    return _base(name, task, data_cfg, {"kind": "mlp"}, None, None)
+        notes.insert(0, f"data.drop leaves out {', '.join(map(repr, drop))}: text with mostly "
+                        "distinct values (an identifier, a date or free text), not a category; "
+                        "edit data.drop to change that")
+    return _base(name, task, data_cfg, {"kind": "mlp"}, metric, goal), notes
+
+
+def _goal(task: str, labels: Any) -> tuple[str | None, float | None, list[str]]:
+    """(goal.metric, goal.target, notes), None for the defaults (accuracy 0.9, r2 0.8), from
+    every row's label. When the largest class holds more than `_IMBALANCED` of the rows the
+    goal is f1_macro 0.8: always predicting that class scores its share in accuracy (plan
+    refuses a goal below the trivial baseline), and the rare classes are what matters."""
+    import pandas as pd
+
+    if task != "classification":
+        return None, None, []
+    shares = pd.Series(labels).value_counts(normalize=True)
+    if not len(shares) or float(shares.iloc[0]) <= _IMBALANCED:
+        return None, None, []
+    return "f1_macro", 0.8, [
+        f"goal.metric is f1_macro: class {str(shares.index[0])!r} holds "
+        f"{float(shares.iloc[0]):.0%} of the rows, so always predicting it scores that much "
+        "accuracy; set goal.target to what counts as done"]
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -200,7 +228,8 @@ def _base(name: str, task: str, data: dict[str, Any], model: dict[str, Any],
             "goal": {"metric": metric, "target": goal}}
 
 
-def _image_model(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _image_model(folder: Path) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """(model, transforms, each image's class folder) for an image folder."""
     from PIL import Image
 
     from mltrainer.data._manifest import list_files
@@ -213,12 +242,13 @@ def _image_model(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     with Image.open(folder / files[0]) as img:
         side, mode = min(img.size), img.mode
     channels = 1 if mode in ("1", "L", "I", "I;16", "F") else 3
+    classes = [Path(f).parts[0] for f in files if len(Path(f).parts) > 1]
     if side <= 64:  # small images: a small CNN at their own size
         return ({"kind": "cnn", "channels": [32, 64], "hidden": [128]},
-                {"channels": channels, "size": side, "crop": side})
+                {"channels": channels, "size": side, "crop": side}, classes)
     return ({"kind": "torchvision:resnet18"},
             {"channels": 3, "size": 72, "crop": 64, "augment": {"hflip": 0.5,
-                                                                "random_crop": True}})
+                                                                "random_crop": True}}, classes)
 
 
 def _npz_task(path: Path) -> str:
@@ -230,6 +260,8 @@ def _npz_task(path: Path) -> str:
 
 
 def _peek(path: Path) -> Any:
+    """The table at `path`: a CSV or parquet file whole (read whole anyway), the first
+    `_PEEK_ROWS` rows of a JSON lines file or a datasets folder."""
     import pandas as pd
 
     suffix = path.suffix.lower()
@@ -239,16 +271,16 @@ def _peek(path: Path) -> Any:
 
             ds = datasets.load_from_disk(str(path))
             part = ds[next(iter(ds))] if isinstance(ds, datasets.DatasetDict) else ds
-            return part.select(range(min(len(part), 2000))).to_pandas()
+            return part.select(range(min(len(part), _PEEK_ROWS))).to_pandas()
         if suffix == ".csv":  # read as plan reads it: a malformed file is refused alike
             from mltrainer.data._csv import read_csv_frame
 
-            return read_csv_frame(path, f"--data {path}")[0].head(2000)
+            return read_csv_frame(path, f"--data {path}")[0]
         if suffix in (".jsonl", ".json"):
-            return pd.read_json(path, lines=suffix == ".jsonl", nrows=2000 if
+            return pd.read_json(path, lines=suffix == ".jsonl", nrows=_PEEK_ROWS if
                                 suffix == ".jsonl" else None)
         if suffix == ".parquet":
-            return pd.read_parquet(path).head(2000)
+            return pd.read_parquet(path)
     except BadInputError:
         raise
     except Exception as exc:

@@ -760,3 +760,37 @@ def test_categories_only_val_or_test_hold_are_counted_at_plan(tmp_path: Path) ->
     frame.to_csv(tmp_path / "d.csv", index=False)
     assert "unseen_categories" not in prepare_data(make_cfg("d.csv", target="label"), tmp_path,
                                                    cache=False).split_info
+
+
+@pytest.mark.parametrize(("majority", "metric"), [(0.97, "f1_macro"), (0.6, "accuracy")])
+def test_init_from_imbalanced_data_sets_a_goal_plan_accepts(tmp_path: Path, majority: float,
+                                                            metric: str) -> None:
+    """With 97 % of one class, accuracy's trivial baseline (0.97) is above the 0.9 goal init
+    wrote, and plan refused its own config (goal_set); init now picks f1_macro and says why."""
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    rng = np.random.default_rng(0)
+    n = 600
+    x = rng.normal(size=n)
+    rare = np.argsort(-x)[: round(n * (1 - majority))]
+    label = np.full(n, "ok", dtype=object)
+    label[rare] = "fraud"
+    pd.DataFrame({"x": x, "y": rng.normal(size=n), "label": label}).to_csv(tmp_path / "t.csv",
+                                                                          index=False)
+    root = tmp_path / "p"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["init", str(root), "--data", str(tmp_path / "t.csv"),
+                                 "--target", "label"])
+    assert result.exit_code == 0, result.output
+    assert ("note: goal.metric is f1_macro: class 'ok' holds 97% of the rows" in
+            " ".join(result.stderr.split())) == (metric == "f1_macro")
+    import yaml
+
+    cfg = yaml.safe_load((root / "mlt.yaml").read_text())
+    assert cfg["goal"]["metric"] == metric
+    cfg["training"]["epochs"] = 1
+    (root / "mlt.yaml").write_text(yaml.safe_dump(cfg))
+    plan = runner.invoke(cli, ["plan", "-C", str(root), "--json"])
+    assert plan.exit_code == 0 and json.loads(plan.stdout)["gate"]["passed"], plan.output
