@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mltrainer.errors import BadInputError
+from mltrainer.errors import BadInputError, StateCorruptError
 from mltrainer.phases.baseline.outcome import BaselineOutcome
 from mltrainer.phases.diagnose.outcome import DiagnoseOutcome
 from mltrainer.phases.plan.outcome import PlanOutcome
@@ -54,6 +54,11 @@ def run(ctx: PhaseContext) -> DiagnoseOutcome:
         path = path if path.is_absolute() else Path.cwd() / path
     else:
         path = project.root / baseline.run.dir / "metrics.jsonl"
+        if not path.is_file():  # the evidence the baseline gate judged was moved or deleted
+            raise StateCorruptError(
+                f"the baseline run's stream {project.relative(path)} is gone",
+                hint=f"restore {baseline.run.dir}/ (mlt keeps every run folder), or re-run "
+                     "`mlt train-baseline`")
     overrides = {"task": cfg.task, "metric": cfg.goal.metric,
                  "greater_is_better": cfg.greater_is_better,
                  "baseline": PlanOutcome.of(ctx.state).trivial_baseline}
