@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mltrainer.config import parse_config
-from mltrainer.errors import BadInputError, RefusedError
+from mltrainer.errors import BadInputError, RefusedError, environment_error
 from mltrainer.phases import PHASES as PHASE_SPECS
 from mltrainer.project import Project
 from mltrainer.resources import example_config
@@ -59,7 +59,13 @@ def init_project(project: Project, example: str, *, data: str | None = None,
         text = ("# mlt.yaml written by `mlt init --data`: a starting point that fits the data.\n"
                 "# `mlt config schema` lists every field; set goal.target to what counts as "
                 "done.\n" + yaml.safe_dump(cfg, sort_keys=False))
-    project.root.mkdir(parents=True, exist_ok=True)
+    try:
+        project.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a path under a file, or where no folder can be made
+        raise environment_error(exc) or BadInputError(
+            f"cannot create the project folder {project.root}: {exc.strerror or exc}",
+            hint="give `mlt init` a folder path that can be created (every part of it above "
+                 "the new folder an existing folder)") from None
     if data is None:
         write_example_data(example, project.root)  # images / text: the data they ship with
     project.config_path.write_text(text, encoding="utf-8")

@@ -311,3 +311,12 @@ def test_config_validate_judges_the_search_space_too(tmp_path: Path, space: dict
         assert code == 2 and f"field 'optimize.space.{next(iter(space))}'" in result["message"]
         assert fragment in result["message"] and "Traceback" not in err
     assert files_snapshot(root) == before
+
+
+def test_init_where_no_folder_can_be_made_is_bad_input(tmp_path: Path) -> None:
+    """A project path under a file was an "unexpected failure" (NotADirectoryError, exit 1)."""
+    (tmp_path / "afile").write_text("x")
+    code, result, err = mlt("init", str(tmp_path / "afile" / "p"), "--example", "digits")
+    assert code == 2 and result["message"] == (
+        f"cannot create the project folder {tmp_path / 'afile' / 'p'}: Not a directory")
+    assert "Traceback" not in err and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
