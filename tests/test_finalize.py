@@ -522,6 +522,16 @@ def test_predict_csv_with_text_categories_and_missing_values(
     assert code == 2 and "column 'a' must be numeric but holds 'abc'" in result["message"]
     assert result["hint"].startswith(f"fix that column in {tmp_path / 'kind.csv'}")
     assert not (tmp_path / "x.csv").exists()
+    # an --out under a file (an "unexpected failure", exit 1), a folder as the input
+    (tmp_path / "afile").write_text("x")
+    for args, message in (
+            ([str(tmp_path / "in.csv"), "--out", str(tmp_path / "afile" / "p.csv")],
+             f"--out {tmp_path / 'afile' / 'p.csv'}: {tmp_path / 'afile'} is a file, not a "
+             "folder"),
+            ([str(tmp_path), "--out", str(tmp_path / "y.csv")],
+             f"{tmp_path}: a folder, not a file")):
+        code, result, _ = mlt("predict", *args, "-C", str(root))
+        assert code == 2 and result["message"] == message, result
 
 
 # -- small units -----------------------------------------------------------------------------

@@ -83,7 +83,8 @@ def encode_csv(path: Path, preprocessor: Any
 
     where = str(path)
     if not path.is_file():
-        raise DataError(f"{where}: no such file", hint="pass the path of a CSV file to predict on")
+        raise DataError(f"{where}: {'a folder, not a file' if path.is_dir() else 'no such file'}",
+                        hint="pass the path of a CSV file to predict on")
     frame, _, lines = read_csv_frame(path, where)
     wanted = [c.name for c in preprocessor.columns]
     missing = [c for c in wanted if c not in frame.columns]
@@ -128,6 +129,9 @@ def check_output_path(project: Project, input_path: Path, out_path: Path, force:
     fix = "choose another --out path (a new file)"
     if out.is_dir():
         raise BadInputError(f"--out {out_path}: is a folder", hint=fix)
+    above = next((d for d in out.parents if d.exists()), None)
+    if above is not None and not above.is_dir():
+        raise BadInputError(f"--out {out_path}: {above} is a file, not a folder", hint=fix)
     protected = {Path(input_path).resolve(): "the input file",
                  project.config_path: "the project config",
                  project.optimized_config_path: "the optimized config"}
