@@ -458,6 +458,11 @@ def predict(out: Output, project: Project, inputs: tuple[str, ...], out_path: st
     result = predict_inputs(project, [Path(p) for p in inputs], Path(out_path), column,
                             force=force)
     out.info(f"wrote {result['rows']} predictions to {safe(result['out'])}")
+    skipped = result.get("skipped_files") or {}
+    if skipped.get("count"):
+        out.info(f"skipped {skipped['count']} file(s) of the input folders that are not images "
+                 f"and have no prediction: {_few(skipped['examples'])}"
+                 f"{', ...' if skipped['count'] > len(skipped['examples']) else ''}")
     blank = result.get("skipped_blank_lines") or []
     if blank:
         out.info(f"skipped {len(blank)} blank line(s), which have no prediction: {_few(blank)}")

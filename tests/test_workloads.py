@@ -7,6 +7,7 @@ steps. Nothing reaches a hub (HF_HUB_OFFLINE=1)."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -1095,9 +1096,12 @@ def test_image_folder_through_finalize_and_predict(tmp_path: Path) -> None:
     for text in (report, card):
         assert f"on {exports['onnx']['parity_rows']} rows (validation items)" in text
         assert "every value missing" not in text
-    code, pred, _ = mlt("predict", str(tmp_path / "faces" / "face"), "--out",
-                     str(tmp_path / "p.csv"))
+    shutil.copytree(tmp_path / "faces" / "face", tmp_path / "new")
+    (tmp_path / "new" / "notes.txt").write_text("not a picture")
+    code, pred, _ = mlt("predict", str(tmp_path / "new"), "--out", str(tmp_path / "p.csv"))
     assert code == 0 and pred["rows"] == 40
+    # a file of the folder that is no image has no prediction: counted, not silent
+    assert pred["skipped_files"] == {"count": 1, "examples": [str(tmp_path / "new" / "notes.txt")]}
     assert (tmp_path / "p.csv").read_text().splitlines()[0].startswith("input,prediction")
     # a worker refused (diagnose skipped on the fast path) leaves the folder's hash cache as
     # it found it: the fingerprints used to hash the folder into .mlt/cache/ first

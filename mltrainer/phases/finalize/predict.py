@@ -282,7 +282,18 @@ def predict_items(project: Project, inputs: list[Path], out_path: Path,
                                 names=names)
     if pre["kind"] == "text":  # nothing skipped silently: a blank line has no prediction
         result["skipped_blank_lines"] = blank
+    if pre["kind"] == "image":  # nor a file of an input folder that is no image
+        result["skipped_files"] = _not_images(inputs, files)
     return result
+
+
+def _not_images(inputs: list[Path], files: list[Path]) -> dict[str, Any]:
+    """The files under the input folders that have no image suffix, so no prediction:
+    {"count", "examples": the first few}."""
+    taken = {Path(f).resolve() for f in files}
+    skipped = [f for d in map(Path, inputs) if d.is_dir() for f in sorted(d.rglob("*"))
+               if f.is_file() and f.resolve() not in taken]
+    return {"count": len(skipped), "examples": [str(f) for f in skipped[:UNSEEN_SHOWN]]}
 
 
 def _tensor_items(inputs: list[Path], pre: dict[str, Any]) -> tuple[list[str], np.ndarray]:
