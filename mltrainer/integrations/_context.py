@@ -15,7 +15,8 @@ these environment variables:
     MLT_BASELINE    optional: JSON of the trivial baseline's val values, for the detectors
     MLT_SPEC        JSON of the data spec: task, n_features, n_classes, feature_names, ...
 
-`context()` reads them into a `RunContext`; the callbacks read it when given no arguments.
+`context()` reads them into a `RunContext`; the callbacks and `MltMonitor` read it when given no
+arguments.
 """
 
 from __future__ import annotations
@@ -135,14 +136,16 @@ def monitor_settings(run_dir: str | Path | None, *, task: str | None, metric: st
                      thresholds: dict[str, dict[str, float]] | None,
                      grad_stats_every: int | None, checkpoints: bool | None,
                      framework: str, goal_target: float | None = None,
-                     n_val: int | None = None, train_rows: Any = "auto") -> dict[str, Any]:
+                     n_val: int | None = None, train_rows: Any = "auto",
+                     who: str = "MltCallback") -> dict[str, Any]:
     """RunMonitor's arguments: what the caller gave, the rest from the run context (when
     there is one) or the defaults. Checkpoints default to on inside an mlt run only;
     `train_rows="auto"` is the engine's own fixed training subset inside an mlt run
-    (`train_rows_of`) and none outside one; None turns the train metrics off."""
+    (`train_rows_of`) and none outside one; None turns the train metrics off. `who` names
+    the caller in the error for missing settings."""
     ctx = context() if in_mlt_run() else None
     if ctx is None and (run_dir is None or task is None or metric is None):
-        raise ValueError("MltCallback needs run_dir, task and metric outside an mlt run "
+        raise ValueError(f"{who} needs run_dir, task and metric outside an mlt run "
                          f"(got run_dir={run_dir!r}, task={task!r}, metric={metric!r})")
     return {
         "run_dir": run_dir if run_dir is not None else ctx.run_dir,  # type: ignore[union-attr]

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from torch import distributed as dist
 from torch import nn
 
 from mltrainer.config import LOWER_IS_BETTER
@@ -422,6 +423,28 @@ class RunMonitor:
             self._next_norm = (self._norm_taken // self.norm_every + 1) * self.norm_every
             self._plan()
 
+    def sample(self, params: list[tuple[str, nn.Parameter]], step: int
+               ) -> tuple[list[torch.Tensor] | None, LayerStats | None]:
+        """The gradients' numbers of step `step` (1-based) as `step` takes them (`grad_norm`,
+        `layers`): per-layer statistics when `wants_layer_stats`, else the global norm's
+        parts when `wants_grad_norm`, else (None, None); kept on the device, read with the
+        step's block (no sync here). Call it once the gradients of the step are complete and
+        before they are clipped (the norms are the unclipped ones, as the stream wants); a
+        hook skips the call below `next_sample`. The cost noted (`note_stats_cost`,
+        `note_norm_cost`) is all of this sampling's, the decision and the pass: what a sampled
+        step costs more than another."""
+        started = time.perf_counter()
+        if self.wants_layer_stats(step):
+            grads = gradient_norms(params, layers=True)
+            self.note_stats_cost(time.perf_counter() - started)
+            return grads
+        if self.wants_grad_norm(step):
+            grads = gradient_norms(params, layers=False)
+            if self.times_norm():
+                self.note_norm_cost(time.perf_counter() - started)
+            return grads
+        return None, None
+
     def _plan(self) -> None:
         """`next_sample`: the first step `wants_layer_stats` or `wants_grad_norm` may say yes
         to (a lower bound: a hook skips both below it)."""
@@ -793,6 +816,31 @@ class RunMonitor:
     def _sync_loop(self) -> None:
         while self._sync_requests.get():
             self._fsync_stream()
+
+
+# -- several processes (torch.distributed) ------------------------------------------------------
+
+
+def world_size() -> int:
+    """The processes of the `torch.distributed` group, 1 when there is none."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_first_process() -> bool:
+    """Process 0 of the `torch.distributed` group (the one that writes), or the only one."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def any_process(flag: bool, device: Any = None) -> bool:
+    """`flag` or-ed over every process of the `torch.distributed` group (an all-reduce, MAX,
+    of one number on `device`: the CPU for gloo, the process's GPU for NCCL): the way process
+    0's stop reaches the others at the same step. Every process must call it at the same
+    points; with one process it is `flag`, with no collective."""
+    if world_size() <= 1:
+        return flag
+    tensor = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
 
 
 def _read(tensors: list[torch.Tensor]) -> list[float]:

@@ -46,7 +46,6 @@ from mltrainer.engine.entrypoint import frameworks_importable
 from mltrainer.integrations._context import monitor_settings
 from mltrainer.integrations._core import (
     RunMonitor,
-    gradient_norms,
     split_logged,
     trainable,
 )
@@ -88,7 +87,7 @@ class MltCallback(Callback):
         self._recorded = 0  # the last step on_train_batch_end handed on
         self._epoch = 1  # the epoch in progress, from 1: trainer.current_epoch + 1
         # from on_before_optimizer_step to on_train_batch_end: the step's lr and, when the
-        # monitor samples it, its gradient norms (on the device; `_sample`)
+        # monitor samples it, its gradient norms (on the device; `RunMonitor.sample`)
         self._lr: Any = None
         self._grads: tuple[Any, Any] = _NO_NORMS
         self._next_sample: float = 0  # RunMonitor.next_sample, kept here (the hooks' fast path)
@@ -125,7 +124,7 @@ class MltCallback(Callback):
     # attribute of a large object ~0.5 us (bench/integrations.py). So the common step (no
     # norm sampled) is a few lines of each, with no call of ours: a count and the lr here, one
     # tuple appended to the monitor's pending block at the batch's end (`RunMonitor.step`,
-    # inlined); `_sample` and `RunMonitor._due` only when a step is sampled or due.
+    # inlined); `RunMonitor.sample` and `_due` only when a step is sampled or due.
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         # Lightning counts each call as one optimisation step (its global_step, read at each
@@ -134,27 +133,12 @@ class MltCallback(Callback):
         # the lr this step uses (Lightning steps the schedulers before on_train_batch_end)
         self._lr = optimizer.param_groups[0]["lr"]
         if step >= self._next_sample:
-            self._sample(step)
-
-    def _sample(self, step: int) -> None:
-        """The gradients' numbers on a step the monitor samples (`RunMonitor.next_sample`).
-        Called before Lightning clips: the norms are the unclipped ones, as the stream wants;
-        kept on the device and read with the step's block (RunMonitor.flush): no sync here.
-        Lightning keeps no norm to reuse (it discards clip_grad_norm_'s; its grad_norm()
-        utility is one norm per parameter and a host sync): one fused pass of our own."""
-        # the cost noted is all of this sampling's (the decision, the pass), what a sampled
-        # step costs more than another
-        monitor, grads = self.monitor, _NO_NORMS
-        started = time.perf_counter()
-        if monitor.wants_layer_stats(step):
-            grads = gradient_norms(self._params, layers=True)
-            monitor.note_stats_cost(time.perf_counter() - started)
-        elif monitor.wants_grad_norm(step):
-            grads = gradient_norms(self._params, layers=False)
-            if monitor.times_norm():
-                monitor.note_norm_cost(time.perf_counter() - started)
-        self._grads = grads
-        self._next_sample = monitor.next_sample
+            # the gradients' numbers on a sampled step (RunMonitor.sample), before Lightning
+            # clips: the unclipped norms, as the stream wants. Lightning keeps no norm to reuse
+            # (it discards clip_grad_norm_'s; its grad_norm() utility is one norm per
+            # parameter and a host sync): one fused pass of our own
+            self._grads = self.monitor.sample(self._params, step)
+            self._next_sample = self.monitor.next_sample
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

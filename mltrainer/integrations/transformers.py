@@ -62,9 +62,11 @@ from mltrainer.engine.entrypoint import frameworks_importable
 from mltrainer.integrations._context import monitor_settings
 from mltrainer.integrations._core import (
     RunMonitor,
+    any_process,
     gradient_norms,
     split_logged,
     trainable,
+    world_size,
 )
 
 frameworks_importable()  # before the framework itself: see its docstring
@@ -115,7 +117,7 @@ class MltCallback(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._training = True  # in every process: trainer.evaluate() outside train() is not ours
-        self._world = _world_size()
+        self._world = world_size()
         if self.every_step and self._trainer is None:
             self._wrap(_running_trainer(sys._getframe(1)))
         if not state.is_world_process_zero:
@@ -254,12 +256,7 @@ class MltCallback(TrainerCallback):
         otherwise wait forever in the next gradient all-reduce."""
         stop = reason is not None
         if collective and self._world > 1:
-            import torch
-            from torch import distributed as dist
-
-            flag = torch.tensor([int(stop)], device=args.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            stop = bool(flag.item())
+            stop = any_process(stop, args.device)
         if not stop:
             return
         control.should_training_stop = True
@@ -284,12 +281,6 @@ def _running_trainer(frame: Any) -> Any:
             return owner
         frame = frame.f_back
     return None
-
-
-def _world_size() -> int:
-    from torch import distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -1,0 +1,290 @@
+"""mlt's metric stream and online detectors around a training loop of your own (plain PyTorch,
+no framework).
+
+    from mltrainer.integrations.loop import MltMonitor
+
+    with MltMonitor(model, "runs/my-run", task="regression", metric="r2",
+                    steps_per_epoch=len(loader), epochs=epochs) as mlt:
+        for epoch in range(epochs):
+            for x, y in loader:
+                optimizer.zero_grad()
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                mlt.step(loss, optimizer)       # after backward, before clipping and step()
+                optimizer.step()
+                if mlt.should_stop:
+                    break
+            if mlt.should_stop or mlt.epoch(val_loss, {"r2": r2, ...}):
+                break
+
+The counterpart of the Lightning and Hugging Face `MltCallback`s, a few lines around the same
+`RunMonitor` (`_core.py`). Entering the block starts the stream (`steps_per_epoch`, `epochs`:
+what you give); leaving it ends the stream with the reason: "completed", or the one you gave
+with `mlt.stop("early_stopping")`, "max_steps" once `max_steps` steps were recorded, the
+detector's ("detector:nan_loss"), "aborted" on a KeyboardInterrupt (mlt interrupts a pruned
+`mlt optimize` trial so), `error:<Type>` on any other exception, which goes on up.
+
+`mlt.step(loss, optimizer)` is one optimisation step: call it once the step's gradients are
+complete (after the last `backward`) and before they are clipped or applied, so the gradient
+norms are the unclipped ones and the lr (`optimizer.param_groups[0]["lr"]`, or `lr=`) is the
+one this step uses. It keeps the loss and, on the steps the monitor samples, the gradients'
+norms on their device, exactly as the Lightning callback does (`RunMonitor.sample`: the global
+norm on every step while it costs at most 0.25 % of the step, else on a stride; per-layer
+statistics every `grad_stats_every` steps, less often when costly); the steps are handled in
+blocks. It returns the reason to stop, or None (also `mlt.should_stop`, `mlt.stopping_reason`):
+after a non-finite loss or gradient norm "detector:nan_loss", at most `max_block - 1` (31)
+steps and `max_delay_s` (0.25 s) plus one step after the step that broke (`RunMonitor`); break
+out of the loop then (the update of the step it returns on may be skipped or applied). With
+gradient accumulation call it once per optimisation step, after the last micro-batch's
+backward, with the step's loss (the mean of the micro-batches' losses, as Lightning and HF
+record it), not once per micro-batch: a call is a step.
+
+`mlt.epoch(val_loss, val)` ends the epoch (counted from 1) with the val loss and the val
+metrics as a dict that holds the goal metric (`RunContext.compute_metrics(outputs)` gives
+every metric of the task by mlt's formulas); it saves the checkpoint from `model.state_dict()`
+(inside an mlt run, or with `save_checkpoints=True`), measures the train rows on `model`
+(`train` and `train_eval_loss`, as the engine does: `model(rows)` must return the outputs) and
+returns the reason to stop, or None.
+
+Arguments left None come from the run context inside an mlt run (`training.entrypoint`:
+`context()`), as for `MltCallback()`, `max_steps` included (plan's determinism check); outside
+one `run_dir`, `task` and `metric` are required (one ValueError otherwise).
+
+With several processes (`torch.distributed` initialised before entering), process 0 writes
+the stream and runs the detectors; every process calls `step` and `epoch` at the same points,
+and each call all-reduces the stop flag (`any_process`, as the HF callback does: one tiny
+collective a step, on the model's device), so every process stops at the same step (the others
+with `stopping_reason` "stopped_by_rank0"); `mlt.stop(...)` stays the calling process's own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mltrainer.integrations._context import context, in_mlt_run, monitor_settings
+from mltrainer.integrations._core import (
+    RunMonitor,
+    any_process,
+    is_first_process,
+    trainable,
+    world_size,
+)
+
+__all__ = ["MltMonitor"]
+_NO_NORMS = (None, None)  # a step whose gradient norm is not sampled
+
+
+class MltMonitor:
+    """See the module docstring. Arguments left None come from the mlt run context when there
+    is one (`run_dir`, `task` and `metric` are required otherwise)."""
+
+    def __init__(self, model: nn.Module, run_dir: str | Path | None = None, *,
+                 task: str | None = None, metric: str | None = None,
+                 steps_per_epoch: int | None = None, epochs: int | None = None,
+                 max_steps: int | None = None, baseline: dict[str, float] | None = None,
+                 thresholds: dict[str, dict[str, float]] | None = None,
+                 goal_target: float | None = None, n_val: int | None = None,
+                 grad_stats_every: int | None = None, save_checkpoints: bool | None = None,
+                 train_rows: Any = "auto") -> None:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"MltMonitor needs the torch.nn.Module being trained but got "
+                             f"{type(model).__name__}")
+        for name, value in (("steps_per_epoch", steps_per_epoch), ("epochs", epochs),
+                            ("max_steps", max_steps)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f"MltMonitor's {name} must be a positive int or None but got "
+                                 f"{value!r}")
+        self.monitor = RunMonitor(**monitor_settings(
+            run_dir, task=task, metric=metric, baseline=baseline, thresholds=thresholds,
+            grad_stats_every=grad_stats_every, checkpoints=save_checkpoints,
+            goal_target=goal_target, n_val=n_val, train_rows=train_rows, framework="torch",
+            who="MltMonitor"))
+        self.model = model
+        self.steps_per_epoch, self.epochs = steps_per_epoch, epochs
+        self.max_steps = max_steps if max_steps is not None else (
+            context().max_steps if in_mlt_run() else None)
+        self.global_step = 0  # optimisation steps so far
+        self.current_epoch = 1  # the epoch in progress, from 1
+        self.stopping_reason: str | None = None
+        self._params: list[Any] = []
+        self._next_sample: float = 0  # RunMonitor.next_sample, kept here (step's fast path)
+        self._started = self._ended = False
+        self._active = True  # this process writes the stream (process 0)
+        self._world = 1
+        self._alone = False  # started, active, one process: step's fast path
+        self._device: Any = None  # the stop flag's device with several processes
+
+    @property
+    def findings(self) -> list[Any]:
+        return self.monitor.findings
+
+    @property
+    def should_stop(self) -> bool:
+        return self.stopping_reason is not None
+
+    @property
+    def stopping_reason_message(self) -> str | None:
+        """The finding's message of a detector's stop, else the reason."""
+        found = [f for f in self.monitor.findings if self.stopping_reason == f"detector:{f.id}"]
+        return found[0].message if found else self.stopping_reason
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def __enter__(self) -> MltMonitor:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: Any) -> bool:
+        if kind is None:
+            self.end()
+        else:  # as the Lightning callback's on_exception; the exception goes on up
+            self.end("aborted" if issubclass(kind, KeyboardInterrupt)
+                     else f"error:{kind.__name__}")
+        return False
+
+    def start(self) -> MltMonitor:
+        """Start the stream (what `with` does on entry)."""
+        if self._started:
+            return self
+        self._started = True
+        self._world = world_size()
+        self._active = is_first_process()
+        self._device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
+        reason = None
+        if self._active:
+            self._params = trainable(self.model)
+            reason = self.monitor.start(steps_per_epoch=self.steps_per_epoch,
+                                        epochs=self.epochs, max_steps=self.max_steps)
+            self._next_sample = self.monitor.next_sample
+        self._alone = self._active and self._world == 1
+        self._decide(reason, collective=False)
+        return self
+
+    def end(self, reason: str | None = None) -> None:
+        """End the stream (what `with` does on exit): with `reason` (an error's), else the
+        reason training stopped for, else "completed"; a run that ended normally keeps its
+        final weights when mlt asks for them (`checkpoints/final.pt`, plan's determinism
+        check). Safe to call twice."""
+        if not self._started or self._ended:
+            return
+        self._ended = True
+        self._alone = False
+        if not self._active:
+            return
+        if reason is not None:
+            self.monitor.end(reason)
+        else:
+            ended = self.stopping_reason if self.stopping_reason != "stopped_by_rank0" else None
+            self.monitor.end(ended, state_dict=self.model.state_dict)
+
+    def stop(self, reason: str = "early_stopping") -> None:
+        """Stop for a reason of your own: the stream's end event says `reason` (a detector's
+        stop, when there was one first, wins)."""
+        if not reason or not isinstance(reason, str):
+            raise ValueError(f"MltMonitor.stop needs a reason (a non-empty str) but got "
+                             f"{reason!r}")
+        if self.stopping_reason is None:
+            self.stopping_reason = reason
+
+    # -- per step and per epoch ---------------------------------------------------------------
+
+    def step(self, loss: torch.Tensor | float, optimizer: Any = None, *,
+             lr: float | None = None) -> str | None:
+        """One optimisation step (see the module docstring): `loss` a tensor (on any device:
+        it is not read here) or a number, the lr from `optimizer.param_groups[0]` unless `lr`
+        is given. Returns the reason to stop, or None."""
+        self.global_step = step = self.global_step + 1
+        if lr is None and optimizer is not None:
+            lr = optimizer.param_groups[0]["lr"]
+        if not self._alone:
+            return self._step_elsewhere(step, loss, lr)
+        # the common step: a few lines, one call of ours (RunMonitor.step, inlined as the
+        # Lightning callback inlines it: right after a backward pass every call costs ~3 us)
+        grads = _NO_NORMS
+        monitor = self.monitor
+        if step >= self._next_sample:
+            grads = monitor.sample(self._params, step)
+            self._next_sample = monitor.next_sample
+        if loss.__class__ is not float and isinstance(loss, torch.Tensor) and loss.requires_grad:
+            loss = loss.detach()  # (a graph kept until the block is read would hold memory)
+        pending = monitor._pending
+        now = time.perf_counter()
+        pending.append((self.current_epoch, step, loss, lr if lr is None else float(lr),
+                        grads[0], grads[1], now))
+        if len(pending) >= monitor._due_at or now >= monitor._flush_by:
+            reason = monitor._due()
+            if reason is not None and self.stopping_reason is None:
+                self.stopping_reason = reason
+        if self.max_steps is not None and step >= self.max_steps and self.stopping_reason is None:
+            self.stopping_reason = "max_steps"
+        return self.stopping_reason
+
+    def _step_elsewhere(self, step: int, loss: Any, lr: Any) -> str | None:
+        """`step` before the start, after the end, with several processes (each joins the
+        stop's all-reduce) or on a process that does not write."""
+        if not self._started or self._ended:
+            raise RuntimeError("MltMonitor.step outside its run: call it inside "
+                               "`with MltMonitor(...) as mlt:` (or between start() and end())")
+        reason = None
+        if self._active:
+            grads = _NO_NORMS
+            if step >= self._next_sample:
+                grads = self.monitor.sample(self._params, step)
+                self._next_sample = self.monitor.next_sample
+            reason = self.monitor.step(epoch=self.current_epoch, step=step, loss=loss,
+                                       lr=lr if lr is None else float(lr), grad_norm=grads[0],
+                                       layers=grads[1])
+        self._decide(reason)
+        if self.max_steps is not None and step >= self.max_steps and self.stopping_reason is None:
+            self.stopping_reason = "max_steps"
+        return self.stopping_reason
+
+    def epoch(self, val_loss: Any = None, val: Mapping[str, Any] | None = None) -> str | None:
+        """The end of the epoch in progress (epochs count from 1): `val_loss` and `val`, the
+        val metrics by name (numbers or one-element tensors) holding the goal metric. Saves
+        the checkpoint and measures the train rows (see the module docstring). Returns the
+        reason to stop, or None."""
+        if not self._started or self._ended:
+            raise RuntimeError("MltMonitor.epoch outside its run: call it inside "
+                               "`with MltMonitor(...) as mlt:` (or between start() and end())")
+        epoch = self.current_epoch
+        self.current_epoch += 1
+        reason = None
+        if self._active:
+            values = {str(name): _number(f"val[{name!r}]", value)
+                      for name, value in (val or {}).items()}
+            if self.monitor.metric not in values:
+                raise ValueError(f"MltMonitor.epoch: val has no {self.monitor.metric!r} (the goal "
+                                 f"metric) but {sorted(values)}; pass the val metrics by name "
+                                 "(RunContext.compute_metrics(outputs) gives every one)")
+            reason = self.monitor.epoch(
+                epoch=epoch, step=self.global_step,
+                val_loss=None if val_loss is None else _number("val_loss", val_loss),
+                val=values, state_dict=self.model.state_dict, model=self.model)
+        self._decide(reason)
+        return self.stopping_reason
+
+    def _decide(self, reason: str | None, collective: bool = True) -> None:
+        """Process 0's stop, or-ed over every process (`any_process`) when there are several:
+        each calls this at the same points (each step, each epoch's end)."""
+        stop = reason is not None
+        if collective and self._world > 1:
+            stop = any_process(stop, self._device)
+        if stop and self.stopping_reason is None:
+            self.stopping_reason = reason or "stopped_by_rank0"  # the engine's name for it
+
+
+def _number(name: str, value: Any) -> float:
+    try:
+        return float(value.item() if isinstance(value, torch.Tensor) else value)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"MltMonitor.epoch: {name} must be a number but got "
+                         f"{type(value).__name__}") from None
