@@ -1,5 +1,6 @@
 """What each of two processes does in tests/test_integrations.py's stop-broadcast test, started
-by torchrun (gloo, CPU): process 0's loss turns NaN at step 3 (Lightning, then Hugging Face);
+by torchrun (gloo, CPU): process 0's loss turns NaN at step 3 (Lightning, Hugging Face, then a
+hand-written loop with MltMonitor);
 its detector's stop (for step 3, handled with its block of steps) must reach process 1, so both
 stop at the same step (without the broadcast process 1 trains on and waits forever in the next
 gradient all-reduce). Writes rank<N>.json to argv[1]."""
@@ -93,5 +94,40 @@ def hf_run() -> dict:
             "stop_step": cb.monitor.stop_step, "max_block": cb.monitor.max_block}
 
 
-result = {"hf": hf_run(), "lightning": lightning_run()}
+def loop_run() -> dict:
+    """A hand-written DDP loop with MltMonitor: process 0's stop reaches process 1 through
+    the monitor's all-reduce of the stop flag at every step."""
+    from torch import distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from mltrainer.integrations.loop import MltMonitor
+
+    ours = not dist.is_initialized()  # (the frameworks' runs may have left theirs up)
+    if ours:
+        dist.init_process_group("gloo")
+    torch.manual_seed(0)
+    model = DistributedDataParallel(nn.Linear(4, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with MltMonitor(model, OUT / "loop", task="classification", metric="accuracy",
+                    train_rows=None) as mlt:
+        for _ in range(8):  # 64 steps: the stop (handled with its block of 32) cuts it short
+            for i in range(RANK, len(Y), 16):  # this process's half of each batch of 16
+                optimizer.zero_grad()
+                loss = nn.functional.cross_entropy(model(X[i:i + 8]), Y[i:i + 8])
+                if RANK == 0 and mlt.global_step + 1 == BAD_STEP:
+                    loss = loss * math.nan
+                loss.backward()
+                mlt.step(loss, optimizer)
+                optimizer.step()
+                if mlt.should_stop:
+                    break
+            if mlt.should_stop:
+                break
+    if ours:
+        dist.destroy_process_group()
+    return {"step": mlt.global_step, "reason": mlt.stopping_reason,
+            "stop_step": mlt.monitor.stop_step, "max_block": mlt.monitor.max_block}
+
+
+result = {"hf": hf_run(), "lightning": lightning_run(), "loop": loop_run()}
 (OUT / f"rank{RANK}.json").write_text(json.dumps(result))
