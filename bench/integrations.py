@@ -1,4 +1,5 @@
-"""What MltCallback costs per optimisation step inside Lightning's and Hugging Face's loops.
+"""What MltCallback costs per optimisation step inside Lightning's and Hugging Face's loops, and
+MltMonitor inside a hand-written PyTorch loop.
 
 The same script (digits as `mlt plan` splits it, mlt's built-in MLP, adamw, batch 64, val every
 epoch, no checkpoints, no logger, no progress bar) runs with and without the callback, in
@@ -14,6 +15,11 @@ alternating order in one process for several rounds, on one thread:
 - hf+log:                     the plain HF script with a callback that only asks for a log
                               every step: what the Trainer's own per-step log costs (what
                               the callback's fallback, and earlier versions, pay);
+- loop / loop+mlt:            a hand-written loop (the same DataLoader, model, adamw, a val
+                              pass a epoch), with `MltMonitor` in the second (`mlt.step` after
+                              each backward, `mlt.epoch` after each val pass, in a `with`);
+- loop+empty:                 the same calls on a monitor whose methods do nothing: what the
+                              calls themselves cost;
 - the callbacks write the stream, per-layer statistics (every 10 steps or, measured too
   costly, less often), the global gradient norm (Lightning: every step or, measured to cost
   more than 0.25 % of the step, on a stride; HF computes its own every step), run all eight
@@ -24,7 +30,7 @@ alternating order in one process for several rounds, on one thread:
   mlt's own engine pays too.
 
     python bench/integrations.py [--epochs 8] [--rounds 7] [--hidden 256 128] [--batch 64]
-                                 [--before REV]
+                                 [--before REV] [--only lightning hf loop]
 
 `--before main` adds "+before" arms: the callbacks as they are at that git revision, in the
 same run, alternating with the others (before and after side by side); the rest of mltrainer
@@ -47,7 +53,10 @@ includes the timing's own clock reads, ~6 us each right after a training step: t
 hooks, empty, timed the same way alternating with them, give that floor, printed with the
 figure net of it), and what the callback adapted to (the gradient norm and per-layer
 statistics every N steps, their costs). With `--before`, also the median over rounds of each
-round's difference (now - before), per hook: side by side, steadier than two medians.
+round's difference (now - before), per hook: side by side, steadier than two medians. For the
+loop the "hooks" are MltMonitor's `__enter__`, `step`, `epoch` and `__exit__` (the loop reads
+`step`'s return, not `should_stop`, so every call of the monitor is timed); `--before` has no
+loop arm where that revision has no `integrations/loop.py`.
 """
 
 from __future__ import annotations
@@ -98,14 +107,30 @@ BEFORE: dict[str, Any] = {}  # framework -> MltCallback of --before REV
 FLOOR: dict[str, Any] = {}  # framework -> a callback with MltCallback's hooks, all empty
 
 
+LOOP_HOOKS = ("__enter__", "step", "epoch", "__exit__")  # MltMonitor's, as the loop calls them
+
+
+def hooks_of(kind: Any) -> list[str]:
+    """The methods of `kind` a framework (or the hand-written loop) calls: its `on_*` hooks."""
+    if kind.__name__.endswith("MltMonitor"):
+        return list(LOOP_HOOKS)
+    return [name for name in vars(kind) if name.startswith("on_")]
+
+
+class NoMonitor:
+    """The base of the loop's floor: takes MltMonitor's arguments, has no monitor."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 def empty_like(kind: Any, base: Any) -> Any:
-    """A `base` callback class with the same `on_*` hooks as `kind`, each doing nothing: timed
-    as `kind`'s are, what the timing itself and the framework's calls cost (the floor)."""
+    """A `base` callback class with the same hooks as `kind` (`hooks_of`), each doing nothing:
+    timed as `kind`'s are, what the timing itself and the framework's calls cost (the floor)."""
     def nothing(self: Any, *args: Any, **kwargs: Any) -> None:
         return None
 
-    return type(f"Empty{kind.__name__}", (base,),
-                {name: nothing for name in vars(kind) if name.startswith("on_")})
+    return type(f"Empty{kind.__name__}", (base,), {name: nothing for name in hooks_of(kind)})
 
 
 def load_before(rev: str, tmp: Path) -> None:
@@ -129,20 +154,29 @@ def load_before(rev: str, tmp: Path) -> None:
         BEFORE["lightning"] = importlib.import_module(
             "mlt_before.integrations.lightning").MltCallback
         BEFORE["hf"] = importlib.import_module("mlt_before.integrations.transformers").MltCallback
+        with contextlib.suppress(ImportError):  # (a revision before the plain loop's API)
+            BEFORE["loop"] = importlib.import_module("mlt_before.integrations.loop").MltMonitor
         return
     package = tmp / "mlt_before"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    for name in ("_core", "lightning", "transformers"):
-        source = subprocess.run(["git", "-C", str(REPO), "show",
-                                 f"{rev}:mltrainer/integrations/{name}.py"],
-                                capture_output=True, text=True, check=True).stdout
-        source = source.replace("from mltrainer.integrations._core import",
-                                "from mlt_before._core import")
+    for name in ("_core", "_context", "lightning", "transformers", "loop"):
+        shown = subprocess.run(["git", "-C", str(REPO), "show",
+                                f"{rev}:mltrainer/integrations/{name}.py"],
+                               capture_output=True, text=True)
+        if shown.returncode != 0 and name == "loop":
+            continue  # a revision before the plain loop's API
+        shown.check_returncode()
+        source = shown.stdout
+        for module in ("_core", "_context"):
+            source = source.replace(f"from mltrainer.integrations.{module} import",
+                                    f"from mlt_before.{module} import")
         (package / f"{name}.py").write_text(source)
     sys.path.insert(0, str(tmp))
     BEFORE["lightning"] = importlib.import_module("mlt_before.lightning").MltCallback
     BEFORE["hf"] = importlib.import_module("mlt_before.transformers").MltCallback
+    if (package / "loop.py").is_file():
+        BEFORE["loop"] = importlib.import_module("mlt_before.loop").MltMonitor
 
 
 def callbacks(kind: Any, cfg: Any, bundle: Any, arm: str, tmp: Path) -> list[Any]:
@@ -273,12 +307,72 @@ def hf_run(cfg: Any, bundle: Any, epochs: int, arm: str, tmp: Path) -> float:
     return (CLOCK() - start) / trainer.state.global_step
 
 
+def loop_monitor(cfg: Any, bundle: Any, model: Any, arm: str, tmp: Path, steps: int,
+                 epochs: int) -> Any:
+    """The monitor of the hand-written loop's `arm` (None: the plain loop, no calls)."""
+    from mltrainer.integrations.loop import MltMonitor
+
+    if not arm:
+        return None
+    if arm in ("+empty", "+floor"):
+        MADE[:] = []
+        return FLOOR["loop"]()
+    kind = BEFORE["loop"] if arm == "+before" else MltMonitor
+    rows = train_rows(cfg, bundle) if arm == "+mlt+train" else None
+    MADE[:] = [kind(model, tmp / f"l{time.perf_counter_ns()}", task="classification",
+                    metric="accuracy", save_checkpoints=False, train_rows=rows,
+                    steps_per_epoch=steps, epochs=epochs)]
+    return MADE[0]
+
+
+def loop_run(cfg: Any, bundle: Any, epochs: int, arm: str, tmp: Path) -> float:
+    """A hand-written training loop: the Lightning script's work (model, data, adamw, a val
+    pass an epoch logging its loss and accuracy), with `MltMonitor` in the `+mlt` arms."""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from mltrainer.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(cfg.model, bundle.spec)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train = DataLoader(TensorDataset(torch.as_tensor(bundle.train.X).repeat(TILE[0], 1),
+                                     torch.as_tensor(bundle.train.y).repeat(TILE[0])),
+                       batch_size=BATCH[0], shuffle=True)
+    X_val, y_val = torch.as_tensor(bundle.val.X), torch.as_tensor(bundle.val.y)
+    mlt = loop_monitor(cfg, bundle, model, arm, tmp, len(train), epochs)
+    steps = 0
+    start = CLOCK()
+    with mlt if mlt is not None else contextlib.nullcontext():
+        for _ in range(epochs):
+            model.train()
+            for x, y in train:
+                optimizer.zero_grad()
+                loss = nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                stop = mlt.step(loss, optimizer) if mlt is not None else None
+                optimizer.step()
+                steps += 1
+                if stop:
+                    break
+            model.eval()
+            with torch.no_grad():
+                logits = model(X_val)
+            val_loss = nn.functional.cross_entropy(logits, y_val)
+            accuracy = (logits.argmax(1) == y_val).float().mean()
+            if mlt is not None and mlt.epoch(val_loss, {"accuracy": accuracy}):
+                break
+    LAST_STEPS[0] = steps
+    return (CLOCK() - start) / steps
+
+
 def hook_cost(kind: Any, run: Any, cfg: Any, bundle: Any, epochs: int, tmp: Path,
               arm: str = "+mlt") -> dict[str, float]:
     """Thread CPU seconds per optimisation step spent inside each of the callback's hooks
-    (`kind`, the class the run's `arm` makes)."""
+    (`kind`, the class the run's `arm` makes; `hooks_of`)."""
     spent: dict[str, float] = {}
-    originals = {name: fn for name, fn in vars(kind).items() if name.startswith("on_")}
+    originals = {name: vars(kind)[name] for name in hooks_of(kind)}
 
     def timed(name: str, fn: Any) -> Any:
         # the thread's CPU time: on a busy machine wall time measures the neighbours. Its two
@@ -314,7 +408,8 @@ def main() -> None:
                              "epochs at the same step (the per-epoch costs spread thinner)")
     parser.add_argument("--train-rows", action="store_true",
                         help="also time +mlt+train (the epoch events' train metrics)")
-    parser.add_argument("--only", choices=["lightning", "hf"], help="one framework only")
+    parser.add_argument("--only", choices=["lightning", "hf", "loop"], nargs="+",
+                        help="these frameworks (or the hand-written loop) only")
     parser.add_argument("--before", metavar="REV",
                         help="also time the callbacks of git revision REV, or all of mltrainer in "
                              "the folder REV (a git archive), as +before arms")
@@ -336,12 +431,15 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     cfg, bundle = setup(args.hidden)
-    arms = {"lightning": lightning_run, "hf": hf_run}
+    arms = {"lightning": lightning_run, "hf": hf_run, "loop": loop_run}
     if args.only:
-        arms = {args.only: arms[args.only]}
+        arms = {name: run for name, run in arms.items() if name in args.only}
     kinds = {name: ("", "+mlt") + (("+before",) if args.before else ())
              + (("+mlt+train",) if args.train_rows else ())
              + (("+log",) if name == "hf" else ("+empty",)) for name in arms}
+    from mltrainer.integrations.loop import MltMonitor
+
+    FLOOR["loop"] = empty_like(MltMonitor, NoMonitor)
     times: dict[str, list[float]] = {f"{a}{k}": [] for a in arms for k in kinds[a]}
     load_at_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -349,6 +447,9 @@ def main() -> None:
             load_before_dir = Path(tmp) / "before"
             load_before_dir.mkdir()
             load_before(args.before, load_before_dir)
+            if "loop" not in BEFORE and "loop" in kinds:  # a revision without MltMonitor
+                kinds["loop"] = tuple(k for k in kinds["loop"] if k != "+before")
+                del times["loop+before"]
         for run in arms.values():  # warm-up: imports, first-call costs
             run(cfg, bundle, 1, "+mlt", Path(tmp))
         for r in range(args.rounds):
@@ -378,15 +479,18 @@ def main() -> None:
     # the hooks timed from inside, now (and with --before, the old callbacks) in alternating
     # runs: the median of runs, steadier on a busy machine than the end-to-end figures
     with tempfile.TemporaryDirectory() as tmp:
-        for name, kind in (("lightning", LightningCallback), ("hf", HFCallback)):
+        for name, kind in (("lightning", LightningCallback), ("hf", HFCallback),
+                           ("loop", MltMonitor)):
             if name not in arms:
                 continue
-            from lightning.pytorch import Callback
-            from transformers import TrainerCallback
+            if name != "loop":
+                from lightning.pytorch import Callback
+                from transformers import TrainerCallback
 
-            FLOOR[name] = empty_like(kind, Callback if name == "lightning" else TrainerCallback)
-            versions = ([("+mlt", kind)] + ([("+before", BEFORE[name])] if args.before else [])
-                        + [("+floor", FLOOR[name])])
+                FLOOR[name] = empty_like(kind, Callback if name == "lightning"
+                                         else TrainerCallback)
+            versions = ([("+mlt", kind)] + ([("+before", BEFORE[name])] if name in BEFORE
+                                            else []) + [("+floor", FLOOR[name])])
             spent: dict[str, list[dict[str, float]]] = {arm: [] for arm, _ in versions}
             for r in range(args.hook_rounds):
                 for arm, cls in versions if r % 2 == 0 else versions[::-1]:
@@ -420,8 +524,9 @@ def main() -> None:
                       f"{1e6 * middle:+.1f} us a step ({each})")
             norm = (f"the gradient norm every {mon.norm_every} steps ("
                     f"{1e6 * mon._norm_cost:.0f} us a pass), " if mon._norm_cost else "")
+            costs = sorted(mon._stats_costs) or [0.0]
             print(f"  adapted (last run): {norm}per-layer statistics every {mon.stats_every} "
-                  f"steps ({1e6 * (mon._stats_cost or 0):.0f} us a pass); measured: step "
+                  f"steps ({1e6 * costs[(len(costs) - 1) // 2]:.0f} us a pass); measured: step "
                   f"{1e3 * (mon._step_time or 0):.2f} ms CPU, handling (read, write, detectors, "
                   f"wall) {1e6 * mon.handling_s / max(1, mon.handled):.1f} us an event")
 
