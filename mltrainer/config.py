@@ -311,7 +311,8 @@ class TrainingConfig(_Strict):
         None, description="Train with your own script instead of mlt's loop: "
         "python:<module>:<function> (relative to mlt.yaml's folder) or a path to a .py script, "
         "run in a subprocess that reads mltrainer.integrations.context() and trains with an "
-        "MltCallback (Lightning or Hugging Face). null = mlt's own loop."
+        "MltCallback (Lightning or Hugging Face) or MltMonitor (a plain PyTorch loop). null = "
+        "mlt's own loop."
     )
     load_model: str | None = Field(
         None, description="python:<module>:<function> called as f(checkpoint_path, config, "

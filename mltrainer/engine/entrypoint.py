@@ -1,15 +1,15 @@
 """Training through the project's own script (`training.entrypoint` in mlt.yaml).
 
 The engine's second way to train: instead of its loop, it runs the user's Lightning or Hugging
-Face script in a subprocess (`python -m mltrainer.engine.entrypoint SPEC`, whose `main` seeds
-Python, NumPy and torch with MLT_SEED, turns on deterministic algorithms as mlt's own loop does,
-and calls the function of `python:<module>:<function>` or runs a script path as `__main__`),
-with the run folder, seed, resolved config and the train and val rows (never test) passed in
-through the MLT_* environment variables below (`mltrainer.integrations.context()` reads them).
-The script's `MltCallback` writes the metric stream and checkpoints into the run folder; this
-side follows the stream as it grows and hands every event to the subscribers (detectors,
-progress, optimize's pruning), exactly as `Trainer.fit` does, then returns the same
-`RunResult`.
+Face script, or plain PyTorch loop, in a subprocess (`python -m mltrainer.engine.entrypoint
+SPEC`, whose `main` seeds Python, NumPy and torch with MLT_SEED, turns on deterministic
+algorithms as mlt's own loop does, and calls the function of `python:<module>:<function>` or
+runs a script path as `__main__`), with the run folder, seed, resolved config and the train and
+val rows (never test) passed in through the MLT_* environment variables below
+(`mltrainer.integrations.context()` reads them). The script's `MltCallback` (a plain loop's
+`MltMonitor`) writes the metric stream and checkpoints into the run folder; this side follows
+the stream as it grows and hands every event to the subscribers (detectors, progress,
+optimize's pruning), exactly as `Trainer.fit` does, then returns the same `RunResult`.
 
 `Trainer.fit`, `determinism_probe` and `load_model_from_checkpoint` dispatch here when the
 config names an entrypoint, so every phase trains, probes and reloads such a project the same
@@ -106,7 +106,8 @@ def run_entrypoint(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, *,
             f"{proc.returncode}): {_last_line(run_dir / LOG_FILE)}",
             hint=f"read {run_dir / LOG_FILE} for the whole output")
     if end is None:
-        reason = follower.stop or "error:no end event (does the script use MltCallback?)"
+        reason = follower.stop or ("error:no end event (does the script use MltCallback or "
+                                   "MltMonitor?)")
     else:
         reason = follower.stop or str(end.get("reason") or "completed")
     return _result(cfg, run_dir, events, reason, kind, time.perf_counter() - started)
@@ -207,7 +208,8 @@ def _last_line(path: Path) -> str:
 def entrypoint_determinism(cfg: MltConfig, bundle: Any, steps: int, root: Path
                            ) -> dict[str, Any]:
     """Run the entrypoint twice with MLT_MAX_STEPS=`steps` and compare the weights it ends with
-    (`checkpoints/final.pt`, written by MltCallback) bitwise, as the engine's own probe does.
+    (`checkpoints/final.pt`, written by MltCallback or MltMonitor) bitwise, as the engine's own
+    probe does.
     Says plainly when it could not verify, and why."""
     import torch
 
@@ -238,7 +240,8 @@ def entrypoint_determinism(cfg: MltConfig, bundle: Any, steps: int, root: Path
                           if final.is_file() else None)
     if not counts[0] or finals[0] is None or finals[1] is None:
         return _unverified(steps, "the entrypoint wrote no step events or no final weights "
-                                  "(add mltrainer.integrations' MltCallback to its Trainer)")
+                                  "(add mltrainer.integrations' MltCallback to its Trainer, "
+                                  "or MltMonitor around its own loop)")
     a, b = finals
     hashes = [state_sha256(a), state_sha256(b)]
     diffs = [(a[k].double() - b[k].double()).abs().nan_to_num(nan=0.0).max().item()
