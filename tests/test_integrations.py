@@ -830,6 +830,9 @@ def test_the_entrypoint_receives_train_and_val_never_test(tmp_path: Path) -> Non
                         "training": {"entrypoint": "python:train:main"}})
     bundle = prepare_data(cfg, tmp_path)
     env = _environment(cfg, bundle, tmp_path / "run", tmp_path, tmp_path, {"loss": 1.0}, 5)
+    assert "MLT_SCHEDULE_EPOCHS" not in env  # only where the run is shorter than its schedule
+    assert _environment(cfg, bundle, tmp_path / "run", tmp_path, tmp_path, None, None,
+                        schedule_epochs=30)["MLT_SCHEDULE_EPOCHS"] == "30"
     with np.load(env["MLT_DATA"]) as data:
         assert sorted(data.files) == ["X_train", "X_val", "y_train", "y_val"]
         assert np.array_equal(data["X_val"], bundle.val.X)
@@ -1575,3 +1578,33 @@ def test_probe_inputs_name_what_a_determinism_probe_depends_on(tmp_path: Path,
         env = {**env, "torch": "2.14.0"}
     after = probe_inputs(parse_config(raw), rows, tmp_path, env)
     assert (after == before) == (change in (None, "finalize"))
+
+
+@pytest.mark.slow
+def test_finalize_replays_a_scripts_own_lr_schedule(tmp_path: Path) -> None:
+    """finalize's retrain runs the script for the source run's best epoch count; a schedule of
+    the script's own spans `context().schedule_epochs` (the source run's epochs, handed over
+    as MLT_SCHEDULE_EPOCHS), so the replay's lr is the source run's at every step. With its
+    horizon at `training.epochs` (the shorter run's) the cosine decayed faster: the
+    shipped-recipe item failed (lr_max_rel_diff 0.87) and the example kept a constant lr."""
+    import yaml
+
+    root = tmp_path / "torch-diabetes"
+    shutil.copytree(EXAMPLES / "torch-diabetes", root)
+    cfg = yaml.safe_load((root / "mlt.yaml").read_text())
+    assert cfg["training"]["scheduler"] == "cosine"
+    cfg["training"].update(epochs=12, early_stopping={"patience": 2, "min_delta": 0.0})
+    cfg["goal"]["target"] = 0.05  # met: the fast path goes from the baseline to finalize
+    cfg["finalize"] = {"retrain": True, "bootstrap": 100}
+    (root / "mlt.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    _mlt(root, "plan")
+    base = _mlt(root, "train-baseline")
+    assert base["gate"]["passed"], base["gate"]
+    final = _mlt(root, "finalize", code=3)  # the people's sign-offs are pending
+    item = next(i for i in final["gate"]["items"]
+                if i["id"] == "shipped_recipe_reproduces_validation")
+    evidence = item["evidence"]
+    assert item["status"] == "pass", evidence
+    assert evidence["lr_matches"] and evidence["lr_max_rel_diff"] <= 1e-6
+    # the replay stopped at the best epoch, inside the schedule's 12-epoch horizon
+    assert evidence["schedule_epochs"] == 12 > evidence["epochs"], evidence

@@ -51,6 +51,10 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     train = DataLoader(ctx.train.tensors(), batch_size=cfg.batch_size, shuffle=True,
                        generator=torch.Generator().manual_seed(ctx.seed))
+    # the schedule spans ctx.schedule_epochs, not cfg.epochs: finalize's retrain runs the
+    # source run's best epoch count on the source run's schedule (the same lr step by step)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=ctx.schedule_epochs * len(train)) if cfg.scheduler == "cosine" else None)
     X_val, y_val = (torch.as_tensor(a) for a in (ctx.val.X, ctx.val.y))
     stopper = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta,
                             ctx.config.greater_is_better)
@@ -65,6 +69,8 @@ def main() -> None:
                 if cfg.grad_clip:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
+                if schedule is not None:
+                    schedule.step()
                 if mlt.should_stop:  # a non-finite loss, or ctx.max_steps reached
                     break
             if mlt.should_stop:

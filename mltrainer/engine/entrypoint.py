@@ -53,6 +53,7 @@ ENV_DATA = "MLT_DATA"
 ENV_MAX_STEPS = "MLT_MAX_STEPS"
 ENV_BASELINE = "MLT_BASELINE"
 ENV_SPEC = "MLT_SPEC"
+ENV_SCHEDULE_EPOCHS = "MLT_SCHEDULE_EPOCHS"
 LOG_FILE = "entrypoint.log"
 POLL_S = 0.05  # how often the stream is read while the script runs
 
@@ -64,9 +65,11 @@ class EntrypointError(MltError):
 def run_entrypoint(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, *,
                    subscribers: Sequence[Any] = (), baseline: dict[str, Any] | None = None,
                    kind: str = "baseline", max_steps: int | None = None,
-                   fresh: bool = True) -> RunResult:
+                   fresh: bool = True, schedule_epochs: int | None = None) -> RunResult:
     """Run the entrypoint into `run_dir`; every event of its stream reaches `subscribers` in
-    order while it runs. A subscriber's stop (optimize's pruning) interrupts the script."""
+    order while it runs. A subscriber's stop (optimize's pruning) interrupts the script.
+    `schedule_epochs`: the lr schedule's horizon when it is longer than the run (finalize's
+    replay of the source run's recipe), handed to the script as MLT_SCHEDULE_EPOCHS."""
     assert cfg.training.entrypoint
     if kind != "probe":  # the probe's caller checked once, before its two threads
         check_entrypoint(cfg, root)
@@ -76,7 +79,8 @@ def run_entrypoint(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, *,
     write_run_files(run_dir, cfg, root, "entrypoint")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mlt-entrypoint-") as tmp:
-        env = _environment(cfg, bundle, run_dir, root, Path(tmp), baseline, max_steps)
+        env = _environment(cfg, bundle, run_dir, root, Path(tmp), baseline, max_steps,
+                           schedule_epochs)
         follower = _StreamFollower(run_dir / "metrics.jsonl", subscribers)
         with open(run_dir / LOG_FILE, "wb") as log:
             proc = subprocess.Popen(
@@ -114,7 +118,8 @@ def run_entrypoint(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, *,
 
 
 def _environment(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, tmp: Path,
-                 baseline: dict[str, Any] | None, max_steps: int | None) -> dict[str, str]:
+                 baseline: dict[str, Any] | None, max_steps: int | None,
+                 schedule_epochs: int | None = None) -> dict[str, str]:
     data = tmp / "data.npz"  # train and val only: the test split never leaves mlt
     np.savez(data, X_train=bundle.train.X, y_train=bundle.train.y, X_val=bundle.val.X,
              y_val=bundle.val.y)
@@ -127,8 +132,11 @@ def _environment(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, tmp: Pa
         "PYTHONPATH": os.pathsep.join(p for p in path if p)})
     env.pop(ENV_MAX_STEPS, None)
     env.pop(ENV_BASELINE, None)
+    env.pop(ENV_SCHEDULE_EPOCHS, None)
     if max_steps is not None:
         env[ENV_MAX_STEPS] = str(max_steps)
+    if schedule_epochs is not None:
+        env[ENV_SCHEDULE_EPOCHS] = str(schedule_epochs)
     if baseline:
         env[ENV_BASELINE] = json.dumps(baseline)
     return env

@@ -279,7 +279,7 @@ class Trainer:
                 "devices=, accelerate launch)")
         return run_entrypoint(self.cfg, self.bundle, self.run_dir, self.root,
                               subscribers=self.subscribers, baseline=self.baseline,
-                              kind=self.kind)
+                              kind=self.kind, schedule_epochs=self.schedule_epochs)
 
     def _run(self, parts: TrainingParts, progress: Progress, stopper: EarlyStopping,
              resume: Path | None, ckpt: dict[str, Any] | None, started: float) -> str:

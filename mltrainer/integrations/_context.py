@@ -14,6 +14,10 @@ these environment variables:
     MLT_MAX_STEPS   optional: stop after this many optimisation steps (plan's determinism check)
     MLT_BASELINE    optional: JSON of the trivial baseline's val values, for the detectors
     MLT_SPEC        JSON of the data spec: task, n_features, n_classes, feature_names, ...
+    MLT_SCHEDULE_EPOCHS  optional: the lr schedule's horizon in epochs when it is longer than
+                    training.epochs (finalize's retrain replays the source run's schedule and
+                    stops at its best epoch): `context().schedule_epochs` is the horizon to
+                    give a schedule of your own (cosine's T_max, ...), always set
 
 `context()` reads them into a `RunContext`; the callbacks and `MltMonitor` read it when given no
 arguments.
@@ -37,6 +41,7 @@ from mltrainer.engine.entrypoint import (
     ENV_DATA,
     ENV_MAX_STEPS,
     ENV_RUN_DIR,
+    ENV_SCHEDULE_EPOCHS,
     ENV_SEED,
     ENV_SPEC,
 )
@@ -70,6 +75,14 @@ class RunContext:
     spec: Any  # mltrainer.data.DataSpec: n_features, n_classes, feature_names, ...
     max_steps: int | None = None
     baseline: dict[str, float] | None = None
+    horizon: int | None = None  # MLT_SCHEDULE_EPOCHS: see schedule_epochs
+
+    @property
+    def schedule_epochs(self) -> int:
+        """The epochs an lr schedule of the script's own should span: `training.epochs`,
+        except in finalize's retrain, which runs fewer epochs (the source run's best) on the
+        source run's schedule: a cosine's T_max, a linear decay's length in epochs."""
+        return self.horizon if self.horizon is not None else self.config.training.epochs
 
     @property
     def task(self) -> str:
@@ -124,11 +137,13 @@ def context() -> RunContext:
         val = Split(data["X_val"], data["y_val"])
     steps = os.environ.get(ENV_MAX_STEPS)
     baseline = os.environ.get(ENV_BASELINE)
+    horizon = os.environ.get(ENV_SCHEDULE_EPOCHS)
     return RunContext(run_dir=Path(os.environ[ENV_RUN_DIR]), seed=int(os.environ[ENV_SEED]),
                       config=cfg, train=train, val=val,
                       spec=DataSpec.from_dict(json.loads(os.environ[ENV_SPEC])),
                       max_steps=int(steps) if steps else None,
-                      baseline=json.loads(baseline) if baseline else None)
+                      baseline=json.loads(baseline) if baseline else None,
+                      horizon=int(horizon) if horizon else None)
 
 
 def monitor_settings(run_dir: str | Path | None, *, task: str | None, metric: str | None,
