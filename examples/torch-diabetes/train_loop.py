@@ -15,8 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mltrainer.engine.stopping import EarlyStopping
-from mltrainer.integrations import context, load_checkpoint_weights
+from mltrainer.integrations import EarlyStopping, context, load_checkpoint_weights
 from mltrainer.integrations.loop import MltMonitor
 
 

@@ -21,8 +21,9 @@ back into a model for the gates and for finalize.
 
 from __future__ import annotations
 
+from mltrainer.engine.stopping import EarlyStopping  # the engine's rule, for a loop of your own
 from mltrainer.integrations._context import RunContext, Split, context, in_mlt_run
 from mltrainer.integrations._core import RunMonitor, load_checkpoint_weights, split_logged
 
-__all__ = ["RunContext", "RunMonitor", "Split", "context", "in_mlt_run",
+__all__ = ["EarlyStopping", "RunContext", "RunMonitor", "Split", "context", "in_mlt_run",
            "load_checkpoint_weights", "split_logged"]
