@@ -37,6 +37,20 @@ def test_every_checklist_check_is_registered_once() -> None:
 
 
 @pytest.mark.parametrize("phase", list(PHASES))
+def test_every_item_a_gate_can_fail_says_how_to_meet_it(phase: str, tmp_path: Path) -> None:
+    """An assistant driving mlt reads the `fix:` line of a failed item; 21 of 51 automatic items
+    had none (checkpoint_reproduces, improvement_or_decision, the parity items, ...). Each
+    automatic item has one now, in the checklist (data), and a failing item carries it."""
+    items = checklist_items(phase)
+    assert all(i.get("fix") for i in items if not i.get("manual")), [
+        i["id"] for i in items if not i.get("fix") and not i.get("manual")]
+    ctx = _ctx(phase, tmp_path)
+    result = evaluate_gate(ctx)
+    for item in result.items:
+        assert (item.fix is not None) == (item.status in ("fail", "pending")), item
+
+
+@pytest.mark.parametrize("phase", list(PHASES))
 def test_every_check_returns_evidence(phase: str, tmp_path: Path) -> None:
     ctx = _ctx(phase, tmp_path)
     for item in checklist_items(phase):
