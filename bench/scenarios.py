@@ -98,6 +98,9 @@ class Injection:
       "poison_weight": one entry of the first weight becomes NaN just before step `at_step`.
       "bias_shift":    `value` is added to every hidden bias just before step `at_step` (very
                        negative: ReLU units that stop firing for every input, i.e. die).
+      "lr_cycle":      not a fault (held-out v10 on, healthy runs only): warm restarts (SGDR),
+                       the lr of step k is the schedule's times (1 + cos(pi (k mod at_step) /
+                       at_step)) / 2, back to full every `at_step` steps.
     """
 
     kind: str
@@ -130,6 +133,16 @@ def apply_injection(parts: Any, injection: Injection) -> None:
             return lr * injection.value if step >= first_index else lr
 
         schedule.lr_at = lr_at  # TrainStep calls schedule.apply -> self.lr_at
+        return
+    if injection.kind == "lr_cycle":
+        schedule = parts.schedule
+        base = schedule.lr_at
+        period = injection.at_step
+
+        def cycled(step: int) -> float:
+            return base(step) * (1.0 + math.cos(math.pi * (step % period) / period)) / 2.0
+
+        schedule.lr_at = cycled
         return
     step_fn = parts.step  # the engine's TrainStep; the loop only ever calls it
 
