@@ -378,6 +378,18 @@ CASES: dict[str, Case] = {
     "healthy, heavy-tailed batches: lone high steps and chance pairs": Case(Run(
         epochs=20, step_loss=lambda e, s: 3.0 if (s > 10 and s % 5 == 3)
         or s in (101, 102, 131, 132, 161, 162) else HEALTHY_TRAIN(e)), {}),
+    # tenth pass: the chance share is read over the steps judged so far - over a whole horizon
+    # from the first step, the steps not yet seen counted as quiet, and a heavy-tailed run's
+    # first pairs (lone high steps every tenth step from step 13, pairs by step 66) passed as
+    # spikes (held-out v9's healthy mlp on function lengths) ...
+    "healthy, heavy-tailed from the first steps: early chance pairs": Case(Run(
+        epochs=20, step_loss=lambda e, s: 3.0 if (s > 10 and s % 10 == 3)
+        or s in (25, 26, 45, 46, 65, 66) else HEALTHY_TRAIN(e)), {}),
+    # ... while spikes of 4 steps there still count
+    "heavy-tailed from the first steps, and three 4-step spikes": Case(Run(
+        epochs=20, step_loss=lambda e, s: 3.0 if (s > 10 and s % 10 == 3)
+        or 25 <= s <= 28 or 45 <= s <= 48 or 65 <= s <= 68 else HEALTHY_TRAIN(e)),
+        {"loss_oscillation": (3, 25)}, rule="spikes"),
     # ... which an optimiser kicked off course still makes, on the same heavy-tailed run
     "heavy-tailed batches, and three 4-step spikes": Case(Run(
         epochs=20, step_loss=lambda e, s: 3.0 if (s > 10 and s % 5 == 3)
