@@ -28,6 +28,16 @@ noisy epoch is not where a model stands (issue 11, sixth pass: a raw-unit elevat
 train r2 0.48-0.50, climbing about 0.006 an epoch to the goal's bar 0.50, fired on an epoch
 that fell back to 0.46; it reached 0.70 by epoch 40). Onset: the first epoch of the flat window.
 
+A model short of the goal whose loss still falls (by `min_progress` or more over the window,
+not accelerating) is underfitting too once the window's own rate (the on-course projection
+above) would leave its train metric short of the goal's bar at the end of the run: slow,
+steady progress that cannot get there in the budget is what underfitting looks like on a net
+too small or too regularised, and waiting for it to flatten put the finding 5-12 epochs late
+(issue 11, tenth pass: one hidden unit on langs and ncbeta, found in epochs 12-13 of 20,
+dropout 0.9 in epoch 8). A loss that falls faster each epoch is leaving a plateau and is not
+judged; neither is the no-better-than-trivial level while the loss falls (the projection to
+that bar stays as it was).
+
 Short of the goal is judged only once the run has used `goal_after` of its epochs (the start
 event's `epochs`): the goal is where the run should end, and a model on an early plateau that
 it leaves later is not one that cannot fit (issue 11, ninth pass: a ReZero net - residual
@@ -113,8 +123,10 @@ class UnderfittingDetector(Detector):
         progress = (before - best_now) / before if before > 0 else 0.0
         steps = [a - b for a, b in pairwise(losses)]
         accelerating = all(d > 0 for d in steps) and steps[-1] > steps[0]
-        if abs(progress) >= self.thresholds["min_progress"] or accelerating:
-            return None  # still learning, or thrown about (rising): not at a plateau yet
+        # still learning: judged against the goal alone, and only off course (below)
+        learning = progress >= self.thresholds["min_progress"]
+        if progress <= -self.thresholds["min_progress"] or accelerating:
+            return None  # thrown about (rising), or leaving a plateau
         metric = self.context.metric
         # the fit is judged at its best in the window, not on its last epoch alone: one noisy
         # epoch (a worse loss, a lower train metric) is not where the model stands
@@ -125,6 +137,10 @@ class UnderfittingDetector(Detector):
         poor_loss = best_now >= limit
         if meets or not (poor_loss or short):
             return None
+        if learning:  # a falling loss is no plateau: only short of the goal and off course
+            if not short:
+                return None
+            poor_loss = False
         if not poor_loss and self._too_early_for_the_goal(seen):
             return None
         on_course = self._on_course(seen, progress, best_now, limit, poor_loss, short)
@@ -136,10 +152,13 @@ class UnderfittingDetector(Detector):
                f"train {metric} {train_metric:.4g} falls short of the goal "
                f"{self.context.goal_target:.4g} on the training rows (by more than "
                f"{self.thresholds['metric_margin']:g})")
+        pace = (f"the train loss improved by only {progress:.1%} over the last "
+                f"{len(self.recent)} epochs (needs {self.thresholds['min_progress']:.0%})"
+                if not learning else
+                f"at the pace of its last {len(self.recent)} epochs (train loss "
+                f"{progress:.1%} lower) it would still fall short by the end of the run")
         return self.finding(
-            first[0], first[1],
-            f"{why}, and the train loss improved by only {progress:.1%} over the last "
-            f"{len(self.recent)} epochs (needs {self.thresholds['min_progress']:.0%})",
+            first[0], first[1], f"{why}, and {pace}",
             rule="no_better_than_trivial" if poor_loss else "short_of_goal",
             train_loss=best_now, reference_loss=ref, reference=source,
             loss_ratio=best_now / ref,
