@@ -390,6 +390,15 @@ class OptimizeConfig(_Strict):
         None, description="Optuna storage URL; null/false = a journal file in .mlt/."
     )
 
+    @field_validator("storage")
+    @classmethod
+    def _a_url_or_a_journal(cls, value: str | None) -> str | None:
+        """The shape only (a database is reached when `mlt optimize` opens it)."""
+        if value is not None and "://" not in value and not value.endswith(".journal"):
+            raise ValueError("must be a database URL (postgresql://user:password@host/db, "
+                             "sqlite:///optuna.db) or a path ending in .journal")
+        return value
+
 
 class FinalizeConfig(_Strict):
     retrain: bool = Field(

@@ -58,6 +58,9 @@ def test_example_carries_the_design_contract_values() -> None:
         (lambda c: c["training"].__setitem__("lr", True), "a number is needed"),
         # a seed past 2**31 - 1 failed in scikit-learn's split as bad data (seed + k overflows)
         (lambda c: c.__setitem__("seed", 2**31), "field 'seed' has bad value 2147483648"),
+        # a storage that is neither a URL nor a journal failed only when optimize opened it
+        (lambda c: c.__setitem__("optimize", {"storage": "optuna.db"}),
+         "field 'optimize.storage' has bad value 'optuna.db': must be a database URL"),
     ],
 )
 def test_bad_config_names_field_value_and_fix(tmp_path: Path, mutate, expected: str) -> None:

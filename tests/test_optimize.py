@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from mltrainer.cli import cli
 from mltrainer.config import MltConfig, load_config, parse_config
-from mltrainer.errors import ConfigError, InterruptedRunError, TestSplitLockedError
+from mltrainer.errors import BadInputError, ConfigError, InterruptedRunError, TestSplitLockedError
 from mltrainer.gates import GateContext
 from mltrainer.phases.optimize.compare import summarize
 from mltrainer.phases.optimize.config_file import changes_between, render
@@ -290,6 +290,17 @@ def test_database_storage_records_heartbeats(tiny: tuple[Project, MltConfig, Any
     with storage.engine.connect() as conn:  # the trial beat while it trained
         beats = conn.execute(sqlalchemy.text("SELECT trial_id FROM trial_heartbeats")).fetchall()
     assert len(beats) == 1
+
+
+@pytest.mark.parametrize("where", ["--storage", "optimize.storage"])
+def test_a_storage_that_cannot_be_opened_names_where_it_was_given(
+        tiny: tuple[Project, MltConfig, Any], tmp_path: Path, where: str) -> None:
+    """A URL from mlt.yaml was reported as `--storage 'URL'`, an option the user never gave."""
+    project, _, _ = tiny
+    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'x.db'}"
+    with pytest.raises(BadInputError) as err:
+        open_storage(url, project, where)
+    assert err.value.message.startswith(f"{where} {url!r}: cannot open it: OperationalError")
 
 
 def test_dead_worker_detection_is_sure_or_silent() -> None:

@@ -122,7 +122,8 @@ def _open_search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | 
     bundle = _prepare(ctx)
     trivial = PlanOutcome.of(ctx.state).trivial_baseline
     it = open_iteration_study(cfg, project, ctx.options.get("storage") or cfg.optimize.storage,
-                              iteration, target)
+                              iteration, target, where="--storage" if ctx.options.get("storage")
+                              else "optimize.storage")
     base_raw = cfg.model_dump(mode="json")
     # trials keep only best.pt and last.pt unless training.keep_checkpoints says otherwise
     keep = 0 if cfg.training.keep_checkpoints is None else cfg.training.keep_checkpoints

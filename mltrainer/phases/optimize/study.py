@@ -94,8 +94,10 @@ def _open_rdb(rdb: Any, url: str, attempts: int = 4) -> Any:
     raise AssertionError("unreachable")
 
 
-def open_storage(url: str | None, project: Project) -> tuple[Any, dict[str, Any]]:
-    """The storage object and what to record about it (never a password)."""
+def open_storage(url: str | None, project: Project, where: str = "--storage"
+                 ) -> tuple[Any, dict[str, Any]]:
+    """The storage object and what to record about it (never a password). `where`: what the
+    user wrote the URL in (`--storage`, or `optimize.storage` in mlt.yaml), for the errors."""
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -107,7 +109,7 @@ def open_storage(url: str | None, project: Project) -> tuple[Any, dict[str, Any]
         return storage, {"kind": "journal", "url": project.relative(path), "heartbeat_s": None}
     if "://" not in url:
         raise BadInputError(
-            f"--storage {redact(url)!r}: not a database URL or a .journal file",
+            f"{where} {redact(url)!r}: not a database URL or a .journal file",
             hint="use e.g. postgresql://user:password@host/db, sqlite:///optuna.db, or a path "
             "ending in .journal; leave it out for .mlt/optuna.journal",
         )
@@ -115,7 +117,7 @@ def open_storage(url: str | None, project: Project) -> tuple[Any, dict[str, Any]
         storage = _open_rdb(RDBStorage, with_driver(url))
     except Exception as exc:
         raise BadInputError(
-            f"--storage {redact(url)!r}: cannot open it: {type(exc).__name__}: "
+            f"{where} {redact(url)!r}: cannot open it: {type(exc).__name__}: "
             f"{scrub(str(exc), url)}",
             hint="check the URL, that the database is reachable and its driver installed",
         ) from None
@@ -187,10 +189,10 @@ class IterationStudy:
 
 
 def open_iteration_study(cfg: MltConfig, project: Project, url: str | None, iteration: int,
-                         trials: int) -> IterationStudy:
+                         trials: int, where: str = "--storage") -> IterationStudy:
     """Storage, name, seeded sampler and pruner of `iteration`'s study, and the study itself.
     With a shared URL, every worker joining the study derives the same name and seed."""
-    storage, storage_info = open_storage(url, project)
+    storage, storage_info = open_storage(url, project, where)
     name = study_name(cfg, iteration)
     seed = sampler_seed(cfg, iteration, existing_trials(storage, name), shared=bool(url))
     sampler, sampler_info = make_sampler(trials, seed)
