@@ -277,12 +277,13 @@ def _run_phase(out: Output, project: Project, name: str, **options: Any) -> dict
     result = run_phase(project, name, progress=progress.on_event, **options)
     if "findings" in result:
         out.findings(result["findings"])
-    skipped = ((result.get("data") or {}).get("split") or {}).get("skipped_files") or {}
+    split = (result.get("data") or {}).get("split") or {}  # plan's: what data was left out
+    skipped = split.get("skipped_files") or {}
     if skipped.get("count"):  # nothing left out silently: a .gif or .heic picture, a stray file
         reasons = ", ".join(f"{n} {safe(r)}" for r, n in skipped["by_reason"].items())
         out.info(f"note: {skipped['count']} file(s) in the image folder are not read "
                  f"({reasons}), e.g. {_few(skipped['examples'])}")
-    unseen = ((result.get("data") or {}).get("split") or {}).get("unseen_categories") or {}
+    unseen = split.get("unseen_categories") or {}
     if unseen:  # categories training never saw: the model reads them as none of the known
         where = "; ".join(f"{split}: " + ", ".join(f"{n} row(s) of {safe(repr(col))}"
                                                     for col, n in cols.items())

@@ -312,7 +312,7 @@ def _task_of(values: Any) -> str:
 
 def _not_features(frame: Any) -> list[str]:
     """The text columns plan would refuse as categories (mostly distinct values: an identifier,
-    a timestamp, free text): `data.drop` leaves them out (read on the first rows)."""
+    a timestamp, free text): `data.drop` leaves them out."""
     from mltrainer.data._preprocess import refused_as_category
 
     return [str(name) for name in frame.columns if refused_as_category(frame[name])]

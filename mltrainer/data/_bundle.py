@@ -302,8 +302,9 @@ def _prepare(cfg: MltConfig, root: Path, audit: AuditFn | None) -> DataBundle:
     )
     info = split_info(cfg, plan, y, class_labels, len(features),
                       "identical feature rows (sha256) are kept together in one split")
-    unseen = {name: found for name in ("val", "test") if (found := unseen_categories(
-        preprocessor, features.iloc[getattr(plan, name)]))}
+    unseen = {name: {col: int(rows.sum()) for col, rows in found.items()}
+              for name in ("val", "test")
+              if (found := unseen_categories(preprocessor, features.iloc[getattr(plan, name)]))}
     if unseen:  # encoded as none of the known categories: said, not silent
         info["unseen_categories"] = unseen
     return DataBundle(

@@ -236,15 +236,16 @@ def _column_spec(name: str, col: pd.Series) -> ColumnSpec:
     return ColumnSpec(name, "category", tuple(categories))
 
 
-def unseen_categories(pre: Preprocessor, frame: pd.DataFrame) -> dict[str, int]:
-    """{column: rows} of `frame` whose value of a category column the preprocessing was not
-    fitted with (encoded as none of the known ones; a missing value is not counted)."""
-    out: dict[str, int] = {}
+def unseen_categories(pre: Preprocessor, frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """{column: the rows' mask} for each category column where some row of `frame` holds a
+    value the preprocessing was not fitted with (encoded as none of the known ones; a missing
+    value is not counted). Plan counts them per split, predict per column of its input."""
+    out: dict[str, pd.Series] = {}
     for spec in pre.columns:
         if spec.kind == "category":
             col = frame[spec.name]
-            new = int((col.notna() & ~col.astype(str).isin(spec.categories)).sum())
-            if new:
+            new = col.notna() & ~col.astype(str).isin(spec.categories)
+            if new.any():
                 out[spec.name] = new
     return out
 

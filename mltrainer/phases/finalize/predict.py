@@ -21,7 +21,7 @@ from mltrainer.project import Project
 from mltrainer.state import atomic_write_text
 
 PROB_PREFIX = "prob_"  # column name prefix of the per-class probabilities
-UNSEEN_SHOWN = 5  # a column's categories unseen in training named in the result (sorted)
+SHOWN = 5  # the values (a column's unseen categories) or files a result names
 
 
 def current_artifact(project: Project) -> tuple[Path, dict[str, Any]]:
@@ -79,6 +79,7 @@ def encode_csv(path: Path, preprocessor: Any
     (`Preprocessor.encode`); `unseen` says where: {column: {"rows": count, "values": [the
     first few, sorted], "distinct": how many}}."""
     from mltrainer.data._csv import read_csv_frame
+    from mltrainer.data._preprocess import unseen_categories
     from mltrainer.data._table import check_features
 
     where = str(path)
@@ -101,15 +102,14 @@ def encode_csv(path: Path, preprocessor: Any
         )
     features = frame[wanted].copy()
     check_features(features, where, lines)
-    unseen: dict[str, dict[str, Any]] = {}
     for c in preprocessor.columns:
         if c.kind == "category":
-            features[c.name] = text = _as_category_text(features[c.name])
-            new = text.notna() & ~text.astype(str).isin(c.categories)
-            if new.any():
-                values = sorted(set(text[new].astype(str)))
-                unseen[c.name] = {"rows": int(new.sum()), "distinct": len(values),
-                                  "values": values[:UNSEEN_SHOWN]}
+            features[c.name] = _as_category_text(features[c.name])
+    unseen: dict[str, dict[str, Any]] = {}
+    for name, rows in unseen_categories(preprocessor, features).items():
+        values = sorted(set(features[name][rows].astype(str)))
+        unseen[name] = {"rows": int(rows.sum()), "distinct": len(values),
+                        "values": values[:SHOWN]}
     try:
         encoded = preprocessor.encode(features)
     except DataError as exc:
@@ -293,7 +293,7 @@ def _not_images(inputs: list[Path], files: list[Path]) -> dict[str, Any]:
     taken = {Path(f).resolve() for f in files}
     skipped = [f for d in map(Path, inputs) if d.is_dir() for f in sorted(d.rglob("*"))
                if f.is_file() and f.resolve() not in taken]
-    return {"count": len(skipped), "examples": [str(f) for f in skipped[:UNSEEN_SHOWN]]}
+    return {"count": len(skipped), "examples": [str(f) for f in skipped[:SHOWN]]}
 
 
 def _tensor_items(inputs: list[Path], pre: dict[str, Any]) -> tuple[list[str], np.ndarray]:
