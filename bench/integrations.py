@@ -22,7 +22,7 @@ alternating order in one process for several rounds, on one thread:
                               calls themselves cost;
 - the callbacks write the stream, per-layer statistics (every 10 steps or, measured too
   costly, less often), the global gradient norm (Lightning: every step or, measured to cost
-  more than 0.25 % of the step, on a stride; HF computes its own every step), run all eight
+  more than 0.1 % of the step, on a stride; HF computes its own every step), run all eight
   detectors online; checkpoints are off in both arms
   (`save_checkpoints=False`) because the plain scripts save none;
 - with `--train-rows`, `+mlt+train` also measures the epoch events' `train`/`train_eval_loss`

@@ -28,7 +28,7 @@ Events (fields may be added; readers ignore what they do not know):
      "time": float}
 
 `grad_norm` is on every step of mlt's loop and of the HF callback (the Trainer computes it).
-The Lightning callback measures it on every step while that costs at most 0.25 % of the step
+The Lightning callback measures it on every step while that costs at most 0.1 % of the step
 (a GPU, a long step) and otherwise on a stride (every Nth step, N adapted; always the first
 10 steps and every step with `layers`): a step without the field was not measured, and
 readers judge the norm on the steps that have it (the detectors count reports, not steps).

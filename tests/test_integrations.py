@@ -20,7 +20,7 @@ from torch import nn
 from mltrainer.config import parse_config
 from mltrainer.errors import ConfigError
 from mltrainer.integrations import RunMonitor, split_logged
-from mltrainer.integrations._core import NORM_EARLY
+from mltrainer.integrations._core import NORM_EARLY, NORM_SHARE, STATS_SHARE
 from mltrainer.stream import read_stream
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -69,6 +69,35 @@ def test_monitor_keeps_the_best_checkpoint(tmp_path: Path, vals: list[float], me
     events = read_stream(tmp_path / "metrics.jsonl")
     assert [e["type"] for e in events] == ["start"] + ["step", "epoch"] * 3 + ["end"]
     assert events[-2]["best_epoch"] == best
+
+
+def test_the_stream_is_fsynced_after_each_epoch_event_without_the_loop_waiting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each epoch event reaches the disk (an fsync of the stream, for a power loss) while
+    training goes on, not only at the end: the monitor's thread syncs within about
+    SYNC_EVERY_S, and the loop's call returns before that (it only marks the stream)."""
+    import os
+
+    from mltrainer.integrations._core import SYNC_EVERY_S
+
+    synced: list[float] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(time.perf_counter()), real(fd)))
+    mon = RunMonitor(tmp_path, task="regression", metric="rmse")
+    mon.start(steps_per_epoch=2)
+    for epoch in (1, 2):
+        for step in (2 * epoch - 1, 2 * epoch):
+            mon.step(epoch=epoch, step=step, loss=1.0 / step, lr=0.1)
+        before = len(synced)
+        mon.epoch(epoch=epoch, step=2 * epoch, val_loss=1.0, val={"rmse": 1.0})
+        assert len(synced) == before  # not in the loop's call
+        deadline = time.perf_counter() + 20 * SYNC_EVERY_S  # (a loaded machine)
+        while len(synced) == before and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        assert len(synced) > before, f"epoch {epoch}'s event was never fsynced during training"
+    mon.end()
+    assert mon._sync is None  # the thread is gone with the run
+    assert [e["type"] for e in read_stream(tmp_path / "metrics.jsonl")].count("epoch") == 2
 
 
 def test_monitor_stops_on_a_non_finite_loss_and_records_the_finding(tmp_path: Path) -> None:
@@ -182,40 +211,39 @@ def test_a_non_finite_loss_stops_within_the_bound(tmp_path: Path, max_block: int
     assert found["stop_step"] == bad and found["stop_lag"]["steps"] == step - bad
 
 
-@pytest.mark.parametrize(("cost_share", "every"), [
-    (0.001, 1),  # the pass costs 0.1 % of the step (a GPU, a long step): every step
-    (0.0024, 1),  # just within NORM_SHARE (0.25 %)
-    (0.009, 4),  # 0.9 %: every 4th step keeps it within 0.25 %
-    (1.0, 32),  # as long as the step itself: at most max_block steps apart
+@pytest.mark.parametrize(("cost", "every"), [  # the pass's cost in NORM_SHAREs of the step
+    (0.4, 1),  # (a GPU, a long step): every step
+    (0.96, 1),  # just within NORM_SHARE
+    (3.6, 4),  # every 4th step keeps it within NORM_SHARE
+    (1 / NORM_SHARE, 32),  # as long as the step itself: at most max_block steps apart
 ])
-def test_the_gradient_norm_is_sampled_to_stay_within_its_share(tmp_path: Path,
-                                                                cost_share: float,
+def test_the_gradient_norm_is_sampled_to_stay_within_its_share(tmp_path: Path, cost: float,
                                                                 every: int) -> None:
     mon = RunMonitor(tmp_path, task="classification", metric="accuracy")
     mon._step_time = 0.01  # the step's CPU seconds, as step() measures them
-    mon.note_norm_cost(cost_share * 0.01)
+    mon.note_norm_cost(cost * NORM_SHARE * 0.01)
     assert mon.norm_every == every
     taken = [step for step in range(1, 101) if mon.wants_grad_norm(step)]
     early = list(range(1, NORM_EARLY + 1))  # always: the detectors' early references
     assert taken == early + [s for s in range(NORM_EARLY + 1, 101) if s % every == 0]
 
 
-@pytest.mark.parametrize(("cost_shares", "taken"), [
-    ([0.001], [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]),  # within STATS_SHARE: every 10
-    ([0.07], [10, 30, 60, 90]),  # 7 % of a step: every 30 keeps it within 0.25 %
+@pytest.mark.parametrize(("costs", "taken"), [  # each pass's cost in STATS_SHAREs of a step
+    ([0.4], [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]),  # within STATS_SHARE: every 10
+    ([28], [10, 30, 60, 90]),  # every 30 keeps it within STATS_SHARE
     # every 70; until 3 passes are measured the stride grows at most 4-fold a report
     # (10 -> 40 -> 70; before issue 15's ninth pass at once: [10, 70])
-    ([0.17], [10, 40, 70]),
-    # the first pass pre-empted by a neighbour (43 % of a step, ~4 ms) and the others cheap:
+    ([68], [10, 40, 70]),
+    # the first pass pre-empted by a neighbour (172 shares of a step) and the others cheap:
     # three reports lost (before: a stride of 1720 steps, so none after the first)
-    ([0.43, 0.001], [10, 40, 50, 60, 70, 80, 90, 100]),
+    ([172, 0.4], [10, 40, 50, 60, 70, 80, 90, 100]),
     # one slow pass among cheap ones later on: the median of the last 3 passes is the cost
-    ([0.001, 0.001, 0.5, 0.001], [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]),
+    ([0.4, 0.4, 200, 0.4], [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]),
     # a pass that got dearer for good: the stride follows on the second dear pass
-    ([0.001, 0.001, 0.17], [10, 20, 30, 40, 70]),
+    ([0.4, 0.4, 68], [10, 20, 30, 40, 70]),
 ])
 def test_per_layer_statistics_are_spaced_to_stay_within_their_share(
-        tmp_path: Path, cost_shares: list[float], taken: list[int]) -> None:
+        tmp_path: Path, costs: list[float], taken: list[int]) -> None:
     """The per-layer statistics' stride keeps their measured cost within STATS_SHARE of the
     step, judged on the median of the last STATS_PASSES passes and, until that many were
     measured, growing at most STATS_STRETCH-fold a report: a pass timed long by a pre-emption
@@ -226,7 +254,7 @@ def test_per_layer_statistics_are_spaced_to_stay_within_their_share(
     for step in range(1, 101):
         if mon.wants_layer_stats(step):
             # the callback measures each pass: the given shares, then the last one
-            mon.note_stats_cost(cost_shares[min(len(steps), len(cost_shares) - 1)] * 0.01)
+            mon.note_stats_cost(costs[min(len(steps), len(costs) - 1)] * STATS_SHARE * 0.01)
             steps.append(step)
     assert steps == taken
 
@@ -804,6 +832,14 @@ def test_the_loop_monitor_needs_its_settings_outside_an_mlt_run(
     with mlt, pytest.raises(ValueError, match="val has no 'rmse' \\(the goal metric\\)"):
         mlt.epoch(1.0, {"r2": 0.5})
     assert not list(tmp_path.glob("checkpoints"))
+    # a loss per row (reduction="none") is no step's loss: one line, not its first element
+    with MltMonitor(nn.Linear(3, 1), tmp_path / "rows", task="regression", metric="rmse") as mlt:
+        with pytest.raises(ValueError, match=r"loss must be a number or a one-element tensor "
+                                             r"but got a tensor of shape \(8,\)"):
+            mlt.step(torch.ones(8, requires_grad=True))
+        mlt.step(torch.tensor([0.5]))  # one element: its number
+    steps = [e for e in read_stream(tmp_path / "rows" / "metrics.jsonl") if e["type"] == "step"]
+    assert [(e["step"], e["loss"]) for e in steps] == [(1, 0.5)]  # the refused one no step
 
 
 @pytest.mark.parametrize(("value", "ok"), [

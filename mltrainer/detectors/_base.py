@@ -11,12 +11,13 @@ what an uninterrupted one would.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 
 from mltrainer.config import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS
@@ -51,6 +52,7 @@ _PARAMETRISED = re.compile(r"^(?P<key>(?:.*\.)?parametrizations\.(?P<tensor>[^.]
 _HOOKED = re.compile(r"^(?P<key>.*weight)_(?:orig|g|v)$")
 
 
+@lru_cache(maxsize=4096)
 def weight_of(name: str) -> str | None:
     """The weight a parameter (by its name in the per-layer statistics) is or stores - the
     name itself when it ends in "weight", the parametrised weight's name for the tensors a
@@ -121,7 +123,8 @@ class StepBlock(Sequence[dict[str, Any]]):
     "step", "loss", "lr", ["grad_norm",] ["layers",] "time"}; a detector's bulk path
     (`Detector._observe_block`) reads the columns instead."""
 
-    __slots__ = ("_made", "epochs", "grad_norms", "layers", "losses", "lrs", "steps", "times")
+    __slots__ = ("_made", "_odd_losses", "epochs", "grad_norms", "layers", "losses", "lrs",
+                 "steps", "times")
     COLUMNS = ("epochs", "steps", "losses", "lrs", "grad_norms", "layers", "times")  # __init__'s
 
     def __init__(self, epochs: list[Any], steps: list[Any], losses: list[Any], lrs: list[Any],
@@ -129,6 +132,33 @@ class StepBlock(Sequence[dict[str, Any]]):
         self.epochs, self.steps, self.losses, self.lrs = epochs, steps, losses, lrs
         self.grad_norms, self.layers, self.times = grad_norms, layers, times
         self._made: list[dict[str, Any] | None] = [None] * len(steps)
+        self._odd_losses: list[int] | None = None
+
+    def odd_losses(self) -> list[int]:
+        """The indices of the steps whose loss is not a finite float (computed once: a block's
+        losses are all finite floats but where training broke)."""
+        odd = self._odd_losses
+        if odd is None:
+            losses = self.losses
+            try:  # all floats and finite, the common block: two passes in C
+                plain = (set(map(type, losses)) <= {float}
+                         and math.isfinite(math.fsum(losses)))
+            except (OverflowError, TypeError):
+                plain = False  # (fsum of finite floats may overflow: judged one by one)
+            odd = [] if plain else [i for i, loss in enumerate(losses)
+                                    if type(loss) is not float or loss - loss != 0.0]
+            self._odd_losses = odd
+        return odd
+
+    def marked(self, start: int, fields: frozenset[str]) -> list[int]:
+        """The indices from `start` on, in order, of the steps that carry one of `fields`
+        ("grad_norm", "layers") or a loss that is not a finite float: the steps a detector
+        with those `step_fields` judges (the others are quiet: see `Detector._observe_block`)."""
+        found = set(i for i in self.odd_losses() if i >= start)
+        for field, column in (("grad_norm", self.grad_norms), ("layers", self.layers)):
+            if field in fields:
+                found.update(i for i in range(start, len(column)) if column[i] is not None)
+        return sorted(found)
 
     @classmethod
     def join(cls, blocks: Sequence[StepBlock]) -> StepBlock:
@@ -425,14 +455,7 @@ class Detector(ABC):
                 if finding is not None:
                     return index, finding
             return None
-        grads = block.grad_norms if "grad_norm" in fields else None
-        layers = block.layers if "layers" in fields else None
-        for index in range(start, len(losses)):
-            loss = losses[index]
-            if (type(loss) is float and loss - loss == 0.0
-                    and (grads is None or grads[index] is None)
-                    and (layers is None or layers[index] is None)):
-                continue  # a quiet step (`step_fields`)
+        for index in block.marked(start, fields):  # the others are quiet (`step_fields`)
             finding = observe(block[index])
             if finding is not None:
                 return index, finding

@@ -107,6 +107,9 @@ _COLLAPSE = ("the gradient norm blew up at step {step} ({grad:.4g}, {ratio:.3g}x
              "for {epochs} epochs without progress")
 
 
+_NORM_FIELD = frozenset({"grad_norm"})  # the steps `_observe_block` judges one by one
+
+
 class ExplodingGradientsDetector(Detector):
     id: ClassVar[str] = "exploding_gradients"
     severity: ClassVar[str] = "critical"
@@ -196,14 +199,29 @@ class ExplodingGradientsDetector(Detector):
     def _observe_block(self, block: StepBlock, start: int) -> tuple[int, Finding] | None:
         """The column path (`Detector._observe_block`): every step counts here (the loss
         rules), so each is judged by `_observe_step` - the rules `_observe` applies to a step
-        event - from the block's columns, without an event dict (also where the block's dicts
-        are built anyway, a gradient norm on most steps: mlt's loop, HF; as cheap there)."""
+        event - from the block's columns, without an event dict, but for the quiet steps: no
+        gradient norm, a finite loss under both loss bars (constant once the first finite loss
+        is known, as it is here: `update_steps`). What `_observe_step` does on such a step is
+        taken in bulk: its row joins `recent` and both loss runs restart."""
         observe = self._observe_step
         epochs, steps, losses, grads = block.epochs, block.steps, block.losses, block.grad_norms
-        for index in range(start, len(losses)):
+        bars = [bar for bar in (self._divergence_bar(), self._scale_bar()) if bar is not None]
+        low = min(bars) if bars else math.inf
+        loud = set(block.marked(start, _NORM_FIELD))  # (every loss not a finite float too)
+        loud.update([i for i in range(start, len(losses)) if i not in loud and losses[i] > low])
+        recent, span = self.recent, self.recent.maxlen or len(losses)
+        done = start  # the steps before this one are judged
+        for index in [*sorted(loud), len(losses)]:
+            if index > done:  # quiet steps done .. index - 1
+                recent.extend([epochs[i], steps[i], None, losses[i]]
+                              for i in range(max(done, index - span), index))
+                self.loss_run[0] = self.scale_run[0] = 0
+            if index == len(losses):
+                break
             finding = observe(epochs[index], steps[index], grads[index], losses[index])
             if finding is not None:
                 return index, finding
+            done = index + 1
         return None
 
     def _judge_grad(self, grad: float, epoch: int | None, step: int | None,

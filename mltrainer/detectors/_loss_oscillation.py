@@ -222,23 +222,56 @@ class LossOscillationDetector(Detector):
 
     def _observe_block(self, block: StepBlock, start: int) -> tuple[int, Finding] | None:
         """The column path (`Detector._observe_block`): every step counts here (the spike
-        rule's running mean), so `_observe` itself judges each step, from a small dict of the
-        fields its step rules read (a test notes them) built from the block's columns, not the
-        block's full event dicts (`StepBlock.events`: two calls and seven keys a step), unless
-        those are built anyway: where most steps carry a gradient norm (mlt's loop, HF: the
-        other step detectors read those steps' dicts)."""
+        rule's running mean). A quiet step (no gradient norm, no per-layer report, a finite
+        loss under the overshoot and spike bars) only moves the running mean, and is taken so
+        from the columns; `_observe` itself judges the others, from a small dict of the
+        fields its step rules read (a test notes them), not the block's full event dicts
+        (`StepBlock.events`: two calls and seven keys a step), unless those are built anyway:
+        where most steps carry a gradient norm (mlt's loop, HF: the other step detectors read
+        those steps' dicts)."""
         grads = block.grad_norms
         if grads.count(None) * 2 <= len(grads):
             return super()._observe_block(block, start)
         observe = self._observe
         epochs, steps, losses, layers = block.epochs, block.steps, block.losses, block.layers
+        odd = set(block.odd_losses())
+        # a quiet step (no gradient norm, no report, a finite loss that is no overshoot and
+        # under the spike bar) only moves the running mean: taken here, without a dict
+        window, reference = self.losses, self.reference_loss()[0]
+        factor, atol = self.thresholds["spike_factor"], self.thresholds["spike_atol"]
         for index in range(start, len(losses)):
+            loss = losses[index]
+            if (grads[index] is None and layers[index] is None and index not in odd
+                    and self._no_overshoot(loss, steps[index])):
+                if len(window) < (window.maxlen or 0):
+                    window.append(loss)
+                    continue
+                mean = sum(window) / len(window)
+                if loss < factor * mean or loss - mean < atol * (reference or mean):
+                    self.judged += 1  # `_judge_step` on a step under the spike bar
+                    if 0 < self.elevated < self.run_length:
+                        self.by_chance += self.elevated
+                    self.elevated = 0
+                    window.append(loss)
+                    continue
             finding = observe({"type": "step", "epoch": epochs[index], "step": steps[index],
                                "loss": losses[index], "grad_norm": grads[index],
                                "layers": layers[index]})
             if finding is not None:
                 return index, finding
         return None
+
+    def _no_overshoot(self, loss: float, step: Any) -> bool:
+        """Whether `_judge_overshoot` does nothing on a step without a per-layer report: an
+        overshoot was already found (it counts reports from there), or this finite `loss` is
+        under the overshoot bar (once known) and the gradient did not blow up on this step."""
+        if self.overshot:
+            return True
+        bar = self._overshoot_bar
+        if bar is None or loss >= bar:
+            return False
+        blowup = self.collapse_watch["blowup"]
+        return blowup is None or blowup[1] != step
 
     def _judge_window(self) -> Finding | None:
         ref, source = self.reference_loss()

@@ -168,10 +168,21 @@ def per_tensor_norms(grads: list[torch.Tensor], device: torch.device) -> torch.T
     return torch.stack(torch._foreach_norm(grads)).float()
 
 
+def nonzero_counts(grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The count of non-zero entries of each tensor (NaN counts), as 0-d tensors on its device,
+    not read (no sync). On a GPU one fused pass (`_foreach_norm(grads, 0)`, the L0 "norm");
+    on the CPU each tensor's `bool().sum()`: torch's CPU L0 norm is ~2x slower on a small
+    MLP's gradients and ~10x on large ones (27 ms against 2.3 for four 1024x1024 tensors,
+    one thread)."""
+    if grads and grads[0].is_cpu:
+        return [g.bool().sum() for g in grads]
+    return list(torch._foreach_norm(grads, 0))
+
+
 def layer_statistics(grads: list[torch.Tensor], norms: torch.Tensor) -> torch.Tensor:
-    """(n, 2): per-tensor L2 norm and share of exact zeros. One more fused pass and no sync
-    (the caller reads it with one .tolist() when it writes the event)."""
-    nonzero = torch.stack(torch._foreach_norm(grads, 0)).float()  # L0 "norm": count of non-zeros
+    """(n, 2): per-tensor L2 norm and share of exact zeros. One more pass (`nonzero_counts`)
+    and no sync (the caller reads it with one .tolist() when it writes the event)."""
+    nonzero = torch.stack(nonzero_counts(grads)).float()
     sizes = torch.tensor([g.numel() for g in grads], dtype=torch.float32, device=norms.device)
     return torch.stack([norms, 1.0 - nonzero / sizes], dim=1)
 

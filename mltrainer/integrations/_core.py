@@ -15,7 +15,6 @@ import contextlib
 import json
 import math
 import os
-import queue
 import threading
 import time
 import warnings
@@ -41,7 +40,7 @@ from mltrainer.engine.checkpoint import CheckpointWriter, epoch_name, serialize,
 from mltrainer.engine.devices import peak_mem_mb
 from mltrainer.engine.inference import evaluate
 from mltrainer.engine.metrics import improves
-from mltrainer.engine.step import loss_function
+from mltrainer.engine.step import loss_function, nonzero_counts
 from mltrainer.state import atomic_write_text
 from mltrainer.stream import (
     BLOCK_DELAY_S,
@@ -53,7 +52,14 @@ from mltrainer.stream import (
 )
 
 CHECKPOINT_FORMAT = "mlt-integration/1"
-STATS_SHARE = 0.0025  # the per-layer statistics' most share of the step time
+# the per-layer statistics' and the global gradient norm's (NORM_SHARE) most share each of
+# the step time: 0.1 %, so that sampling takes 0.2 % of a ~1 ms CPU step and the handling
+# of every step (its line, the detectors) the rest of the 2 % the issue allows (issue 15,
+# eleventh pass: at 0.25 % each, sampled passes and their handling were ~10 of the loop's
+# ~45 us a step). On such steps the norm is then taken every ~30 steps and the statistics
+# every ~100 (0.1 s of training); a GPU step, or a CPU step of 40 ms and more, has its norm
+# on every step.
+STATS_SHARE = 0.001
 # a pass's cost is the median of the last this many passes' (the lower of two): a pass a
 # neighbour pre-empted is one outlier; and until this many were measured the stride grows at
 # most STATS_STRETCH-fold from one report to the next: one first pass timed far too long
@@ -62,9 +68,7 @@ STATS_SHARE = 0.0025  # the per-layer statistics' most share of the step time
 # ~1.5 us a step: their passes want a stride of 3x.)
 STATS_PASSES = 3
 STATS_STRETCH = 4
-# the global gradient norm's most share of the step time (see RunMonitor): on the bench's
-# ~3 ms CPU steps a pass every ~10 steps (at 0.5 %, every ~5: 5-6 us a step more)
-NORM_SHARE = 0.0025
+NORM_SHARE = 0.001  # the global gradient norm's (see STATS_SHARE and RunMonitor)
 # the first steps always carry a gradient norm: the detectors' early median (their first 5)
 # and one full span (5) judged step by step, where an lr far too high blows up
 NORM_EARLY = 10
@@ -90,6 +94,7 @@ MAX_DELAY_S = BLOCK_DELAY_S
 # detectors' findings (none stops training) come that much later; `findings.json` has all.
 MAX_UNJUDGED = 64
 JUDGE_DELAY_S = 1.0
+SYNC_EVERY_S = 0.5  # the stream is fsynced at most this long after an epoch event
 FINDINGS_FILE = "findings.json"
 _CPU = torch.device("cpu")
 _STALE = (0.0, 0)  # RunMonitor._cpu_mark after an epoch event: the next CPU read only marks
@@ -138,7 +143,7 @@ def trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 class LayerStats(NamedTuple):
     """One step's per-layer gradient statistics, not read from the device yet: the names of
     the parameters with a gradient, each gradient's L2 norm and count of non-zero entries
-    (0-d tensors from two fused `_foreach_norm` passes, the engine's arithmetic) and sizes."""
+    (0-d tensors: one fused `_foreach_norm` pass and the engine's `nonzero_counts`) and sizes."""
 
     names: list[str]
     norms: list[torch.Tensor]
@@ -155,8 +160,9 @@ def gradient_norms(params: list[tuple[str, nn.Parameter]], layers: bool
                    ) -> tuple[list[torch.Tensor] | None, LayerStats | None]:
     """The gradients' numbers on their device, not read yet (no host sync): the L2 norm of
     each gradient (one fused `_foreach_norm` pass; the global norm is the L2 norm of these,
-    taken when the step is handled) and, with `layers`, the `LayerStats` (one more fused
-    pass counting non-zeros). (None, None) when no parameter has a gradient."""
+    taken when the step is handled) and, with `layers`, the `LayerStats` (one more pass
+    counting non-zeros, `engine.step.nonzero_counts`). (None, None) when no parameter has a
+    gradient."""
     if not layers:  # the common step: no names needed
         grads = [p.grad for _, p in params if p.grad is not None]
         return (list(torch._foreach_norm(grads)), None) if grads else (None, None)
@@ -165,7 +171,7 @@ def gradient_norms(params: list[tuple[str, nn.Parameter]], layers: bool
         return None, None
     grads = [g for _, g in named]
     norms = list(torch._foreach_norm(grads))
-    nonzero = list(torch._foreach_norm(grads, 0))  # L0 "norm": the count of non-zeros
+    nonzero = nonzero_counts(grads)
     return norms, LayerStats([n for n, _ in named], norms, nonzero, [g.numel() for g in grads])
 
 
@@ -339,7 +345,8 @@ class RunMonitor:
         self._stream_fd = -1
         self._ckpts = CheckpointWriter(self.run_dir / "checkpoints", background=True)
         self._sync: threading.Thread | None = None  # the stream's fsync thread: _sync_later
-        self._sync_requests: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._sync_stop = threading.Event()
+        self._unsynced = False  # an epoch event was written since the thread's last fsync
         self.stop_reason: str | None = None
         self.best_metric: float | None = None
         self.best_loss: float | None = None
@@ -755,7 +762,7 @@ class RunMonitor:
             self.writer.close()
             self.writer = None
             if self._sync is not None:
-                self._sync_requests.put(False)
+                self._sync_stop.set()
                 self._sync.join()
                 self._sync = None
             self._fsync_stream()
@@ -802,20 +809,26 @@ class RunMonitor:
                 os.fsync(self._stream_fd)
 
     def _sync_later(self) -> None:
-        """fsync the stream on a thread (~0.1 ms of CPU and a few ms of I/O that would
-        otherwise stall the loop): one thread for the run, woken once an epoch (starting a
-        thread an epoch cost about as much CPU as the fsync itself). The lines are already
-        with the OS (a killed process loses none of them); this makes them survive a power
-        loss. A daemon: a script that dies without `end` is not kept alive by it."""
+        """fsync the stream on a thread, within `SYNC_EVERY_S` of each epoch event (~0.1 ms of
+        CPU and a few ms of I/O that would otherwise stall the loop): one thread for the run
+        that wakes on its own clock and syncs when an epoch event was written since its last
+        fsync. The loop only sets a flag (waking the thread at each epoch cost the loop
+        ~15-30 us of CPU an epoch: 1-2 us a step on the bench's 17-step epochs). The lines are
+        already with the OS (a killed process loses none of them); this makes them survive a
+        power loss. A daemon: a script that dies without `end` is not kept alive by it; `end`
+        fsyncs the closed stream itself."""
+        self._unsynced = True
         if self._sync is None:
+            self._sync_stop.clear()
             self._sync = threading.Thread(target=self._sync_loop, name="mlt-stream-fsync",
                                           daemon=True)
             self._sync.start()
-        self._sync_requests.put(True)
 
     def _sync_loop(self) -> None:
-        while self._sync_requests.get():
-            self._fsync_stream()
+        while not self._sync_stop.wait(SYNC_EVERY_S):
+            if self._unsynced:
+                self._unsynced = False  # (an event written from here on: the next round)
+                self._fsync_stream()
 
 
 # -- several processes (torch.distributed) ------------------------------------------------------

@@ -8,7 +8,7 @@
 
 Each optimisation step becomes a step event (the loss `training_step` returned, the lr, the
 global gradient norm before clipping, taken in `on_before_optimizer_step` on every step while
-that costs at most 0.25 % of the step and on a stride otherwise (`RunMonitor.wants_grad_norm`;
+that costs at most 0.1 % of the step and on a stride otherwise (`RunMonitor.wants_grad_norm`;
 the event then goes without `grad_norm`), and every `grad_stats_every` steps per-layer
 statistics); the numbers stay on the device until the
 monitor handles a block of steps (`RunMonitor`: no sync per step, a detector's stop at most

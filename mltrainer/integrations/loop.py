@@ -27,9 +27,10 @@ detector's ("detector:nan_loss"), "aborted" on a KeyboardInterrupt (mlt interrup
 `mlt.step(loss, optimizer)` is one optimisation step: call it once the step's gradients are
 complete (after the last `backward`) and before they are clipped or applied, so the gradient
 norms are the unclipped ones and the lr (`optimizer.param_groups[0]["lr"]`, or `lr=`) is the
-one this step uses. It keeps the loss and, on the steps the monitor samples, the gradients'
-norms on their device, exactly as the Lightning callback does (`RunMonitor.sample`: the global
-norm on every step while it costs at most 0.25 % of the step, else on a stride; per-layer
+one this step uses. It keeps the loss (read at once on the CPU, where a read costs no sync;
+elsewhere on its device) and, on the steps the monitor samples, the gradients' norms on their
+device, exactly as the Lightning callback does (`RunMonitor.sample`: the global
+norm on every step while it costs at most 0.1 % of the step, else on a stride; per-layer
 statistics every `grad_stats_every` steps, less often when costly); the steps are handled in
 blocks. It returns the reason to stop, or None (also `mlt.should_stop`, `mlt.stopping_reason`):
 after a non-finite loss or gradient norm "detector:nan_loss", at most `max_block - 1` (31)
@@ -198,9 +199,14 @@ class MltMonitor:
 
     def step(self, loss: torch.Tensor | float, optimizer: Any = None, *,
              lr: float | None = None) -> str | None:
-        """One optimisation step (see the module docstring): `loss` a tensor (on any device:
-        it is not read here) or a number, the lr from `optimizer.param_groups[0]` unless `lr`
+        """One optimisation step (see the module docstring): `loss` a one-element tensor (on
+        the CPU read here, where that costs no sync; on another device kept, detached, until
+        its block is read) or a number, the lr from `optimizer.param_groups[0]` unless `lr`
         is given. Returns the reason to stop, or None."""
+        if loss.__class__ is torch.Tensor and loss.is_cpu and loss.numel() == 1:
+            loss = loss.item()  # `_loss_value`'s common case, inline
+        elif loss.__class__ is not float:
+            loss = _loss_value(loss)  # (a loss refused is no step)
         self.global_step = step = self.global_step + 1
         if lr is None and optimizer is not None:
             lr = optimizer.param_groups[0]["lr"]
@@ -213,8 +219,6 @@ class MltMonitor:
         if step >= self._next_sample:
             grads = monitor.sample(self._params, step)
             self._next_sample = monitor.next_sample
-        if loss.__class__ is not float and isinstance(loss, torch.Tensor) and loss.requires_grad:
-            loss = loss.detach()  # (a graph kept until the block is read would hold memory)
         pending = monitor._pending
         now = time.perf_counter()
         pending.append((self.current_epoch, step, loss, lr if lr is None else float(lr),
@@ -280,6 +284,22 @@ class MltMonitor:
             stop = any_process(stop, self._device)
         if stop and self.stopping_reason is None:
             self.stopping_reason = reason or "stopped_by_rank0"  # the engine's name for it
+
+
+def _loss_value(loss: Any) -> Any:
+    """What a step keeps of its loss until the block is handled: on the CPU the number itself
+    (a read costs no sync there, and less than the detached tensor it replaces), elsewhere the
+    tensor detached (a graph kept until the block is read would hold memory; the block reads
+    all its numbers at once, RunMonitor.flush); an int or float as it is."""
+    if isinstance(loss, torch.Tensor):
+        if loss.numel() != 1:
+            raise ValueError(f"MltMonitor.step: loss must be a number or a one-element tensor "
+                             f"but got a tensor of shape {tuple(loss.shape)}; pass the step's "
+                             "loss (its mean), as backward() took it")
+        if loss.is_cpu:
+            return loss.item()
+        return loss.detach() if loss.requires_grad else loss
+    return loss
 
 
 def _number(name: str, value: Any) -> float:
