@@ -20,6 +20,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -73,11 +74,11 @@ NORM_SHARE = 0.001  # the global gradient norm's (see STATS_SHARE and RunMonitor
 # and one full span (5) judged step by step, where an lr far too high blows up
 NORM_EARLY = 10
 MAX_BLOCK = BLOCK_STEPS  # at most this many steps wait to be handled
-# the thread's CPU clock is read every this many steps (the step's CPU time, which the
-# norm's and the statistics' shares are judged against): right after a training step one
-# read costs ~6 us (a syscall; the wall clock ~0.5 us), so not every step
-CPU_EVERY = 8
-# nor for longer than this (wall time). Each block pays a fixed cost on top of its events:
+# the gradient norm's pass is timed on the first NORM_EARLY and then every this many passes
+# (the estimate moves slowly; each timing costs two clock reads)
+TIME_NORM_EVERY = 8
+# A block of steps waits at most MAX_BLOCK steps, nor for longer than this (wall time). Each
+# block pays a fixed cost on top of its events:
 # the training step between two blocks has pushed the handling's code and data out of the
 # cache (measured on a 1024-wide MLP, ~12 ms steps: 83 us an event in blocks of 2 at 50 ms,
 # 35 us in blocks of 15 at 0.5 s). A quarter second keeps blocks of 20-32 steps up to ~10 ms
@@ -97,7 +98,6 @@ JUDGE_DELAY_S = 1.0
 SYNC_EVERY_S = 0.5  # the stream is fsynced at most this long after an epoch event
 FINDINGS_FILE = "findings.json"
 _CPU = torch.device("cpu")
-_STALE = (0.0, 0)  # RunMonitor._cpu_mark after an epoch event: the next CPU read only marks
 # logged keys that are bookkeeping, not metrics (HF's evaluate adds these)
 _NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
 
@@ -312,15 +312,14 @@ class RunMonitor:
         self._held: list[str] = []
         self._first_pending = 0.0  # perf_counter when the pending block's first step began
         # step()'s fast path: `_due` once this many steps are pending or the clock passes this
-        self._due_at = 1
+        # (-inf: the first step after the start or an epoch event; 0 after a stop: every step)
+        self._due_at = max_block
         self._flush_by = -math.inf
         self._last_record: float | None = None  # perf_counter at the last handled step's end
         self._prev_record = 0.0  # and at its start
         self.stop_lag: dict[str, float] | None = None  # how late the stop came (see flush)
-        self._records = 0  # steps handled, and (thread CPU seconds, steps) at the last read
-        self._next_cpu = 1  # the CPU clock is read when this many steps were recorded
-        self._cpu_mark: tuple[float, int] | None = None
-        self._step_time: float | None = None  # CPU seconds a step, smoothed
+        self._records = 0  # steps handled
+        self._step_time: float | None = None  # seconds a step, smoothed (see _time_steps)
         self.handled = 0  # step events handled, and the seconds that took
         self.handling_s = 0.0  # (read, write, detectors; wall; for bench/integrations.py)
         self._stats_costs: deque[float] = deque(maxlen=STATS_PASSES)
@@ -389,6 +388,8 @@ class RunMonitor:
         hundreds of steps on)."""
         costs = self._stats_costs
         costs.append(seconds)
+        if self._step_time is None:  # before the first block is handled: its steps so far
+            self._time_steps([entry[6] for entry in self._pending])
         cost = sorted(costs)[(len(costs) - 1) // 2]
         if self._step_time and self.grad_stats_every > 0:
             unit = self.grad_stats_every
@@ -412,10 +413,10 @@ class RunMonitor:
 
     def times_norm(self) -> bool:
         """Time this gradient-norm pass (`note_norm_cost`)? The first `NORM_EARLY`, then
-        every `CPU_EVERY`-th: the estimate moves slowly, and each timing costs two clock
-        reads."""
+        every `TIME_NORM_EVERY`-th: the estimate moves slowly, and each timing costs two
+        clock reads."""
         self._norm_passes += 1
-        return self._norm_passes <= NORM_EARLY or self._norm_passes % CPU_EVERY == 0
+        return self._norm_passes <= NORM_EARLY or self._norm_passes % TIME_NORM_EVERY == 0
 
     def note_norm_cost(self, seconds: float) -> None:
         """The time one step's gradient-norm pass took, with the sampling decision before it
@@ -424,6 +425,8 @@ class RunMonitor:
         (`NORM_SHARE`) of the step time, at most `max_block` steps."""
         self._norm_cost = seconds if self._norm_cost is None else (
             0.7 * self._norm_cost + 0.3 * min(seconds, 2 * self._norm_cost))
+        if self._step_time is None:  # before the first block is handled: its steps so far
+            self._time_steps([entry[6] for entry in self._pending])
         if self._step_time:
             every = math.ceil(self._norm_cost / (self.norm_share * self._step_time))
             self.norm_every = max(1, min(self.max_block, every))
@@ -495,8 +498,8 @@ class RunMonitor:
 
         Right after a training step every object this touches is a cache miss (a few us each
         time on the bench), so a step is one tuple, one clock read and one comparison; the
-        rest waits for `_due` (the first step after the start or an epoch event, every
-        `CPU_EVERY` steps, a full or old block) or `flush`. The Lightning hook inlines this
+        rest waits for `_due` (the first step after the start or an epoch event, a full or
+        old block) or `flush`. The Lightning hook inlines this
         (a call of its own costs ~3 us there)."""
         if (loss.__class__ is not float and isinstance(loss, torch.Tensor)
                 and loss.requires_grad):
@@ -511,8 +514,8 @@ class RunMonitor:
     def _due(self) -> str | None:
         """A step `step` hands on: nothing is recorded after a stop; the age bound of a new
         block (it began when the step before it ended, or as it ended after the start or an
-        epoch event); the thread's CPU clock read every `CPU_EVERY` steps; the block handled
-        when it holds `max_block` steps or its first is `max_delay_s` old."""
+        epoch event); the block handled when it holds `max_block` steps or its first is
+        `max_delay_s` old."""
         pending = self._pending
         if self.stop_reason is not None:
             pending.clear()
@@ -521,29 +524,25 @@ class RunMonitor:
         if self._flush_by == -math.inf:  # the first step after the start or an epoch event
             self._first_pending = pending[0][6]
             self._flush_by = self._first_pending + self.max_delay_s
-        records = self._records + len(pending)
-        if records >= self._next_cpu:
-            self._read_cpu(records)
-            self._next_cpu = (records // CPU_EVERY + 1) * CPU_EVERY
-            self._due_at = min(self.max_block, self._next_cpu - self._records)
         # the age counts from the start of the block's first step: a step longer than
         # max_delay_s is handled as it ends
         if len(pending) >= self.max_block or now >= self._flush_by:
             return self.flush()
         return None
 
-    def _read_cpu(self, records: int) -> None:
-        """The steps' CPU time is what the norm's and the statistics' shares are judged
-        against (on a busy machine wall time measures the neighbours; the delay bound stays in
-        wall time): the mean over the steps since the last read (every CPU_EVERY steps; after
-        an epoch event the next read only marks: validation is no step)."""
-        mark = self._cpu_mark
-        cpu = time.thread_time()
-        if mark is not None and mark is not _STALE:
-            took = (cpu - mark[0]) / (records - mark[1])
-            self._step_time = took if self._step_time is None else (
-                0.8 * self._step_time + 0.2 * took)
-        self._cpu_mark = (cpu, records)
+    def _time_steps(self, marks: list[float]) -> None:
+        """The step time the norm's and the statistics' shares are judged against, from the
+        clock reads `step` takes anyway (each step's perf_counter as it was recorded, no other
+        read: a read of the thread's CPU clock right after a training step cost ~3-6 us, a
+        system call): the lower quartile of the gaps between a block's consecutive steps (a
+        gap a busy neighbour stretched, or the validation before an epoch's first step, is
+        left out: blocks end at each epoch event), smoothed over blocks."""
+        if len(marks) < 2:
+            return
+        gaps = sorted([after - before for before, after in pairwise(marks)])
+        took = gaps[(len(gaps) - 1) // 4]
+        self._step_time = took if self._step_time is None else (
+            0.8 * self._step_time + 0.2 * took)
 
     def flush(self) -> str | None:
         """Handle the pending steps as columns: one device read for all their numbers, their
@@ -563,8 +562,8 @@ class RunMonitor:
         self._last_record = self._first_pending = marks[-1]
         self._flush_by = marks[-1] + self.max_delay_s
         self._records += count
-        self._due_at = (min(self.max_block, self._next_cpu - self._records)
-                        if self.stop_reason is None else 0)  # after a stop: see _due
+        self._due_at = self.max_block if self.stop_reason is None else 0  # (a stop: _due)
+        self._time_steps(marks)
         sampled = [i for i in range(count) if norms[i] is not None or layers[i] is not None]
         tensors = [x for x in losses if x.__class__ is not float and isinstance(x, torch.Tensor)]
         read = len(tensors)
@@ -695,7 +694,6 @@ class RunMonitor:
             self._holding = False
         self._last_record = None  # validation is no step: the next epoch's first starts anew
         self._flush_by = -math.inf
-        self._cpu_mark = _STALE
         if self.stop_reason is not None:
             self._write_held()
             return self.stop_reason
