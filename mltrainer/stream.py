@@ -18,8 +18,10 @@ Events (fields may be added; readers ignore what they do not know):
      "layers": {"<param name>": {"grad_norm": float, "zero_frac": float}}  # every N steps only
      "time": float}
     {"type": "epoch", "epoch": int, "step": int,
-     "train_loss": float,                     # mean of the epoch's step losses (train mode)
-     "val_loss": float, "val": {"<metric>": float, ...},
+     "train_loss": float | absent,            # mean of the epoch's step losses (train mode;
+                                              #   absent: a callback's epoch with no step loss)
+     "val_loss": float | absent,              # absent: a callback's epoch not validated, or
+     "val": {"<metric>": float, ...},         #   whose val loss was not logged (val: {})
      "train": {"<metric>": float, ...} | absent,   # every metric of the task on training rows,
      "train_eval_loss": float | absent,       #   and their loss, in eval mode at the epoch's end
      "lr": float, "wall_time": float (seconds for the epoch), "peak_mem_mb": float, "time": float}

@@ -1167,6 +1167,60 @@ def _hf_findings(tmp_path: Path, cfg: Any, bundle: Any, baseline: dict[str, Any]
     return sorted(f.id for f in callback.findings), (trainer, callback)
 
 
+@pytest.mark.parametrize(("strategy", "goal"), [("steps", "accuracy"), ("epoch", "acc")])
+def test_hf_evaluations_every_n_steps_are_the_streams_epochs(tmp_path: Path, strategy: str,
+                                                             goal: str) -> None:
+    """With eval_strategy="steps" each evaluation is an epoch event of its own (the steps
+    since the last one its epoch), numbered 1, 2, ... with one checkpoint each: two in one
+    Trainer epoch crashed the run (`epoch-002.pt` already exists). compute_metrics without the
+    goal metric: one warning naming it."""
+    from sklearn.datasets import load_digits
+
+    from mltrainer.engine.entrypoint import frameworks_importable
+
+    frameworks_importable()
+    from transformers import Trainer, TrainingArguments
+
+    from mltrainer.integrations.transformers import MltCallback
+
+    X, y = load_digits(return_X_y=True)
+    rows = {"X": (X[:320] / 16).astype(np.float32), "y": y[:320]}
+    split = type("Split", (), rows)
+    torch.manual_seed(0)
+    callback = MltCallback(tmp_path / "hf", task="classification", metric="accuracy",
+                           save_checkpoints=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "hf-out"), num_train_epochs=2, per_device_train_batch_size=32,
+        eval_strategy=strategy, eval_steps=4, save_strategy="no", report_to="none",
+        use_cpu=True, seed=0, disable_tqdm=True, log_level="error", logging_strategy="no")
+    trainer = Trainer(model=_HFModel(nn.Sequential(nn.Linear(64, 16), nn.ReLU(),
+                                                   nn.Linear(16, 10))), args=args,
+                      train_dataset=_Rows(split), eval_dataset=_Rows(split),
+                      callbacks=[callback],
+                      compute_metrics=lambda p: {goal: float((p.predictions.argmax(1)
+                                                              == p.label_ids).mean())})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    ours = [str(w.message) for w in caught if str(w.message).startswith("mlt:")]
+    assert ours == ([] if goal == "accuracy" else [
+        "mlt: the evaluation logged no 'accuracy' (the goal metric) but ['acc']; "
+        "compute_metrics must return {'accuracy': ...} (the Trainer logs it as eval_accuracy)"])
+    events = read_stream(tmp_path / "hf" / "metrics.jsonl")
+    epochs = [e for e in events if e["type"] == "epoch"]
+    every = 4 if strategy == "steps" else 10  # 10 steps a Trainer epoch
+    assert events[-1]["reason"] == "completed"
+    assert [e["epoch"] for e in epochs] == list(range(1, len(epochs) + 1))
+    assert [e["step"] for e in epochs][:4] == [every * n for n in range(1, 5)][:len(epochs)][:4]
+    before = 0
+    for event in epochs:  # each epoch's steps: those since the evaluation before
+        steps = [e["step"] for e in events if e["type"] == "step" and e["epoch"] == event["epoch"]]
+        assert steps == list(range(before + 1, event["step"] + 1))
+        before = event["step"]
+    assert sorted(p.name for p in (tmp_path / "hf" / "checkpoints").glob("epoch-*.pt")) == [
+        f"epoch-{n:03d}.pt" for n in range(1, len(epochs) + 1)]
+
+
 def _loop_findings(tmp_path: Path, cfg: Any, bundle: Any, baseline: dict[str, Any]
                    ) -> tuple[list[str], Any]:
     """The same training in a hand-written loop with `MltMonitor`."""
@@ -1307,6 +1361,148 @@ def test_the_hf_callback_records_every_step_without_asking_for_logs(
         assert wrapped["grad_norm"] == pytest.approx(forced["grad_norm"], rel=1e-6)
         assert wrapped["grad_norm"] > 0.5  # the norm before clipping
         assert wrapped["lr"] == forced["lr"]
+
+
+class _Validated:
+    """A Lightning module for `test_epochs_lightning_did_not_validate_have_no_val_values`: an
+    MLP on digits whose validation logs `logged` (val_loss, val_accuracy or val_acc)."""
+
+    @staticmethod
+    def fit(tmp_path: Path, logged: tuple[str, ...], **trainer_args: Any) -> Any:
+        from mltrainer.engine.entrypoint import frameworks_importable
+
+        frameworks_importable()
+        import lightning as L
+        from sklearn.datasets import load_digits
+        from torch.utils.data import DataLoader, TensorDataset
+
+        from mltrainer.integrations.lightning import MltCallback
+
+        class Module(L.LightningModule):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+
+            def training_step(self, batch: Any, idx: int) -> torch.Tensor:
+                return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+            def validation_step(self, batch: Any, idx: int) -> None:
+                out = self.net(batch[0])
+                values = {"val_loss": nn.functional.cross_entropy(out, batch[1]),
+                          "val_accuracy": (out.argmax(1) == batch[1]).float().mean()}
+                values["val_acc"] = values["val_accuracy"]
+                for name in logged:
+                    self.log(name, values[name])
+
+            def configure_optimizers(self) -> torch.optim.Optimizer:
+                return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+        X, y = load_digits(return_X_y=True)
+        rows = TensorDataset(torch.as_tensor(X[:512], dtype=torch.float32) / 16,
+                             torch.as_tensor(y[:512]))
+        torch.manual_seed(0)
+        callback = MltCallback(tmp_path, task="classification", metric="accuracy",
+                               save_checkpoints=True)
+        trainer = L.Trainer(max_epochs=4, callbacks=[callback], logger=False,
+                            accelerator="cpu", enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False,
+                            **trainer_args)
+        trainer.fit(Module(), DataLoader(rows, batch_size=64),
+                    DataLoader(rows, batch_size=256) if logged else None)
+        return callback
+
+
+@pytest.mark.parametrize(("logged", "every", "validated"), [
+    (("val_loss", "val_accuracy"), 2, [2, 4]),  # check_val_every_n_epoch=2
+    ((), 1, []),  # no val loader
+    (("val_accuracy",), 1, [1, 2, 3, 4]),  # no val loss logged
+])
+def test_epochs_lightning_did_not_validate_have_no_val_values(
+        tmp_path: Path, logged: tuple[str, ...], every: int, validated: list[int]) -> None:
+    """An epoch Lightning did not validate (check_val_every_n_epoch, no val loader) is an epoch
+    event without val values, not the last validation's again nor a NaN val loss, and a val
+    loss not logged is missing, not NaN: training runs to its end (a NaN val loss stopped it
+    at epoch 1 as `nan_loss`) and the best checkpoint comes from the validated epochs."""
+    callback = _Validated.fit(tmp_path, logged, check_val_every_n_epoch=every)
+    assert callback.stopping_reason is None and not callback.findings
+    events = read_stream(tmp_path / "metrics.jsonl")
+    epochs = [e for e in events if e["type"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4] and events[-1]["reason"] == "completed"
+    assert [e["epoch"] for e in epochs if e["val"]] == validated
+    assert all(("val_loss" in e) == (bool(e["val"]) and "val_loss" in logged) for e in epochs)
+    assert epochs[-1]["best_epoch"] == (max(validated, key=lambda n: epochs[n - 1]["val"][
+        "accuracy"]) if validated else 0)
+    assert (tmp_path / "checkpoints" / "best.pt").is_file() == bool(validated)
+
+
+def test_a_goal_metric_the_validation_does_not_log_is_named_once(tmp_path: Path) -> None:
+    """A module that logs its accuracy as `val_acc` where the goal metric is `accuracy`: one
+    warning naming what was logged and the name to log, not a run whose best epoch stays 0
+    without a word."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _Validated.fit(tmp_path, ("val_loss", "val_acc"))
+    ours = [str(w.message) for w in caught if str(w.message).startswith("mlt:")]
+    assert ours == ["mlt: the evaluation logged no 'accuracy' (the goal metric) but ['acc']; "
+                    "log it as val_accuracy in validation_step (or pass val_prefix)"]
+
+
+def test_a_training_step_that_returns_no_loss_is_named_not_stopped(tmp_path: Path) -> None:
+    """Manual optimisation whose training_step returns nothing: one warning saying the steps
+    are not in the stream and what to return; the epochs go on (an epoch with no step loss
+    had a NaN train loss, and nan_loss stopped training after epoch 1)."""
+    from mltrainer.engine.entrypoint import frameworks_importable
+
+    frameworks_importable()
+    import lightning as L
+
+    from mltrainer.integrations.lightning import MltCallback
+
+    class Manual(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(4, 2)
+            self.automatic_optimization = False
+
+        def training_step(self, batch: Any, idx: int) -> None:
+            optimizer = self.optimizers()
+            optimizer.zero_grad()
+            self.manual_backward(nn.functional.cross_entropy(self.net(batch[0]), batch[1]))
+            optimizer.step()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    rows = torch.utils.data.TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,)))
+    callback = MltCallback(tmp_path, task="classification", metric="accuracy")
+    trainer = L.Trainer(max_epochs=3, callbacks=[callback], logger=False, accelerator="cpu",
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(Manual(), torch.utils.data.DataLoader(rows, batch_size=8))
+    ours = [str(w.message) for w in caught if str(w.message).startswith("mlt:")]
+    assert len(ours) == 1 and "training_step returned no loss" in ours[0]
+    assert "return loss.detach()" in ours[0]
+    events = read_stream(tmp_path / "metrics.jsonl")
+    assert [(e["epoch"], "train_loss" in e) for e in events if e["type"] == "epoch"] == [
+        (1, False), (2, False), (3, False)]
+    assert events[-1]["reason"] == "completed" and not callback.findings
+
+
+def test_the_loop_monitor_takes_an_epoch_without_validation(tmp_path: Path) -> None:
+    """`mlt.epoch()` with no val values is an epoch you did not validate: no NaN val loss (a
+    stop), no error; val values without the goal metric are still refused."""
+    from mltrainer.integrations.loop import MltMonitor
+
+    model = nn.Linear(3, 1)
+    with MltMonitor(model, tmp_path, task="regression", metric="rmse") as mlt:
+        for epoch in (1, 2):
+            mlt.step(torch.tensor(1.0 / epoch), lr=0.1)
+            assert mlt.epoch(*((0.5, {"rmse": 0.7}) if epoch == 2 else ())) is None
+    epochs = [e for e in read_stream(tmp_path / "metrics.jsonl") if e["type"] == "epoch"]
+    assert [("val_loss" in e, e["val"]) for e in epochs] == [(False, {}), (True, {"rmse": 0.7})]
+    assert not mlt.findings and mlt.stopping_reason is None
 
 
 @pytest.mark.parametrize(("norm_share", "stop_step", "field"), [

@@ -355,6 +355,7 @@ class RunMonitor:
         self.last_lr: float | None = None
         self._losses: list[float] = []
         self._epoch_started = time.perf_counter()
+        self._goal_warned = False
 
     @property
     def findings(self) -> list[Finding]:
@@ -699,7 +700,9 @@ class RunMonitor:
             return self.stop_reason
         fitted = (self.train_rows.measure(model)
                   if self.train_rows is not None and model is not None else None)
-        train_loss = sum(self._losses) / len(self._losses) if self._losses else math.nan
+        # (an epoch with no step recorded, Lightning's training_step returning None, has no
+        # train loss: missing, not a NaN that would stop training as nan_loss)
+        train_loss = sum(self._losses) / len(self._losses) if self._losses else None
         self._losses = []
         value = val.get(self.metric)
         # the engine's rule: the goal metric decides, a tie goes to the lower val loss
@@ -718,8 +721,12 @@ class RunMonitor:
         if improved:
             self.best_metric, self.best_epoch, self.best_loss = value, epoch, val_loss
         self.last_epoch, self.last_step = epoch, step
-        event = {"type": "epoch", "epoch": epoch, "step": step, "train_loss": train_loss,
-                 "val_loss": val_loss if val_loss is not None else math.nan, "val": dict(val),
+        # an epoch without validation (Lightning's check_val_every_n_epoch, no val loader) or
+        # whose val loss was not logged has no `val_loss`: missing, not NaN (a NaN stops
+        # training: nan_loss); the baseline gate names the epochs without the goal metric
+        event = {"type": "epoch", "epoch": epoch, "step": step,
+                 **({} if train_loss is None else {"train_loss": train_loss}),
+                 **({} if val_loss is None else {"val_loss": val_loss}), "val": dict(val),
                  "lr": self.last_lr, "wall_time": time.perf_counter() - self._epoch_started,
                  "peak_mem_mb": peak_mem_mb(_CPU), "checkpoint": name,
                  "best_epoch": self.best_epoch}
@@ -732,6 +739,17 @@ class RunMonitor:
                              links=["last.pt", "best.pt"] if improved else ["last.pt"])
         self._sync_later()
         return reason
+
+    def goal_logged(self, val: Mapping[str, float], hint: str) -> None:
+        """Warn once when an evaluation's values (`val`, by metric) hold no goal metric: the
+        best checkpoint, the goal and the detectors that read it go without it (and inside an
+        mlt run the baseline gate fails `val_metric_every_epoch`). `hint` says where the
+        framework takes the name from."""
+        if self.metric in val or self._goal_warned:
+            return
+        self._goal_warned = True
+        warnings.warn(f"mlt: the evaluation logged no {self.metric!r} (the goal metric) but "
+                      f"{sorted(val) or 'no metric'}; {hint}", RuntimeWarning, stacklevel=3)
 
     def end(self, reason: str | None = None,
             state_dict: Callable[[], Mapping[str, torch.Tensor]] | None = None) -> None:

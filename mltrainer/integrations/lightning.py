@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ class MltCallback(Callback):
         self._active = True
         self._world = 1
         self._alone = True  # active, one process: on_train_batch_end's fast path
+        self._validated = False  # a validation ran since the last epoch's end
+        self._warned_no_loss = False
 
     @property
     def findings(self) -> list[Any]:
@@ -151,8 +154,9 @@ class MltCallback(Callback):
             return
         # Lightning's outputs: {"loss": the loss detached, ...} (both optimisation modes)
         loss = outputs.get("loss") if type(outputs) is dict else _loss_of(outputs)
-        if loss is None:
-            return  # training_step returned None
+        if loss is None:  # training_step returned None
+            self._no_loss(pl_module)
+            return
         grads = self._grads
         if grads is not _NO_NORMS:
             self._grads = _NO_NORMS
@@ -164,6 +168,20 @@ class MltCallback(Callback):
             reason = monitor._due()
             if reason is not None:
                 self._stop_if(trainer, reason)
+
+    def _no_loss(self, pl_module: Any) -> None:
+        """Warn once: a step without a loss is no step event (no loss, no gradient norm), so the
+        step detectors see nothing of it and the epoch event has no train loss."""
+        if self._warned_no_loss:
+            return
+        self._warned_no_loss = True
+        self._grads = _NO_NORMS
+        manual = not getattr(pl_module, "automatic_optimization", True)
+        warnings.warn("mlt: training_step returned no loss, so its steps are not in the metric "
+                      "stream (no loss, no gradient norm: the step detectors see nothing); "
+                      "return the step's loss" + (" (with manual optimisation too: return "
+                                                  "loss.detach())" if manual else ""),
+                      RuntimeWarning, stacklevel=2)
 
     def _record_elsewhere(self, trainer: Any, outputs: Any) -> None:
         """on_train_batch_end with several processes (every one joins `_stop_if`'s collective
@@ -183,14 +201,25 @@ class MltCallback(Callback):
         # of the trainer and each call of ours costs a few us), so each is read once
         reason = None
         self._step = step = trainer.global_step
+        validated, self._validated = self._validated, False
         if self._active:
-            # Lightning validates before this hook, so the epoch's val values are logged by now
-            val_loss, val = split_logged(trainer.callback_metrics, self.val_prefix)
+            # Lightning validates before this hook, so the epoch's val values are logged by now;
+            # an epoch it did not validate (check_val_every_n_epoch, no val loader) has none:
+            # callback_metrics would still hold the last validation's
+            val_loss, val = (split_logged(trainer.callback_metrics, self.val_prefix)
+                             if validated else (None, {}))
+            if validated:
+                self.monitor.goal_logged(val, f"log it as {self.val_prefix}{self.monitor.metric}"
+                                              " in validation_step (or pass val_prefix)")
             reason = self.monitor.epoch(epoch=self._epoch, step=step, val_loss=val_loss,
                                         val=val, state_dict=pl_module.state_dict,
                                         model=pl_module)
         if reason is not None or self._world > 1:
             self._stop_if(trainer, reason)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.sanity_checking:  # (the check before training is no epoch's)
+            self._validated = True
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if not self._active:

@@ -253,26 +253,29 @@ class MltMonitor:
 
     def epoch(self, val_loss: Any = None, val: Mapping[str, Any] | None = None) -> str | None:
         """The end of the epoch in progress (epochs count from 1): `val_loss` and `val`, the
-        val metrics by name (numbers or one-element tensors) holding the goal metric. Saves
-        the checkpoint and measures the train rows (see the module docstring). Returns the
-        reason to stop, or None."""
+        val metrics by name (numbers or one-element tensors) holding the goal metric, or
+        neither for an epoch you did not validate (its event has no val values; inside an mlt
+        run the baseline gate wants the goal metric every epoch). Saves the checkpoint and
+        measures the train rows (see the module docstring). Returns the reason to stop, or
+        None."""
         if not self._started or self._ended:
             raise RuntimeError("MltMonitor.epoch outside its run: call it inside "
                                "`with MltMonitor(...) as mlt:` (or between start() and end())")
         epoch = self.current_epoch
-        self.current_epoch += 1
         reason = None
-        if self._active:
+        if self._active:  # (values refused: the epoch is not over)
             values = {str(name): _number(f"val[{name!r}]", value)
                       for name, value in (val or {}).items()}
-            if self.monitor.metric not in values:
+            loss = None if val_loss is None else _number("val_loss", val_loss)
+            if (values or val_loss is not None) and self.monitor.metric not in values:
                 raise ValueError(f"MltMonitor.epoch: val has no {self.monitor.metric!r} (the goal "
                                  f"metric) but {sorted(values)}; pass the val metrics by name "
                                  "(RunContext.compute_metrics(outputs) gives every one)")
+        self.current_epoch += 1
+        if self._active:
             reason = self.monitor.epoch(
-                epoch=epoch, step=self.global_step,
-                val_loss=None if val_loss is None else _number("val_loss", val_loss),
-                val=values, state_dict=self.model.state_dict, model=self.model)
+                epoch=epoch, step=self.global_step, val_loss=loss, val=values,
+                state_dict=self.model.state_dict, model=self.model)
         self._decide(reason)
         return self.stopping_reason
 

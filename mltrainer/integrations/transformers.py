@@ -28,7 +28,10 @@ is then the Trainer's average since the last log). Every `grad_stats_every` step
 adds per-layer statistics, read in `on_pre_optimizer_step` (after the Trainer clipped: the
 per-layer norms are the clipped ones, the zero fractions are exact). Each evaluation
 (`eval_strategy="epoch"`) becomes the epoch's event, with `eval_loss` and `eval_<metric>` from
-your `compute_metrics` (`val_prefix`).
+your `compute_metrics` (`val_prefix`; one warning when it returns no goal metric). With
+`eval_strategy="steps"` mlt's epochs are the evaluation periods: each evaluation is an epoch
+event (1, 2, ...), its epoch the steps since the one before (`steps_per_epoch` in the start
+event: `eval_steps`).
 
 When a detector that stops training fires (a non-finite loss or gradient norm: `nan_loss`),
 the callback sets `control.should_training_stop` (the Trainer's own way to stop), records
@@ -53,6 +56,7 @@ Inside `mlt train-baseline` (a `training.entrypoint`), `MltCallback()` takes its
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -96,7 +100,11 @@ class MltCallback(TrainerCallback):
         self.every_step = every_step
         self.stopping_reason: str | None = None
         self.stopping_reason_message: str | None = None
-        self._epoch = 0
+        self._epoch = 0  # the Trainer's epoch in progress, from 1
+        # eval_strategy="steps": mlt's epochs are the evaluation periods (an epoch event an
+        # evaluation, the steps before it in its epoch), counted here
+        self._by_steps = False
+        self._evals = 0
         self._layers: dict[int, Any] = {}  # step -> gradient_norms(), read in on_log
         self._params: list[Any] | None = None
         self._training = False
@@ -125,9 +133,14 @@ class MltCallback(TrainerCallback):
         loader = kwargs.get("train_dataloader")
         steps = (len(loader) // max(1, args.gradient_accumulation_steps)
                  if loader is not None and hasattr(loader, "__len__") else None)
+        epochs = int(args.num_train_epochs)
+        self._by_steps = getattr(args, "eval_strategy", None) == "steps"
+        if self._by_steps:  # an evaluation every eval_steps (a share of the run when < 1)
+            every = args.eval_steps or args.logging_steps
+            steps = max(1, round(every * state.max_steps) if every < 1 else int(every))
+            epochs = math.ceil(state.max_steps / steps) if state.max_steps else None
         self._stop_if(args, control, self.monitor.start(
-            steps_per_epoch=steps, epochs=int(args.num_train_epochs), max_steps=state.max_steps),
-            collective=False)
+            steps_per_epoch=steps, epochs=epochs, max_steps=state.max_steps), collective=False)
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._epoch += 1
@@ -155,7 +168,7 @@ class MltCallback(TrainerCallback):
             if state.is_world_process_zero and losses:
                 loss = losses[0] if len(losses) == 1 else sum(losses[1:], losses[0])
                 reason = self.monitor.step(
-                    epoch=max(1, self._epoch), step=state.global_step, loss=loss, lr=self._lr,
+                    epoch=self._period(), step=state.global_step, loss=loss, lr=self._lr,
                     grad_norm=norm, layers=self._layers.pop(state.global_step, None))
             if self._layers:
                 self._layers.clear()
@@ -173,7 +186,7 @@ class MltCallback(TrainerCallback):
         reason = None
         if state.is_world_process_zero:
             reason = self.monitor.step(
-                epoch=max(1, self._epoch), step=state.global_step, loss=float(logs["loss"]),
+                epoch=self._period(), step=state.global_step, loss=float(logs["loss"]),
                 lr=logs.get("learning_rate"), grad_norm=_float_or_none(logs.get("grad_norm")),
                 layers=self._layers.pop(state.global_step, None))
         if self._forced:  # a log only mlt asked for: it stays out of the Trainer's history
@@ -190,11 +203,16 @@ class MltCallback(TrainerCallback):
         if not self._training:
             return  # trainer.evaluate() after train(): the stream is closed
         reason = None
+        epoch = self._period()
+        self._evals += 1
         if state.is_world_process_zero:
             val_loss, val = split_logged(metrics or {}, self.val_prefix)
+            self.monitor.goal_logged(val, f"compute_metrics must return {{"
+                                          f"{self.monitor.metric!r}: ...}} (the Trainer logs "
+                                          f"it as {self.val_prefix}{self.monitor.metric})")
             model = kwargs.get("model")
             reason = self.monitor.epoch(
-                epoch=max(1, self._epoch), step=state.global_step, val_loss=val_loss, val=val,
+                epoch=epoch, step=state.global_step, val_loss=val_loss, val=val,
                 state_dict=model.state_dict if model is not None else None, model=model)
         self._stop_if(args, control, reason)
 
@@ -246,6 +264,12 @@ class MltCallback(TrainerCallback):
                 setattr(trainer, name, before)
         self._wrapped.clear()
         self._losses.clear()
+
+    def _period(self) -> int:
+        """mlt's epoch in progress: the Trainer's, or with eval_strategy="steps" the
+        evaluation period (one epoch event an evaluation: never two events, nor two
+        checkpoints, of one epoch)."""
+        return self._evals + 1 if self._by_steps else max(1, self._epoch)
 
     def _stop_if(self, args: Any, control: Any, reason: str | None,
                  collective: bool = True) -> None:
