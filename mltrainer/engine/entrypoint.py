@@ -391,7 +391,9 @@ def load_entrypoint_model(path: str | os.PathLike[str], cfg: MltConfig, spec: An
     model = loader(Path(path), cfg, spec)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"training.load_model {spec_str} returned "
-                          f"{type(model).__name__}, not a torch.nn.Module")
+                          f"{type(model).__name__}, not a torch.nn.Module",
+                          hint="make load_model return the model (an nn.Module mapping rows "
+                               "to outputs), then run the command again")
     return model.eval()
 
 
