@@ -119,7 +119,8 @@ def test_an_interrupted_first_hash_of_a_folder_keeps_the_files_it_finished(
     (folder / "3.bin").symlink_to(folder / "missing")  # listed, but stat fails
     files = _manifest.list_files(folder, (".bin",))
     manifest = _manifest.Manifest(tmp_path, folder)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match=r"3.bin is a symbolic link to .*missing, which does "
+                                        "not exist"):
         manifest.refresh(files)
     kept = json.loads(_manifest.cache_file(tmp_path, folder).read_text())["files"]
     assert sorted(kept) == ["0.bin", "1.bin", "2.bin"]
@@ -317,6 +318,32 @@ def test_an_image_folder_holds_the_files_torchvisions_imagefolder_reads() -> Non
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     assert sorted(IMAGE_SUFFIXES) == sorted(IMG_EXTENSIONS)
+
+
+def test_an_image_folder_follows_links_as_torchvisions_imagefolder_does(tmp_path: Path) -> None:
+    """A class folder that is a symbolic link to where its images live is read (it was 'a
+    class folder with no images'), the same files torchvision's ImageFolder reads; a link back
+    to a folder above lists nothing twice and ends; a link to nothing is one line naming it
+    (it was an unexpected failure, exit 1)."""
+    from mltrainer.models._vision import torchvision
+
+    _faces(tmp_path / "store")
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    (folder / "face").symlink_to(tmp_path / "store" / "faces" / "face")
+    (folder / "not_face").symlink_to(tmp_path / "store" / "faces" / "not_face")
+    cfg = _cfg("imagefolder:faces", transforms={"channels": 1})
+    bundle = prepare_data(cfg, tmp_path)
+    tv = torchvision().datasets.ImageFolder(str(folder))
+    ours = sorted(bundle.train.items.dataset[i] for i in range(bundle.split_info["files"]))
+    assert ours == sorted((p, y) for p, y in tv.samples) and len(ours) == 24
+    (tmp_path / "store" / "faces" / "face" / "up").symlink_to(folder)
+    assert prepare_data(cfg, tmp_path).fingerprints == bundle.fingerprints
+    (tmp_path / "store" / "faces" / "face" / "gone.png").symlink_to(tmp_path / "nothing.png")
+    with pytest.raises(DataError, match=r"gone.png is a symbolic link to .*nothing.png, which "
+                                        "does not exist") as info:
+        prepare_data(cfg, tmp_path)
+    assert "\n" not in info.value.message
 
 
 # -- models ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mltrainer.data._manifest import Manifest, list_files
+from mltrainer.data._manifest import Manifest, list_files, walk
 from mltrainer.data._sources import DataSource, register_source, resolve_path
 from mltrainer.errors import DataError
 from mltrainer.runtime import IMAGE_SUFFIXES
@@ -119,16 +119,12 @@ def skipped_files(folder: Path, used: list[str]) -> dict[str, Any]:
     silently: hidden files and folders (`.DS_Store`, `.git`), files without an image suffix
     (`notes.txt`, `Thumbs.db`, a `.gif` or `.heic` picture), and files outside a class
     folder (a README at the top). `{"count", "by_reason": {reason: n}, "examples": [...]}`."""
-    import os
-
     taken = set(used)
     by_reason: dict[str, int] = {}
     examples: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        rel_dir = Path(dirpath).relative_to(folder)
+    for rel_dir, _, filenames in walk(folder):
         hidden_dir = any(part.startswith(".") for part in rel_dir.parts)
-        for name in sorted(filenames):
+        for name in filenames:
             rel = (rel_dir / name).as_posix()
             if rel in taken:
                 continue

@@ -30,15 +30,46 @@ def cache_file(root: Path, folder: Path) -> Path:
     return Path(root) / ".mlt" / "cache" / f"manifest-{key}.json"
 
 
+def walk(folder: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """`os.walk(folder)` as torchvision's ImageFolder walks it: symbolic links to folders are
+    followed (a class folder may be a link to where the images live), each real folder once,
+    so a link back to a folder above ends nothing and lists nothing twice. Yields (the folder
+    relative to `folder`, its sub-folders, its files), both sorted; a caller may prune the
+    sub-folders in place."""
+    seen = {os.path.realpath(folder)}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        kept = []
+        for d in sorted(dirnames):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if real not in seen:
+                seen.add(real)
+                kept.append(d)
+        dirnames[:] = kept
+        yield Path(dirpath).relative_to(folder), dirnames, sorted(filenames)
+
+
 def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
-    """Relative POSIX paths of the files under `folder` with one of `suffixes`, sorted."""
+    """Relative POSIX paths of the files under `folder` with one of `suffixes`, sorted
+    (hidden files and folders left out; links followed, see `walk`)."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    for rel_dir, dirnames, filenames in walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if name.lower().endswith(suffixes) and not name.startswith("."):
-                out.append(Path(dirpath, name).relative_to(folder).as_posix())
+                out.append((rel_dir / name).as_posix())
     return sorted(out)
+
+
+def unreadable(folder: Path, rel: str, exc: OSError) -> Any:
+    """The DataError for a listed file that cannot be read: a link to nothing says so."""
+    from mltrainer.errors import DataError
+
+    path = folder / rel
+    if path.is_symlink() and not path.exists():
+        return DataError(f"{path} is a symbolic link to {os.readlink(path)}, which does not "
+                         "exist", hint="point the link at the file, or delete the link")
+    return DataError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})",
+                     hint="make the file readable (or delete it), then re-run")
 
 
 class Manifest:
@@ -63,13 +94,17 @@ class Manifest:
         self.entries = entries = {}
         with self.progress_kept():
             for rel in files:
-                st = os.stat(self.folder / rel)
-                old = self._cached.get(rel)
-                if old and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns:
-                    entries[rel] = old
-                    continue
-                entries[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                "sha256": sha256_file(self.folder / rel)}
+                try:
+                    st = os.stat(self.folder / rel)
+                    old = self._cached.get(rel)
+                    if (old and old.get("size") == st.st_size
+                            and old.get("mtime_ns") == st.st_mtime_ns):
+                        entries[rel] = old
+                        continue
+                    entries[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                    "sha256": sha256_file(self.folder / rel)}
+                except OSError as exc:
+                    raise unreadable(self.folder, rel, exc) from None
                 self._dirty = True
                 self._progress_due()
         self._dirty = self._dirty or set(entries) != set(self._cached)
