@@ -184,6 +184,17 @@ def test_python_dataset_is_split_by_index_and_a_given_split_is_kept(tmp_path: Pa
                "collate_fn"),
     ("nan_input", r"item 5's input holds 1 non-finite value"),
     ("nan_target", r"item 2's target is nan \(float\), not a finite number"),
+    # these were unexpected failures (exit 1) or a misleading line
+    ("negative_len", r"the Dataset's length cannot be read \(len\(\) raised ValueError: "
+                     r"__len__\(\) should return >= 0\)"),
+    ("float_len", r"length cannot be read \(len\(\) raised TypeError: 'float' object"),
+    ("iterable", r"the Dataset is an IterableDataset \(no length, no index\)"),
+    ("long_len", r"item 40 cannot be read \(IndexError: .*\); __len__ says there are 45"),
+    ("one_class", r"every item has label 0; a classifier needs at least 2 classes"),
+    ("from_one", r"the labels run from 1 to 2 but no item has label 0 \(1 of 3 class "
+                 r"indices unused\)"),
+    ("scalar", r"item 0's input is a single number \(a 0-d tensor\)"),
+    ("picture", r"item 0's input is a Image, not a float tensor"),
 ])
 def test_a_dataset_whose_items_cannot_train_is_refused_naming_the_item(
         tmp_path: Path, fn: str, pattern: str) -> None:
@@ -193,14 +204,26 @@ def test_a_dataset_whose_items_cannot_train_is_refused_naming_the_item(
         "    def __init__(self, kind): self.kind = kind\n"
         "    def __len__(self): return 40\n"
         "    def __getitem__(self, i):\n"
+        "        if i >= 40: raise IndexError(f'index {i} is out of range')\n"
         "        x = torch.full((4,), float(i))\n"
         "        if self.kind == 'ragged' and i % 2: x = x[:3]\n"
         "        if self.kind == 'nan_input' and i == 5: x[1] = float('nan')\n"
+        "        if self.kind == 'scalar': x = x[0]\n"
+        "        if self.kind == 'picture': x = __import__('PIL.Image').Image.new('L', (4, 4))\n"
         "        y = float('nan') if self.kind == 'nan_target' and i == 2 else float(i)\n"
+        "        if self.kind == 'one_class': return x, 0\n"
+        "        if self.kind == 'from_one': return x, i % 2 + 1\n"
         "        return x, (i % 2 if self.kind != 'nan_target' else y)\n"
-        "def ragged(): return DS('ragged')\n"
-        "def nan_input(): return DS('nan_input')\n"
-        "def nan_target(): return DS('nan_target')\n")
+        "class Lens(DS):\n"
+        "    def __len__(self):\n"
+        "        return {'negative_len': -1, 'float_len': 40.0, 'long_len': 45}[self.kind]\n"
+        "class Stream(torch.utils.data.IterableDataset):\n"
+        "    def __iter__(self): return iter([])\n"
+        "def iterable(): return Stream()\n"
+        + "".join(f"def {k}(): return Lens({k!r})\n" for k in ("negative_len", "float_len",
+                                                              "long_len"))
+        + "".join(f"def {k}(): return DS({k!r})\n" for k in (
+            "ragged", "nan_input", "nan_target", "one_class", "from_one", "scalar", "picture")))
     cfg = _cfg(f"python:badds:{fn}", {"kind": "mlp", "hidden": [8]})
     if fn == "nan_target":
         raw = cfg.model_dump(mode="json")
@@ -209,6 +232,43 @@ def test_a_dataset_whose_items_cannot_train_is_refused_naming_the_item(
     with pytest.raises(DataError, match=pattern) as info:
         prepare_data(cfg, tmp_path)
     assert "\n" not in info.value.message
+
+
+def test_a_projects_own_torchvision_import_works_in_a_fresh_process(tmp_path: Path) -> None:
+    """A Dataset module and a model factory that import torchvision themselves (a FakeData
+    with transforms v2, a torchvision model): on a CPU torch with PyPI's CUDA-built wheel the
+    first import failed ('operator torchvision::nms does not exist') unless mlt had imported
+    it first, so a Dataset plan refused as bad data. A fresh process: nothing imported yet."""
+    import subprocess
+    import sys
+
+    (tmp_path / "tvdata.py").write_text(
+        "import torch\n"
+        "from torchvision import datasets\n"
+        "from torchvision.transforms import v2\n"
+        "def load():\n"
+        "    tf = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])\n"
+        "    return datasets.FakeData(size=24, image_size=(3, 8, 8), num_classes=2, "
+        "transform=tf)\n")
+    (tmp_path / "tvmodel.py").write_text(
+        "import torchvision\n"
+        "def make(inp, out):\n"
+        "    return torchvision.models.resnet18(num_classes=out['n_outputs'])\n")
+    raw = _cfg("python:tvdata:load", {"kind": "python:tvmodel:make"}).model_dump(mode="json")
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from mltrainer.config import parse_config\n"
+        "from mltrainer.data import prepare_data\n"
+        "from mltrainer.models import build_model\n"
+        f"cfg = parse_config({raw!r})\n"
+        "root = Path(sys.argv[1])\n"
+        "bundle = prepare_data(cfg, root)\n"
+        "model = build_model(cfg.model, bundle.spec, root=root)\n"
+        "print(bundle.spec.image_shape, type(model).__name__)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["(3,", "8,", "8)", "ResNet"]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float16", "uint8"])

@@ -56,9 +56,11 @@ class PythonSource(DataSource):
 
     def load(self, cfg: MltConfig, root: Path) -> Any:
         from mltrainer.data._table import frame_from_python_result
+        from mltrainer.models._vision import import_torchvision_safely
 
         module_name, fn_name = self.parts(cfg)
         where = cfg.data.source
+        import_torchvision_safely()  # the project's code may build a torchvision Dataset
         with _on_sys_path(Path(root)):
             module = _import_fresh(module_name, where)
             fn = getattr(module, fn_name, None)

@@ -75,11 +75,7 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
     else:
         dataset = result
         collate = getattr(result, "collate_fn", None)
-    try:
-        n = len(dataset)
-    except TypeError:
-        raise DataError(f"{where}: the Dataset has no length (an IterableDataset?)",
-                        hint="return a map-style Dataset (with __len__ and __getitem__)") from None
+    n = _length(dataset, where)
     if n == 0:
         raise DataError(f"{where}: the Dataset is empty")
     labels = np.empty(n, dtype=np.float64)
@@ -91,8 +87,13 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
                 seed_item(item_seed(HASH_SEED, i))
                 item = dataset[i]
             except Exception as exc:
-                raise DataError(f"{where}: item {i} cannot be read ({type(exc).__name__}: "
-                                f"{exc})") from None
+                past_end = isinstance(exc, IndexError)  # __len__ counts more than it holds?
+                raise DataError(
+                    f"{where}: item {i} cannot be read ({type(exc).__name__}: {exc})"
+                    + (f"; __len__ says there are {n}" if past_end else ""),
+                    hint="make __len__ return the number of items __getitem__ reads (indices "
+                         "0 to len - 1)" if past_end else
+                         "fix __getitem__ for that index, or leave the item out") from None
             x, y, shape = _check_item(item, i, task, where)
             if first_shape is None:
                 first_shape = shape
@@ -109,6 +110,7 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
     if task == "classification":
         ints = labels.astype(np.int64)
         class_labels = list(range(int(ints.max()) + 1))
+        _check_classes(ints, where)
         labels_out: np.ndarray = ints
     else:
         labels_out = labels.astype(np.float32)
@@ -116,6 +118,43 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
                     digests=digests, data_hash=data_hash, modality="tensor",
                     describe=lambda i: f"{where} item {i}", given_splits=given,
                     collate_fn=collate)
+
+
+def _length(dataset: Any, where: str) -> int:
+    """`len(dataset)`, or a DataError saying why there is none (an IterableDataset, or a
+    `__len__` that fails or returns no count: a float, a negative number)."""
+    import torch
+
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        raise DataError(f"{where}: the Dataset is an IterableDataset (no length, no index)",
+                        hint="return a map-style Dataset (with __len__ and __getitem__)")
+    try:
+        return len(dataset)
+    except Exception as exc:
+        raise DataError(f"{where}: the Dataset's length cannot be read (len() raised "
+                        f"{type(exc).__name__}: {exc})",
+                        hint="return a map-style Dataset whose __len__ returns the number of "
+                             "items, an int >= 0") from None
+
+
+def _check_classes(labels: np.ndarray, where: str) -> None:
+    """A Dataset's labels are class indices 0..K-1 and every class has an item: one class is
+    no classifier, and a class no item holds (labels 1..K, or 0 and 100) would be an output
+    the model can never learn, in every metric's average."""
+    counts = np.bincount(labels)
+    present = np.flatnonzero(counts)
+    if len(present) < 2:
+        raise DataError(f"{where}: every item has label {int(present[0])}; a classifier needs "
+                        "at least 2 classes",
+                        hint="return the items of the other classes too (or set task: "
+                             "regression for a numeric target)")
+    missing = np.flatnonzero(counts == 0)
+    if len(missing):
+        shown = ", ".join(map(str, missing[:5].tolist())) + (", ..." if len(missing) > 5 else "")
+        raise DataError(
+            f"{where}: the labels run from {int(present[0])} to {int(present[-1])} but no item "
+            f"has label {shown} ({len(missing)} of {len(counts)} class indices unused)",
+            hint="number the classes 0..K-1 with no gap (labels from 1: subtract 1)")
 
 
 def _check_item(item: Any, i: int, task: str, where: str
@@ -133,9 +172,18 @@ def _check_item(item: Any, i: int, task: str, where: str
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor) or not (x.is_floating_point() or x.dtype == torch.uint8):
+        picture = type(x).__module__.startswith("PIL.")
         raise DataError(f"{where}: item {i}'s input is a {type(x).__name__}"
                         f"{'' if not isinstance(x, torch.Tensor) else ' of ' + str(x.dtype)}, "
-                        "not a float tensor", hint=fix)
+                        "not a float tensor",
+                        hint="give the Dataset a transform that ends in a tensor: "
+                             "torchvision.transforms.v2.Compose([v2.ToImage(), "
+                             "v2.ToDtype(torch.float32, scale=True)])" if picture else fix)
+    if x.dim() == 0:
+        raise DataError(f"{where}: item {i}'s input is a single number (a 0-d tensor); a "
+                        "model takes a vector of features per item",
+                        hint="return x.reshape(1) (one feature) or the item's features as a "
+                             "1-d tensor")
     if x.is_floating_point():
         bad = int((~torch.isfinite(x)).sum())
         if bad:

@@ -20,6 +20,7 @@ from mltrainer.models._base import (
     output_spec,
     register_model_kind,
 )
+from mltrainer.models._vision import import_torchvision_safely
 
 
 @register_model_kind
@@ -60,6 +61,7 @@ def build_factory_model(model_cfg: ModelConfig, spec: Any, root: Path) -> nn.Mod
 
 
 def import_factory(module_name: str, fn_name: str, root: Path) -> Any:
+    import_torchvision_safely()  # the factory may build a torchvision or timm model
     where = str(Path(root).resolve())
     added = where not in sys.path
     if added:

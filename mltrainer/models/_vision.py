@@ -10,7 +10,11 @@ nothing is defined.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.abc
+import importlib.util
+import sys
 from typing import Any
 
 
@@ -25,8 +29,6 @@ def torchvision() -> Any:
     except RuntimeError as exc:
         if "torchvision::nms" not in str(exc):
             raise
-    import sys
-
     for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
         del sys.modules[name]
     lib = torch.library.Library("torchvision", "DEF")
@@ -39,6 +41,46 @@ def torchvision() -> Any:
 
 
 _KEEP: list[Any] = []
+
+
+class _Loaded(importlib.abc.Loader):
+    """Hands the import system the module `torchvision()` already imported."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def create_module(self, spec: Any) -> Any:
+        return self.module
+
+    def exec_module(self, module: Any) -> None:
+        pass
+
+
+class _ImportsTorchvisionSafely(importlib.abc.MetaPathFinder):
+    """The first `import torchvision` anywhere (the user's Dataset module, a model factory,
+    timm or transformers inside them) goes through `torchvision()`: with PyPI's CUDA-built
+    wheel on a CPU torch, a project's own `from torchvision import datasets` failed with
+    'operator torchvision::nms does not exist' unless mlt happened to import it first."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "torchvision":
+            return None
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+        try:
+            module = torchvision()
+        except ImportError:
+            return None  # not installed: the other finders say so
+        return importlib.util.spec_from_loader(name, _Loaded(module))
+
+
+def import_torchvision_safely() -> None:
+    """Before running a project's code: its first `import torchvision` imports it as
+    `torchvision()` does. Costs nothing until then (a finder on `sys.meta_path`)."""
+    if "torchvision" in sys.modules or any(
+            isinstance(f, _ImportsTorchvisionSafely) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _ImportsTorchvisionSafely())
 
 
 def transforms_v2() -> Any:
