@@ -468,6 +468,34 @@ def test_a_model_that_cannot_take_the_data_is_a_config_error(kind: str, params: 
     assert fits is None or fits.training  # the probe leaves the model in train mode
 
 
+@pytest.mark.parametrize("kind,params,match", [
+    ("torchvision:resnet18", {"weights": "DEFAULT"},  # a download, and an exit 1 crash before
+     r"model.params.weights for torchvision:resnet18: mlt sets it itself \(weights are never "
+     "downloaded"),
+    ("torchvision:resnet18", {"num_classes": 1000}, r"model.params.num_classes .*mlt sets it "
+                                                    r"itself \(the number of outputs comes"),
+    ("torchvision:resnet18", {"foo": 1}, r"model.params for torchvision:resnet18: TypeError: "
+                                         r".*unexpected keyword argument 'foo'"),
+    ("timm:resnet10t", {"pretrained": True}, r"model.params.pretrained for timm:resnet10t: "
+                                             "mlt sets it itself"),
+    ("timm:resnet10t", {"in_chans": 3}, r"model.params.in_chans .*data.transforms.channels"),
+    ("hf:bert", {"num_labels": 5}, r"model.params.num_labels for hf:bert: mlt sets it itself"),
+])
+def test_model_params_mlt_sets_itself_or_the_builder_refuses_are_config_errors(
+        tmp_path: Path, kind: str, params: Any, match: str) -> None:
+    from mltrainer.config import ModelConfig
+    from mltrainer.data import DataSpec
+    from mltrainer.models import build_model
+
+    _text(tmp_path)
+    spec = SPEC_IMAGE if not kind.startswith("hf:") else dict(
+        task="classification", n_features=0, n_classes=2, feature_names=[], class_labels=[0, 1],
+        modality="text")
+    with pytest.raises(ConfigError, match=match) as info:
+        build_model(ModelConfig(kind=kind, params=params), DataSpec(**spec), root=tmp_path)
+    assert info.value.exit_code == 2 and "\n" not in info.value.message
+
+
 def test_unknown_timm_name_suggests_close_names() -> None:
     from mltrainer.config import ModelConfig
     from mltrainer.data import DataSpec

@@ -92,6 +92,41 @@ def unknown_name(kind: str, name: str, known: list[str], hint: str) -> ConfigErr
     return ConfigError(f"model.kind {kind}:{name!r}: no such model in {kind}{tip}", hint=hint)
 
 
+# model.params a zoo builder must not take from the user: mlt sets them from the data, and
+# weights from a hub would be a download at run time
+SET_BY_MLT = {
+    "weights": "weights are never downloaded: set model.weights to a local file",
+    "pretrained": "weights are never downloaded: set model.weights to a local file",
+    "num_classes": "the number of outputs comes from the data's classes",
+    "num_labels": "the number of outputs comes from the data's classes",
+    "id2label": "the class names come from the data",
+    "label2id": "the class names come from the data",
+    "in_chans": "the input channels come from data.transforms.channels",
+}
+
+
+def refuse_set_by_mlt(kind: str, params: dict[str, Any], fixed: dict[str, Any]) -> None:
+    for name in params:
+        if name in fixed or name in SET_BY_MLT:
+            raise ConfigError(f"model.params.{name} for {kind}: mlt sets it itself "
+                              f"({SET_BY_MLT.get(name, 'from the data')})",
+                              hint=f"remove {name} from model.params in mlt.yaml")
+
+
+def build_with_params(build: Any, kind: str, params: dict[str, Any], **fixed: Any) -> Any:
+    """`build(**fixed, **params)` for a zoo kind: a param mlt sets itself (`SET_BY_MLT`) or one
+    the builder refuses (an unknown argument, a bad value) is a ConfigError naming
+    `model.params` (it was an unexpected failure)."""
+    refuse_set_by_mlt(kind, params, fixed)
+    try:
+        return build(**fixed, **params)
+    except (TypeError, ValueError, AssertionError, KeyError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(f"model.params for {kind}: {type(exc).__name__}: {first}",
+                          hint="pass only arguments the model's constructor takes, with "
+                               "values it accepts") from None
+
+
 def resolve_local(path: str, root: Path) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else Path(root) / p

@@ -18,6 +18,7 @@ from mltrainer.models._base import (
     ModelKind,
     load_weights,
     n_outputs,
+    refuse_set_by_mlt,
     register_model_kind,
     resolve_local,
 )
@@ -78,6 +79,7 @@ class HFKind(ModelKind):
                 else transformers.AutoModelForImageClassification)
         n = n_outputs(spec)
         labels = [str(c) for c in (getattr(spec, "class_labels", None) or range(n))]
+        refuse_set_by_mlt(cfg.kind, cfg.params, {})
         extra = {"num_labels": n, "id2label": dict(enumerate(labels)),
                  "label2id": {v: i for i, v in enumerate(labels)},
                  "attn_implementation": "eager", **cfg.params}

@@ -9,9 +9,9 @@ from typing import Any
 from torch import nn
 
 from mltrainer.config import ModelConfig
-from mltrainer.errors import ConfigError
 from mltrainer.models._base import (
     ModelKind,
+    build_with_params,
     load_weights,
     n_outputs,
     register_model_kind,
@@ -34,12 +34,9 @@ class TimmKind(ModelKind):
                                hint="list the names with python -c \"import timm; "
                                     "print(timm.list_models('*resnet*'))\"")
         shape = getattr(spec, "image_shape", None) or (3,)
-        try:
-            model = lib.create_model(name, pretrained=False, num_classes=n_outputs(spec),
-                                     in_chans=int(shape[0]), **cfg.params)
-        except TypeError as exc:
-            raise ConfigError(f"model.params for timm:{name}: {exc}",
-                              hint="pass only arguments the model's constructor takes") from None
+        model = build_with_params(lib.create_model, cfg.kind, cfg.params, model_name=name,
+                                  pretrained=False, num_classes=n_outputs(spec),
+                                  in_chans=int(shape[0]))
         if cfg.weights:
             load_weights(model, cfg, root)
         return model

@@ -14,6 +14,7 @@ from mltrainer.config import ModelConfig
 from mltrainer.errors import ConfigError
 from mltrainer.models._base import (
     ModelKind,
+    build_with_params,
     load_weights,
     n_outputs,
     register_model_kind,
@@ -36,8 +37,8 @@ class TorchvisionKind(ModelKind):
             raise unknown_name("torchvision", name, known,
                                hint="pick a classification model from "
                                     "torchvision.models.list_models()")
-        model = tv.models.get_model(name, weights=None, num_classes=n_outputs(spec),
-                                    **cfg.params)
+        model = build_with_params(tv.models.get_model, cfg.kind, cfg.params, name=name,
+                                  weights=None, num_classes=n_outputs(spec))
         if cfg.weights:
             load_weights(model, cfg, root)
         shape = getattr(spec, "image_shape", None)
