@@ -901,11 +901,29 @@ def _bad_case(tmp_path: Path, case: str) -> tuple[Any, str]:
         datasets.Dataset(table, info=ds.info).save_to_disk(str(tmp_path / "saved"))
         return (_cfg("text:saved", {"kind": "hf:bert", "tokenizer": "tok"}, text_column="text"),
                 r"row 3 \(counting from 1\) has label 5, outside the 2 classes")
+    if case == "list_labels":  # several labels a row: unhashable, an exit 1 crash before
+        rows = [{"text": f"t{i}", "label": [i % 2]} for i in range(8)]
+        (tmp_path / "l.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return (_cfg("l.jsonl", {"kind": "hf:bert", "tokenizer": "tok"}),
+                r"row 1 \(counting from 1\) has label \[0\] \(list\) in column 'label'; a "
+                "label is one class name or number")
+    if case == "nan_targets":  # a regression crash in the target scaler before (exit 1)
+        (tmp_path / "r.jsonl").write_text("".join(
+            json.dumps({"text": f"t{i}", "label": i}) + "\n" if i != 3 else
+            '{"text": "t3", "label": NaN}\n' for i in range(8)))
+        raw = _cfg("r.jsonl", {"kind": "hf:bert", "tokenizer": "tok"}).model_dump(mode="json")
+        raw.update(task="regression", goal={"metric": "rmse", "target": 1.0})
+        return (parse_config(raw), r"row 4 \(counting from 1\) has target nan in column "
+                                   r"'label', not a finite number")
+    if case == "latin1_csv":  # was 'datasets cannot read it (DatasetGenerationError...)'
+        (tmp_path / "t.csv").write_bytes("text,label\ncaf\u00e9,pos\nbad,neg\n".encode("latin-1"))
+        return (_cfg("t.csv", {"kind": "hf:bert", "tokenizer": "tok"}, text_column="text"),
+                r"t.csv: not UTF-8 text \(byte 0xe9 at offset 14\)")
     raise AssertionError(case)
 
 
 BAD = ["empty_class", "truncated_image", "missing_text_column", "not_a_tokenizer",
-       "label_outside_classes", "empty_texts"]
+       "label_outside_classes", "empty_texts", "list_labels", "nan_targets", "latin1_csv"]
 
 
 @pytest.mark.parametrize("case", BAD)

@@ -97,6 +97,10 @@ class TextSource(DataSource):
         except DataError:
             raise
         except Exception as exc:
+            if path.is_file() and path.suffix.lower() == ".csv":
+                from mltrainer.data._csv import read_text_file
+
+                read_text_file(path, cfg.data.source)  # empty, binary, not UTF-8: named
             is_json = path.is_file() and _BUILDERS.get(path.suffix.lower()) == "json"
             problem = json_problem(path) if is_json else None
             if problem:
@@ -235,9 +239,16 @@ def _encode(raw: list[Any], names: list[str] | None, task: str, where: str, col:
 
     if task == "regression":
         try:
-            return np.asarray(raw, dtype=np.float32), None
+            values = np.asarray(raw, dtype=np.float64)
         except (TypeError, ValueError):
             raise DataError(f"{where}: column {col!r} is not numeric (task: regression)") from None
+        bad = np.flatnonzero(~np.isfinite(values) | (np.abs(values) > np.finfo(np.float32).max))
+        if len(bad):
+            raise DataError(f"{where}: row {int(bad[0]) + 1} (counting from 1) has target "
+                            f"{raw[bad[0]]!r} in column {col!r}, not a finite number "
+                            f"({len(bad)} such row(s))",
+                            hint="fill or drop rows without a finite target")
+        return values.astype(np.float32), None
     if names is not None:  # a ClassLabel column: integers that index `names`
         arr = np.asarray(raw, dtype=np.int64)
         bad = np.flatnonzero((arr < 0) | (arr >= len(names)))
@@ -247,10 +258,17 @@ def _encode(raw: list[Any], names: list[str] | None, task: str, where: str, col:
                             f"{col!r} (0..{len(names) - 1})",
                             hint="fix or drop the row, or add the class to the ClassLabel names")
         return arr, names
-    if any(v is None for v in raw):
-        row = next(i for i, v in enumerate(raw) if v is None)
-        raise DataError(f"{where}: row {row + 1} (counting from 1) has no label in column {col!r}",
-                        hint="fill or drop rows without a label")
+    missing = next((i for i, v in enumerate(raw) if v is None or (isinstance(v, float)
+                                                                   and v != v)), None)
+    if missing is not None:  # None, or NaN (a missing cell of a numeric column)
+        raise DataError(f"{where}: row {missing + 1} (counting from 1) has no label in column "
+                        f"{col!r}", hint="fill or drop rows without a label")
+    odd = next((i for i, v in enumerate(raw) if not isinstance(v, (str, int, float))), None)
+    if odd is not None:  # a list (several labels), a dict: not one class
+        raise DataError(f"{where}: row {odd + 1} (counting from 1) has label {raw[odd]!r} "
+                        f"({type(raw[odd]).__name__}) in column {col!r}; a label is one class "
+                        "name or number",
+                        hint="give every row one label (mlt trains single-label classifiers)")
     classes = sorted(set(raw), key=lambda v: (str(type(v)), v))
     index = {c: i for i, c in enumerate(classes)}
     if len(classes) < 2:
