@@ -901,6 +901,11 @@ def _bad_case(tmp_path: Path, case: str) -> tuple[Any, str]:
         datasets.Dataset(table, info=ds.info).save_to_disk(str(tmp_path / "saved"))
         return (_cfg("text:saved", {"kind": "hf:bert", "tokenizer": "tok"}, text_column="text"),
                 r"row 3 \(counting from 1\) has label 5, outside the 2 classes")
+    if case == "blank_texts":  # "" or spaces: no text, as an empty CSV cell (trained before)
+        rows = [{"text": t, "label": i % 2} for i, t in enumerate(["a b", "", "c", " \t\n"])]
+        (tmp_path / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return (_cfg("b.jsonl", {"kind": "hf:bert", "tokenizer": "tok"}),
+                r"2 row\(s\) of column 'text' have no text \(rows 2, 4, counting from 1\)")
     if case == "list_labels":  # several labels a row: unhashable, an exit 1 crash before
         rows = [{"text": f"t{i}", "label": [i % 2]} for i in range(8)]
         (tmp_path / "l.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -923,7 +928,8 @@ def _bad_case(tmp_path: Path, case: str) -> tuple[Any, str]:
 
 
 BAD = ["empty_class", "truncated_image", "missing_text_column", "not_a_tokenizer",
-       "label_outside_classes", "empty_texts", "list_labels", "nan_targets", "latin1_csv"]
+       "label_outside_classes", "empty_texts", "blank_texts", "list_labels", "nan_targets",
+       "latin1_csv"]
 
 
 @pytest.mark.parametrize("case", BAD)

@@ -157,9 +157,11 @@ class TextSource(DataSource):
                 problem = json_problem(path) if path.is_file() else None
                 raise DataError(f"{where}: {problem or 'it is not UTF-8 text'}",
                                 hint="save the file as UTF-8") from None
-            bad = [i for i, t in enumerate(col) if not isinstance(t, str)]
+            bad = [i for i, t in enumerate(col) if not isinstance(t, str) or not t.strip()]
             if bad:
-                empty = [i for i in bad if col[i] is None]  # (an empty CSV cell reads as None)
+                # an empty CSV cell reads as None; "" or only spaces is no text either (predict
+                # skips a blank line the same way)
+                empty = [i for i in bad if col[i] is None or isinstance(col[i], str)]
                 rows = ", ".join(str(start + i + 1) for i in (empty or bad)[:5]) + (
                     ", ..." if len(empty or bad) > 5 else "")
                 what = (f"{len(empty)} row(s) of column {text_col!r} have no text" if empty
