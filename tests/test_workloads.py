@@ -496,6 +496,51 @@ def test_model_params_mlt_sets_itself_or_the_builder_refuses_are_config_errors(
     assert info.value.exit_code == 2 and "\n" not in info.value.message
 
 
+def test_a_model_must_return_logits_in_training_mode_too_and_text_is_checked(
+        tmp_path: Path) -> None:
+    """The fit check runs the model in eval and in training mode: googlenet's training output
+    (a GoogLeNetOutputs with aux logits) crashed plan (exit 1); a text model's logits were not
+    checked at all (5 logits for 2 classes trained silently). The check leaves batch-norm
+    statistics and the random numbers as they were."""
+    from torch import nn
+
+    from mltrainer.config import ModelConfig
+    from mltrainer.data import DataSpec
+    from mltrainer.models import build_model
+    from mltrainer.models._base import check_fits_data
+
+    image = DataSpec(**SPEC_IMAGE)
+    with pytest.raises(ConfigError, match=r"returns a GoogLeNetOutputs in training mode but "
+                                          "mlt's loop takes a tensor of class logits") as info:
+        build_model(ModelConfig(kind="torchvision:googlenet",
+                                params={"init_weights": False}), image)
+    assert "aux_logits: false" in (info.value.hint or "")
+    build_model(ModelConfig(kind="torchvision:googlenet",
+                            params={"init_weights": False, "aux_logits": False}), image)
+    (tmp_path / "textfac.py").write_text(
+        "from torch import nn\n"
+        "class Bag(nn.Module):\n"
+        "    def __init__(self, n):\n"
+        "        super().__init__()\n"
+        "        self.emb, self.out = nn.EmbeddingBag(50, 4), nn.Linear(4, n)\n"
+        "    def forward(self, batch): return self.out(self.emb(batch['input_ids']))\n"
+        "def wrong(inp, out): return Bag(out['n_outputs'] + 3)\n"
+        "def right(inp, out): return Bag(out['n_outputs'])\n")
+    text = DataSpec(task="classification", n_features=0, n_classes=2, feature_names=[],
+                    class_labels=["neg", "pos"], modality="text")
+    with pytest.raises(ConfigError, match=r"returns output of shape \(2, 5\) for 2 rows but "
+                                          r"the data needs \(2, 2\)"):
+        build_model(ModelConfig(kind="python:textfac:wrong"), text, root=tmp_path)
+    build_model(ModelConfig(kind="python:textfac:right"), text, root=tmp_path)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 8), nn.BatchNorm1d(8),
+                          nn.Dropout(0.5), nn.Linear(8, 3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    check_fits_data(model, image, "python:x:y")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(rng, torch.get_rng_state()) and model.training
+
+
 def test_unknown_timm_name_suggests_close_names() -> None:
     from mltrainer.config import ModelConfig
     from mltrainer.data import DataSpec

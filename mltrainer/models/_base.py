@@ -186,42 +186,72 @@ def input_shape(spec: Any) -> tuple[int, ...] | None:
 
 def check_fits_data(model: nn.Module, spec: Any, kind: str) -> None:
     """The built model must take the data's inputs and return n_outputs values per row
-    (n_classes logits, or one value for regression): checked with one forward pass on two zero
-    rows, in eval mode and without gradients (no state changes, no random numbers drawn), so
-    a ViT built for 224 px given 32 px images, or a 7-logit model for 2 classes, is a config
-    error at build time, not a crash inside training or a model shipped wrong."""
+    (n_classes logits, or one value for regression) as a tensor, in eval mode and in training
+    mode: checked with a forward pass in each on two zero rows (text: two rows of token id 0),
+    without gradients, the random numbers and buffers (batch-norm statistics) as they were
+    before. So a ViT built for 224 px given 32 px images, a 7-logit model for 2 classes (text
+    included), or a model returning a tuple or an output object in training (googlenet's aux
+    logits, a transformers model given as it is) is a config error at build time, not a crash
+    inside training or a model shipped wrong."""
     shape = input_shape(spec)
-    if shape is None:
-        return
-    want = n_outputs(spec)
     param = next(iter(model.parameters()), None)
-    x = torch.zeros(2, *shape, device=param.device if param is not None else "cpu")
+    device = param.device if param is not None else torch.device("cpu")
+    if shape is not None:
+        x: Any = torch.zeros(2, *shape, device=device)
+    elif getattr(spec, "modality", "table") == "text":
+        x = {"input_ids": torch.zeros(2, 3, dtype=torch.long, device=device),
+             "attention_mask": torch.ones(2, 3, dtype=torch.long, device=device)}
+    else:
+        return
     was_training = model.training
-    model.eval()
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     try:
-        with torch.no_grad():
-            out = model(x)
-    except Exception as exc:
-        if "deterministic" in str(exc):  # a non-deterministic op: training reports that
-            return
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise ConfigError(
-            f"model.kind {kind!r} cannot take the data's inputs of shape {shape}: "
-            f"{type(exc).__name__}: {first}",
-            hint="pick a model for inputs of this shape, change data.transforms.size/crop, "
-                 "or pass the input size to the model (timm ViTs: model.params.img_size)",
-        ) from None
+        for training in (False, True):
+            model.train(training)
+            try:
+                with torch.no_grad(), torch.random.fork_rng(
+                        devices=[device] if device.type == "cuda" else []):
+                    out = model(x)
+            except Exception as exc:
+                if "deterministic" in str(exc):  # a non-deterministic op: training reports it
+                    return
+                first = (str(exc).strip().splitlines() or [""])[0][:200]
+                what = (f"the data's inputs of shape {shape}" if shape is not None else
+                        "a batch of texts (one dict of input_ids and attention_mask tensors)")
+                raise ConfigError(
+                    f"model.kind {kind!r} cannot take {what}"
+                    f"{' in training mode' if training else ''}: {type(exc).__name__}: {first}",
+                    hint="pick a model for inputs of this shape, change "
+                         "data.transforms.size/crop, or pass the input size to the model "
+                         "(timm ViTs: model.params.img_size)" if shape is not None else
+                         "forward(batch) gets that dict: a transformers model inside "
+                         "returns model(**batch).logits",
+                ) from None
+            _check_output(out, spec, kind, training)
     finally:
         model.train(was_training)
-    if isinstance(out, dict | tuple | list) or hasattr(out, "logits"):
-        return  # a wrapper's structured output: the kind's own adapter handles it
-    got_shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
-    ok = got_shape is not None and got_shape[:1] == (2,) and (
-        got_shape[1:] == (want,) or (want == 1 and got_shape[1:] == ()))
-    if not ok:
-        got = f"output of shape {got_shape}" if got_shape is not None else type(out).__name__
+        own = dict(model.named_buffers())
+        with torch.no_grad():
+            for name, saved in buffers.items():
+                own[name].copy_(saved)
+
+
+def _check_output(out: Any, spec: Any, kind: str, training: bool) -> None:
+    want = n_outputs(spec)
+    mode = "in training mode " if training else ""
+    if not isinstance(out, torch.Tensor):
         raise ConfigError(
-            f"model {kind} returns {got} for 2 rows but the data needs (2, {want}) "
+            f"model {kind} returns a {type(out).__name__} {mode}but mlt's loop takes a tensor "
+            f"of {'one value per row' if spec.task == 'regression' else 'class logits'}",
+            hint="return the logits tensor from forward (a transformers model: its .logits; "
+                 "torchvision googlenet/inception_v3: model.params.aux_logits: false)")
+    got_shape = tuple(out.shape)
+    ok = got_shape[:1] == (2,) and (got_shape[1:] == (want,) or (want == 1
+                                                                 and got_shape[1:] == ()))
+    if not ok:
+        raise ConfigError(
+            f"model {kind} returns output of shape {got_shape} for 2 rows {mode}but the data "
+            f"needs (2, {want}) "
             f"({'one value per row' if spec.task == 'regression' else f'{want} class logits'})",
             hint="end the model in output_spec['n_outputs'] units "
             f"(here {want}); output_spec['class_labels'] lists the classes",
