@@ -951,6 +951,15 @@ def _bad_case(tmp_path: Path, case: str) -> tuple[Any, str]:
         (tmp_path / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         return (_cfg("b.jsonl", {"kind": "hf:bert", "tokenizer": "tok"}),
                 r"2 row\(s\) of column 'text' have no text \(rows 2, 4, counting from 1\)")
+    if case == "vocab_beyond_model":  # ids past the embeddings: an exit 1 crash in plan before
+        from transformers import BertConfig
+
+        BertConfig(vocab_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                   intermediate_size=32, max_position_embeddings=32).save_pretrained(
+            tmp_path / "small")
+        return (_cfg("d.jsonl", {"kind": "hf:small", "tokenizer": "tok", "max_length": 32}),
+                r"model.kind 'hf:small' cannot take a batch of texts .*ids up to \d+: the "
+                r"tokenizer has \d+ tokens\): IndexError")
     if case == "list_labels":  # several labels a row: unhashable, an exit 1 crash before
         rows = [{"text": f"t{i}", "label": [i % 2]} for i in range(8)]
         (tmp_path / "l.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -973,15 +982,17 @@ def _bad_case(tmp_path: Path, case: str) -> tuple[Any, str]:
 
 
 BAD = ["empty_class", "truncated_image", "missing_text_column", "not_a_tokenizer",
-       "label_outside_classes", "empty_texts", "blank_texts", "list_labels", "nan_targets",
-       "latin1_csv"]
+       "label_outside_classes", "empty_texts", "blank_texts", "vocab_beyond_model",
+       "list_labels", "nan_targets", "latin1_csv"]
 
 
 @pytest.mark.parametrize("case", BAD)
 def test_bad_item_data_is_one_line_naming_the_fix(tmp_path: Path, case: str) -> None:
+    from mltrainer.models import build_model
+
     cfg, pattern = _bad_case(tmp_path, case)
     with pytest.raises((DataError, ConfigError), match=pattern) as info:
-        prepare_data(cfg, tmp_path)
+        build_model(cfg.model, prepare_data(cfg, tmp_path).spec, root=tmp_path)
     assert "\n" not in info.value.message
 
 

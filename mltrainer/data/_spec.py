@@ -22,9 +22,12 @@ class DataSpec:
     modality: str = "table"  # table | image | text | tensor (what one input is)
     # regression targets standardised on train (`_target.py`); None: trained on raw targets
     target_scale: TargetScale | None = None
+    # text: the tokenizer's number of tokens (ids 0..vocab_size-1 reach the model); else None
+    vocab_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        extra = {"vocab_size": self.vocab_size} if self.vocab_size is not None else {}
+        return {**extra,
             "task": self.task,
             "n_features": self.n_features,
             "n_classes": self.n_classes,
@@ -51,4 +54,5 @@ class DataSpec:
             target=data.get("target"),
             modality=str(data.get("modality", "table")),
             target_scale=TargetScale.from_dict(data.get("target_scale")),
+            vocab_size=int(data["vocab_size"]) if data.get("vocab_size") is not None else None,
         )

@@ -199,7 +199,9 @@ def check_fits_data(model: nn.Module, spec: Any, kind: str) -> None:
     if shape is not None:
         x: Any = torch.zeros(2, *shape, device=device)
     elif getattr(spec, "modality", "table") == "text":
-        x = {"input_ids": torch.zeros(2, 3, dtype=torch.long, device=device),
+        # the largest id the tokenizer hands out: a model whose embeddings are fewer fails here
+        top = max(0, int(getattr(spec, "vocab_size", None) or 1) - 1)
+        x = {"input_ids": torch.tensor([[0, top, 0], [top, 0, 0]], device=device),
              "attention_mask": torch.ones(2, 3, dtype=torch.long, device=device)}
     else:
         return
@@ -216,16 +218,20 @@ def check_fits_data(model: nn.Module, spec: Any, kind: str) -> None:
                 if "deterministic" in str(exc):  # a non-deterministic op: training reports it
                     return
                 first = (str(exc).strip().splitlines() or [""])[0][:200]
+                vocab = getattr(spec, "vocab_size", None)
                 what = (f"the data's inputs of shape {shape}" if shape is not None else
-                        "a batch of texts (one dict of input_ids and attention_mask tensors)")
+                        "a batch of texts (one dict of input_ids and attention_mask tensors"
+                        + (f", ids up to {vocab - 1}: the tokenizer has {vocab} tokens)"
+                           if vocab else ")"))
                 raise ConfigError(
                     f"model.kind {kind!r} cannot take {what}"
                     f"{' in training mode' if training else ''}: {type(exc).__name__}: {first}",
                     hint="pick a model for inputs of this shape, change "
                          "data.transforms.size/crop, or pass the input size to the model "
                          "(timm ViTs: model.params.img_size)" if shape is not None else
-                         "forward(batch) gets that dict: a transformers model inside "
-                         "returns model(**batch).logits",
+                         "forward(batch) gets that dict (a transformers model inside: return "
+                         "model(**batch).logits); its embeddings must hold every token id "
+                         "(an hf config.json: vocab_size at least the tokenizer's tokens)",
                 ) from None
             _check_output(out, spec, kind, training)
     finally:
