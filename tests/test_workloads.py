@@ -164,6 +164,11 @@ def test_python_dataset_is_split_by_index_and_a_given_split_is_kept(tmp_path: Pa
         "    sub = torch.utils.data.Subset\n"
         "    return {'train': sub(ds, range(24)), 'val': sub(ds, range(24, 32)),\n"
         "            'test': sub(ds, range(30, 40))}\n"
+        "def named_as_hf():\n"
+        "    ds = one()\n"
+        "    sub = torch.utils.data.Subset\n"
+        "    return {'train': sub(ds, range(24)), 'validation': sub(ds, range(24, 32)),\n"
+        "            'test': sub(ds, range(32, 40))}\n"
         "def bad():\n"
         "    return torch.utils.data.TensorDataset(torch.zeros(4, 2, dtype=torch.long),\n"
         "                                          torch.zeros(4))\n")
@@ -174,6 +179,10 @@ def test_python_dataset_is_split_by_index_and_a_given_split_is_kept(tmp_path: Pa
     three = prepare_data(_cfg("python:myds:three", {"kind": "mlp", "hidden": [8]}), tmp_path)
     assert three.split_info["sizes"] == {"train": 24, "val": 8, "test": 10}
     assert three.duplicates["val_test"] == 2  # items 30, 31 are in both: found by content
+    # "validation", as a DatasetDict names it (was: "the returned dict has no Dataset under
+    # 'val'")
+    named = prepare_data(_cfg("python:myds:named_as_hf", {"kind": "mlp"}), tmp_path)
+    assert named.split_info["sizes"] == {"train": 24, "val": 8, "test": 8}
     with pytest.raises(DataError, match="item 0's input is a Tensor of torch.int64"):
         prepare_data(_cfg("python:myds:bad", {"kind": "mlp"}), tmp_path)
 

@@ -29,6 +29,9 @@ DIGEST = 32  # bytes of a sha256 digest
 _MISSING = b"\x00"  # tag byte of a missing text cell
 _PRESENT = b"\x01"  # tag byte of a present text cell
 SPLITS = ("train", "val", "test")
+# the names a source's own split may go by (a DatasetDict's "validation", a dict of Datasets)
+SPLIT_NAMES = {"train": ("train",), "val": ("validation", "val", "valid", "dev"),
+               "test": ("test",)}
 _SLAB_ROWS = 8192  # rows canonicalised at once by `_float_digests` (4 MiB at 64 features)
 
 

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 TEXT_FILES = (".jsonl", ".json", ".parquet")
 _JSON_HINT = "write one JSON object per line, e.g. {\"text\": \"...\", \"label\": \"...\"}"
 _BUILDERS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
-_SPLIT_NAMES = {"train": ("train",), "val": ("validation", "val", "valid", "dev"),
-                "test": ("test",)}
 
 
 class Texts:
@@ -117,12 +115,13 @@ class TextSource(DataSource):
         import numpy as np
 
         from mltrainer.data._items import ItemData
+        from mltrainer.data._split import SPLIT_NAMES
 
         where = cfg.data.source
         data = self.read(cfg, root)
         parts: dict[str, Any] = {}
         if isinstance(data, datasets.DatasetDict):
-            for name, aliases in _SPLIT_NAMES.items():
+            for name, aliases in SPLIT_NAMES.items():
                 key = next((a for a in aliases if a in data), None)
                 if key is not None:
                     parts[name] = data[key]

@@ -20,6 +20,14 @@ import numpy as np
 from mltrainer.errors import DataError
 
 SPLIT_KEYS = ("train", "val", "test")
+
+
+def _split_key(result: dict[str, Any], name: str) -> str | None:
+    """The key of split `name` in a returned dict: "val" may be "validation", "valid" or
+    "dev", as in a DatasetDict (`SPLIT_NAMES`)."""
+    from mltrainer.data._split import SPLIT_NAMES
+
+    return next((k for k in SPLIT_NAMES[name] if k in result), None)
 HASH_SEED = 0  # the per-item seeds of the reads that hash items: fixed, not the run's seed
 
 
@@ -32,7 +40,8 @@ def is_dataset_result(result: Any) -> bool:
     ds = torch.utils.data.Dataset
     if isinstance(result, ds):
         return True
-    return isinstance(result, dict) and any(isinstance(result.get(k), ds) for k in SPLIT_KEYS)
+    return isinstance(result, dict) and any(isinstance(result.get(_split_key(result, k)), ds)
+                                            for k in SPLIT_KEYS)
 
 
 class Joined:
@@ -60,13 +69,15 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
     given = None
     if isinstance(result, dict):
         dataset_type = torch.utils.data.Dataset
-        missing = [k for k in SPLIT_KEYS if not isinstance(result.get(k), dataset_type)]
+        keys = {k: _split_key(result, k) for k in SPLIT_KEYS}
+        missing = [k for k in SPLIT_KEYS if not isinstance(result.get(keys[k]), dataset_type)]
         if missing:
             raise DataError(f"{where}: the returned dict has no Dataset under "
                             f"{', '.join(map(repr, missing))}",
-                            hint="return {'train': ds, 'val': ds, 'test': ds} (and optionally "
-                                 "'collate_fn'), or one Dataset for mlt to split")
-        parts = [result[k] for k in SPLIT_KEYS]
+                            hint="return {'train': ds, 'val': ds, 'test': ds} ('val' may be "
+                                 "'validation'; optionally 'collate_fn'), or one Dataset for mlt "
+                                 "to split")
+        parts = [result[keys[k]] for k in SPLIT_KEYS]
         collate = result.get("collate_fn")
         dataset: Any = Joined(parts)
         sizes = [len(p) for p in parts]
