@@ -550,6 +550,25 @@ def test_a_model_must_return_logits_in_training_mode_too_and_text_is_checked(
     assert torch.equal(rng, torch.get_rng_state()) and model.training
 
 
+def test_a_grey_image_to_an_hf_vision_model_names_the_channels_param(tmp_path: Path) -> None:
+    """hf: vision models take the channels their config says: 1-channel images name
+    data.transforms.channels and model.params.num_channels (the hint spoke of sizes only)."""
+    from transformers import ViTConfig
+
+    from mltrainer.config import ModelConfig
+    from mltrainer.data import DataSpec
+    from mltrainer.models import build_model
+
+    ViTConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1,
+              num_attention_heads=2, intermediate_size=32).save_pretrained(tmp_path / "vit")
+    grey = DataSpec(**{**SPEC_IMAGE, "image_shape": (1, 16, 16), "n_features": 256})
+    with pytest.raises(ConfigError, match=r"cannot take the data's inputs of shape "
+                                          r"\(1, 16, 16\)") as info:
+        build_model(ModelConfig(kind="hf:vit"), grey, root=tmp_path)
+    assert "data.transforms.channels" in info.value.hint and "num_channels" in info.value.hint
+    build_model(ModelConfig(kind="hf:vit", params={"num_channels": 1}), grey, root=tmp_path)
+
+
 def test_unknown_timm_name_suggests_close_names() -> None:
     from mltrainer.config import ModelConfig
     from mltrainer.data import DataSpec

@@ -226,9 +226,10 @@ def check_fits_data(model: nn.Module, spec: Any, kind: str) -> None:
                 raise ConfigError(
                     f"model.kind {kind!r} cannot take {what}"
                     f"{' in training mode' if training else ''}: {type(exc).__name__}: {first}",
-                    hint="pick a model for inputs of this shape, change "
-                         "data.transforms.size/crop, or pass the input size to the model "
-                         "(timm ViTs: model.params.img_size)" if shape is not None else
+                    hint="pick a model for inputs of this shape (channels, height, width), "
+                         "change data.transforms.channels/size/crop, or pass the input shape "
+                         "to the model (timm ViTs: model.params.img_size; hf: "
+                         "model.params.image_size, num_channels)" if shape is not None else
                          "forward(batch) gets that dict (a transformers model inside: return "
                          "model(**batch).logits); its embeddings must hold every token id "
                          "(an hf config.json: vocab_size at least the tokenizer's tokens)",
