@@ -123,6 +123,14 @@ class TransformsConfig(_Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig,
                                    description="Train-only augmentation.")
 
+    @model_validator(mode="after")
+    def _crop_within_the_resized_image(self) -> TransformsConfig:
+        # the eval crop would be mostly zero padding, and the train crop raises on every item
+        if self.size is not None and self.crop is not None and self.crop > self.size:
+            raise ValueError(f"crop {self.crop} is larger than size {self.size} (the shorter "
+                             "side after resizing); set crop to size or less")
+        return self
+
 
 class DataConfig(_Strict):
     _off: ClassVar[dict[str, Any]] = {"standardize_target": False}

@@ -61,6 +61,9 @@ def test_example_carries_the_design_contract_values() -> None:
         # a storage that is neither a URL nor a journal failed only when optimize opened it
         (lambda c: c.__setitem__("optimize", {"storage": "optuna.db"}),
          "field 'optimize.storage' has bad value 'optuna.db': must be a database URL"),
+        # the train crop failed on every image, read as 'fix or remove that item'
+        (lambda c: c["data"].__setitem__("transforms", {"size": 16, "crop": 32}),
+         "crop 32 is larger than size 16 (the shorter side after resizing)"),
     ],
 )
 def test_bad_config_names_field_value_and_fix(tmp_path: Path, mutate, expected: str) -> None:

@@ -946,6 +946,10 @@ def _bad_case(tmp_path: Path, case: str) -> tuple[Any, str]:
     if case == "empty_class":
         (folder / "extra").mkdir()
         return _cfg("imagefolder:faces"), "class folder .*extra.* has no images"
+    if case == "crop_beyond_images":  # no resize: each random crop failed 'on that item'
+        return (_cfg("imagefolder:faces", transforms={"crop": 24, "augment": {
+            "random_crop": True}}), r"data.transforms.crop 24 is larger than .*000.png \(16x16 "
+                                    r"pixels, the smallest image\)")
     if case == "truncated_image":
         png = folder / "face" / "000.png"
         png.write_bytes(png.read_bytes()[:60])
@@ -1009,7 +1013,8 @@ def _bad_case(tmp_path: Path, case: str) -> tuple[Any, str]:
     raise AssertionError(case)
 
 
-BAD = ["empty_class", "truncated_image", "missing_text_column", "not_a_tokenizer",
+BAD = ["empty_class", "crop_beyond_images", "truncated_image", "missing_text_column",
+       "not_a_tokenizer",
        "label_outside_classes", "empty_texts", "blank_texts", "vocab_beyond_model",
        "list_labels", "nan_targets", "latin1_csv"]
 

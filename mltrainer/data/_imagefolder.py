@@ -99,6 +99,7 @@ class ImageFolderSource(DataSource):
         digests = np.stack([np.frombuffer(bytes.fromhex(entries[f]["sha256"]), np.uint8)
                             for f in files])
         sizes = {tuple(entries[f]["image"][:2]) for f in files}
+        _check_crop_fits(cfg, folder, files, entries)
         return ItemData(
             dataset=ImageFiles(folder, files, labels),
             labels=np.asarray(labels, dtype=np.int64), class_labels=classes, digests=digests,
@@ -135,6 +136,23 @@ def skipped_files(folder: Path, used: list[str]) -> dict[str, Any]:
             if len(examples) < SHOWN:
                 examples.append(rel)
     return {"count": sum(by_reason.values()), "by_reason": by_reason, "examples": examples}
+
+
+def _check_crop_fits(cfg: MltConfig, folder: Path, files: list[str],
+                     entries: dict[str, dict[str, Any]]) -> None:
+    """Without a resize, `data.transforms.crop` must fit the smallest image (from the checks'
+    recorded sizes): a larger one pads that image with zeros at evaluation and fails the random
+    crop of training on it, which read as a bad file."""
+    crop = cfg.data.transforms.crop
+    if crop is None or cfg.data.transforms.size is not None:
+        return
+    small = min(files, key=lambda f: min(entries[f]["image"][:2]))
+    w, h = entries[small]["image"][:2]
+    if min(w, h) < crop:
+        raise DataError(f"{cfg.data.source}: data.transforms.crop {crop} is larger than "
+                        f"{folder / small} ({w}x{h} pixels, the smallest image)",
+                        hint=f"set data.transforms.size: {crop} (resize the shorter side first) "
+                             "or a crop that fits every image")
 
 
 def _check_image(path: Path, where: str) -> list[Any]:
