@@ -576,6 +576,12 @@ def test_unknown_timm_name_suggests_close_names() -> None:
 
     with pytest.raises(ConfigError, match=r"did you mean 'timm:resnet10t'"):
         build_model(ModelConfig(kind="timm:resnet10"), DataSpec(**SPEC_IMAGE))
+    # a hub name is a download: said so, with the architecture to use instead (it was 'no such
+    # model in timm')
+    with pytest.raises(ConfigError, match=r"names weights to fetch .* mlt never downloads") as e:
+        build_model(ModelConfig(kind="timm:hf-hub:timm/resnet10t.c3_in1k"),
+                    DataSpec(**SPEC_IMAGE))
+    assert "timm:resnet10t" in (e.value.hint or "")
 
 
 def test_missing_weights_file_and_freeze_typo_are_config_errors(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from mltrainer.config import ModelConfig
+from mltrainer.errors import ConfigError
 from mltrainer.models._base import (
     ModelKind,
     build_with_params,
@@ -29,6 +30,13 @@ class TimmKind(ModelKind):
     def build(self, cfg: ModelConfig, spec: Any, root: Path) -> nn.Module:
         lib = timm()
         name = cfg.kind.split(":", 1)[1]
+        if name.startswith(("hf-hub:", "hf_hub:", "local-dir:")) or "/" in name:
+            arch = name.rsplit("/", 1)[-1].split(".", 1)[0]
+            raise ConfigError(
+                f"model.kind timm:{name!r} names weights to fetch (from the Hugging Face Hub or "
+                "a folder timm reads itself); mlt never downloads at run time",
+                hint=f"use the architecture's name (e.g. timm:{arch}) and point model.weights "
+                     "at a local .safetensors or .pt file of its weights")
         if not lib.is_model(name):
             raise unknown_name("timm", name, lib.list_models(),
                                hint="list the names with python -c \"import timm; "
