@@ -243,6 +243,44 @@ def test_a_dataset_whose_items_cannot_train_is_refused_naming_the_item(
     assert "\n" not in info.value.message
 
 
+def test_a_collate_fn_decides_the_models_input_shape(tmp_path: Path) -> None:
+    """Items of lengths 2..6 with a collate_fn: the model takes what the collate_fn makes. A
+    collate_fn padding to 10 trains an mlp of 10 inputs (it was built for the first raw item's
+    length and crashed, exit 1); one padding to each batch's longest makes batches of many
+    shapes, which an mlp cannot take: one line at plan (it was an exit 1 crash mid-training);
+    a python: model may take them."""
+    from mltrainer.models import build_model
+
+    (tmp_path / "varlen.py").write_text(
+        "import torch\n"
+        "from torch.nn.utils.rnn import pad_sequence\n"
+        "class DS(torch.utils.data.Dataset):\n"
+        "    def __len__(self): return 40\n"
+        "    def __getitem__(self, i): return torch.full((2 + i % 5,), float(i % 2)), i % 2\n"
+        "def to_ten(batch):\n"
+        "    out = torch.zeros(len(batch), 10)\n"
+        "    for k, (x, _) in enumerate(batch): out[k, :len(x)] = x\n"
+        "    return out, torch.tensor([y for _, y in batch])\n"
+        "def longest(batch):\n"
+        "    return (pad_sequence([x for x, _ in batch], batch_first=True),\n"
+        "            torch.tensor([y for _, y in batch]))\n"
+        "def fixed():\n"
+        "    ds = DS(); ds.collate_fn = to_ten; return ds\n"
+        "def ragged():\n"
+        "    ds = DS(); ds.collate_fn = longest; return ds\n")
+    cfg = _cfg("python:varlen:fixed", {"kind": "mlp", "hidden": [8]})
+    bundle = prepare_data(cfg, tmp_path)
+    assert bundle.spec.n_features == 10
+    build_model(cfg.model, bundle.spec, root=tmp_path)
+    Trainer(cfg, bundle, tmp_path / "runs" / "x", background_checkpoints=False).fit()
+    with pytest.raises(DataError, match=r"the collate_fn makes inputs of shape \(2,\) for some "
+                                        r"items and \(3,\) for others, but model.kind mlp "
+                                        "takes one shape") as info:
+        prepare_data(_cfg("python:varlen:ragged", {"kind": "mlp"}), tmp_path)
+    assert "\n" not in info.value.message
+    prepare_data(_cfg("python:varlen:ragged", {"kind": "python:varlen:anything"}), tmp_path)
+
+
 def test_a_projects_own_torchvision_import_works_in_a_fresh_process(tmp_path: Path) -> None:
     """A Dataset module and a model factory that import torchvision themselves (a FakeData
     with transforms v2, a torchvision model): on a CPU torch with PyPI's CUDA-built wheel the

@@ -54,6 +54,9 @@ class ItemData:
     describe: Callable[[int], str]  # item i, for messages (a file path, a row number)
     given_splits: dict[str, np.ndarray] | None = None  # the user's own split, by index
     collate_fn: Any = None
+    # with a collate_fn: the distinct shapes (the first two) of one row of the input it makes
+    # of each item alone; two mean batches whose shape depends on the batch
+    batch_shapes: list[tuple[int, ...]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # source facts for the record
 
 
@@ -141,6 +144,13 @@ def prepare_items(cfg: MltConfig, root: Path, items: ItemData, *,
 
     where = cfg.data.source
     labels = items.labels
+    if items.batch_shapes and len(items.batch_shapes) > 1 and not cfg.model.kind.startswith(
+            "python:"):
+        a, b = items.batch_shapes[:2]
+        raise DataError(f"{where}: the collate_fn makes inputs of shape {a} for some items and "
+                        f"{b} for others, but model.kind {cfg.model.kind} takes one shape",
+                        hint="pad or crop to one length in the collate_fn, or build a model "
+                             "that takes variable inputs (model.kind: python:<module>:<fn>)")
     label_digests = _with_labels(items.digests, labels)
     if items.given_splits is not None:
         plan = _given_plan(items.given_splits, len(labels), where)

@@ -259,6 +259,8 @@ def fit_pipeline(cfg: MltConfig, root: Path, items: Any, train_idx: np.ndarray) 
         return _fit_image(cfg, items, train_idx)
     if items.modality == "text":
         return _text_pipeline(cfg, root)
+    if items.batch_shapes:  # the collate_fn's rows (padded, cropped), not the raw items
+        return TensorPipeline(items.collate_fn, items.batch_shapes[0])
     with rng_states_kept():  # a Dataset drawing random numbers does not shift the caller's
         first = items.dataset[int(train_idx[0])][0] if len(train_idx) else None
     shape = tuple(int(d) for d in np.shape(first)) if first is not None else None

@@ -92,6 +92,7 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
     labels = np.empty(n, dtype=np.float64)
     digests = np.empty((n, 32), dtype=np.uint8)
     first_shape = None
+    batch_shapes: list[tuple[int, ...]] = []  # with a collate_fn: the distinct row shapes
     with rng_states_kept():  # the caller's random numbers are not shifted by the reads
         for i in range(n):
             try:
@@ -115,6 +116,10 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
                     f"{first_shape}; without a collate_fn every item must have one shape",
                     hint="return inputs of one shape, or give a collate_fn (the dict's "
                          "'collate_fn' or the Dataset's collate_fn attribute)")
+            if collate is not None and len(batch_shapes) < 2:
+                row = _collated_row_shape(collate, item, i, where)
+                if row is not None and row not in batch_shapes:
+                    batch_shapes.append(row)
             labels[i] = y
             digests[i] = np.frombuffer(hashlib.sha256(x).digest(), np.uint8)
     class_labels = None
@@ -128,7 +133,23 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
     return ItemData(dataset=dataset, labels=labels_out, class_labels=class_labels,
                     digests=digests, data_hash=data_hash, modality="tensor",
                     describe=lambda i: f"{where} item {i}", given_splits=given,
-                    collate_fn=collate)
+                    collate_fn=collate, batch_shapes=batch_shapes or None)
+
+
+def _collated_row_shape(collate: Any, item: Any, i: int, where: str
+                        ) -> tuple[int, ...] | None:
+    """The shape of one row of the input the collate_fn makes of item i alone (what the model
+    gets, padded or cropped as the collate_fn does); None when its input is no tensor."""
+    import torch
+
+    try:
+        batch = collate([item])
+    except Exception as exc:
+        raise DataError(f"{where}: the collate_fn fails on item {i} ({type(exc).__name__}: "
+                        f"{exc})", hint="it is called with a list of (input, label) items "
+                                        "and returns (inputs, labels)") from None
+    x = batch[0] if isinstance(batch, (tuple, list)) and len(batch) == 2 else batch
+    return tuple(int(d) for d in x.shape[1:]) if isinstance(x, torch.Tensor) else None
 
 
 def _length(dataset: Any, where: str) -> int:
