@@ -179,6 +179,19 @@ def test_python_dataset_is_split_by_index_and_a_given_split_is_kept(tmp_path: Pa
     three = prepare_data(_cfg("python:myds:three", {"kind": "mlp", "hidden": [8]}), tmp_path)
     assert three.split_info["sizes"] == {"train": 24, "val": 8, "test": 10}
     assert three.duplicates["val_test"] == 2  # items 30, 31 are in both: found by content
+    # an item of a given split is named by its index in its own Dataset ('item 27' before)
+    (tmp_path / "gapped.py").write_text(
+        "import torch\n"
+        "class DS(torch.utils.data.Dataset):\n"
+        "    def __init__(self, n, bad=None): self.n, self.bad = n, bad\n"
+        "    def __len__(self): return self.n\n"
+        "    def __getitem__(self, i):\n"
+        "        if i == self.bad: raise KeyError('no such record')\n"
+        "        return torch.full((3,), float(i)), i % 2\n"
+        "def load(): return {'train': DS(24), 'val': DS(8, bad=3), 'test': DS(8)}\n")
+    with pytest.raises(DataError, match=r"python:gapped:load: val item 3 cannot be read "
+                                        r"\(KeyError: 'no such record'\)"):
+        prepare_data(_cfg("python:gapped:load", {"kind": "mlp"}), tmp_path)
     # "validation", as a DatasetDict names it (was: "the returned dict has no Dataset under
     # 'val'")
     named = prepare_data(_cfg("python:myds:named_as_hf", {"kind": "mlp"}), tmp_path)

@@ -67,6 +67,7 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
 
     collate = None
     given = None
+    starts: Any = None  # a given split: where each split's items begin
     if isinstance(result, dict):
         dataset_type = torch.utils.data.Dataset
         keys = {k: _split_key(result, k) for k in SPLIT_KEYS}
@@ -91,6 +92,14 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
         raise DataError(f"{where}: the Dataset is empty")
     labels = np.empty(n, dtype=np.float64)
     digests = np.empty((n, 32), dtype=np.uint8)
+
+    def name_of(i: int) -> str:
+        """Item i as the user indexes it: in its own split's Dataset when the split is given."""
+        if given is None:
+            return f"item {i}"
+        k = int(np.searchsorted(starts, i, side="right")) - 1
+        return f"{SPLIT_KEYS[k]} item {i - int(starts[k])}"
+
     first_shape = None
     batch_shapes: list[tuple[int, ...]] = []  # with a collate_fn: the distinct row shapes
     with rng_states_kept():  # the caller's random numbers are not shifted by the reads
@@ -101,23 +110,23 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
             except Exception as exc:
                 past_end = isinstance(exc, IndexError)  # __len__ counts more than it holds?
                 raise DataError(
-                    f"{where}: item {i} cannot be read ({type(exc).__name__}: {exc})"
+                    f"{where}: {name_of(i)} cannot be read ({type(exc).__name__}: {exc})"
                     + (f"; __len__ says there are {n}" if past_end else ""),
                     hint="make __len__ return the number of items __getitem__ reads (indices "
                          "0 to len - 1)" if past_end else
                          "fix __getitem__ for that index, or leave the item out") from None
-            x, y, shape = _check_item(item, i, task, where)
+            x, y, shape = _check_item(item, name_of(i), task, where)
             if first_shape is None:
                 first_shape = shape
             elif shape != first_shape and collate is None:
                 # the default collate stacks a batch: items of two shapes would crash training
                 raise DataError(
-                    f"{where}: item {i}'s input has shape {shape} but item 0's has "
+                    f"{where}: {name_of(i)}'s input has shape {shape} but {name_of(0)}'s has "
                     f"{first_shape}; without a collate_fn every item must have one shape",
                     hint="return inputs of one shape, or give a collate_fn (the dict's "
                          "'collate_fn' or the Dataset's collate_fn attribute)")
             if collate is not None and len(batch_shapes) < 2:
-                row = _collated_row_shape(collate, item, i, where)
+                row = _collated_row_shape(collate, item, name_of(i), where)
                 if row is not None and row not in batch_shapes:
                     batch_shapes.append(row)
             labels[i] = y
@@ -132,11 +141,11 @@ def items_from_datasets(result: Any, task: str, where: str, data_hash: str) -> A
         labels_out = labels.astype(np.float32)
     return ItemData(dataset=dataset, labels=labels_out, class_labels=class_labels,
                     digests=digests, data_hash=data_hash, modality="tensor",
-                    describe=lambda i: f"{where} item {i}", given_splits=given,
+                    describe=lambda i: f"{where} {name_of(i)}", given_splits=given,
                     collate_fn=collate, batch_shapes=batch_shapes or None)
 
 
-def _collated_row_shape(collate: Any, item: Any, i: int, where: str
+def _collated_row_shape(collate: Any, item: Any, name: str, where: str
                         ) -> tuple[int, ...] | None:
     """The shape of one row of the input the collate_fn makes of item i alone (what the model
     gets, padded or cropped as the collate_fn does); None when its input is no tensor."""
@@ -145,7 +154,7 @@ def _collated_row_shape(collate: Any, item: Any, i: int, where: str
     try:
         batch = collate([item])
     except Exception as exc:
-        raise DataError(f"{where}: the collate_fn fails on item {i} ({type(exc).__name__}: "
+        raise DataError(f"{where}: the collate_fn fails on {name} ({type(exc).__name__}: "
                         f"{exc})", hint="it is called with a list of (input, label) items "
                                         "and returns (inputs, labels)") from None
     x = batch[0] if isinstance(batch, (tuple, list)) and len(batch) == 2 else batch
@@ -189,7 +198,7 @@ def _check_classes(labels: np.ndarray, where: str) -> None:
             hint="number the classes 0..K-1 with no gap (labels from 1: subtract 1)")
 
 
-def _check_item(item: Any, i: int, task: str, where: str
+def _check_item(item: Any, name: str, task: str, where: str
                 ) -> tuple[bytes, float, tuple[int, ...]]:
     """(the input's bytes and shape for its digest, the label as a float, the shape), or a
     DataError naming the item: not an (input, label) pair, an input that is no float (or
@@ -198,45 +207,45 @@ def _check_item(item: Any, i: int, task: str, where: str
 
     fix = "a Dataset must return (input tensor, label) with an int label"
     if not isinstance(item, (tuple, list)) or len(item) != 2:
-        raise DataError(f"{where}: item {i} is a {type(item).__name__}, not an (input, label) "
+        raise DataError(f"{where}: {name} is a {type(item).__name__}, not an (input, label) "
                         "pair", hint=fix)
     x, y = item
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor) or not (x.is_floating_point() or x.dtype == torch.uint8):
         picture = type(x).__module__.startswith("PIL.")
-        raise DataError(f"{where}: item {i}'s input is a {type(x).__name__}"
+        raise DataError(f"{where}: {name}'s input is a {type(x).__name__}"
                         f"{'' if not isinstance(x, torch.Tensor) else ' of ' + str(x.dtype)}, "
                         "not a float tensor",
                         hint="give the Dataset a transform that ends in a tensor: "
                              "torchvision.transforms.v2.Compose([v2.ToImage(), "
                              "v2.ToDtype(torch.float32, scale=True)])" if picture else fix)
     if x.dim() == 0:
-        raise DataError(f"{where}: item {i}'s input is a single number (a 0-d tensor); a "
+        raise DataError(f"{where}: {name}'s input is a single number (a 0-d tensor); a "
                         "model takes a vector of features per item",
                         hint="return x.reshape(1) (one feature) or the item's features as a "
                              "1-d tensor")
     if x.is_floating_point():
         bad = int((~torch.isfinite(x)).sum())
         if bad:
-            raise DataError(f"{where}: item {i}'s input holds {bad} non-finite value(s) (NaN "
+            raise DataError(f"{where}: {name}'s input holds {bad} non-finite value(s) (NaN "
                             "or inf); mlt trains on a Dataset's tensors as they are",
                             hint="replace missing or infinite values in your Dataset (impute, "
                                  "or drop the item)")
     if isinstance(y, torch.Tensor):
         if y.numel() != 1:
-            raise DataError(f"{where}: item {i}'s label has shape {tuple(y.shape)}, not a "
+            raise DataError(f"{where}: {name}'s label has shape {tuple(y.shape)}, not a "
                             "scalar", hint=fix)
         y = y.item()
     if isinstance(y, np.generic):
         y = y.item()
     if task == "classification":
         if isinstance(y, bool) or not isinstance(y, int) or y < 0:
-            raise DataError(f"{where}: item {i}'s label is {y!r} ({type(y).__name__}); a "
+            raise DataError(f"{where}: {name}'s label is {y!r} ({type(y).__name__}); a "
                             "classification label must be a class index 0, 1, 2, ...",
                             hint=fix)
     elif not isinstance(y, (int, float)) or isinstance(y, bool) or not np.isfinite(y):
-        raise DataError(f"{where}: item {i}'s target is {y!r} ({type(y).__name__}), not a "
+        raise DataError(f"{where}: {name}'s target is {y!r} ({type(y).__name__}), not a "
                         "finite number", hint="a regression Dataset must return (input tensor, "
                                               "finite number)")
     shape = tuple(x.shape)
