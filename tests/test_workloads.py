@@ -487,22 +487,27 @@ def test_every_image_model_kind_outputs_one_logit_per_class(kind: str, params: A
     assert head_parameters(model, spec)  # model.head_lr finds the output layer
 
 
-def test_torchvision_model_takes_grayscale_and_keeps_loaded_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("kind", "first_conv"), [("torchvision:resnet18", "conv1"),
+                                                  ("timm:resnet10t", "conv1.0")])
+def test_an_image_model_takes_grayscale_and_keeps_loaded_weights(
+        tmp_path: Path, kind: str, first_conv: str) -> None:
     """torchvision models are built for 3 channels; a 1-channel image folder rebuilt the input
-    convolution (plan used to crash with a channel mismatch), folding loaded RGB kernels."""
+    convolution (plan used to crash with a channel mismatch), folding loaded RGB kernels. timm
+    builds 1 channel itself, and loaded RGB kernels are folded as timm folds its own (they were
+    skipped as 'shapes differ': the first convolution stayed at its fresh init, silently)."""
     from mltrainer.config import ModelConfig
     from mltrainer.data import DataSpec
     from mltrainer.models import build_model
 
-    rgb = build_model(ModelConfig(kind="torchvision:resnet18"), DataSpec(**SPEC_IMAGE))
+    rgb = build_model(ModelConfig(kind=kind), DataSpec(**SPEC_IMAGE))
     torch.save(rgb.state_dict(), tmp_path / "w.pt")
     gray = DataSpec(**{**SPEC_IMAGE, "n_features": 32 * 32, "image_shape": (1, 32, 32)})
-    model = build_model(ModelConfig(kind="torchvision:resnet18", weights="w.pt"), gray,
-                        root=tmp_path)
+    model = build_model(ModelConfig(kind=kind, weights="w.pt"), gray, root=tmp_path)
     assert model.eval()(torch.rand(2, 1, 32, 32)).shape == (2, 3)
-    assert torch.allclose(model.conv1.weight, rgb.conv1.weight.sum(1, keepdim=True))
+    conv, rgb_conv = model.get_submodule(first_conv), rgb.get_submodule(first_conv)
+    assert torch.allclose(conv.weight, rgb_conv.weight.sum(1, keepdim=True), atol=1e-6)
     x = torch.rand(2, 1, 32, 32)  # a grey image answers as its 3-channel copy did
-    assert torch.allclose(model.conv1(x), rgb.conv1(x.expand(-1, 3, -1, -1)), atol=1e-5)
+    assert torch.allclose(conv(x), rgb_conv(x.expand(-1, 3, -1, -1)), atol=1e-5)
 
 
 @pytest.mark.parametrize("kind,params,spec,match", [

@@ -132,9 +132,11 @@ def resolve_local(path: str, root: Path) -> Path:
     return p if p.is_absolute() else Path(root) / p
 
 
-def load_weights(model: nn.Module, cfg: ModelConfig, root: Path) -> dict[str, Any]:
+def load_weights(model: nn.Module, cfg: ModelConfig, root: Path,
+                 adapt: Any = None) -> dict[str, Any]:
     """`model.weights` (a local .pt/.pth/.safetensors file): load every tensor whose name and
-    shape fit, skipping the head when its size differs (a new number of classes)."""
+    shape fit, skipping the head when its size differs (a new number of classes). `adapt`,
+    when given, maps the file's tensors first (a kind fitting them to the data's channels)."""
     import torch
 
     path = resolve_local(str(cfg.weights), root)
@@ -159,6 +161,8 @@ def load_weights(model: nn.Module, cfg: ModelConfig, root: Path) -> dict[str, An
                  "loads tensors only, weights_only=True: it never unpickles code)") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]  # an mlt checkpoint
+    if adapt is not None:
+        state = adapt(dict(state))
     own = model.state_dict()
     fit = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not fit:

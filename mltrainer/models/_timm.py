@@ -46,5 +46,21 @@ class TimmKind(ModelKind):
                                   pretrained=False, num_classes=n_outputs(spec),
                                   in_chans=int(shape[0]))
         if cfg.weights:
-            load_weights(model, cfg, root)
+            load_weights(model, cfg, root, adapt=lambda state: _fit_channels(
+                lib, model, state, int(shape[0])))
         return model
+
+
+def _fit_channels(lib: Any, model: nn.Module, state: dict[str, Any], channels: int
+                  ) -> dict[str, Any]:
+    """Weights saved from a 3-channel model, on data of another channel count: the input
+    convolution's kernels folded over the channels as timm folds its own pretrained weights
+    (`timm.models.adapt_input_conv`: summed for grey), so they keep their response to a grey
+    image instead of being left at their fresh init."""
+    first = model.pretrained_cfg.get("first_conv") if hasattr(model, "pretrained_cfg") else None
+    for name in [first] if isinstance(first, str) else list(first or []):
+        key = f"{name}.weight"
+        weight = state.get(key)
+        if weight is not None and weight.ndim == 4 and weight.shape[1] != channels:
+            state[key] = lib.models.adapt_input_conv(channels, weight)
+    return state
