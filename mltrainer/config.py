@@ -123,6 +123,14 @@ class TransformsConfig(_Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig,
                                    description="Train-only augmentation.")
 
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, v: list[float] | None) -> list[float] | None:
+        # normalising divides by it: torchvision refused zero on every image, read as a bad file
+        if v is not None and not all(s > 0 for s in v):
+            raise ValueError(f"every std must be above 0 (it divides the pixels), got {v}")
+        return v
+
     @model_validator(mode="after")
     def _crop_within_the_resized_image(self) -> TransformsConfig:
         # the eval crop would be mostly zero padding, and the train crop raises on every item

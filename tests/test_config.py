@@ -64,6 +64,8 @@ def test_example_carries_the_design_contract_values() -> None:
         # the train crop failed on every image, read as 'fix or remove that item'
         (lambda c: c["data"].__setitem__("transforms", {"size": 16, "crop": 32}),
          "crop 32 is larger than size 16 (the shorter side after resizing)"),
+        (lambda c: c["data"].__setitem__("transforms", {"std": [0.0], "channels": 1}),
+         "every std must be above 0 (it divides the pixels), got [0.0]"),
     ],
 )
 def test_bad_config_names_field_value_and_fix(tmp_path: Path, mutate, expected: str) -> None:
