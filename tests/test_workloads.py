@@ -1129,7 +1129,11 @@ def test_a_worker_that_fails_names_the_item(tmp_path: Path, split: str) -> None:
 
 @pytest.mark.parametrize("kind,formats", [("torchvision:resnet18", ("onnx",)),
                                           ("timm:resnet10t", ("onnx",)),
-                                          ("hf:bert", ("onnx", "torchscript", "pt2"))])
+                                          ("hf:bert", ("onnx", "torchscript", "pt2")),
+                                          # a decoder's classifier: it reads each text's last
+                                          # token before the padding (a config without a pad
+                                          # id refused batches of 2; it takes the tokenizer's)
+                                          ("hf:gpt2", ("onnx", "torchscript"))])
 def test_exports_have_dynamic_dims_and_parity_in_a_fresh_process(
         tmp_path: Path, kind: str, formats: tuple[str, ...]) -> None:
     from mltrainer.exporting import (
@@ -1143,6 +1147,10 @@ def test_exports_have_dynamic_dims_and_parity_in_a_fresh_process(
 
     if kind.startswith("hf:"):
         _text(tmp_path)
+        from transformers import GPT2Config
+
+        GPT2Config(vocab_size=200, n_embd=16, n_layer=1, n_head=2, n_positions=32
+                   ).save_pretrained(tmp_path / "gpt2")
         cfg = _cfg("d.jsonl", {"kind": kind, "tokenizer": "tok", "max_length": 8},
                    text_column="text", target="label")
     else:
@@ -1161,6 +1169,8 @@ def test_exports_have_dynamic_dims_and_parity_in_a_fresh_process(
     for result in parity:
         assert result["passed"] and result["reloaded_in_fresh_process"], result
         assert result["label_agreement"] == 1.0
+    if kind == "hf:gpt2":
+        assert deployable.model.model.config.pad_token_id == bundle.pipeline.tokenizer.pad_token_id
     if bundle.spec.modality == "text":  # the sequence length is free too
         run, _ = load_runner("onnx", onnx.path)
         for n in (1, 5):

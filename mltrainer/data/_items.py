@@ -178,6 +178,7 @@ def prepare_items(cfg: MltConfig, root: Path, items: ItemData, *,
         class_labels=items.class_labels, target=cfg.data.target, modality=items.modality,
         target_scale=fit_target_scale(cfg, splits["train"].y),
         vocab_size=len(pipeline.tokenizer) if items.modality == "text" else None,
+        pad_token_id=pipeline.tokenizer.pad_token_id if items.modality == "text" else None,
     )
     info = split_info(cfg, plan, labels, items.class_labels, len(labels),
                       "items with identical content (sha256) are kept together in one split")

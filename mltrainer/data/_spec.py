@@ -24,9 +24,11 @@ class DataSpec:
     target_scale: TargetScale | None = None
     # text: the tokenizer's number of tokens (ids 0..vocab_size-1 reach the model); else None
     vocab_size: int | None = None
+    pad_token_id: int | None = None  # text: the id batches are padded with
 
     def to_dict(self) -> dict[str, Any]:
-        extra = {"vocab_size": self.vocab_size} if self.vocab_size is not None else {}
+        extra = {k: v for k, v in (("vocab_size", self.vocab_size),
+                                   ("pad_token_id", self.pad_token_id)) if v is not None}
         return {**extra,
             "task": self.task,
             "n_features": self.n_features,
@@ -55,4 +57,6 @@ class DataSpec:
             modality=str(data.get("modality", "table")),
             target_scale=TargetScale.from_dict(data.get("target_scale")),
             vocab_size=int(data["vocab_size"]) if data.get("vocab_size") is not None else None,
+            pad_token_id=(int(data["pad_token_id"]) if data.get("pad_token_id") is not None
+                          else None),
         )

@@ -83,6 +83,11 @@ class HFKind(ModelKind):
         extra = {"num_labels": n, "id2label": dict(enumerate(labels)),
                  "label2id": {v: i for i, v in enumerate(labels)},
                  "attn_implementation": "eager", **cfg.params}
+        pad = getattr(spec, "pad_token_id", None)
+        if modality == "text" and pad is not None and _config_value(path, "pad_token_id") is None:
+            # a config without one (GPT-2's): the id mlt pads batches with, which a decoder's
+            # classifier needs to find each text's last token (it refused a batch of 2)
+            extra.setdefault("pad_token_id", int(pad))
         try:
             if any((path / f).is_file() for f in _WEIGHT_FILES):
                 model = auto.from_pretrained(str(path), ignore_mismatched_sizes=True,
@@ -105,3 +110,12 @@ class HFKind(ModelKind):
         if cfg.weights:  # e.g. an mlt checkpoint of this model, on top of the folder's weights
             load_weights(wrapped, cfg, root)
         return wrapped
+
+
+def _config_value(folder: Path, key: str) -> Any:
+    import json
+
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None  # transformers says what is wrong with the file
