@@ -428,6 +428,18 @@ def test_files_an_image_folder_does_not_read_are_counted_not_dropped_silently(
     assert bundle.fingerprints == clean.fingerprints  # what is read is what it was
 
 
+def test_an_image_in_two_class_folders_is_counted_as_a_conflicting_label(tmp_path: Path
+                                                                         ) -> None:
+    """The same picture filed under two classes (label noise) is counted as a table's identical
+    rows with two targets are; the evidence said 0 for item data whatever it held."""
+    folder = _faces(tmp_path)
+    cfg = _cfg("imagefolder:faces", transforms={"channels": 1})
+    assert prepare_data(cfg, tmp_path).duplicates["conflicting_labels"] == 0
+    (folder / "not_face" / "copy.png").write_bytes((folder / "face" / "000.png").read_bytes())
+    dup = prepare_data(cfg, tmp_path).duplicates
+    assert dup["conflicting_labels"] == 1 and dup["within_data"] == 1
+
+
 def test_an_image_folder_holds_the_files_torchvisions_imagefolder_reads() -> None:
     """The layout is torchvision's ImageFolder: a folder of .tif (or .ppm/.pgm) images was
     "a class folder with no images"."""

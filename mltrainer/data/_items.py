@@ -185,7 +185,8 @@ def prepare_items(cfg: MltConfig, root: Path, items: ItemData, *,
     info["preprocessing"] = pipeline.describe()
     info.update(items.extra)
     return ItemBundle(spec=spec, splits=splits, fingerprints=fingerprints, split_info=info,
-                      duplicates=_overlap(items.digests, plan), pipeline=pipeline,
+                      duplicates=_overlap(items.digests, label_digests, plan),
+                      pipeline=pipeline,
                       source=where, audit=audit)
 
 
@@ -211,17 +212,21 @@ def _given_plan(given: dict[str, np.ndarray], n: int, where: str) -> SplitPlan:
                      note="the split was given by the source")
 
 
-def _overlap(digests: np.ndarray, plan: SplitPlan) -> dict[str, int]:
+def _overlap(digests: np.ndarray, label_digests: np.ndarray, plan: SplitPlan
+             ) -> dict[str, int]:
     """Items whose content appears in two splits (0 for a split mlt made; for a given split,
-    the overlap the user's split has, found by content)."""
+    the overlap the user's split has, found by content); `conflicting_labels` as a table
+    counts them: (content, label) pairs beyond one per distinct content (the same image in
+    two class folders, the same text under two labels)."""
     sets = {name: np.unique(content_keys(digests[idx])) for name, idx in plan.indices().items()}
     all_rows = content_keys(digests)
+    n_distinct = len(np.unique(all_rows))
     return {
         "train_val": len(np.intersect1d(sets["train"], sets["val"])),
         "train_test": len(np.intersect1d(sets["train"], sets["test"])),
         "val_test": len(np.intersect1d(sets["val"], sets["test"])),
-        "within_data": int(len(all_rows) - len(np.unique(all_rows))),
-        "conflicting_labels": 0,
+        "within_data": int(len(all_rows) - n_distinct),
+        "conflicting_labels": int(len(np.unique(content_keys(label_digests))) - n_distinct),
     }
 
 
