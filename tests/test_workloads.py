@@ -294,6 +294,29 @@ def test_a_collate_fn_decides_the_models_input_shape(tmp_path: Path) -> None:
     prepare_data(_cfg("python:varlen:ragged", {"kind": "python:varlen:anything"}), tmp_path)
 
 
+def test_a_hugging_face_image_dataset_is_named_as_such(tmp_path: Path) -> None:
+    """A datasets folder of images was 'no column text (data.text_column)', and a python:
+    function returning a datasets.Dataset 'must return (X, y) arrays or a DataFrame': both
+    now say what the data is and the two ways mlt reads it."""
+    import datasets
+    from PIL import Image
+
+    feats = datasets.Features({"image": datasets.Image(),
+                               "label": datasets.ClassLabel(names=["a", "b"])})
+    ds = datasets.Dataset.from_dict({"image": [Image.new("L", (4, 4), i) for i in range(8)],
+                                     "label": [i % 2 for i in range(8)]}, features=feats)
+    ds.save_to_disk(str(tmp_path / "saved"))
+    with pytest.raises(DataError, match=r"column 'image' holds images \(datasets.Image\)") as e:
+        prepare_data(_cfg("text:saved"), tmp_path)
+    assert "imagefolder:" in e.value.hint
+    (tmp_path / "hfds.py").write_text(
+        "import datasets\n"
+        f"def load(): return datasets.load_from_disk({str(tmp_path / 'saved')!r})\n")
+    with pytest.raises(DataError, match=r"load\(\) returned a Hugging Face Dataset, which is "
+                                        r"not a torch Dataset"):
+        prepare_data(_cfg("python:hfds:load"), tmp_path)
+
+
 def test_a_projects_own_torchvision_import_works_in_a_fresh_process(tmp_path: Path) -> None:
     """A Dataset module and a model factory that import torchvision themselves (a FakeData
     with transforms v2, a torchvision model): on a CPU torch with PyPI's CUDA-built wheel the

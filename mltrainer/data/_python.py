@@ -84,6 +84,12 @@ class PythonSource(DataSource):
 
         if is_dataset_result(result):
             return items_from_datasets(result, cfg.task, where, self.fingerprint(cfg, root))
+        if type(result).__module__.split(".")[0] == "datasets":  # Hugging Face, not torch
+            raise DataError(
+                f"{where}: {fn_name}() returned a Hugging Face {type(result).__name__}, which "
+                "is not a torch Dataset (its items are dicts)",
+                hint="texts: save_to_disk() it and set data.source to that folder; otherwise "
+                     "return a torch.utils.data.Dataset whose items are (input tensor, label)")
         frame, target, image_shape, required = frame_from_python_result(
             result, cfg.data.target, where
         )

@@ -135,6 +135,14 @@ class TextSource(DataSource):
         text_col = cfg.data.text_column or "text"
         label_col = cfg.data.target or "label"
         first = next(iter(parts.values()))
+        pictures = [c for c, f in first.features.items() if isinstance(f, datasets.Image)]
+        if pictures and text_col not in first.column_names:
+            raise DataError(
+                f"{where}: column {pictures[0]!r} holds images (datasets.Image); a datasets "
+                "folder is read as text data",
+                hint="save the images as an image folder (imagefolder:<dir>, one sub-folder "
+                     "per class), or return from a python: function a torch.utils.data.Dataset "
+                     "whose items are ((C, H, W) tensor, label)")
         for field, col in (("data.text_column", text_col), ("data.target", label_col)):
             if col not in first.column_names:
                 raise DataError(
