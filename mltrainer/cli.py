@@ -255,6 +255,8 @@ def status(out: Output, project: Project) -> None:
         out.info(f"test split evaluated {spent['count']} time(s)" + (
             " [bold red](spent again: finalize's test_evaluated_once fails unless waived)[/]"
             if many else "") + ":")
+    if spent.get("error"):
+        out.info(f"[bold red]test split record:[/] {safe(spent['error'])}")
     for ev in spent.get("evaluations", []):
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in ev["metrics"].items())
         why = f" — reason: {safe(ev['reason'])}" if ev.get("reason") else " (the first)"

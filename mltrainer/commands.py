@@ -101,9 +101,10 @@ def project_status(project: Project) -> dict[str, Any]:
 def spent_test_evaluations(project: Project) -> dict[str, Any]:
     """How often the project's test split was evaluated, and each result (oldest first)."""
     from mltrainer.errors import StateCorruptError
-    from mltrainer.phases.finalize.evaluation import history
+    from mltrainer.phases.finalize.evaluation import history, require_every_evaluation_recorded
 
     try:
+        require_every_evaluation_recorded(project)
         evaluations = history(project)
     except StateCorruptError as exc:
         return {"count": None, "evaluations": [], "error": exc.message}

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -418,13 +419,49 @@ def test_tampered_artifact_fails_the_manifest_and_is_refused_by_predict(digits_c
     assert code == 2 and "do not match its manifest" in result["message"]
 
 
-def test_lost_evaluation_record_is_refused_not_evaluated_again(digits_copy: Path) -> None:
-    (digits_copy / ".mlt" / "test_evaluations.json").unlink()
-    before = (digits_copy / ".mlt" / "state.json").read_bytes()
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def _lose_record_and_log(root: Path) -> None:
+    (root / ".mlt" / "test_evaluations.json").unlink()
+    (root / ".mlt" / "audit.jsonl").unlink()
+
+
+def _start_the_state_over(root: Path) -> None:
+    shutil.rmtree(root / ".mlt")
+    for command in ("plan", "train-baseline"):
+        assert mlt(command, "-C", str(root))[0] == 0
+
+
+def _edit_the_recorded_score(root: Path) -> None:
+    path = root / ".mlt" / "test_evaluations.json"
+    data = json.loads(path.read_text())
+    for record in data["evaluations"].values():
+        record["result"]["metrics"]["accuracy"] = 0.999
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("damage", [
+    lambda root: (root / ".mlt" / "test_evaluations.json").unlink(),
+    _lose_record_and_log, _start_the_state_over, _edit_the_recorded_score,
+], ids=["record", "record-and-audit-log", "whole-state", "edited-score"])
+def test_lost_or_edited_evaluation_record_is_refused_not_evaluated_again(
+        digits_copy: Path, damage: Callable[[Path], None]) -> None:
+    """Every file that records the evaluation (the audit log, state.json and its .bak, each
+    artifact's manifest) keeps the test split spent: deleting or editing some of them is
+    refused before anything trains, and the project is left as it was."""
+    damage(digits_copy)
+    before = _tree(digits_copy)
     code, result, _ = mlt("finalize", "-C", str(digits_copy))
-    assert code == 2 and "test_evaluations.json no longer holds" in result["message"]
-    assert (digits_copy / ".mlt" / "state.json").read_bytes() == before
-    assert len(audit_events(digits_copy, "test_evaluation")) == 1
+    assert code == 2 and "test_evaluations.json" in result["message"], result
+    assert "restore .mlt/test_evaluations.json" in result["hint"]
+    assert _tree(digits_copy) == before
+    code, status, err = mlt("status", "-C", str(digits_copy))
+    assert code == 0 and status["test_evaluations"]["count"] is None
+    assert "test_evaluations.json" in status["test_evaluations"]["error"]
+    assert "test_evaluations.json" in err
 
 
 def test_every_signoff_or_waiver_finishes_the_project(digits_copy: Path) -> None:

@@ -72,6 +72,89 @@ def audited_evaluations(project: Project, key: str | None = None) -> list[dict[s
             and (key is None or e.get("key") == key)]
 
 
+def traces(project: Project) -> list[dict[str, Any]]:
+    """Every test evaluation the project records besides `.mlt/test_evaluations.json`: the
+    audit log's events, the finalize outcome in `.mlt/state.json` (and its `.bak`), and the
+    manifest of every folder in `artifacts/`. Each is written after the record, so in a sound
+    project the record holds every key they name; one file deleted or edited by hand does
+    not make the test split fresh again. Unreadable files count as no trace."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def add(key: Any, at: Any, fingerprint: Any, metrics: Any, where: str) -> None:
+        if isinstance(key, str) and key:
+            entry = found.setdefault(key, {"key": key, "evaluated_at": at,
+                                           "config_fingerprint": fingerprint,
+                                           "metrics": metrics if isinstance(metrics, dict)
+                                           else {}, "where": []})
+            if where not in entry["where"]:
+                entry["where"].append(where)
+
+    for event in audited_evaluations(project):
+        add(event.get("key"), event.get("time"), event.get("config_fingerprint"),
+            event.get("metrics"), project.relative(project.audit_path))
+    for path in (project.state_path, project.state_path.with_name("state.json.bak")):
+        outcome = _dig(_read_json(path), "phases", "finalize", "outcome")
+        where = project.relative(path)
+        for e in outcome.get("test_evaluations") or []:
+            if isinstance(e, dict):
+                add(e.get("key"), e.get("evaluated_at"), e.get("config_fingerprint"),
+                    e.get("metrics"), where)
+        add(_dig(outcome, "evaluation").get("key"), _dig(outcome, "evaluation").get(
+            "evaluated_at"), _dig(outcome, "chosen").get("config_fingerprint"),
+            _dig(outcome, "test").get("metrics"), where)
+    from mltrainer.phases.finalize.artifacts import MANIFEST, artifact_folders, read_manifest
+
+    for folder in artifact_folders(project):
+        manifest = read_manifest(folder) or {}
+        test = _dig(manifest, "test")
+        add(test.get("key"), test.get("evaluated_at"),
+            _dig(manifest, "config").get("config_fingerprint"), test.get("metrics"),
+            project.relative(folder / MANIFEST))
+    return sorted(found.values(), key=lambda t: str(t["evaluated_at"]))
+
+
+def require_every_evaluation_recorded(project: Project) -> dict[str, dict[str, Any]]:
+    """The evaluation record, refused (exit 2, nothing opened or trained) when another file
+    of the project names a test evaluation it no longer holds, or holds with other metrics:
+    evaluating as if it had not happened would spend the test split again, and a record
+    edited by hand would ship numbers nobody measured."""
+    evaluations = load_evaluations(project)
+    for trace in traces(project):
+        record = evaluations.get(trace["key"])
+        recorded = _dig(record, "result", "metrics") if record is not None else None
+        if record is not None and (not trace["metrics"] or recorded == trace["metrics"]):
+            continue
+        where = trace["where"][0] + (f" (and {len(trace['where']) - 1} more)"
+                                     if len(trace["where"]) > 1 else "")
+        message = (
+            f"{where} records a test evaluation at {trace['evaluated_at']} "
+            f"({_metrics_text(trace['metrics'])}) that .mlt/test_evaluations.json no longer "
+            f"holds: evaluating now would spend the test split again" if record is None else
+            f".mlt/test_evaluations.json holds {_metrics_text(recorded or {})} for the test "
+            f"evaluation at {trace['evaluated_at']}, but {where} records "
+            f"{_metrics_text(trace['metrics'])}: the record was edited")
+        raise StateCorruptError(
+            message,
+            hint="restore .mlt/test_evaluations.json from a backup or version control; the "
+                 "test split of this project was spent and is not evaluated as new",
+        )
+    return evaluations
+
+
+def _read_json(path: Any) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _dig(data: Any, *keys: str) -> dict[str, Any]:
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
 def history(project: Project, current_key: str | None = None) -> list[dict[str, Any]]:
     """Every test evaluation of the project, oldest first, as reports show them: when, which
     config, its metrics, and the reason given for evaluating again (None for the first)."""

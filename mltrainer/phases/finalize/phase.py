@@ -27,7 +27,6 @@ from mltrainer.errors import (
     DataError,
     MltError,
     RefusedError,
-    StateCorruptError,
 )
 from mltrainer.phases.finalize.outcome import FinalizeOutcome
 from mltrainer.phases.plan.outcome import PlanOutcome
@@ -82,16 +81,7 @@ def run(ctx: PhaseContext) -> FinalizeOutcome:
         )
     key = evaluation.evaluation_key(chosen.cfg, ctx.cfg.finalize.model_dump(mode="json"),
                                     bundle.fingerprints, ctx.fingerprints["finalize"]["code"])
-    record = evaluation.load_evaluations(ctx.project).get(key)
-    audited = evaluation.audited_evaluations(ctx.project, key)
-    if record is None and audited:
-        raise StateCorruptError(
-            f"the audit log records an evaluation of the test split for this config and data "
-            f"(at {audited[0]['time']}) that .mlt/test_evaluations.json no longer holds; "
-            f"evaluating again would open the test split a second time",
-            hint="restore .mlt/test_evaluations.json from a backup or version control, or "
-                 "change the config to evaluate a new model",
-        )
+    record = evaluation.require_every_evaluation_recorded(ctx.project).get(key)
     reused = record is not None
     if reused and reason is not None:
         raise BadInputError(
