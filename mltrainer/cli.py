@@ -38,7 +38,8 @@ EXIT_INTERRUPTED = 130
 # What an interrupted command keeps, for its one `fix:` line. train-baseline's own interruption
 # (a checkpoint, `--resume`) is an InterruptedRunError with its own hint; this is the rest.
 _KEPT_ON_INTERRUPT = {
-    "optimize": "its finished trials are kept in the study and not run again",
+    "optimize": "its finished trials and seeds-comparison runs are kept in the study and "
+                "not run again",
     "train-baseline": "add --resume to continue a run from the checkpoint it saved, if any",
 }
 

@@ -185,7 +185,8 @@ class TrainingProgress:
         elif kind == "seed_run":
             self.out.plain(
                 f"seeds comparison {event.get('index')}/{event.get('total')}: "
-                f"{event.get('config')} seed {event.get('seed')} → {_fmt(event.get('value'))}")
+                f"{event.get('config')} seed {event.get('seed')} → {_fmt(event.get('value'))}"
+                + (f" (run {event.get('run_id')}, kept)" if event.get("kept") else ""))
         elif kind == "end":
             if self._progress is not None:
                 self._progress.stop()

@@ -584,6 +584,38 @@ def test_optimize_end_to_end_gate_json_and_optimized_yaml(
 
 
 @pytest.mark.slow
+def test_interrupted_seeds_comparison_keeps_the_runs_it_finished(
+        diagnosed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or a kill) during the seeds comparison loses none of its finished runs: the
+    re-run continues the study and trains only the (config, seed) pairs still missing."""
+    from mltrainer.engine import Trainer
+
+    root = tmp_path / "proj"
+    shutil.copytree(diagnosed, root)
+    real_fit, fits, interrupted = Trainer.fit, [], []
+
+    def ctrl_c_in_the_second_seeds_run(self: Trainer) -> Any:
+        if self.kind == "seeds":
+            fits.append(self.run_dir.name)
+            if len(fits) == 2 and not interrupted:
+                interrupted.append(True)
+                raise KeyboardInterrupt  # what SIGINT/SIGTERM raise between two steps
+        return real_fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", ctrl_c_in_the_second_seeds_run)
+    code, result, _ = mlt("optimize", "-C", str(root))
+    assert code == 130, result
+    finished = fits[0]
+    fits.clear()
+    code, result, err = mlt("optimize", "-C", str(root))
+    assert code in (0, 3) and "gate" in result, err
+    runs = _state(root)["phases"]["optimize"]["outcome"]["comparison"]["runs"]
+    assert runs["optimized"][0] == finished  # the run of the first pair, not trained again
+    assert finished not in fits and len(fits) == 3
+    assert f"run {finished}, kept" in err
+
+
+@pytest.mark.slow
 def test_iteration_cap_refuses_then_stop_decides(
         optimized: tuple[Path, int, dict[str, Any], bytes], tmp_path: Path) -> None:
     root = tmp_path / "proj"

@@ -29,12 +29,14 @@ def comparison_seeds(cfg: MltConfig, n: int) -> list[int]:
 def compare_seeds(project: Project, bundle: Any, configs: dict[str, MltConfig], seeds: list[int],
                   *, trivial_baseline: dict[str, Any] | None = None,
                   trained: dict[str, list[Any]] | None = None,
-                  on_run: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                  on_run: Callable[[dict[str, Any]], None] | None = None,
+                  on_trained: Callable[[str, list[Any]], None] | None = None) -> dict[str, Any]:
     """Train every config with every seed and compare them: `{"seeds", "optimized": {values,
     n, mean, std, ci}, "baseline": ..., "improvement": {diff, ci, ...} | None, "significant",
     "runs", "diverged", "trained"}`. A (config, seed) already in `trained` (the last
-    iteration's, keyed by `run_key`) is not trained again: same config, seed and
-    split give the same run; the baseline's seeds then cost nothing after the first iteration."""
+    iteration's, or this iteration's before an interrupt, keyed by `run_key`) is not trained
+    again: same config, seed and split give the same run; the baseline's seeds then cost nothing
+    after the first iteration. `on_trained(key, [value, run id])` keeps each finished run."""
     from mltrainer.engine import Trainer
     from mltrainer.engine.runfolder import provisional_run_dir
 
@@ -51,7 +53,8 @@ def compare_seeds(project: Project, bundle: Any, configs: dict[str, MltConfig], 
             index += 1
             seeded = cfg.model_copy(update={"seed": seed})
             key = run_key(seeded)
-            if key not in done:
+            kept = key in done
+            if not kept:
                 # like the trials: best.pt and last.pt only, unless training.keep_checkpoints
                 keep = seeded.training.keep_checkpoints
                 with provisional_run_dir(project, RUN_KIND) as run_dir:  # gone if refused
@@ -60,11 +63,15 @@ def compare_seeds(project: Project, bundle: Any, configs: dict[str, MltConfig], 
                                      keep_checkpoints=0 if keep is None else keep).fit()
                 result.raise_if_interrupted(
                     f"optimize interrupted during the seeds comparison (run {run_dir.name}); "
-                    "the search's trials are kept in the study",
-                    hint="re-run `mlt optimize`: it continues the study and compares again")
+                    "the search's trials and the comparison's finished runs are kept in the "
+                    "study",
+                    hint="re-run `mlt optimize`: it continues the study and trains only the "
+                         "comparison runs still missing")
                 best = result.best_metric
                 done[key] = [best if best is not None and math.isfinite(best) else None,
                              run_dir.name]
+                if on_trained is not None:
+                    on_trained(key, done[key])
             value, run_id = done[key]
             if value is None:  # a diverged run learned nothing: score it as the trivial model
                 diverged.append({"config": label, "seed": seed, "run_id": run_id,
@@ -75,7 +82,7 @@ def compare_seeds(project: Project, bundle: Any, configs: dict[str, MltConfig], 
             runs[label].append(run_id)
             if on_run is not None:
                 on_run({"type": "seed_run", "config": label, "seed": seed, "value": value,
-                        "run_id": run_id, "index": index, "total": total})
+                        "run_id": run_id, "index": index, "total": total, "kept": kept})
     return {"seeds": list(seeds), "metric": metric, "greater_is_better": gib,
             **summarize(values, gib), "runs": runs, "diverged": diverged, "trained": done}
 

@@ -145,7 +145,7 @@ def _search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | None
         wait_for_running,
     )
     from mltrainer.phases.optimize.space import trial_config
-    from mltrainer.phases.optimize.study import counts
+    from mltrainer.phases.optimize.study import counts, keep_seed_run, kept_seed_runs
 
     cfg, project = ctx.cfg, ctx.project
     started_at = now()
@@ -168,8 +168,11 @@ def _search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | None
         comparison = compare_seeds(
             project, bundle, {"optimized": best_cfg, "baseline": cfg},
             comparison_seeds(cfg, cfg.optimize.seeds), trivial_baseline=trivial,
-            trained=((previous.comparison if previous else None) or {}).get("trained"),
-            on_run=ctx.progress)
+            trained={**kept_seed_runs(it.study),
+                     **(((previous.comparison if previous else None) or {}).get("trained")
+                        or {})},
+            on_run=ctx.progress, on_trained=lambda key, entry: keep_seed_run(it.study, key,
+                                                                             entry))
         if is_optimized_better(comparison):
             chosen, chosen_raw = "optimized", best_cfg.model_dump(mode="json")
 

@@ -203,6 +203,20 @@ def open_iteration_study(cfg: MltConfig, project: Project, url: str | None, iter
                            "pruner": pruner_info})
 
 
+SEEDS_RUN_ATTR = "mlt.seeds_run:"  # a finished seeds-comparison run, kept as the trials are
+
+
+def kept_seed_runs(study: optuna.Study) -> dict[str, list[Any]]:
+    """The seeds-comparison runs this iteration finished (`compare.run_key` -> [value, run
+    id]): an interrupted comparison continues from them instead of training them again."""
+    return {k[len(SEEDS_RUN_ATTR):]: list(v) for k, v in study.user_attrs.items()
+            if k.startswith(SEEDS_RUN_ATTR) and isinstance(v, list) and len(v) == 2}
+
+
+def keep_seed_run(study: optuna.Study, key: str, entry: list[Any]) -> None:
+    study.set_user_attr(SEEDS_RUN_ATTR + key, entry)
+
+
 def counts(study: optuna.Study) -> dict[str, int]:
     out = {s.name.lower(): 0 for s in TrialState}
     for t in study.get_trials(deepcopy=False):
