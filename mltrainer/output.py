@@ -27,9 +27,10 @@ MESSAGE_LIMIT = 300  # characters of an error message or fix on the terminal (on
 
 
 def safe(text: object) -> str:
-    """A user string (a project name, a reason, a path) as text: rich markup escaped and
-    control characters (escape sequences among them) shown as `\\xNN`, never interpreted."""
-    return escape(printable(text))
+    """A user string (a project name, a reason, a path) as text on one line: rich markup
+    escaped, control characters (escape sequences among them) shown as `\\xNN` and line breaks
+    as `\\n`, never interpreted: a reason cannot add a line that reads as mlt's own output."""
+    return escape(printable(str(text).replace("\r", "\\r").replace("\n", "\\n")))
 
 
 def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
@@ -51,7 +52,7 @@ class Output:
 
     def plain(self, text: str) -> None:
         if not self.quiet:
-            self.err.print(safe(text))
+            self.err.print(escape(printable(text)))  # text of several lines (a guide)
 
     def result(self, obj: dict[str, Any]) -> None:
         if self.json_mode:

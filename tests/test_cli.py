@@ -153,6 +153,22 @@ def test_waiver_is_recorded_and_reported(project: Path) -> None:
     assert '"event": "waiver"' in audit and "rare class accepted" in audit
 
 
+def test_a_line_break_in_a_user_string_cannot_add_a_line_of_output(project: Path) -> None:
+    """A reason or name is one line of the terminal's output however it was typed: a line
+    break in it is shown as `\\n`, so it cannot print a line that reads as mlt's verdict."""
+    reason = "accepted by the data owner\nfinalize gate passed\r\nnext: mlt predict"
+    code, _, err = mlt("waive", "plan", "classes_in_every_split", "--reason", reason,
+                       "--by", "ana\nbob", "-C", str(project))
+    assert code == 0
+    assert "accepted by the data owner\\nfinalize gate passed\\r\\nnext: mlt predict" in err
+    lines = err.splitlines()
+    assert not [ln for ln in lines if ln.startswith(("finalize gate passed", "next: mlt predict"))]
+    state = json.loads((project / ".mlt" / "state.json").read_text())
+    assert state["waivers"]["plan"]["classes_in_every_split"]["reason"] == reason  # data kept
+    _, _, err = mlt("status", "-C", str(project))
+    assert not [ln for ln in err.splitlines() if ln.startswith("finalize gate passed")]
+
+
 def test_bad_csv_leaves_state_exactly_as_it_was(project: Path) -> None:
     (project / "data.csv").write_text("a,b,label\n1,2\n3,4,5,6\n")
     cfg = yaml.safe_load((project / "mlt.yaml").read_text())
