@@ -86,7 +86,7 @@ def project_status(project: Project) -> dict[str, Any]:
 
     cfg = load_project_config(project.config_path)
     state = load_state(project)
-    fps = current_fingerprints(project, cfg)
+    fps = current_fingerprints(project, cfg, state)
     views = phase_views(state, fps)
     return {
         "name": cfg.name,
@@ -200,7 +200,7 @@ def render_reports(project: Project, phase: str | None) -> dict[str, Any]:
         raise BadInputError(f"phase {names[0]} has no gate result yet",
                             hint=f"run `{phase_def(names[0]).command}` first")
     # only after the input is known good: hashing a folder may write .mlt/cache/
-    fps = current_fingerprints(project, cfg)
+    fps = current_fingerprints(project, cfg, state)
     reports = [project.relative(render_phase_report(project, state, n, fps)) for n in done]
     render_index(project, state, fps)
     html = [project.relative(report_path(project, n, "html")) for n in done]

@@ -1,4 +1,5 @@
-"""What a passed gate judged: fingerprints of the config, the data and the code.
+"""What a passed gate judged: fingerprints of the config, the data, the code and the files its
+outcome stands on.
 
 Cheap by design (no torch, no data load): `mlt status` computes them on every call.
 """
@@ -7,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from mltrainer import __version__
 from mltrainer.config import MltConfig
 from mltrainer.project import Project
-from mltrainer.workflow import fingerprint_view
+from mltrainer.state import ProjectState
+from mltrainer.workflow import EVIDENCE, evidence_paths, fingerprint_view
 
 
 def module_source_hash(spec_str: str, root: Path) -> str | None:
@@ -72,11 +75,39 @@ def probe_inputs(cfg: MltConfig, rows: str | None, root: Path,
                         "environment": environment})
 
 
-def current_fingerprints(project: Project, cfg: MltConfig) -> dict[str, dict[str, str]]:
+SMALL_FILE = 1 << 16  # bytes: evidence hashes a file this small, and takes a larger one's size
+
+
+def evidence_fingerprint(project: Project, name: str, outcome: dict[str, Any]) -> str:
+    """The files phase `name`'s recorded outcome stands on, as JSON {path: "size[:sha256]"
+    | "gone"}: sizes survive a copy or a move of the project (mtimes do not), and a small
+    file (mlt.optimized.yaml, a manifest) is hashed, since an edit may keep its size."""
+    import json
+
+    view = {}
+    for rel in evidence_paths(name, outcome):
+        path = project.root / rel
+        if not path.is_file():
+            view[rel] = "gone"
+            continue
+        size = path.stat().st_size
+        view[rel] = (f"{size}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+                     if size <= SMALL_FILE else str(size))
+    return json.dumps(view, sort_keys=True)
+
+
+def current_fingerprints(project: Project, cfg: MltConfig, state: ProjectState | None = None
+                         ) -> dict[str, dict[str, str]]:
+    """Each phase's fingerprints now; with the state, also the files each recorded outcome
+    stands on (`evidence`), so a run folder moved or deleted after its phase passed is seen."""
     from mltrainer.data import source_fingerprint
 
-    return fingerprint_view(
+    view = fingerprint_view(
         cfg.model_dump(mode="json"),
         source_fingerprint(cfg, project.root),
         code_fingerprint(cfg, project.root),
     )
+    for name, rec in (state.phases.items() if state is not None else ()):
+        if EVIDENCE in rec.fingerprints and name in view:
+            view[name][EVIDENCE] = evidence_fingerprint(project, name, rec.outcome)
+    return view

@@ -26,7 +26,7 @@ from mltrainer.errors import (
     StateCorruptError,
     UserCodeExitError,
 )
-from mltrainer.fingerprints import current_fingerprints
+from mltrainer.fingerprints import current_fingerprints, evidence_fingerprint
 from mltrainer.gates import GateContext, evaluate_gate
 from mltrainer.project import Project
 from mltrainer.state import (
@@ -39,7 +39,13 @@ from mltrainer.state import (
     project_lock,
     save_state,
 )
-from mltrainer.workflow import next_command, phase_def, satisfied_alternative, unmet_needs
+from mltrainer.workflow import (
+    EVIDENCE,
+    next_command,
+    phase_def,
+    satisfied_alternative,
+    unmet_needs,
+)
 
 OutcomeT = TypeVar("OutcomeT", bound="Outcome")
 _RESERVED = ("phase", "gate", "report", "next")  # the keys every phase's `--json` starts with
@@ -243,7 +249,7 @@ def read_only_context(project: Project, name: str, *, options: dict[str, Any] | 
     change, no gate, no report."""
     cfg = load_project_config(project.config_path)
     state = load_state(project)
-    fps = current_fingerprints(project, cfg)
+    fps = current_fingerprints(project, cfg, state)
     alt = satisfied_alternative(name, state, fps)
     if alt is None:
         raise refusal(name, state, fps)
@@ -266,7 +272,7 @@ def execute_phase(
         snapshot = _Snapshot(project)
         try:
             state = load_state(project)
-            fps = current_fingerprints(project, cfg)  # may hash a folder into .mlt/cache/
+            fps = current_fingerprints(project, cfg, state)  # may hash into .mlt/cache/
         except BadInputError:
             snapshot.restore()
             raise
@@ -325,7 +331,10 @@ def execute_phase(
         rec.gate, rec.outcome, rec.finished_at = gate, outcome.model_dump(mode="json"), now()
         rec.runs += 1
         rec.status = "passed" if gate.passed else "blocked"
-        rec.fingerprints = fps[name]  # what was judged; staleness only reads it once passed
+        # what was judged (staleness only reads it once passed), and the files it stands on
+        rec.fingerprints = {**fps[name], EVIDENCE: evidence_fingerprint(project, name,
+                                                                       rec.outcome)}
+        fps[name] = dict(rec.fingerprints)
         for skipped in outcome.skipped_phases:
             srec = state.phase(skipped)
             if srec.status not in ("passed",):
@@ -391,7 +400,7 @@ def rejudge(project: Project, phase: Phase, change: Callable[[ProjectState], Non
     with project_lock(project, command):
         state = load_state(project)
         with restored_on_refusal(project):  # a sign-off refused: the cache as it was
-            fps = current_fingerprints(project, cfg)
+            fps = current_fingerprints(project, cfg, state)
             change(state)
         rec = state.phases.get(name)
         if rec is None or rec.gate is None or rec.status not in ("passed", "blocked"):

@@ -26,21 +26,27 @@ class PhaseDef:
     guide: str  # phases/<guide>/workflow.md
     needs: tuple[tuple[str, ...], ...]
     config_sections: tuple[str, ...]  # the parts of mlt.yaml whose change makes it stale
+    # the files its recorded outcome stands on: (a dotted key of the outcome naming a
+    # project-relative path, a file inside it or ""); one moved, deleted or changed makes it stale
+    evidence: tuple[tuple[str, str], ...] = ()
 
 
 _CORE = ("task", "seed", "data", "model", "training", "goal")
 
+_RUN = (("run.dir", "metrics.jsonl"), ("run.dir", "checkpoints/best.pt"))
+
 PHASES: tuple[PhaseDef, ...] = (
     PhaseDef("plan", "mlt plan", "Plan", "1_plan", (), _CORE),
     PhaseDef("baseline", "mlt train-baseline", "Baseline", "2_baseline", (("plan",),),
-             (*_CORE, "diagnose")),
+             (*_CORE, "diagnose"), _RUN),
     PhaseDef("diagnose", "mlt diagnose", "Diagnose", "3_diagnose", (("ran:baseline",),),
-             (*_CORE, "diagnose")),
+             (*_CORE, "diagnose"), (("stream", ""),)),
     PhaseDef("optimize", "mlt optimize", "Optimize", "4_optimize", (("diagnose",),),
-             (*_CORE, "diagnose", "optimize")),
+             (*_CORE, "diagnose", "optimize"), (("config_path", ""), *_RUN)),
     PhaseDef("finalize", "mlt finalize", "Finalize", "5_finalize",
              (("baseline", "goal_met"), ("optimize",)),  # fast path | typical path
-             (*_CORE, "diagnose", "optimize", "finalize")),
+             (*_CORE, "diagnose", "optimize", "finalize"),
+             (("run.checkpoint", ""), ("artifact.manifest", ""), ("artifact.dir", "model.onnx"))),
 )
 PHASE_NAMES = tuple(p.name for p in PHASES)
 FLAGS = {"goal_met": "baseline"}  # flag -> the phase whose outcome records it
@@ -90,6 +96,7 @@ def stale_reasons(
     if rec is None or rec.status not in ("passed", "blocked"):
         return []
     reasons = [
+        evidence_change(value, current[name][kind]) if kind == EVIDENCE else
         f"{_KIND_NAMES.get(kind, kind)} changed since it passed"
         for kind, value in rec.fingerprints.items()
         if kind in current.get(name, {}) and current[name][kind] != value
@@ -103,6 +110,42 @@ def stale_reasons(
         elif stale_reasons(dep, state, current):
             reasons.append(f"{dep} is stale")
     return reasons
+
+
+EVIDENCE = "evidence"  # the fingerprint kind of a phase's files: {path: "size[:sha256]"|"gone"}
+
+
+def evidence_paths(name: str, outcome: dict[str, Any]) -> list[str]:
+    """The project-relative files a phase's recorded outcome stands on (its run's stream and
+    checkpoint, mlt.optimized.yaml, the shipped artifact), from `PhaseDef.evidence`."""
+    paths = []
+    for key, inside in phase_def(name).evidence:
+        value: Any = outcome
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, str) and value:
+            paths.append(f"{value.rstrip('/')}/{inside}" if inside else value)
+    return paths
+
+
+def evidence_change(recorded: str, current: str) -> str:
+    """The stale reason of a changed evidence fingerprint: the files gone or changed (a whole
+    run or artifact folder gone is named once)."""
+    import json
+    import os
+
+    try:
+        before, now_ = json.loads(recorded), json.loads(current)
+    except ValueError:
+        return "the files it stands on changed since it passed"
+    gone = [p for p, was in before.items() if now_.get(p, "gone") == "gone" != was]
+    changed = [p for p, was in before.items() if p not in gone and now_.get(p) != was]
+    if gone:
+        where = os.path.commonpath(gone) if len(gone) > 1 else gone[0]
+        return f"{where} was moved or deleted since it passed (put it back to keep this result)"
+    if changed:
+        return f"{changed[0]} changed since it passed"
+    return "the files it stands on changed since it passed"
 
 
 def _direct_deps(name: str, state: ProjectState) -> list[str]:
@@ -236,10 +279,15 @@ def next_command(state: ProjectState, current: dict[str, dict[str, str]]) -> str
         if v.status in ("stale", "failed", "running"):
             return p.command
         if v.status == "ready":
-            if p.name in ("diagnose", "optimize") and views["finalize"].status == "ready":
-                return "mlt finalize"  # fast path open: diagnose is optional
+            if p.name in ("diagnose", "optimize") and views["finalize"].status in _RUNNABLE:
+                # fast path open: diagnose is optional; a finalize that failed or was
+                # interrupted on it is run again, as its own message says
+                return "mlt finalize"
             return p.command
     return None
+
+
+_RUNNABLE = ("ready", "failed", "running")  # a phase whose needs hold and that did not finish
 
 
 def _after_blocked_finalize(state: ProjectState, views: dict[str, PhaseView],

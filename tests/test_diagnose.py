@@ -74,16 +74,17 @@ def test_diagnose_finds_and_recommends(tmp_path: Path) -> None:
     report = (root / "reports" / "diagnose.md").read_text()
     assert report.startswith("# Diagnose gate — PASSED")
     assert ("No finding" in report) == (not result["findings"])
-    # the baseline's run folder moved away: named, with the fix (it said "pass the
-    # metrics.jsonl a run wrote", the advice for --metrics), and the state left as it was
+    # the baseline's run folder moved away: the baseline is stale, naming the folder (it said
+    # "pass the metrics.jsonl a run wrote", the advice for --metrics), and the state is left
+    # as it was
     run_dir = root / json.loads((root / ".mlt" / "state.json").read_text())[
         "phases"]["baseline"]["outcome"]["run"]["dir"]
     run_dir.rename(tmp_path / "elsewhere")
     state = (root / ".mlt" / "state.json").read_bytes()
     code, result, err = mlt("diagnose", "-C", str(root))
-    assert code == 2 and result["message"] == (
-        f"the baseline run's stream runs/{run_dir.name}/metrics.jsonl is gone")
-    assert result["hint"].startswith(f"restore runs/{run_dir.name}/")
+    assert code == 3 and result["message"].startswith(
+        f"`mlt diagnose` refused: baseline is stale (runs/{run_dir.name} was moved or deleted")
+    assert "mlt train-baseline" in result["hint"]
     assert (root / ".mlt" / "state.json").read_bytes() == state
 
 

@@ -464,6 +464,41 @@ def test_lost_or_edited_evaluation_record_is_refused_not_evaluated_again(
     assert "test_evaluations.json" in err
 
 
+def test_status_sees_run_and_artifact_folders_moved_after_their_phase(digits_copy: Path
+                                                                      ) -> None:
+    """A phase stands on the files its outcome names (the baseline's run, the shipped
+    artifact): moved or deleted afterwards, status calls it stale naming the folder, the
+    phases after it refuse, and putting the folder back (or re-running) restores the truth."""
+    outcome = state_outcome(digits_copy)
+    run = digits_copy / json.loads((digits_copy / ".mlt" / "state.json").read_text())[
+        "phases"]["baseline"]["outcome"]["run"]["dir"]
+    run.rename(digits_copy / "elsewhere")
+    _, status, _ = mlt("status", "-C", str(digits_copy))
+    views = {p["name"]: p for p in status["phases"]}
+    assert views["baseline"]["status"] == "stale", views
+    assert f"runs/{run.name} was moved or deleted" in views["baseline"]["reason"]
+    assert views["finalize"]["status"] == "stale" and status["next"] == "mlt train-baseline"
+    code, result, _ = mlt("finalize", "-C", str(digits_copy))
+    assert code == 3 and "baseline is stale" in result["message"]
+    assert len(audit_events(digits_copy, "test_evaluation")) == 1
+    (digits_copy / "elsewhere").rename(run)
+    _, status, _ = mlt("status", "-C", str(digits_copy))
+    assert [p["status"] for p in status["phases"]] == [
+        "passed", "passed", "skipped", "skipped", "blocked"]
+
+    artifact = digits_copy / outcome["artifact"]["dir"]
+    shutil.rmtree(artifact)
+    _, status, _ = mlt("status", "-C", str(digits_copy))
+    views = {p["name"]: p for p in status["phases"]}
+    assert views["finalize"]["status"] == "stale" and status["next"] == "mlt finalize"
+    assert f"{outcome['artifact']['dir']} was moved or deleted" in views["finalize"]["reason"]
+    code, result, _ = mlt("finalize", "-C", str(digits_copy))  # the same model, rebuilt
+    assert code == 3 and result["reused_test_result"]
+    assert (digits_copy / result["artifact"]["dir"] / "model.onnx").is_file()
+    _, status, _ = mlt("status", "-C", str(digits_copy))
+    assert {p["name"]: p["status"] for p in status["phases"]}["finalize"] == "blocked"
+
+
 def test_every_signoff_or_waiver_finishes_the_project(digits_copy: Path) -> None:
     for item in MANUAL[:-1]:
         code, result, _ = mlt("signoff", "finalize", item, "--by", "ana", "--note", "reviewed",

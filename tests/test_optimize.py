@@ -616,6 +616,25 @@ def test_interrupted_seeds_comparison_keeps_the_runs_it_finished(
 
 
 @pytest.mark.slow
+def test_an_edited_optimized_config_is_not_finalized(
+        optimized: tuple[Path, int, dict[str, Any], bytes], tmp_path: Path) -> None:
+    """mlt.optimized.yaml is what the seeds comparison validated: edited afterwards, optimize
+    is stale and finalize refuses before it trains or opens the test split."""
+    root = tmp_path / "proj"
+    shutil.copytree(optimized[0], root)
+    path = root / "mlt.optimized.yaml"
+    path.write_text(path.read_text().replace("epochs: 8", "epochs: 1"))
+    _, status, _ = mlt("status", "-C", str(root))
+    views = {p["name"]: p for p in status["phases"]}
+    assert views["optimize"]["status"] == "stale", views
+    assert "mlt.optimized.yaml changed since it passed" in views["optimize"]["reason"]
+    code, result, _ = mlt("finalize", "-C", str(root))
+    assert code == 3 and "optimize is stale" in result["message"]
+    assert not list((root / "runs").glob("*-final-*"))
+    assert not (root / ".mlt" / "test_evaluations.json").exists()
+
+
+@pytest.mark.slow
 def test_iteration_cap_refuses_then_stop_decides(
         optimized: tuple[Path, int, dict[str, Any], bytes], tmp_path: Path) -> None:
     root = tmp_path / "proj"

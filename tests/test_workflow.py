@@ -55,6 +55,12 @@ MISS = {"goal_met": False}
         # fast path: goal met opens finalize; diagnose stays optional
         ({"plan": "passed", "baseline": ("passed", GOAL)},
          ["passed", "passed", "ready", "locked", "ready"], "mlt finalize"),
+        # a finalize that failed or was interrupted (or killed: "running") on the fast path
+        # is run again, as its own error says; not sent around by diagnose
+        ({"plan": "passed", "baseline": ("passed", GOAL), "finalize": "failed"},
+         ["passed", "passed", "ready", "locked", "failed"], "mlt finalize"),
+        ({"plan": "passed", "baseline": ("passed", GOAL), "finalize": "running"},
+         ["passed", "passed", "ready", "locked", "running"], "mlt finalize"),
         ({"plan": "passed", "baseline": ("passed", MISS), "diagnose": "passed"},
          ["passed", "passed", "passed", "ready", "locked"], "mlt optimize"),
         ({"plan": "passed", "baseline": ("passed", MISS), "diagnose": "passed",
@@ -155,3 +161,22 @@ def test_rerun_upstream_makes_downstream_stale() -> None:
 def test_upstream_is_transitive() -> None:
     assert upstream("optimize") == ["diagnose", "baseline", "plan"]
     assert set(upstream("finalize")) == set(PHASE_NAMES) - {"finalize"}
+
+
+@pytest.mark.parametrize(("recorded", "current", "reason"), [
+    ({"runs/r1/metrics.jsonl": "900", "runs/r1/checkpoints/best.pt": "50"},
+     {"runs/r1/metrics.jsonl": "gone", "runs/r1/checkpoints/best.pt": "gone"},
+     "runs/r1 was moved or deleted since it passed"),
+    ({"runs/r1/metrics.jsonl": "900", "runs/r1/checkpoints/best.pt": "50"},
+     {"runs/r1/metrics.jsonl": "900", "runs/r1/checkpoints/best.pt": "gone"},
+     "runs/r1/checkpoints/best.pt was moved or deleted since it passed"),
+    ({"mlt.optimized.yaml": "40:aa"}, {"mlt.optimized.yaml": "40:bb"},
+     "mlt.optimized.yaml changed since it passed"),
+])
+def test_evidence_change_names_the_folder_or_file(recorded: dict[str, str],
+                                                  current: dict[str, str], reason: str) -> None:
+    import json
+
+    from mltrainer.workflow import evidence_change
+
+    assert evidence_change(json.dumps(recorded), json.dumps(current)).startswith(reason)
