@@ -263,6 +263,24 @@ def project_lock(project: Project, command: str) -> Iterator[None]:
                 project.mlt_dir.rmdir()  # only when empty: the command wrote nothing there
 
 
+def lock_is_held(project: Project) -> bool:
+    """Whether a live mlt command holds the project lock now (asked without taking it for
+    longer than the question: a lock file a killed command left behind is not held)."""
+    try:
+        fd = os.open(project.lock_path, os.O_RDONLY)
+    except OSError:
+        return False  # no lock file: its holder removes it on the way out
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases the shared lock, if it was taken
+    return False
+
+
 def _open_locked(project: Project) -> tuple[int, bool]:
     """Open `.mlt/lock` (creating it when missing) and take its flock without waiting.
     Returns the descriptor and whether this call created the file; raises LockHeldError."""

@@ -169,6 +169,27 @@ def test_a_line_break_in_a_user_string_cannot_add_a_line_of_output(project: Path
     assert not [ln for ln in err.splitlines() if ln.startswith("finalize gate passed")]
 
 
+def test_status_does_not_call_a_killed_phase_running(project: Path) -> None:
+    """`kill -9` (or a full disk) leaves the state saying "running" and a lock file nobody
+    holds: status says the phase stopped without finishing, and to run it again; while a
+    command really holds the lock, it is running."""
+    from mltrainer.project import Project
+    from mltrainer.state import load_state, project_lock, save_state
+
+    proj = Project(project)
+    state = load_state(proj)
+    state.phase("baseline").status = "running"
+    save_state(proj, state)
+    (project / ".mlt" / "lock").write_text('{"pid": 999999, "command": "mlt train-baseline"}')
+    _, status, err = mlt("status", "-C", str(project))
+    baseline = next(p for p in status["phases"] if p["name"] == "baseline")
+    assert baseline["status"] == "failed" and "stopped without finishing" in baseline["reason"]
+    assert status["next"] == "mlt train-baseline" and "run `mlt train-baseline` again" in err
+    with project_lock(proj, "mlt train-baseline"):
+        _, status, _ = mlt("status", "-C", str(project))
+    assert next(p for p in status["phases"] if p["name"] == "baseline")["status"] == "running"
+
+
 def test_bad_csv_leaves_state_exactly_as_it_was(project: Path) -> None:
     (project / "data.csv").write_text("a,b,label\n1,2\n3,4,5,6\n")
     cfg = yaml.safe_load((project / "mlt.yaml").read_text())
