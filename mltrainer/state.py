@@ -121,11 +121,46 @@ def load_state(project: Project) -> ProjectState:
         )
     raw = _migrate(raw)
     try:
-        return ProjectState.model_validate(raw)
+        state = ProjectState.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise StateCorruptError(f"{path}: field '{where}': {err['msg']}", hint=fix) from None
+    _check_gates_against_audit(project, state, fix)
+    return state
+
+
+def _check_gates_against_audit(project: Project, state: ProjectState, fix: str) -> None:
+    """A gate result is what mlt judged: a phase's status agrees with its gate, and the gate
+    is one the audit log recorded for it (the `gate` events since the phase finished: its run,
+    then each sign-off or waiver). One edited by hand (an item set to pass, a blocked phase
+    set to passed) is refused, exit 2. A gate with no event since it finished (a command
+    killed between the two writes) is taken as it is."""
+    path = project.state_path
+    audited: dict[str, list[dict[str, Any]]] = {}
+    for event in read_audit(project):
+        if event.get("event") == "gate" and isinstance(event.get("items"), dict):
+            audited.setdefault(str(event.get("phase")), []).append(event)
+    for name, rec in state.phases.items():
+        if rec.gate is None:
+            continue
+        if rec.status in ("passed", "blocked") and (rec.status == "passed") != rec.gate.passed:
+            raise StateCorruptError(
+                f"{path}: phase {name} is '{rec.status}' but its gate "
+                f"{'passed' if rec.gate.passed else 'did not pass'}: the file was edited by "
+                f"hand", hint=fix)
+        since = [e for e in audited.get(name, [])
+                 if str(e.get("time", "")) >= str(rec.finished_at or "")]
+        items = {i.id: i.status for i in rec.gate.items}
+        if since and not any(e["items"] == items and e.get("passed") == rec.gate.passed
+                             for e in since):
+            last = since[-1]["items"]
+            differ = next((k for k in items if items[k] != last.get(k)), None)
+            what = (f"item {differ} is '{items[differ]}', the audit log recorded "
+                    f"'{last.get(differ)}'" if differ else "its items differ")
+            raise StateCorruptError(
+                f"{path}: the {name} gate is not one mlt judged ({what}): the file was edited "
+                f"by hand", hint=fix)
 
 
 def _migrate(raw: dict[str, Any]) -> dict[str, Any]:

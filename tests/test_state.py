@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,6 +96,56 @@ with project_lock(Project.at(sys.argv[1]), "mlt train-baseline"):
     print("locked", flush=True)
     time.sleep(60)
 """
+
+
+def _judged(tmp_path: Path, passed: bool) -> tuple[Project, ProjectState]:
+    """A project whose plan gate mlt judged: saved, then its `gate` event audited."""
+    project = Project(tmp_path)
+    project.mlt_dir.mkdir(parents=True)
+    state = ProjectState()
+    rec = state.phase("plan")
+    rec.status, rec.finished_at = ("passed" if passed else "blocked"), "2026-01-01T00:00:00"
+    rec.gate = GateResult(phase="plan", passed=passed, items=[
+        GateItem(id="goal_set", text="t", kind="auto", status="pass" if passed else "fail")])
+    save_state(project, state)
+    audit(project, "gate", phase="plan", passed=passed,
+          items={"goal_set": "pass" if passed else "fail"})
+    return project, state
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda rec: rec.update(status="passed"), "phase plan is 'passed' but its gate did not pass"),
+    (lambda rec: (rec.update(status="passed"), rec["gate"].update(passed=True),
+                  rec["gate"]["items"][0].update(status="pass")),
+     "item goal_set is 'pass', the audit log recorded 'fail'"),
+])
+def test_a_gate_edited_by_hand_is_refused(tmp_path: Path, edit: Any, says: str) -> None:
+    """A blocked gate turned into a passed one in state.json is not what mlt judged: every
+    command refuses the file (exit 2) instead of letting the next phase run on it."""
+    project, _ = _judged(tmp_path, passed=False)
+    raw = json.loads(project.state_path.read_text())
+    edit(raw["phases"]["plan"])
+    project.state_path.write_text(json.dumps(raw))
+    with pytest.raises(StateCorruptError, match="edited by hand") as err:
+        load_state(project)
+    assert says in err.value.message
+
+
+def test_a_gate_mlt_judged_loads_as_saved_and_so_does_its_backup(tmp_path: Path) -> None:
+    """The gate as judged, then after a sign-off or waiver (a later `gate` event), loads; so
+    does state.json.bak restored by hand, the documented fix."""
+    project, state = _judged(tmp_path, passed=False)
+    assert load_state(project).phases["plan"].gate == state.phases["plan"].gate
+    rec = state.phase("plan")
+    rec.status = "passed"
+    rec.gate = GateResult(phase="plan", passed=True, items=[
+        GateItem(id="goal_set", text="t", kind="auto", status="waived")])
+    save_state(project, state)
+    audit(project, "gate", phase="plan", passed=True, items={"goal_set": "waived"},
+          rejudged=True)
+    assert load_state(project).phases["plan"].status == "passed"
+    project.state_path.write_bytes(project.state_path.with_name("state.json.bak").read_bytes())
+    assert load_state(project).phases["plan"].status == "blocked"
 
 
 def test_second_command_is_told_who_holds_the_lock(tmp_path: Path) -> None:
