@@ -41,6 +41,7 @@ _KEPT_ON_INTERRUPT = {
     "optimize": "its finished trials and seeds-comparison runs are kept in the study and "
                 "not run again",
     "train-baseline": "add --resume to continue a run from the checkpoint it saved, if any",
+    "finalize": "a test evaluation it recorded is reused, the test split is not opened again",
 }
 
 

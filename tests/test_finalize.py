@@ -419,6 +419,29 @@ def test_tampered_artifact_fails_the_manifest_and_is_refused_by_predict(digits_c
     assert code == 2 and "do not match its manifest" in result["message"]
 
 
+def test_finalize_interrupted_after_the_test_evaluation_reuses_it(
+        digits_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C or SIGTERM while finalize exports (the test split already scored): exit 130, the
+    fix says the evaluation is kept, and the re-run reuses it instead of opening test again."""
+    from mltrainer.phases.finalize import phase
+
+    edit_config(digits_copy, finalize={"retrain": False, "bootstrap": 200})
+    real = phase._ship
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # what SIGINT and SIGTERM raise
+
+    monkeypatch.setattr(phase, "_ship", interrupted)
+    code, result, err = mlt("finalize", "-C", str(digits_copy), "--reevaluate-test",
+                            "--reason", "retrain false compared on purpose")
+    assert code == 130 and "is reused, the test split is not opened again" in result["hint"]
+    assert len(audit_events(digits_copy, "test_evaluation")) == 2
+    monkeypatch.setattr(phase, "_ship", real)
+    code, result, err = mlt("finalize", "-C", str(digits_copy))
+    assert code == 3 and result["reused_test_result"], err
+    assert len(audit_events(digits_copy, "test_evaluation")) == 2
+
+
 def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file()}

@@ -132,12 +132,12 @@ def check_output_path(project: Project, input_path: Path, out_path: Path, force:
     above = next((d for d in out.parents if d.exists()), None)
     if above is not None and not above.is_dir():
         raise BadInputError(f"--out {out_path}: {above} is a file, not a folder", hint=fix)
-    protected = {Path(input_path).resolve(): "the input file",
-                 project.config_path: "the project config",
-                 project.optimized_config_path: "the optimized config"}
+    protected = {Path(input_path).resolve(): "over the input file",
+                 project.config_path: "over the project config",
+                 project.optimized_config_path: "over the optimized config"}
     source = _data_source_path(project)
     if source is not None:
-        protected[source] = "the training data (data.source)"
+        protected[source] = "over the training data (data.source)"
     what = protected.get(out)
     if what is None:
         for folder in (project.mlt_dir, project.runs_dir, project.artifacts_dir,
@@ -146,9 +146,9 @@ def check_output_path(project: Project, input_path: Path, out_path: Path, force:
                 what = f"inside the project's {folder.name}/"
                 break
     if what is None and out.suffix == ".py" and out.is_relative_to(project.root):
-        what = "a Python source of the project"
+        what = "over a Python source of the project"
     if what is not None:
-        raise BadInputError(f"--out {out_path}: refusing to write predictions over {what}",
+        raise BadInputError(f"--out {out_path}: refusing to write predictions {what}",
                             hint=f"{fix}; --force never overwrites project files")
     if out.exists() and not force:
         raise BadInputError(f"--out {out_path}: already exists",
