@@ -658,6 +658,10 @@ def test_stop_before_any_search_and_bad_space_are_bad_input(diagnosed: Path, tmp
     state_before = (root / ".mlt" / "state.json").read_bytes()
     code, result, _ = mlt("optimize", "-C", str(root), "--stop")
     assert code == 2 and "nothing to decide" in result["message"]
+    for worker in ([], ["--worker"]):  # an empty --storage is not "the default storage"
+        code, result, _ = mlt("optimize", "-C", str(root), "--storage", "", *worker)
+        assert code == 2 and result["message"] == "--storage is empty", result
+    assert not (root / "runs").exists() or not list((root / "runs").glob("*-trial-*"))
     raw = yaml.safe_load((root / "mlt.yaml").read_text())
     raw["optimize"]["space"] = {"training.lrr": {"type": "float", "low": 1e-4, "high": 1e-2}}
     (root / "mlt.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -40,7 +40,7 @@ def run(ctx: PhaseContext) -> OptimizeOutcome:
 def open_worker(ctx: PhaseContext) -> _OpenSearch:
     """`mlt optimize --worker`, its checks: a shared storage, this iteration's study opened
     in it (bad input here is found before any trial runs)."""
-    if not (ctx.options.get("storage") or ctx.cfg.optimize.storage):
+    if not _storage(ctx)[0]:
         raise BadInputError(
             "`mlt optimize --worker` needs a storage that every worker shares",
             hint="pass --storage postgresql://USER:PASSWORD@HOST/DB (or set optimize.storage "
@@ -121,9 +121,8 @@ def _open_search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | 
                         modality=modality)
     bundle = _prepare(ctx)
     trivial = PlanOutcome.of(ctx.state).trivial_baseline
-    it = open_iteration_study(cfg, project, ctx.options.get("storage") or cfg.optimize.storage,
-                              iteration, target, where="--storage" if ctx.options.get("storage")
-                              else "optimize.storage")
+    url, where = _storage(ctx)
+    it = open_iteration_study(cfg, project, url, iteration, target, where=where)
     base_raw = cfg.model_dump(mode="json")
     # trials keep only best.pt and last.pt unless training.keep_checkpoints says otherwise
     keep = 0 if cfg.training.keep_checkpoints is None else cfg.training.keep_checkpoints
@@ -332,6 +331,17 @@ def _counts_text(n: dict[str, int]) -> str:
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _storage(ctx: PhaseContext) -> tuple[str | None, str]:
+    """The study's storage URL and where the user gave it (`--storage` wins over
+    optimize.storage); an empty --storage is bad input, not "the default"."""
+    given = ctx.options.get("storage")
+    if given is not None and not str(given).strip():
+        raise BadInputError("--storage is empty",
+                            hint="give a database URL or a path ending in .journal, or leave "
+                                 "--storage out for .mlt/optuna.journal")
+    return (given, "--storage") if given else (ctx.cfg.optimize.storage, "optimize.storage")
 
 
 def _target(ctx: PhaseContext) -> int:
