@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy
 import yaml
@@ -490,6 +491,49 @@ def test_redact_and_study_name() -> None:
     other = base_cfg(training={"lr": 0.01})
     assert study_name(cfg, 1) == study_name(same, 1) != study_name(cfg, 2)
     assert study_name(other, 1) != study_name(cfg, 1)
+    data = {"data": {"train": "a", "val": "b", "test": "c"}, "code": "x"}
+    assert study_name(cfg, 1, data) != study_name(cfg, 1, {**data, "code": "y"})
+
+
+@pytest.mark.slow
+def test_trials_on_changed_data_are_not_counted_again(tmp_path: Path) -> None:
+    """The data changed (and plan, baseline, diagnose ran again on it): optimize searches
+    afresh on it, instead of counting the old data's trials and comparison runs as its own."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 4))
+    frame = {f"x{i}": x[:, i].round(4) for i in range(4)}
+    frame["y"] = np.where(x[:, 0] + x[:, 1] > 0, "yes", "no")
+    root = tmp_path / "proj"
+    root.mkdir()
+    import pandas as pd
+
+    pd.DataFrame(frame).to_csv(root / "data.csv", index=False)
+    (root / "mlt.yaml").write_text(yaml.safe_dump({
+        "name": "changing", "task": "classification", "seed": 1,
+        "data": {"source": "data.csv", "target": "y"}, "model": {"hidden": [8]},
+        "training": {"epochs": 2, "grad_stats_every": 0},
+        "goal": {"metric": "accuracy", "target": 0.999},
+        "optimize": {"trials": 2, "seeds": 2}}))
+
+    def optimize() -> dict[str, Any]:
+        for cmd in ("plan", "train-baseline", "diagnose"):
+            code, result, err = mlt(cmd, "-C", str(root))
+            assert code in (0, 3) and result and "gate" in result, (cmd, err)
+        code, result, err = mlt("optimize", "-C", str(root))
+        assert code in (0, 3) and "gate" in result, err
+        return _state(root)["phases"]["optimize"]["outcome"]
+
+    first = optimize()
+    frame["y"] = rng.permutation(frame["y"])  # new labels: every earlier score is moot
+    pd.DataFrame(frame).to_csv(root / "data.csv", index=False)
+    second = optimize()
+    assert second["study"] != first["study"]
+    def runs(outcome: dict[str, Any]) -> set[str]:
+        seeds = {r for side in outcome["comparison"]["runs"].values() for r in side}
+        return {t["run_id"] for t in outcome["trials"] if t.get("run_id")} | seeds
+
+    old_runs, new_runs = runs(first), runs(second)
+    assert len(second["trials"]) == 2 and new_runs and not old_runs & new_runs
 
 
 def test_optimized_yaml_round_trips_with_trace_comments() -> None:

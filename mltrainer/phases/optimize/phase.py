@@ -122,7 +122,8 @@ def _open_search(ctx: PhaseContext, iteration: int, previous: OptimizeOutcome | 
     bundle = _prepare(ctx)
     trivial = PlanOutcome.of(ctx.state).trivial_baseline
     url, where = _storage(ctx)
-    it = open_iteration_study(cfg, project, url, iteration, target, where=where)
+    it = open_iteration_study(cfg, project, url, iteration, target, where=where, inputs={
+        "data": dict(bundle.fingerprints), "code": ctx.fingerprints["optimize"]["code"]})
     base_raw = cfg.model_dump(mode="json")
     # trials keep only best.pt and last.pt unless training.keep_checkpoints says otherwise
     keep = 0 if cfg.training.keep_checkpoints is None else cfg.training.keep_checkpoints

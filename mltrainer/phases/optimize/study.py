@@ -41,11 +41,14 @@ ITERATION_SEED_STRIDE = 1000  # iteration k's sampler draws from seed + 1000 * (
 _CORE = ("name", "task", "seed", "data", "model", "training", "goal")
 
 
-def study_name(cfg: MltConfig, iteration: int) -> str:
-    """`mlt-<name>-<config hash>-iter<k>`: the hash covers what trials are built from and judged
-    by, so an edited mlt.yaml starts a fresh study instead of mixing incomparable trials."""
+def study_name(cfg: MltConfig, iteration: int, inputs: dict[str, Any] | None = None) -> str:
+    """`mlt-<name>-<hash>-iter<k>`: the hash covers what trials are built from and judged by,
+    the config and `inputs` (the data's split fingerprints, the code's), so an edited mlt.yaml,
+    changed data or a changed model factory starts a fresh study instead of counting trials
+    measured on something else. Every worker on the same project derives the same name."""
     dumped = cfg.model_dump(mode="json")
-    digest = sha256_json({k: dumped[k] for k in _CORE})[:10]
+    core = {k: dumped[k] for k in _CORE}
+    digest = sha256_json({**core, "inputs": inputs} if inputs else core)[:10]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", cfg.name).strip("-") or "project"
     return f"mlt-{slug}-{digest}-iter{iteration}"
 
@@ -189,11 +192,12 @@ class IterationStudy:
 
 
 def open_iteration_study(cfg: MltConfig, project: Project, url: str | None, iteration: int,
-                         trials: int, where: str = "--storage") -> IterationStudy:
+                         trials: int, where: str = "--storage",
+                         inputs: dict[str, Any] | None = None) -> IterationStudy:
     """Storage, name, seeded sampler and pruner of `iteration`'s study, and the study itself.
     With a shared URL, every worker joining the study derives the same name and seed."""
     storage, storage_info = open_storage(url, project, where)
-    name = study_name(cfg, iteration)
+    name = study_name(cfg, iteration, inputs)
     seed = sampler_seed(cfg, iteration, existing_trials(storage, name), shared=bool(url))
     sampler, sampler_info = make_sampler(trials, seed)
     pruner, pruner_info = make_pruner(trials, cfg.training.epochs)
