@@ -487,6 +487,25 @@ def test_lost_or_edited_evaluation_record_is_refused_not_evaluated_again(
     assert "test_evaluations.json" in err
 
 
+def test_a_nan_test_metric_is_not_taken_for_an_edited_record(tmp_path: Path) -> None:
+    """Non-finite outputs give a NaN metric; the record and its audit event both hold it, and
+    that is the same evaluation, not a record edited by hand."""
+    from mltrainer.phases.finalize.evaluation import (
+        AUDIT_EVENT,
+        _save,
+        require_every_evaluation_recorded,
+    )
+    from mltrainer.project import Project
+    from mltrainer.state import audit
+
+    project = Project(tmp_path)
+    project.mlt_dir.mkdir()
+    metrics = {"accuracy": 0.5, "roc_auc": float("nan")}
+    _save(project, {"k": {"key": "k", "evaluated_at": "t", "result": {"metrics": metrics}}})
+    audit(project, AUDIT_EVENT, phase="finalize", key="k", metrics=metrics)
+    assert "k" in require_every_evaluation_recorded(project)
+
+
 def test_status_sees_run_and_artifact_folders_moved_after_their_phase(digits_copy: Path
                                                                       ) -> None:
     """A phase stands on the files its outcome names (the baseline's run, the shipped

@@ -122,8 +122,9 @@ def require_every_evaluation_recorded(project: Project) -> dict[str, dict[str, A
     for trace in traces(project):
         record = evaluations.get(trace["key"])
         recorded = _dig(record, "result", "metrics") if record is not None else None
-        if record is not None and (not trace["metrics"] or recorded == trace["metrics"]):
-            continue
+        if record is not None and (not trace["metrics"] or _canonical(recorded)
+                                   == _canonical(trace["metrics"])):
+            continue  # as JSON: a NaN metric (non-finite outputs) equals itself
         where = trace["where"][0] + (f" (and {len(trace['where']) - 1} more)"
                                      if len(trace["where"]) > 1 else "")
         message = (
@@ -139,6 +140,10 @@ def require_every_evaluation_recorded(project: Project) -> dict[str, dict[str, A
                  "test split of this project was spent and is not evaluated as new",
         )
     return evaluations
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _read_json(path: Any) -> dict[str, Any]:
