@@ -458,6 +458,11 @@ def _start_the_state_over(root: Path) -> None:
         assert mlt(command, "-C", str(root))[0] == 0
 
 
+def _start_over_without_artifacts(root: Path) -> None:
+    shutil.rmtree(root / "artifacts")
+    _start_the_state_over(root)
+
+
 def _edit_the_recorded_score(root: Path) -> None:
     path = root / ".mlt" / "test_evaluations.json"
     data = json.loads(path.read_text())
@@ -468,13 +473,15 @@ def _edit_the_recorded_score(root: Path) -> None:
 
 @pytest.mark.parametrize("damage", [
     lambda root: (root / ".mlt" / "test_evaluations.json").unlink(),
-    _lose_record_and_log, _start_the_state_over, _edit_the_recorded_score,
-], ids=["record", "record-and-audit-log", "whole-state", "edited-score"])
+    _lose_record_and_log, _start_the_state_over, _start_over_without_artifacts,
+    _edit_the_recorded_score,
+], ids=["record", "record-and-audit-log", "whole-state", "state-and-artifacts", "edited-score"])
 def test_lost_or_edited_evaluation_record_is_refused_not_evaluated_again(
         digits_copy: Path, damage: Callable[[Path], None]) -> None:
     """Every file that records the evaluation (the audit log, state.json and its .bak, each
-    artifact's manifest) keeps the test split spent: deleting or editing some of them is
-    refused before anything trains, and the project is left as it was."""
+    artifact's manifest, the mark in the judged run's folder) keeps the test split spent:
+    deleting or editing some of them is refused before anything trains, and the project is
+    left as it was."""
     damage(digits_copy)
     before = _tree(digits_copy)
     code, result, _ = mlt("finalize", "-C", str(digits_copy))

@@ -74,10 +74,11 @@ def audited_evaluations(project: Project, key: str | None = None) -> list[dict[s
 
 def traces(project: Project) -> list[dict[str, Any]]:
     """Every test evaluation the project records besides `.mlt/test_evaluations.json`: the
-    audit log's events, the finalize outcome in `.mlt/state.json` (and its `.bak`), and the
-    manifest of every folder in `artifacts/`. Each is written after the record, so in a sound
-    project the record holds every key they name; one file deleted or edited by hand does
-    not make the test split fresh again. Unreadable files count as no trace."""
+    audit log's events, the finalize outcome in `.mlt/state.json` (and its `.bak`), the
+    manifest of every folder in `artifacts/` and the mark in the judged model's run folder.
+    Each is written after the record, so in a sound project the record holds every key they
+    name; files deleted or edited by hand do not make the test split fresh again. Unreadable
+    files count as no trace."""
     found: dict[str, dict[str, Any]] = {}
 
     def add(key: Any, at: Any, fingerprint: Any, metrics: Any, where: str) -> None:
@@ -110,6 +111,10 @@ def traces(project: Project) -> list[dict[str, Any]]:
         add(test.get("key"), test.get("evaluated_at"),
             _dig(manifest, "config").get("config_fingerprint"), test.get("metrics"),
             project.relative(folder / MANIFEST))
+    for path in sorted(project.runs_dir.glob(f"*/{RUN_TRACE.format(key='*')}")):
+        mark = _read_json(path)
+        add(mark.get("key"), mark.get("evaluated_at"), mark.get("config_fingerprint"),
+            mark.get("metrics"), project.relative(path))
     return sorted(found.values(), key=lambda t: str(t["evaluated_at"]))
 
 
@@ -280,11 +285,26 @@ def evaluate_test_split(
     evaluations = load_evaluations(project)
     evaluations[key] = record
     _save(project, evaluations)
+    _mark_run(project, record)
     audit(project, AUDIT_EVENT, phase="finalize", key=key, test_hash=test_hash,
           lock_hash=lock_hash, matches_lock=record["matches_lock"], rows=result["n_rows"],
           config_fingerprint=chosen.get("config_fingerprint"), run=run.get("id"),
           metrics=metrics, reevaluation_reason=(reevaluation or {}).get("reason"))
     return record
+
+
+RUN_TRACE = "test_evaluation-{key}.json"  # in the run folder of the model a record judged
+
+
+def _mark_run(project: Project, record: dict[str, Any]) -> None:
+    """A trace in the judged model's run folder (runs/ is never cleaned by mlt): with .mlt/
+    and artifacts/ both gone, the test split still reads as spent."""
+    run_dir = project.root / str(record["run"].get("dir") or "")
+    if record["run"].get("dir") and run_dir.is_dir():
+        atomic_write_text(run_dir / RUN_TRACE.format(key=record["key"][:16]), json.dumps(
+            {"key": record["key"], "evaluated_at": record["evaluated_at"],
+             "config_fingerprint": record["chosen"].get("config_fingerprint"),
+             "metrics": record["result"]["metrics"]}, indent=2, default=str) + "\n")
 
 
 def note_reuse(project: Project, record: dict[str, Any]) -> None:
