@@ -541,6 +541,11 @@ def test_status_sees_run_and_artifact_folders_moved_after_their_phase(digits_cop
     views = {p["name"]: p for p in status["phases"]}
     assert views["finalize"]["status"] == "stale" and status["next"] == "mlt finalize"
     assert f"{outcome['artifact']['dir']} was moved or deleted" in views["finalize"]["reason"]
+    (digits_copy / "in.csv").write_text("x\n1\n")
+    code, result, _ = mlt("predict", str(digits_copy / "in.csv"), "--out",
+                          str(digits_copy / "p.csv"), "-C", str(digits_copy))
+    assert code == 2 and result["message"] == (
+        f"{outcome['artifact']['dir']}: the current artifact's folder is gone (moved or deleted)")
     code, result, _ = mlt("finalize", "-C", str(digits_copy))  # the same model, rebuilt
     assert code == 3 and result["reused_test_result"]
     assert (digits_copy / result["artifact"]["dir"] / "model.onnx").is_file()

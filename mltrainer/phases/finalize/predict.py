@@ -44,13 +44,18 @@ def current_artifact(project: Project) -> tuple[Path, dict[str, Any]]:
             hint="run `mlt finalize` first",
         )
     folder = project.root / latest["dir"]
-    check = verify_folder(folder) if folder.is_dir() else {"intact": False}
+    hint = "restore the folder, or re-run `mlt finalize` to export anew"
+    if not folder.is_dir():
+        raise StateCorruptError(f"{latest['dir']}: the current artifact's folder is gone "
+                                f"(moved or deleted)", hint=hint)
+    check = verify_folder(folder)
     if not check["intact"]:
+        what = (f"missing {', '.join(check['missing'])}; " if check.get("missing") else "") + (
+            f"changed {', '.join(check['mismatched'])}" if check.get("mismatched") else "")
         raise StateCorruptError(
             f"{latest['dir']}: the artifact's files do not match its manifest "
-            f"(missing {check.get('missing')}, changed {check.get('mismatched')})",
-            hint="restore the folder, or re-run `mlt finalize` to export anew",
-        )
+            f"({what.strip('; ') or check.get('why') or 'its hash or name differs'})",
+            hint=hint)
     doc = json.loads((folder / "preprocess.json").read_text(encoding="utf-8"))
     if doc.get("format") != PREPROCESS_FORMAT:
         raise StateCorruptError(f"{latest['dir']}/preprocess.json: not an mlt preprocessing "
