@@ -1,12 +1,16 @@
 """The one output sink of the CLI: human text to stderr through rich, one JSON object to stdout.
 
 In `--json` mode stdout carries exactly one object (the command's result, or the error), so an
-AI assistant can parse it; people read stderr.
+AI assistant can parse it; people read stderr. What anything else prints meanwhile (a project's
+data function or Dataset, a model factory, a loader worker, a child process) goes to stderr:
+the first `Output` under --json moves file descriptor 1 there and keeps its own copy of stdout
+for the object (`json_channel`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -39,10 +43,37 @@ def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+# (sys.stdout as it was, its copy for the JSON object) once descriptor 1 went to stderr
+_CHANNEL: list[tuple[Any, Any]] = []
+
+
+def json_channel() -> Any:
+    """Where `--json` writes its one object: the process's stdout, kept on a descriptor of its
+    own, while descriptor 1 itself now points at stderr, so a print of the project's code (in
+    this process, a forked child or a loader worker, all of which inherit it) cannot come
+    before or after the object. Done once a process; where stdout is no descriptor 1 (a test
+    runner's capture) it is used as it is."""
+    stream = sys.stdout
+    if _CHANNEL and _CHANNEL[0][0] is stream:
+        return _CHANNEL[0][1]
+    try:
+        moved = stream.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: no descriptor
+        moved = False
+    if not moved:
+        return stream
+    stream.flush()
+    channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    _CHANNEL[:] = [(stream, channel)]
+    return channel
+
+
 class Output:
     def __init__(self, json_mode: bool = False, quiet: bool = False) -> None:
         self.json_mode = json_mode
         self.quiet = quiet
+        self.stdout = json_channel() if json_mode else sys.stdout
         # emoji=False: ":loop:" in a user string (python:loop:main) is text, never an emoji
         self.err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
@@ -56,8 +87,8 @@ class Output:
 
     def result(self, obj: dict[str, Any]) -> None:
         if self.json_mode:
-            sys.stdout.write(json.dumps(obj, default=str) + "\n")
-            sys.stdout.flush()
+            self.stdout.write(json.dumps(obj, default=str) + "\n")
+            self.stdout.flush()
 
     def error(self, message: str, hint: str | None, payload: dict[str, Any]) -> None:
         """One line naming what is wrong, one line with the fix; under --json also the one
@@ -69,8 +100,8 @@ class Output:
             self.err.print(f"  [dim]fix:[/] {safe(hint)}")
         if self.json_mode:
             payload = {**payload, "message": message, **({"hint": hint} if hint else {})}
-            sys.stdout.write(json.dumps(payload, default=str) + "\n")
-            sys.stdout.flush()
+            self.stdout.write(json.dumps(payload, default=str) + "\n")
+            self.stdout.flush()
 
     def findings(self, findings: list[dict[str, Any]]) -> None:
         """Each finding with its evidence and onset, then its playbook rendered for the

@@ -357,3 +357,31 @@ def test_init_where_no_folder_can_be_made_is_bad_input(tmp_path: Path) -> None:
     assert code == 2 and result["message"] == (
         f"cannot create the project folder {tmp_path / 'afile' / 'p'}: Not a directory")
     assert "Traceback" not in err and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_json_stdout_is_one_object_when_the_projects_code_prints(tmp_path: Path) -> None:
+    """Under --json stdout carries the command's one object even when the project's own code
+    prints (a data function here, as a Dataset, a model factory or a loader worker would):
+    those lines go to stderr, in mlt's process and in the children it forks."""
+    (tmp_path / "noisy.py").write_text(
+        "from sklearn.datasets import load_iris\n"
+        "def load():\n"
+        "    print('loading iris...', flush=True)\n"
+        "    X, y = load_iris(return_X_y=True, as_frame=True)\n"
+        "    X['target'] = y\n"
+        "    print('rows:', len(X))\n"
+        "    return X\n")
+    (tmp_path / "mlt.yaml").write_text(yaml.safe_dump({
+        "name": "noisy", "task": "classification", "seed": 0,
+        "data": {"source": "python:noisy:load", "target": "target"},
+        "model": {"kind": "mlp", "hidden": [8]}, "training": {"epochs": 2},
+        "goal": {"metric": "accuracy", "target": 0.6}}))
+    (tmp_path / ".mlt").mkdir()
+    for args in (["config", "validate"], ["plan"]):
+        res = subprocess.run([sys.executable, "-c", "import sys; from mltrainer.cli import main; "
+                              "sys.exit(main())", *args, "--json"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=600)
+        assert res.stdout.count("\n") == 1, res.stdout  # one line: the object
+        assert isinstance(json.loads(res.stdout), dict)
+    assert res.returncode == 0, res.stderr
+    assert "loading iris..." in res.stderr and "rows: 150" in res.stderr

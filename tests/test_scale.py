@@ -193,6 +193,7 @@ def test_out_of_memory_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path: Pat
     (["--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "h:1"], "--node-rank"),
     (["--node-rank", "1"], "--node-rank"),
     (["--nproc", "0"], "--nproc"),
+    (["--rdzv-endpoint", "h:1"], "--nnodes is 1"),  # trained on one machine without a word
 ])
 def test_bad_torchrun_options_are_refused_before_anything_runs(
         tmp_path: Path, args: list[str], message: str) -> None:

@@ -1433,8 +1433,11 @@ def test_image_folder_through_finalize_and_predict(tmp_path: Path) -> None:
         assert "every value missing" not in text
     shutil.copytree(tmp_path / "faces" / "face", tmp_path / "new")
     (tmp_path / "new" / "notes.txt").write_text("not a picture")
+    # a folder linked in is read as training reads one (its images were left out silently)
+    shutil.copytree(tmp_path / "faces" / "face", tmp_path / "elsewhere")
+    (tmp_path / "new" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     code, pred, _ = mlt("predict", str(tmp_path / "new"), "--out", str(tmp_path / "p.csv"))
-    assert code == 0 and pred["rows"] == 40
+    assert code == 0 and pred["rows"] == 80
     # a file of the folder that is no image has no prediction: counted, not silent
     assert pred["skipped_files"] == {"count": 1, "examples": [str(tmp_path / "new" / "notes.txt")]}
     assert (tmp_path / "p.csv").read_text().splitlines()[0].startswith("input,prediction")

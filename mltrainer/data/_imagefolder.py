@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mltrainer.data._manifest import Manifest, list_files, walk
+from mltrainer.data._manifest import Manifest, list_files
 from mltrainer.data._sources import DataSource, register_source, resolve_path
 from mltrainer.errors import DataError
-from mltrainer.runtime import IMAGE_SUFFIXES
+from mltrainer.runtime import IMAGE_SUFFIXES, walk
 
 if TYPE_CHECKING:
     from mltrainer.config import MltConfig

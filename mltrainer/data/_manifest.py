@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mltrainer.hashing import sha256_file
+from mltrainer.runtime import walk
 
 CACHE_VERSION = 1
 PROGRESS_S = 30.0  # seconds of hashing or checking between two writes of the work so far
@@ -28,24 +29,6 @@ PROGRESS_S = 30.0  # seconds of hashing or checking between two writes of the wo
 def cache_file(root: Path, folder: Path) -> Path:
     key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
     return Path(root) / ".mlt" / "cache" / f"manifest-{key}.json"
-
-
-def walk(folder: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
-    """`os.walk(folder)` as torchvision's ImageFolder walks it: symbolic links to folders are
-    followed (a class folder may be a link to where the images live), each real folder once,
-    so a link back to a folder above ends nothing and lists nothing twice. Yields (the folder
-    relative to `folder`, its sub-folders, its files), both sorted; a caller may prune the
-    sub-folders in place."""
-    seen = {os.path.realpath(folder)}
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        kept = []
-        for d in sorted(dirnames):
-            real = os.path.realpath(os.path.join(dirpath, d))
-            if real not in seen:
-                seen.add(real)
-                kept.append(d)
-        dirnames[:] = kept
-        yield Path(dirpath).relative_to(folder), dirnames, sorted(filenames)
 
 
 def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[str]:

@@ -54,6 +54,10 @@ class Launch:
             raise BadInputError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT (the machine "
                                 "of node rank 0, reachable from every node)",
                                 hint="e.g. --rdzv-endpoint 10.0.0.1:29500 on every node")
+        if self.nnodes == 1 and self.rdzv_endpoint:  # (else one machine trains, silently)
+            raise BadInputError("--rdzv-endpoint is for training across machines but --nnodes "
+                                "is 1", hint="add --nnodes N (and --node-rank) on every node, "
+                                             "or leave --rdzv-endpoint out")
 
     @classmethod
     def from_options(cls, options: dict[str, Any], cfg: Any = None) -> Launch:

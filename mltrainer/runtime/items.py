@@ -16,15 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from mltrainer.runtime import IMAGE_SUFFIXES
+from mltrainer.runtime import IMAGE_SUFFIXES, walk
 
 
 def image_files(paths: list[Path]) -> list[Path]:
-    """Files as given; folders expanded to the image files under them, sorted."""
+    """Files as given; folders expanded to the image files under them, sorted, links to
+    folders followed as training follows them (`walk`: a linked folder's images were left out
+    without a word, Path.rglob does not follow links)."""
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+            out.extend(sorted(path / rel / name for rel, _, names in walk(path)
+                              for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES))
         else:
             out.append(path)
     return out

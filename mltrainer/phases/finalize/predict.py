@@ -18,6 +18,7 @@ import numpy as np
 from mltrainer.errors import BadInputError, DataError, RefusedError, StateCorruptError
 from mltrainer.phases.finalize.artifacts import PREPROCESS_FORMAT, read_latest, verify_folder
 from mltrainer.project import Project
+from mltrainer.runtime import walk
 from mltrainer.state import atomic_write_text
 
 PROB_PREFIX = "prob_"  # column name prefix of the per-class probabilities
@@ -296,7 +297,8 @@ def _not_images(inputs: list[Path], files: list[Path]) -> dict[str, Any]:
     """The files under the input folders that have no image suffix, so no prediction:
     {"count", "examples": the first few}."""
     taken = {Path(f).resolve() for f in files}
-    skipped = [f for d in map(Path, inputs) if d.is_dir() for f in sorted(d.rglob("*"))
+    skipped = [f for d in map(Path, inputs) if d.is_dir()
+               for f in sorted(d / rel / name for rel, _, names in walk(d) for name in names)
                if f.is_file() and f.resolve() not in taken]
     return {"count": len(skipped), "examples": [str(f) for f in skipped[:SHOWN]]}
 
