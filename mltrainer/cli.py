@@ -8,13 +8,15 @@ stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -164,9 +166,34 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
         meta["mlt.debug"] = debug or meta.get("mlt.debug", False)
         directory = directory or meta.get("mlt.dir")
         out = Output(json_mode=meta["mlt.json"])
-        return fn(out=out, project=Project.at(directory), **kwargs)
+        project = Project.at(directory)
+        # the command runs in the project's folder (as `git -C` does), so the project's own
+        # code (a data function, a Dataset, a model factory) opens its relative paths there;
+        # the paths given on the command line stay relative to where mlt was called
+        for param in ctx.command.params:
+            value = kwargs.get(param.name or "")
+            if isinstance(param.type, click.Path) and value:
+                kwargs[param.name or ""] = (tuple(map(os.path.abspath, value))
+                                            if isinstance(value, tuple)
+                                            else os.path.abspath(value))
+        with working_in(project.root):
+            return fn(out=out, project=project, **kwargs)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def working_in(folder: Path) -> Iterator[None]:
+    """The current directory is `folder` (when it is one) for the block, then what it was."""
+    if not folder.is_dir():
+        yield
+        return
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 @click.group(cls=MltGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -385,3 +385,33 @@ def test_json_stdout_is_one_object_when_the_projects_code_prints(tmp_path: Path)
         assert isinstance(json.loads(res.stdout), dict)
     assert res.returncode == 0, res.stderr
     assert "loading iris..." in res.stderr and "rows: 150" in res.stderr
+
+
+def test_the_projects_code_opens_its_relative_paths_in_the_project_under_dash_c(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mlt -C proj plan` from elsewhere (what AGENT.md has assistants run): a data function
+    that reads 'rows.csv' finds it in the project, as `mlt plan` run inside it does (it failed
+    with FileNotFoundError); paths on the command line stay relative to where mlt was called,
+    and the caller's directory is its own again afterwards."""
+    from sklearn.datasets import load_iris
+
+    root = tmp_path / "proj"
+    (root / ".mlt").mkdir(parents=True)
+    rows, target = load_iris(return_X_y=True, as_frame=True)
+    rows.assign(target=target).to_csv(root / "rows.csv", index=False)
+    (root / "rel.py").write_text("import pandas as pd\n"
+                                 "def load():\n    return pd.read_csv('rows.csv')\n")
+    (root / "mlt.yaml").write_text(yaml.safe_dump({
+        "name": "rel", "task": "classification", "seed": 0,
+        "data": {"source": "python:rel:load", "target": "target"},
+        "model": {"kind": "mlp", "hidden": [8]}, "training": {"epochs": 2},
+        "goal": {"metric": "accuracy", "target": 0.6}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, result, err = mlt("-C", str(root), "plan")
+    assert code == 0, err
+    assert Path.cwd() == elsewhere
+    shutil.copy(root / "mlt.yaml", elsewhere / "copy.yaml")  # a path relative to the caller
+    code, result, err = mlt("-C", str(root), "config", "validate", "copy.yaml")
+    assert code == 0 and result["path"] == str(elsewhere / "copy.yaml"), err
