@@ -359,24 +359,29 @@ def test_init_where_no_folder_can_be_made_is_bad_input(tmp_path: Path) -> None:
     assert "Traceback" not in err and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
+def _python_data_project(root: Path, loader: str) -> None:
+    """A project at `root` whose data is `python:loader:load` (its code `loader`): iris rows
+    with a `target` column, a small MLP."""
+    (root / ".mlt").mkdir(parents=True)
+    (root / "loader.py").write_text(loader)
+    (root / "mlt.yaml").write_text(yaml.safe_dump({
+        "name": "loader", "task": "classification", "seed": 0,
+        "data": {"source": "python:loader:load", "target": "target"},
+        "model": {"kind": "mlp", "hidden": [8]}, "training": {"epochs": 2},
+        "goal": {"metric": "accuracy", "target": 0.6}}))
+
+
 def test_json_stdout_is_one_object_when_the_projects_code_prints(tmp_path: Path) -> None:
     """Under --json stdout carries the command's one object even when the project's own code
     prints (a data function here, as a Dataset, a model factory or a loader worker would):
     those lines go to stderr, in mlt's process and in the children it forks."""
-    (tmp_path / "noisy.py").write_text(
-        "from sklearn.datasets import load_iris\n"
-        "def load():\n"
-        "    print('loading iris...', flush=True)\n"
-        "    X, y = load_iris(return_X_y=True, as_frame=True)\n"
-        "    X['target'] = y\n"
-        "    print('rows:', len(X))\n"
-        "    return X\n")
-    (tmp_path / "mlt.yaml").write_text(yaml.safe_dump({
-        "name": "noisy", "task": "classification", "seed": 0,
-        "data": {"source": "python:noisy:load", "target": "target"},
-        "model": {"kind": "mlp", "hidden": [8]}, "training": {"epochs": 2},
-        "goal": {"metric": "accuracy", "target": 0.6}}))
-    (tmp_path / ".mlt").mkdir()
+    _python_data_project(tmp_path, "from sklearn.datasets import load_iris\n"
+                                   "def load():\n"
+                                   "    print('loading iris...', flush=True)\n"
+                                   "    X, y = load_iris(return_X_y=True, as_frame=True)\n"
+                                   "    X['target'] = y\n"
+                                   "    print('rows:', len(X))\n"
+                                   "    return X\n")
     for args in (["config", "validate"], ["plan"]):
         res = subprocess.run([sys.executable, "-c", "import sys; from mltrainer.cli import main; "
                               "sys.exit(main())", *args, "--json"], cwd=tmp_path,
@@ -396,16 +401,10 @@ def test_the_projects_code_opens_its_relative_paths_in_the_project_under_dash_c(
     from sklearn.datasets import load_iris
 
     root = tmp_path / "proj"
-    (root / ".mlt").mkdir(parents=True)
+    _python_data_project(root, "import pandas as pd\n"
+                               "def load():\n    return pd.read_csv('rows.csv')\n")
     rows, target = load_iris(return_X_y=True, as_frame=True)
     rows.assign(target=target).to_csv(root / "rows.csv", index=False)
-    (root / "rel.py").write_text("import pandas as pd\n"
-                                 "def load():\n    return pd.read_csv('rows.csv')\n")
-    (root / "mlt.yaml").write_text(yaml.safe_dump({
-        "name": "rel", "task": "classification", "seed": 0,
-        "data": {"source": "python:rel:load", "target": "target"},
-        "model": {"kind": "mlp", "hidden": [8]}, "training": {"epochs": 2},
-        "goal": {"metric": "accuracy", "target": 0.6}}))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
