@@ -466,6 +466,9 @@ def optimize(out: Output, project: Project, storage: str | None, trials: int | N
 def finalize(out: Output, project: Project, nproc: int, reevaluate_test: bool,
              reason: str | None) -> None:
     """Phase 5: production training, the one test evaluation, verified exports, readiness gate."""
+    from mltrainer.phases.finalize.evaluation import check_reevaluation_options
+
+    check_reevaluation_options(reevaluate_test, reason)  # bad options first: exit 2, not 3
     _exit_for(_run_phase(out, project, "finalize", nproc=nproc,
                          reevaluate_test=reevaluate_test, reason=reason))
 

@@ -414,3 +414,17 @@ def test_the_projects_code_opens_its_relative_paths_in_the_project_under_dash_c(
     shutil.copy(root / "mlt.yaml", elsewhere / "copy.yaml")  # a path relative to the caller
     code, result, err = mlt("-C", str(root), "config", "validate", "copy.yaml")
     assert code == 0 and result["path"] == str(elsewhere / "copy.yaml"), err
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--reason", "a new config"], "--reason is only used with --reevaluate-test"),
+    (["--reevaluate-test"], "--reevaluate-test needs --reason"),
+])
+def test_finalize_options_that_do_not_go_together_are_bad_input_before_state(
+        project: Path, args: list[str], says: str) -> None:
+    """On a project whose finalize the state refuses (exit 3, the baseline has not run),
+    options that cannot work together are named first: exit 2, the state untouched."""
+    before = {p: p.read_bytes() for p in (project / ".mlt").rglob("*") if p.is_file()}
+    code, result, err = mlt("finalize", "-C", str(project), *args)
+    assert code == 2 and result is not None and says in result["message"], err
+    assert {p: p.read_bytes() for p in (project / ".mlt").rglob("*") if p.is_file()} == before
