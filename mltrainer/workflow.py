@@ -257,6 +257,9 @@ def _describe_unmet(cond: str, state: ProjectState, current: dict[str, dict[str,
             f"{cond} gate blocked on {items}: fix and re-run `{p.command}`, or "
             f"`mlt signoff {cond} ITEM --by NAME` / `mlt waive {cond} ITEM --reason TEXT`"
         )
+    if rec.status == "running":  # (or killed mid-phase: the state alone cannot tell)
+        return (f"{cond} has not finished (running, or stopped without finishing: `mlt "
+                f"status` says which): once it is not running, run `{p.command}`")
     return f"{cond} is {rec.status}: run `{p.command}`"
 
 

@@ -185,6 +185,10 @@ def test_status_does_not_call_a_killed_phase_running(project: Path) -> None:
     baseline = next(p for p in status["phases"] if p["name"] == "baseline")
     assert baseline["status"] == "failed" and "stopped without finishing" in baseline["reason"]
     assert status["next"] == "mlt train-baseline" and "run `mlt train-baseline` again" in err
+    # a later phase's refusal does not call it running either
+    diagnose = next(p for p in status["phases"] if p["name"] == "diagnose")
+    assert "stopped without finishing" in diagnose["reason"] and "is running" not in (
+        diagnose["reason"])
     with project_lock(proj, "mlt train-baseline"):
         _, status, _ = mlt("status", "-C", str(project))
     assert next(p for p in status["phases"] if p["name"] == "baseline")["status"] == "running"
