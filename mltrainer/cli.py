@@ -31,7 +31,7 @@ from mltrainer.errors import (
     MltError,
     environment_error,
 )
-from mltrainer.output import Output, safe
+from mltrainer.output import Output, restore_stdout, safe
 from mltrainer.project import Project
 
 EXIT_INTERRUPTED = 130
@@ -124,8 +124,15 @@ class MltGroup(click.Group):
         failure: one `error:` line and the fix on stderr, and under `--json` one JSON object
         on stdout with its exit code."""
         argv = list(sys.argv[1:] if args is None else args)
-        if not standalone_mode:
-            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            if not standalone_mode:
+                return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+            self._main_standalone(argv, prog_name, complete_var, **extra)
+        finally:
+            restore_stdout()  # (under --json descriptor 1 went to stderr for the command)
+
+    def _main_standalone(self, argv: list[str], prog_name: str | None,
+                         complete_var: str | None, **extra: Any) -> None:
         out = Output(json_mode="--json" in argv)
         try:
             rv = super().main(argv, prog_name, complete_var, False, **extra)

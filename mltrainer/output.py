@@ -4,7 +4,7 @@ In `--json` mode stdout carries exactly one object (the command's result, or the
 AI assistant can parse it; people read stderr. What anything else prints meanwhile (a project's
 data function or Dataset, a model factory, a loader worker, a child process) goes to stderr:
 the first `Output` under --json moves file descriptor 1 there and keeps its own copy of stdout
-for the object (`json_channel`).
+for the object (`json_channel`), until the command ends (`restore_stdout`).
 """
 
 from __future__ import annotations
@@ -67,6 +67,18 @@ def json_channel() -> Any:
     os.dup2(2, 1)
     _CHANNEL[:] = [(stream, channel)]
     return channel
+
+
+def restore_stdout() -> None:
+    """Descriptor 1 back where `json_channel` found it, at the command's end: a program that
+    runs the CLI in its own process (`cli([...])`) prints to its stdout again afterwards."""
+    if not _CHANNEL:
+        return
+    stream, channel = _CHANNEL.pop()
+    stream.flush()  # (what was printed meanwhile belongs to stderr)
+    channel.flush()
+    os.dup2(channel.fileno(), 1)
+    channel.close()
 
 
 class Output:
