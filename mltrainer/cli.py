@@ -183,14 +183,14 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
                 kwargs[param.name or ""] = (tuple(map(os.path.abspath, value))
                                             if isinstance(value, tuple)
                                             else os.path.abspath(value))
-        with working_in(project.root):
+        with _working_in(project.root):
             return fn(out=out, project=project, **kwargs)
 
     return wrapper
 
 
 @contextlib.contextmanager
-def working_in(folder: Path) -> Iterator[None]:
+def _working_in(folder: Path) -> Iterator[None]:
     """The current directory is `folder` (when it is one) for the block, then what it was."""
     if not folder.is_dir():
         yield

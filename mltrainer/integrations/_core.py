@@ -311,14 +311,13 @@ class RunMonitor:
         self._holding = False
         self._held: list[str] = []
         self._first_pending = 0.0  # perf_counter when the pending block's first step began
-        # step()'s fast path: `_due` once this many steps are pending or the clock passes this
-        # (-inf: the first step after the start or an epoch event; 0 after a stop: every step)
+        # step()'s fast path: `_due` once this many steps are pending (0 after a stop: every
+        # step) or the clock passes this (-inf: the first step after the start or an epoch)
         self._due_at = max_block
         self._flush_by = -math.inf
         self._last_record: float | None = None  # perf_counter at the last handled step's end
         self._prev_record = 0.0  # and at its start
         self.stop_lag: dict[str, float] | None = None  # how late the stop came (see flush)
-        self._records = 0  # steps handled
         self._step_time: float | None = None  # seconds a step, smoothed (see _time_steps)
         self.handled = 0  # step events handled, and the seconds that took
         self.handling_s = 0.0  # (read, write, detectors; wall; for bench/integrations.py)
@@ -389,10 +388,8 @@ class RunMonitor:
         hundreds of steps on)."""
         costs = self._stats_costs
         costs.append(seconds)
-        if self._step_time is None:  # before the first block is handled: its steps so far
-            self._time_steps([entry[6] for entry in self._pending])
         cost = sorted(costs)[(len(costs) - 1) // 2]
-        if self._step_time and self.grad_stats_every > 0:
+        if self._known_step_time() and self.grad_stats_every > 0:
             unit = self.grad_stats_every
             every = math.ceil(cost / (STATS_SHARE * self._step_time) / unit)
             if len(costs) < STATS_PASSES:
@@ -426,9 +423,7 @@ class RunMonitor:
         (`NORM_SHARE`) of the step time, at most `max_block` steps."""
         self._norm_cost = seconds if self._norm_cost is None else (
             0.7 * self._norm_cost + 0.3 * min(seconds, 2 * self._norm_cost))
-        if self._step_time is None:  # before the first block is handled: its steps so far
-            self._time_steps([entry[6] for entry in self._pending])
-        if self._step_time:
+        if self._known_step_time():
             every = math.ceil(self._norm_cost / (self.norm_share * self._step_time))
             self.norm_every = max(1, min(self.max_block, every))
             self._next_norm = (self._norm_taken // self.norm_every + 1) * self.norm_every
@@ -531,13 +526,20 @@ class RunMonitor:
             return self.flush()
         return None
 
+    def _known_step_time(self) -> float | None:
+        """`_step_time`, taken from the pending steps while no block was handled yet."""
+        if self._step_time is None:
+            self._time_steps([entry[6] for entry in self._pending])
+        return self._step_time
+
     def _time_steps(self, marks: list[float]) -> None:
         """The step time the norm's and the statistics' shares are judged against, from the
         clock reads `step` takes anyway (each step's perf_counter as it was recorded, no other
-        read: a read of the thread's CPU clock right after a training step cost ~3-6 us, a
-        system call): the lower quartile of the gaps between a block's consecutive steps (a
-        gap a busy neighbour stretched, or the validation before an epoch's first step, is
-        left out: blocks end at each epoch event), smoothed over blocks."""
+        read: a read of the thread's CPU clock is a system call, ~0.85 us a read after a sleep
+        here, with a call of `_due` every 8 steps to make it): the lower quartile of the gaps
+        between a block's consecutive steps (a gap a busy neighbour stretched, or the
+        validation before an epoch's first step, is left out: blocks end at each epoch
+        event), smoothed over blocks."""
         if len(marks) < 2:
             return
         gaps = sorted([after - before for before, after in pairwise(marks)])
@@ -562,7 +564,6 @@ class RunMonitor:
         # the next block's first step begins as this one's last ends
         self._last_record = self._first_pending = marks[-1]
         self._flush_by = marks[-1] + self.max_delay_s
-        self._records += count
         self._due_at = self.max_block if self.stop_reason is None else 0  # (a stop: _due)
         self._time_steps(marks)
         sampled = [i for i in range(count) if norms[i] is not None or layers[i] is not None]
@@ -828,11 +829,11 @@ class RunMonitor:
         """fsync the stream on a thread, within `SYNC_EVERY_S` of each epoch event (~0.1 ms of
         CPU and a few ms of I/O that would otherwise stall the loop): one thread for the run
         that wakes on its own clock and syncs when an epoch event was written since its last
-        fsync. The loop only sets a flag (waking the thread at each epoch cost the loop
-        ~15-30 us of CPU an epoch: 1-2 us a step on the bench's 17-step epochs). The lines are
-        already with the OS (a killed process loses none of them); this makes them survive a
-        power loss. A daemon: a script that dies without `end` is not kept alive by it; `end`
-        fsyncs the closed stream itself."""
+        fsync. The loop only sets a flag (waking the thread at each epoch cost the loop ~8 us
+        of CPU an epoch cold, ~1 us a step on the bench's 17-step epochs under load). The
+        lines are already with the OS (a killed process loses none of them); this makes them
+        survive a power loss. A daemon: a script that dies without `end` is not kept alive by
+        it; `end` fsyncs the closed stream itself."""
         self._unsynced = True
         if self._sync is None:
             self._sync_stop.clear()
