@@ -1490,6 +1490,51 @@ def test_a_training_step_that_returns_no_loss_is_named_not_stopped(tmp_path: Pat
     assert events[-1]["reason"] == "completed" and not callback.findings
 
 
+def test_a_step_without_a_loss_hands_its_gradient_norm_to_no_other_step(
+        tmp_path: Path) -> None:
+    """Sampled steps whose training_step returns None (manual optimisation, every such step,
+    not only the first): their gradient norms are dropped with them, not written into the
+    next (unsampled) step's event as if measured there."""
+    from mltrainer.engine.entrypoint import frameworks_importable
+
+    frameworks_importable()
+    import lightning as L
+
+    from mltrainer.integrations.lightning import MltCallback
+
+    class Skips(L.LightningModule):  # manual optimisation: every batch is a step
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(4, 2)
+            self.automatic_optimization = False
+
+        def training_step(self, batch: Any, idx: int) -> Any:
+            optimizer = self.optimizers()
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+            self.manual_backward(loss)
+            optimizer.step()
+            return None if self.global_step in (32, 64) else loss.detach()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    rows = torch.utils.data.TensorDataset(torch.randn(640, 4), torch.randint(0, 2, (640,)))
+    callback = MltCallback(tmp_path, task="classification", metric="accuracy",
+                           grad_stats_every=0)
+    callback.monitor.norm_share = 1e-9  # a norm on the first 10 steps, then every 32nd
+    trainer = L.Trainer(max_epochs=1, callbacks=[callback], logger=False, accelerator="cpu",
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(Skips(), torch.utils.data.DataLoader(rows, batch_size=8))
+    steps = [e for e in read_stream(tmp_path / "metrics.jsonl") if e["type"] == "step"]
+    normed = [e["step"] for e in steps if "grad_norm" in e]
+    # sampled: 1-10, 32 and 64 (no event: no loss), 96 ...; the steps after them none
+    assert normed[:10] == list(range(1, 11)) and not {33, 65} & set(normed), normed
+
+
 def test_the_loop_monitor_takes_an_epoch_without_validation(tmp_path: Path) -> None:
     """`mlt.epoch()` with no val values is an epoch you did not validate: no NaN val loss (a
     stop), no error; val values without the goal metric are still refused."""

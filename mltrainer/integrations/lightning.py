@@ -170,12 +170,13 @@ class MltCallback(Callback):
                 self._stop_if(trainer, reason)
 
     def _no_loss(self, pl_module: Any) -> None:
-        """Warn once: a step without a loss is no step event (no loss, no gradient norm), so the
-        step detectors see nothing of it and the epoch event has no train loss."""
+        """A step without a loss is no step event (no loss, no gradient norm), so the step
+        detectors see nothing of it and the epoch event has no train loss: its sampled norms
+        are dropped (not handed to the next step's event), and a warning says so, once."""
+        self._grads = _NO_NORMS
         if self._warned_no_loss:
             return
         self._warned_no_loss = True
-        self._grads = _NO_NORMS
         manual = not getattr(pl_module, "automatic_optimization", True)
         warnings.warn("mlt: training_step returned no loss, so its steps are not in the metric "
                       "stream (no loss, no gradient norm: the step detectors see nothing); "
@@ -189,7 +190,9 @@ class MltCallback(Callback):
         reason = None
         if self._active:
             loss = _loss_of(outputs)
-            if loss is not None:
+            if loss is None:
+                self._no_loss(trainer.lightning_module)
+            else:
                 grads, self._grads = self._grads, _NO_NORMS
                 reason = self.monitor.step(epoch=self._epoch, step=self._step, loss=loss,
                                            lr=float(self._lr), grad_norm=grads[0],
