@@ -396,6 +396,79 @@ def hook_cost(kind: Any, run: Any, cfg: Any, bundle: Any, epochs: int, tmp: Path
     return {name: value / LAST_STEPS[0] for name, value in spent.items()}
 
 
+def monitor_kind(name: str) -> Any:
+    """The class whose hooks `hook_cost` times for framework `name` (the loop: MltMonitor)."""
+    if name == "lightning":
+        from mltrainer.integrations.lightning import MltCallback
+        return MltCallback
+    if name == "hf":
+        from mltrainer.integrations.transformers import MltCallback as HFCallback
+        return HFCallback
+    from mltrainer.integrations.loop import MltMonitor
+    return MltMonitor
+
+
+def floor_of(name: str, kind: Any) -> Any:
+    """`FLOOR[name]`: the empty callback (or monitor) with `kind`'s hooks, made once."""
+    if name not in FLOOR:
+        if name == "loop":
+            FLOOR[name] = empty_like(kind, NoMonitor)
+        elif name == "lightning":
+            from lightning.pytorch import Callback
+            FLOOR[name] = empty_like(kind, Callback)
+        else:
+            from transformers import TrainerCallback
+            FLOOR[name] = empty_like(kind, TrainerCallback)
+    return FLOOR[name]
+
+
+def cost_model(arms: dict[str, Any], cfg: Any, bundle: Any, epochs: int, rounds: int) -> None:
+    """The monitor's CPU split into a part per step, per epoch and per run: its hooks, net of
+    the empty floor's (each run `+mlt` then `+floor` back to back), timed in runs of several
+    shapes (`epochs` and 4x as many, 17-20-step epochs; and epochs 4x longer, `TILE`), the
+    total per run fitted as a*steps + b*epochs + c by least squares over `rounds` runs of each
+    shape. The issue's target is a share of a step: `a` is what every step pays; `b` (the
+    epoch event: its write and line, the steps' block handled at it) and `c` (the stream
+    opened, the early gradient norms, the end: the last judging, fsyncs, findings.json) are
+    spread over an epoch's and a run's steps. Prints the fit and what it predicts beside
+    what each shape measured."""
+    import numpy as np
+
+    shapes = [(epochs, 1), (4 * epochs, 1), (epochs, 4)]  # (epochs, tile)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, run in arms.items():
+            kind = monitor_kind(name)
+            floor = floor_of(name, kind)
+            rows, totals, plain = [], [], []
+            for r in range(rounds):
+                for n_epochs, tile in shapes if r % 2 == 0 else shapes[::-1]:
+                    TILE[0] = tile
+                    took = run(cfg, bundle, n_epochs, "", Path(tmp))
+                    mlt = sum(hook_cost(kind, run, cfg, bundle, n_epochs, Path(tmp)).values())
+                    steps = LAST_STEPS[0]
+                    empty = sum(hook_cost(floor, run, cfg, bundle, n_epochs, Path(tmp),
+                                          "+floor").values())
+                    rows.append((steps, n_epochs, 1.0))
+                    totals.append((mlt - empty) * steps)
+                    plain.append(took)
+            TILE[0] = 1
+            (a, b, c), *_ = np.linalg.lstsq(np.array(rows), np.array(totals), rcond=None)
+            step = statistics.median(plain)
+            print(f"{name}: the monitor's CPU = {1e6 * a:.1f} us a step + {1e6 * b:.0f} us an "
+                  f"epoch + {1e6 * c:.0f} us a run (hooks net of the floor, least squares "
+                  f"over {len(rows)} runs; plain step {1e3 * step:.2f} ms: a step's part "
+                  f"{a / step:.2%})")
+            for n_epochs, tile in shapes:
+                picked = [i for i, (_, e, _) in enumerate(rows) if e == n_epochs
+                          and (tile > 1) == (rows[i][0] / e > 30)]
+                steps = statistics.median(rows[i][0] for i in picked)
+                seen = statistics.median(totals[i] / rows[i][0] for i in picked)
+                fit = a + (b * n_epochs + c) / steps
+                print(f"  {n_epochs} epochs of {steps / n_epochs:.0f} steps: measured "
+                      f"{1e6 * seen:.1f} us a step = {seen / step:.2%}, the fit "
+                      f"{1e6 * fit:.1f} us = {fit / step:.2%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
@@ -415,6 +488,10 @@ def main() -> None:
                              "the folder REV (a git archive), as +before arms")
     parser.add_argument("--hook-rounds", type=int, default=3,
                         help="runs (per version) with the hooks timed from inside")
+    parser.add_argument("--cost-model", action="store_true",
+                        help="instead: split the monitor's cost into a part per step, per "
+                             "epoch and per run (hooks net of the floor, runs of several "
+                             "lengths, least squares; see cost_model)")
     parser.add_argument("--wall", action="store_true",
                         help="time with the wall clock instead of the process's CPU time")
     args = parser.parse_args()
@@ -434,6 +511,9 @@ def main() -> None:
     arms = {"lightning": lightning_run, "hf": hf_run, "loop": loop_run}
     if args.only:
         arms = {name: run for name, run in arms.items() if name in args.only}
+    if args.cost_model:
+        cost_model(arms, cfg, bundle, args.epochs, args.hook_rounds)
+        return
     kinds = {name: ("", "+mlt") + (("+before",) if args.before else ())
              + (("+mlt+train",) if args.train_rows else ())
              + (("+log",) if name == "hf" else ("+empty",)) for name in arms}
