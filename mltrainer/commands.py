@@ -17,9 +17,9 @@ from mltrainer.workflow import (
     PHASE_NAMES,
     PHASES,
     current_phase,
+    live_phase_views,
     next_command,
     phase_def,
-    phase_views,
 )
 
 ALIASES = {"train-baseline": "baseline", "1": "plan", "2": "baseline", "3": "diagnose",
@@ -87,7 +87,7 @@ def project_status(project: Project) -> dict[str, Any]:
     cfg = load_project_config(project.config_path)
     state = load_state(project)
     fps = current_fingerprints(project, cfg, state)
-    views = [_not_running(v, project) for v in phase_views(state, fps)]
+    views = live_phase_views(project, state, fps)
     return {
         "name": cfg.name,
         "root": str(project.root),
@@ -96,22 +96,6 @@ def project_status(project: Project) -> dict[str, Any]:
         "next": next_command(state, fps),
         "test_evaluations": spent_test_evaluations(project),
     }
-
-
-def _not_running(view: Any, project: Project) -> Any:
-    """A phase the state records as running while no mlt command holds the project lock was
-    stopped without finishing (kill -9, a crash, a full disk that kept it from recording how
-    it ended): say so instead of "running", so nobody waits for it."""
-    from dataclasses import replace
-
-    from mltrainer.state import lock_is_held
-    from mltrainer.workflow import phase_def
-
-    if view.status != "running" or lock_is_held(project):
-        return view
-    return replace(view, status="failed", reason=(
-        "stopped without finishing: no mlt command is running it (killed, crashed, or the "
-        f"machine stopped); run `{phase_def(view.name).command}` again"))
 
 
 def spent_test_evaluations(project: Project) -> dict[str, Any]:

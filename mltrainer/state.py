@@ -284,8 +284,10 @@ def project_lock(project: Project, command: str) -> Iterator[None]:
             # One write of a fixed-size record (never truncate-then-write, which a racer could
             # read in between); a refused racer waits for it (see _wait_for_holder).
             os.pwrite(fd, _holder_record(info), 0)
+            _HELD_HERE.add(project.lock_path)
             yield
         finally:
+            _HELD_HERE.discard(project.lock_path)
             with contextlib.suppress(OSError):
                 if created:
                     os.unlink(project.lock_path)  # still holding the flock: nobody else does
@@ -296,6 +298,16 @@ def project_lock(project: Project, command: str) -> Iterator[None]:
         if made_dir:
             with contextlib.suppress(OSError):
                 project.mlt_dir.rmdir()  # only when empty: the command wrote nothing there
+
+
+_HELD_HERE: set[Path] = set()  # the lock files this process holds now (project_lock)
+
+
+def lock_held_elsewhere(project: Project) -> bool:
+    """Whether another mlt command (not this process) holds the project lock now: a phase the
+    state records as running is running only then (inside a command that holds the lock,
+    the phases it runs are recorded as they end before anything reads them)."""
+    return project.lock_path not in _HELD_HERE and lock_is_held(project)
 
 
 def lock_is_held(project: Project) -> bool:

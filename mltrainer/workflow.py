@@ -12,10 +12,11 @@ imports torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from mltrainer.state import PhaseRecord, ProjectState
+from mltrainer.project import Project
+from mltrainer.state import PhaseRecord, ProjectState, lock_held_elsewhere
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,22 @@ def phase_views(state: ProjectState, current: dict[str, dict[str, str]]) -> list
             views.append(PhaseView(p.name, "locked",
                                    "; ".join(unmet_needs(p.name, state, current))))
     return views
+
+
+def live_phase_views(project: Project, state: ProjectState, current: dict[str, dict[str, str]]
+                     ) -> list[PhaseView]:
+    """`phase_views` as they are now: a phase the state records as running while no other
+    mlt command holds the project lock was stopped without finishing (kill -9, a crash, a
+    full disk that kept it from recording how it ended), so it is shown as failed, saying so,
+    not as running (nobody should wait for it). `mlt status`, the reports and their index
+    read these."""
+    views = phase_views(state, current)
+    if not any(v.status == "running" for v in views) or lock_held_elsewhere(project):
+        return views
+    return [replace(v, status="failed", reason=(
+        "stopped without finishing: no mlt command is running it (killed, crashed, or the "
+        f"machine stopped); run `{phase_def(v.name).command}` again"))
+        if v.status == "running" else v for v in views]
 
 
 def _recorded_reason(p: PhaseDef, rec: PhaseRecord) -> str:

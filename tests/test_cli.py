@@ -189,9 +189,50 @@ def test_status_does_not_call_a_killed_phase_running(project: Path) -> None:
     diagnose = next(p for p in status["phases"] if p["name"] == "diagnose")
     assert "stopped without finishing" in diagnose["reason"] and "is running" not in (
         diagnose["reason"])
-    with project_lock(proj, "mlt train-baseline"):
+    # another process (another mlt command) holds the lock: the phase is running
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom mltrainer.project import Project\n"
+         "from mltrainer.state import project_lock\n"
+         "with project_lock(Project(Path(sys.argv[1])), 'mlt train-baseline'):\n"
+         "    print('held', flush=True)\n    time.sleep(60)\n", str(project)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         _, status, _ = mlt("status", "-C", str(project))
-    assert next(p for p in status["phases"] if p["name"] == "baseline")["status"] == "running"
+        assert next(p for p in status["phases"] if p["name"] == "baseline")["status"] == (
+            "running")
+        # this process holding the lock is no other command: what it records as running
+        # while it runs is its own phase, and it records how that phase ends itself
+    finally:
+        holder.kill()
+        holder.wait()
+    with project_lock(proj, "mlt report"):
+        _, status, _ = mlt("status", "-C", str(project))
+    assert next(p for p in status["phases"] if p["name"] == "baseline")["status"] == "failed"
+
+
+def test_reports_do_not_call_a_killed_phase_running(project: Path) -> None:
+    """The index and the gate reports rendered after a phase was killed (by `mlt report`,
+    or by the next phase command, which holds the lock itself) show it as stopped without
+    finishing, as `mlt status` does, not as running."""
+    from mltrainer.project import Project
+    from mltrainer.state import load_state, save_state
+
+    proj = Project(project)
+    state = load_state(proj)
+    state.phase("baseline").status = "running"
+    save_state(proj, state)
+    code, _, err = mlt("report", "-C", str(project))
+    assert code == 0, err
+    index = (project / "reports" / "index.html").read_text()
+    plan = (project / "reports" / "plan.md").read_text()
+    for page in (index, plan):
+        assert "stopped without finishing" in page
+    assert "running (or stopped without finishing)" not in index
+    code, _, err = mlt("plan", "-C", str(project))  # holds the lock while it renders
+    assert code == 0, err
+    assert "stopped without finishing: no mlt command" in (
+        project / "reports" / "index.html").read_text()
 
 
 def test_bad_csv_leaves_state_exactly_as_it_was(project: Path) -> None:

@@ -31,7 +31,7 @@ from mltrainer.project import Project
 from mltrainer.reporting._figures import ReportFigure, phase_figures
 from mltrainer.resources import content_path
 from mltrainer.state import ProjectState, atomic_write_text
-from mltrainer.workflow import PHASES, next_command, phase_def, phase_views
+from mltrainer.workflow import PHASES, live_phase_views, next_command, phase_def
 
 STATUS_ICONS = {"pass": "✅", "fail": "❌", "pending": "⏳", "waived": "⚠️"}
 _HTML_BADGES = {"pass": "✓", "fail": "✗", "pending": "…", "waived": "!"}
@@ -224,7 +224,7 @@ def render_phase_report(
     context = {
         "phase": phase_def(phase), "rec": rec, "gate": rec.gate, "outcome": rec.outcome,
         "details": details if has_details else None, "next": next_command(state, fps),
-        "views": phase_views(state, fps), "waivers": waivers,
+        "views": live_phase_views(project, state, fps), "waivers": waivers,
         "project_name": project_name(project),
     }
     if figures is None:
@@ -249,7 +249,7 @@ def render_phase_report(
 
 def render_index(project: Project, state: ProjectState, fps: dict[str, dict[str, str]]) -> Path:
     """Write `reports/index.html`: each phase, its status and why, its verdict, its reports."""
-    views = {v.name: v for v in phase_views(state, fps)}
+    views = {v.name: v for v in live_phase_views(project, state, fps)}
     rows = []
     for n, p in enumerate(PHASES, start=1):
         rec = state.phases.get(p.name)
