@@ -420,6 +420,8 @@ def diagnose(out: Output, project: Project, metrics: str | None) -> None:
     if metrics and not project.is_initialized():
         result = diagnose_standalone(Path(metrics))
         out.findings(result["findings"])
+        for note in result["unjudged"]:
+            out.info(f"not judged: {safe(note)}")
         out.result(result)
         return
     result = _run_phase(out, project, "diagnose", metrics=metrics)

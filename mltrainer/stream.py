@@ -55,6 +55,10 @@ the lines formatted by `step_lines`, `block_lines`): a process killed outright l
 the block in progress (mlt's loop: at most 32 steps and 0.25 s plus one step,
 `engine.loop.STEP_BLOCK`), a Python exception or a Ctrl-C none.
 
+Readers refuse a stream whose known field has another type (a loss as the string "0.5", `val`
+not an object of numbers: `BadInputError` naming the line and field); a field absent or null is
+unknown and skipped, and whole-number floats are taken as counts.
+
 `epoch` counts from 1 (the first epoch is 1); `step` counts optimisation steps from 1 over the
 whole run. Non-finite floats are written as the strings "nan", "inf", "-inf" so the file stays
 strict JSON, and read back as floats.
@@ -308,4 +312,76 @@ def iter_stream(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 f"{', '.join(EVENT_TYPES)})",
                 hint="write streams with mltrainer.stream.MetricWriter",
             )
-        yield decode_json(event)
+        event = decode_json(event)
+        problem = _field_problem(event)
+        if problem is not None:
+            raise BadInputError(
+                f"{path}: line {number}: {problem}",
+                hint="write each field as the format in mltrainer.stream says (numbers as JSON "
+                "numbers, null or absent where unknown, \"nan\"/\"inf\" for non-finite), "
+                "e.g. with mltrainer.stream.MetricWriter and float(loss)",
+            )
+        yield event
+
+
+# The fields the readers (the detectors, the gates, the reports) rely on, by event type:
+# numbers, counts (whole numbers) and tables ({name: number}). A field absent or null is
+# unknown (readers skip it); one of another type made the detectors skip it without a word
+# ("0.5" as a loss: no finding, as if the run were healthy), so the stream is refused instead.
+_NUMBERS = {
+    "start": ("goal_target",),
+    "step": ("loss", "lr", "grad_norm", "time"),
+    "epoch": ("train_loss", "val_loss", "train_eval_loss", "lr", "wall_time", "peak_mem_mb",
+              "time"),
+    "end": ("time",),
+}
+_COUNTS = {
+    "start": ("steps_per_epoch", "epochs", "n_val", "n_train_eval"),
+    "step": ("epoch", "step"),
+    "epoch": ("epoch", "step", "best_epoch"),
+    "end": ("epoch", "step", "stop_step"),
+}
+_TABLES = {"epoch": ("val", "train")}  # (the start event's baseline also names its predictor)
+_TASKS = ("classification", "regression")
+
+
+def _field_problem(event: dict[str, Any]) -> str | None:
+    """What is wrong with a known field of `event` (decoded: non-finite floats are floats),
+    or None. Counts given as whole floats (3.0) are taken as ints."""
+    kind = event["type"]
+    for name in _NUMBERS[kind]:
+        value = event.get(name)
+        if value is not None and (type(value) not in (int, float)):
+            return f"{kind} event's {name!r} must be a number but is {value!r}"
+    for name in _COUNTS[kind]:
+        value = event.get(name)
+        if value is None or type(value) is int:
+            continue
+        if type(value) is float and value.is_integer():
+            event[name] = int(value)
+            continue
+        return f"{kind} event's {name!r} must be a whole number but is {value!r}"
+    for name in _TABLES.get(kind, ()):
+        table = event.get(name)
+        if table is None:
+            continue
+        if not isinstance(table, dict):
+            return (f"{kind} event's {name!r} must be an object of name: number but is "
+                    f"{table!r}")
+        for key, value in table.items():
+            if value is not None and type(value) not in (int, float):
+                return f"{kind} event's {name}[{key!r}] must be a number but is {value!r}"
+    if kind == "step" and event.get("layers") is not None:
+        layers = event["layers"]
+        if not isinstance(layers, dict) or not all(
+                isinstance(v, dict) and all(x is None or type(x) in (int, float)
+                                            for x in v.values()) for v in layers.values()):
+            return ("step event's 'layers' must be an object of parameter name: "
+                    "{\"grad_norm\": number, \"zero_frac\": number}")
+    if kind == "start":
+        task, metric = event.get("task"), event.get("metric")
+        if task is not None and task not in _TASKS:
+            return f"start event's 'task' must be classification or regression but is {task!r}"
+        if metric is not None and not isinstance(metric, str):
+            return f"start event's 'metric' must be a metric's name but is {metric!r}"
+    return None

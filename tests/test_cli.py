@@ -191,7 +191,8 @@ def test_status_does_not_call_a_killed_phase_running(project: Path) -> None:
         diagnose["reason"])
     # another process (another mlt command) holds the lock: the phase is running
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom mltrainer.project import Project\n"
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+         "from mltrainer.project import Project\n"
          "from mltrainer.state import project_lock\n"
          "with project_lock(Project(Path(sys.argv[1])), 'mlt train-baseline'):\n"
          "    print('held', flush=True)\n    time.sleep(60)\n", str(project)],

@@ -189,3 +189,42 @@ def test_playbook_on_a_pipe_is_wrapped_not_cut(finding_id: str,
     for line in load_playbook(finding_id).body.splitlines():
         if len(words(line)) >= 3:
             assert " ".join(words(line)[-3:]) in shown, f"cut: {line[-60:]!r}"
+
+
+@pytest.mark.parametrize("line, named", [
+    ('{"type": "step", "epoch": 1, "step": 2, "loss": "0.5"}', "line 3: step event's 'loss'"),
+    ('{"type": "epoch", "epoch": 1, "step": 2, "val": [0.9]}', "line 3: epoch event's 'val'"),
+    ('{"type": "epoch", "epoch": 1, "step": 2, "val": {"accuracy": "high"}}',
+     "line 3: epoch event's val['accuracy']"),
+    ('{"type": "step", "epoch": 1.5, "step": 2, "loss": 0.5}', "line 3: step event's 'epoch'"),
+    ('{"type": "step", "epoch": 1, "step": 2, "loss": true}', "line 3: step event's 'loss'"),
+])
+def test_a_stream_field_of_the_wrong_type_is_refused_naming_its_line(
+        tmp_path: Path, line: str, named: str) -> None:
+    """A user's own stream with a loss written as a string (or a val that is no table) was
+    read with the field skipped: "no finding", as if the run were healthy. It is bad input:
+    one line naming the line and the field, exit 2."""
+    stream = tmp_path / "metrics.jsonl"
+    stream.write_text('{"type": "start", "task": "classification", "metric": "accuracy"}\n'
+                      '{"type": "step", "epoch": 1, "step": 1, "loss": 0.7, "lr": 0.1}\n'
+                      + line + "\n")
+    code, result, err = mlt("diagnose", "--metrics", str(stream), "-C", str(tmp_path))
+    assert code == 2, err
+    assert named in result["message"] and "Traceback" not in err
+    assert not (tmp_path / ".mlt").exists()
+
+
+def test_a_stream_without_what_the_rules_read_says_what_went_unjudged(tmp_path: Path) -> None:
+    """"no finding" over a stream with no steps and the goal metric logged under another name
+    is not a healthy run: the result says what the detectors could not judge. Whole-number
+    floats (epoch 3.0) are read as counts."""
+    stream = tmp_path / "metrics.jsonl"
+    with MetricWriter(stream, task="classification", metric="accuracy") as w:
+        for e in range(1, 5):
+            w.epoch(epoch=float(e), step=10 * e, train_loss=1 / e, val_loss=1 / e,
+                    val={"acc": 0.5 + 0.05 * e}, lr=1e-3)
+    code, result, err = mlt("diagnose", "--metrics", str(stream), "-C", str(tmp_path))
+    assert code == 0, err
+    notes = " ".join(result["unjudged"])
+    assert "no step events" in notes and "'accuracy' is in no epoch event's val" in notes
+    assert "acc" in notes and "not judged:" in err

@@ -31,7 +31,35 @@ def diagnose_stream(path: Path, thresholds: dict[str, dict[str, float]],
         "stream": str(path),
         "events": {k: sum(1 for e in events if e["type"] == k) for k in ("step", "epoch")},
         "findings": [with_playbook(f.to_dict()) for f in findings],
+        "unjudged": unjudged(events, context.metric),
     }
+
+
+def unjudged(events: list[dict[str, Any]], metric: str | None) -> list[str]:
+    """What the detectors could not judge in a stream, each a sentence: "no finding" from a
+    stream without epochs, without val losses or without the goal metric is not "healthy"."""
+    epochs = [e for e in events if e["type"] == "epoch"]
+    out = []
+    if not any(e["type"] == "step" for e in events):
+        out.append("no step events: the step rules (nan_loss on steps, exploding and "
+                   "vanishing gradients, dead_relu, loss_oscillation) had nothing to judge")
+    if not epochs:
+        out.append("no epoch events: overfitting, underfitting and convergence_stall judge "
+                   "epochs and had none")
+        return out
+    if not any(e.get("val_loss") is not None for e in epochs):
+        out.append("no epoch event has a val_loss: the rules on it (overfitting's, "
+                   "underfitting's) had nothing to judge")
+    names = sorted({k for e in epochs for k in (e.get("val") or {})})
+    if metric is None:
+        out.append(f"no goal metric: the stream's start event names none and its val values "
+                   f"({', '.join(names) or 'none'}) hold no metric mlt knows, so the rules "
+                   "on the metric had nothing to judge")
+    elif not any(metric in (e.get("val") or {}) for e in epochs):
+        out.append(f"the goal metric {metric!r} is in no epoch event's val (they hold: "
+                   f"{', '.join(names) or 'nothing'}): the rules on the metric had nothing to "
+                   f"judge; log it under that name")
+    return out
 
 
 def with_playbook(finding: dict[str, Any]) -> dict[str, Any]:
