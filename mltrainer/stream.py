@@ -173,6 +173,27 @@ def block_lines(block: Any) -> list[str]:
     return lines  # type: ignore[return-value]
 
 
+def _plain(value: Any, field: str = "") -> Any:
+    """`value` with one-element tensors and numpy numbers as Python numbers (`.item()`; a
+    tensor with a graph is read without it), in tables too; anything else JSON cannot hold is
+    a TypeError naming the field."""
+    if isinstance(value, dict):
+        return {k: _plain(v, f"{field}[{k!r}]" if field else str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, field) for v in value]
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if hasattr(value, "numel"):  # a tensor
+        if value.numel() == 1:
+            return value.item()
+        raise TypeError(f"the event's {field or 'value'} must be a number but is a tensor of "
+                        f"{value.numel()} elements")
+    if callable(getattr(value, "item", None)) and getattr(value, "size", None) == 1:  # numpy
+        return value.item()
+    raise TypeError(f"the event's {field or 'value'} must be a number (or a one-element tensor "
+                    f"or numpy number) but is of type {type(value).__name__}")
+
+
 def line_of(event: dict[str, Any]) -> str:
     """The JSON line of one event (with its "time"): strict JSON, non-finite floats spelled."""
     line = _plain_step_line(event) if event.get("type") == "step" else None
@@ -192,8 +213,10 @@ class MetricWriter:
     ...     w.epoch(epoch=1, step=10, train_loss=0.6, val_loss=0.65, val={"accuracy": 0.8},
     ...             lr=1e-3)
 
-    `fsync_every_epoch` makes each epoch event durable on disk (a crash loses at most the steps
-    of the epoch in progress) without paying an fsync per step.
+    Values may be Python numbers, one-element tensors (read with `.item()`, graph or not) or
+    numpy numbers; anything else JSON cannot hold is a TypeError naming the field, with
+    nothing written. `fsync_every_epoch` makes each epoch event durable on disk (a crash loses
+    at most the steps of the epoch in progress) without paying an fsync per step.
     """
 
     def __init__(
@@ -240,7 +263,10 @@ class MetricWriter:
                 raise ValueError(f"event type must be one of {EVENT_TYPES} but got {kind!r}")
             if "time" not in event:
                 event = {**event, "time": time.time()}
-            lines.append(line_of(event))
+            try:
+                lines.append(line_of(event))
+            except TypeError:  # a tensor or numpy number, as a loop has them: written as numbers
+                lines.append(line_of(_plain(event)))
             durable = durable or kind in ("epoch", "end")
         if not lines:
             return

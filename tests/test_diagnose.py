@@ -228,3 +228,25 @@ def test_a_stream_without_what_the_rules_read_says_what_went_unjudged(tmp_path: 
     notes = " ".join(result["unjudged"])
     assert "no step events" in notes and "'accuracy' is in no epoch event's val" in notes
     assert "acc" in notes and "not judged:" in err
+
+
+def test_metric_writer_takes_a_loops_tensors_and_numpy_numbers(tmp_path: Path) -> None:
+    """A hand-written loop passes `loss` (a tensor, with its graph) and numpy numbers as they
+    are: they were a TypeError from the JSON encoder. They are written as numbers; a tensor of
+    several elements is a TypeError naming the field, with nothing written."""
+    from mltrainer.stream import read_stream
+
+    path = tmp_path / "metrics.jsonl"
+    weight = torch.ones(1, requires_grad=True)
+    with MetricWriter(path, task="classification", metric="accuracy") as w:
+        w.step(epoch=np.int64(1), step=1, loss=(weight * 0.5).sum(), lr=np.float32(0.1))
+        w.epoch(epoch=1, step=1, train_loss=torch.tensor(0.4), val_loss=0.5,
+                val={"accuracy": np.float64(0.75)})
+        with pytest.raises(TypeError, match="loss must be a number but is a tensor of 3"):
+            w.step(epoch=1, step=2, loss=torch.ones(3))
+    events = read_stream(path)
+    assert [e["type"] for e in events] == ["start", "step", "epoch"]
+    assert events[1]["loss"] == 0.5 and events[1]["epoch"] == 1
+    assert abs(events[1]["lr"] - 0.1) < 1e-7
+    assert events[2]["train_loss"] == pytest.approx(0.4) and events[2]["val"] == {
+        "accuracy": 0.75}
