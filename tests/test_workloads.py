@@ -1499,6 +1499,31 @@ def test_a_16_bit_image_is_scaled_to_8_bits_not_clipped_white(tmp_path: Path, ch
     assert np.array_equal(image_array(tmp_path / "wide.png", pre), wide)
 
 
+def test_a_float_image_is_read_in_0_to_1_and_plan_refuses_other_ranges(tmp_path: Path) -> None:
+    """A 32-bit float TIFF (PIL mode F) came out of PIL's convert clipped: values in [0, 1]
+    became 0 or 1, a black picture, silently. It is now read as torchvision reads float
+    images, [0, 1] black to white, the same picture as its 8-bit copy; one with values
+    outside [0, 1] is refused at plan, naming the file (mlt would have to guess its range)."""
+    from PIL import Image
+
+    _faces(tmp_path, n=8, size=16)
+    cfg = _cfg("imagefolder:faces", transforms={"channels": 1, "size": 16, "crop": 16})
+    picture = np.arange(256, dtype=np.float64).reshape(16, 16)
+    Image.fromarray((picture / 255.0).astype(np.float32), "F").save(
+        tmp_path / "faces" / "face" / "float.tiff")
+    Image.fromarray(picture.astype(np.uint8)).save(tmp_path / "narrow.png")
+    bundle = prepare_data(cfg, tmp_path)  # plan reads it: in range
+    pipe = bundle.pipeline
+    wide, narrow = (pipe.unnormalised(pipe.open(str(p))).numpy()
+                    for p in (tmp_path / "faces" / "face" / "float.tiff", tmp_path / "narrow.png"))
+    assert np.array_equal(wide, narrow) and wide.max() == 1.0
+    Image.fromarray((picture / 64.0).astype(np.float32), "F").save(
+        tmp_path / "faces" / "face" / "depth.tiff")
+    with pytest.raises(DataError, match=r"depth\.tiff is a 32-bit float image \(mode F\) with "
+                                        r"values 0 to 3\.98"):
+        prepare_data(cfg, tmp_path)
+
+
 def test_deployment_preprocessing_reproduces_training_bitwise(tmp_path: Path) -> None:
     """What `mlt predict` and DEPLOYMENT.md do without torch (runtime.items) equals the
     training pipeline's eval preprocessing exactly: images pixel for pixel, texts token for

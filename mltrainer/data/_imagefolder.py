@@ -159,11 +159,19 @@ def _check_image(path: Path, where: str) -> list[Any]:
     """Decode the whole file once (a truncated JPEG fails only when its pixels are read)."""
     from PIL import Image
 
+    from mltrainer.runtime.items import image_range_problem
+
     try:
         with Image.open(path) as img:
             img.load()
-            return [img.width, img.height, img.mode]
+            problem = image_range_problem(img)
+            found = [img.width, img.height, img.mode]
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise DataError(f"{where}: {path} is not a readable image ({type(exc).__name__}: "
                         f"{first})", hint="replace or delete the file, then re-run") from None
+    if problem is not None:
+        raise DataError(f"{where}: {path} is {problem}",
+                        hint="save it as an 8- or 16-bit image, or scale a float image to "
+                             "[0, 1], then re-run")
+    return found

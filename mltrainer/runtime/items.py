@@ -40,15 +40,44 @@ WIDE_INTEGER_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 def open_image(path: str | Path, mode: str) -> Any:
     """The image at `path` converted to `mode` (L or RGB), as training and deployment read it.
     PIL's convert clips wider integers at 255, so a 16-bit photo came out white: they are
-    scaled to 8 bits first (value / 257, rounded: 65535 -> 255), as image tools reduce depth."""
+    scaled to 8 bits first (value / 257, rounded: 65535 -> 255), as image tools reduce depth.
+    A 32-bit float image (mode F) is read as values in [0, 1], torchvision's convention for
+    float images (x 255, rounded; convert made [0, 1] black): `FLOAT_RANGE`, which plan
+    checks every image against (`image_range_problem`)."""
     from PIL import Image
 
     with Image.open(path) as img:
+        if img.mode == "F":  # 32-bit float: [0, 1] is black to white (plan refuses others)
+            wide = np.asarray(img, dtype=np.float64)
+            return Image.fromarray(np.clip(np.rint(wide * 255.0), 0, 255).astype(np.uint8),
+                                   "L").convert(mode)
         if img.mode in WIDE_INTEGER_MODES:
             wide = np.asarray(img, dtype=np.float64)
             return Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8),
                                    "L").convert(mode)
         return img.convert(mode)
+
+
+FLOAT_RANGE = (0.0, 1.0)  # a float (mode F) image's black and white
+WIDE_RANGE = (0, 65535)  # a wide integer image's (16 bits; a 32-bit mode I image beyond: refused)
+
+
+def image_range_problem(img: Any) -> str | None:
+    """Why a decoded image's values cannot be read as a picture by `open_image`, or None: a
+    float image with values outside [0, 1] (or not finite), an integer image beyond 16 bits."""
+    if img.mode != "F" and img.mode not in WIDE_INTEGER_MODES:
+        return None
+    values = np.asarray(img, dtype=np.float64)
+    if values.size == 0:
+        return None
+    low, high = (FLOAT_RANGE if img.mode == "F" else WIDE_RANGE)
+    if not np.isfinite(values).all():
+        return f"a {img.mode}-mode image holding non-finite values"
+    if values.min() < low or values.max() > high:
+        kind = "32-bit float" if img.mode == "F" else "wide integer"
+        return (f"a {kind} image (mode {img.mode}) with values {values.min():g} to "
+                f"{values.max():g}, outside the {low:g} to {high:g} mlt reads as black to white")
+    return None
 
 
 def image_array(path: Path, pre: dict[str, Any]) -> np.ndarray:
