@@ -501,6 +501,18 @@ def test_an_image_folder_follows_links_as_torchvisions_imagefolder_does(tmp_path
     assert "\n" not in info.value.message
 
 
+def test_two_class_folders_that_are_one_folder_are_refused_by_name(tmp_path: Path) -> None:
+    """A class folder linking to another class's folder: the walk reads each real folder once,
+    so the second was 'a class folder with no images' (it has them all); it is named as the
+    same folder as the first, whose images cannot be in two classes."""
+    folder = _faces(tmp_path)
+    (folder / "zface").symlink_to(folder / "face")
+    with pytest.raises(DataError, match=r"class folders 'face' and 'zface' are the same "
+                                        r"folder \(.*faces/face\)") as info:
+        prepare_data(_cfg("imagefolder:faces", transforms={"channels": 1}), tmp_path)
+    assert "no images" not in info.value.message
+
+
 # -- models ---------------------------------------------------------------------------------
 
 SPEC_IMAGE = dict(task="classification", n_features=3 * 32 * 32, n_classes=3, feature_names=[],

@@ -5,6 +5,7 @@ file version to catch unreadable or truncated images at `mlt plan`; training rea
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,14 @@ class ImageFolderSource(DataSource):
             if top in by_class and "/" in rel:
                 by_class[top] += 1
         empty = [c for c, n in by_class.items() if n == 0]
+        real = {}  # two class folders that are one real folder (a link): the walk reads it once
+        for c in classes:
+            same = real.setdefault(os.path.realpath(folder / c), c)
+            if same != c:
+                raise DataError(
+                    f"{cfg.data.source}: class folders {same!r} and {c!r} are the same folder "
+                    f"({os.path.realpath(folder / c)}): its images cannot be in two classes",
+                    hint="remove the link, or give each class its own folder of images")
         if empty:
             raise DataError(
                 f"{cfg.data.source}: class folder {str(folder / empty[0])!r} has no images "
