@@ -466,6 +466,10 @@ class RunMonitor:
               **fields: Any) -> str | None:
         if self.writer is not None:
             return None  # a second fit() on the same callback continues the same stream
+        if (self.run_dir / "metrics.jsonl").exists():  # (MetricWriter appends: two runs in one)
+            raise ValueError(f"{self.run_dir} already holds a run's metric stream "
+                             "(metrics.jsonl), and a run is never overwritten: give each run "
+                             "(each fit() or with block) a new run_dir, or delete that one")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.writer = MetricWriter(self.run_dir / "metrics.jsonl", write_start=False,
                                    fsync_every_epoch=False)  # on a thread instead: _sync_later
