@@ -27,6 +27,19 @@ several processes global rank 0 writes the stream and runs the detectors, and it
 reaches every process through the strategy's `reduce_boolean_decision` (as `EarlyStopping`):
 all stop at the same step (the others record `stopping_reason` "stopped_by_rank0").
 
+What a step is: a batch that stepped an optimiser, numbered from 1 over the run as
+Lightning's loggers number them (a fit resumed with `ckpt_path` goes on from its count). With
+`accumulate_grad_batches=N` that is every Nth batch (and an epoch's last), and the step's loss
+is the mean of its micro-batches' losses as `training_step` returned them (Lightning divides
+each by N before the callback sees it; the callback undoes that). With manual optimisation
+and several optimisers stepped in one batch (a GAN's), the batch is one step: the lr is the
+first optimiser's and the gradient norm is over every optimiser's parameters as each was
+stepped. A value the validation logs with `on_step=True, on_epoch=True` is its epoch value
+(Lightning's `_step` / `_epoch` copies are left out). With `precision="16-mixed"` the
+gradients are Lightning's unscaled ones, and a step whose gradients overflowed (the
+GradScaler skips it) stops nothing (`loop.scaler_grace`). Each `fit()` is a run of its own:
+a callback, or a run_dir, that already holds a stream is refused (ValueError).
+
 With `train_rows` (default inside an mlt run: the engine's fixed training subset) each epoch
 event also carries `train` and `train_eval_loss`, measured as the engine does (see
 `mltrainer.integrations._core.TrainRows`); outside an mlt run pass `train_rows=(X, y)`.
@@ -47,9 +60,11 @@ from mltrainer.engine.entrypoint import frameworks_importable
 from mltrainer.integrations._context import monitor_settings
 from mltrainer.integrations._core import (
     RunMonitor,
+    gradient_norms,
     split_logged,
     trainable,
 )
+from mltrainer.integrations.loop import scaler_grace
 
 frameworks_importable()  # before the framework itself: see its docstring
 
@@ -75,17 +90,30 @@ class MltCallback(Callback):
                  val_prefix: str = "val_", grad_stats_every: int | None = None,
                  save_checkpoints: bool | None = None, train_rows: Any = "auto") -> None:
         super().__init__()
-        self.monitor = RunMonitor(**monitor_settings(
+        settings = monitor_settings(
             run_dir, task=task, metric=metric, baseline=baseline, thresholds=thresholds,
             grad_stats_every=grad_stats_every, checkpoints=save_checkpoints,
             goal_target=goal_target, n_val=n_val, train_rows=train_rows,
-            framework="lightning"))
+            framework="lightning")
+        self.monitor = RunMonitor(**settings)
+        self._thresholds = settings["thresholds"]
         self.val_prefix = val_prefix
         self.stopping_reason: str | None = None
         self.stopping_reason_message: str | None = None
-        self._params: list[Any] = []
-        self._step = 0  # the optimisation steps so far: trainer.global_step, counted here
+        self._params: list[Any] = []  # the (name, parameter)s whose gradients are sampled
+        self._all_params: list[Any] = []  # every trainable one of the module
+        # the stream's steps so far: the batches that stepped an optimiser, counted here (what
+        # Lightning's loggers count: several optimisers stepped in one batch, a GAN's, are one
+        # step; Lightning's global_step counts each optimiser's step)
+        self._step = 0
         self._recorded = 0  # the last step on_train_batch_end handed on
+        # with manual optimisation, each optimiser's trainable (name, parameter)s: a batch's
+        # gradient norm is taken over each optimiser's own parameters as it steps them
+        self._params_of: dict[int, list[Any]] | None = None
+        # accumulate_grad_batches (automatic optimisation): Lightning hands on_train_batch_end
+        # each micro-batch's loss divided by it; the step's loss is their mean undivided
+        self._accumulate = 1
+        self._micro: list[Any] = []  # the micro-batch losses of the step in progress
         self._epoch = 1  # the epoch in progress, from 1: trainer.current_epoch + 1
         # from on_before_optimizer_step to on_train_batch_end: the step's lr and, when the
         # monitor samples it, its gradient norms (on the device; `RunMonitor.sample`)
@@ -107,13 +135,21 @@ class MltCallback(Callback):
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._active = trainer.is_global_zero  # one process writes the stream and decides
         self._world = trainer.world_size
-        self._step = self._recorded = trainer.global_step
+        # a fit resumed from a checkpoint (ckpt_path) continues the step count
+        self._step = self._recorded = _batches_stepped(trainer)
+        manual = not pl_module.automatic_optimization
+        self._accumulate = 1 if manual else max(1, int(trainer.accumulate_grad_batches))
+        self._micro = []  # (kept by the process that writes only: see on_train_batch_end)
         reason = None
         if self._active:
             spe = trainer.num_training_batches
-            per_step = max(1, trainer.accumulate_grad_batches)
-            steps = int(spe) // per_step if spe != float("inf") else None
-            self._params = trainable(pl_module)
+            steps = int(spe) // self._accumulate if spe != float("inf") else None
+            self._params = self._all_params = trainable(pl_module)
+            self._params_of = {} if manual else None
+            # precision="16-mixed": Lightning's GradScaler skips the overflowing steps
+            scaler = getattr(trainer.precision_plugin, "scaler", None)
+            scaler_grace(self.monitor, self._thresholds,
+                         scaler if scaler is not None and scaler.is_enabled() else None)
             reason = self.monitor.start(steps_per_epoch=steps, epochs=trainer.max_epochs)
         self._next_sample = self.monitor.next_sample if self._active else math.inf
         self._alone = self._active and self._world == 1
@@ -130,11 +166,14 @@ class MltCallback(Callback):
     # inlined); `RunMonitor.sample` and `_due` only when a step is sampled or due.
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        # Lightning counts each call as one optimisation step (its global_step, read at each
-        # epoch's end and the start: a property chain that costs more than the count here)
+        if self._step != self._recorded:  # another optimiser in the same batch (manual)
+            self._more_grads(optimizer)
+            return
         self._step = step = self._step + 1
         # the lr this step uses (Lightning steps the schedulers before on_train_batch_end)
         self._lr = optimizer.param_groups[0]["lr"]
+        if self._params_of is not None:  # manual optimisation: this optimiser's parameters
+            self._params = self._optimised(optimizer)
         if step >= self._next_sample:
             # the gradients' numbers on a sampled step (RunMonitor.sample), before Lightning
             # clips: the unclipped norms, as the stream wants. Lightning keeps no norm to reuse
@@ -147,13 +186,18 @@ class MltCallback(Callback):
                            batch_idx: int) -> None:
         step = self._step
         if step == self._recorded:
-            return  # no optimisation step since the last batch: an accumulation micro-batch
+            # no optimisation step since the last batch: an accumulation micro-batch
+            if self._accumulate > 1 and self._active:
+                self._micro.append(_loss_of(outputs))
+            return
         self._recorded = step
         if not self._alone:
             self._record_elsewhere(trainer, outputs)
             return
         # Lightning's outputs: {"loss": the loss detached, ...} (both optimisation modes)
         loss = outputs.get("loss") if type(outputs) is dict else _loss_of(outputs)
+        if self._accumulate > 1:
+            loss = self._step_loss(loss)
         if loss is None:  # training_step returned None
             self._no_loss(pl_module)
             return
@@ -168,6 +212,49 @@ class MltCallback(Callback):
             reason = monitor._due()
             if reason is not None:
                 self._stop_if(trainer, reason)
+
+    def _step_loss(self, last: Any) -> Any:
+        """The loss of a step accumulated over micro-batches (accumulate_grad_batches): the
+        mean of the micro-batches' losses, as the training_step returned them (Lightning
+        divides each by accumulate_grad_batches before the backward and before it reaches
+        on_train_batch_end), as a step of one batch of them all would have it; the
+        micro-batches whose training_step returned no loss left out. None when none has one."""
+        losses = [x for x in (*self._micro, last) if x is not None]
+        self._micro = []
+        if not losses:
+            return None
+        return sum(losses) * (self._accumulate / len(losses))
+
+    def _optimised(self, optimizer: Any) -> list[Any]:
+        """The trainable (name, parameter)s `optimizer` steps (manual optimisation), looked up
+        once per optimiser."""
+        params = self._params_of.get(id(optimizer)) if self._params_of is not None else None
+        if params is None:
+            mine = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            params = [(n, p) for n, p in self._all_params if id(p) in mine]
+            if self._params_of is not None:
+                self._params_of[id(optimizer)] = params
+        return params
+
+    def _more_grads(self, optimizer: Any) -> None:
+        """A later optimiser stepped in the batch (manual optimisation, a GAN's generator and
+        discriminator): when the batch's gradients were sampled, this optimiser's parameters'
+        norms join them (the batch's norm over every parameter as it was stepped); the lr
+        stays the first optimiser's."""
+        grads = self._grads
+        if grads is _NO_NORMS or grads[0] is None or self._params_of is None:
+            return
+        norms, stats = gradient_norms(self._optimised(optimizer), layers=grads[1] is not None)
+        if norms is None:
+            return
+        if stats is None or grads[1] is None:
+            self._grads = (grads[0] + norms, None)
+        else:
+            both = grads[1]
+            merged = both._replace(names=both.names + stats.names, norms=both.norms + stats.norms,
+                                   nonzero=both.nonzero + stats.nonzero,
+                                   sizes=both.sizes + stats.sizes)
+            self._grads = (merged.norms, merged)
 
     def _no_loss(self, pl_module: Any) -> None:
         """A step without a loss is no step event (no loss, no gradient norm), so the step
@@ -190,6 +277,8 @@ class MltCallback(Callback):
         reason = None
         if self._active:
             loss = _loss_of(outputs)
+            if self._accumulate > 1:
+                loss = self._step_loss(loss)
             if loss is None:
                 self._no_loss(trainer.lightning_module)
             else:
@@ -203,14 +292,14 @@ class MltCallback(Callback):
         # once an epoch, right after validation: everything here is cold (each property chain
         # of the trainer and each call of ours costs a few us), so each is read once
         reason = None
-        self._step = step = trainer.global_step
+        step = self._step
         validated, self._validated = self._validated, False
         if self._active:
             # Lightning validates before this hook, so the epoch's val values are logged by now;
             # an epoch it did not validate (check_val_every_n_epoch, no val loader) has none:
             # callback_metrics would still hold the last validation's
-            val_loss, val = (split_logged(trainer.callback_metrics, self.val_prefix)
-                             if validated else (None, {}))
+            val_loss, val = (split_logged(_epoch_values(trainer.callback_metrics),
+                                          self.val_prefix) if validated else (None, {}))
             if validated:
                 self.monitor.goal_logged(val, f"log it as {self.val_prefix}{self.monitor.metric}"
                                               " in validation_step (or pass val_prefix)")
@@ -260,6 +349,24 @@ def _loss_of(outputs: Any) -> Any:
     if isinstance(loss, Tensor) and loss.requires_grad:
         loss = loss.detach()  # (a graph kept until the block is read would hold memory)
     return loss
+
+
+def _epoch_values(logged: Mapping[str, Any]) -> dict[str, Any]:
+    """The logged values of the validation, without Lightning's suffixed copies: a value
+    logged with both `on_step=True` and `on_epoch=True` is in `callback_metrics` as `name`
+    (the epoch's value), `name_epoch` (the same) and `name_step` (the last batch's); only
+    `name` is kept. A name that ends so without its stem (logged as such) stays."""
+    return {key: value for key, value in logged.items()
+            if not (key.endswith(("_step", "_epoch")) and key.rsplit("_", 1)[0] in logged)}
+
+
+def _batches_stepped(trainer: Any) -> int:
+    """The batches that stepped an optimiser so far (a fit resumed from a checkpoint starts
+    past 0): the step Lightning's loggers log against, one per batch whatever the number of
+    optimisers; `global_step` (each optimiser's steps) where a Lightning lacks it."""
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    stepped = getattr(loop, "_batches_that_stepped", None)
+    return int(stepped) if isinstance(stepped, int) else int(trainer.global_step)
 
 
 def _why_lightning_ended(trainer: Any) -> str:

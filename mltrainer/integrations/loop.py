@@ -40,6 +40,17 @@ gradient accumulation call it once per optimisation step, after the last micro-b
 backward, with the step's loss (the mean of the micro-batches' losses, as Lightning and HF
 record it), not once per micro-batch: a call is a step.
 
+With fp16 mixed precision pass the loop's GradScaler (`MltMonitor(..., scaler=scaler)`) and
+pass `step` the unscaled loss: `step` unscales the gradients (`scaler.unscale_(optimizer)`,
+unless the loop did, before clipping), so the norms are the true ones, and a step whose
+gradients overflowed, which the scaler skips on purpose, stops nothing: `nan_loss` fires on
+non-finite gradient norms only once they held on as many consecutive measured steps as it
+takes the scaler to bring its scale below 1 (`scaler_grace`; a non-finite loss stops at once).
+Without `scaler=` such a step's non-finite norm stops training as `detector:nan_loss`.
+
+A run folder that already holds a stream (`metrics.jsonl`) is refused at the start
+(ValueError): one run a folder, as mlt's own runs.
+
 `mlt.epoch(val_loss, val)` ends the epoch (counted from 1) with the val loss and the val
 metrics as a dict that holds the goal metric (`RunContext.compute_metrics(outputs)` gives
 every metric of the task by mlt's formulas); it saves the checkpoint from `model.state_dict()`
@@ -60,7 +71,10 @@ with `stopping_reason` "stopped_by_rank0"); `mlt.stop(...)` stays the calling pr
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -92,7 +106,7 @@ class MltMonitor:
                  thresholds: dict[str, dict[str, float]] | None = None,
                  goal_target: float | None = None, n_val: int | None = None,
                  grad_stats_every: int | None = None, save_checkpoints: bool | None = None,
-                 train_rows: Any = "auto") -> None:
+                 train_rows: Any = "auto", scaler: Any = None) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"MltMonitor needs the torch.nn.Module being trained but got "
                              f"{type(model).__name__}")
@@ -102,11 +116,19 @@ class MltMonitor:
                                       or value < 1):
                 raise ValueError(f"MltMonitor's {name} must be a positive int or None but got "
                                  f"{value!r}")
-        self.monitor = RunMonitor(**monitor_settings(
+        if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
+            raise ValueError(f"MltMonitor's scaler must be the torch.amp.GradScaler the loop "
+                             f"scales its loss with, or None, but got {type(scaler).__name__}")
+        settings = monitor_settings(
             run_dir, task=task, metric=metric, baseline=baseline, thresholds=thresholds,
             grad_stats_every=grad_stats_every, checkpoints=save_checkpoints,
             goal_target=goal_target, n_val=n_val, train_rows=train_rows, framework="torch",
-            who="MltMonitor"))
+            who="MltMonitor")
+        self.monitor = RunMonitor(**settings)
+        # a GradScaler that is on: `step` unscales the gradients, and nan_loss bears the
+        # overflows it skips (scaler_grace)
+        self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
+        scaler_grace(self.monitor, settings["thresholds"], self.scaler)
         self.model = model
         self.steps_per_epoch, self.epochs = steps_per_epoch, epochs
         self.max_steps = max_steps if max_steps is not None else (
@@ -210,6 +232,8 @@ class MltMonitor:
         self.global_step = step = self.global_step + 1
         if lr is None and optimizer is not None:
             lr = optimizer.param_groups[0]["lr"]
+        if self.scaler is not None:
+            unscaled(self.scaler, optimizer)
         if not self._alone:
             return self._step_elsewhere(step, loss, lr)
         # the common step: a few lines, one call of ours (RunMonitor.step, inlined as the
@@ -219,6 +243,8 @@ class MltMonitor:
         if step >= self._next_sample:
             grads = monitor.sample(self._params, step)
             self._next_sample = monitor.next_sample
+            if grads[0] is None and step == 1:
+                self._no_gradients()
         pending = monitor._pending
         now = time.perf_counter()
         pending.append((self.current_epoch, step, loss, lr if lr is None else float(lr),
@@ -230,6 +256,17 @@ class MltMonitor:
         if self.max_steps is not None and step >= self.max_steps and self.stopping_reason is None:
             self.stopping_reason = "max_steps"
         return self.stopping_reason
+
+    def _no_gradients(self) -> None:
+        """The run's first step (its norm is always taken: `NORM_EARLY`) found no gradient on
+        any trainable parameter: `step` was called before `backward` or after
+        `optimizer.zero_grad()`, so no step event would carry a gradient norm and the gradient
+        detectors would see nothing, without a word. One warning."""
+        if self._params:
+            warnings.warn("mlt: MltMonitor.step found no gradients on the model's parameters, "
+                          "so the stream has no gradient norms; call it after loss.backward() "
+                          "and before optimizer.step() and optimizer.zero_grad()",
+                          RuntimeWarning, stacklevel=3)
 
     def _step_elsewhere(self, step: int, loss: Any, lr: Any) -> str | None:
         """`step` before the start, after the end, with several processes (each joins the
@@ -243,6 +280,8 @@ class MltMonitor:
             if step >= self._next_sample:
                 grads = self.monitor.sample(self._params, step)
                 self._next_sample = self.monitor.next_sample
+                if grads[0] is None and step == 1:
+                    self._no_gradients()
             reason = self.monitor.step(epoch=self.current_epoch, step=step, loss=loss,
                                        lr=lr if lr is None else float(lr), grad_norm=grads[0],
                                        layers=grads[1])
@@ -289,11 +328,42 @@ class MltMonitor:
             self.stopping_reason = reason or "stopped_by_rank0"  # the engine's name for it
 
 
+def scaler_grace(monitor: RunMonitor, thresholds: Mapping[str, Mapping[str, float]] | None,
+                 scaler: Any) -> None:
+    """With a GradScaler (fp16 mixed precision) a step whose gradients overflowed is the
+    scaler's to handle: it skips the update and halves its scale, on purpose, typically on a
+    few of the first steps. So nan_loss fires on a non-finite gradient norm only once that has
+    held on as many consecutive measured steps as it takes the scaler to bring its scale from
+    where it is below 1 (log2(scale) + 1: 17 from torch's default 65536), where the gradients
+    overflow unscaled: broken, not out of fp16's range (the detector's `grad_steps`, unless
+    `thresholds` set it). A non-finite loss still stops training at once. No scaler, or one
+    that is off: nothing changes."""
+    if scaler is None or ((thresholds or {}).get("nan_loss") or {}).get("grad_steps"):
+        return
+    steps = max(0, math.ceil(math.log2(max(float(scaler.get_scale()), 1.0)))) + 1
+    for detector in monitor.detectors.detectors:
+        if detector.id == "nan_loss":
+            detector.thresholds["grad_steps"] = steps
+
+
+def unscaled(scaler: Any, optimizer: Any) -> None:
+    """`scaler.unscale_(optimizer)` unless the loop already did (before clipping): the
+    gradient norms are then the true ones, not multiplied by the scale; `scaler.step` sees the
+    gradients unscaled and does not unscale them again."""
+    if optimizer is None:
+        raise ValueError("MltMonitor.step needs the optimizer with a scaler (to unscale its "
+                         "gradients): mlt.step(loss, optimizer)")
+    state = getattr(scaler, "_per_optimizer_states", {}).get(id(optimizer))
+    if state is None or getattr(state.get("stage"), "name", "READY") == "READY":
+        scaler.unscale_(optimizer)
+
+
 def _loss_value(loss: Any) -> Any:
     """What a step keeps of its loss until the block is handled: on the CPU the number itself
     (a read costs no sync there, and less than the detached tensor it replaces), elsewhere the
     tensor detached (a graph kept until the block is read would hold memory; the block reads
-    all its numbers at once, RunMonitor.flush); an int or float as it is."""
+    all its numbers at once, RunMonitor.flush); any other number (an int, a numpy scalar) as
+    a float: the stream's JSON holds floats (a numpy float32 crashed the block's write)."""
     if isinstance(loss, torch.Tensor):
         if loss.numel() != 1:
             raise ValueError(f"MltMonitor.step: loss must be a number or a one-element tensor "
@@ -302,7 +372,10 @@ def _loss_value(loss: Any) -> Any:
         if loss.is_cpu:
             return loss.item()
         return loss.detach() if loss.requires_grad else loss
-    return loss
+    if isinstance(loss, numbers.Real):  # an int, numpy's float32: the float the stream holds
+        return float(loss)
+    raise ValueError(f"MltMonitor.step: loss must be a number or a one-element tensor but got "
+                     f"{type(loss).__name__}; pass the step's loss, as backward() took it")
 
 
 def _number(name: str, value: Any) -> float:
