@@ -309,3 +309,17 @@ def test_a_step_called_after_zero_grad_is_named(tmp_path: Path) -> None:
             optimizer.zero_grad()
             mlt.step(loss, optimizer)
     assert not any("grad_norm" in e for e in _steps(tmp_path))
+
+
+@pytest.mark.parametrize("max_epochs", [-1, None])
+def test_a_fit_bounded_by_max_steps_plans_its_epochs(tmp_path: Path,
+                                                     max_epochs: int | None) -> None:
+    """max_steps=8 over 6 batches an epoch, with max_epochs=-1 (Lightning's "forever") or left
+    out (Lightning then runs until max_steps): the start event plans 2 epochs, what the fit
+    runs. It said -1 epochs (or Lightning's placeholder), which the live view shows as the
+    run's length."""
+    L = _lightning()
+    _fit(L, tmp_path, _module(L), max_epochs=max_epochs, max_steps=8)
+    events = read_stream(tmp_path / "metrics.jsonl")
+    assert events[0]["epochs"] == 2
+    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2]

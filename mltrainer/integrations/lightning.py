@@ -150,7 +150,8 @@ class MltCallback(Callback):
             scaler = getattr(trainer.precision_plugin, "scaler", None)
             scaler_grace(self.monitor, self._thresholds,
                          scaler if scaler is not None and scaler.is_enabled() else None)
-            reason = self.monitor.start(steps_per_epoch=steps, epochs=trainer.max_epochs)
+            reason = self.monitor.start(steps_per_epoch=steps, epochs=_planned_epochs(trainer,
+                                                                                      steps))
         self._next_sample = self.monitor.next_sample if self._active else math.inf
         self._alone = self._active and self._world == 1
         self._stop_if(trainer, reason)
@@ -349,6 +350,20 @@ def _loss_of(outputs: Any) -> Any:
     if isinstance(loss, Tensor) and loss.requires_grad:
         loss = loss.detach()  # (a graph kept until the block is read would hold memory)
     return loss
+
+
+def _planned_epochs(trainer: Any, steps_per_epoch: int | None) -> int | None:
+    """The epochs the fit will run at most, for the start event: `max_epochs`, or fewer when
+    `max_steps` ends the fit first; None when neither bounds it (Lightning's max_epochs=-1,
+    "train forever", was written as -1 epochs, and a max_steps run as Lightning's default 1000
+    epochs or -1)."""
+    epochs = trainer.max_epochs
+    epochs = epochs if isinstance(epochs, int) and epochs > 0 else None
+    max_steps = getattr(trainer, "max_steps", -1)
+    if isinstance(max_steps, int) and max_steps > 0 and steps_per_epoch:
+        by_steps = math.ceil(max_steps / steps_per_epoch)
+        epochs = by_steps if epochs is None else min(epochs, by_steps)
+    return epochs
 
 
 def _epoch_values(logged: Mapping[str, Any]) -> dict[str, Any]:
