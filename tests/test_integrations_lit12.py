@@ -99,6 +99,36 @@ def test_an_accumulated_step_records_the_mean_of_its_micro_batch_losses(tmp_path
                                                 + sum(module.losses[3:5]) / 4, rel=1e-6)
 
 
+def test_a_manual_optimisation_stepping_every_other_batch_records_both_losses(
+        tmp_path: Path) -> None:
+    """Manual optimisation that accumulates by hand (manual_backward every batch, step every
+    second): each step's loss is the mean of its two batches' losses, as with
+    accumulate_grad_batches=2 (it was the stepping batch's alone)."""
+    L = _lightning()
+
+    def init(self: Any) -> None:
+        super(type(self), self).__init__()
+        self.automatic_optimization = False
+        self.net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+        self.losses = []
+
+    def training_step(self: Any, batch: Any, idx: int) -> torch.Tensor:
+        optimizer = self.optimizers()
+        loss = nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+        self.manual_backward(loss / 2)
+        self.losses.append(loss.item())
+        if idx % 2 == 1:
+            optimizer.step()
+            optimizer.zero_grad()
+        return loss.detach()
+
+    module = _module(L, __init__=init, training_step=training_step)
+    _fit(L, tmp_path, module)
+    pairs = [module.losses[i:i + 2] for i in range(0, 6, 2)]
+    assert [e["loss"] for e in _steps(tmp_path)] == pytest.approx(
+        [sum(p) / 2 for p in pairs], rel=1e-6)
+
+
 def test_two_optimisers_stepped_in_one_batch_are_one_step(tmp_path: Path) -> None:
     """Manual optimisation with two optimisers (a GAN's generator and discriminator, each
     stepped every batch): one step event per batch, numbered 1.. as steps_per_epoch counts

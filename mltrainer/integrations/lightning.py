@@ -31,8 +31,9 @@ What a step is: a batch that stepped an optimiser, numbered from 1 over the run 
 Lightning's loggers number them (a fit resumed with `ckpt_path` goes on from its count). With
 `accumulate_grad_batches=N` that is every Nth batch (and an epoch's last), and the step's loss
 is the mean of its micro-batches' losses as `training_step` returned them (Lightning divides
-each by N before the callback sees it; the callback undoes that). With manual optimisation
-and several optimisers stepped in one batch (a GAN's), the batch is one step: the lr is the
+each by N before the callback sees it; the callback undoes that); so is a manual
+optimisation's that steps every few batches. With several optimisers stepped in one batch (a
+GAN's), the batch is one step: the lr is the
 first optimiser's and the gradient norm is over every optimiser's parameters as each was
 stepped. A value the validation logs with `on_step=True, on_epoch=True` is its epoch value
 (Lightning's `_step` / `_epoch` copies are left out). With `precision="16-mixed"` the
@@ -113,7 +114,9 @@ class MltCallback(Callback):
         # accumulate_grad_batches (automatic optimisation): Lightning hands on_train_batch_end
         # each micro-batch's loss divided by it; the step's loss is their mean undivided
         self._accumulate = 1
-        self._micro: list[Any] = []  # the micro-batch losses of the step in progress
+        # the losses of the batches since the last step that stepped no optimiser: the
+        # micro-batches of the step in progress (_step_loss)
+        self._micro: list[Any] = []
         self._epoch = 1  # the epoch in progress, from 1: trainer.current_epoch + 1
         # from on_before_optimizer_step to on_train_batch_end: the step's lr and, when the
         # monitor samples it, its gradient norms (on the device; `RunMonitor.sample`)
@@ -187,8 +190,9 @@ class MltCallback(Callback):
                            batch_idx: int) -> None:
         step = self._step
         if step == self._recorded:
-            # no optimisation step since the last batch: an accumulation micro-batch
-            if self._accumulate > 1 and self._active:
+            # no optimisation step since the last batch: a micro-batch of the step to come
+            # (accumulate_grad_batches, or a manual optimisation that steps every few batches)
+            if self._active:
                 self._micro.append(_loss_of(outputs))
             return
         self._recorded = step
@@ -197,7 +201,7 @@ class MltCallback(Callback):
             return
         # Lightning's outputs: {"loss": the loss detached, ...} (both optimisation modes)
         loss = outputs.get("loss") if type(outputs) is dict else _loss_of(outputs)
-        if self._accumulate > 1:
+        if self._micro or self._accumulate > 1:
             loss = self._step_loss(loss)
         if loss is None:  # training_step returned None
             self._no_loss(pl_module)
@@ -215,11 +219,12 @@ class MltCallback(Callback):
                 self._stop_if(trainer, reason)
 
     def _step_loss(self, last: Any) -> Any:
-        """The loss of a step accumulated over micro-batches (accumulate_grad_batches): the
-        mean of the micro-batches' losses, as the training_step returned them (Lightning
-        divides each by accumulate_grad_batches before the backward and before it reaches
-        on_train_batch_end), as a step of one batch of them all would have it; the
-        micro-batches whose training_step returned no loss left out. None when none has one."""
+        """The loss of a step accumulated over micro-batches (accumulate_grad_batches, or the
+        batches a manual optimisation stepped after): the mean of the micro-batches' losses as
+        training_step returned them (with accumulate_grad_batches Lightning divides each by it
+        before the backward and before it reaches on_train_batch_end), as a step of one batch
+        of them all would have it; the micro-batches whose training_step returned no loss left
+        out. None when none has one."""
         losses = [x for x in (*self._micro, last) if x is not None]
         self._micro = []
         if not losses:
@@ -278,7 +283,7 @@ class MltCallback(Callback):
         reason = None
         if self._active:
             loss = _loss_of(outputs)
-            if self._accumulate > 1:
+            if self._micro or self._accumulate > 1:
                 loss = self._step_loss(loss)
             if loss is None:
                 self._no_loss(trainer.lightning_module)
