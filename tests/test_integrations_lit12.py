@@ -353,3 +353,31 @@ def test_a_fit_bounded_by_max_steps_plans_its_epochs(tmp_path: Path,
     events = read_stream(tmp_path / "metrics.jsonl")
     assert events[0]["epochs"] == 2
     assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2]
+
+
+def test_a_wrapped_model_s_checkpoints_hold_the_module_s_own_keys(tmp_path: Path) -> None:
+    """MltMonitor around a torch.compile'd model (and a DataParallel one, which wraps the same
+    way as DistributedDataParallel): the checkpoints hold the module's own keys, the ones the
+    project's load_model builds (they were `_orig_mod.`- or `module.`-prefixed, and
+    load_state_dict into the plain module failed on every key), and the per-layer statistics
+    name its parameters so."""
+    from mltrainer.integrations import load_checkpoint_weights
+    from mltrainer.integrations.loop import MltMonitor
+
+    for name, wrap in (("compiled", lambda m: torch.compile(m, backend="eager")),
+                       ("parallel", nn.DataParallel)):
+        plain = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+        model = wrap(plain)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        with MltMonitor(model, tmp_path / name, task="regression", metric="r2",
+                        save_checkpoints=True, grad_stats_every=1) as mlt:
+            loss = model(torch.ones(2, 3)).pow(2).mean()
+            loss.backward()
+            mlt.step(loss, optimizer)
+            optimizer.step()
+            mlt.epoch(1.0, {"r2": 0.5})
+        weights = load_checkpoint_weights(tmp_path / name / "checkpoints" / "best.pt")
+        assert list(weights) == list(plain.state_dict())
+        nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)).load_state_dict(weights)
+        assert set(_steps(tmp_path / name)[0]["layers"]) == {"0.weight", "0.bias", "2.weight",
+                                                             "2.bias"}

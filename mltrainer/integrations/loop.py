@@ -51,6 +51,10 @@ Without `scaler=` such a step's non-finite norm stops training as `detector:nan_
 A run folder that already holds a stream (`metrics.jsonl`) is refused at the start
 (ValueError): one run a folder, as mlt's own runs.
 
+The model may be the wrapped one the loop calls (DistributedDataParallel, DataParallel,
+torch.compile): the monitor keeps the module inside (`_unwrapped`), so the checkpoints hold
+its own keys, the ones `load_model`'s module has, as Lightning's callback's do.
+
 `mlt.epoch(val_loss, val)` ends the epoch (counted from 1) with the val loss and the val
 metrics as a dict that holds the goal metric (`RunContext.compute_metrics(outputs)` gives
 every metric of the task by mlt's formulas); it saves the checkpoint from `model.state_dict()`
@@ -129,7 +133,7 @@ class MltMonitor:
         # overflows it skips (scaler_grace)
         self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
         scaler_grace(self.monitor, settings["thresholds"], self.scaler)
-        self.model = model
+        self.model = _unwrapped(model)  # (the weights load_model's module holds)
         self.steps_per_epoch, self.epochs = steps_per_epoch, epochs
         self.max_steps = max_steps if max_steps is not None else (
             context().max_steps if in_mlt_run() else None)
@@ -356,6 +360,23 @@ def unscaled(scaler: Any, optimizer: Any) -> None:
     state = getattr(scaler, "_per_optimizer_states", {}).get(id(optimizer))
     if state is None or getattr(state.get("stage"), "name", "READY") == "READY":
         scaler.unscale_(optimizer)
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The module a training wrapper holds: DistributedDataParallel's or DataParallel's
+    `.module`, torch.compile's `_orig_mod`, as deep as they nest. Its `state_dict` is the
+    checkpoint's (the keys of the module `load_model` builds, not `module.`- or
+    `_orig_mod.`-prefixed ones that fail to load into it), the train rows run through it (a
+    DDP forward on process 0 alone could wait forever in its buffers' broadcast), and the
+    gradient statistics name its parameters as they are named there (what Lightning's
+    callback sees too: Lightning unwraps both)."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod  # torch.compile's OptimizedModule
+        else:
+            return model
 
 
 def _loss_value(loss: Any) -> Any:
