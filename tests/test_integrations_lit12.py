@@ -223,9 +223,10 @@ def _gradient_findings(findings: list[Any]) -> list[str]:
 
 
 def _scaled_loop(run_dir: Path, scaler: torch.amp.GradScaler, overflow: set[int],
-                 unscale: bool, steps: int = 8) -> Any:
+                 unscale: str, steps: int = 8) -> Any:
     """A regression loop with a GradScaler whose gradients overflow on the steps in
-    `overflow` (an fp16 overflow, injected), with or without the loop's own unscale_."""
+    `overflow` (an fp16 overflow, injected), with the loop's own unscale_ `before` mlt.step,
+    `after` it (for clipping) or `never`."""
     from mltrainer.integrations.loop import MltMonitor
 
     torch.manual_seed(0)
@@ -243,9 +244,12 @@ def _scaled_loop(run_dir: Path, scaler: torch.amp.GradScaler, overflow: set[int]
             scaler.scale(loss).backward()
             if step in overflow:
                 model[0].weight.grad[0, 0] = math.inf
-            if unscale:
+            if unscale == "before":
                 scaler.unscale_(optimizer)
             mlt.step(loss, optimizer)
+            if unscale == "after":
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             scaler.step(optimizer)
             scaler.update()
             if mlt.should_stop:
@@ -254,15 +258,16 @@ def _scaled_loop(run_dir: Path, scaler: torch.amp.GradScaler, overflow: set[int]
     return mlt, true_norms
 
 
-@pytest.mark.parametrize("unscale", [True, False])
+@pytest.mark.parametrize("unscale", ["before", "after", "never"])
 def test_a_gradient_scaler_s_skipped_overflows_are_no_nan_stop(tmp_path: Path,
-                                                               unscale: bool) -> None:
+                                                               unscale: str) -> None:
     """fp16 with a GradScaler (`MltMonitor(..., scaler=scaler)`): two steps whose gradients
     overflow, which the scaler skips (halving its scale), as it does on purpose: training
     runs to its end without a finding, and the step events' gradient norms are the true ones,
-    whether or not the loop unscaled them itself. Without the scaler known, nan_loss stopped
-    training on the first overflow, and a loop that did not unscale recorded norms 65536
-    times too large."""
+    whether the loop unscales before mlt.step, after it (for clipping: the monitor leaves the
+    scaler's state alone, or that unscale_ would raise) or never. Without the scaler known,
+    nan_loss stopped training on the first overflow, and a loop that did not unscale first
+    recorded norms 65536 times too large."""
     mlt, true_norms = _scaled_loop(tmp_path, torch.amp.GradScaler("cpu"), {2, 3}, unscale)
     assert mlt.stopping_reason is None and not _gradient_findings(mlt.findings)
     steps = _steps(tmp_path)
@@ -276,7 +281,7 @@ def test_gradients_a_scaler_cannot_bring_back_still_stop_training(tmp_path: Path
     log2(4) + 1 = 3 consecutive overflows) they are broken, not out of fp16's range, and
     nan_loss stops training on the first of them."""
     mlt, _ = _scaled_loop(tmp_path, torch.amp.GradScaler("cpu", init_scale=4.0),
-                          set(range(1, 9)), unscale=True)
+                          set(range(1, 9)), unscale="before")
     assert mlt.stopping_reason == "detector:nan_loss"
     assert [f.id for f in mlt.findings] == ["nan_loss"] and mlt.findings[0].onset["step"] == 1
 

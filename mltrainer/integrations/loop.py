@@ -41,8 +41,9 @@ backward, with the step's loss (the mean of the micro-batches' losses, as Lightn
 record it), not once per micro-batch: a call is a step.
 
 With fp16 mixed precision pass the loop's GradScaler (`MltMonitor(..., scaler=scaler)`) and
-pass `step` the unscaled loss: `step` unscales the gradients (`scaler.unscale_(optimizer)`,
-unless the loop did, before clipping), so the norms are the true ones, and a step whose
+pass `step` the unscaled loss and the optimizer: the gradient norms are the true ones whether
+or not the loop called `scaler.unscale_(optimizer)` before `step` (if not, they are divided by
+the scale; the scaler's state is left alone, so the loop may unscale after), and a step whose
 gradients overflowed, which the scaler skips on purpose, stops nothing: `nan_loss` fires on
 non-finite gradient norms only once they held on as many consecutive measured steps as it
 takes the scaler to bring its scale below 1 (`scaler_grace`; a non-finite loss stops at once).
@@ -129,8 +130,8 @@ class MltMonitor:
             goal_target=goal_target, n_val=n_val, train_rows=train_rows, framework="torch",
             who="MltMonitor")
         self.monitor = RunMonitor(**settings)
-        # a GradScaler that is on: `step` unscales the gradients, and nan_loss bears the
-        # overflows it skips (scaler_grace)
+        # a GradScaler that is on: `step` takes the gradient norms unscaled (`unscaled`), and
+        # nan_loss bears the overflows it skips (scaler_grace)
         self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
         scaler_grace(self.monitor, settings["thresholds"], self.scaler)
         self.model = _unwrapped(model)  # (the weights load_model's module holds)
@@ -236,10 +237,11 @@ class MltMonitor:
         self.global_step = step = self.global_step + 1
         if lr is None and optimizer is not None:
             lr = optimizer.param_groups[0]["lr"]
-        if self.scaler is not None:
-            unscaled(self.scaler, optimizer)
+        if self.scaler is not None and optimizer is None:
+            raise ValueError("MltMonitor.step needs the optimizer with a scaler (to tell whether "
+                             "its gradients are unscaled yet): mlt.step(loss, optimizer)")
         if not self._alone:
-            return self._step_elsewhere(step, loss, lr)
+            return self._step_elsewhere(step, loss, lr, optimizer)
         # the common step: a few lines, one call of ours (RunMonitor.step, inlined as the
         # Lightning callback inlines it: right after a backward pass every call costs ~3 us)
         grads = _NO_NORMS
@@ -249,6 +251,8 @@ class MltMonitor:
             self._next_sample = monitor.next_sample
             if grads[0] is None and step == 1:
                 self._no_gradients()
+            elif self.scaler is not None:
+                grads = unscaled(grads, self.scaler, optimizer)
         pending = monitor._pending
         now = time.perf_counter()
         pending.append((self.current_epoch, step, loss, lr if lr is None else float(lr),
@@ -272,7 +276,7 @@ class MltMonitor:
                           "and before optimizer.step() and optimizer.zero_grad()",
                           RuntimeWarning, stacklevel=3)
 
-    def _step_elsewhere(self, step: int, loss: Any, lr: Any) -> str | None:
+    def _step_elsewhere(self, step: int, loss: Any, lr: Any, optimizer: Any) -> str | None:
         """`step` before the start, after the end, with several processes (each joins the
         stop's all-reduce) or on a process that does not write."""
         if not self._started or self._ended:
@@ -286,6 +290,8 @@ class MltMonitor:
                 self._next_sample = self.monitor.next_sample
                 if grads[0] is None and step == 1:
                     self._no_gradients()
+                elif self.scaler is not None:
+                    grads = unscaled(grads, self.scaler, optimizer)
             reason = self.monitor.step(epoch=self.current_epoch, step=step, loss=loss,
                                        lr=lr if lr is None else float(lr), grad_norm=grads[0],
                                        layers=grads[1])
@@ -350,16 +356,24 @@ def scaler_grace(monitor: RunMonitor, thresholds: Mapping[str, Mapping[str, floa
             detector.thresholds["grad_steps"] = steps
 
 
-def unscaled(scaler: Any, optimizer: Any) -> None:
-    """`scaler.unscale_(optimizer)` unless the loop already did (before clipping): the
-    gradient norms are then the true ones, not multiplied by the scale; `scaler.step` sees the
-    gradients unscaled and does not unscale them again."""
-    if optimizer is None:
-        raise ValueError("MltMonitor.step needs the optimizer with a scaler (to unscale its "
-                         "gradients): mlt.step(loss, optimizer)")
+def unscaled(grads: tuple[Any, Any], scaler: Any, optimizer: Any) -> tuple[Any, Any]:
+    """A sampled step's gradient norms (`RunMonitor.sample`: the per-tensor norms, and the
+    per-layer statistics) as they are unscaled: divided by the scaler's scale while the loop
+    has not called `scaler.unscale_(optimizer)` yet (it may, for clipping, after `step`: the
+    monitor leaves the scaler's state alone, or that call would raise), as they are once it
+    has. On the device, no sync (the scale's tensor)."""
+    norms, stats = grads
+    if norms is None:
+        return grads
     state = getattr(scaler, "_per_optimizer_states", {}).get(id(optimizer))
-    if state is None or getattr(state.get("stage"), "name", "READY") == "READY":
-        scaler.unscale_(optimizer)
+    if state is not None and getattr(state.get("stage"), "name", "") == "UNSCALED":
+        return grads
+    scale = getattr(scaler, "_scale", None)
+    if not isinstance(scale, torch.Tensor):
+        scale = torch.tensor(float(scaler.get_scale()))
+    inverse = scale.float().reciprocal().reshape(()).to(norms[0].device)  # (a power of 2: exact)
+    norms = [n.float() * inverse for n in norms]
+    return norms, (stats._replace(norms=norms) if stats is not None else None)
 
 
 def _unwrapped(model: nn.Module) -> nn.Module:
