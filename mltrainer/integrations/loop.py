@@ -343,10 +343,10 @@ def scaler_grace(monitor: RunMonitor, thresholds: Mapping[str, Mapping[str, floa
     """With a GradScaler (fp16 mixed precision) a step whose gradients overflowed is the
     scaler's to handle: it skips the update and halves its scale, on purpose, typically on a
     few of the first steps. So nan_loss fires on a non-finite gradient norm only once that has
-    held on as many consecutive measured steps as it takes the scaler to bring its scale from
-    where it is below 1 (log2(scale) + 1: 17 from torch's default 65536), where the gradients
-    overflow unscaled: broken, not out of fp16's range (the detector's `grad_steps`, unless
-    `thresholds` set it). A non-finite loss still stops training at once. No scaler, or one
+    held on as many consecutive measured steps as it takes the scaler, halving its scale on
+    each, to bring the scale below 1 (log2(scale) + 1: 17 from torch's default 65536): then
+    the gradients overflow unscaled, broken, not out of fp16's range (the detector's
+    `grad_steps`, unless `thresholds` set it). A non-finite loss still stops training at once. No scaler, or one
     that is off: nothing changes."""
     if scaler is None or ((thresholds or {}).get("nan_loss") or {}).get("grad_steps"):
         return
