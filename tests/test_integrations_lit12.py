@@ -193,6 +193,7 @@ def test_values_logged_on_step_and_epoch_are_one_val_metric(tmp_path: Path) -> N
     assert list(epoch["val"]) == ["accuracy"] and "val_loss" in epoch
 
 
+@pytest.mark.filterwarnings("ignore:mlt. MltMonitor.step found no gradients")
 def test_a_run_folder_that_holds_a_stream_is_refused(tmp_path: Path) -> None:
     """A script run twice into the same run_dir, and a second fit() with the same callback:
     one error naming the folder and what to do, and the first run's stream untouched. The
@@ -310,6 +311,7 @@ def test_monitor_refuses_a_scaler_that_is_no_grad_scaler(tmp_path: Path) -> None
         MltMonitor(nn.Linear(2, 1), tmp_path, task="regression", metric="r2", scaler=2.0**16)
 
 
+@pytest.mark.filterwarnings("ignore:mlt. MltMonitor.step found no gradients")
 def test_a_loss_of_another_number_type_is_a_float_in_the_stream(tmp_path: Path) -> None:
     """A loop that hands `step` its loss as a numpy float32 (from a numpy metric) or an int:
     the stream holds floats (a float32 crashed the block's JSON write with a TypeError deep in
