@@ -346,8 +346,8 @@ def scaler_grace(monitor: RunMonitor, thresholds: Mapping[str, Mapping[str, floa
     held on as many consecutive measured steps as it takes the scaler, halving its scale on
     each, to bring the scale below 1 (log2(scale) + 1: 17 from torch's default 65536): then
     the gradients overflow unscaled, broken, not out of fp16's range (the detector's
-    `grad_steps`, unless `thresholds` set it). A non-finite loss still stops training at once. No scaler, or one
-    that is off: nothing changes."""
+    `grad_steps`, unless `thresholds` set it). A non-finite loss still stops training at
+    once. No scaler, or one that is off: nothing changes."""
     if scaler is None or ((thresholds or {}).get("nan_loss") or {}).get("grad_steps"):
         return
     steps = max(0, math.ceil(math.log2(max(float(scaler.get_scale()), 1.0)))) + 1
