@@ -142,7 +142,7 @@ class MltCallback(Callback):
         self._step = self._recorded = _batches_stepped(trainer)
         manual = not pl_module.automatic_optimization
         self._accumulate = 1 if manual else max(1, int(trainer.accumulate_grad_batches))
-        self._micro = []  # (kept by the process that writes only: see on_train_batch_end)
+        self._micro = self._no_micro()  # (kept by the process that writes only)
         reason = None
         if self._active:
             spe = trainer.num_training_batches
@@ -170,19 +170,20 @@ class MltCallback(Callback):
     # inlined); `RunMonitor.sample` and `_due` only when a step is sampled or due.
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        if self._step != self._recorded:  # another optimiser in the same batch (manual)
+        step = self._step
+        if step != self._recorded:  # another optimiser in the same batch (manual)
             self._more_grads(optimizer)
             return
-        self._step = step = self._step + 1
+        self._step = step = step + 1
         # the lr this step uses (Lightning steps the schedulers before on_train_batch_end)
         self._lr = optimizer.param_groups[0]["lr"]
-        if self._params_of is not None:  # manual optimisation: this optimiser's parameters
-            self._params = self._optimised(optimizer)
         if step >= self._next_sample:
             # the gradients' numbers on a sampled step (RunMonitor.sample), before Lightning
             # clips: the unclipped norms, as the stream wants. Lightning keeps no norm to reuse
             # (it discards clip_grad_norm_'s; its grad_norm() utility is one norm per
             # parameter and a host sync): one fused pass of our own
+            if self._params_of is not None:  # manual optimisation: this optimiser's parameters
+                self._params = self._optimised(optimizer)
             self._grads = self.monitor.sample(self._params, step)
             self._next_sample = self.monitor.next_sample
 
@@ -201,7 +202,7 @@ class MltCallback(Callback):
             return
         # Lightning's outputs: {"loss": the loss detached, ...} (both optimisation modes)
         loss = outputs.get("loss") if type(outputs) is dict else _loss_of(outputs)
-        if self._micro or self._accumulate > 1:
+        if self._micro:  # (never empty with accumulate_grad_batches: see _step_loss)
             loss = self._step_loss(loss)
         if loss is None:  # training_step returned None
             self._no_loss(pl_module)
@@ -226,10 +227,16 @@ class MltCallback(Callback):
         of them all would have it; the micro-batches whose training_step returned no loss left
         out. None when none has one."""
         losses = [x for x in (*self._micro, last) if x is not None]
-        self._micro = []
+        self._micro = self._no_micro()
         if not losses:
             return None
         return sum(losses) * (self._accumulate / len(losses))
+
+    def _no_micro(self) -> list[Any]:
+        """`_micro` at a step's start: with accumulate_grad_batches a None (no loss) that keeps
+        it non-empty, so on_train_batch_end's one check (`if self._micro`) sends every step
+        through `_step_loss`, a last window of one batch too (its loss still divided by N)."""
+        return [None] if self._accumulate > 1 else []
 
     def _optimised(self, optimizer: Any) -> list[Any]:
         """The trainable (name, parameter)s `optimizer` steps (manual optimisation), looked up
@@ -283,7 +290,7 @@ class MltCallback(Callback):
         reason = None
         if self._active:
             loss = _loss_of(outputs)
-            if self._micro or self._accumulate > 1:
+            if self._micro:
                 loss = self._step_loss(loss)
             if loss is None:
                 self._no_loss(trainer.lightning_module)
