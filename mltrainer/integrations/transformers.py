@@ -31,7 +31,11 @@ per-layer norms are the clipped ones, the zero fractions are exact). Each evalua
 your `compute_metrics` (`val_prefix`; one warning when it returns no goal metric). With
 `eval_strategy="steps"` mlt's epochs are the evaluation periods: each evaluation is an epoch
 event (1, 2, ...), its epoch the steps since the one before (`steps_per_epoch` in the start
-event: `eval_steps`).
+event: `eval_steps`). An evaluation before the first step (`eval_on_start`) or a second one at
+the same step is no epoch event. The start event's `steps_per_epoch` and `epochs` are the
+Trainer's own (a last, shorter accumulation is a step; `max_steps` and a fractional
+`num_train_epochs` decide the epochs), and a run resumed with `resume_from_checkpoint` numbers
+its epochs (or evaluation periods) from the checkpoint's, as the Trainer does.
 
 When a detector that stops training fires (a non-finite loss or gradient norm: `nan_loss`),
 the callback sets `control.should_training_stop` (the Trainer's own way to stop), records
@@ -105,6 +109,7 @@ class MltCallback(TrainerCallback):
         # evaluation, the steps before it in its epoch), counted here
         self._by_steps = False
         self._evals = 0
+        self._evaluated_at: int | None = None  # the step of the last evaluation recorded
         self._layers: dict[int, Any] = {}  # step -> gradient_norms(), read in on_log
         self._params: list[Any] | None = None
         self._training = False
@@ -131,19 +136,26 @@ class MltCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return  # one process writes the stream (see the module docstring)
         loader = kwargs.get("train_dataloader")
-        steps = (len(loader) // max(1, args.gradient_accumulation_steps)
+        # the Trainer's own count: a last, shorter accumulation is a step of its own
+        steps = (max(1, math.ceil(len(loader) / max(1, args.gradient_accumulation_steps)))
                  if loader is not None and hasattr(loader, "__len__") else None)
-        epochs = int(args.num_train_epochs)
         self._by_steps = getattr(args, "eval_strategy", None) == "steps"
         if self._by_steps:  # an evaluation every eval_steps (a share of the run when < 1)
             every = args.eval_steps or args.logging_steps
             steps = max(1, round(every * state.max_steps) if every < 1 else int(every))
-            epochs = math.ceil(state.max_steps / steps) if state.max_steps else None
+            # resumed (resume_from_checkpoint): the periods before the checkpoint's step
+            self._evals = state.global_step // steps
+        # the epochs the Trainer runs: max_steps decides when set (num_train_epochs is then
+        # ignored), and a fractional num_train_epochs ends within its last epoch
+        epochs = (math.ceil(state.max_steps / steps) if steps and state.max_steps
+                  else math.ceil(args.num_train_epochs))
         self._stop_if(args, control, self.monitor.start(
             steps_per_epoch=steps, epochs=epochs, max_steps=state.max_steps), collective=False)
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._epoch += 1
+        # from the Trainer's state, not a count of these calls: resumed from a checkpoint
+        # (resume_from_checkpoint), the first epoch begun is the checkpoint's
+        self._epoch = math.floor(round(state.epoch or 0.0, 6)) + 1
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         step = state.global_step + 1
@@ -202,6 +214,12 @@ class MltCallback(TrainerCallback):
                     metrics: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if not self._training:
             return  # trainer.evaluate() after train(): the stream is closed
+        if state.global_step == 0 or state.global_step == self._evaluated_at:
+            # eval_on_start (before any step), or a second evaluation of the same weights
+            # (your own trainer.evaluate() in a hook): no epoch of the stream, which has one
+            # event an epoch, after its steps
+            return
+        self._evaluated_at = state.global_step
         reason = None
         epoch = self._period()
         self._evals += 1
