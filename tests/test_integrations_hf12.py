@@ -4,12 +4,15 @@ resumed run; a load_model that fails, a script that trains at import."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from mltrainer.stream import read_stream
@@ -132,3 +135,172 @@ def test_a_resumed_hf_run_numbers_its_epochs_as_the_trainer_does(tmp_path: Path,
         assert {s: steps[s] for s in (21, 25, 26, 39)} == {21: 5, 25: 5, 26: 6, 39: 8}
         assert [(e["epoch"], e["step"]) for e in events if e["type"] == "epoch"] == [
             (5, 25), (6, 30), (7, 35), (8, 39)]
+
+
+# -- load_model: the user's code failing is bad input naming it ------------------------------
+
+
+def _entrypoint_cfg(entrypoint: str, load_model: str | None = None) -> Any:
+    from mltrainer.config import parse_config
+
+    return parse_config({"name": "x", "task": "classification", "seed": 1,
+                         "data": {"source": "sklearn:iris"},
+                         "goal": {"metric": "accuracy", "target": 0.9},
+                         "training": {"entrypoint": entrypoint, "load_model": load_model}})
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ("def load_model(checkpoint, config, spec):\n    raise KeyError('weights')\n",
+     "training.load_model python:{mod}:load_model failed on best.pt: KeyError: 'weights'"),
+    ("import no_such_module_hf12\n\ndef load_model(checkpoint, config, spec):\n    pass\n",
+     "training.load_model python:{mod}:load_model: importing module '{mod}' raised "
+     "ModuleNotFoundError: No module named 'no_such_module_hf12'"),
+])
+def test_a_load_model_that_fails_is_bad_input_naming_it(tmp_path: Path, body: str,
+                                                        says: str) -> None:
+    """A load_model that raised was 'unexpected failure ... report it' (exit 1, mlt's bug by
+    its words); it is the project's code, refused as a model factory's is (exit 2)."""
+    from mltrainer.engine.entrypoint import load_entrypoint_model
+    from mltrainer.errors import ConfigError
+
+    mod = f"hf12_loader_{abs(hash(body)) % 10**8}"
+    (tmp_path / f"{mod}.py").write_text(body)
+    ckpt = tmp_path / "best.pt"
+    torch.save({"model": {}}, ckpt)
+    cfg = _entrypoint_cfg(f"python:{mod}:main", f"python:{mod}:load_model")
+    with pytest.raises(ConfigError) as err:
+        load_entrypoint_model(ckpt, cfg, None, tmp_path)
+    assert err.value.exit_code == 2
+    assert says.format(mod=mod) in err.value.message
+
+
+_TOP_LEVEL_SCRIPT = """
+import torch
+from torch import nn
+
+from mltrainer.integrations import context, load_checkpoint_weights
+from mltrainer.integrations.loop import MltMonitor
+
+ctx = context()  # the training runs at import: no `if __name__ == "__main__":`
+model = nn.Linear(ctx.n_features, ctx.n_outputs)
+with MltMonitor(model, steps_per_epoch=1, epochs=1) as mlt:
+    loss = nn.functional.cross_entropy(model(torch.as_tensor(ctx.train.X)),
+                                       torch.as_tensor(ctx.train.y))
+    loss.backward()
+    mlt.step(loss)
+    with torch.no_grad():
+        out = model(torch.as_tensor(ctx.val.X))
+    mlt.epoch(1.0, ctx.compute_metrics(out))
+
+
+def load_model(checkpoint, config, spec):
+    m = nn.Linear(spec.n_features, spec.n_classes)
+    m.load_state_dict(load_checkpoint_weights(checkpoint))
+    return m
+"""
+
+
+def test_a_script_that_trains_at_import_is_refused_before_training(tmp_path: Path) -> None:
+    """A script path whose training runs at its top level, with load_model beside it: mlt
+    imports the script for load_model, which ran the training code in mlt's process (it
+    failed in context(), after train-baseline had trained, as 'training.load_model: no mlt
+    run context'). train-baseline refuses it before training, saying what to change; the
+    state is as it was, and no run folder is made."""
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "train.py").write_text(_TOP_LEVEL_SCRIPT)
+    (root / "mlt.yaml").write_text(yaml.safe_dump({
+        "name": "x", "task": "classification", "data": {"source": "sklearn:iris"},
+        "goal": {"metric": "accuracy", "target": 0.5},
+        "training": {"entrypoint": "train.py", "epochs": 1}}))
+    plan = CliRunner().invoke(cli, ["plan", "-C", str(root)])
+    assert plan.exit_code == 0, plan.output
+    state = (root / ".mlt" / "state.json").read_bytes()
+    res = CliRunner().invoke(cli, ["train-baseline", "-C", str(root)])
+    assert res.exit_code == 2, res.output
+    said = " ".join(res.stderr.split())
+    assert "training.load_model train.py: train.py runs its training at import" in said
+    assert 'if __name__ == "__main__":' in said
+    assert (root / ".mlt" / "state.json").read_bytes() == state
+    assert not (root / "runs").exists() or not any((root / "runs").iterdir())
+    assert not any(name.startswith("_mlt_script_train") for name in sys.modules)
+
+
+_LOOP_SCRIPT = """
+import os
+
+import torch
+from torch import nn
+
+from mltrainer.integrations import context, load_checkpoint_weights
+from mltrainer.integrations.loop import MltMonitor
+
+
+def main():
+    ctx = context()
+    model = nn.Linear(ctx.n_features, ctx.n_outputs)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    X, y = torch.as_tensor(ctx.train.X), torch.as_tensor(ctx.train.y)
+    epochs = ctx.config.training.epochs
+    with MltMonitor(model, steps_per_epoch=1, epochs=epochs) as mlt:
+        for _ in range(epochs):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(X), y)
+            loss.backward()
+            mlt.step(loss, opt)
+            opt.step()
+            if mlt.should_stop:
+                break
+            with torch.no_grad():
+                out = model(torch.as_tensor(ctx.val.X))
+            val_loss = nn.functional.cross_entropy(out, torch.as_tensor(ctx.val.y)).item()
+            if mlt.epoch(val_loss, ctx.compute_metrics(out)):
+                break
+
+
+def load_model(checkpoint, config, spec):
+    if os.environ.get("HF12_BROKEN_LOADER"):
+        raise RuntimeError("Error(s) in loading state_dict: size mismatch")
+    m = nn.Linear(spec.n_features, spec.n_classes)
+    m.load_state_dict(load_checkpoint_weights(checkpoint))
+    return m
+"""
+
+
+def _mlt(root: Path, *args: str) -> Any:
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    return CliRunner().invoke(cli, [*args, "-C", str(root), "--json"])
+
+
+def test_finalize_refuses_a_failing_load_model_before_it_retrains(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """finalize retrained (a replay on train and the production run: two runs of the script)
+    before its first call of load_model; a load_model that raises is now found on the source
+    run's checkpoint first: exit 2, one line naming it, no run made, the state as it was."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "user_loop.py").write_text(_LOOP_SCRIPT)
+    (root / "mlt.yaml").write_text(yaml.safe_dump({
+        "name": "x", "task": "classification", "seed": 0, "data": {"source": "sklearn:iris"},
+        "goal": {"metric": "accuracy", "target": 0.5},
+        "training": {"entrypoint": "python:user_loop:main", "epochs": 3}}))
+    for phase in ("plan", "train-baseline"):
+        res = _mlt(root, phase)
+        assert res.exit_code == 0, res.output
+    state = (root / ".mlt" / "state.json").read_bytes()
+    runs = sorted(p.name for p in (root / "runs").iterdir())
+    monkeypatch.setenv("HF12_BROKEN_LOADER", "1")
+    res = _mlt(root, "finalize")
+    assert res.exit_code == 2, res.output
+    err = json.loads(res.stdout)
+    assert err["message"].startswith("training.load_model python:user_loop:load_model failed "
+                                     "on best.pt: RuntimeError: Error(s) in loading"), err
+    assert sorted(p.name for p in (root / "runs").iterdir()) == runs
+    assert (root / ".mlt" / "state.json").read_bytes() == state

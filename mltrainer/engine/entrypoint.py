@@ -373,28 +373,66 @@ def _has_function(path: Path, function: str, field: str, spec: str) -> None:
 
 def load_entrypoint_model(path: str | os.PathLike[str], cfg: MltConfig, spec: Any,
                           root: Path | None) -> nn.Module:
-    """The user's `load_model(path, config, spec)`, in eval mode; refused clearly when it is
-    missing or returns something else than a module."""
+    """The user's `load_model(path, config, spec)`, in eval mode. The user's code failing
+    (its module or script not importing, the call raising, a return that is no module) is
+    bad input naming `training.load_model` (ConfigError, exit 2), as a model factory's is."""
     spec_str = load_model_spec(cfg)
-    root = Path(root) if root is not None else Path.cwd()
-    frameworks_importable()  # the module may import Lightning or transformers (see there)
-    try:
-        loader = resolve_callable(spec_str, root, default_function="load_model")
-    except (ValueError, TypeError, ImportError) as exc:
-        raise ConfigError(
-            f"training.load_model: {exc}",
-            hint="define load_model(checkpoint_path, config, spec) -> nn.Module beside the "
-                 "entrypoint, or name it with training.load_model: python:<module>:<function>",
-        ) from None
+    loader = entrypoint_loader(cfg, root)
     if not Path(path).is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
-    model = loader(Path(path), cfg, spec)
+    try:
+        model = loader(Path(path), cfg, spec)
+    except MltError:
+        raise  # mlt's own refusal inside it (load_checkpoint_weights on a bad file)
+    except Exception as exc:
+        raise ConfigError(
+            f"training.load_model {spec_str} failed on {Path(path).name}: "
+            f"{type(exc).__name__}: {exc}",
+            hint="load_model(checkpoint, config, spec) must rebuild the trained model and load "
+                 "the checkpoint's weights (load_checkpoint_weights(checkpoint)); run with "
+                 "--debug for the traceback") from exc
     if not isinstance(model, nn.Module):
         raise ConfigError(f"training.load_model {spec_str} returned "
                           f"{type(model).__name__}, not a torch.nn.Module",
                           hint="make load_model return the model (an nn.Module mapping rows "
                                "to outputs), then run the command again")
     return model.eval()
+
+
+def entrypoint_loader(cfg: MltConfig, root: Path | None) -> Callable[..., Any]:
+    """The project's `load_model`, imported (its module or script's top level runs here, in
+    mlt's process); refused clearly (ConfigError, exit 2) when that fails. train-baseline and
+    finalize call it before they train, so a load_model that cannot be imported is found
+    before the training, not after it."""
+    spec_str = load_model_spec(cfg)
+    root = Path(root) if root is not None else Path.cwd()
+    frameworks_importable()  # the module may import Lightning or transformers (see there)
+    hint = ("define load_model(checkpoint_path, config, spec) -> nn.Module beside the "
+            "entrypoint, or name it with training.load_model: python:<module>:<function>")
+    try:
+        return resolve_callable(spec_str, root, default_function="load_model")
+    except (ValueError, TypeError) as exc:
+        if not isinstance(exc, _ImportFailed):
+            raise ConfigError(f"training.load_model: {exc}", hint=hint) from None
+        cause = exc.__cause__
+        where = exc.args[0]
+        runs = (f"{where} runs its training at import (outside an mlt run, so "
+                "context() refuses)" if _refused_outside_a_run(cause) else
+                f"importing {where} raised {type(cause).__name__}: {cause}")
+        raise ConfigError(
+            f"training.load_model {spec_str}: {runs}",
+            hint="mlt imports load_model's file without running it as a script: put the "
+                 "training under `if __name__ == \"__main__\":` (or in a function named by "
+                 "training.entrypoint: python:<module>:<function>), or name a load_model in "
+                 "another module with training.load_model") from cause
+
+
+class _ImportFailed(ValueError):
+    """Importing the module or script that holds a function raised (the cause)."""
+
+
+def _refused_outside_a_run(exc: BaseException | None) -> bool:
+    return isinstance(exc, ValueError) and "no mlt run context" in str(exc)
 
 
 # -- the child process: python -m mltrainer.engine.entrypoint SPEC ------------------------------
@@ -404,18 +442,25 @@ def resolve_callable(spec: str, root: Path, default_function: str | None = None
                      ) -> Callable[..., Any]:
     """The callable `spec` names: python:<module>:<function>, or (with `default_function`) that
     function in a .py script. The project root goes first on sys.path. Raises ValueError (no
-    script) or TypeError (no such function) with a one-line reason."""
+    script, or `_ImportFailed` from what importing it raised) or TypeError (no such function)
+    with a one-line reason."""
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     if spec.startswith("python:"):
         _, module_name, function = spec.split(":")
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise _ImportFailed(f"module {module_name!r}") from exc
     else:
         path = (root / spec).resolve()
         if not path.is_file():
             raise ValueError(f"{spec}: no such script")
         function = default_function or ""
-        module = _module_from_script(path)
+        try:
+            module = _module_from_script(path)
+        except Exception as exc:
+            raise _ImportFailed(spec) from exc
     target = getattr(module, function, None) if function else None
     if not callable(target):
         raise TypeError(f"{spec}: has no function {function!r}")
@@ -431,7 +476,11 @@ def _module_from_script(path: Path) -> Any:
         raise ValueError(f"{path}: cannot be imported")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]  # not a half-run module for the next caller
+        raise
     return module
 
 
@@ -455,7 +504,11 @@ def main(argv: list[str]) -> int:
     set_deterministic()
     root = Path.cwd()
     if spec.startswith("python:"):
-        resolve_callable(spec, root)()
+        try:
+            target = resolve_callable(spec, root)
+        except _ImportFailed as exc:  # the module's own error, last in the log
+            raise exc.__cause__ from None  # type: ignore[misc]
+        target()
     else:
         sys.path.insert(0, str((root / spec).resolve().parent))
         sys.argv = [spec]

@@ -36,6 +36,10 @@ def run(ctx: PhaseContext) -> BaselineOutcome:
             "the data no longer matches what `mlt plan` recorded (split hashes differ)",
             hint="re-run `mlt plan`",
         )
+    if cfg.training.entrypoint:  # load_model that cannot be imported: exit 2 before training
+        from mltrainer.engine.entrypoint import entrypoint_loader
+
+        entrypoint_loader(cfg, project.root)
     detectors = _online_detectors(ctx, plan)
 
     def train(run_dir: Path, resume: Path | None) -> Any:

@@ -161,6 +161,11 @@ def produce_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any
                "val": chosen.run.get("val")}
         return model, run, chosen.cfg, bundle
 
+    source_ckpt = root / str(chosen.run.get("dir") or "") / "checkpoints" / "best.pt"
+    if chosen.cfg.training.entrypoint and chosen.run.get("dir") and source_ckpt.is_file():
+        # the project's load_model on the source run's checkpoint first: one that raises or
+        # returns no module is refused (exit 2) before two training runs, not after them
+        load_model_from_checkpoint(source_ckpt, chosen.cfg, bundle.spec, root=root)
     prod_cfg = production_config(chosen.cfg, epochs)
     horizon = chosen.cfg.training.epochs  # the source run's schedule, replayed up to `epochs`
     replay = replay_on_train(ctx, chosen, bundle, prod_cfg)
