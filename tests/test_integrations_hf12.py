@@ -304,3 +304,65 @@ def test_finalize_refuses_a_failing_load_model_before_it_retrains(
                                      "on best.pt: RuntimeError: Error(s) in loading"), err
     assert sorted(p.name for p in (root / "runs").iterdir()) == runs
     assert (root / ".mlt" / "state.json").read_bytes() == state
+
+
+_HF_SCRIPT_WITHOUT_MAX_STEPS = """
+import torch
+from torch import nn
+from transformers import Trainer, TrainingArguments
+
+from mltrainer.integrations import context
+from mltrainer.integrations.transformers import MltCallback
+
+
+class Net(nn.Module):
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.body = nn.Linear(n_in, n_out)
+
+    def forward(self, x, labels=None):
+        logits = self.body(x)
+        if labels is None:
+            return logits
+        return {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+class Rows(torch.utils.data.Dataset):
+    def __init__(self, split):
+        self.x, self.y = torch.as_tensor(split.X), torch.as_tensor(split.y)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+def main():
+    ctx = context()
+    args = TrainingArguments(output_dir=str(ctx.run_dir / "hf"), num_train_epochs=4,
+                             per_device_train_batch_size=8, eval_strategy="epoch",
+                             save_strategy="no", report_to="none", use_cpu=True,
+                             seed=ctx.seed, disable_tqdm=True)  # no max_steps=ctx.max_steps
+    Trainer(model=Net(ctx.n_features, ctx.n_outputs), args=args, train_dataset=Rows(ctx.train),
+            eval_dataset=Rows(ctx.val), callbacks=[MltCallback()],
+            compute_metrics=lambda p: ctx.compute_metrics(p.predictions, p.label_ids)).train()
+
+
+def load_model(checkpoint, config, spec):
+    raise NotImplementedError
+"""
+
+
+def test_the_hf_callback_stops_at_plans_max_steps_itself(tmp_path: Path) -> None:
+    """A Trainer script that does not pass context().max_steps to its TrainingArguments was
+    trained fully, twice, by plan's determinism check (4 epochs of 12 steps here); the
+    callback stops the Trainer at MLT_MAX_STEPS, as MltMonitor does."""
+    from mltrainer.data import prepare_data
+    from mltrainer.engine.entrypoint import entrypoint_determinism
+
+    (tmp_path / "user_hf.py").write_text(_HF_SCRIPT_WITHOUT_MAX_STEPS)
+    cfg = _entrypoint_cfg("python:user_hf:main")
+    probe = entrypoint_determinism(cfg, prepare_data(cfg, tmp_path), 5, tmp_path)
+    assert probe["verified"] and probe["identical"], probe
+    assert probe["steps_run"] == [5, 5] and probe["max_steps_honoured"]

@@ -55,7 +55,11 @@ called on a tensor of rows and must return the outputs (logits) when given no la
 `mltrainer.integrations._core.TrainRows`); outside an mlt run pass `train_rows=(X, y)`.
 
 Inside `mlt train-baseline` (a `training.entrypoint`), `MltCallback()` takes its settings from
-`mltrainer.integrations.context()` and saves checkpoints for the gate's reload check.
+`mltrainer.integrations.context()` and saves checkpoints for the gate's reload check; under
+plan's determinism check (`context().max_steps`) it stops training at that step itself (the
+Trainer's `control.should_training_stop`, end reason "max_steps"), so a script that does not
+pass `max_steps` to its `TrainingArguments` is still probed for a few steps, not trained fully
+twice.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from mltrainer.engine.entrypoint import frameworks_importable
-from mltrainer.integrations._context import monitor_settings
+from mltrainer.integrations._context import context, in_mlt_run, monitor_settings
 from mltrainer.integrations._core import (
     RunMonitor,
     any_process,
@@ -102,6 +106,10 @@ class MltCallback(TrainerCallback):
             framework="transformers"))
         self.val_prefix = val_prefix
         self.every_step = every_step
+        # plan's determinism check (MLT_MAX_STEPS): the run stops there, as MltMonitor does,
+        # whether or not the script passes context().max_steps to TrainingArguments
+        self._max_steps = context().max_steps if in_mlt_run() else None
+        self._at_max_steps = False
         self.stopping_reason: str | None = None
         self.stopping_reason_message: str | None = None
         self._epoch = 0  # the Trainer's epoch in progress, from 1
@@ -173,6 +181,8 @@ class MltCallback(TrainerCallback):
                 self._layers[step] = layers  # handed over with the step's event, in on_log
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._max_steps is not None and state.global_step >= self._max_steps:
+            self._at_max_steps = control.should_training_stop = True
         if self._trainer is not None:  # the step from the wrapped methods: no log asked for
             losses, self._losses = self._losses, []
             norm, self._grad_norm = self._grad_norm, None
@@ -241,6 +251,8 @@ class MltCallback(TrainerCallback):
             return
         if self.monitor.stopped:
             why = None
+        elif self._at_max_steps:
+            why = "max_steps"
         elif control.should_training_stop and state.global_step < state.max_steps:
             why = "early_stopping"  # another callback (EarlyStoppingCallback) asked
         elif args.max_steps and args.max_steps > 0 and state.global_step >= args.max_steps:
