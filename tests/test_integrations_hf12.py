@@ -366,3 +366,44 @@ def test_the_hf_callback_stops_at_plans_max_steps_itself(tmp_path: Path) -> None
     probe = entrypoint_determinism(cfg, prepare_data(cfg, tmp_path), 5, tmp_path)
     assert probe["verified"] and probe["identical"], probe
     assert probe["steps_run"] == [5, 5] and probe["max_steps_honoured"]
+
+
+_HF_STYLE_LOADER = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):  # a transformers-style model: an output object even without labels
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 3)
+
+    def forward(self, x, labels=None):
+        return {"loss": None, "logits": self.body(x)}
+
+
+def load_model(checkpoint, config, spec):
+    return Net()
+"""
+
+
+def test_a_load_model_whose_model_returns_an_output_object_is_named(tmp_path: Path) -> None:
+    """load_model's module must map rows to a tensor of logits; one returning a transformers
+    output object (the natural shape of an HF model) failed in the baseline gate's reload as
+    'unexpected failure: AttributeError: ... has no attribute float' (exit 1). It is bad input
+    now, checked as mlt's own models are (exit 2, the fix naming .logits)."""
+    from mltrainer.data import prepare_data
+    from mltrainer.engine.entrypoint import load_entrypoint_model
+    from mltrainer.errors import ConfigError
+
+    (tmp_path / "hf12_style.py").write_text(_HF_STYLE_LOADER)
+    ckpt = tmp_path / "best.pt"
+    torch.save({"model": {}}, ckpt)
+    cfg = _entrypoint_cfg("python:hf12_style:main", "python:hf12_style:load_model")
+    spec = prepare_data(cfg, tmp_path).spec
+    with pytest.raises(ConfigError) as err:
+        load_entrypoint_model(ckpt, cfg, spec, tmp_path)
+    assert err.value.exit_code == 2
+    assert err.value.message == ("model (training.load_model python:hf12_style:load_model) "
+                                 "returns a dict but mlt's loop takes a tensor of class logits")
+    assert ".logits" in (err.value.hint or "")

@@ -396,6 +396,12 @@ def load_entrypoint_model(path: str | os.PathLike[str], cfg: MltConfig, spec: An
                           f"{type(model).__name__}, not a torch.nn.Module",
                           hint="make load_model return the model (an nn.Module mapping rows "
                                "to outputs), then run the command again")
+    if spec is not None:
+        # rows in, a tensor of logits (one value per row) out, as for mlt's own models: a
+        # transformers-style output object was an 'unexpected failure' in the reload check
+        from mltrainer.models import check_fits_data
+
+        check_fits_data(model, spec, f"(training.load_model {spec_str})")
     return model.eval()
 
 
