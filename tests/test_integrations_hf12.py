@@ -407,3 +407,26 @@ def test_a_load_model_whose_model_returns_an_output_object_is_named(tmp_path: Pa
     assert err.value.message == ("model (training.load_model python:hf12_style:load_model) "
                                  "returns a dict but mlt's loop takes a tensor of class logits")
     assert ".logits" in (err.value.hint or "")
+
+
+def test_a_scripts_load_model_imports_its_sibling_modules(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`training.entrypoint: src/train.py` runs with src/ on sys.path (as `python src/train.py`
+    does), so `from hf12_helpers import build` works there; mlt's own import of the script for
+    its load_model had the project root only, and refused it after the training."""
+    from mltrainer.data import prepare_data
+    from mltrainer.engine.entrypoint import load_entrypoint_model
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "hf12_helpers.py").write_text(
+        "from torch import nn\n\ndef build(n_in, n_out):\n    return nn.Linear(n_in, n_out)\n")
+    (tmp_path / "src" / "hf12_sibling.py").write_text(
+        "from hf12_helpers import build\n\n\ndef main():\n    pass\n\n\n"
+        "def load_model(checkpoint, config, spec):\n    return build(spec.n_features, 3)\n")
+    ckpt = tmp_path / "best.pt"
+    torch.save({"model": {}}, ckpt)
+    cfg = _entrypoint_cfg("src/hf12_sibling.py")
+    model = load_entrypoint_model(ckpt, cfg, prepare_data(cfg, tmp_path).spec, tmp_path)
+    assert isinstance(model, nn.Linear) and not model.training
+    monkeypatch.delitem(sys.modules, "hf12_helpers")

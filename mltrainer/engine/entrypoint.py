@@ -422,15 +422,20 @@ def entrypoint_loader(cfg: MltConfig, root: Path | None) -> Callable[..., Any]:
             raise ConfigError(f"training.load_model: {exc}", hint=hint) from None
         cause = exc.__cause__
         where = exc.args[0]
-        runs = (f"{where} runs its training at import (outside an mlt run, so "
-                "context() refuses)" if _refused_outside_a_run(cause) else
-                f"importing {where} raised {type(cause).__name__}: {cause}")
+        if _refused_outside_a_run(cause):
+            raise ConfigError(
+                f"training.load_model {spec_str}: {where} runs its training at import "
+                "(outside an mlt run, so context() refuses)",
+                hint="mlt imports load_model's file without running it as a script: put the "
+                     "training under `if __name__ == \"__main__\":` (or in a function named "
+                     "by training.entrypoint: python:<module>:<function>), or name a "
+                     "load_model in another module with training.load_model") from cause
         raise ConfigError(
-            f"training.load_model {spec_str}: {runs}",
-            hint="mlt imports load_model's file without running it as a script: put the "
-                 "training under `if __name__ == \"__main__\":` (or in a function named by "
-                 "training.entrypoint: python:<module>:<function>), or name a load_model in "
-                 "another module with training.load_model") from cause
+            f"training.load_model {spec_str}: importing {where} raised "
+            f"{type(cause).__name__}: {cause}",
+            hint="mlt imports it in its own process, with the project root (and a script's "
+                 "own folder) first on sys.path: make that import work (run with --debug for "
+                 "the traceback)") from cause
 
 
 class _ImportFailed(ValueError):
@@ -463,6 +468,8 @@ def resolve_callable(spec: str, root: Path, default_function: str | None = None
         if not path.is_file():
             raise ValueError(f"{spec}: no such script")
         function = default_function or ""
+        if str(path.parent) not in sys.path:  # its own folder, as when it runs as a script
+            sys.path.insert(0, str(path.parent))
         try:
             module = _module_from_script(path)
         except Exception as exc:
@@ -516,7 +523,7 @@ def main(argv: list[str]) -> int:
             raise exc.__cause__ from None  # type: ignore[misc]
         target()
     else:
-        sys.path.insert(0, str((root / spec).resolve().parent))
+        sys.path.insert(0, str((root / spec).resolve().parent))  # as `python SCRIPT` does
         sys.argv = [spec]
         runpy.run_path(str(root / spec), run_name="__main__")
     return 0
