@@ -430,3 +430,82 @@ def test_a_scripts_load_model_imports_its_sibling_modules(
     model = load_entrypoint_model(ckpt, cfg, prepare_data(cfg, tmp_path).spec, tmp_path)
     assert isinstance(model, nn.Linear) and not model.training
     monkeypatch.delitem(sys.modules, "hf12_helpers")
+
+
+_SLEEPER = """
+import os
+import time
+
+from mltrainer.integrations import context
+
+
+def main():
+    ctx = context()
+    (ctx.run_dir / "pid").write_text(str(os.getpid()))
+    try:
+        time.sleep(120)  # a long training
+    finally:
+        (ctx.run_dir / "stopped").write_text("interrupted")  # a callback's end, recorded
+
+
+def load_model(checkpoint, config, spec):
+    raise NotImplementedError
+"""
+
+_MLT_SIDE = """
+import sys
+from pathlib import Path
+
+from mltrainer.config import parse_config
+from mltrainer.data import prepare_data
+from mltrainer.engine.entrypoint import run_entrypoint
+
+root = Path(sys.argv[1])
+cfg = parse_config({"name": "x", "task": "classification", "data": {"source": "sklearn:iris"},
+                    "goal": {"metric": "accuracy", "target": 0.9},
+                    "training": {"entrypoint": "python:user_sleeper:main"}})
+run_entrypoint(cfg, prepare_data(cfg, root), root / "runs" / "r1", root)
+"""
+
+
+def test_a_script_stops_when_mlt_is_killed(tmp_path: Path) -> None:
+    """`kill -9` of the mlt process (nothing of it runs to stop the script) left the script
+    training on as an orphan, into a run folder `mlt status` calls stopped; it now sees its
+    parent gone, is sent a Ctrl-C (its `finally` runs), and ends."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    (tmp_path / "user_sleeper.py").write_text(_SLEEPER)
+    (tmp_path / "mlt_side.py").write_text(_MLT_SIDE)
+    paths = (os.environ.get("PYTHONPATH"), str(Path(__file__).resolve().parents[1]))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    side = subprocess.Popen([sys.executable, str(tmp_path / "mlt_side.py"), str(tmp_path)],
+                            env=env)
+    pid_file = tmp_path / "runs" / "r1" / "pid"
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.is_file() or not pid_file.read_text():
+            assert side.poll() is None and time.monotonic() < deadline, "the script never ran"
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        side.send_signal(signal.SIGKILL)
+        side.wait()
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child), "the script trains on after mlt was killed"
+        assert (tmp_path / "runs" / "r1" / "stopped").read_text() == "interrupted"
+    finally:
+        if side.poll() is None:
+            side.kill()
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is no zombie (an orphan's end is reaped by init)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

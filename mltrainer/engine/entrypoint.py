@@ -54,6 +54,8 @@ ENV_MAX_STEPS = "MLT_MAX_STEPS"
 ENV_BASELINE = "MLT_BASELINE"
 ENV_SPEC = "MLT_SPEC"
 ENV_SCHEDULE_EPOCHS = "MLT_SCHEDULE_EPOCHS"
+ENV_PARENT = "MLT_PARENT_PID"  # the mlt process: the script stops when it is gone
+ORPHAN_GRACE_S = 10.0  # after the Ctrl-C it is sent, an orphaned script is ended
 LOG_FILE = "entrypoint.log"
 POLL_S = 0.05  # how often the stream is read while the script runs
 
@@ -129,7 +131,7 @@ def _environment(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, tmp: Pa
         ENV_RUN_DIR: str(run_dir.resolve()), ENV_SEED: str(cfg.seed),
         ENV_CONFIG: str((run_dir / "config.resolved.yaml").resolve()),
         ENV_DATA: str(data), ENV_SPEC: json.dumps(bundle.spec.to_dict()),
-        "PYTHONPATH": os.pathsep.join(p for p in path if p)})
+        "PYTHONPATH": os.pathsep.join(p for p in path if p), ENV_PARENT: str(os.getpid())})
     env.pop(ENV_MAX_STEPS, None)
     env.pop(ENV_BASELINE, None)
     env.pop(ENV_SCHEDULE_EPOCHS, None)
@@ -508,9 +510,34 @@ def frameworks_importable() -> None:
     import_torchvision_safely()
 
 
+def stop_when_orphaned(parent: int, every_s: float = 0.5,
+                       grace_s: float = ORPHAN_GRACE_S) -> threading.Thread:
+    """A daemon thread of the script's process that ends it once the mlt process `parent`
+    is gone (killed with SIGKILL, or crashed: nothing of it could stop the script): a Ctrl-C
+    in the script's main thread (its callback records the run as interrupted where the
+    framework lets it), then, `grace_s` later, the process's end. An orphan trained on into
+    a run folder that `mlt status` already calls stopped, and held the CPU meanwhile."""
+    main_thread = threading.main_thread().ident
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        # a signal to the main thread itself, so a blocking call there (a sleep, a read)
+        # is interrupted too (`_thread.interrupt_main` waits for it to return)
+        signal.pthread_kill(main_thread, signal.SIGINT)  # type: ignore[arg-type]
+        time.sleep(grace_s)
+        os._exit(130)
+
+    thread = threading.Thread(target=watch, name="mlt-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: list[str]) -> int:
     from mltrainer.engine.seeding import seed_everything, set_deterministic
 
+    if os.environ.get(ENV_PARENT):
+        stop_when_orphaned(int(os.environ[ENV_PARENT]))
     spec = argv[0]
     frameworks_importable()
     seed_everything(int(os.environ[ENV_SEED]))
