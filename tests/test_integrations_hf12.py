@@ -509,3 +509,81 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _in_mlt_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, name: str) -> Path:
+    """This process inside an mlt run of seed `seed` (the environment an entrypoint gets)."""
+    from mltrainer.config import parse_config
+    from mltrainer.data import prepare_data
+    from mltrainer.engine.entrypoint import _environment
+    from mltrainer.engine.runfolder import write_run_files
+    from mltrainer.integrations._context import context
+
+    cfg = parse_config({"name": "x", "task": "classification", "seed": 0,  # one split
+                        "data": {"source": "sklearn:iris"},
+                        "goal": {"metric": "accuracy", "target": 0.9},
+                        "training": {"entrypoint": "python:user_train:main"}})
+    run_dir = tmp_path / name
+    write_run_files(run_dir, cfg, tmp_path, "entrypoint")
+    env = _environment(cfg, prepare_data(cfg, tmp_path), run_dir, tmp_path, tmp_path / name,
+                       None, None)
+    for key, value in {**env, "MLT_SEED": str(seed)}.items():  # the seeds comparison's
+        if key.startswith("MLT_"):
+            monkeypatch.setenv(key, value)
+    context.cache_clear()
+    return run_dir
+
+
+@pytest.mark.parametrize("given", [None, 42])
+def test_the_runs_seed_is_the_trainers_inside_an_mlt_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: int | None) -> None:
+    """A Trainer script that leaves TrainingArguments.seed at its default (or hard-codes one)
+    was reseeded with 42 by Trainer.__init__: with model_init every seed of optimize's seeds
+    comparison trained the same model on the same batches. Inside an mlt run the run's seed
+    replaces it: the runs differ by seed, and equal the run that passes seed=context().seed."""
+    import warnings
+
+    from mltrainer.engine.entrypoint import frameworks_importable
+    from mltrainer.integrations._context import context
+
+    frameworks_importable()
+    from transformers import Trainer, TrainingArguments
+
+    from mltrainer.integrations.transformers import MltCallback
+
+    said: list[int] = []  # the warnings each run gave
+
+    def losses(seed: int, name: str, pass_seed: bool) -> list[float]:
+        run_dir = _in_mlt_run(tmp_path, monkeypatch, seed, name)
+        ctx = context()
+        extra = {"seed": ctx.seed} if pass_seed else ({"seed": given} if given else {})
+        args = TrainingArguments(output_dir=str(run_dir / "hf"), num_train_epochs=1,
+                                 per_device_train_batch_size=16, eval_strategy="no",
+                                 save_strategy="no", report_to="none", use_cpu=True,
+                                 disable_tqdm=True, log_level="error", **extra)
+
+        class Net(_Net):
+            def __init__(self) -> None:
+                super().__init__()
+                self.drop = nn.Dropout(0.5)
+
+            def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+                return super().forward(self.drop(x), labels)
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer = Trainer(model_init=Net, args=args,
+                              train_dataset=_Rows(ctx.train.X, ctx.train.y),
+                              callbacks=[MltCallback(train_rows=None, save_checkpoints=False)])
+        said.append(sum("replaced by the run's seed" in str(w.message) for w in caught))
+        trainer.train()
+        return [e["loss"] for e in read_stream(run_dir / "metrics.jsonl") if e["type"] == "step"]
+
+    try:
+        one, two = losses(1, "s1", False), losses(2, "s2", False)
+        assert one != two
+        assert one == losses(1, "s1-passed", True)
+        assert said == [1, 1, 0]  # a script that passes it is not warned
+    finally:
+        context.cache_clear()
+

@@ -19,6 +19,9 @@ these environment variables:
                     stops at its best epoch): `context().schedule_epochs` is the horizon to
                     give a schedule of your own (cosine's T_max, ...), always set
 
+    MLT_PARENT_PID  the mlt process: the script is stopped when it is gone
+                    (`mltrainer.engine.entrypoint.stop_when_orphaned`)
+
 `context()` reads them into a `RunContext`; the callbacks and `MltMonitor` read it when given no
 arguments.
 """

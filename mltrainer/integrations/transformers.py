@@ -55,7 +55,8 @@ called on a tensor of rows and must return the outputs (logits) when given no la
 `mltrainer.integrations._core.TrainRows`); outside an mlt run pass `train_rows=(X, y)`.
 
 Inside `mlt train-baseline` (a `training.entrypoint`), `MltCallback()` takes its settings from
-`mltrainer.integrations.context()` and saves checkpoints for the gate's reload check; under
+`mltrainer.integrations.context()`, makes the run's seed the Trainer's (`on_init_end`: see
+there) and saves checkpoints for the gate's reload check; under
 plan's determinism check (`context().max_steps`) it stops training at that step itself (the
 Trainer's `control.should_training_stop`, end reason "max_steps"), so a script that does not
 pass `max_steps` to its `TrainingArguments` is still probed for a few steps, not trained fully
@@ -135,6 +136,30 @@ class MltCallback(TrainerCallback):
         return self.monitor.findings
 
     # -- hooks: each a few lines around RunMonitor ----------------------------------------------
+
+    def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Inside an mlt run the run's seed is the Trainer's: `Trainer.__init__` has just
+        seeded everything with `TrainingArguments.seed` (42 unless the script passes
+        `context().seed`), so every seed of optimize's seeds comparison trained on the same
+        batch order (with `model_init`, the same model). The run's seed replaces it (and a
+        `data_seed`), and the seeding is redone, as the Trainer does it, with a warning."""
+        if not in_mlt_run():
+            return
+        seed = context().seed
+        if args.seed == seed and args.data_seed in (None, seed):
+            return
+        import warnings
+
+        from transformers import enable_full_determinism, set_seed
+
+        warnings.warn(f"mlt: TrainingArguments(seed={args.seed}, data_seed={args.data_seed}) "
+                      f"replaced by the run's seed {seed} (pass seed=context().seed to "
+                      "TrainingArguments): mlt varies it to compare seeds",
+                      RuntimeWarning, stacklevel=2)
+        args.seed = seed
+        if args.data_seed is not None:
+            args.data_seed = seed
+        (enable_full_determinism if args.full_determinism else set_seed)(seed)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._training = True  # in every process: trainer.evaluate() outside train() is not ours
