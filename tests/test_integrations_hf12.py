@@ -534,9 +534,9 @@ def _in_mlt_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, name
     return run_dir
 
 
-@pytest.mark.parametrize("given", [None, 42])
+@pytest.mark.parametrize("given", [{}, {"seed": 42}, {"seed": 42, "data_seed": 7}])
 def test_the_runs_seed_is_the_trainers_inside_an_mlt_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: int | None) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: dict[str, int]) -> None:
     """A Trainer script that leaves TrainingArguments.seed at its default (or hard-codes one)
     was reseeded with 42 by Trainer.__init__: with model_init every seed of optimize's seeds
     comparison trained the same model on the same batches. Inside an mlt run the run's seed
@@ -556,7 +556,7 @@ def test_the_runs_seed_is_the_trainers_inside_an_mlt_run(
     def losses(seed: int, name: str, pass_seed: bool) -> list[float]:
         run_dir = _in_mlt_run(tmp_path, monkeypatch, seed, name)
         ctx = context()
-        extra = {"seed": ctx.seed} if pass_seed else ({"seed": given} if given else {})
+        extra = {"seed": ctx.seed} if pass_seed else given
         args = TrainingArguments(output_dir=str(run_dir / "hf"), num_train_epochs=1,
                                  per_device_train_batch_size=16, eval_strategy="no",
                                  save_strategy="no", report_to="none", use_cpu=True,

@@ -157,8 +157,12 @@ class MltCallback(TrainerCallback):
                       "TrainingArguments): mlt varies it to compare seeds",
                       RuntimeWarning, stacklevel=2)
         args.seed = seed
-        if args.data_seed is not None:
+        if args.data_seed is not None:  # the accelerator's copy of it seeds the sampler
             args.data_seed = seed
+            trainer = _running_trainer(sys._getframe(1))
+            config = getattr(getattr(trainer, "accelerator", None), "dataloader_config", None)
+            if config is not None:
+                config.data_seed = seed
         (enable_full_determinism if args.full_determinism else set_seed)(seed)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
