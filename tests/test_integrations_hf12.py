@@ -587,3 +587,27 @@ def test_the_runs_seed_is_the_trainers_inside_an_mlt_run(
     finally:
         context.cache_clear()
 
+
+
+def test_a_script_that_ignores_training_epochs_is_told_as_it_starts(tmp_path: Path) -> None:
+    """A script with its own epoch count (hard-coded here; an HF `max_steps` alike) trained
+    and passed the baseline gate silently, and finalize's retrain, which sets training.epochs
+    to the best run's, failed its gate only after two more runs. train-baseline says so as the
+    run starts."""
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "user_loop.py").write_text(_LOOP_SCRIPT.replace(
+        "epochs = ctx.config.training.epochs", "epochs = 2"))
+    (root / "mlt.yaml").write_text(yaml.safe_dump({
+        "name": "x", "task": "classification", "seed": 0, "data": {"source": "sklearn:iris"},
+        "goal": {"metric": "accuracy", "target": 0.5},
+        "training": {"entrypoint": "python:user_loop:main", "epochs": 3}}))
+    assert _mlt(root, "plan").exit_code == 0
+    res = CliRunner().invoke(cli, ["train-baseline", "-C", str(root)])
+    assert res.exit_code == 0, res.output
+    assert ("note: the script runs 2 epochs but training.epochs is 3: take the epoch count "
+            "from context().config.training.epochs") in " ".join(res.output.split())

@@ -48,6 +48,8 @@ def run(ctx: PhaseContext) -> BaselineOutcome:
                                      baseline=plan.trivial_baseline, detectors=detectors,
                                      expected=plan.data.fingerprints)
         subscribers = [s for s in (detectors, ProgressForwarder(ctx.progress)) if s is not None]
+        if cfg.training.entrypoint and ctx.progress is not None:
+            subscribers.append(_EpochsNote(ctx.progress, cfg.training.epochs))
         return Trainer(cfg, bundle, run_dir, subscribers=subscribers,
                        baseline=plan.trivial_baseline, kind=RUN_KIND,
                        root=project.root).fit(resume=resume)
@@ -79,6 +81,25 @@ def run(ctx: PhaseContext) -> BaselineOutcome:
         f"{where}; checkpoint saved in {project.relative(run_dir)}/checkpoints",
         hint=f"continue with `mlt train-baseline --resume{launch.flags()}`")
     return summarize_run(ctx, result, bundle, detectors)
+
+
+class _EpochsNote:
+    """A note, as an entrypoint's run starts, when the script runs another number of epochs
+    than `training.epochs` (its start event's `epochs`: hard-coded, or a `max_steps`):
+    finalize retrains through the script for the best run's epoch count by setting
+    `training.epochs`, and its gate finds a script that ignores it only then."""
+
+    def __init__(self, progress: Any, epochs: int) -> None:
+        self.progress, self.epochs = progress, epochs
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        runs = event.get("epochs") if event.get("type") == "start" else None
+        if isinstance(runs, int) and runs != self.epochs:
+            self.progress({"type": "note", "text": (
+                f"the script runs {runs} epochs but training.epochs is {self.epochs}: take "
+                "the epoch count from context().config.training.epochs (no max_steps of its "
+                "own), since finalize retrains through the script for the best run's epoch "
+                "count by setting it, and mlt optimize's trials set it too")})
 
 
 def _online_detectors(ctx: PhaseContext, plan: PlanOutcome) -> Any:
