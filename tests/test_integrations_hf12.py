@@ -611,3 +611,38 @@ def test_a_script_that_ignores_training_epochs_is_told_as_it_starts(tmp_path: Pa
     assert res.exit_code == 0, res.output
     assert ("note: the script runs 2 epochs but training.epochs is 3: take the epoch count "
             "from context().config.training.epochs") in " ".join(res.output.split())
+
+
+def test_a_script_that_fails_before_its_stream_keeps_its_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A script that failed before it wrote a line of the stream (an import error, a bad
+    column name) lost its run folder with entrypoint.log, which the error's fix said to read;
+    one that ran to its end without MltCallback or MltMonitor got a gate of eight failures
+    whose fixes spoke of learning too little. Both keep the log, and the second says what is
+    missing."""
+    from click.testing import CliRunner
+
+    from mltrainer.cli import cli
+
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "user_loop.py").write_text(_LOOP_SCRIPT.replace("    ctx = context()\n", (
+        "    ctx = context()\n"
+        "    if os.environ.get('HF12_MODE') == 'early':\n"
+        "        raise KeyError('no column petal_size')\n"
+        "    if os.environ.get('HF12_MODE') == 'silent':\n"
+        "        return\n"), 1))
+    (root / "mlt.yaml").write_text(yaml.safe_dump({
+        "name": "x", "task": "classification", "seed": 0, "data": {"source": "sklearn:iris"},
+        "goal": {"metric": "accuracy", "target": 0.5},
+        "training": {"entrypoint": "python:user_loop:main", "epochs": 2}}))
+    assert _mlt(root, "plan").exit_code == 0
+    for mode, says in (("early", "failed (exit code 1): KeyError: 'no column petal_size'"),
+                       ("silent", "ran to its end without writing mlt's metric stream")):
+        monkeypatch.setenv("HF12_MODE", mode)
+        res = CliRunner().invoke(cli, ["train-baseline", "-C", str(root)])
+        assert res.exit_code == 1, res.output
+        said = " ".join(res.stderr.split())
+        assert says in said, said
+        log = root / (said.split(".log")[0].split()[-1] + ".log")  # relative to the root
+        assert log.is_file() and log.parent.parent == root / "runs", said

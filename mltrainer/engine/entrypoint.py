@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from torch import nn
 
 from mltrainer.config import MltConfig
 from mltrainer.engine.result import RunResult
-from mltrainer.engine.runfolder import refuse_reusing, write_run_files
+from mltrainer.engine.runfolder import provisional_run_dir, refuse_reusing, write_run_files
 from mltrainer.errors import CheckpointError, ConfigError, MltError
 from mltrainer.stream import decode_json
 
@@ -110,13 +110,36 @@ def run_entrypoint(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, *,
         raise EntrypointError(
             f"training.entrypoint {cfg.training.entrypoint} failed (exit code "
             f"{proc.returncode}): {_last_line(run_dir / LOG_FILE)}",
-            hint=f"read {run_dir / LOG_FILE} for the whole output")
+            hint=f"read {_shown(run_dir / LOG_FILE, root)} for the whole output")
+    if not events and follower.stop is None and kind != "probe":  # (the probe says why)
+        raise EntrypointError(
+            f"training.entrypoint {cfg.training.entrypoint} ran to its end without writing "
+            f"mlt's metric stream ({run_dir.name}/metrics.jsonl)",
+            hint="add MltCallback() to its Trainer (mltrainer.integrations.transformers, "
+                 ".lightning) or MltMonitor(model) to its loop (.loop); its output: "
+                 f"{_shown(run_dir / LOG_FILE, root)}")
     if end is None:
         reason = follower.stop or ("error:no end event (does the script use MltCallback or "
                                    "MltMonitor?)")
     else:
         reason = follower.stop or str(end.get("reason") or "completed")
     return _result(cfg, run_dir, events, reason, kind, time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def run_dir_kept_on_script_failure(project: Any, kind: str) -> Iterator[Path]:
+    """`provisional_run_dir` (a new run folder, removed again when its start is refused),
+    except that a run whose script ran and failed (EntrypointError) keeps its folder: the
+    error's fix points at its entrypoint.log, which went with the folder when the script
+    failed before it wrote a line of the stream (an import error, a bad column name)."""
+    failed: EntrypointError | None = None
+    with provisional_run_dir(project, kind) as run_dir:
+        try:
+            yield run_dir
+        except EntrypointError as exc:
+            failed = exc
+    if failed is not None:
+        raise failed
 
 
 def _environment(cfg: MltConfig, bundle: Any, run_dir: Path, root: Path, tmp: Path,
@@ -204,6 +227,14 @@ def _result(cfg: MltConfig, run_dir: Path, events: list[dict[str, Any]], reason:
                      for name in ("best", "last")},
         wall_time_s=wall, history=history, kind=kind, metric=metric,
         deterministic={"entrypoint": cfg.training.entrypoint})
+
+
+def _shown(path: Path, root: Path) -> str:
+    """`path` relative to the project root when it is inside it (a fix line is short)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _last_line(path: Path) -> str:

@@ -20,10 +20,10 @@ ENTRYPOINT_TOLERANCE = 1e-6  # relative: float32 rounding of a logged value, nev
 def run(ctx: PhaseContext) -> BaselineOutcome:
     from mltrainer.data import prepare_data
     from mltrainer.engine import Trainer, find_resume_checkpoint
+    from mltrainer.engine.entrypoint import run_dir_kept_on_script_failure
     from mltrainer.engine.launch import Launch
     from mltrainer.engine.runfolder import (
         latest_resumable,
-        provisional_run_dir,
         unfinished_run,
     )
 
@@ -69,7 +69,8 @@ def run(ctx: PhaseContext) -> BaselineOutcome:
                 f"{project.relative(stopped)} stopped without finishing (its checkpoints are "
                 "kept); this starts a new run instead of continuing it "
                 f"(`mlt train-baseline --resume{launch.flags()}` continues a stopped run)")})
-        with provisional_run_dir(project, RUN_KIND) as run_dir:  # gone again if refused
+        # gone again if refused (kept with the log of a script that failed)
+        with run_dir_kept_on_script_failure(project, RUN_KIND) as run_dir:
             result = train(run_dir, None)
     where = f"training interrupted at epoch {result.final_epoch} (step {result.final_step})"
     if cfg.training.entrypoint:  # the script's own loop: it cannot be continued

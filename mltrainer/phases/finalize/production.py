@@ -140,8 +140,8 @@ def produce_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any
                   ) -> tuple[nn.Module, dict[str, Any], MltConfig, Any]:
     """(model, run record, the config it was trained with, the bundle it was trained on)."""
     from mltrainer.engine import Trainer, load_model_from_checkpoint
+    from mltrainer.engine.entrypoint import run_dir_kept_on_script_failure
     from mltrainer.engine.launch import Launch, train_processes
-    from mltrainer.engine.runfolder import provisional_run_dir
 
     root = ctx.project.root
     epochs = source_epochs(chosen)
@@ -171,7 +171,8 @@ def produce_model(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any
     replay = replay_on_train(ctx, chosen, bundle, prod_cfg)
     data = train_plus_val(bundle)
     launch = Launch.from_options(ctx.options)
-    with provisional_run_dir(ctx.project, RUN_KIND) as run_dir:  # gone again if refused
+    # gone again if refused (kept with the log of a script that failed)
+    with run_dir_kept_on_script_failure(ctx.project, RUN_KIND) as run_dir:
         if launch.is_distributed:  # `mlt finalize --nproc N`: the same run under torchrun + DDP
             result = train_processes(prod_cfg, run_dir, root, launch, kind=RUN_KIND,
                                      rows=data, on_event=ProgressForwarder(ctx.progress).on_event,
@@ -259,13 +260,14 @@ def replay_on_train(ctx: PhaseContext, chosen: ChosenConfig, bundle: Any, prod_c
     training of `best_epoch` epochs on train (at most the source run's own time), with the
     same launch as production (`--nproc N`: the same processes, so the same steps an epoch)."""
     from mltrainer.engine import Trainer
+    from mltrainer.engine.entrypoint import run_dir_kept_on_script_failure
     from mltrainer.engine.launch import Launch, train_processes
-    from mltrainer.engine.runfolder import provisional_run_dir
 
     metric = prod_cfg.goal.metric
     horizon = chosen.cfg.training.epochs
     launch = Launch.from_options(ctx.options)
-    with provisional_run_dir(ctx.project, REPLAY_KIND) as run_dir:  # gone again if refused
+    # gone again if refused (kept with the log of a script that failed)
+    with run_dir_kept_on_script_failure(ctx.project, REPLAY_KIND) as run_dir:
         if launch.is_distributed:
             result = train_processes(prod_cfg, run_dir, ctx.project.root, launch,
                                      kind=REPLAY_KIND, rows=bundle,

@@ -38,7 +38,7 @@ def compare_seeds(project: Project, bundle: Any, configs: dict[str, MltConfig], 
     again: same config, seed and split give the same run; the baseline's seeds then cost nothing
     after the first iteration. `on_trained(key, [value, run id])` keeps each finished run."""
     from mltrainer.engine import Trainer
-    from mltrainer.engine.runfolder import provisional_run_dir
+    from mltrainer.engine.entrypoint import run_dir_kept_on_script_failure
 
     first = next(iter(configs.values()))
     metric, gib = first.goal.metric, first.greater_is_better
@@ -57,7 +57,8 @@ def compare_seeds(project: Project, bundle: Any, configs: dict[str, MltConfig], 
             if not kept:
                 # like the trials: best.pt and last.pt only, unless training.keep_checkpoints
                 keep = seeded.training.keep_checkpoints
-                with provisional_run_dir(project, RUN_KIND) as run_dir:  # gone if refused
+                # gone if refused (kept with the log of a script that failed)
+                with run_dir_kept_on_script_failure(project, RUN_KIND) as run_dir:
                     result = Trainer(seeded, bundle, run_dir, baseline=trivial_baseline,
                                      kind=RUN_KIND,
                                      keep_checkpoints=0 if keep is None else keep).fit()
