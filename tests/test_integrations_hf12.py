@@ -619,7 +619,7 @@ def test_a_script_that_fails_before_its_stream_keeps_its_log(
     column name) lost its run folder with entrypoint.log, which the error's fix said to read;
     one that ran to its end without MltCallback or MltMonitor got a gate of eight failures
     whose fixes spoke of learning too little. Both keep the log, and the second says what is
-    missing."""
+    missing; as does the reload item of a run that saved no checkpoint."""
     from click.testing import CliRunner
 
     from mltrainer.cli import cli
@@ -631,7 +631,9 @@ def test_a_script_that_fails_before_its_stream_keeps_its_log(
         "    if os.environ.get('HF12_MODE') == 'early':\n"
         "        raise KeyError('no column petal_size')\n"
         "    if os.environ.get('HF12_MODE') == 'silent':\n"
-        "        return\n"), 1))
+        "        return\n"), 1).replace(
+        "MltMonitor(model, ",
+        "MltMonitor(model, save_checkpoints=not os.environ.get('HF12_MODE'), "))
     (root / "mlt.yaml").write_text(yaml.safe_dump({
         "name": "x", "task": "classification", "seed": 0, "data": {"source": "sklearn:iris"},
         "goal": {"metric": "accuracy", "target": 0.5},
@@ -646,3 +648,11 @@ def test_a_script_that_fails_before_its_stream_keeps_its_log(
         assert says in said, said
         log = root / (said.split(".log")[0].split()[-1] + ".log")  # relative to the root
         assert log.is_file() and log.parent.parent == root / "runs", said
+    # a script that saves no checkpoint: the reload item says that, not 'does not give back
+    # its recorded val metrics'
+    monkeypatch.setenv("HF12_MODE", "no checkpoints")
+    res = _mlt(root, "train-baseline")
+    assert res.exit_code == 3, res.output
+    item = next(i for i in json.loads(res.stdout)["gate"]["items"]
+                if i["id"] == "checkpoint_reproduces")
+    assert item["evidence"]["missing"].startswith("the script saved no checkpoints/best.pt")

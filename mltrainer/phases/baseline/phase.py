@@ -136,6 +136,10 @@ def summarize_run(ctx: PhaseContext, result: Any, bundle: Any, detectors: Any
     best = result.best_metric
     reload: dict[str, Any] = {"checkpoint": None}
     best_ckpt = result.checkpoints.get("best")
+    if not best_ckpt and cfg.training.entrypoint:  # nothing to reload: say why, not a mismatch
+        reload["missing"] = ("the script saved no checkpoints/best.pt: MltCallback() and "
+                             "MltMonitor keep it inside an mlt run (not with "
+                             "save_checkpoints=False), at an epoch event with finite weights")
     if best_ckpt:
         model = load_model_from_checkpoint(Path(best_ckpt), cfg, bundle.spec,
                                            root=ctx.project.root)
