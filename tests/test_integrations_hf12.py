@@ -656,3 +656,16 @@ def test_a_script_that_fails_before_its_stream_keeps_its_log(
     item = next(i for i in json.loads(res.stdout)["gate"]["items"]
                 if i["id"] == "checkpoint_reproduces")
     assert item["evidence"]["missing"].startswith("the script saved no checkpoints/best.pt")
+
+
+def test_a_second_train_with_the_same_callback_is_refused(tmp_path: Path) -> None:
+    """trainer.train() a second time (a second stage) with the same MltCallback wrote the
+    second run's events after the first's end into one stream (epochs 1, 2, 1, 2: two
+    starts, two ends), which the gates read as one run. It is refused, naming the fix."""
+    trainer = _hf_run(tmp_path / "run", tmp_path / "out")
+    with pytest.raises(RuntimeError, match="MltCallback records one training run and its "
+                                           "stream .* ended with the first train"):
+        trainer.train()
+    events = read_stream(tmp_path / "run" / "metrics.jsonl")
+    assert [e["type"] for e in events].count("start") == 1
+    assert events[-1]["type"] == "end" and _epochs_of(events)[1] == [1, 2]

@@ -111,6 +111,7 @@ class MltCallback(TrainerCallback):
         # whether or not the script passes context().max_steps to TrainingArguments
         self._max_steps = context().max_steps if in_mlt_run() else None
         self._at_max_steps = False
+        self._ended = False  # the stream has its end event (on_train_end)
         self.stopping_reason: str | None = None
         self.stopping_reason_message: str | None = None
         self._epoch = 0  # the Trainer's epoch in progress, from 1
@@ -166,6 +167,14 @@ class MltCallback(TrainerCallback):
         (enable_full_determinism if args.full_determinism else set_seed)(seed)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._ended:
+            # a second trainer.train() (a second stage, a resume) with this callback: its
+            # events would follow the first run's end in one stream, epochs 1, 2, 1, 2
+            raise RuntimeError(
+                f"MltCallback records one training run and its stream "
+                f"({self.monitor.run_dir}/metrics.jsonl) ended with the first train(): give "
+                "the next train() a new MltCallback with another run_dir (inside an mlt run, "
+                "train once per entrypoint run)")
         self._training = True  # in every process: trainer.evaluate() outside train() is not ours
         self._world = world_size()
         if self.every_step and self._trainer is None:
@@ -275,6 +284,7 @@ class MltCallback(TrainerCallback):
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._training = False
+        self._ended = True
         self._unwrap()
         if not state.is_world_process_zero:
             return
