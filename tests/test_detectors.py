@@ -823,6 +823,27 @@ def test_nan_grad_run_counts_measured_steps_only() -> None:
     assert _run_one(detector, [step(1, nan), step(2, None), step(3, 1.0), step(4, nan)]) == []
 
 
+def test_nan_grad_norms_a_gradient_scaler_skips_are_borne_as_its_halvings() -> None:
+    """With an fp16 GradScaler (the start event's grad_scale) a non-finite gradient norm is an
+    overflow the scaler skips and halves its scale for: nan_loss fires once as many held on
+    as bring the scale below 1 (log2(4) + 1 = 3 here), not on the first (it stopped such runs,
+    mlt's own fp16 loop too); a grad_steps the user sets wins; a non-finite loss fires at once."""
+    def step(n: int, grad: float, loss: float = 0.5) -> dict[str, Any]:
+        return {"type": "step", "epoch": 1, "step": n, "loss": loss, "lr": 0.1, "grad_norm": grad}
+
+    inf = float("inf")
+    start = {"type": "start", "task": "regression", "metric": "r2", "grad_scale": 4.0}
+    skipped = [start, step(1, inf), step(2, inf), step(3, 1.0), step(4, inf), step(5, 2.0)]
+    assert _run_one(REGISTRY["nan_loss"](), skipped) == []
+    broken = [start, step(1, inf), step(2, inf), step(3, inf), step(4, inf)]
+    found = _run_one(REGISTRY["nan_loss"](), broken)
+    assert [(f.onset["step"], f.evidence["grad_steps"]) for f in found] == [(1, 3)]
+    assert [f.onset["step"] for f in _run_one(REGISTRY["nan_loss"](grad_steps=1), skipped)] == [1]
+    assert [f.onset["step"] for f in _run_one(REGISTRY["nan_loss"](), [
+        start, step(1, inf), step(2, 1.0, loss=inf)])] == [2]
+    assert _run_one(REGISTRY["nan_loss"](), [{**start, "grad_scale": None}, step(1, inf)])
+
+
 def test_thresholds_from_config_change_what_fires() -> None:
     cfg = MltConfig.model_validate({
         "name": "t", "task": "classification", "data": {"source": "sklearn:digits"},

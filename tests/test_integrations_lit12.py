@@ -275,6 +275,13 @@ def test_a_gradient_scaler_s_skipped_overflows_are_no_nan_stop(tmp_path: Path,
     assert len(steps) == 8 and read_stream(tmp_path / "metrics.jsonl")[-1]["reason"] == (
         "completed")
     assert steps[0]["grad_norm"] == pytest.approx(true_norms[0], rel=1e-5)
+    # the stream says so (the start event's grad_scale), so `mlt diagnose` judges it as the
+    # run did: no nan_loss from the skipped overflows (it re-judged at grad_steps 1)
+    from mltrainer.phases.diagnose.phase import diagnose_stream
+
+    assert read_stream(tmp_path / "metrics.jsonl")[0]["grad_scale"] == 65536.0
+    assert "nan_loss" not in {f["id"] for f in diagnose_stream(tmp_path / "metrics.jsonl",
+                                                                {})["findings"]}
 
 
 def test_gradients_a_scaler_cannot_bring_back_still_stop_training(tmp_path: Path) -> None:

@@ -205,7 +205,8 @@ class DetectorContext:
     noise of a val metric); `n_train_eval` the number of training rows the epoch events'
     `train` metrics and `train_eval_loss` are measured on (their sampling noise); `epochs` the
     number of epochs the run is configured for (the start event's `epochs`: how long it has
-    left to learn).
+    left to learn); `grad_scale` the fp16 gradient scaler's scale as the run started (None: no
+    scaler), whose skipped overflows `nan_loss` bears.
 
     Immutable: the derived losses (`baseline_loss`, `untrained_loss`, `baseline_metric`) are
     computed once per context (several detectors read them on every step event).
@@ -220,6 +221,7 @@ class DetectorContext:
     n_val: int | None = None
     n_train_eval: int | None = None
     epochs: int | None = None
+    grad_scale: float | None = None
 
     @classmethod
     def from_start_event(
@@ -311,7 +313,14 @@ class DetectorContext:
             "steps_per_epoch": steps if isinstance(steps, int) and not isinstance(steps, bool)
             else None,
             "baseline": decode_json(dict(baseline)) if isinstance(baseline, Mapping) else None,
+            "grad_scale": _positive(data.get("grad_scale")),
         }
+
+
+def _positive(value: Any) -> float | None:
+    """A positive finite number from an event, as a float, else None."""
+    number = finite(value) if not isinstance(value, bool) else None
+    return float(number) if number is not None and number > 0 else None
 
 
 def _count(value: Any) -> int | None:

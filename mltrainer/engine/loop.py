@@ -525,6 +525,8 @@ class Trainer:
         }
         if self.schedule_epochs is not None:
             event["schedule_epochs"] = self.schedule_epochs
+        if parts.scaler is not None:  # fp16: nan_loss bears the scaler's skipped overflows
+            event["grad_scale"] = float(parts.scaler.get_scale())
         if parts.model_record is not None:
             event["model"] = parts.model_record
         if self.baseline is not None:

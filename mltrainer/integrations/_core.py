@@ -355,6 +355,7 @@ class RunMonitor:
         self._losses: list[float] = []
         self._epoch_started = time.perf_counter()
         self._goal_warned = False
+        self.grad_scale: float | None = None  # an fp16 GradScaler's scale (note_scaler)
 
     @property
     def findings(self) -> list[Finding]:
@@ -460,6 +461,15 @@ class RunMonitor:
         stats = self._next_stats if self.grad_stats_every > 0 else norm
         self.next_sample = min(norm, stats)
 
+    def note_scaler(self, scaler: Any) -> None:
+        """The run trains in fp16 with this GradScaler (None, or one that is off: it does
+        not): its scale goes into the start event (`grad_scale`), from which `nan_loss` takes
+        how many consecutive non-finite gradient norms are the scaler's skipped overflows, not
+        a broken run (the detector's docstring; online and in `mlt diagnose` alike). Call it
+        before `start`."""
+        if scaler is not None and scaler.is_enabled():
+            self.grad_scale = float(scaler.get_scale())
+
     # -- events -------------------------------------------------------------------------------
 
     def start(self, *, steps_per_epoch: int | None, epochs: int | None = None,
@@ -482,6 +492,8 @@ class RunMonitor:
             **fields}
         if self.train_rows is not None:
             event["n_train_eval"] = len(self.train_rows.y_numpy)
+        if self.grad_scale is not None:
+            event["grad_scale"] = self.grad_scale
         if self.baseline is not None:
             event["baseline"] = self.baseline
         self._epoch_started = time.perf_counter()

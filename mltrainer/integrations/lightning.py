@@ -38,7 +38,7 @@ first optimiser's and the gradient norm is over every optimiser's parameters as 
 stepped. A value the validation logs with `on_step=True, on_epoch=True` is its epoch value
 (Lightning's `_step` / `_epoch` copies are left out). With `precision="16-mixed"` the
 gradients are Lightning's unscaled ones, and a step whose gradients overflowed (the
-GradScaler skips it) stops nothing (`loop.scaler_grace`). Each `fit()` is a run of its own:
+GradScaler skips it) stops nothing (`RunMonitor.note_scaler`). Each `fit()` is a run of its own:
 a callback, or a run_dir, that already holds a stream is refused (ValueError).
 
 With `train_rows` (default inside an mlt run: the engine's fixed training subset) each epoch
@@ -65,7 +65,6 @@ from mltrainer.integrations._core import (
     split_logged,
     trainable,
 )
-from mltrainer.integrations.loop import scaler_grace
 
 frameworks_importable()  # before the framework itself: see its docstring
 
@@ -91,13 +90,11 @@ class MltCallback(Callback):
                  val_prefix: str = "val_", grad_stats_every: int | None = None,
                  save_checkpoints: bool | None = None, train_rows: Any = "auto") -> None:
         super().__init__()
-        settings = monitor_settings(
+        self.monitor = RunMonitor(**monitor_settings(
             run_dir, task=task, metric=metric, baseline=baseline, thresholds=thresholds,
             grad_stats_every=grad_stats_every, checkpoints=save_checkpoints,
             goal_target=goal_target, n_val=n_val, train_rows=train_rows,
-            framework="lightning")
-        self.monitor = RunMonitor(**settings)
-        self._thresholds = settings["thresholds"]
+            framework="lightning"))
         self.val_prefix = val_prefix
         self.stopping_reason: str | None = None
         self.stopping_reason_message: str | None = None
@@ -151,8 +148,7 @@ class MltCallback(Callback):
             self._params_of = {} if manual else None
             # precision="16-mixed": Lightning's GradScaler skips the overflowing steps
             scaler = getattr(trainer.precision_plugin, "scaler", None)
-            scaler_grace(self.monitor, self._thresholds,
-                         scaler if scaler is not None and scaler.is_enabled() else None)
+            self.monitor.note_scaler(scaler)
             reason = self.monitor.start(steps_per_epoch=steps, epochs=_planned_epochs(trainer,
                                                                                       steps))
         self._next_sample = self.monitor.next_sample if self._active else math.inf

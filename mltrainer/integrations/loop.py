@@ -46,7 +46,8 @@ or not the loop called `scaler.unscale_(optimizer)` before `step` (if not, they 
 the scale; the scaler's state is left alone, so the loop may unscale after), and a step whose
 gradients overflowed, which the scaler skips on purpose, stops nothing: `nan_loss` fires on
 non-finite gradient norms only once they held on as many consecutive measured steps as it
-takes the scaler to bring its scale below 1 (`scaler_grace`; a non-finite loss stops at once).
+takes the scaler to bring its scale below 1 (`RunMonitor.note_scaler`, the detector's rule; a
+non-finite loss stops at once).
 Without `scaler=` such a step's non-finite norm stops training as `detector:nan_loss`.
 
 A run folder that already holds a stream (`metrics.jsonl`) is refused at the start
@@ -76,7 +77,6 @@ with `stopping_reason` "stopped_by_rank0"); `mlt.stop(...)` stays the calling pr
 
 from __future__ import annotations
 
-import math
 import numbers
 import time
 import warnings
@@ -131,9 +131,9 @@ class MltMonitor:
             who="MltMonitor")
         self.monitor = RunMonitor(**settings)
         # a GradScaler that is on: `step` takes the gradient norms unscaled (`unscaled`), and
-        # nan_loss bears the overflows it skips (scaler_grace)
+        # nan_loss bears the overflows it skips (RunMonitor.note_scaler)
         self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
-        scaler_grace(self.monitor, settings["thresholds"], self.scaler)
+        self.monitor.note_scaler(self.scaler)
         self.model = _unwrapped(model)  # (the weights load_model's module holds)
         self.steps_per_epoch, self.epochs = steps_per_epoch, epochs
         self.max_steps = max_steps if max_steps is not None else (
@@ -336,24 +336,6 @@ class MltMonitor:
             stop = any_process(stop, self._device)
         if stop and self.stopping_reason is None:
             self.stopping_reason = reason or "stopped_by_rank0"  # the engine's name for it
-
-
-def scaler_grace(monitor: RunMonitor, thresholds: Mapping[str, Mapping[str, float]] | None,
-                 scaler: Any) -> None:
-    """With a GradScaler (fp16 mixed precision) a step whose gradients overflowed is the
-    scaler's to handle: it skips the update and halves its scale, on purpose, typically on a
-    few of the first steps. So nan_loss fires on a non-finite gradient norm only once that has
-    held on as many consecutive measured steps as it takes the scaler, halving its scale on
-    each, to bring the scale below 1 (log2(scale) + 1: 17 from torch's default 65536): then
-    the gradients overflow unscaled, broken, not out of fp16's range (the detector's
-    `grad_steps`, unless `thresholds` set it). A non-finite loss still stops training at
-    once. No scaler, or one that is off: nothing changes."""
-    if scaler is None or ((thresholds or {}).get("nan_loss") or {}).get("grad_steps"):
-        return
-    steps = max(0, math.ceil(math.log2(max(float(scaler.get_scale()), 1.0)))) + 1
-    for detector in monitor.detectors.detectors:
-        if detector.id == "nan_loss":
-            detector.thresholds["grad_steps"] = steps
 
 
 def unscaled(grads: tuple[Any, Any], scaler: Any, optimizer: Any) -> tuple[Any, Any]:

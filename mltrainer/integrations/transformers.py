@@ -195,6 +195,10 @@ class MltCallback(TrainerCallback):
         # ignored), and a fractional num_train_epochs ends within its last epoch
         epochs = (math.ceil(state.max_steps / steps) if steps and state.max_steps
                   else math.ceil(args.num_train_epochs))
+        # fp16: the accelerator's GradScaler skips overflowing steps, whose gradient norm the
+        # Trainer reports as inf (nan_loss bears them: RunMonitor.note_scaler)
+        self.monitor.note_scaler(getattr(getattr(self._trainer, "accelerator", None), "scaler",
+                                         None))
         self._stop_if(args, control, self.monitor.start(
             steps_per_epoch=steps, epochs=epochs, max_steps=state.max_steps), collective=False)
 
