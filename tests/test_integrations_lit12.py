@@ -395,3 +395,75 @@ def test_a_wrapped_model_s_checkpoints_hold_the_module_s_own_keys(tmp_path: Path
         nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)).load_state_dict(weights)
         assert set(_steps(tmp_path / name)[0]["layers"]) == {"0.weight", "0.bias", "2.weight",
                                                              "2.bias"}
+
+
+_LIGHTNING_SCRIPT_WITHOUT_MAX_STEPS = """
+import os
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from mltrainer.integrations import context
+from mltrainer.integrations.lightning import MltCallback
+
+
+class Module(L.LightningModule):
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.net = nn.Linear(n_in, n_out)
+
+    def training_step(self, batch, idx):
+        return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+    def validation_step(self, batch, idx):
+        out = self.net(batch[0])
+        self.log("val_loss", nn.functional.cross_entropy(out, batch[1]))
+        self.log("val_accuracy", (out.argmax(1) == batch[1]).float().mean())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def on_train_start(self):  # (after the callbacks'): the seed training goes on with
+        with open(os.environ["SEEN_SEED_FILE"], "a") as seen:
+            seen.write(os.environ["PL_GLOBAL_SEED"] + "\\n")
+
+
+def main():
+    ctx = context()
+    L.seed_everything(42)  # a hard-coded seed, not ctx.seed
+    train = DataLoader(ctx.train.tensors(), batch_size=8, shuffle=True)
+    val = DataLoader(ctx.val.tensors(), batch_size=len(ctx.val))
+    trainer = L.Trainer(max_epochs=4, callbacks=[MltCallback()], accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, deterministic=True)  # no max_steps
+    trainer.fit(Module(ctx.n_features, ctx.n_outputs), train, val)
+
+
+def load_model(checkpoint, config, spec):
+    return nn.Linear(spec.n_features, spec.n_classes)
+"""
+
+
+def test_the_lightning_callback_stops_at_plans_max_steps_and_takes_the_runs_seed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Lightning script that does not pass context().max_steps to its Trainer was trained
+    fully, twice, by plan's determinism check (4 epochs here); the callback stops it at
+    MLT_MAX_STEPS, as the HF callback and MltMonitor do, and the run ends "max_steps". Its
+    hard-coded seed_everything(42) made every seed of the seeds comparison one batch order:
+    training goes on with the run's seed (with a warning)."""
+    from mltrainer.config import parse_config
+    from mltrainer.data import prepare_data
+    from mltrainer.engine.entrypoint import entrypoint_determinism
+
+    (tmp_path / "user_lightning.py").write_text(_LIGHTNING_SCRIPT_WITHOUT_MAX_STEPS)
+    cfg = parse_config({"name": "x", "task": "classification", "seed": 1,
+                        "data": {"source": "sklearn:iris"},
+                        "goal": {"metric": "accuracy", "target": 0.9},
+                        "training": {"entrypoint": "python:user_lightning:main"}})
+    monkeypatch.setenv("SEEN_SEED_FILE", str(tmp_path / "seen.txt"))
+    probe = entrypoint_determinism(cfg, prepare_data(cfg, tmp_path), 5, tmp_path)
+    assert probe["verified"] and probe["identical"], probe
+    assert probe["steps_run"] == [5, 5] and probe["max_steps_honoured"]
+    assert (tmp_path / "seen.txt").read_text().split() == ["1", "1"]  # the run's seed, not 42

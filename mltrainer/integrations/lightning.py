@@ -49,6 +49,7 @@ event also carries `train` and `train_eval_loss`, measured as the engine does (s
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Mapping
@@ -58,7 +59,7 @@ from typing import Any
 from torch import Tensor
 
 from mltrainer.engine.entrypoint import frameworks_importable
-from mltrainer.integrations._context import monitor_settings
+from mltrainer.integrations._context import context, in_mlt_run, monitor_settings
 from mltrainer.integrations._core import (
     RunMonitor,
     gradient_norms,
@@ -69,10 +70,10 @@ from mltrainer.integrations._core import (
 frameworks_importable()  # before the framework itself: see its docstring
 
 try:
-    from lightning.pytorch import Callback
+    from lightning.pytorch import Callback, seed_everything
     from lightning.pytorch.callbacks import EarlyStopping
 except ImportError:  # pragma: no cover - the older package name
-    from pytorch_lightning import Callback  # type: ignore[no-redef]
+    from pytorch_lightning import Callback, seed_everything  # type: ignore[no-redef]
     from pytorch_lightning.callbacks import EarlyStopping  # type: ignore[no-redef]
 
 __all__ = ["MltCallback"]
@@ -125,6 +126,8 @@ class MltCallback(Callback):
         self._alone = True  # active, one process: on_train_batch_end's fast path
         self._validated = False  # a validation ran since the last epoch's end
         self._warned_no_loss = False
+        self._stop_at: float = math.inf  # inside an mlt run: context().max_steps
+        self._at_max_steps = False
 
     @property
     def findings(self) -> list[Any]:
@@ -133,6 +136,8 @@ class MltCallback(Callback):
     # -- hooks: each a few lines around RunMonitor ----------------------------------------------
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if in_mlt_run():
+            self._mlt_run_rules(trainer)
         self._active = trainer.is_global_zero  # one process writes the stream and decides
         self._world = trainer.world_size
         # a fit resumed from a checkpoint (ckpt_path) continues the step count
@@ -193,6 +198,8 @@ class MltCallback(Callback):
                 self._micro.append(_loss_of(outputs))
             return
         self._recorded = step
+        if step >= self._stop_at:  # plan's determinism check: context().max_steps
+            trainer.should_stop = self._at_max_steps = True
         if not self._alone:
             self._record_elsewhere(trainer, outputs)
             return
@@ -322,10 +329,30 @@ class MltCallback(Callback):
         if not trainer.sanity_checking:  # (the check before training is no epoch's)
             self._validated = True
 
+    def _mlt_run_rules(self, trainer: Any) -> None:
+        """Inside an mlt run the script trains `context().max_steps` steps at most (plan's
+        determinism check: `trainer.should_stop` at that step, end reason "max_steps", whether
+        or not the script passes it to its Trainer), and the run's seed is the one training
+        goes on with: a script's `seed_everything(42)` (Lightning records it in
+        PL_GLOBAL_SEED) made every seed of optimize's seeds comparison one batch order, so it
+        is redone with the run's seed, with a warning (the weights it initialised stay)."""
+        ctx = context()
+        if ctx.max_steps is not None:
+            self._stop_at = ctx.max_steps
+        seeded = os.environ.get("PL_GLOBAL_SEED")
+        if seeded is not None and seeded != str(ctx.seed):
+            warnings.warn(f"mlt: seed_everything({seeded}) replaced by the run's seed {ctx.seed} "
+                          "for training (pass seed_everything(context().seed) before building "
+                          "the model): mlt varies it to compare seeds", RuntimeWarning,
+                          stacklevel=2)
+            seed_everything(ctx.seed, workers=os.environ.get("PL_SEED_WORKERS") == "1",
+                            verbose=False)
+
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if not self._active:
             return
-        self.monitor.end(_why_lightning_ended(trainer), state_dict=pl_module.state_dict)
+        why = "max_steps" if self._at_max_steps else _why_lightning_ended(trainer)
+        self.monitor.end(why, state_dict=pl_module.state_dict)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         why = "aborted" if isinstance(exception, KeyboardInterrupt) else (
