@@ -12,6 +12,8 @@ Events (fields may be added; readers ignore what they do not know):
      "n_val": int | absent,                   # val rows
      "target_scale": {"mean": float, "std": float} | absent,  # regression losses standardised
      "n_train_eval": int | absent,            # training rows `train` is measured on
+     "grad_scale": float | absent,            # fp16: the GradScaler's scale at the start
+                                              #   (nan_loss bears its skipped overflows)
      "time": float}
     {"type": "step", "epoch": int, "step": int, "loss": float, "lr": float,
      "grad_norm": float | absent,             # the global norm BEFORE clipping, where measured
@@ -355,7 +357,7 @@ def iter_stream(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
 # unknown (readers skip it); one of another type made the detectors skip it without a word
 # ("0.5" as a loss: no finding, as if the run were healthy), so the stream is refused instead.
 _NUMBERS = {
-    "start": ("goal_target",),
+    "start": ("goal_target", "grad_scale"),
     "step": ("loss", "lr", "grad_norm", "time"),
     "epoch": ("train_loss", "val_loss", "train_eval_loss", "lr", "wall_time", "peak_mem_mb",
               "time"),

@@ -45,9 +45,10 @@ scalars from 0 - sat at train r2 0.13 in epoch 5 of 40, a looped SiLU net at 0.2
 3-10 of 60; both left their plateaus and met their goals). No better than the trivial
 baseline is judged from `min_epochs` on, whatever the budget.
 
-A run that ends (the end event's reason `completed` or `early_stopping`: its budget ran out,
-not a detector, a Ctrl-C or an error) before the plateau rule could judge it - too few epochs
-for `min_epochs` and a window, or a loss still falling when the budget ran out - is judged once
+A run that ends (the end event's reason `completed`, `early_stopping` or `max_steps`: its
+budget ran out, not a detector, a Ctrl-C or an error) before the plateau rule could judge it -
+too few epochs for `min_epochs` and a window, or a loss still falling when the budget ran out -
+is judged once
 more at its end: when its train loss was never better than trivial (at or above
 (1 - `loss_margin`) x the reference loss in every epoch: a model that got below that bar and
 fell back collapsed, it did not underfit) and the train metric of its last `patience` epochs
@@ -88,9 +89,11 @@ class UnderfittingDetector(Detector):
         "min_progress": "nonnegative", "metric_margin": "nonnegative", "goal_after": "fraction",
     }
     watches: ClassVar[frozenset[str]] = frozenset({"epoch", "end"})
-    # the end reasons of a run whose budget ran out (not a detector's stop, a Ctrl-C, an error,
-    # or a determinism probe's max_steps): the run is over, and it is judged as it ended
-    ended: ClassVar[frozenset[str]] = frozenset({"completed", "early_stopping"})
+    # the end reasons of a run whose budget ran out (not a detector's stop, a Ctrl-C or an
+    # error): the run is over, and it is judged as it ended. `max_steps` is a step budget spent
+    # (Lightning's or HF's max_steps, MltMonitor's; also plan's determinism probe, whose
+    # findings nobody reads: it compares weights)
+    ended: ClassVar[frozenset[str]] = frozenset({"completed", "early_stopping", "max_steps"})
     _state_fields: ClassVar[tuple[str, ...]] = ("recent", "best_before", "epochs_seen")
 
     def _setup(self) -> None:
