@@ -697,6 +697,26 @@ def test_monitor_measures_train_rows_as_the_engine_does(tmp_path: Path) -> None:
     assert event["train_eval_loss"] == pytest.approx(loss) and event["train"] == pytest.approx(
         metrics)
 
+    class Outputs(nn.Module):  # transformers-style: an output with logits (HF Trainer's model)
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = model
+
+        def forward(self, x: torch.Tensor, labels: Any = None) -> dict[str, Any]:
+            return {"loss": None, "logits": self.body(x)}
+
+    mon = RunMonitor(tmp_path / "hf", task="classification", metric="accuracy",
+                     train_rows=(X.numpy(), y.numpy()))
+    mon.start(steps_per_epoch=1)
+    mon.step(epoch=1, step=1, loss=1.0, lr=0.1, grad_norm=1.0)
+    with warnings.catch_warnings():  # it went without train metrics, with a warning
+        warnings.simplefilter("error")
+        mon.epoch(epoch=1, step=1, val_loss=1.0, val={"accuracy": 0.5}, model=Outputs())
+    mon.end()
+    event = read_stream(tmp_path / "hf" / "metrics.jsonl")[-2]
+    assert event["train_eval_loss"] == pytest.approx(loss) and event["train"] == pytest.approx(
+        metrics)
+
     class Keywords(nn.Module):  # a forward that does not take a tensor of rows
         def forward(self, *, input_ids: torch.Tensor) -> torch.Tensor:
             return input_ids

@@ -181,8 +181,9 @@ class TrainRows:
     epoch's end, in eval mode, without gradients, by mlt's own formulas (`engine.inference.
     evaluate`: the task's loss, cross-entropy or MSE, and every metric of the task).
 
-    The model must map a tensor of rows to outputs (logits, or one value per row): the same
-    contract as the project's `load_model`. When it cannot (its forward wants other inputs),
+    The model must map a tensor of rows to outputs (logits, or one value per row; an output
+    with `logits`, transformers-style, is read by its logits): the contract of the project's
+    `load_model`. When it cannot (its forward wants other inputs),
     the first attempt warns once and the events go without the fields; the detectors then
     judge the epoch's mean train loss, as for any stream without them. Cost: one forward pass
     over the rows per epoch (inside an mlt run the engine's `train_subset`: at most one more
@@ -205,7 +206,8 @@ class TrainRows:
             self.X, self.y = self.X.to(device), self.y.to(device)
         try:
             with torch.no_grad():
-                return evaluate(model, self.X, self.y, self.loss_fn, self.task, self.y_numpy)
+                return evaluate(_LogitsOf(model), self.X, self.y, self.loss_fn, self.task,
+                                self.y_numpy)
         except (TypeError, AttributeError, RuntimeError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [""])[0]
             self.failed = f"{type(exc).__name__}: {first}"
@@ -214,6 +216,26 @@ class TrainRows:
                           "forward(rows) return the outputs, or pass train_rows=None",
                           RuntimeWarning, stacklevel=2)
             return None
+
+
+class _LogitsOf(nn.Module):
+    """`model` seen through the tensor its forward returns: a transformers-style output (a
+    `ModelOutput`, or a dict, with `logits`: what an HF Trainer's model returns without
+    labels) by its logits, a tensor as it is. Its eval()/train() reach the model."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        out = self.model(rows)
+        if isinstance(out, torch.Tensor):
+            return out
+        logits = out.get("logits") if isinstance(out, Mapping) else getattr(out, "logits", None)
+        if not isinstance(logits, torch.Tensor):
+            raise TypeError(f"forward returned a {type(out).__name__}, neither a tensor nor an "
+                            "output with logits")
+        return logits
 
 
 class RunMonitor:
