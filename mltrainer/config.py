@@ -472,11 +472,17 @@ class MltConfig(_Strict):
 
 
 def config_field(path: str) -> Any:
-    """The pydantic FieldInfo at a dotted path such as `training.lr`; KeyError when none."""
+    """The pydantic FieldInfo at a dotted path such as `training.lr`; KeyError when none. A key
+    of `model.params` (`model.params.width`: the keyword arguments of a `python:` factory, and
+    what a `training.entrypoint` script reads from its config) is that field's."""
     model: Any = MltConfig
     field = None
-    for part in path.split("."):
+    parts = path.split(".")
+    for i, part in enumerate(parts):
         fields = getattr(model, "model_fields", None)
+        if not fields and field is not None and path.startswith("model.params.") and (
+                i == len(parts) - 1 and part):
+            return field  # one key of the free mapping
         if not fields or part not in fields:
             raise KeyError(path)
         field = fields[part]

@@ -165,6 +165,25 @@ def test_bad_user_space_entry_is_a_config_error_naming_it(path: str, spec: dict[
     assert err.value.exit_code == 2
 
 
+def test_a_model_params_key_can_be_searched() -> None:
+    """A `training.entrypoint` script (or a `python:` model factory) reads its own knobs from
+    `model.params`; `optimize.space` could not name one ('no config field'), so such a
+    project could search the built-in fields only. A key the baseline does not set is searched
+    from nothing: the trial's config carries it, mlt.optimized.yaml's changes show it."""
+    space = build_space(base_cfg(), [], {"model.params.width": {
+        "type": "int", "low": 2, "high": 8}, "model.params.act": {
+        "type": "categorical", "choices": ["relu", "gelu"]}})
+    assert {"model.params.width", "model.params.act"} <= {p.path for p in space.params}
+    base_raw = base_cfg().model_dump(mode="json")
+    trial = trial_config(base_raw, {"model.params.width": 5, "model.params.act": "gelu"}, "t")
+    assert trial.model.params == {"width": 5, "act": "gelu"}
+    changes = changes_between(base_raw, trial.model_dump(mode="json"), space)
+    assert {"path": "model.params.width", "baseline": None, "value": 5} in [
+        {k: c[k] for k in ("path", "baseline", "value")} for c in changes]
+    with pytest.raises(ConfigError, match=r"optimize\.space\.model\.params': low 2 is not a"):
+        build_space(base_cfg(), [], {"model.params": {"type": "int", "low": 2, "high": 8}})
+
+
 @pytest.mark.parametrize(("modality", "searched"), [
     ("table", {"training.weight_decay", "model.dropout", "training.lr"}),
     ("image", {"training.weight_decay", "model.dropout", "training.lr",

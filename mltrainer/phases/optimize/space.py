@@ -111,8 +111,12 @@ class SearchSpace:
 
 
 def get_path(raw: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path; None where the config leaves it out (a `model.params` key
+    the baseline does not set)."""
     cur: Any = raw
     for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
         cur = cur[part]
     return cur
 
@@ -295,7 +299,8 @@ def user_param(path: str, spec: Any, base_raw: dict[str, Any], source: str = "ml
                ) -> Param:
     """One `optimize.space` entry, validated eagerly: ConfigError names the entry and the value."""
     where = f"{source}: field 'optimize.space.{path}'"
-    hint = ("write '<model|training>.<field>' (or 'data.transforms.augment.<field>'): "
+    hint = ("write '<model|training>.<field>' (or 'data.transforms.augment.<field>', or "
+            "'model.params.<key>' for your own model or entrypoint): "
             "{type: float|int|categorical, low, high, log} "
             "or {type: categorical, choices: [...]} under optimize.space")
     try:
