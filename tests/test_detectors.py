@@ -667,8 +667,13 @@ CASES: dict[str, Case] = {
         epochs=5, end_reason="early_stopping", train_loss=lambda e: 2.6 - 0.1 * e,
         val_loss=lambda e: 2.3, val_metric=lambda e: 0.15, train_metric=lambda e: 0.16),
         {"underfitting": (3, 30)}, rule="ended_no_better_than_trivial"),
-    # a step budget (Lightning's or HF's max_steps, MltMonitor's) spent is a budget spent too
-    # (it was never judged at its end)
+    # a step budget (Lightning's or HF's max_steps, MltMonitor's) or a time budget
+    # (Lightning's max_time) spent is a budget spent too (it was never judged at its end)
+    "a max_time budget spent before the loss left the trivial level": Case(Run(
+        epochs=3, end_reason="max_time", train_loss=lambda e: 2.28 - 0.03 * e,
+        val_loss=lambda e: 2.29 - 0.03 * e, val_metric=lambda e: 0.2 + 0.05 * e,
+        train_metric=lambda e: 0.2 + 0.05 * e, goal_target=0.8), {"underfitting": (1, 10)},
+        rule="ended_no_better_than_trivial"),
     "a max_steps budget spent before the loss left the trivial level": Case(Run(
         epochs=3, end_reason="max_steps", train_loss=lambda e: 2.28 - 0.03 * e,
         val_loss=lambda e: 2.29 - 0.03 * e, val_metric=lambda e: 0.2 + 0.05 * e,

@@ -467,3 +467,16 @@ def test_the_lightning_callback_stops_at_plans_max_steps_and_takes_the_runs_seed
     assert probe["verified"] and probe["identical"], probe
     assert probe["steps_run"] == [5, 5] and probe["max_steps_honoured"]
     assert (tmp_path / "seen.txt").read_text().split() == ["1", "1"]  # the run's seed, not 42
+
+
+def test_a_fit_that_spent_its_max_time_ends_max_time(tmp_path: Path) -> None:
+    """Trainer(max_time=...) stops the fit through Lightning's Timer; the stream ended it
+    "completed", as if its epochs had run. It ends "max_time", a budget spent (underfitting
+    judges such a run at its end, as one that completed)."""
+    from datetime import timedelta
+
+    L = _lightning()
+    _fit(L, tmp_path, _module(L), max_epochs=50, max_time=timedelta(microseconds=1))
+    events = read_stream(tmp_path / "metrics.jsonl")
+    assert events[-1]["reason"] == "max_time"
+    assert len([e for e in events if e["type"] == "epoch"]) < 50

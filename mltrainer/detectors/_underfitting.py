@@ -45,17 +45,17 @@ scalars from 0 - sat at train r2 0.13 in epoch 5 of 40, a looped SiLU net at 0.2
 3-10 of 60; both left their plateaus and met their goals). No better than the trivial
 baseline is judged from `min_epochs` on, whatever the budget.
 
-A run that ends (the end event's reason `completed`, `early_stopping` or `max_steps`: its
-budget ran out, not a detector, a Ctrl-C or an error) before the plateau rule could judge it -
-too few epochs for `min_epochs` and a window, or a loss still falling when the budget ran out -
-is judged once
-more at its end: when its train loss was never better than trivial (at or above
-(1 - `loss_margin`) x the reference loss in every epoch: a model that got below that bar and
-fell back collapsed, it did not underfit) and the train metric of its last `patience` epochs
-does not meet the goal, the model never fitted its training rows in the run it had (rule
-`ended_no_better_than_trivial`; issue 11, ninth pass: 3 epochs of 4 steps on wine, train loss
-93 % of trivial, train accuracy 0.52 against a goal of 0.8, a baseline that failed its gate and a
-diagnose that said nothing was wrong). A slow start is a finding at the end, not on the way.
+A run that ends (the end event's reason `completed`, `early_stopping`, `max_steps` or
+`max_time`: its budget ran out, not a detector, a Ctrl-C or an error) before the plateau rule
+could judge it - too few epochs for `min_epochs` and a window, or a loss still falling when the
+budget ran out - is judged once more at its end: when its train loss was never better than
+trivial (at or above (1 - `loss_margin`) x the reference loss in every epoch: a model that got
+below that bar and fell back collapsed, it did not underfit) and the train metric of its last
+`patience` epochs does not meet the goal, the model never fitted its training rows in the run
+it had (rule `ended_no_better_than_trivial`; issue 11, ninth pass: 3 epochs of 4 steps on wine,
+train loss 93 % of trivial, train accuracy 0.52 against a goal of 0.8, a baseline that failed
+its gate and a diagnose that said nothing was wrong). A slow start is a finding at the end, not
+on the way.
 
 All of it is scale-free: losses are judged against the reference loss and against their own
 earlier values, metrics against the goal. The train loss judged is the end-of-epoch model's
@@ -92,8 +92,9 @@ class UnderfittingDetector(Detector):
     # the end reasons of a run whose budget ran out (not a detector's stop, a Ctrl-C or an
     # error): the run is over, and it is judged as it ended. `max_steps` is a step budget spent
     # (Lightning's or HF's max_steps, MltMonitor's; also plan's determinism probe, whose
-    # findings nobody reads: it compares weights)
-    ended: ClassVar[frozenset[str]] = frozenset({"completed", "early_stopping", "max_steps"})
+    # findings nobody reads: it compares weights), `max_time` a time budget (Lightning's)
+    ended: ClassVar[frozenset[str]] = frozenset({"completed", "early_stopping", "max_steps",
+                                                 "max_time"})
     _state_fields: ClassVar[tuple[str, ...]] = ("recent", "best_before", "epochs_seen")
 
     def _setup(self) -> None:

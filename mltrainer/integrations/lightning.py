@@ -71,10 +71,10 @@ frameworks_importable()  # before the framework itself: see its docstring
 
 try:
     from lightning.pytorch import Callback, seed_everything
-    from lightning.pytorch.callbacks import EarlyStopping
+    from lightning.pytorch.callbacks import EarlyStopping, Timer
 except ImportError:  # pragma: no cover - the older package name
     from pytorch_lightning import Callback, seed_everything  # type: ignore[no-redef]
-    from pytorch_lightning.callbacks import EarlyStopping  # type: ignore[no-redef]
+    from pytorch_lightning.callbacks import EarlyStopping, Timer  # type: ignore[no-redef]
 
 __all__ = ["MltCallback"]
 _NO_NORMS = (None, None)  # a step whose gradient norm is not sampled
@@ -430,4 +430,9 @@ def _why_lightning_ended(trainer: Any) -> str:
         return "max_steps"
     if getattr(trainer, "interrupted", False):
         return "interrupted"
+    for callback in trainer.callbacks:
+        # Trainer(max_time=...) adds Lightning's Timer, which stops the fit once it is spent
+        if isinstance(callback, Timer) and getattr(callback, "_duration", None) is not None and (
+                callback.time_remaining() is not None and callback.time_remaining() <= 0):
+            return "max_time"
     return "completed"
