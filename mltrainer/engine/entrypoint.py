@@ -567,6 +567,11 @@ def stop_when_orphaned(parent: int, every_s: float = 0.5,
 def main(argv: list[str]) -> int:
     from mltrainer.engine.seeding import seed_everything, set_deterministic
 
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # mlt started in the background (a shell's `&`, as under nohup or CI, starts its
+        # children with SIGINT ignored, and Python then installs no KeyboardInterrupt): the
+        # orphan watcher's Ctrl-C and mlt's own must still end the script, its `finally`s run
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if os.environ.get(ENV_PARENT):
         stop_when_orphaned(int(os.environ[ENV_PARENT]))
     spec = argv[0]
