@@ -1783,7 +1783,8 @@ def test_example_script_through_all_five_phases(tmp_path: Path, example: str, ta
 
 
 @pytest.mark.slow
-def test_a_detector_stop_reaches_every_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("framework", ["lightning", "hf", "loop"])
+def test_a_detector_stop_reaches_every_process(tmp_path: Path, framework: str) -> None:
     """Two gloo processes under torchrun: process 0's nan_loss (for step 3, within its bound)
     stops both at the same step, in Lightning (strategy reduce_boolean_decision), in HF and in
     a hand-written loop with MltMonitor (a torch.distributed all-reduce)."""
@@ -1796,14 +1797,14 @@ def test_a_detector_stop_reaches_every_process(tmp_path: Path) -> None:
         p for p in (str(script.parents[1]), os.environ.get("PYTHONPATH", "")) if p)}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         str(script), str(tmp_path)], capture_output=True, text=True, timeout=240, env=env)
+         str(script), str(tmp_path), framework], capture_output=True, text=True, timeout=240,
+        env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    got = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    for framework in ("lightning", "hf", "loop"):
-        first, other = got[0][framework], got[1][framework]
-        assert (first["reason"], other["reason"]) == ("detector:nan_loss", "stopped_by_rank0")
-        assert first["stop_step"] == 3 and other["stop_step"] is None  # process 0 decides
-        assert first["step"] == other["step"] and 3 <= first["step"] <= 3 + first["max_block"] - 1
+    got = [json.loads((tmp_path / f"{framework}-rank{r}.json").read_text()) for r in (0, 1)]
+    first, other = got[0][framework], got[1][framework]
+    assert (first["reason"], other["reason"]) == ("detector:nan_loss", "stopped_by_rank0")
+    assert first["stop_step"] == 3 and other["stop_step"] is None  # process 0 decides
+    assert first["step"] == other["step"] and 3 <= first["step"] <= 3 + first["max_block"] - 1
 
 
 @pytest.mark.parametrize(("entrypoint", "options", "refused"), [
