@@ -432,7 +432,8 @@ def _why_lightning_ended(trainer: Any) -> str:
         return "interrupted"
     for callback in trainer.callbacks:
         # Trainer(max_time=...) adds Lightning's Timer, which stops the fit once it is spent
-        if isinstance(callback, Timer) and getattr(callback, "_duration", None) is not None and (
-                callback.time_remaining() is not None and callback.time_remaining() <= 0):
+        # (time_remaining: None without a duration)
+        remaining = callback.time_remaining() if isinstance(callback, Timer) else None
+        if remaining is not None and remaining <= 0:
             return "max_time"
     return "completed"

@@ -247,12 +247,7 @@ class MltMonitor:
         grads = _NO_NORMS
         monitor = self.monitor
         if step >= self._next_sample:
-            grads = monitor.sample(self._params, step)
-            self._next_sample = monitor.next_sample
-            if grads[0] is None and step == 1:
-                self._no_gradients()
-            elif self.scaler is not None:
-                grads = unscaled(grads, self.scaler, optimizer)
+            grads = self._sampled(step, optimizer)
         pending = monitor._pending
         now = time.perf_counter()
         pending.append((self.current_epoch, step, loss, lr if lr is None else float(lr),
@@ -264,6 +259,18 @@ class MltMonitor:
         if self.max_steps is not None and step >= self.max_steps and self.stopping_reason is None:
             self.stopping_reason = "max_steps"
         return self.stopping_reason
+
+    def _sampled(self, step: int, optimizer: Any) -> tuple[Any, Any]:
+        """A sampled step's gradient numbers (`RunMonitor.sample`), unscaled with a scaler;
+        the first step's finding no gradient is named (`_no_gradients`). Off the common step's
+        path: only steps at or past `_next_sample` call it."""
+        grads = self.monitor.sample(self._params, step)
+        self._next_sample = self.monitor.next_sample
+        if grads[0] is None and step == 1:
+            self._no_gradients()
+        elif self.scaler is not None:
+            grads = unscaled(grads, self.scaler, optimizer)
+        return grads
 
     def _no_gradients(self) -> None:
         """The run's first step (its norm is always taken: `NORM_EARLY`) found no gradient on
@@ -286,12 +293,7 @@ class MltMonitor:
         if self._active:
             grads = _NO_NORMS
             if step >= self._next_sample:
-                grads = self.monitor.sample(self._params, step)
-                self._next_sample = self.monitor.next_sample
-                if grads[0] is None and step == 1:
-                    self._no_gradients()
-                elif self.scaler is not None:
-                    grads = unscaled(grads, self.scaler, optimizer)
+                grads = self._sampled(step, optimizer)
             reason = self.monitor.step(epoch=self.current_epoch, step=step, loss=loss,
                                        lr=lr if lr is None else float(lr), grad_norm=grads[0],
                                        layers=grads[1])
